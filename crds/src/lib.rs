@@ -1,0 +1,45 @@
+//! # hookway-crds
+//!
+//! The shared source of truth of hookway, with no I/O:
+//!
+//! ```text
+//!   api/        GatewayPlugin, Service, Route  (kube CustomResource types)
+//!   crdgen      the CRD YAML generated from those types
+//!   catalogue   plugin kinds by name, each with a typed config validator
+//!   manifests   multi-document YAML -> typed objects (standalone mode, `--check`)
+//!   compiler    objects -> (Snapshot, per-object statuses)   [pure]
+//!   snapshot    what proxies run: routes, upstreams, chains, certificates
+//! ```
+//!
+//! The controller feeds the compiler from kube-runtime reflector stores, the proxy's standalone
+//! mode from a folder of manifests; both get the same snapshot for the same objects.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod catalogue;
+pub mod compiler;
+pub mod crdgen;
+pub mod duration;
+pub mod manifests;
+pub mod snapshot;
+
+pub use api::{
+    gateway_plugin::{
+        GatewayPlugin, GatewayPluginSpec, GatewayPluginStatus, PluginPolicy, PluginStatus,
+    },
+    route::{Route, RouteSpec, RouteStatus},
+    service::{Service, ServiceSpec, ServiceStatus},
+    PluginRef,
+};
+pub use catalogue::Catalogue;
+pub use snapshot::Snapshot;
+
+/// The API group of every hookway kind.
+pub const GROUP: &str = "hookway.dev";
+/// The served and stored API version.
+pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` as written in manifests.
+pub const API_VERSION: &str = "hookway.dev/v1alpha1";
+/// The field manager used for server-side apply of status.
+pub const FIELD_MANAGER: &str = "hookway-controller";

@@ -1,0 +1,248 @@
+//! The snapshot: everything a proxy needs to serve traffic, self-contained and versioned.
+//!
+//! It is produced by the compiler (from the cluster or a folder of manifests), shipped to
+//! proxies as JSON, and swapped atomically in the proxy. Everything in it is already validated:
+//! a proxy only rejects a snapshot for reasons local to itself (e.g. a certificate its TLS stack
+//! cannot load).
+//!
+//! The `hash` covers everything but `version`, so two compiles of the same objects have the same
+//! hash whatever order the objects came in.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use crate::api::route::{Method, PathMatchType, ValueMatchType};
+pub use crate::api::service::{Balance, Scheme};
+
+/// `namespace/name` of an object.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl ObjectKey {
+    /// Builds a key.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A compiled, self-contained configuration for proxies.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct Snapshot {
+    /// Monotonic version assigned by the producer (controller or standalone loader); not hashed.
+    #[serde(default)]
+    pub version: u64,
+    /// Hex SHA-256 of the content (everything but `version` and `hash`).
+    #[serde(default)]
+    pub hash: String,
+    /// Routes, sorted by key.
+    pub routes: Vec<RouteEntry>,
+    /// Upstreams, sorted by key.
+    pub upstreams: Vec<UpstreamEntry>,
+    /// TLS certificates, sorted by key.
+    pub certificates: Vec<CertificateEntry>,
+    /// Opaque Secrets referenced by plugin configs (credentials), sorted by key.
+    pub secrets: Vec<SecretEntry>,
+    /// The chain run on requests that match no Route: cluster-wide `global` plugins that apply
+    /// everywhere, in run order.
+    pub default_chain: Vec<ChainEntry>,
+}
+
+/// A served Route.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RouteEntry {
+    /// The Route object.
+    pub key: ObjectKey,
+    /// Exact (`a.example.com`) or wildcard (`*.example.com`) hosts, lower-case; empty = any.
+    pub hosts: Vec<String>,
+    /// Alternatives; empty = everything (normalised by the compiler to one `Prefix /` rule).
+    pub rules: Vec<RuleEntry>,
+    /// Higher wins between equally specific matches.
+    pub priority: i32,
+    /// `creationTimestamp` in seconds since the epoch (older wins ties, as in the Gateway API).
+    pub created: i64,
+    /// The Upstream key (namespace/name of the hookway Service).
+    pub upstream: ObjectKey,
+    /// The effective plugin chain, in run order (ascending `order`, then alias).
+    pub chain: Vec<ChainEntry>,
+}
+
+/// One rule: every set field must match.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RuleEntry {
+    /// Path match kind.
+    pub path_type: PathMatchType,
+    /// Path or regex (validated to compile).
+    pub path: String,
+    /// Methods; empty = any.
+    pub methods: Vec<Method>,
+    /// Header matches (names lower-case).
+    pub headers: Vec<ValueMatchEntry>,
+    /// Query matches.
+    pub query: Vec<ValueMatchEntry>,
+}
+
+/// A header or query match.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ValueMatchEntry {
+    /// Name (headers lower-cased).
+    pub name: String,
+    /// Match kind.
+    pub kind: ValueMatchType,
+    /// Value or regex; empty for `Present`.
+    pub value: String,
+}
+
+/// Which level an effective plugin setting came from.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// The Route's own `spec.plugins`.
+    Route,
+    /// The target Service's `spec.plugins`.
+    Service,
+    /// A GatewayPlugin in the Route's namespace.
+    Namespace,
+    /// A GatewayPlugin in the root namespace.
+    Cluster,
+}
+
+impl Tier {
+    /// Lower-case name, as shown on statuses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Route => "route",
+            Tier::Service => "service",
+            Tier::Namespace => "namespace",
+            Tier::Cluster => "cluster",
+        }
+    }
+}
+
+/// One plugin in a chain, with its effective config.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ChainEntry {
+    /// The alias (GatewayPlugin name).
+    pub alias: String,
+    /// The GatewayPlugin the alias resolved to (its namespace tells the tier of the instance).
+    pub plugin_ref: ObjectKey,
+    /// The plugin kind.
+    pub plugin: String,
+    /// Where the effective config came from.
+    pub tier: Tier,
+    /// Execution order.
+    pub order: i32,
+    /// The effective config (validated against the plugin's typed config).
+    pub config: serde_json::Value,
+    /// Paths for which this plugin is skipped (`*` wildcards).
+    pub exclude_paths: Vec<String>,
+}
+
+/// An upstream: nodes plus how to talk to them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct UpstreamEntry {
+    /// The hookway Service.
+    pub key: ObjectKey,
+    /// http or https.
+    pub scheme: Scheme,
+    /// Balancing algorithm.
+    pub balance: Balance,
+    /// Header hashed for `header-hash` (lower-case).
+    pub hash_header: Option<String>,
+    /// Ready nodes, sorted (address, port).
+    pub endpoints: Vec<Endpoint>,
+    /// Connect timeout in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Response-head timeout in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Extra attempts for idempotent requests.
+    pub retries: u32,
+    /// Upstream statuses that trigger a retry.
+    pub retry_on_status: Vec<u16>,
+    /// SNI / verification name for https.
+    pub tls_server_name: Option<String>,
+    /// Skip upstream certificate verification.
+    pub tls_insecure_skip_verify: bool,
+}
+
+/// One upstream node.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Endpoint {
+    /// Host name or IP address.
+    pub address: String,
+    /// Port.
+    pub port: u16,
+    /// Weight (for `weighted`).
+    pub weight: u32,
+}
+
+/// A TLS certificate and the hosts it is served for.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct CertificateEntry {
+    /// The `kubernetes.io/tls` Secret.
+    pub key: ObjectKey,
+    /// PEM chain (`tls.crt`).
+    pub cert_pem: String,
+    /// PEM private key (`tls.key`).
+    pub key_pem: String,
+    /// Hosts (from the Routes that name this Secret), sorted, deduplicated.
+    pub hosts: Vec<String>,
+}
+
+/// An opaque Secret's data, for plugins that need credentials.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SecretEntry {
+    /// The Secret.
+    pub key: ObjectKey,
+    /// Decoded data, by key (UTF-8; non-UTF-8 values are left out by the compiler).
+    pub data: std::collections::BTreeMap<String, String>,
+}
+
+impl Snapshot {
+    /// Computes the content hash (everything except `version` and `hash`).
+    pub fn content_hash(&self) -> String {
+        let mut copy_view = serde_json::to_value(self).expect("snapshot serializes");
+        if let Some(obj) = copy_view.as_object_mut() {
+            obj.remove("version");
+            obj.remove("hash");
+        }
+        // serde_json::Value maps are BTreeMaps: the serialization is canonical.
+        let bytes = serde_json::to_vec(&copy_view).expect("value serializes");
+        hex::encode(Sha256::digest(&bytes))
+    }
+
+    /// Sets `hash` from the content.
+    pub fn seal(mut self) -> Self {
+        self.hash = self.content_hash();
+        self
+    }
+
+    /// Finds an upstream by key.
+    pub fn upstream(&self, key: &ObjectKey) -> Option<&UpstreamEntry> {
+        self.upstreams
+            .binary_search_by(|u| u.key.cmp(key))
+            .ok()
+            .map(|i| &self.upstreams[i])
+    }
+
+    /// Finds a secret by key.
+    pub fn secret(&self, key: &ObjectKey) -> Option<&SecretEntry> {
+        self.secrets
+            .binary_search_by(|s| s.key.cmp(key))
+            .ok()
+            .map(|i| &self.secrets[i])
+    }
+}
