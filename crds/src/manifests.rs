@@ -54,8 +54,9 @@ pub fn parse_into(
             Ok(serde_yaml::Value::Null) => continue,
             Ok(v) => v,
             Err(e) => {
+                // A syntax error leaves the YAML stream in an unknown place: stop reading it.
                 errors.push(err(e.to_string()));
-                continue;
+                break;
             }
         };
         let meta: TypeMeta = match serde_yaml::from_value(value.clone()) {

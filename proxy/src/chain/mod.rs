@@ -1,0 +1,146 @@
+//! The hook chain: runs a Route's plugins around the upstream call, as an onion.
+//!
+//! ```text
+//!  on_request 1 → 2 → 3 → [request body filters 1 → 2 → 3] → Upstream::call
+//!  on_response 3 → 2 → 1 → [response body filters 3 → 2 → 1] → client
+//!  on_complete 3 → 2 → 1   (when the response body ends, fails, or the client goes away)
+//! ```
+//!
+//! Early answer from plugin k: plugins k+1.. and the upstream are skipped; on_response runs for
+//! k, k-1, .., 1. A plugin error or panic ends the request with a 5xx naming nobody's internals,
+//! and a log line naming the plugin (alias) and route.
+//!
+//! (API fixed here; the implementation is being written.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+
+use crate::plugin::{BoxFuture, Ctx, Plugin, ProxyBody, Registry};
+use hookway_crds::snapshot::{ObjectKey, Snapshot};
+
+/// Why the upstream call failed; turned into a short plain-text 502/503/504 by the chain (the
+/// response hooks still run on it).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct UpstreamError {
+    /// 502 (bad gateway: connect refused, reset, protocol error), 503 (no healthy node),
+    /// 504 (timeout).
+    pub status: StatusCode,
+    /// Short reason, sent as the body (`upstream connect error: connection refused`).
+    pub message: String,
+}
+
+/// The innermost layer of the onion: sends the (possibly modified) request to the upstream the
+/// context names, or answers itself (e.g. the 404 of the no-route chain).
+pub trait Upstream: Send + Sync {
+    /// Performs the call.
+    fn call<'a>(
+        &'a self,
+        req: Request<ProxyBody>,
+        ctx: &'a mut Ctx,
+    ) -> BoxFuture<'a, Result<Response<ProxyBody>, UpstreamError>>;
+}
+
+/// Observes the chain for metrics (implemented by the proxy's metrics module).
+pub trait ChainObserver: Send + Sync {
+    /// A hook of plugin `alias` (kind `plugin`) ran for `elapsed`. `phase` is one of
+    /// `request`, `response`, `request_body`, `response_body`, `complete`.
+    fn hook(&self, alias: &str, plugin: &str, phase: &'static str, elapsed: Duration);
+    /// Plugin `alias` failed (error or panic) on route `route`.
+    fn plugin_failed(&self, alias: &str, plugin: &str, route: Option<&ObjectKey>);
+}
+
+/// One plugin in a chain.
+#[derive(Clone)]
+pub struct Link {
+    /// The alias (GatewayPlugin name).
+    pub alias: Arc<str>,
+    /// The plugin kind.
+    pub plugin_kind: Arc<str>,
+    /// The instance.
+    pub plugin: Arc<dyn Plugin>,
+    /// Paths (with `*` wildcards) for which this link is skipped.
+    pub exclude_paths: Arc<[String]>,
+}
+
+/// A Route's chain, ready to run. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Chain {
+    links: Arc<[Link]>,
+}
+
+impl Chain {
+    /// A chain of `links` (already in run order).
+    pub fn new(links: Vec<Link>) -> Self {
+        Self {
+            links: links.into(),
+        }
+    }
+
+    /// The links in run order.
+    pub fn links(&self) -> &[Link] {
+        &self.links
+    }
+
+    /// Runs the request through the chain and `upstream`. Never fails: errors become responses.
+    pub async fn run(
+        &self,
+        req: Request<ProxyBody>,
+        ctx: Ctx,
+        upstream: &dyn Upstream,
+        observer: &Arc<dyn ChainObserver>,
+    ) -> Response<ProxyBody> {
+        let _ = (req, ctx, upstream, observer);
+        todo!("chain runner")
+    }
+}
+
+/// Builds chains from snapshots, reusing plugin instances across snapshots while their
+/// `(GatewayPlugin, kind, config)` is unchanged (so rate-limit counters and breaker state
+/// survive reloads).
+pub struct ChainBuilder {
+    registry: Registry,
+}
+
+/// The chains of one snapshot.
+#[derive(Clone, Default)]
+pub struct Chains {
+    /// Per Route, in the snapshot's route order.
+    pub routes: Vec<Chain>,
+    /// For requests that match no Route.
+    pub default: Chain,
+}
+
+/// A plugin instance that could not be built (the snapshot is then rejected by this proxy).
+#[derive(Debug, thiserror::Error)]
+#[error("plugin {alias} ({plugin}) from {plugin_ref}: {message}")]
+pub struct BuildError {
+    /// Alias.
+    pub alias: String,
+    /// Kind.
+    pub plugin: String,
+    /// The GatewayPlugin.
+    pub plugin_ref: ObjectKey,
+    /// Why.
+    pub message: String,
+}
+
+impl ChainBuilder {
+    /// A builder using `registry`.
+    pub fn new(registry: Registry) -> Self {
+        Self { registry }
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Builds every chain of `snapshot`.
+    pub fn build(&mut self, snapshot: &Snapshot) -> Result<Chains, BuildError> {
+        let _ = snapshot;
+        todo!("chain builder")
+    }
+}

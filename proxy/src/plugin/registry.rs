@@ -1,0 +1,83 @@
+//! Plugin kinds by name: how to validate a config (the compiler's [`Catalogue`]) and how to
+//! build a running instance from it. A built-in plugin is one file in `plugins/` plus one
+//! `register::<X>()` line in `plugins/mod.rs`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hookway_crds::catalogue::{Catalogue, PluginConfig};
+use hookway_crds::snapshot::{ObjectKey, Snapshot};
+
+use super::Plugin;
+
+/// What a plugin may use while it is being built.
+pub struct BuildEnv<'a> {
+    /// The snapshot being applied (credentials Secrets, upstreams).
+    pub snapshot: &'a Snapshot,
+    /// The GatewayPlugin this instance comes from.
+    pub plugin_ref: &'a ObjectKey,
+    /// Its alias.
+    pub alias: &'a str,
+}
+
+/// A plugin kind: its name, typed config and constructor.
+pub trait PluginFactory: 'static {
+    /// The kind name used in `GatewayPlugin.spec.plugin`.
+    const NAME: &'static str;
+    /// The typed config (serde, unknown fields rejected).
+    type Config: PluginConfig;
+    /// Builds an instance; called once per distinct config per snapshot (instances are reused
+    /// across snapshots while the config is unchanged).
+    fn build(config: Self::Config, env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String>;
+}
+
+type BuildFn = fn(&serde_json::Value, &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String>;
+
+fn build_as<F: PluginFactory>(
+    config: &serde_json::Value,
+    env: &BuildEnv<'_>,
+) -> Result<Arc<dyn Plugin>, String> {
+    let typed: F::Config = serde_path_to_error::deserialize(config)
+        .map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
+    typed.validate()?;
+    F::build(typed, env)
+}
+
+/// Every plugin kind this proxy can run.
+#[derive(Clone, Default)]
+pub struct Registry {
+    builders: HashMap<&'static str, BuildFn>,
+    catalogue: Catalogue,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers plugin kind `F`.
+    pub fn register<F: PluginFactory>(&mut self) -> &mut Self {
+        self.builders.insert(F::NAME, build_as::<F>);
+        self.catalogue.register::<F::Config>(F::NAME);
+        self
+    }
+
+    /// The catalogue the compiler validates configs with.
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    /// Builds an instance of `kind` with `config`.
+    pub fn build(
+        &self,
+        kind: &str,
+        config: &serde_json::Value,
+        env: &BuildEnv<'_>,
+    ) -> Result<Arc<dyn Plugin>, String> {
+        match self.builders.get(kind) {
+            Some(build) => build(config, env),
+            None => Err(format!("unknown plugin kind {kind:?}")),
+        }
+    }
+}
