@@ -78,6 +78,7 @@ pub fn parse_into(
                     decode::<Route>(value, default_namespace).map(|o| into.routes.push(Arc::new(o)))
                 }
                 ("v1", "Secret") => decode::<Secret>(value, default_namespace)
+                    .map(fold_string_data)
                     .map(|o| into.secrets.push(Arc::new(o))),
                 ("v1", "Service") => decode::<CoreService>(value, default_namespace)
                     .map(|o| into.core_services.push(Arc::new(o))),
@@ -104,6 +105,17 @@ pub fn parse_into(
     } else {
         Err(errors)
     }
+}
+
+/// Moves `stringData` into `data`, as the API server does on write.
+fn fold_string_data(mut secret: Secret) -> Secret {
+    if let Some(strings) = secret.string_data.take() {
+        let data = secret.data.get_or_insert_with(Default::default);
+        for (k, v) in strings {
+            data.insert(k, k8s_openapi::ByteString(v.into_bytes()));
+        }
+    }
+    secret
 }
 
 fn decode<K>(value: serde_yaml::Value, default_namespace: &str) -> Result<K, String>
@@ -185,6 +197,17 @@ metadata: {name: d}
             errors[0]
         );
         assert!(errors[0].message.contains("hostz"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn secret_string_data_becomes_data() {
+        let text = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/tls\nstringData: {tls.crt: abc}\ndata: {tls.key: ZGVm}\n";
+        let mut objects = Objects::default();
+        parse_into(text, "s.yaml", "default", &mut objects).unwrap();
+        let data = objects.secrets[0].data.as_ref().unwrap();
+        assert_eq!(data["tls.crt"].0, b"abc");
+        assert_eq!(data["tls.key"].0, b"def");
+        assert!(objects.secrets[0].string_data.is_none());
     }
 
     #[test]
