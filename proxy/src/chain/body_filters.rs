@@ -100,7 +100,11 @@ impl FilterStack {
 
     /// End of stream, with the last chunk when the inner body gave it with its end. What is
     /// left to send is appended to `out`, in order.
-    fn finish(&mut self, last: Option<Bytes>, out: &mut VecDeque<Bytes>) -> Result<(), BodyFilterError> {
+    fn finish(
+        &mut self,
+        last: Option<Bytes>,
+        out: &mut VecDeque<Bytes>,
+    ) -> Result<(), BodyFilterError> {
         out.extend(last.filter(|b| !b.is_empty()));
         for i in 0..self.stages.len() {
             let pieces = out.len();
@@ -179,7 +183,11 @@ pub(crate) struct FilteredBody {
 
 impl FilteredBody {
     /// Wraps `inner`; `counter`, when given, counts the bytes read from it.
-    pub(crate) fn new(inner: ProxyBody, stack: FilterStack, counter: Option<Arc<AtomicU64>>) -> Self {
+    pub(crate) fn new(
+        inner: ProxyBody,
+        stack: FilterStack,
+        counter: Option<Arc<AtomicU64>>,
+    ) -> Self {
         Self {
             inner,
             stack,

@@ -60,7 +60,12 @@ impl Finisher {
                 // Nothing left to answer: the failure is only logged.
                 guard::report(link, "complete", ctx.route.as_ref(), &failure, &*observer);
             }
-            observer.hook(&link.alias, &link.plugin_kind, "complete", started.elapsed());
+            observer.hook(
+                &link.alias,
+                &link.plugin_kind,
+                "complete",
+                started.elapsed(),
+            );
         }
     }
 }

@@ -33,8 +33,8 @@ pub use body_filters::BodyFilterError;
 
 use crate::plugin::{BoxFuture, Ctx, Plugin, ProxyBody, Registry};
 use exclude::ExcludePaths;
-use link_set::LinkSet;
 use hookway_crds::snapshot::{ObjectKey, Snapshot};
+use link_set::LinkSet;
 
 /// Why the upstream call failed; turned into a short plain-text 502/503/504 by the chain (the
 /// response hooks still run on it).

@@ -131,7 +131,9 @@ pub(super) async fn run(
             Ok((body, counter)) => {
                 received = counter;
                 let started = Instant::now();
-                let result = upstream.call(Request::from_parts(parts, body), &mut ctx).await;
+                let result = upstream
+                    .call(Request::from_parts(parts, body), &mut ctx)
+                    .await;
                 upstream_duration = Some(started.elapsed());
                 match result {
                     Ok(response) => response,
@@ -152,7 +154,12 @@ pub(super) async fn run(
         let link = &links[i];
         let started = Instant::now();
         let result = guard::hook(|| link.plugin.on_response(&mut head, &mut ctx)).await;
-        observer.hook(&link.alias, &link.plugin_kind, "response", started.elapsed());
+        observer.hook(
+            &link.alias,
+            &link.plugin_kind,
+            "response",
+            started.elapsed(),
+        );
         if let Err(failure) = result {
             let failed = Failed::new(links, i, "response", failure, &ctx, &**observer);
             (head, body) = failed.response.into_parts();
@@ -209,11 +216,23 @@ fn request_body(
             Ok(None) => {}
             Ok(Some(filter)) => stack
                 .get_or_insert_with(|| {
-                    FilterStack::new(links.clone(), ctx.route.clone(), observer.clone(), "request_body")
+                    FilterStack::new(
+                        links.clone(),
+                        ctx.route.clone(),
+                        observer.clone(),
+                        "request_body",
+                    )
                 })
                 .push(i, filter),
             Err(failure) => {
-                return Err(Failed::new(links, i, "request_body", failure, ctx, &**observer))
+                return Err(Failed::new(
+                    links,
+                    i,
+                    "request_body",
+                    failure,
+                    ctx,
+                    &**observer,
+                ))
             }
         }
     }
@@ -248,11 +267,23 @@ fn response_body(
             Ok(None) => {}
             Ok(Some(filter)) => stack
                 .get_or_insert_with(|| {
-                    FilterStack::new(links.clone(), ctx.route.clone(), observer.clone(), "response_body")
+                    FilterStack::new(
+                        links.clone(),
+                        ctx.route.clone(),
+                        observer.clone(),
+                        "response_body",
+                    )
                 })
                 .push(i, filter),
             Err(failure) => {
-                return Err(Failed::new(links, i, "response_body", failure, ctx, &**observer))
+                return Err(Failed::new(
+                    links,
+                    i,
+                    "response_body",
+                    failure,
+                    ctx,
+                    &**observer,
+                ))
             }
         }
     }
