@@ -22,7 +22,7 @@ mod guard;
 mod link_set;
 mod run;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;

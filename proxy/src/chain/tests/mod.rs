@@ -26,7 +26,7 @@ use hookway_crds::snapshot::ObjectKey;
 
 /// What the probes saw, in order.
 #[derive(Default)]
-pub(super) struct Log {
+pub(crate) struct Log {
     lines: Mutex<Vec<String>>,
     completions: Mutex<Vec<(String, Completion, Vec<String>)>>,
 }
@@ -35,18 +35,18 @@ impl Log {
     fn push(&self, line: String) {
         self.lines.lock().unwrap().push(line);
     }
-    pub(super) fn lines(&self) -> Vec<String> {
+    pub(crate) fn lines(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
     }
     /// `(plugin, completion, ctx.plugins_ran)` per completion hook call.
-    pub(super) fn completions(&self) -> Vec<(String, Completion, Vec<String>)> {
+    pub(crate) fn completions(&self) -> Vec<(String, Completion, Vec<String>)> {
         self.completions.lock().unwrap().clone()
     }
 }
 
 /// How a probe fails.
 #[derive(Clone, Copy)]
-pub(super) enum Fail {
+pub(crate) enum Fail {
     Error(StatusCode),
     Panic,
     AsyncPanic,
@@ -54,7 +54,7 @@ pub(super) enum Fail {
 
 /// What a probe's body filter does.
 #[derive(Clone, Copy)]
-pub(super) enum Filter {
+pub(crate) enum Filter {
     /// Logs and passes.
     Log,
     /// Upper-cases each chunk.
@@ -71,7 +71,7 @@ pub(super) enum Filter {
 
 /// A test plugin.
 #[derive(Clone)]
-pub(super) struct Probe {
+pub(crate) struct Probe {
     name: &'static str,
     log: Arc<Log>,
     answer: bool,
@@ -81,7 +81,7 @@ pub(super) struct Probe {
     response_filter: Option<Filter>,
 }
 
-pub(super) fn probe(name: &'static str, log: &Arc<Log>) -> Probe {
+pub(crate) fn probe(name: &'static str, log: &Arc<Log>) -> Probe {
     Probe {
         name,
         log: log.clone(),
@@ -94,30 +94,30 @@ pub(super) fn probe(name: &'static str, log: &Arc<Log>) -> Probe {
 }
 
 impl Probe {
-    pub(super) fn answers(mut self) -> Self {
+    pub(crate) fn answers(mut self) -> Self {
         self.answer = true;
         self
     }
-    pub(super) fn fails_request(mut self, fail: Fail) -> Self {
+    pub(crate) fn fails_request(mut self, fail: Fail) -> Self {
         self.fail_request = Some(fail);
         self
     }
-    pub(super) fn fails_response(mut self, fail: Fail) -> Self {
+    pub(crate) fn fails_response(mut self, fail: Fail) -> Self {
         self.fail_response = Some(fail);
         self
     }
-    pub(super) fn request_filter(mut self, filter: Filter) -> Self {
+    pub(crate) fn request_filter(mut self, filter: Filter) -> Self {
         self.request_filter = Some(filter);
         self
     }
-    pub(super) fn response_filter(mut self, filter: Filter) -> Self {
+    pub(crate) fn response_filter(mut self, filter: Filter) -> Self {
         self.response_filter = Some(filter);
         self
     }
-    pub(super) fn link(self) -> Link {
+    pub(crate) fn link(self) -> Link {
         self.link_excluding(&[])
     }
-    pub(super) fn link_excluding(self, exclude: &[&str]) -> Link {
+    pub(crate) fn link_excluding(self, exclude: &[&str]) -> Link {
         Link {
             alias: self.name.into(),
             plugin_kind: "probe".into(),
@@ -251,13 +251,13 @@ impl BodyFilter for ProbeFilter {
 
 /// What the upstream received.
 #[derive(Debug, Clone)]
-pub(super) struct Received {
-    pub(super) headers: HeaderMap,
-    pub(super) body: Bytes,
+pub(crate) struct Received {
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
 }
 
 /// How the test upstream answers.
-pub(super) enum Answer {
+pub(crate) enum Answer {
     /// These chunks; the last one says "end" with its data (like a sized body).
     Chunks(Vec<&'static str>),
     /// These chunks as a stream that only ends when polled again.
@@ -268,22 +268,22 @@ pub(super) enum Answer {
     Channel(Mutex<Option<futures::channel::mpsc::UnboundedReceiver<Bytes>>>),
 }
 
-pub(super) struct TestUpstream {
+pub(crate) struct TestUpstream {
     answer: Answer,
-    pub(super) received: Mutex<Vec<Received>>,
+    pub(crate) received: Mutex<Vec<Received>>,
 }
 
 impl TestUpstream {
-    pub(super) fn new(answer: Answer) -> Self {
+    pub(crate) fn new(answer: Answer) -> Self {
         Self {
             answer,
             received: Mutex::new(Vec::new()),
         }
     }
-    pub(super) fn calls(&self) -> usize {
+    pub(crate) fn calls(&self) -> usize {
         self.received.lock().unwrap().len()
     }
-    pub(super) fn last(&self) -> Received {
+    pub(crate) fn last(&self) -> Received {
         self.received
             .lock()
             .unwrap()
@@ -368,9 +368,9 @@ impl Body for Chunks {
 
 /// Records hook timings and failures.
 #[derive(Default)]
-pub(super) struct Observer {
-    pub(super) hooks: Mutex<Vec<(String, &'static str)>>,
-    pub(super) failures: Mutex<Vec<(String, Option<ObjectKey>)>>,
+pub(crate) struct Observer {
+    pub(crate) hooks: Mutex<Vec<(String, &'static str)>>,
+    pub(crate) failures: Mutex<Vec<(String, Option<ObjectKey>)>>,
 }
 
 impl ChainObserver for Observer {
@@ -385,7 +385,7 @@ impl ChainObserver for Observer {
     }
 }
 
-pub(super) fn ctx() -> Ctx {
+pub(crate) fn ctx() -> Ctx {
     let mut ctx = Ctx::new(
         "127.0.0.1:40000".parse().unwrap(),
         "127.0.0.1:8080".parse().unwrap(),
@@ -395,11 +395,11 @@ pub(super) fn ctx() -> Ctx {
     ctx
 }
 
-pub(super) fn get(path: &str) -> Request<ProxyBody> {
+pub(crate) fn get(path: &str) -> Request<ProxyBody> {
     Request::get(path).body(respond::empty()).unwrap()
 }
 
-pub(super) fn post(path: &str, chunks: &[&'static str]) -> Request<ProxyBody> {
+pub(crate) fn post(path: &str, chunks: &[&'static str]) -> Request<ProxyBody> {
     let total: usize = chunks.iter().map(|c| c.len()).sum();
     Request::post(path)
         .header(http::header::CONTENT_LENGTH, total)
@@ -408,7 +408,7 @@ pub(super) fn post(path: &str, chunks: &[&'static str]) -> Request<ProxyBody> {
 }
 
 /// Runs `req` through `links` and `upstream`; returns the response and the observer.
-pub(super) async fn run(
+pub(crate) async fn run(
     links: Vec<Link>,
     req: Request<ProxyBody>,
     upstream: &TestUpstream,
@@ -422,12 +422,12 @@ pub(super) async fn run(
 }
 
 /// The whole body as text (panics on a body error).
-pub(super) async fn text(resp: Response<ProxyBody>) -> String {
+pub(crate) async fn text(resp: Response<ProxyBody>) -> String {
     let bytes = resp.into_body().collect().await.expect("body").to_bytes();
     String::from_utf8(bytes.to_vec()).unwrap()
 }
 
-pub(super) fn lines(expected: &[&str]) -> Vec<String> {
+pub(crate) fn lines(expected: &[&str]) -> Vec<String> {
     expected.iter().map(|s| s.to_string()).collect()
 }
 
