@@ -10,15 +10,31 @@
 //! k, k-1, .., 1. A plugin error or panic ends the request with a 5xx naming nobody's internals,
 //! and a log line naming the plugin (alias) and route.
 //!
-//! (API fixed here; the implementation is being written.)
+//! Files: `run` (the runner), `guard` (failure isolation), `body_filters` (streaming body
+//! filters), `completion` (the completion tracker), `exclude` (`exclude_paths`), `builder`
+//! (snapshot → chains with instance reuse), `link_set` (which links ran).
+
+mod body_filters;
+mod builder;
+mod completion;
+mod exclude;
+mod guard;
+mod link_set;
+mod run;
+#[cfg(test)]
+pub(crate) mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 
+pub use body_filters::BodyFilterError;
+
 use crate::plugin::{BoxFuture, Ctx, Plugin, ProxyBody, Registry};
+use exclude::ExcludePaths;
 use hookway_crds::snapshot::{ObjectKey, Snapshot};
+use link_set::LinkSet;
 
 /// Why the upstream call failed; turned into a short plain-text 502/503/504 by the chain (the
 /// response hooks still run on it).
@@ -69,14 +85,37 @@ pub struct Link {
 #[derive(Clone, Default)]
 pub struct Chain {
     links: Arc<[Link]>,
+    /// Each link's compiled `exclude_paths`, in the same order.
+    excludes: Arc<[ExcludePaths]>,
+    /// Whether any link has `exclude_paths` (else the per-request check is skipped).
+    has_excludes: bool,
 }
 
 impl Chain {
-    /// A chain of `links` (already in run order).
+    /// A chain of `links` (already in run order). Their `exclude_paths` are compiled here.
     pub fn new(links: Vec<Link>) -> Self {
+        let excludes: Arc<[ExcludePaths]> = links
+            .iter()
+            .map(|link| ExcludePaths::new(&link.exclude_paths))
+            .collect();
         Self {
+            has_excludes: excludes.iter().any(|e| !e.is_empty()),
             links: links.into(),
+            excludes,
         }
+    }
+
+    /// The links skipped for a request to `path`.
+    fn excluded(&self, path: &str) -> LinkSet {
+        let mut set = LinkSet::default();
+        if self.has_excludes {
+            for (i, exclude) in self.excludes.iter().enumerate() {
+                if exclude.matches(path) {
+                    set.insert(i);
+                }
+            }
+        }
+        set
     }
 
     /// The links in run order.
@@ -92,8 +131,7 @@ impl Chain {
         upstream: &dyn Upstream,
         observer: &Arc<dyn ChainObserver>,
     ) -> Response<ProxyBody> {
-        let _ = (req, ctx, upstream, observer);
-        todo!("chain runner")
+        run::run(self, req, ctx, upstream, observer).await
     }
 }
 
@@ -102,6 +140,8 @@ impl Chain {
 /// survive reloads).
 pub struct ChainBuilder {
     registry: Registry,
+    /// The instances of the last successful build.
+    instances: builder::Instances,
 }
 
 /// The chains of one snapshot.
@@ -130,7 +170,10 @@ pub struct BuildError {
 impl ChainBuilder {
     /// A builder using `registry`.
     pub fn new(registry: Registry) -> Self {
-        Self { registry }
+        Self {
+            registry,
+            instances: builder::Instances::new(),
+        }
     }
 
     /// The registry.
@@ -138,9 +181,15 @@ impl ChainBuilder {
         &self.registry
     }
 
-    /// Builds every chain of `snapshot`.
+    /// Builds every chain of `snapshot` (one per Route, in the snapshot's order, and the
+    /// default chain). Instances whose `(GatewayPlugin, kind, config)` did not change since the
+    /// last successful build are reused; on error nothing changes.
     pub fn build(&mut self, snapshot: &Snapshot) -> Result<Chains, BuildError> {
-        let _ = snapshot;
-        todo!("chain builder")
+        builder::build(&self.registry, &mut self.instances, snapshot)
+    }
+
+    /// How many distinct plugin instances the last successful build holds.
+    pub fn instance_count(&self) -> usize {
+        self.instances.len()
     }
 }

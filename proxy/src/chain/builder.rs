@@ -1,0 +1,156 @@
+//! Building a snapshot's chains, reusing plugin instances.
+//!
+//! An instance is identified by `(GatewayPlugin, kind, canonical config JSON)`. Within one
+//! snapshot every chain entry with the same identity shares one instance; across snapshots an
+//! identity that is still in use keeps its instance (rate-limit counters, breaker state and
+//! caches survive reloads). Instances no longer used are dropped when the new set is adopted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hookway_crds::snapshot::{ChainEntry, ObjectKey, Snapshot};
+
+use super::{BuildError, Chain, Chains, Link};
+use crate::plugin::{BuildEnv, Plugin, Registry};
+
+/// What makes two plugin instances interchangeable.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct InstanceKey {
+    plugin_ref: ObjectKey,
+    kind: String,
+    config: String,
+}
+
+impl InstanceKey {
+    fn of(entry: &ChainEntry) -> Self {
+        let mut config = String::new();
+        canonical_json(&entry.config, &mut config);
+        Self {
+            plugin_ref: entry.plugin_ref.clone(),
+            kind: entry.plugin.clone(),
+            config,
+        }
+    }
+}
+
+/// The instances of the last adopted snapshot.
+pub(crate) type Instances = HashMap<InstanceKey, Arc<dyn Plugin>>;
+
+/// Builds every chain of `snapshot`; on success `instances` becomes the new set (instances not
+/// used any more are dropped), on failure it is left as it was.
+pub(crate) fn build(
+    registry: &Registry,
+    instances: &mut Instances,
+    snapshot: &Snapshot,
+) -> Result<Chains, BuildError> {
+    let mut next = Instances::new();
+    let mut chain_of = |entries: &[ChainEntry]| -> Result<Chain, BuildError> {
+        let links = entries
+            .iter()
+            .map(|entry| {
+                let key = InstanceKey::of(entry);
+                let plugin = match next.get(&key).or_else(|| instances.get(&key)) {
+                    Some(plugin) => plugin.clone(),
+                    None => build_instance(registry, snapshot, entry)?,
+                };
+                next.entry(key).or_insert_with(|| plugin.clone());
+                Ok(Link {
+                    alias: entry.alias.as_str().into(),
+                    plugin_kind: entry.plugin.as_str().into(),
+                    plugin,
+                    exclude_paths: entry.exclude_paths.clone().into(),
+                })
+            })
+            .collect::<Result<Vec<_>, BuildError>>()?;
+        Ok(Chain::new(links))
+    };
+    let routes = snapshot
+        .routes
+        .iter()
+        .map(|route| chain_of(&route.chain))
+        .collect::<Result<Vec<_>, _>>()?;
+    let default = chain_of(&snapshot.default_chain)?;
+    tracing::debug!(
+        version = snapshot.version,
+        instances = next.len(),
+        reused = next.keys().filter(|k| instances.contains_key(*k)).count(),
+        "built plugin chains"
+    );
+    *instances = next;
+    Ok(Chains { routes, default })
+}
+
+fn build_instance(
+    registry: &Registry,
+    snapshot: &Snapshot,
+    entry: &ChainEntry,
+) -> Result<Arc<dyn Plugin>, BuildError> {
+    let env = BuildEnv {
+        snapshot,
+        plugin_ref: &entry.plugin_ref,
+        alias: &entry.alias,
+    };
+    registry
+        .build(&entry.plugin, &entry.config, &env)
+        .map_err(|message| BuildError {
+            alias: entry.alias.clone(),
+            plugin: entry.plugin.clone(),
+            plugin_ref: entry.plugin_ref.clone(),
+            message,
+        })
+}
+
+/// Writes `value` as JSON with object keys sorted, whatever the map type's order.
+pub(crate) fn canonical_json(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Array(items) => {
+            out.push('[');
+            for (n, item) in items.iter().enumerate() {
+                if n > 0 {
+                    out.push(',');
+                }
+                canonical_json(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (n, (key, item)) in entries.into_iter().enumerate() {
+                if n > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                canonical_json(item, out);
+            }
+            out.push('}');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn canonical(v: serde_json::Value) -> String {
+        let mut out = String::new();
+        canonical_json(&v, &mut out);
+        out
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_depth() {
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"b": 1, "a": {"y": [1, "x"], "x": null}}"#).unwrap();
+        let b: serde_json::Value =
+            serde_json::from_str(r#"{"a": {"x": null, "y": [1, "x"]}, "b": 1}"#).unwrap();
+        assert_eq!(canonical(a.clone()), canonical(b));
+        assert_eq!(canonical(a), r#"{"a":{"x":null,"y":[1,"x"]},"b":1}"#);
+        assert_eq!(canonical(json!("q\"")), r#""q\"""#);
+    }
+}

@@ -1,0 +1,297 @@
+//! The chain runner: one request through the onion.
+//!
+//! ```text
+//!  on_request  ascending ──(Flow::Respond / failure)──┐
+//!  request body filters ascending                     │
+//!  Upstream::call (errors become short 502/503/504)   │
+//!  on_response descending  ◄──────────────────────────┘  (only the plugins that ran)
+//!  response body filters descending (Content-Length removed when any)
+//!  completion tracker ─► on_complete descending, when the body ends / fails / is dropped
+//! ```
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{header, request, response, Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::BodyExt;
+
+use super::body_filters::{FilterStack, FilteredBody};
+use super::completion::{CompletionBody, Finisher};
+use super::guard::{self, Failure};
+use super::link_set::LinkSet;
+use super::{Chain, ChainObserver, Link, Upstream};
+use crate::plugin::{respond, Ctx, Flow, ProxyBody};
+
+/// A plugin failure that ended the request.
+struct Failed {
+    link: usize,
+    response: Response<ProxyBody>,
+    error: String,
+}
+
+impl Failed {
+    fn new(
+        links: &[Link],
+        i: usize,
+        phase: &'static str,
+        failure: Failure,
+        ctx: &Ctx,
+        observer: &dyn ChainObserver,
+    ) -> Self {
+        let link = &links[i];
+        guard::report(link, phase, ctx.route.as_ref(), &failure, observer);
+        Self {
+            link: i,
+            response: guard::failure_response(link, &failure),
+            error: format!("plugin {} failed in {phase}: {failure}", link.alias),
+        }
+    }
+}
+
+/// Which plugins ran: those in `set` below `until`.
+struct Ran {
+    set: LinkSet,
+    until: usize,
+    /// A plugin that failed: its later hooks are skipped.
+    failed: Option<usize>,
+}
+
+impl Ran {
+    /// The links that ran and did not fail, in descending order.
+    fn descending(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.until)
+            .rev()
+            .filter(move |&i| self.set.contains(i) && Some(i) != self.failed)
+    }
+
+    /// The links that ran, in ascending order.
+    fn ascending(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.until).filter(move |&i| self.set.contains(i))
+    }
+}
+
+pub(super) async fn run(
+    chain: &Chain,
+    req: Request<ProxyBody>,
+    mut ctx: Ctx,
+    upstream: &dyn Upstream,
+    observer: &Arc<dyn ChainObserver>,
+) -> Response<ProxyBody> {
+    let links = &chain.links;
+    let (mut parts, body) = req.into_parts();
+    let excluded = chain.excluded(parts.uri.path());
+    let mut ran = Ran {
+        set: LinkSet::default(),
+        until: 0,
+        failed: None,
+    };
+    let mut error = None;
+
+    // Request heads, ascending; an answer or a failure stops here.
+    let mut early = None;
+    for (i, link) in links.iter().enumerate() {
+        if excluded.contains(i) {
+            continue;
+        }
+        ran.set.insert(i);
+        ran.until = i + 1;
+        ctx.plugins_ran.push(link.alias.clone());
+        let started = Instant::now();
+        let result = guard::hook(|| link.plugin.on_request(&mut parts, &mut ctx)).await;
+        observer.hook(&link.alias, &link.plugin_kind, "request", started.elapsed());
+        match result {
+            Ok(Flow::Continue) => {}
+            Ok(Flow::Respond(response)) => {
+                early = Some(response);
+                break;
+            }
+            Err(failure) => {
+                let failed = Failed::new(links, i, "request", failure, &ctx, &**observer);
+                ran.failed = Some(failed.link);
+                error = Some(failed.error);
+                early = Some(failed.response);
+                break;
+            }
+        }
+    }
+
+    let head_request = parts.method == Method::HEAD;
+    let mut received = None;
+    let mut upstream_duration = None;
+    let response = match early {
+        Some(response) => response,
+        None => match request_body(links, &ran, &mut parts, body, &mut ctx, observer) {
+            Err(failed) => {
+                ran.failed = Some(failed.link);
+                error = Some(failed.error);
+                failed.response
+            }
+            Ok((body, counter)) => {
+                received = counter;
+                let started = Instant::now();
+                let result = upstream
+                    .call(Request::from_parts(parts, body), &mut ctx)
+                    .await;
+                upstream_duration = Some(started.elapsed());
+                match result {
+                    Ok(response) => response,
+                    Err(e) => {
+                        let response = respond::text(e.status, &e.message);
+                        error = Some(e.message);
+                        response
+                    }
+                }
+            }
+        },
+    };
+
+    // Response heads and body filters, descending.
+    let (mut head, mut body) = response.into_parts();
+    let mut answer_failed = false;
+    for i in ran.descending() {
+        let link = &links[i];
+        let started = Instant::now();
+        let result = guard::hook(|| link.plugin.on_response(&mut head, &mut ctx)).await;
+        observer.hook(
+            &link.alias,
+            &link.plugin_kind,
+            "response",
+            started.elapsed(),
+        );
+        if let Err(failure) = result {
+            let failed = Failed::new(links, i, "response", failure, &ctx, &**observer);
+            (head, body) = failed.response.into_parts();
+            error = Some(failed.error);
+            answer_failed = true;
+            break;
+        }
+    }
+    if !answer_failed && may_have_body(head_request, head.status) {
+        match response_body(links, &ran, &mut head, body, &mut ctx, observer) {
+            Ok(filtered) => body = filtered,
+            Err(failed) => {
+                (head, body) = failed.response.into_parts();
+                error = Some(failed.error);
+            }
+        }
+    }
+
+    let finisher = Finisher {
+        status: head.status,
+        ctx,
+        links: links.clone(),
+        ran: ran.set,
+        ran_until: ran.until,
+        observer: observer.clone(),
+        received,
+        upstream_duration,
+        error,
+    };
+    Response::from_parts(head, CompletionBody::new(body, finisher).boxed_unsync())
+}
+
+/// HEAD answers and 204/304 carry no body: their filters are not asked for.
+fn may_have_body(head_request: bool, status: StatusCode) -> bool {
+    !head_request && status != StatusCode::NO_CONTENT && status != StatusCode::NOT_MODIFIED
+}
+
+type RequestBody = (ProxyBody, Option<Arc<AtomicU64>>);
+
+/// Asks the plugins that ran for request body filters (ascending) and wraps the body when any
+/// did; a non-empty body is also wrapped to count its bytes.
+fn request_body(
+    links: &Arc<[Link]>,
+    ran: &Ran,
+    parts: &mut request::Parts,
+    body: ProxyBody,
+    ctx: &mut Ctx,
+    observer: &Arc<dyn ChainObserver>,
+) -> Result<RequestBody, Failed> {
+    let mut stack: Option<FilterStack> = None;
+    for i in ran.ascending() {
+        let link = &links[i];
+        match guard::call(|| link.plugin.request_body_filter(parts, ctx)) {
+            Ok(None) => {}
+            Ok(Some(filter)) => stack
+                .get_or_insert_with(|| {
+                    FilterStack::new(
+                        links.clone(),
+                        ctx.route.clone(),
+                        observer.clone(),
+                        "request_body",
+                    )
+                })
+                .push(i, filter),
+            Err(failure) => {
+                return Err(Failed::new(
+                    links,
+                    i,
+                    "request_body",
+                    failure,
+                    ctx,
+                    &**observer,
+                ))
+            }
+        }
+    }
+    let stack = match stack {
+        Some(stack) => {
+            // The filters may change the length: the body is re-framed.
+            parts.headers.remove(header::CONTENT_LENGTH);
+            stack
+        }
+        None if body.is_end_stream() => return Ok((body, None)),
+        None => FilterStack::new(links.clone(), None, observer.clone(), "request_body"),
+    };
+    let counter = Arc::new(AtomicU64::new(0));
+    let body = FilteredBody::new(body, stack, Some(counter.clone())).boxed_unsync();
+    Ok((body, Some(counter)))
+}
+
+/// Asks the plugins that ran for response body filters (descending) and wraps the body when
+/// any did, removing `Content-Length`; otherwise the body is returned untouched.
+fn response_body(
+    links: &Arc<[Link]>,
+    ran: &Ran,
+    head: &mut response::Parts,
+    body: ProxyBody,
+    ctx: &mut Ctx,
+    observer: &Arc<dyn ChainObserver>,
+) -> Result<ProxyBody, Failed> {
+    let mut stack: Option<FilterStack> = None;
+    for i in ran.descending() {
+        let link = &links[i];
+        match guard::call(|| link.plugin.response_body_filter(head, ctx)) {
+            Ok(None) => {}
+            Ok(Some(filter)) => stack
+                .get_or_insert_with(|| {
+                    FilterStack::new(
+                        links.clone(),
+                        ctx.route.clone(),
+                        observer.clone(),
+                        "response_body",
+                    )
+                })
+                .push(i, filter),
+            Err(failure) => {
+                return Err(Failed::new(
+                    links,
+                    i,
+                    "response_body",
+                    failure,
+                    ctx,
+                    &**observer,
+                ))
+            }
+        }
+    }
+    match stack {
+        None => Ok(body),
+        Some(stack) => {
+            head.headers.remove(header::CONTENT_LENGTH);
+            Ok(FilteredBody::new(body, stack, None).boxed_unsync())
+        }
+    }
+}
