@@ -81,7 +81,7 @@ pub struct RouteEntry {
 }
 
 /// One rule: every set field must match.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RuleEntry {
     /// Path match kind.
     pub path_type: PathMatchType,
@@ -96,7 +96,7 @@ pub struct RuleEntry {
 }
 
 /// A header or query match.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ValueMatchEntry {
     /// Name (headers lower-cased).
     pub name: String,

@@ -8,18 +8,37 @@
 //! ```
 //!
 //! Rules (DESIGN.md §2) live in `precedence.rs`; this module wires them. Nothing here does I/O
-//! or depends on the order objects arrive in.
+//! or depends on the order objects arrive in: every input is sorted by `(namespace, name)`
+//! first, and when two objects share a key the one whose JSON sorts first is kept (the other
+//! is reported as a duplicate), so even malformed input sets compile deterministically.
+//!
+//! Modules: `plugins` (GatewayPlugin validation and alias index), `services` (upstreams and
+//! endpoints), `routes` (matchers and conflicts), `precedence` (effective chains), `selector`
+//! (`policy.namespaces`), `secrets` (TLS and credential Secrets), `report` (conditions).
 
-use std::collections::BTreeMap;
+mod plugins;
+mod precedence;
+mod report;
+mod routes;
+mod secrets;
+mod selector;
+mod services;
+
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service as CoreService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::Serialize;
 
-use crate::api::ChainStatusEntry;
-use crate::snapshot::{ObjectKey, Snapshot};
+use kube::Resource;
+
+use crate::api::{ChainStatusEntry, PluginRefs};
+use crate::snapshot::{CertificateEntry, ObjectKey, RouteEntry, Snapshot};
 use crate::{Catalogue, GatewayPlugin, Route, Service};
+
+use precedence::Scope;
+use report::reason;
 
 /// Everything the compiler reads. Reflector stores hand out `Arc<K>`, so do we.
 #[derive(Clone, Debug, Default)]
@@ -151,9 +170,305 @@ impl Compiled {
     }
 }
 
+/// Namespace given to objects that have none (as the API server would).
+const DEFAULT_NAMESPACE: &str = "default";
+
+/// One input object with its (borrowed) namespace and name.
+pub(crate) struct Obj<'a, K> {
+    /// `metadata.namespace` (`default` when absent).
+    pub namespace: &'a str,
+    /// `metadata.name`.
+    pub name: &'a str,
+    /// The object.
+    pub object: &'a K,
+}
+
+impl<K> Obj<'_, K> {
+    /// `namespace/name` as an owned key.
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey::new(self.namespace, self.name)
+    }
+}
+
+/// The inputs, sorted by `(namespace, name)` and deduplicated.
+pub(crate) struct Inputs<'a> {
+    /// The root namespace.
+    pub root: &'a str,
+    /// GatewayPlugins.
+    pub plugins: Vec<Obj<'a, GatewayPlugin>>,
+    /// hookway Services.
+    pub services: Vec<Obj<'a, Service>>,
+    /// Routes.
+    pub routes: Vec<Obj<'a, Route>>,
+}
+
+/// Sorts objects by key (ties by content), drops unnamed objects and later duplicates; the keys
+/// of dropped duplicates are pushed to `duplicates`.
+fn sorted<'a, K>(items: &'a [Arc<K>], duplicates: &mut Vec<ObjectKey>) -> Vec<Obj<'a, K>>
+where
+    K: Resource + Serialize,
+{
+    let mut out: Vec<Obj<'a, K>> = items
+        .iter()
+        .filter_map(|o| {
+            let meta = o.meta();
+            Some(Obj {
+                namespace: meta.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE),
+                name: meta.name.as_deref()?,
+                object: o.as_ref(),
+            })
+        })
+        .collect();
+    let json = |o: &K| serde_json::to_string(o).unwrap_or_default();
+    out.sort_by(|a, b| {
+        (a.namespace, a.name)
+            .cmp(&(b.namespace, b.name))
+            .then_with(|| json(a.object).cmp(&json(b.object)))
+    });
+    out.dedup_by(|later, kept| {
+        let same = (later.namespace, later.name) == (kept.namespace, kept.name);
+        if same {
+            duplicates.push(later.key());
+        }
+        same
+    });
+    out
+}
+
+/// Namespace labels by namespace name.
+fn namespace_labels(objects: &Objects) -> HashMap<&str, &BTreeMap<String, String>> {
+    let mut out = HashMap::new();
+    for ns in sorted(&objects.namespaces, &mut Vec::new()) {
+        if let Some(labels) = &ns.object.metadata.labels {
+            out.insert(ns.name, labels);
+        }
+    }
+    out
+}
+
+fn duplicate_warning(reports: &mut BTreeMap<ObjectKey, ObjectReport>, keys: Vec<ObjectKey>) {
+    for key in keys {
+        if let Some(r) = reports.get_mut(&key) {
+            r.warn(
+                reason::INVALID_SPEC,
+                format!("{key} appears more than once in the input; only one copy is used"),
+            );
+        }
+    }
+}
+
 /// Compiles `objects` into a snapshot and a report per object. Pure and deterministic: the same
 /// objects in any order give the same snapshot and hash. Never panics on bad input.
+///
+/// Choices worth knowing:
+/// - A Route whose `tls.secretName` does not resolve to a usable `kubernetes.io/tls` Secret
+///   gets `ResolvedRefs=False` (`SecretNotFound`) but is still served over plain HTTP: its
+///   hosts keep working while the certificate is being issued (cert-manager creates the Secret
+///   after the Route), and HTTPS requests for those hosts fail the TLS handshake rather than
+///   being answered with another host's certificate.
+/// - Routes that match exactly the same requests all stay in the snapshot; see
+///   `routes::conflicts` (losers get a `Conflicted` warning naming the winner).
+/// - Secrets named by a Route or Service ref's own `config` are resolved in that object's
+///   namespace; those named by a GatewayPlugin's `config` in the GatewayPlugin's namespace.
 pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> Compiled {
-    let _ = (objects, options, catalogue);
-    todo!("compiler")
+    let mut dup_plugins = Vec::new();
+    let mut dup_services = Vec::new();
+    let mut dup_routes = Vec::new();
+    let inputs = Inputs {
+        root: &options.root_namespace,
+        plugins: sorted(&objects.plugins, &mut dup_plugins),
+        services: sorted(&objects.services, &mut dup_services),
+        routes: sorted(&objects.routes, &mut dup_routes),
+    };
+    let labels = namespace_labels(objects);
+    let secret_objects = sorted(&objects.secrets, &mut Vec::new());
+    let secrets = secrets::SecretIndex::new(secret_objects.iter().map(|s| s.object));
+    let core = sorted(&objects.core_services, &mut Vec::new());
+    let slices = sorted(&objects.endpoint_slices, &mut Vec::new());
+    let backends = services::Backends::new(
+        core.iter().map(|o| o.object),
+        slices.iter().map(|o| o.object),
+    );
+
+    let mut secret_entries = BTreeMap::new();
+    let mut plugin_reports = BTreeMap::new();
+    let mut service_reports = BTreeMap::new();
+    let mut route_reports = BTreeMap::new();
+
+    let plugins = plugins::PluginIndex::build(
+        &inputs,
+        catalogue,
+        &secrets,
+        &mut secret_entries,
+        &mut plugin_reports,
+    );
+    let scope = |namespace| Scope {
+        namespace,
+        labels: labels.get(namespace).copied(),
+        root: inputs.root,
+        plugins: &plugins,
+        catalogue,
+        secrets: &secrets,
+    };
+
+    let mut service_index = services::build(&inputs, &backends, &mut service_reports);
+    for s in &inputs.services {
+        let (Some(report), Some(info)) = (
+            service_reports.get_mut(&s.key()),
+            service_index.get_mut(&(s.namespace, s.name)),
+        ) else {
+            continue;
+        };
+        let usable = precedence::check_service_refs(
+            &scope(s.namespace),
+            &s.object.spec.plugins,
+            &mut secret_entries,
+            report,
+        );
+        if !usable {
+            info.upstream = None;
+        }
+    }
+
+    let no_refs = PluginRefs::new();
+    let mut served: Vec<RouteEntry> = Vec::with_capacity(inputs.routes.len());
+    let mut plugin_use = vec![0u32; plugins.plugins.len()];
+    let mut certificates: BTreeMap<ObjectKey, CertificateEntry> = BTreeMap::new();
+    for r in &inputs.routes {
+        let key = r.key();
+        let spec = &r.object.spec;
+        let mut report = ObjectReport::new(r.object.metadata.generation);
+        let mut ok = true;
+        let matchers = routes::hosts(spec).and_then(|h| Ok((h, routes::rules(spec)?)));
+        if let Err(e) = &matchers {
+            report.reject(reason::INVALID_SPEC, e.clone());
+            ok = false;
+        }
+        let service = service_index.get(&(r.namespace, spec.service.as_str()));
+        match service {
+            None => {
+                report.unresolved(
+                    reason::SERVICE_NOT_FOUND,
+                    format!("Service {}/{} not found", r.namespace, spec.service),
+                );
+                ok = false;
+            }
+            Some(info) if info.upstream.is_none() => {
+                report.unresolved(
+                    reason::SERVICE_NOT_ACCEPTED,
+                    format!(
+                        "Service {}/{} is not accepted (see its status)",
+                        r.namespace, spec.service
+                    ),
+                );
+                ok = false;
+            }
+            Some(_) => {}
+        }
+        let service_refs = service.map_or(&no_refs, |s| &s.spec.plugins);
+        let chain = precedence::route_chain(
+            &scope(r.namespace),
+            &spec.plugins,
+            service_refs,
+            &mut secret_entries,
+            &mut report,
+        );
+        let certificate =
+            spec.tls
+                .as_ref()
+                .and_then(|tls| match secrets.tls(r.namespace, &tls.secret_name) {
+                    Ok(pem) => Some((ObjectKey::new(r.namespace, tls.secret_name.as_str()), pem)),
+                    Err(e) => {
+                        report.unresolved(
+                            reason::SECRET_NOT_FOUND,
+                            format!("{e}; the Route is served over plain HTTP only"),
+                        );
+                        None
+                    }
+                });
+        if let (true, Ok((hosts, rules)), Some(chain)) = (ok, matchers, chain) {
+            for (i, _) in &chain {
+                plugin_use[*i] += 1;
+            }
+            report.chain = chain
+                .iter()
+                .map(|(_, e)| ChainStatusEntry {
+                    alias: e.alias.clone(),
+                    namespace: e.plugin_ref.namespace.clone(),
+                    plugin: e.plugin.clone(),
+                    tier: e.tier.as_str().to_string(),
+                    order: e.order,
+                })
+                .collect();
+            if let Some((secret, (cert_pem, key_pem))) = certificate {
+                certificates
+                    .entry(secret.clone())
+                    .or_insert_with(|| CertificateEntry {
+                        key: secret,
+                        cert_pem,
+                        key_pem,
+                        hosts: Vec::new(),
+                    })
+                    .hosts
+                    .extend(hosts.iter().cloned());
+            }
+            served.push(RouteEntry {
+                key: key.clone(),
+                hosts,
+                rules,
+                priority: spec.priority,
+                created: r
+                    .object
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map_or(0, |t| t.0.as_second()),
+                upstream: ObjectKey::new(r.namespace, spec.service.as_str()),
+                chain: chain.into_iter().map(|(_, e)| e).collect(),
+            });
+        }
+        route_reports.insert(key, report);
+    }
+
+    for (loser, message) in routes::conflicts(&served) {
+        if let Some(report) = route_reports.get_mut(&served[loser].key) {
+            report.warn(reason::CONFLICTED, message);
+        }
+    }
+    for (info, count) in plugins.plugins.iter().zip(&plugin_use) {
+        if let Some(report) = plugin_reports.get_mut(&info.key) {
+            report.routes = *count;
+        }
+    }
+    duplicate_warning(&mut plugin_reports, dup_plugins);
+    duplicate_warning(&mut service_reports, dup_services);
+    duplicate_warning(&mut route_reports, dup_routes);
+
+    let snapshot = Snapshot {
+        version: 0,
+        hash: String::new(),
+        routes: served,
+        upstreams: services::upstreams(&service_index),
+        certificates: certificates
+            .into_values()
+            .map(|mut c| {
+                c.hosts.sort();
+                c.hosts.dedup();
+                c
+            })
+            .collect(),
+        secrets: secret_entries.into_values().collect(),
+        default_chain: precedence::default_chain(&plugins),
+    }
+    .seal();
+
+    let mut reports = BTreeMap::new();
+    for (kind, map) in [
+        (Kind::GatewayPlugin, plugin_reports),
+        (Kind::Service, service_reports),
+        (Kind::Route, route_reports),
+    ] {
+        reports.extend(map.into_iter().map(|(key, r)| (ObjectId { kind, key }, r)));
+    }
+    Compiled { snapshot, reports }
 }
