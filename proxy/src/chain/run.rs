@@ -208,7 +208,7 @@ fn request_body(
     body: ProxyBody,
     ctx: &mut Ctx,
     observer: &Arc<dyn ChainObserver>,
-) -> Result<RequestBody, Failed> {
+) -> Result<RequestBody, Box<Failed>> {
     let mut stack: Option<FilterStack> = None;
     for i in ran.ascending() {
         let link = &links[i];
@@ -225,14 +225,14 @@ fn request_body(
                 })
                 .push(i, filter),
             Err(failure) => {
-                return Err(Failed::new(
+                return Err(Box::new(Failed::new(
                     links,
                     i,
                     "request_body",
                     failure,
                     ctx,
                     &**observer,
-                ))
+                )))
             }
         }
     }
@@ -259,7 +259,7 @@ fn response_body(
     body: ProxyBody,
     ctx: &mut Ctx,
     observer: &Arc<dyn ChainObserver>,
-) -> Result<ProxyBody, Failed> {
+) -> Result<ProxyBody, Box<Failed>> {
     let mut stack: Option<FilterStack> = None;
     for i in ran.descending() {
         let link = &links[i];
@@ -276,14 +276,14 @@ fn response_body(
                 })
                 .push(i, filter),
             Err(failure) => {
-                return Err(Failed::new(
+                return Err(Box::new(Failed::new(
                     links,
                     i,
                     "response_body",
                     failure,
                     ctx,
                     &**observer,
-                ))
+                )))
             }
         }
     }
