@@ -88,6 +88,7 @@ pub(super) async fn run(
         failed: None,
     };
     let mut error = None;
+    ctx.plugins_ran.reserve(links.len());
 
     // Request heads, ascending; an answer or a failure stops here.
     let mut early = None;
