@@ -5,6 +5,7 @@ mod bodies;
 mod builder;
 mod failures;
 mod lifecycle;
+mod throughput;
 
 use std::collections::VecDeque;
 use std::pin::Pin;
