@@ -5,6 +5,7 @@ mod bodies;
 mod builder;
 mod failures;
 mod lifecycle;
+mod sockets;
 mod throughput;
 
 use std::collections::VecDeque;
