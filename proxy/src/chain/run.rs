@@ -179,6 +179,10 @@ pub(super) async fn run(
         }
     }
 
+    if ran.until == 0 {
+        // No plugin ran: nobody to tell about completion, so no tracker either.
+        return Response::from_parts(head, body);
+    }
     let finisher = Finisher {
         status: head.status,
         ctx,
@@ -243,7 +247,8 @@ fn request_body(
             parts.headers.remove(header::CONTENT_LENGTH);
             stack
         }
-        None if body.is_end_stream() => return Ok((body, None)),
+        // Nothing to count for: an empty body, or no plugin to tell.
+        None if body.is_end_stream() || ran.until == 0 => return Ok((body, None)),
         None => FilterStack::new(links.clone(), None, observer.clone(), "request_body"),
     };
     let counter = Arc::new(AtomicU64::new(0));
