@@ -31,6 +31,7 @@ mod builder;
 mod completion;
 mod exclude;
 mod guard;
+mod lap;
 mod link_set;
 mod run;
 #[cfg(test)]

@@ -11,7 +11,6 @@
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::{header, request, response, Method, Request, Response, StatusCode};
 use http_body::Body;
@@ -20,6 +19,7 @@ use http_body_util::BodyExt;
 use super::body_filters::{FilterStack, FilteredBody};
 use super::completion::{CompletionBody, Finisher};
 use super::guard::{self, Failure};
+use super::lap::Lap;
 use super::link_set::LinkSet;
 use super::{Chain, ChainObserver, Link, Upstream};
 use crate::plugin::{respond, Ctx, Flow, ProxyBody};
@@ -92,6 +92,7 @@ pub(super) async fn run(
 
     // Request heads, ascending; an answer or a failure stops here.
     let mut early = None;
+    let mut clock = Lap::start();
     for (i, link) in links.iter().enumerate() {
         if excluded.contains(i) {
             continue;
@@ -99,9 +100,8 @@ pub(super) async fn run(
         ran.set.insert(i);
         ran.until = i + 1;
         ctx.plugins_ran.push(link.alias.clone());
-        let started = Instant::now();
         let result = guard::hook(|| link.plugin.on_request(&mut parts, &mut ctx)).await;
-        observer.hook(&link.alias, &link.plugin_kind, "request", started.elapsed());
+        observer.hook(&link.alias, &link.plugin_kind, "request", clock.lap());
         match result {
             Ok(Flow::Continue) => {}
             Ok(Flow::Respond(response)) => {
@@ -131,11 +131,11 @@ pub(super) async fn run(
             }
             Ok((body, counter)) => {
                 received = counter;
-                let started = Instant::now();
+                clock = Lap::start();
                 let result = upstream
                     .call(Request::from_parts(parts, body), &mut ctx)
                     .await;
-                upstream_duration = Some(started.elapsed());
+                upstream_duration = Some(clock.lap());
                 match result {
                     Ok(response) => response,
                     Err(e) => {
@@ -153,14 +153,8 @@ pub(super) async fn run(
     let mut answer_failed = false;
     for i in ran.descending() {
         let link = &links[i];
-        let started = Instant::now();
         let result = guard::hook(|| link.plugin.on_response(&mut head, &mut ctx)).await;
-        observer.hook(
-            &link.alias,
-            &link.plugin_kind,
-            "response",
-            started.elapsed(),
-        );
+        observer.hook(&link.alias, &link.plugin_kind, "response", clock.lap());
         if let Err(failure) = result {
             let failed = Failed::new(links, i, "response", failure, &ctx, &**observer);
             (head, body) = failed.response.into_parts();
