@@ -18,13 +18,14 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 
 use super::guard::{self, Failure};
+use super::lap::Lap;
 use super::{ChainObserver, Link};
 use crate::plugin::{BodyFilter, BoxError, ProxyBody};
 use hookway_crds::snapshot::ObjectKey;
@@ -89,11 +90,12 @@ impl FilterStack {
 
     /// Passes one chunk through every filter; an empty result means "nothing to send yet".
     fn chunk(&mut self, mut chunk: Bytes) -> Result<Bytes, BodyFilterError> {
+        let mut clock = Lap::start();
         for i in 0..self.stages.len() {
             if chunk.is_empty() {
                 break;
             }
-            chunk = self.on_chunk(i, chunk)?;
+            chunk = self.on_chunk(i, chunk, &mut clock)?;
         }
         Ok(chunk)
     }
@@ -106,19 +108,19 @@ impl FilterStack {
         out: &mut VecDeque<Bytes>,
     ) -> Result<(), BodyFilterError> {
         out.extend(last.filter(|b| !b.is_empty()));
+        let mut clock = Lap::start();
         for i in 0..self.stages.len() {
             let pieces = out.len();
             for _ in 0..pieces {
                 let piece = out.pop_front().unwrap_or_default();
-                let piece = self.on_chunk(i, piece)?;
+                let piece = self.on_chunk(i, piece, &mut clock)?;
                 if !piece.is_empty() {
                     out.push_back(piece);
                 }
             }
             let stage = &mut self.stages[i];
-            let started = Instant::now();
             let result = guard::call_fallible(|| stage.filter.on_end());
-            stage.spent += started.elapsed();
+            stage.spent += clock.lap();
             match result {
                 Ok(rest) => out.extend(rest.filter(|b| !b.is_empty())),
                 Err(failure) => return Err(self.failed(i, failure)),
@@ -127,11 +129,15 @@ impl FilterStack {
         Ok(())
     }
 
-    fn on_chunk(&mut self, i: usize, chunk: Bytes) -> Result<Bytes, BodyFilterError> {
+    fn on_chunk(
+        &mut self,
+        i: usize,
+        chunk: Bytes,
+        clock: &mut Lap,
+    ) -> Result<Bytes, BodyFilterError> {
         let stage = &mut self.stages[i];
-        let started = Instant::now();
         let result = guard::call_fallible(|| stage.filter.on_chunk(chunk));
-        stage.spent += started.elapsed();
+        stage.spent += clock.lap();
         result.map_err(|failure| self.failed(i, failure))
     }
 

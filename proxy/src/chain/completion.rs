@@ -6,13 +6,14 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
 use http_body::{Body, Frame, SizeHint};
 
 use super::guard;
+use super::lap::Lap;
 use super::link_set::LinkSet;
 use super::{ChainObserver, Link};
 use crate::plugin::{BoxError, Completion, Ctx, ProxyBody};
@@ -53,19 +54,14 @@ impl Finisher {
             error: error.or(body_error),
             client_aborted,
         };
+        let mut clock = Lap::start();
         for i in (0..ran_until).rev().filter(|&i| ran.contains(i)) {
             let link = &links[i];
-            let started = Instant::now();
             if let Err(failure) = guard::call(|| link.plugin.on_complete(&ctx, &completion)) {
                 // Nothing left to answer: the failure is only logged.
                 guard::report(link, "complete", ctx.route.as_ref(), &failure, &*observer);
             }
-            observer.hook(
-                &link.alias,
-                &link.plugin_kind,
-                "complete",
-                started.elapsed(),
-            );
+            observer.hook(&link.alias, &link.plugin_kind, "complete", clock.lap());
         }
     }
 }
@@ -74,7 +70,7 @@ impl Finisher {
 pub(crate) struct CompletionBody {
     inner: ProxyBody,
     bytes_sent: u64,
-    finisher: Option<Box<Finisher>>,
+    finisher: Option<Finisher>,
 }
 
 impl CompletionBody {
@@ -83,7 +79,7 @@ impl CompletionBody {
         Self {
             inner,
             bytes_sent: 0,
-            finisher: Some(Box::new(finisher)),
+            finisher: Some(finisher),
         }
     }
 

@@ -10,6 +10,18 @@
 //! k, k-1, .., 1. A plugin error or panic ends the request with a 5xx naming nobody's internals,
 //! and a log line naming the plugin (alias) and route.
 //!
+//! Details the runner pins down:
+//! - `exclude_paths` are matched against the path the client sent, before any hook runs.
+//! - A plugin that fails in its request hook answers `plugin <alias> failed` with the error's
+//!   status (500 for a panic); the plugins before it still run their response hooks, its own
+//!   is skipped. A failing response hook replaces the answer the same way and ends the
+//!   response phase. Every plugin that ran gets its completion hook, with the error.
+//! - A body filter failing mid-stream ends that body with a [`BodyFilterError`] (the client
+//!   sees a truncated or reset response).
+//! - Body filters are not asked for on HEAD answers and 204/304 (they carry no body).
+//! - A non-empty request body is wrapped to count its bytes even without filters (for
+//!   [`crate::plugin::Completion::bytes_received`]); an empty one is passed as is.
+//!
 //! Files: `run` (the runner), `guard` (failure isolation), `body_filters` (streaming body
 //! filters), `completion` (the completion tracker), `exclude` (`exclude_paths`), `builder`
 //! (snapshot → chains with instance reuse), `link_set` (which links ran).
@@ -19,6 +31,7 @@ mod builder;
 mod completion;
 mod exclude;
 mod guard;
+mod lap;
 mod link_set;
 mod run;
 #[cfg(test)]

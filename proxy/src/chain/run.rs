@@ -11,7 +11,6 @@
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::{header, request, response, Method, Request, Response, StatusCode};
 use http_body::Body;
@@ -20,6 +19,7 @@ use http_body_util::BodyExt;
 use super::body_filters::{FilterStack, FilteredBody};
 use super::completion::{CompletionBody, Finisher};
 use super::guard::{self, Failure};
+use super::lap::Lap;
 use super::link_set::LinkSet;
 use super::{Chain, ChainObserver, Link, Upstream};
 use crate::plugin::{respond, Ctx, Flow, ProxyBody};
@@ -88,9 +88,11 @@ pub(super) async fn run(
         failed: None,
     };
     let mut error = None;
+    ctx.plugins_ran.reserve(links.len());
 
     // Request heads, ascending; an answer or a failure stops here.
     let mut early = None;
+    let mut clock = Lap::start();
     for (i, link) in links.iter().enumerate() {
         if excluded.contains(i) {
             continue;
@@ -98,9 +100,8 @@ pub(super) async fn run(
         ran.set.insert(i);
         ran.until = i + 1;
         ctx.plugins_ran.push(link.alias.clone());
-        let started = Instant::now();
         let result = guard::hook(|| link.plugin.on_request(&mut parts, &mut ctx)).await;
-        observer.hook(&link.alias, &link.plugin_kind, "request", started.elapsed());
+        observer.hook(&link.alias, &link.plugin_kind, "request", clock.lap());
         match result {
             Ok(Flow::Continue) => {}
             Ok(Flow::Respond(response)) => {
@@ -130,11 +131,11 @@ pub(super) async fn run(
             }
             Ok((body, counter)) => {
                 received = counter;
-                let started = Instant::now();
+                clock = Lap::start();
                 let result = upstream
                     .call(Request::from_parts(parts, body), &mut ctx)
                     .await;
-                upstream_duration = Some(started.elapsed());
+                upstream_duration = Some(clock.lap());
                 match result {
                     Ok(response) => response,
                     Err(e) => {
@@ -152,14 +153,8 @@ pub(super) async fn run(
     let mut answer_failed = false;
     for i in ran.descending() {
         let link = &links[i];
-        let started = Instant::now();
         let result = guard::hook(|| link.plugin.on_response(&mut head, &mut ctx)).await;
-        observer.hook(
-            &link.alias,
-            &link.plugin_kind,
-            "response",
-            started.elapsed(),
-        );
+        observer.hook(&link.alias, &link.plugin_kind, "response", clock.lap());
         if let Err(failure) = result {
             let failed = Failed::new(links, i, "response", failure, &ctx, &**observer);
             (head, body) = failed.response.into_parts();
@@ -178,6 +173,10 @@ pub(super) async fn run(
         }
     }
 
+    if ran.until == 0 {
+        // No plugin ran: nobody to tell about completion, so no tracker either.
+        return Response::from_parts(head, body);
+    }
     let finisher = Finisher {
         status: head.status,
         ctx,
@@ -208,7 +207,7 @@ fn request_body(
     body: ProxyBody,
     ctx: &mut Ctx,
     observer: &Arc<dyn ChainObserver>,
-) -> Result<RequestBody, Failed> {
+) -> Result<RequestBody, Box<Failed>> {
     let mut stack: Option<FilterStack> = None;
     for i in ran.ascending() {
         let link = &links[i];
@@ -225,14 +224,14 @@ fn request_body(
                 })
                 .push(i, filter),
             Err(failure) => {
-                return Err(Failed::new(
+                return Err(Box::new(Failed::new(
                     links,
                     i,
                     "request_body",
                     failure,
                     ctx,
                     &**observer,
-                ))
+                )))
             }
         }
     }
@@ -242,7 +241,8 @@ fn request_body(
             parts.headers.remove(header::CONTENT_LENGTH);
             stack
         }
-        None if body.is_end_stream() => return Ok((body, None)),
+        // Nothing to count for: an empty body, or no plugin to tell.
+        None if body.is_end_stream() || ran.until == 0 => return Ok((body, None)),
         None => FilterStack::new(links.clone(), None, observer.clone(), "request_body"),
     };
     let counter = Arc::new(AtomicU64::new(0));
@@ -259,7 +259,7 @@ fn response_body(
     body: ProxyBody,
     ctx: &mut Ctx,
     observer: &Arc<dyn ChainObserver>,
-) -> Result<ProxyBody, Failed> {
+) -> Result<ProxyBody, Box<Failed>> {
     let mut stack: Option<FilterStack> = None;
     for i in ran.descending() {
         let link = &links[i];
@@ -276,14 +276,14 @@ fn response_body(
                 })
                 .push(i, filter),
             Err(failure) => {
-                return Err(Failed::new(
+                return Err(Box::new(Failed::new(
                     links,
                     i,
                     "response_body",
                     failure,
                     ctx,
                     &**observer,
-                ))
+                )))
             }
         }
     }

@@ -83,7 +83,11 @@ impl Plugin for RequestIdPlugin {
             },
             None => {
                 let mut buf = uuid::Uuid::encode_buffer();
-                let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+                // A v4 UUID from the thread-local CSPRNG (no syscall per id).
+                let id = uuid::Builder::from_random_bytes(rand::random())
+                    .into_uuid()
+                    .hyphenated()
+                    .encode_lower(&mut buf);
                 req.headers.insert(
                     self.header.clone(),
                     HeaderValue::from_str(id).expect("uuid is ASCII"),

@@ -72,8 +72,20 @@ async fn request_body_filters_reach_the_upstream() {
         probe("acc", &log).request_filter(Filter::Accumulate).link(),
     ];
     let upstream = TestUpstream::new(Answer::Stream(vec!["ok"]));
-    let (resp, _) = run(links, post("/", &["abc", "def"]), &upstream).await;
+    let (resp, observer) = run(links, post("/", &["abc", "def"]), &upstream).await;
     assert_eq!(text(resp).await, "ok");
+    let hooks = observer.hooks.lock().unwrap().clone();
+    let timed = |alias: &str| {
+        hooks
+            .iter()
+            .filter(|(a, phase)| a == alias && *phase == "request_body")
+            .count()
+    };
+    assert_eq!(
+        (timed("u"), timed("acc")),
+        (1, 1),
+        "one timing per filter per body"
+    );
     let received = upstream.last();
     assert_eq!(received.body, "ABCDEF");
     assert!(received.headers.get(CONTENT_LENGTH).is_none(), "re-framed");

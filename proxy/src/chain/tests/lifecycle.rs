@@ -187,3 +187,13 @@ async fn excluded_paths_skip_the_link() {
     let (_, _, ran) = log.completions().pop().unwrap();
     assert_eq!(ran, ["a", "auth", "c"]);
 }
+
+#[tokio::test]
+async fn an_empty_chain_is_a_plain_pass_through() {
+    let upstream = TestUpstream::new(Answer::Chunks(vec!["hello"]));
+    let (resp, observer) = run(vec![], post("/", &["abc"]), &upstream).await;
+    assert_eq!(resp.body().size_hint().exact(), Some(5));
+    assert_eq!(text(resp).await, "hello");
+    assert_eq!(upstream.last().body, "abc");
+    assert!(observer.hooks.lock().unwrap().is_empty());
+}

@@ -5,6 +5,8 @@ mod bodies;
 mod builder;
 mod failures;
 mod lifecycle;
+mod sockets;
+mod throughput;
 
 use std::collections::VecDeque;
 use std::pin::Pin;
