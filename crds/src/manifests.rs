@@ -66,36 +66,36 @@ pub fn parse_into(
                 continue;
             }
         };
-        let result =
-            match (meta.api_version.as_str(), meta.kind.as_str()) {
-                (crate::API_VERSION, "GatewayPlugin") => {
-                    decode::<GatewayPlugin>(value, default_namespace)
-                        .map(|o| into.plugins.push(Arc::new(o)))
-                }
-                (crate::API_VERSION, "Service") => decode::<Service>(value, default_namespace)
-                    .map(|o| into.services.push(Arc::new(o))),
-                (crate::API_VERSION, "Route") => {
-                    decode::<Route>(value, default_namespace).map(|o| into.routes.push(Arc::new(o)))
-                }
-                ("v1", "Secret") => decode::<Secret>(value, default_namespace)
-                    .map(fold_string_data)
-                    .map(|o| into.secrets.push(Arc::new(o))),
-                ("v1", "Service") => decode::<CoreService>(value, default_namespace)
-                    .map(|o| into.core_services.push(Arc::new(o))),
-                ("v1", "Namespace") => {
-                    decode::<Namespace>(value, "").map(|o| into.namespaces.push(Arc::new(o)))
-                }
-                ("discovery.k8s.io/v1", "EndpointSlice") => {
-                    decode::<EndpointSlice>(value, default_namespace)
-                        .map(|o| into.endpoint_slices.push(Arc::new(o)))
-                }
-                (api, kind) => {
-                    notes.push(format!(
-                        "{source_name}: document {index}: skipped {api} {kind}"
-                    ));
-                    Ok(())
-                }
-            };
+        let result = match (meta.api_version.as_str(), meta.kind.as_str()) {
+            (crate::API_VERSION, "GatewayPlugin") => {
+                decode::<GatewayPlugin>(value, default_namespace)
+                    .map(|o| into.plugins.push(Arc::new(o)))
+            }
+            (crate::API_VERSION, "Service") => {
+                decode::<Service>(value, default_namespace).map(|o| into.services.push(Arc::new(o)))
+            }
+            (crate::API_VERSION, "Route") => {
+                decode::<Route>(value, default_namespace).map(|o| into.routes.push(Arc::new(o)))
+            }
+            ("v1", "Secret") => decode::<Secret>(value, default_namespace)
+                .map(fold_string_data)
+                .map(|o| into.secrets.push(Arc::new(o))),
+            ("v1", "Service") => decode::<CoreService>(value, default_namespace)
+                .map(|o| into.core_services.push(Arc::new(o))),
+            ("v1", "Namespace") => {
+                decode::<Namespace>(value, "").map(|o| into.namespaces.push(Arc::new(o)))
+            }
+            ("discovery.k8s.io/v1", "EndpointSlice") => {
+                decode::<EndpointSlice>(value, default_namespace)
+                    .map(|o| into.endpoint_slices.push(Arc::new(o)))
+            }
+            (api, kind) => {
+                notes.push(format!(
+                    "{source_name}: document {index}: skipped {api} {kind}"
+                ));
+                Ok(())
+            }
+        };
         if let Err(message) = result {
             errors.push(err(message));
         }

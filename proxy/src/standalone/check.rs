@@ -78,7 +78,11 @@ pub fn check(
                 errors: Vec::new(),
                 notes: loaded.notes,
                 snapshot: Some(summary(&compiled)),
-                objects: compiled.reports.iter().map(|(id, report)| ObjectEntry { id, report }).collect(),
+                objects: compiled
+                    .reports
+                    .iter()
+                    .map(|(id, report)| ObjectEntry { id, report })
+                    .collect(),
             };
             print(&output, format, out)?;
             Ok(ok)
@@ -88,7 +92,13 @@ pub fn check(
                 LoadError::Manifests(errs) => errs.iter().map(ToString::to_string).collect(),
                 other => vec![other.to_string()],
             };
-            let output = CheckOutput { ok: false, errors, notes: Vec::new(), snapshot: None, objects: Vec::new() };
+            let output = CheckOutput {
+                ok: false,
+                errors,
+                notes: Vec::new(),
+                snapshot: None,
+                objects: Vec::new(),
+            };
             print(&output, format, out)?;
             Ok(false)
         }
@@ -106,7 +116,11 @@ fn summary(compiled: &Compiled) -> SnapshotSummary {
     }
 }
 
-fn print(output: &CheckOutput<'_>, format: OutputFormat, out: &mut dyn Write) -> std::io::Result<()> {
+fn print(
+    output: &CheckOutput<'_>,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     match format {
         OutputFormat::Json => {
             serde_json::to_writer_pretty(&mut *out, output)?;
@@ -133,8 +147,17 @@ fn print_text(output: &CheckOutput<'_>, out: &mut dyn Write) -> std::io::Result<
     }
     for ObjectEntry { id, report } in &output.objects {
         writeln!(out, "{:?} {}", id.kind, id.key)?;
-        for (name, c) in [("Accepted", &report.accepted), ("ResolvedRefs", &report.resolved_refs)] {
-            writeln!(out, "  {name}={} {}: {}", mark(c.status), c.reason, c.message)?;
+        for (name, c) in [
+            ("Accepted", &report.accepted),
+            ("ResolvedRefs", &report.resolved_refs),
+        ] {
+            writeln!(
+                out,
+                "  {name}={} {}: {}",
+                mark(c.status),
+                c.reason,
+                c.message
+            )?;
         }
         for warning in &report.warnings {
             writeln!(out, "  warning: {warning}")?;
@@ -167,5 +190,13 @@ fn print_text(output: &CheckOutput<'_>, out: &mut dyn Write) -> std::io::Result<
             s.default_chain
         )?;
     }
-    writeln!(out, "{}", if output.ok { "OK" } else { "FAILED: some objects are rejected or unresolved" })
+    writeln!(
+        out,
+        "{}",
+        if output.ok {
+            "OK"
+        } else {
+            "FAILED: some objects are rejected or unresolved"
+        }
+    )
 }

@@ -39,7 +39,10 @@ pub struct Loaded {
 /// The manifest files of `dir`: `*.yaml` and `*.yml`, sorted, not recursive, hidden files
 /// (editor swap files, `..data` links of mounted ConfigMaps) skipped.
 pub fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
-    let io = |source| LoadError::Io { path: dir.to_path_buf(), source };
+    let io = |source| LoadError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let path = entry.map_err(io)?.path();
@@ -55,12 +58,23 @@ pub fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
 
 /// Reads every manifest of `dir`. All decoding errors of all files are reported together.
 pub fn load_dir(dir: &Path, options: &StandaloneOptions) -> Result<Loaded, LoadError> {
-    let mut loaded = Loaded { files: manifest_files(dir)?, ..Loaded::default() };
+    let mut loaded = Loaded {
+        files: manifest_files(dir)?,
+        ..Loaded::default()
+    };
     let mut errors = Vec::new();
     for path in &loaded.files {
-        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+            path: path.clone(),
+            source,
+        })?;
         let name = path.display().to_string();
-        match manifests::parse_into(&text, &name, &options.default_namespace, &mut loaded.objects) {
+        match manifests::parse_into(
+            &text,
+            &name,
+            &options.default_namespace,
+            &mut loaded.objects,
+        ) {
             Ok(notes) => loaded.notes.extend(notes),
             Err(errs) => errors.extend(errs),
         }
@@ -81,7 +95,9 @@ pub fn compile_dir(
     let loaded = load_dir(dir, options)?;
     let compiled = compiler::compile(
         &loaded.objects,
-        &Options { root_namespace: options.root_namespace.clone() },
+        &Options {
+            root_namespace: options.root_namespace.clone(),
+        },
         catalogue,
     );
     Ok((compiled, loaded))

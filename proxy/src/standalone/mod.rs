@@ -26,6 +26,9 @@ pub struct StandaloneOptions {
 
 impl Default for StandaloneOptions {
     fn default() -> Self {
-        Self { root_namespace: "hookway-system".into(), default_namespace: "default".into() }
+        Self {
+            root_namespace: "hookway-system".into(),
+            default_namespace: "default".into(),
+        }
     }
 }

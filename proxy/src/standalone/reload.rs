@@ -124,18 +124,30 @@ fn reload(
         Decision::Unchanged => {}
         Decision::Keep(newly) => {
             log_reports(&compiled);
-            let objects: Vec<String> = newly.iter().map(|id| format!("{:?} {}", id.kind, id.key)).collect();
+            let objects: Vec<String> = newly
+                .iter()
+                .map(|id| format!("{:?} {}", id.kind, id.key))
+                .collect();
             error!(version = applied.version, rejected = ?objects, "change not applied, keeping the last good snapshot");
         }
     }
 }
 
-fn publish(applied: &mut Applied, compiled: Compiled, tx: &watch_channel::Sender<Option<Arc<Snapshot>>>) {
+fn publish(
+    applied: &mut Applied,
+    compiled: Compiled,
+    tx: &watch_channel::Sender<Option<Arc<Snapshot>>>,
+) {
     let mut snapshot = compiled.snapshot;
     applied.version += 1;
     snapshot.version = applied.version;
     applied.hash = snapshot.hash.clone();
-    applied.rejected = compiled.reports.iter().filter(|(_, r)| !r.is_ok()).map(|(id, _)| id.clone()).collect();
+    applied.rejected = compiled
+        .reports
+        .iter()
+        .filter(|(_, r)| !r.is_ok())
+        .map(|(id, _)| id.clone())
+        .collect();
     info!(version = snapshot.version, hash = %snapshot.hash, routes = snapshot.routes.len(), "snapshot compiled from manifests");
     tx.send_replace(Some(Arc::new(snapshot)));
 }
@@ -177,11 +189,18 @@ mod tests {
     use hookway_crds::snapshot::ObjectKey;
 
     fn id(name: &str) -> ObjectId {
-        ObjectId { kind: Kind::Route, key: ObjectKey::new("default", name) }
+        ObjectId {
+            kind: Kind::Route,
+            key: ObjectKey::new("default", name),
+        }
     }
 
     fn report(ok: bool) -> ObjectReport {
-        let cond = if ok { ConditionResult::ok("Accepted", "") } else { ConditionResult::fail("InvalidSpec", "bad") };
+        let cond = if ok {
+            ConditionResult::ok("Accepted", "")
+        } else {
+            ConditionResult::fail("InvalidSpec", "bad")
+        };
         ObjectReport {
             generation: 1,
             accepted: cond,
@@ -203,14 +222,28 @@ mod tests {
     }
 
     fn applied(hash: &str, rejected: &[&str]) -> Applied {
-        Applied { version: 3, hash: hash.into(), rejected: rejected.iter().map(|n| id(n)).collect() }
+        Applied {
+            version: 3,
+            hash: hash.into(),
+            rejected: rejected.iter().map(|n| id(n)).collect(),
+        }
     }
 
     #[test]
     fn decisions() {
         let table: Vec<(&str, Applied, Compiled, Decision)> = vec![
-            ("good change applies", applied("a", &[]), compiled("b", &[("r", true)]), Decision::Apply),
-            ("same content is not re-published", applied("a", &[]), compiled("a", &[("r", true)]), Decision::Unchanged),
+            (
+                "good change applies",
+                applied("a", &[]),
+                compiled("b", &[("r", true)]),
+                Decision::Apply,
+            ),
+            (
+                "same content is not re-published",
+                applied("a", &[]),
+                compiled("a", &[("r", true)]),
+                Decision::Unchanged,
+            ),
             (
                 "a newly rejected object keeps the last snapshot",
                 applied("a", &[]),
