@@ -1,11 +1,19 @@
 //! Built-in plugins: one file each, registered here with one line each.
 
+pub mod client_ip;
+pub mod ip_restriction;
+pub mod ip_set;
+pub mod rate_limiting;
+#[cfg(test)]
+pub(crate) mod testing;
+
 use crate::plugin::Registry;
 
 /// The registry of every built-in plugin kind.
 pub fn builtin() -> Registry {
-    #[allow(unused_mut)]
     let mut registry = Registry::new();
-    // One line per plugin, alphabetical: registry.register::<mock::Mock>();
+    // One line per plugin, alphabetical.
+    registry.register::<ip_restriction::IpRestriction>();
+    registry.register::<rate_limiting::RateLimiting>();
     registry
 }
