@@ -148,7 +148,8 @@ mod tests {
 
     #[tokio::test]
     async fn black_list_denies_listed() {
-        let cfg = json!({"ip_list_type": "black", "ip_black_list": ["1.2.3.4"], "ip_white_list": ["*"]});
+        let cfg =
+            json!({"ip_list_type": "black", "ip_black_list": ["1.2.3.4"], "ip_white_list": ["*"]});
         assert_eq!(verdict(cfg.clone(), "1.2.3.4:1", &[]).await, 403);
         assert_eq!(verdict(cfg, "1.2.3.5:1", &[]).await, 200);
     }
@@ -198,24 +199,39 @@ mod tests {
         let ok = json!({"ip_list_type": "white", "ip_white_list": ["10.*"]});
         assert!(cat.validate("ip_restriction", &ok).is_ok());
         let err = cat
-            .validate("ip_restriction", &json!({"ip_list_type": "white", "ip_white_list": ["10.0.0.300"]}))
+            .validate(
+                "ip_restriction",
+                &json!({"ip_list_type": "white", "ip_white_list": ["10.0.0.300"]}),
+            )
             .unwrap_err();
-        assert!(err.contains("ip_white_list") && err.contains("10.0.0.300"), "{err}");
+        assert!(
+            err.contains("ip_white_list") && err.contains("10.0.0.300"),
+            "{err}"
+        );
         let err = cat
             .validate("ip_restriction", &json!({"ip_list_type": "white"}))
             .unwrap_err();
         assert!(err.contains("must not be empty"), "{err}");
         let err = cat
-            .validate("ip_restriction", &json!({"ip_list_type": "grey", "ip_white_list": ["*"]}))
+            .validate(
+                "ip_restriction",
+                &json!({"ip_list_type": "grey", "ip_white_list": ["*"]}),
+            )
             .unwrap_err();
         assert!(err.contains("ip_list_type"), "{err}");
         let err = cat
-            .validate("ip_restriction", &json!({"ip_list_type": "white", "ip_white_list": ["*"], "extra": 1}))
+            .validate(
+                "ip_restriction",
+                &json!({"ip_list_type": "white", "ip_white_list": ["*"], "extra": 1}),
+            )
             .unwrap_err();
         assert!(err.contains("extra"), "{err}");
         let err = cat
-            .validate("ip_restriction", &json!({"ip_list_type": "white", "ip_white_list": ["*"],
-                                                "trusted_proxies": ["nope"]}))
+            .validate(
+                "ip_restriction",
+                &json!({"ip_list_type": "white", "ip_white_list": ["*"],
+                                                "trusted_proxies": ["nope"]}),
+            )
             .unwrap_err();
         assert!(err.contains("trusted_proxies"), "{err}");
     }

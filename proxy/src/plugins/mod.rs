@@ -1,5 +1,6 @@
 //! Built-in plugins: one file each, registered here with one line each.
 
+pub mod auth;
 pub mod client_ip;
 pub mod ip_restriction;
 pub mod ip_set;
@@ -13,6 +14,7 @@ use crate::plugin::Registry;
 pub fn builtin() -> Registry {
     let mut registry = Registry::new();
     // One line per plugin, alphabetical.
+    registry.register::<auth::Auth>();
     registry.register::<ip_restriction::IpRestriction>();
     registry.register::<rate_limiting::RateLimiting>();
     registry

@@ -68,7 +68,12 @@ pub async fn request(
     req: &mut request::Parts,
     ctx: &mut Ctx,
 ) -> Option<Response<ProxyBody>> {
-    match plugin.on_request(req, ctx).resolve().await.expect("hook ok") {
+    match plugin
+        .on_request(req, ctx)
+        .resolve()
+        .await
+        .expect("hook ok")
+    {
         Flow::Continue => None,
         Flow::Respond(r) => Some(r),
     }

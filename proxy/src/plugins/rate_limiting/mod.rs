@@ -170,9 +170,7 @@ impl PluginConfig for Config {
         ClientIp::new(&self.trusted_proxies, self.real_ip_header.as_deref())?;
         match (self.policy, &self.redis) {
             (Policy::Redis, None) => return Err("redis is required with policy: redis".into()),
-            (Policy::Local, Some(_)) => {
-                return Err("redis is only used with policy: redis".into())
-            }
+            (Policy::Local, Some(_)) => return Err("redis is only used with policy: redis".into()),
             (Policy::Redis, Some(r)) => {
                 r.url
                     .parse::<::redis::ConnectionInfo>()
@@ -195,7 +193,7 @@ impl PluginConfig for Config {
 enum Backend {
     Local(LocalCounters),
     Redis {
-        counters: RedisCounters,
+        counters: Box<RedisCounters>,
         fail_open: bool,
     },
 }
@@ -237,10 +235,9 @@ impl RateLimiting {
                     None => None,
                     Some(name) => {
                         let key = ObjectKey::new(env.plugin_ref.namespace.clone(), name.clone());
-                        let secret = env
-                            .snapshot
-                            .secret(&key)
-                            .ok_or_else(|| format!("redis.password_secret: Secret {key} not found"))?;
+                        let secret = env.snapshot.secret(&key).ok_or_else(|| {
+                            format!("redis.password_secret: Secret {key} not found")
+                        })?;
                         Some(secret.data.get("password").cloned().ok_or_else(|| {
                             format!("redis.password_secret: Secret {key} has no \"password\" key")
                         })?)
@@ -252,13 +249,10 @@ impl RateLimiting {
                     r.key_prefix, env.plugin_ref.namespace, env.plugin_ref.name
                 );
                 Backend::Redis {
-                    counters: RedisCounters::new(
-                        &r.url,
-                        password,
-                        prefix,
-                        Config::redis_timeout(r)?,
-                    )
-                    .map_err(|e| e.to_string())?,
+                    counters: Box::new(
+                        RedisCounters::new(&r.url, password, prefix, Config::redis_timeout(r)?)
+                            .map_err(|e| e.to_string())?,
+                    ),
                     fail_open: config.fail_open,
                 }
             }
@@ -284,7 +278,12 @@ impl RateLimiting {
     }
 
     fn key_of(&self, req: &request::Parts, ctx: &Ctx) -> String {
-        let by_ip = || format!("ip:{}", self.client.resolve(&req.headers, ctx.peer_addr.ip()));
+        let by_ip = || {
+            format!(
+                "ip:{}",
+                self.client.resolve(&req.headers, ctx.peer_addr.ip())
+            )
+        };
         match self.key {
             KeyKind::Ip => by_ip(),
             KeyKind::Header => match self.header.as_ref().and_then(|h| req.headers.get(h)) {
@@ -322,7 +321,10 @@ impl RateLimiting {
 
     fn too_many(&self, i: usize, until_end_ms: u64) -> Response<ProxyBody> {
         let limit = self.limits[i];
-        let message = format!("[rate_limiting] API rate limit of {} exceeded", limit.unit.name());
+        let message = format!(
+            "[rate_limiting] API rate limit of {} exceeded",
+            limit.unit.name()
+        );
         let mut resp = respond::error(StatusCode::TOO_MANY_REQUESTS, &message, self.error_type);
         let headers = resp.headers_mut();
         headers.insert(

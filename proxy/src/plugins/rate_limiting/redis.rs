@@ -151,10 +151,11 @@ impl RedisCounters {
                 .arg(limit.max)
                 .arg(limit.until_window_end(now) + 1_000);
         }
-        let reply: Vec<u64> = tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn))
-            .await
-            .map_err(|_| RedisLimitError::Timeout(self.timeout))?
-            .map_err(RedisLimitError::Command)?;
+        let reply: Vec<u64> =
+            tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn))
+                .await
+                .map_err(|_| RedisLimitError::Timeout(self.timeout))?
+                .map_err(RedisLimitError::Command)?;
         match reply.split_first() {
             Some((0, counts)) if counts.len() == limits.len() => {
                 Ok(Decision::Allowed(counts.to_vec()))

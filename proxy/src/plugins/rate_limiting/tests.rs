@@ -58,7 +58,10 @@ async fn second_limit_rejects_then_resets() {
     assert_eq!(h["x-ratelimit-limit-second"], "2");
     assert_eq!(h["x-ratelimit-remaining-second"], "1");
     let (s, h, _) = call(&rl, "1.1.1.1:1", &[]).await;
-    assert_eq!((s, &h["x-ratelimit-remaining-second"]), (StatusCode::OK, &"0".parse::<HeaderValue>().unwrap()));
+    assert_eq!(
+        (s, &h["x-ratelimit-remaining-second"]),
+        (StatusCode::OK, &"0".parse::<HeaderValue>().unwrap())
+    );
     let (s, h, body) = call(&rl, "1.1.1.1:1", &[]).await;
     assert_eq!(s, 429);
     assert_eq!(body, "[rate_limiting] API rate limit of second exceeded\n");
@@ -143,7 +146,10 @@ async fn hidden_headers() {
 #[tokio::test]
 async fn keyed_by_header_consumer_and_route() {
     let clock = ManualClock::at(T0);
-    let rl = limiter(json!({"second": 1, "key": "header", "header_name": "x-tenant"}), &clock);
+    let rl = limiter(
+        json!({"second": 1, "key": "header", "header_name": "x-tenant"}),
+        &clock,
+    );
     assert_eq!(call(&rl, "1.1.1.1:1", &[("x-tenant", "a")]).await.0, 200);
     assert_eq!(call(&rl, "2.2.2.2:1", &[("x-tenant", "a")]).await.0, 429);
     assert_eq!(call(&rl, "2.2.2.2:1", &[("x-tenant", "b")]).await.0, 200);
@@ -176,7 +182,10 @@ async fn keyed_by_header_consumer_and_route() {
         }
     };
     assert!(run("r1", "1.1.1.1:1").await);
-    assert!(!run("r1", "2.2.2.2:1").await, "route budget is shared by clients");
+    assert!(
+        !run("r1", "2.2.2.2:1").await,
+        "route budget is shared by clients"
+    );
     assert!(run("r2", "2.2.2.2:1").await);
 }
 
@@ -184,9 +193,14 @@ async fn keyed_by_header_consumer_and_route() {
 async fn built_through_the_registry() {
     let plugin = testing::build("rate_limiting", json!({"second": 1}));
     let mut req = parts("GET", "/", &[]);
-    assert!(testing::request(&*plugin, &mut req, &mut ctx("1.1.1.1:1")).await.is_none());
+    assert!(testing::request(&*plugin, &mut req, &mut ctx("1.1.1.1:1"))
+        .await
+        .is_none());
     let resp = testing::request(&*plugin, &mut req, &mut ctx("1.1.1.1:1")).await;
-    assert_eq!(resp.map(|r| r.status()), Some(StatusCode::TOO_MANY_REQUESTS));
+    assert_eq!(
+        resp.map(|r| r.status()),
+        Some(StatusCode::TOO_MANY_REQUESTS)
+    );
 }
 
 #[test]
@@ -202,14 +216,18 @@ fn config_validation() {
     assert!(check(json!({"second": 1, "policy": "redis"}))
         .unwrap_err()
         .contains("redis is required"));
-    assert!(check(json!({"second": 1, "policy": "redis", "redis": {"url": "nope://x"}}))
-        .unwrap_err()
-        .contains("redis.url"));
+    assert!(
+        check(json!({"second": 1, "policy": "redis", "redis": {"url": "nope://x"}}))
+            .unwrap_err()
+            .contains("redis.url")
+    );
     assert!(check(json!({"second": 1, "policy": "redis",
                           "redis": {"url": "redis://127.0.0.1:1", "timeout": "soon"}}))
     .unwrap_err()
     .contains("redis.timeout"));
-    assert!(check(json!({"second": 1, "week": 3})).unwrap_err().contains("week"));
+    assert!(check(json!({"second": 1, "week": 3}))
+        .unwrap_err()
+        .contains("week"));
     let v = check(json!({"second": 1, "policy": "redis",
                          "redis": {"url": "redis://127.0.0.1:1", "password_secret": "redis-auth"}}))
     .unwrap();
@@ -245,7 +263,11 @@ fn redis_port() -> Option<u16> {
 }
 
 fn unique_prefix() -> String {
-    format!("test:{}:{}:", std::process::id(), T0 + rand::random::<u32>() as u64)
+    format!(
+        "test:{}:{}:",
+        std::process::id(),
+        T0 + rand::random::<u32>() as u64
+    )
 }
 
 #[tokio::test]
