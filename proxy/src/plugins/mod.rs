@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod client_ip;
+pub mod cors;
 pub mod ip_restriction;
 pub mod ip_set;
 pub mod rate_limiting;
@@ -15,6 +16,7 @@ pub fn builtin() -> Registry {
     let mut registry = Registry::new();
     // One line per plugin, alphabetical.
     registry.register::<auth::Auth>();
+    registry.register::<cors::Cors>();
     registry.register::<ip_restriction::IpRestriction>();
     registry.register::<rate_limiting::RateLimiting>();
     registry
