@@ -6,6 +6,7 @@ pub mod cors;
 pub mod ip_restriction;
 pub mod ip_set;
 pub mod rate_limiting;
+pub mod spike_arrest;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -19,5 +20,6 @@ pub fn builtin() -> Registry {
     registry.register::<cors::Cors>();
     registry.register::<ip_restriction::IpRestriction>();
     registry.register::<rate_limiting::RateLimiting>();
+    registry.register::<spike_arrest::SpikeArrest>();
     registry
 }
