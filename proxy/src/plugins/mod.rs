@@ -1,6 +1,7 @@
 //! Built-in plugins: one file each, registered here with one line each.
 
 pub mod auth;
+pub mod circuit_breaker;
 pub mod client_ip;
 pub mod cors;
 pub mod ip_restriction;
@@ -17,6 +18,7 @@ pub fn builtin() -> Registry {
     let mut registry = Registry::new();
     // One line per plugin, alphabetical.
     registry.register::<auth::Auth>();
+    registry.register::<circuit_breaker::CircuitBreaker>();
     registry.register::<cors::Cors>();
     registry.register::<ip_restriction::IpRestriction>();
     registry.register::<rate_limiting::RateLimiting>();
