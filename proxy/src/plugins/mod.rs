@@ -7,9 +7,12 @@ pub mod cors;
 pub mod ip_restriction;
 pub mod ip_set;
 pub mod rate_limiting;
+pub mod referer_restriction;
+pub mod restriction;
 pub mod spike_arrest;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod ua_restriction;
 
 use crate::plugin::Registry;
 
@@ -22,6 +25,8 @@ pub fn builtin() -> Registry {
     registry.register::<cors::Cors>();
     registry.register::<ip_restriction::IpRestriction>();
     registry.register::<rate_limiting::RateLimiting>();
+    registry.register::<referer_restriction::RefererRestriction>();
     registry.register::<spike_arrest::SpikeArrest>();
+    registry.register::<ua_restriction::UaRestriction>();
     registry
 }
