@@ -94,8 +94,7 @@ impl RefererRestriction {
         };
         let Some(host) = uri.host() else { return false };
         let host = host.to_ascii_lowercase();
-        self.exact.iter().any(|e| *e == host)
-            || self.suffixes.iter().any(|s| host.ends_with(s.as_str()))
+        self.exact.contains(&host) || self.suffixes.iter().any(|s| host.ends_with(s.as_str()))
     }
 }
 
