@@ -4,6 +4,7 @@ pub mod auth;
 pub mod circuit_breaker;
 pub mod client_ip;
 pub mod cors;
+pub mod forward_auth;
 pub mod ip_restriction;
 pub mod ip_set;
 pub mod rate_limiting;
@@ -23,6 +24,7 @@ pub fn builtin() -> Registry {
     registry.register::<auth::Auth>();
     registry.register::<circuit_breaker::CircuitBreaker>();
     registry.register::<cors::Cors>();
+    registry.register::<forward_auth::ForwardAuth>();
     registry.register::<ip_restriction::IpRestriction>();
     registry.register::<rate_limiting::RateLimiting>();
     registry.register::<referer_restriction::RefererRestriction>();
