@@ -4,6 +4,7 @@ pub mod auth;
 pub mod circuit_breaker;
 pub mod client_ip;
 pub mod cors;
+pub mod csrf;
 pub mod forward_auth;
 pub mod ip_restriction;
 pub mod ip_set;
@@ -24,6 +25,7 @@ pub fn builtin() -> Registry {
     registry.register::<auth::Auth>();
     registry.register::<circuit_breaker::CircuitBreaker>();
     registry.register::<cors::Cors>();
+    registry.register::<csrf::Csrf>();
     registry.register::<forward_auth::ForwardAuth>();
     registry.register::<ip_restriction::IpRestriction>();
     registry.register::<rate_limiting::RateLimiting>();
