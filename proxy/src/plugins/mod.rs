@@ -6,6 +6,8 @@ pub mod client_ip;
 pub mod cors;
 pub mod csrf;
 pub mod forward_auth;
+#[cfg(test)]
+mod hot_path_cost;
 pub mod ip_restriction;
 pub mod ip_set;
 pub mod rate_limiting;

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use http::{header, request, response, HeaderName, HeaderValue, Response, StatusCode};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use hookway_crds::catalogue::PluginConfig;
 use hookway_crds::snapshot::ObjectKey;
@@ -217,6 +218,9 @@ pub struct RateLimiting {
 #[derive(Clone, Default)]
 struct Remaining(Vec<(usize, Vec<u64>)>);
 
+/// Header values longer than this are counted by their SHA-256.
+const MAX_RAW_KEY: usize = 64;
+
 /// Redis failures are logged at most this often per instance.
 const WARN_EVERY_MS: u64 = 10_000;
 
@@ -287,6 +291,10 @@ impl RateLimiting {
         match self.key {
             KeyKind::Ip => by_ip(),
             KeyKind::Header => match self.header.as_ref().and_then(|h| req.headers.get(h)) {
+                // Long values are hashed: a client cannot make us store big keys.
+                Some(v) if v.len() > MAX_RAW_KEY => {
+                    format!("h#{}", hex::encode(Sha256::digest(v.as_bytes())))
+                }
                 Some(v) => format!("h:{}", String::from_utf8_lossy(v.as_bytes())),
                 None => by_ip(),
             },

@@ -153,6 +153,20 @@ async fn keyed_by_header_consumer_and_route() {
     assert_eq!(call(&rl, "1.1.1.1:1", &[("x-tenant", "a")]).await.0, 200);
     assert_eq!(call(&rl, "2.2.2.2:1", &[("x-tenant", "a")]).await.0, 429);
     assert_eq!(call(&rl, "2.2.2.2:1", &[("x-tenant", "b")]).await.0, 200);
+    let long_a = "a".repeat(500);
+    let long_b = format!("{}b", "a".repeat(499));
+    assert_eq!(
+        call(&rl, "1.1.1.1:1", &[("x-tenant", &long_a)]).await.0,
+        200
+    );
+    assert_eq!(
+        call(&rl, "1.1.1.1:1", &[("x-tenant", &long_a)]).await.0,
+        429
+    );
+    assert_eq!(
+        call(&rl, "1.1.1.1:1", &[("x-tenant", &long_b)]).await.0,
+        200
+    );
 
     let rl = limiter(json!({"second": 1, "key": "consumer"}), &clock);
     let run = |id: &'static str| {
