@@ -43,15 +43,13 @@ for _attempt in 1 2 3 4 5; do
     for _wait in $(seq 1 50); do
         if redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG; then
             server_pid="$(cat "$workdir/redis.pid")"
-            # Reaper: stop this server when the owner goes away.
-            (
-                while kill -0 "$owner_pid" 2>/dev/null && kill -0 "$server_pid" 2>/dev/null; do
-                    sleep 1
-                done
-                kill "$server_pid" 2>/dev/null || true
-                rm -rf "$workdir"
-            ) >/dev/null 2>&1 </dev/null &
-            disown || true
+            # Reaper, in its own session so that killing the caller's process group does not
+            # take it down: stops this server once the owner goes away.
+            setsid bash -c '
+                while kill -0 "$1" 2>/dev/null && kill -0 "$2" 2>/dev/null; do sleep 1; done
+                kill "$2" 2>/dev/null || true
+                rm -rf "$3"
+            ' reaper "$owner_pid" "$server_pid" "$workdir" >/dev/null 2>&1 </dev/null &
             echo "$port"
             exit 0
         fi
