@@ -18,6 +18,7 @@ use serde::Deserialize;
 use hookway_crds::catalogue::PluginConfig;
 use hookway_crds::snapshot::ObjectKey;
 
+use super::decisions::{self, Decision};
 use super::rate_limiting::window::{Clock, SystemClock};
 use crate::plugin::respond;
 use crate::plugin::{
@@ -305,6 +306,7 @@ impl Plugin for CircuitBreaker {
                 self.transition(&mut b, State::HalfOpen, &ctx.route, now);
             } else {
                 ctx.extensions.insert(Answered);
+                decisions::record(Self::NAME, ctx.route.as_ref(), Decision::Tripped);
                 return Hook::Ready(Ok(Flow::Respond(self.open_answer())));
             }
         }

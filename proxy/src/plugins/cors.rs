@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use hookway_crds::catalogue::PluginConfig;
 
+use super::decisions::{self, Decision};
 use crate::plugin::respond::{self, ErrorType};
 use crate::plugin::{
     BuildEnv, Ctx, Flow, Hook, HookResult, Plugin, PluginError, PluginFactory, ProxyBody,
@@ -264,6 +265,7 @@ impl Plugin for Cors {
             .to_str()
             .is_ok_and(|o| self.origins.iter().any(|r| r.matches(o)));
         if !allowed {
+            decisions::record(Self::NAME, ctx.route.as_ref(), Decision::Denied);
             return Hook::Ready(Ok(Flow::Respond(respond::error(
                 StatusCode::FORBIDDEN,
                 ORIGIN_NOT_ALLOWED,
@@ -280,6 +282,7 @@ impl Plugin for Cors {
             None => self.method_allowed(&req.method),
         };
         if !method_ok {
+            decisions::record(Self::NAME, ctx.route.as_ref(), Decision::Denied);
             let shown = req
                 .headers
                 .get(header::ACCESS_CONTROL_REQUEST_METHOD)

@@ -19,6 +19,7 @@ use hookway_crds::catalogue::PluginConfig;
 use hookway_crds::snapshot::ObjectKey;
 
 use super::auth::request::cookie;
+use super::decisions::{self, Decision};
 use crate::plugin::respond::{self, ErrorType};
 use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Plugin, PluginError, PluginFactory};
 
@@ -204,6 +205,7 @@ impl Plugin for Csrf {
         if ok {
             Hook::Ready(Ok(Flow::Continue))
         } else {
+            decisions::record(Self::NAME, ctx.route.as_ref(), Decision::Denied);
             Hook::Ready(Ok(Flow::Respond(respond::error(
                 StatusCode::FORBIDDEN,
                 INVALID,

@@ -22,6 +22,9 @@ use serde::Deserialize;
 
 use hookway_crds::catalogue::PluginConfig;
 
+use hookway_crds::snapshot::ObjectKey;
+
+use super::decisions::{self, Decision};
 use crate::plugin::respond::{self, ErrorType};
 use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Plugin, PluginError, PluginFactory};
 
@@ -181,16 +184,19 @@ impl ForwardAuth {
             .map_err(|e| PluginError::internal(format!("forward_auth request: {e}")))
     }
 
-    fn failed(&self, reason: &str) -> Flow {
+    fn failed(&self, reason: &str, route: Option<&ObjectKey>) -> Flow {
         tracing::warn!(address = %self.address, reason, policy = ?self.failure_policy,
                        "forward_auth: auth service failed");
         match self.failure_policy {
             FailurePolicy::Allow => Flow::Continue,
-            FailurePolicy::Deny => Flow::Respond(respond::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                UNAVAILABLE,
-                self.error_type,
-            )),
+            FailurePolicy::Deny => {
+                decisions::record(Self::NAME, route, Decision::Unavailable);
+                Flow::Respond(respond::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    UNAVAILABLE,
+                    self.error_type,
+                ))
+            }
         }
     }
 }
@@ -205,8 +211,8 @@ impl Plugin for ForwardAuth {
             let auth_req = self.auth_request(req, ctx)?;
             let answer =
                 match tokio::time::timeout(self.timeout, self.client.request(auth_req)).await {
-                    Err(_) => return Ok(self.failed("timeout")),
-                    Ok(Err(e)) => return Ok(self.failed(&e.to_string())),
+                    Err(_) => return Ok(self.failed("timeout", ctx.route.as_ref())),
+                    Ok(Err(e)) => return Ok(self.failed(&e.to_string(), ctx.route.as_ref())),
                     Ok(Ok(answer)) => answer,
                 };
             if answer.status().is_success() {
@@ -217,6 +223,7 @@ impl Plugin for ForwardAuth {
                 }
                 return Ok(Flow::Continue);
             }
+            decisions::record(Self::NAME, ctx.route.as_ref(), Decision::Denied);
             let (parts, body) = answer.into_parts();
             let body = body.map_err(Into::into).boxed_unsync();
             Ok(Flow::Respond(Response::from_parts(parts, body)))

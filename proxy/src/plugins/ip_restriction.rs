@@ -12,6 +12,7 @@ use serde::Deserialize;
 use hookway_crds::catalogue::PluginConfig;
 
 use super::client_ip::ClientIp;
+use super::decisions::{self, Decision};
 use super::ip_set::IpSet;
 use crate::plugin::respond::{self, ErrorType};
 use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Plugin, PluginError, PluginFactory};
@@ -112,6 +113,7 @@ impl Plugin for IpRestriction {
             return Hook::Ready(Ok(Flow::Continue));
         }
         tracing::debug!(client_ip = %ip, route = ?ctx.route, "ip_restriction denied");
+        decisions::record(Self::NAME, ctx.route.as_ref(), Decision::Denied);
         Hook::Ready(Ok(Flow::Respond(respond::error(
             StatusCode::FORBIDDEN,
             MESSAGE,
@@ -161,9 +163,18 @@ mod tests {
             json!({"ip_list_type": "black", "ip_black_list": ["*"], "error_type": "json"}),
         );
         let mut req = parts("GET", "/", &[]);
-        let resp = testing::request(&*plugin, &mut req, &mut ctx("8.8.8.8:1"))
+        let mut cx = ctx("8.8.8.8:1");
+        cx.route = Some(hookway_crds::snapshot::ObjectKey::new("apps", "ip-metrics"));
+        let resp = testing::request(&*plugin, &mut req, &mut cx)
             .await
             .expect("denied");
+        let counted = decisions::counter()
+            .with_label_values(&["ip_restriction", "apps/ip-metrics", "denied"])
+            .get();
+        assert_eq!(
+            counted, 1,
+            "denial counted in hookway_plugin_decisions_total"
+        );
         assert_eq!(resp.status(), 403);
         let body: serde_json::Value = serde_json::from_str(&body_string(resp).await).unwrap();
         assert_eq!(body, json!({"message": MESSAGE, "status_code": 403}));

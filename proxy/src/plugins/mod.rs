@@ -5,6 +5,7 @@ pub mod circuit_breaker;
 pub mod client_ip;
 pub mod cors;
 pub mod csrf;
+pub mod decisions;
 pub mod forward_auth;
 #[cfg(test)]
 mod hot_path_cost;

@@ -102,9 +102,11 @@ impl Plugin for RefererRestriction {
     fn on_request<'a>(
         &'a self,
         req: &'a mut request::Parts,
-        _ctx: &'a mut Ctx,
+        ctx: &'a mut Ctx,
     ) -> Hook<'a, Result<Flow, PluginError>> {
         Hook::Ready(Ok(verdict(
+            Self::NAME,
+            ctx.route.as_ref(),
             self.mode,
             self.matches(req),
             &self.message,

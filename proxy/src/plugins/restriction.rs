@@ -3,6 +3,9 @@
 use http::StatusCode;
 use serde::Deserialize;
 
+use hookway_crds::snapshot::ObjectKey;
+
+use super::decisions::{self, Decision};
 use crate::plugin::respond::{self, ErrorType};
 use crate::plugin::Flow;
 
@@ -21,11 +24,20 @@ pub fn default_message() -> String {
     "Request is forbidden".into()
 }
 
-/// Continue, or a 403 with `message`, given whether the request `matched`.
-pub fn verdict(mode: Mode, matched: bool, message: &str, error_type: ErrorType) -> Flow {
+/// Continue, or a 403 with `message` (counted for `plugin` on `route`), given whether the
+/// request `matched`.
+pub fn verdict(
+    plugin: &str,
+    route: Option<&ObjectKey>,
+    mode: Mode,
+    matched: bool,
+    message: &str,
+    error_type: ErrorType,
+) -> Flow {
     if matched == (mode == Mode::Allow) {
         Flow::Continue
     } else {
+        decisions::record(plugin, route, Decision::Denied);
         Flow::Respond(respond::error(StatusCode::FORBIDDEN, message, error_type))
     }
 }

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use hookway_crds::catalogue::PluginConfig;
 
+use super::decisions::{self, Decision};
 use crate::plugin::respond::{self, ErrorType};
 use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Plugin, PluginError, PluginFactory};
 
@@ -129,6 +130,7 @@ impl Plugin for SpikeArrest {
             }),
             None => {
                 tracing::debug!(route = ?ctx.route, "spike arrest engaged");
+                decisions::record(Self::NAME, ctx.route.as_ref(), Decision::Limited);
                 Hook::Ready(Ok(Flow::Respond(respond::error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     MESSAGE,

@@ -72,7 +72,7 @@ impl Plugin for UaRestriction {
     fn on_request<'a>(
         &'a self,
         req: &'a mut request::Parts,
-        _ctx: &'a mut Ctx,
+        ctx: &'a mut Ctx,
     ) -> Hook<'a, Result<Flow, PluginError>> {
         let matched = req
             .headers
@@ -80,6 +80,8 @@ impl Plugin for UaRestriction {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ua| self.set.is_match(ua));
         Hook::Ready(Ok(verdict(
+            Self::NAME,
+            ctx.route.as_ref(),
             self.mode,
             matched,
             &self.message,

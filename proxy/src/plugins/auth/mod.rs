@@ -23,6 +23,7 @@ use hookway_crds::catalogue::PluginConfig;
 
 use self::jwt::{Claim, JwtAlgorithm, JwtOptions};
 use self::store::Identity;
+use super::decisions::{self, Decision};
 use crate::plugin::respond::{self, ErrorType};
 use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Plugin, PluginError, PluginFactory};
 
@@ -318,7 +319,11 @@ impl Plugin for Auth {
         req: &'a mut http_request::Parts,
         ctx: &'a mut Ctx,
     ) -> Hook<'a, Result<Flow, PluginError>> {
-        let flow = match self.authenticate(req, now_secs()) {
+        let decision = self.authenticate(req, now_secs());
+        if decision.is_err() {
+            decisions::record(Self::NAME, ctx.route.as_ref(), Decision::Denied);
+        }
+        let flow = match decision {
             Ok((i, identity)) => {
                 ctx.consumer = Some(identity.consumer.clone());
                 if self.hide_credentials {

@@ -26,6 +26,7 @@ use self::local::LocalCounters;
 use self::redis::RedisCounters;
 use self::window::{Clock, Decision, Limit, SystemClock, Unit};
 use super::client_ip::ClientIp;
+use super::decisions::{self, Decision as Stopped};
 use crate::plugin::respond::{self, ErrorType};
 use crate::plugin::{
     BuildEnv, Ctx, Flow, Hook, HookResult, Plugin, PluginError, PluginFactory, ProxyBody,
@@ -322,6 +323,7 @@ impl RateLimiting {
             Decision::Exceeded(i) => {
                 let limit = self.limits[i];
                 tracing::debug!(unit = limit.unit.name(), route = ?ctx.route, "rate limit exceeded");
+                decisions::record(Self::NAME, ctx.route.as_ref(), Stopped::Limited);
                 Flow::Respond(self.too_many(i, limit.until_window_end(now_ms)))
             }
         }
@@ -346,7 +348,12 @@ impl RateLimiting {
         resp
     }
 
-    fn backend_failed(&self, err: &redis::RedisLimitError, fail_open: bool) -> Flow {
+    fn backend_failed(
+        &self,
+        err: &redis::RedisLimitError,
+        fail_open: bool,
+        route: Option<&ObjectKey>,
+    ) -> Flow {
         let now = self.clock.now_ms();
         let last = self.last_warn_ms.load(Ordering::Relaxed);
         if now.saturating_sub(last) >= WARN_EVERY_MS
@@ -360,6 +367,7 @@ impl RateLimiting {
         if fail_open {
             Flow::Continue
         } else {
+            decisions::record(Self::NAME, route, Stopped::Unavailable);
             Flow::Respond(respond::error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "[rate_limiting] rate limit service unavailable",
@@ -403,7 +411,7 @@ impl Plugin for RateLimiting {
                 let now = self.clock.now_ms();
                 Ok(match result {
                     Ok(decision) => self.decide(decision, ctx, now),
-                    Err(e) => self.backend_failed(&e, *fail_open),
+                    Err(e) => self.backend_failed(&e, *fail_open, ctx.route.as_ref()),
                 })
             }),
         }
