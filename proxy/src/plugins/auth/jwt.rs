@@ -1,6 +1,7 @@
 //! `jwt` credentials: a signed token (HS/RS/PS 256/384/512, ES256/ES384) from
 //! `Authorization: Bearer`, a query parameter (default `jwt_token`) or a cookie, verified with
-//! the key of the credential named by the token's `kid` (or every key when there is no `kid`).
+//! the key of the credential named by the token's `kid` (or, for small key sets, every key when
+//! there is no `kid`).
 
 use http::{header, request};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -9,6 +10,9 @@ use serde::Deserialize;
 use super::request::{cookie, query_param, remove_cookie, remove_query_param, strip_scheme};
 use super::store::Identity;
 use super::{Outcome, Verifier};
+
+/// Tokens without `kid` are tried against every key only when a source has at most this many.
+pub const MAX_KEYS_WITHOUT_KID: usize = 4;
 
 /// Signing algorithms accepted in config.
 #[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
@@ -184,7 +188,11 @@ impl Verifier for Jwt {
                 .iter()
                 .find(|(identity, _)| identity.consumer.id == kid)
                 .filter(|(_, key)| self.check(token, key)),
-            None => self.keys.iter().find(|(_, key)| self.check(token, key)),
+            // Trying every key costs one signature check each: only for small key sets.
+            None if self.keys.len() <= MAX_KEYS_WITHOUT_KID => {
+                self.keys.iter().find(|(_, key)| self.check(token, key))
+            }
+            None => return Outcome::Invalid("token has no kid"),
         };
         match found {
             Some((identity, _)) => Outcome::Valid(identity),
