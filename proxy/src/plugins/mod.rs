@@ -37,3 +37,27 @@ pub fn builtin() -> Registry {
     registry.register::<ua_restriction::UaRestriction>();
     registry
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_builtin_kind_is_registered() {
+        let registry = super::builtin();
+        let kinds: Vec<&str> = registry.catalogue().kinds().collect();
+        assert_eq!(
+            kinds,
+            [
+                "auth",
+                "circuit_breaker",
+                "cors",
+                "csrf",
+                "forward_auth",
+                "ip_restriction",
+                "rate_limiting",
+                "referer_restriction",
+                "spike_arrest",
+                "ua_restriction",
+            ]
+        );
+    }
+}
