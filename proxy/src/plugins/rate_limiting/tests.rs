@@ -251,7 +251,13 @@ fn config_validation() {
 /// Port of a redis-server started by scripts/ensure-redis.sh (once per test binary).
 fn redis_port() -> Option<u16> {
     static PORT: OnceLock<Option<u16>> = OnceLock::new();
-    *PORT.get_or_init(|| {
+    *PORT.get_or_init(start_redis)
+}
+
+/// Starts a fresh redis-server with scripts/ensure-redis.sh; `None` (with a message) when the
+/// script fails, so the caller skips.
+fn start_redis() -> Option<u16> {
+    {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/ensure-redis.sh");
         let out = std::process::Command::new("bash")
             .arg(script)
@@ -273,7 +279,7 @@ fn redis_port() -> Option<u16> {
                 None
             }
         }
-    })
+    }
 }
 
 fn unique_prefix() -> String {
@@ -358,4 +364,36 @@ async fn redis_down_fail_closed_answers_503() {
     let started = std::time::Instant::now();
     assert_eq!(call(&rl, "1.1.1.1:1", &[]).await.0, 503);
     assert!(started.elapsed() < std::time::Duration::from_millis(100));
+}
+
+#[tokio::test]
+async fn redis_going_away_mid_flight_follows_fail_open() {
+    let Some(port) = start_redis() else { return };
+    let clock = ManualClock::at(T0);
+    let cfg = |fail_open: bool| {
+        json!({"second": 100, "policy": "redis", "fail_open": fail_open,
+               "redis": {"url": format!("redis://127.0.0.1:{port}"),
+                         "key_prefix": unique_prefix(), "timeout": "300ms"}})
+    };
+    let open = limiter(cfg(true), &clock);
+    let closed = limiter(cfg(false), &clock);
+    let (s, h, _) = call(&open, "1.1.1.1:1", &[]).await;
+    assert_eq!(s, 200);
+    assert!(
+        h.get("x-ratelimit-remaining-second").is_some(),
+        "counted by redis"
+    );
+    assert_eq!(call(&closed, "1.1.1.1:1", &[]).await.0, 200);
+    // Stop the server under the connected limiters.
+    let _ = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "shutdown", "nosave"])
+        .output();
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let (s, h, _) = call(&open, "1.1.1.1:1", &[]).await;
+        assert_eq!(s, 200);
+        assert!(h.get("x-ratelimit-remaining-second").is_none());
+        assert_eq!(call(&closed, "1.1.1.1:1", &[]).await.0, 503);
+        assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    }
 }
