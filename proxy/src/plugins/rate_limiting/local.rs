@@ -109,4 +109,27 @@ mod tests {
         }
         assert_eq!(c.tracked_keys(), 1000);
     }
+
+    #[test]
+    fn concurrent_hits_never_exceed_the_limit() {
+        let c = std::sync::Arc::new(LocalCounters::default());
+        let limits = [Limit {
+            unit: Unit::Minute,
+            max: 5_000,
+        }];
+        let allowed: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let c = c.clone();
+                    scope.spawn(move || {
+                        (0..1_000)
+                            .filter(|_| matches!(c.hit("k", &limits, 60_000), Decision::Allowed(_)))
+                            .count()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(allowed, 5_000);
+    }
 }
