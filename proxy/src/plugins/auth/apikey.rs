@@ -1,0 +1,91 @@
+//! `apikey` credentials: a key in a header (default `Authorization`, optionally after `Bearer `
+//! or `Apikey `) or in a query parameter (default `apikey`).
+
+use std::collections::HashMap;
+
+use http::{request, HeaderName};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::request::{query_param, remove_query_param, strip_scheme};
+use super::store::Identity;
+use super::{Outcome, Verifier};
+
+/// Api keys by the SHA-256 of the key: lookups never compare the secret itself, and the final
+/// comparison of digests is constant-time.
+pub struct ApiKey {
+    keys: HashMap<[u8; 32], Identity>,
+    header: HeaderName,
+    query: Option<String>,
+}
+
+impl ApiKey {
+    /// From the Secret's (identity, key) pairs.
+    pub fn new(
+        entries: Vec<(Identity, String)>,
+        header: &str,
+        query: Option<String>,
+    ) -> Result<Self, String> {
+        let header = HeaderName::from_bytes(header.as_bytes())
+            .map_err(|_| format!("header: invalid header name {header:?}"))?;
+        let mut keys = HashMap::new();
+        for (identity, key) in entries {
+            if key.is_empty() {
+                return Err(format!("api key of {:?} is empty", identity.consumer.id));
+            }
+            let id = identity.consumer.id.clone();
+            if let Some(other) = keys.insert(digest(&key), identity) {
+                return Err(format!(
+                    "credentials {:?} and {id:?} have the same api key",
+                    other.consumer.id
+                ));
+            }
+        }
+        Ok(Self {
+            keys,
+            header,
+            query,
+        })
+    }
+
+    fn presented<'r>(&self, req: &'r request::Parts) -> Option<&'r str> {
+        if let Some(v) = req.headers.get(&self.header).and_then(|v| v.to_str().ok()) {
+            let v = strip_scheme(v, "bearer")
+                .or_else(|| strip_scheme(v, "apikey"))
+                .unwrap_or(v.trim());
+            if !v.is_empty() {
+                return Some(v);
+            }
+        }
+        let q = self.query.as_deref()?;
+        query_param(&req.uri, q).filter(|v| !v.is_empty())
+    }
+}
+
+fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+impl Verifier for ApiKey {
+    fn verify(&self, req: &request::Parts, _now_secs: u64) -> Outcome<'_> {
+        let Some(key) = self.presented(req) else {
+            return Outcome::Absent;
+        };
+        let d = digest(key);
+        match self.keys.get_key_value(&d) {
+            Some((stored, identity)) if bool::from(stored.ct_eq(&d)) => Outcome::Valid(identity),
+            _ => Outcome::Invalid("unknown api key"),
+        }
+    }
+
+    fn strip(&self, req: &mut request::Parts) {
+        req.headers.remove(&self.header);
+        if let Some(q) = &self.query {
+            remove_query_param(&mut req.uri, q);
+        }
+    }
+
+    fn challenge(&self) -> &'static str {
+        "ApiKey"
+    }
+}

@@ -1,0 +1,137 @@
+//! Fixed windows: the time units, the clock, and what one check decided.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::HeaderName;
+
+/// A limit's time unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// One second.
+    Second,
+    /// One minute.
+    Minute,
+    /// One hour.
+    Hour,
+    /// One day (UTC days).
+    Day,
+}
+
+impl Unit {
+    /// All units, in the order limits are checked.
+    pub const ALL: [Unit; 4] = [Unit::Second, Unit::Minute, Unit::Hour, Unit::Day];
+
+    /// The window length in milliseconds.
+    pub const fn millis(self) -> u64 {
+        match self {
+            Unit::Second => 1_000,
+            Unit::Minute => 60_000,
+            Unit::Hour => 3_600_000,
+            Unit::Day => 86_400_000,
+        }
+    }
+
+    /// Lower-case name (`second`), used in messages and Redis keys.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Unit::Second => "second",
+            Unit::Minute => "minute",
+            Unit::Hour => "hour",
+            Unit::Day => "day",
+        }
+    }
+
+    /// `X-RateLimit-Limit-<Unit>`.
+    pub fn limit_header(self) -> HeaderName {
+        HeaderName::from_static(match self {
+            Unit::Second => "x-ratelimit-limit-second",
+            Unit::Minute => "x-ratelimit-limit-minute",
+            Unit::Hour => "x-ratelimit-limit-hour",
+            Unit::Day => "x-ratelimit-limit-day",
+        })
+    }
+
+    /// `X-RateLimit-Remaining-<Unit>`.
+    pub fn remaining_header(self) -> HeaderName {
+        HeaderName::from_static(match self {
+            Unit::Second => "x-ratelimit-remaining-second",
+            Unit::Minute => "x-ratelimit-remaining-minute",
+            Unit::Hour => "x-ratelimit-remaining-hour",
+            Unit::Day => "x-ratelimit-remaining-day",
+        })
+    }
+}
+
+/// One configured limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit {
+    /// Its unit.
+    pub unit: Unit,
+    /// Requests allowed per window.
+    pub max: u64,
+}
+
+impl Limit {
+    /// The window index `now_ms` falls in (windows align to the Unix epoch, so every proxy
+    /// agrees on window boundaries).
+    pub fn window(&self, now_ms: u64) -> u64 {
+        now_ms / self.unit.millis()
+    }
+
+    /// Milliseconds from `now_ms` to the end of its window.
+    pub fn until_window_end(&self, now_ms: u64) -> u64 {
+        let len = self.unit.millis();
+        len - now_ms % len
+    }
+}
+
+/// Result of counting one request against all limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed; the count of each limit after this request (same order as the limits).
+    Allowed(Vec<u64>),
+    /// Refused: the index of the first exceeded limit.
+    Exceeded(usize),
+}
+
+/// Wall-clock milliseconds since the Unix epoch (abstracted for tests).
+pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
+    /// Now, in milliseconds since the epoch.
+    fn now_ms(&self) -> u64;
+}
+
+/// The system clock.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
+
+/// A clock tests move by hand.
+#[derive(Debug, Default, Clone)]
+pub struct ManualClock(Arc<AtomicU64>);
+
+impl ManualClock {
+    /// A clock at `ms`.
+    pub fn at(ms: u64) -> Self {
+        Self(Arc::new(AtomicU64::new(ms)))
+    }
+    /// Moves the clock forward.
+    pub fn advance(&self, ms: u64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
