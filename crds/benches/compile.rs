@@ -16,9 +16,17 @@ use support::*;
 fn big_world() -> World {
     let mut w = World::new();
     for i in 0..10 {
-        let p = plugin(ROOT, &format!("cluster-{i}"), if i % 2 == 0 { "limit" } else { "extra_params" })
-            .order(i * 10);
-        let cfg = if i % 2 == 0 { limit(100 + i as u32) } else { params("x-gw", "hookway") };
+        let p = plugin(
+            ROOT,
+            &format!("cluster-{i}"),
+            if i % 2 == 0 { "limit" } else { "extra_params" },
+        )
+        .order(i * 10);
+        let cfg = if i % 2 == 0 {
+            limit(100 + i as u32)
+        } else {
+            params("x-gw", "hookway")
+        };
         let mut p = if i < 5 { p.global(cfg) } else { p.config(cfg) };
         if i == 0 {
             p = p.locked();
@@ -30,9 +38,16 @@ fn big_world() -> World {
     }
     for n in 0..100 {
         let ns = format!("ns-{n}");
-        w = w.namespace(namespace(&ns, &[("tier", if n % 3 == 0 { "gold" } else { "tin" })]));
+        w = w.namespace(namespace(
+            &ns,
+            &[("tier", if n % 3 == 0 { "gold" } else { "tin" })],
+        ));
         if n < 40 {
-            w = w.plugin(plugin(&ns, &format!("local-{n}"), "access_log").global(log("stdout")).order(500));
+            w = w.plugin(
+                plugin(&ns, &format!("local-{n}"), "access_log")
+                    .global(log("stdout"))
+                    .order(500),
+            );
         }
         for s in 0..10 {
             let mut svc = service(&ns, &format!("svc-{s}"));
