@@ -1,5 +1,10 @@
 //! Full compile of a large cluster: 10,000 Routes over 1,000 Services with 50 GatewayPlugins
 //! across 100 namespaces. Run: `cargo bench -p hookway-crds --bench compile`.
+//!
+//! Measured 2026-11-22 on a shared 2-core box (load average 5–8, `perf stat`: 0.66 CPUs for
+//! the process): 182 ms wall per compile without freeing the result (~120 ms of CPU), 319 ms
+//! including the drop. About a third is the content hash (serde_json into SHA-256), a fifth
+//! the chains (one `serde_json::Value` clone per chain entry).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
