@@ -213,15 +213,42 @@ pub struct SecretEntry {
 
 impl Snapshot {
     /// Computes the content hash (everything except `version` and `hash`).
+    ///
+    /// The content is serialized straight into the hasher (no intermediate JSON tree or
+    /// buffer): struct fields serialize in declaration order and `serde_json::Value` maps are
+    /// `BTreeMap`s, so the byte stream is canonical.
     pub fn content_hash(&self) -> String {
-        let mut copy_view = serde_json::to_value(self).expect("snapshot serializes");
-        if let Some(obj) = copy_view.as_object_mut() {
-            obj.remove("version");
-            obj.remove("hash");
+        #[derive(Serialize)]
+        struct Content<'a> {
+            routes: &'a [RouteEntry],
+            upstreams: &'a [UpstreamEntry],
+            certificates: &'a [CertificateEntry],
+            secrets: &'a [SecretEntry],
+            default_chain: &'a [ChainEntry],
         }
-        // serde_json::Value maps are BTreeMaps: the serialization is canonical.
-        let bytes = serde_json::to_vec(&copy_view).expect("value serializes");
-        hex::encode(Sha256::digest(&bytes))
+        struct HashWriter(Sha256);
+        impl std::io::Write for HashWriter {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.update(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let content = Content {
+            routes: &self.routes,
+            upstreams: &self.upstreams,
+            certificates: &self.certificates,
+            secrets: &self.secrets,
+            default_chain: &self.default_chain,
+        };
+        // serde_json writes in tiny pieces: buffer them so SHA-256 sees whole blocks.
+        let mut writer = std::io::BufWriter::with_capacity(64 * 1024, HashWriter(Sha256::new()));
+        serde_json::to_writer(&mut writer, &content).expect("snapshot serializes");
+        std::io::Write::flush(&mut writer).expect("hashing never fails");
+        let (hasher, _) = writer.into_parts();
+        hex::encode(hasher.0.finalize())
     }
 
     /// Sets `hash` from the content.

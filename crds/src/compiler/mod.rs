@@ -462,13 +462,17 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
     }
     .seal();
 
-    let mut reports = BTreeMap::new();
-    for (kind, map) in [
+    // Kinds in `Kind` order and keys sorted within each: `collect` builds the map in bulk.
+    let reports = [
         (Kind::GatewayPlugin, plugin_reports),
         (Kind::Service, service_reports),
         (Kind::Route, route_reports),
-    ] {
-        reports.extend(map.into_iter().map(|(key, r)| (ObjectId { kind, key }, r)));
-    }
+    ]
+    .into_iter()
+    .flat_map(|(kind, map)| {
+        map.into_iter()
+            .map(move |(key, r)| (ObjectId { kind, key }, r))
+    })
+    .collect();
     Compiled { snapshot, reports }
 }
