@@ -86,6 +86,10 @@ struct Args {
     /// Controller stream URL.
     #[arg(long, env = "HOOKWAY_CONTROLLER")]
     controller: Option<String>,
+    /// Serve one compiled snapshot (JSON, as the controller sends it) from this file; for
+    /// debugging and benchmarks.
+    #[arg(long, env = "HOOKWAY_SNAPSHOT", conflicts_with_all = ["manifests", "controller"])]
+    snapshot: Option<PathBuf>,
 }
 
 fn init_logs(args: &Args) -> anyhow::Result<()> {
@@ -140,12 +144,31 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let (tx, rx) = watch::channel::<Option<Arc<Snapshot>>>(None);
-    match (&args.manifests, &args.controller) {
-        (Some(dir), _) => start_standalone(dir, &registry, tx)?,
-        (None, Some(url)) => start_controller(url, tx)?,
-        (None, None) => bail!("nothing to serve: give --manifests DIR or --controller URL"),
+    match (&args.manifests, &args.controller, &args.snapshot) {
+        (Some(dir), _, _) => start_standalone(dir, &registry, tx)?,
+        (None, Some(url), _) => start_controller(url, tx)?,
+        (None, None, Some(file)) => {
+            let snapshot = load_snapshot(file)?;
+            // Applied at bind; the runtime stays when the sender goes away.
+            tx.send_replace(Some(Arc::new(snapshot)));
+        }
+        (None, None, None) => {
+            bail!("nothing to serve: give --manifests DIR, --controller URL or --snapshot FILE")
+        }
     }
     serve(&args, ChainBuilder::new(registry), rx).await
+}
+
+/// Reads a JSON snapshot, sealing it when it has no hash.
+fn load_snapshot(file: &std::path::Path) -> anyhow::Result<Snapshot> {
+    let text = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let snapshot: Snapshot = serde_json::from_slice(&text)
+        .with_context(|| format!("parsing snapshot {}", file.display()))?;
+    Ok(if snapshot.hash.is_empty() {
+        snapshot.seal()
+    } else {
+        snapshot
+    })
 }
 
 /// Standalone mode: compile the folder and publish snapshots on `tx` as it changes.
@@ -173,33 +196,31 @@ async fn serve(
     chains: ChainBuilder,
     rx: watch::Receiver<Option<Arc<Snapshot>>>,
 ) -> anyhow::Result<()> {
-    {
-        let default_cert = match (&args.default_cert, &args.default_key) {
-            (Some(c), Some(k)) => Some((
-                std::fs::read(c).with_context(|| format!("reading {}", c.display()))?,
-                std::fs::read(k).with_context(|| format!("reading {}", k.display()))?,
-            )),
-            _ => None,
-        };
-        let config = ProxyConfig {
-            http_addr: Some(args.http_addr),
-            https_addr: (!args.no_https).then_some(args.https_addr),
-            admin_addr: Some(args.admin_addr),
-            default_cert,
-            limits: Limits {
-                max_header_bytes: args.max_header_bytes,
-                max_body_bytes: args.max_body_bytes,
-                header_read_timeout: Duration::from_secs(args.header_read_timeout),
-                tls_handshake_timeout: Duration::from_secs(args.header_read_timeout),
-                idle_timeout: Duration::from_secs(args.idle_timeout),
-                max_connections: args.max_connections,
-            },
-            grace: Duration::from_secs(args.grace),
-        };
-        let server = ProxyServer::bind(config, chains, rx).await?;
-        tracing::info!(http = ?server.http_addr(), https = ?server.https_addr(), admin = ?server.admin_addr(), "hookway-proxy listening");
-        server.run(shutdown_signal()).await?;
-        tracing::info!("stopped");
-        Ok(())
-    }
+    let default_cert = match (&args.default_cert, &args.default_key) {
+        (Some(c), Some(k)) => Some((
+            std::fs::read(c).with_context(|| format!("reading {}", c.display()))?,
+            std::fs::read(k).with_context(|| format!("reading {}", k.display()))?,
+        )),
+        _ => None,
+    };
+    let config = ProxyConfig {
+        http_addr: Some(args.http_addr),
+        https_addr: (!args.no_https).then_some(args.https_addr),
+        admin_addr: Some(args.admin_addr),
+        default_cert,
+        limits: Limits {
+            max_header_bytes: args.max_header_bytes,
+            max_body_bytes: args.max_body_bytes,
+            header_read_timeout: Duration::from_secs(args.header_read_timeout),
+            tls_handshake_timeout: Duration::from_secs(args.header_read_timeout),
+            idle_timeout: Duration::from_secs(args.idle_timeout),
+            max_connections: args.max_connections,
+        },
+        grace: Duration::from_secs(args.grace),
+    };
+    let server = ProxyServer::bind(config, chains, rx).await?;
+    tracing::info!(http = ?server.http_addr(), https = ?server.https_addr(), admin = ?server.admin_addr(), "hookway-proxy listening");
+    server.run(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
 }
