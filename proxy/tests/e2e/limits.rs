@@ -61,3 +61,24 @@ async fn slowloris_connection_is_closed() {
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(s.hits(), 0);
 }
+
+#[tokio::test]
+async fn max_connections_holds_extra_connections_back() {
+    let s = EchoServer::start("s").await;
+    let mut config = test_config();
+    config.limits.max_connections = 1;
+    let proxy = Proxy::start_with(Some(simple(1, &[s.addr])), config).await;
+    let idle = TcpStream::connect(proxy.http).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    assert!(
+        quick.get(proxy.url("/")).send().await.is_err(),
+        "a second connection waits while the only slot is taken"
+    );
+    drop(idle);
+    let resp = client().get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+}
