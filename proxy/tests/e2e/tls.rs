@@ -139,7 +139,10 @@ async fn a_bad_certificate_rejects_the_snapshot_and_keeps_the_last_good() {
 async fn h2c_with_prior_knowledge() {
     let s = EchoServer::start("s").await;
     let proxy = Proxy::start(Some(simple(1, &[s.addr]))).await;
-    let c = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let c = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
     let resp = c.get(proxy.url("/h2c")).send().await.unwrap();
     assert_eq!(resp.version(), http::Version::HTTP_2);
     assert_eq!(json(resp).await["path"], "/h2c");

@@ -222,3 +222,74 @@ async fn forwarded_and_hop_by_hop_headers() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_chain_upstream_honours_ctx_overrides() {
+    use hookway_proxy::chain::Upstream as _;
+    use hookway_proxy::plugin::{respond, Ctx};
+    use hookway_proxy::upstream::client::ClientCache;
+    use hookway_proxy::upstream::{ProxyUpstream, UpstreamPool, Upstreams};
+
+    let a = EchoServer::start("a").await;
+    let b = EchoServer::start("b").await;
+    let metrics = hookway_proxy::metrics::Metrics::new().unwrap();
+    let clients = ClientCache::default();
+    let mut upstreams = Upstreams::new();
+    for (name, addr) in [("a", a.addr), ("b", b.addr)] {
+        let pool = UpstreamPool::new(&upstream(name, &[addr]), &clients, &metrics).unwrap();
+        upstreams.insert(key(name), std::sync::Arc::new(pool));
+    }
+    let up = ProxyUpstream {
+        upstreams: &upstreams,
+    };
+    let peer = "127.0.0.1:5555".parse().unwrap();
+    let req = || {
+        http::Request::builder()
+            .uri("/orig?x=1")
+            .header("host", "h.test")
+            .body(respond::empty())
+            .unwrap()
+    };
+    let body = |resp: http::Response<hookway_proxy::plugin::ProxyBody>| async move {
+        use http_body_util::BodyExt;
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+    };
+
+    // Retarget to another upstream of the snapshot.
+    let mut ctx = Ctx::new(peer, peer, false);
+    ctx.upstream = Some(key("b"));
+    let v = body(up.call(req(), &mut ctx).await.unwrap()).await;
+    assert_eq!(v["server"], "b");
+    assert_eq!(
+        ctx.upstream_addr.as_deref(),
+        Some(b.addr.to_string().as_str())
+    );
+
+    // A fixed host, port and path.
+    let mut ctx = Ctx::new(peer, peer, false);
+    ctx.upstream = Some(key("b"));
+    ctx.target.host = Some("127.0.0.1".into());
+    ctx.target.port = Some(a.addr.port());
+    ctx.target.path = Some("/new".into());
+    let v = body(up.call(req(), &mut ctx).await.unwrap()).await;
+    assert_eq!(
+        (v["server"].as_str(), v["path"].as_str()),
+        (Some("a"), Some("/new?x=1"))
+    );
+
+    // A short timeout.
+    let mut ctx = Ctx::new(peer, peer, false);
+    ctx.upstream = Some(key("a"));
+    ctx.target.timeout = Some(Duration::from_millis(100));
+    let mut slow = req();
+    slow.headers_mut()
+        .insert("x-delay-ms", "2000".parse().unwrap());
+    let err = up.call(slow, &mut ctx).await.unwrap_err();
+    assert_eq!(err.status, 504);
+
+    // An upstream the snapshot does not have.
+    let mut ctx = Ctx::new(peer, peer, false);
+    ctx.upstream = Some(key("nope"));
+    assert_eq!(up.call(req(), &mut ctx).await.unwrap_err().status, 503);
+}
