@@ -293,3 +293,29 @@ async fn the_chain_upstream_honours_ctx_overrides() {
     ctx.upstream = Some(key("nope"));
     assert_eq!(up.call(req(), &mut ctx).await.unwrap_err().status, 503);
 }
+
+#[tokio::test]
+async fn https_upstreams_verify_unless_told_not_to() {
+    use hookway_crds::snapshot::Scheme;
+    let ca = Ca::new();
+    let (cert, key_pem) = ca.leaf(&["backend.test"]);
+    let s = EchoServer::start_tls("tls-backend", &cert, &key_pem).await;
+    let mut verified = upstream("verified", &[s.addr]);
+    verified.scheme = Scheme::Https;
+    verified.tls_server_name = Some("backend.test".into());
+    let mut insecure = verified.clone();
+    insecure.key = key("insecure");
+    insecure.tls_insecure_skip_verify = true;
+    let routes = vec![
+        route("v", &["v.test"], vec![], "verified"),
+        route("i", &["i.test"], vec![], "insecure"),
+    ];
+    let proxy = Proxy::start(Some(snapshot(1, routes, vec![verified, insecure], vec![]))).await;
+    let c = client();
+    assert_eq!(
+        get_server(&c, &proxy.url("/"), Some("i.test")).await,
+        (200, "tls-backend".into())
+    );
+    let (status, body) = get_server(&c, &proxy.url("/"), Some("v.test")).await;
+    assert_eq!(status, 502, "the test CA is not trusted: {body}");
+}
