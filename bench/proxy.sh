@@ -107,7 +107,7 @@ pids+=($!)
 TOKIO_WORKER_THREADS=1 taskset -c "$PROXY_CPU" "$hookway" --snapshot "$work/snapshot.json" \
   --http-addr "127.0.0.1:$HW_PORT" --https-addr "127.0.0.1:$HW_TLS_PORT" \
   --admin-addr "127.0.0.1:$HW_ADMIN_PORT" --default-cert "$work/cert.pem" \
-  --default-key "$work/key.pem" --log-level warn &
+  --default-key "$work/key.pem" --log-level "warn,rustls=error" &
 pids+=($!)
 
 for port in $UP_PORT $NGINX_PORT $HW_PORT; do

@@ -107,6 +107,14 @@ impl RuntimeState {
         self.current.load_full()
     }
 
+    /// Version and hash of the applied snapshot (what to acknowledge to the controller).
+    pub fn applied(&self) -> Option<(u64, String)> {
+        self.current
+            .load()
+            .as_ref()
+            .map(|rt| (rt.snapshot.version, rt.snapshot.hash.clone()))
+    }
+
     /// Whether a snapshot has been applied.
     pub fn is_ready(&self) -> bool {
         self.current.load().is_some()
