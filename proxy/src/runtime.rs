@@ -205,7 +205,13 @@ impl RuntimeState {
                     .load()
                     .is_some_and(|rt| same_snapshot(&rt.snapshot, &snapshot));
                 if !unchanged {
-                    let _ = self.apply(snapshot);
+                    // Building a large snapshot takes a while: keep it off the request workers.
+                    let state = self.clone();
+                    if let Err(err) =
+                        tokio::task::spawn_blocking(move || state.apply(snapshot)).await
+                    {
+                        tracing::error!(error = %err, "applying a snapshot panicked");
+                    }
                 }
             }
             if rx.changed().await.is_err() {
