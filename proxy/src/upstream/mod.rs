@@ -71,6 +71,18 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
+/// Whether the request body was cut by the proxy's body limit.
+fn body_too_large(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
 fn is_idempotent(method: &http::Method) -> bool {
     matches!(
         *method,
@@ -241,6 +253,12 @@ impl ProxyUpstream<'_> {
                         StatusCode::BAD_GATEWAY,
                         format!("upstream connect error: {cause}"),
                     );
+                }
+                Ok(Err(err)) if body_too_large(&err) => {
+                    return Err(fail(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "request body too large",
+                    ));
                 }
                 Ok(Err(err)) => {
                     let cause = root_cause(&err);

@@ -82,3 +82,21 @@ async fn max_connections_holds_extra_connections_back() {
     let resp = client().get(proxy.url("/")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test]
+async fn too_large_chunked_body_is_413() {
+    let s = EchoServer::start("s").await;
+    let proxy = limited_proxy(&s).await;
+    let mut conn = TcpStream::connect(proxy.http).await.unwrap();
+    let mut req =
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n".to_vec();
+    req.extend(std::iter::repeat_n(b'x', 0x800));
+    req.extend(b"\r\n0\r\n\r\n");
+    conn.write_all(&req).await.unwrap();
+    let mut head = [0u8; 12];
+    tokio::time::timeout(WAIT, conn.read_exact(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 413");
+}
