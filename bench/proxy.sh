@@ -104,7 +104,7 @@ taskset -c "$LOAD_CPU" nginx -p "$work/upstream" -c "$work/upstream/nginx.conf" 
 pids+=($!)
 taskset -c "$PROXY_CPU" nginx -p "$work/proxy" -c "$work/proxy/nginx.conf" -g 'daemon off;' &
 pids+=($!)
-TOKIO_WORKER_THREADS=1 taskset -c "$PROXY_CPU" "$hookway" --snapshot "$work/snapshot.json" \
+taskset -c "$PROXY_CPU" "$hookway" --snapshot "$work/snapshot.json" --worker-threads 1 \
   --http-addr "127.0.0.1:$HW_PORT" --https-addr "127.0.0.1:$HW_TLS_PORT" \
   --admin-addr "127.0.0.1:$HW_ADMIN_PORT" --default-cert "$work/cert.pem" \
   --default-key "$work/key.pem" --log-level "warn,rustls=error" &
@@ -168,4 +168,4 @@ for t in direct nginx hookway nginx-tls hookway-tls; do
 done
 echo
 echo "wrk -t1 -c$CONNS -d${DURATION}s, median of $RUNS interleaved runs; proxy on CPU $PROXY_CPU," \
-  "wrk and upstream on CPU $LOAD_CPU; hookway with an empty chain (1 tokio worker)."
+  "wrk and upstream on CPU $LOAD_CPU; hookway with an empty chain (--worker-threads 1)."

@@ -68,6 +68,10 @@ struct Args {
     /// Seconds in-flight requests may take after SIGTERM/SIGINT.
     #[arg(long, env = "HOOKWAY_GRACE", default_value_t = 30)]
     grace: u64,
+    /// Request-serving threads; 1 runs everything on one thread (best when pinned to a core).
+    /// Default: one per CPU.
+    #[arg(long, env = "HOOKWAY_WORKER_THREADS")]
+    worker_threads: Option<usize>,
     /// Log format.
     #[arg(long, env = "HOOKWAY_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -130,10 +134,25 @@ async fn shutdown_signal() {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logs(&args)?;
+    let runtime = match args.worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n.max(1))
+            .enable_all()
+            .build()?,
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+    };
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let registry = hookway_proxy::plugins::builtin();
 
     if args.check {
