@@ -4,7 +4,16 @@
 //! built-in plugins, metrics, and the standalone mode that compiles a folder of manifests.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod certs;
 pub mod chain;
+pub mod metrics;
 pub mod plugin;
 pub mod plugins;
+pub mod router;
+pub mod runtime;
+pub mod server;
 pub mod standalone;
+pub mod upstream;
+
+pub use server::{Limits, ProxyConfig, ProxyServer, ServerError};

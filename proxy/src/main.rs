@@ -1,1 +1,245 @@
-fn main() {}
+//! `hookway-proxy`: the data plane binary.
+//!
+//! Snapshots come from the controller (`--controller URL`) or a folder of manifests
+//! (`--manifests DIR`, standalone mode); `--check` validates a folder and exits.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, ValueEnum};
+use tokio::sync::watch;
+
+use hookway_crds::snapshot::Snapshot;
+use hookway_proxy::chain::ChainBuilder;
+use hookway_proxy::{Limits, ProxyConfig, ProxyServer};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+/// hookway data plane.
+#[derive(Parser, Debug)]
+#[command(name = "hookway-proxy", version, about)]
+struct Args {
+    /// Plain HTTP listener.
+    #[arg(long, env = "HOOKWAY_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    http_addr: SocketAddr,
+    /// HTTPS listener (certificates by SNI from the snapshot).
+    #[arg(long, env = "HOOKWAY_HTTPS_ADDR", default_value = "0.0.0.0:8443")]
+    https_addr: SocketAddr,
+    /// Do not listen for HTTPS.
+    #[arg(long, env = "HOOKWAY_NO_HTTPS")]
+    no_https: bool,
+    /// Admin listener (/healthz, /readyz, /metrics, /config).
+    #[arg(long, env = "HOOKWAY_ADMIN_ADDR", default_value = "0.0.0.0:9901")]
+    admin_addr: SocketAddr,
+    /// Certificate (PEM) served for unknown SNI; without it such handshakes fail.
+    #[arg(long, env = "HOOKWAY_DEFAULT_CERT", requires = "default_key")]
+    default_cert: Option<PathBuf>,
+    /// Private key (PEM) of --default-cert.
+    #[arg(long, env = "HOOKWAY_DEFAULT_KEY", requires = "default_cert")]
+    default_key: Option<PathBuf>,
+    /// Largest request head in bytes (at least 8192).
+    #[arg(long, env = "HOOKWAY_MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
+    max_header_bytes: usize,
+    /// Largest request body in bytes (413 beyond).
+    #[arg(long, env = "HOOKWAY_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
+    max_body_bytes: u64,
+    /// Seconds to receive a request head (and, for HTTP/1, idle keep-alive).
+    #[arg(long, env = "HOOKWAY_HEADER_READ_TIMEOUT", default_value_t = 10)]
+    header_read_timeout: u64,
+    /// Seconds between HTTP/2 keep-alive pings.
+    #[arg(long, env = "HOOKWAY_IDLE_TIMEOUT", default_value_t = 60)]
+    idle_timeout: u64,
+    /// Open client connections at most.
+    #[arg(long, env = "HOOKWAY_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
+    /// Seconds in-flight requests may take after SIGTERM/SIGINT.
+    #[arg(long, env = "HOOKWAY_GRACE", default_value_t = 30)]
+    grace: u64,
+    /// Request-serving threads; 1 runs everything on one thread (best when pinned to a core).
+    /// Default: one per CPU.
+    #[arg(long, env = "HOOKWAY_WORKER_THREADS")]
+    worker_threads: Option<usize>,
+    /// Log format.
+    #[arg(long, env = "HOOKWAY_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, env = "HOOKWAY_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// Standalone: serve the manifests of this folder (watched).
+    #[arg(long, env = "HOOKWAY_MANIFESTS", conflicts_with = "controller")]
+    manifests: Option<PathBuf>,
+    /// With --manifests: validate the folder, print the result and exit.
+    #[arg(long, requires = "manifests")]
+    check: bool,
+    /// Output of --check.
+    #[arg(long, value_enum, default_value = "text")]
+    output: OutputFormat,
+    /// Controller stream URL.
+    #[arg(long, env = "HOOKWAY_CONTROLLER")]
+    controller: Option<String>,
+    /// Serve one compiled snapshot (JSON, as the controller sends it) from this file; for
+    /// debugging and benchmarks.
+    #[arg(long, env = "HOOKWAY_SNAPSHOT", conflicts_with_all = ["manifests", "controller"])]
+    snapshot: Option<PathBuf>,
+}
+
+fn init_logs(args: &Args) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .with_context(|| format!("--log-level {:?}", args.log_level))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match args.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logs(&args)?;
+    let runtime = match args.worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n.max(1))
+            .enable_all()
+            .build()?,
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+    };
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let registry = hookway_proxy::plugins::builtin();
+
+    if args.check {
+        // MERGE POINT (lead): `hookway_proxy::standalone::check(dir, &registry, output)` prints
+        // the validation result (text or JSON per --output) and returns whether it is valid.
+        let _ = (&registry, args.output, &args.manifests);
+        bail!("--check: the standalone module is not part of this build yet");
+    }
+
+    let (tx, rx) = watch::channel::<Option<Arc<Snapshot>>>(None);
+    match (&args.manifests, &args.controller, &args.snapshot) {
+        (Some(dir), _, _) => start_standalone(dir, &registry, tx)?,
+        (None, Some(url), _) => start_controller(url, tx)?,
+        (None, None, Some(file)) => {
+            let snapshot = load_snapshot(file)?;
+            // Applied at bind; the runtime stays when the sender goes away.
+            tx.send_replace(Some(Arc::new(snapshot)));
+        }
+        (None, None, None) => {
+            bail!("nothing to serve: give --manifests DIR, --controller URL or --snapshot FILE")
+        }
+    }
+    serve(&args, ChainBuilder::new(registry), rx).await
+}
+
+/// Reads a JSON snapshot, sealing it when it has no hash.
+fn load_snapshot(file: &std::path::Path) -> anyhow::Result<Snapshot> {
+    let text = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let snapshot: Snapshot = serde_json::from_slice(&text)
+        .with_context(|| format!("parsing snapshot {}", file.display()))?;
+    Ok(if snapshot.hash.is_empty() {
+        snapshot.seal()
+    } else {
+        snapshot
+    })
+}
+
+/// Standalone mode: compile the folder and publish snapshots on `tx` as it changes.
+fn start_standalone(
+    dir: &std::path::Path,
+    registry: &hookway_proxy::plugin::Registry,
+    tx: watch::Sender<Option<Arc<Snapshot>>>,
+) -> anyhow::Result<()> {
+    // MERGE POINT (lead): replace the body with
+    //     tokio::spawn(hookway_proxy::standalone::watch(dir.to_path_buf(), registry.clone(), tx));
+    //     Ok(())
+    let _ = (dir, registry, tx);
+    bail!("--manifests: the standalone module is not part of this build yet")
+}
+
+/// Controller mode: follow the controller's snapshot stream into `tx`.
+fn start_controller(url: &str, tx: watch::Sender<Option<Arc<Snapshot>>>) -> anyhow::Result<()> {
+    // MERGE POINT (stream client helper): replace the body with the stream client's spawn.
+    let _ = (url, tx);
+    bail!("--controller: the stream client is not part of this build yet")
+}
+
+async fn serve(
+    args: &Args,
+    chains: ChainBuilder,
+    rx: watch::Receiver<Option<Arc<Snapshot>>>,
+) -> anyhow::Result<()> {
+    let default_cert = match (&args.default_cert, &args.default_key) {
+        (Some(c), Some(k)) => Some((
+            std::fs::read(c).with_context(|| format!("reading {}", c.display()))?,
+            std::fs::read(k).with_context(|| format!("reading {}", k.display()))?,
+        )),
+        _ => None,
+    };
+    let config = ProxyConfig {
+        http_addr: Some(args.http_addr),
+        https_addr: (!args.no_https).then_some(args.https_addr),
+        admin_addr: Some(args.admin_addr),
+        default_cert,
+        limits: Limits {
+            max_header_bytes: args.max_header_bytes,
+            max_body_bytes: args.max_body_bytes,
+            header_read_timeout: Duration::from_secs(args.header_read_timeout),
+            tls_handshake_timeout: Duration::from_secs(args.header_read_timeout),
+            idle_timeout: Duration::from_secs(args.idle_timeout),
+            max_connections: args.max_connections,
+        },
+        grace: Duration::from_secs(args.grace),
+    };
+    let server = ProxyServer::bind(config, chains, rx).await?;
+    tracing::info!(http = ?server.http_addr(), https = ?server.https_addr(), admin = ?server.admin_addr(), "hookway-proxy listening");
+    server.run(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}

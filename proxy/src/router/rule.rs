@@ -1,0 +1,182 @@
+//! One compiled rule of a Route: the non-path conditions (methods, headers, query) and the key
+//! that orders equally specific candidates.
+
+use std::cmp::Ordering;
+
+use http::HeaderMap;
+use regex::Regex;
+
+use hookway_crds::snapshot::{Method, RouteEntry, RuleEntry, ValueMatchEntry, ValueMatchType};
+
+use super::RouterError;
+
+/// A header or query condition, compiled.
+#[derive(Debug)]
+enum ValueCond {
+    Exact(String),
+    Regex(Regex),
+    Present,
+}
+
+impl ValueCond {
+    fn matches(&self, value: &[u8]) -> bool {
+        match self {
+            ValueCond::Present => true,
+            ValueCond::Exact(want) => want.as_bytes() == value,
+            ValueCond::Regex(re) => std::str::from_utf8(value).is_ok_and(|v| re.is_match(v)),
+        }
+    }
+}
+
+/// A named condition.
+#[derive(Debug)]
+struct ValueMatch {
+    name: String,
+    cond: ValueCond,
+}
+
+/// Bit set of [`Method`]s (0 = any).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MethodSet(u16);
+
+impl MethodSet {
+    fn from_methods(methods: &[Method]) -> Self {
+        Self(methods.iter().fold(0, |acc, m| acc | method_bit(*m)))
+    }
+
+    fn contains(self, method: &http::Method) -> bool {
+        if self.0 == 0 {
+            return true;
+        }
+        http_method_bit(method).is_some_and(|bit| self.0 & bit != 0)
+    }
+}
+
+fn method_bit(m: Method) -> u16 {
+    1 << match m {
+        Method::Get => 0,
+        Method::Head => 1,
+        Method::Post => 2,
+        Method::Put => 3,
+        Method::Patch => 4,
+        Method::Delete => 5,
+        Method::Options => 6,
+        Method::Connect => 7,
+        Method::Trace => 8,
+    }
+}
+
+fn http_method_bit(m: &http::Method) -> Option<u16> {
+    let snap = match *m {
+        http::Method::GET => Method::Get,
+        http::Method::HEAD => Method::Head,
+        http::Method::POST => Method::Post,
+        http::Method::PUT => Method::Put,
+        http::Method::PATCH => Method::Patch,
+        http::Method::DELETE => Method::Delete,
+        http::Method::OPTIONS => Method::Options,
+        http::Method::CONNECT => Method::Connect,
+        http::Method::TRACE => Method::Trace,
+        _ => return None,
+    };
+    Some(method_bit(snap))
+}
+
+/// A rule's conditions beyond the path, and its place among equally specific candidates.
+#[derive(Debug)]
+pub struct Conditions {
+    /// Index of the Route in the snapshot.
+    pub route: usize,
+    methods: MethodSet,
+    headers: Vec<ValueMatch>,
+    query: Vec<ValueMatch>,
+    // Tie-break key (see docs/routing.md).
+    priority: i32,
+    created: i64,
+    namespace: String,
+    name: String,
+}
+
+/// An anchored regex (`^(?:re)$`) so the whole value must match.
+pub(super) fn anchored(re: &str) -> Result<Regex, regex::Error> {
+    Regex::new(&format!("^(?:{re})$"))
+}
+
+fn compile_values(list: &[ValueMatchEntry], what: &str) -> Result<Vec<ValueMatch>, RouterError> {
+    list.iter()
+        .map(|v| {
+            let cond = match v.kind {
+                ValueMatchType::Exact => ValueCond::Exact(v.value.clone()),
+                ValueMatchType::Present => ValueCond::Present,
+                ValueMatchType::Regex => {
+                    ValueCond::Regex(anchored(&v.value).map_err(|e| RouterError::Regex {
+                        what: format!("{what} {}", v.name),
+                        message: e.to_string(),
+                    })?)
+                }
+            };
+            Ok(ValueMatch {
+                name: v.name.clone(),
+                cond,
+            })
+        })
+        .collect()
+}
+
+impl Conditions {
+    /// Compiles the conditions of `rule` of route number `route`.
+    pub fn compile(
+        route: usize,
+        entry: &RouteEntry,
+        rule: &RuleEntry,
+    ) -> Result<Self, RouterError> {
+        Ok(Self {
+            route,
+            methods: MethodSet::from_methods(&rule.methods),
+            headers: compile_values(&rule.headers, "header")?,
+            query: compile_values(&rule.query, "query")?,
+            priority: entry.priority,
+            created: entry.created,
+            namespace: entry.key.namespace.clone(),
+            name: entry.key.name.clone(),
+        })
+    }
+
+    /// Whether the request's method, headers and query satisfy this rule.
+    pub fn matches(&self, method: &http::Method, headers: &HeaderMap, query: Option<&str>) -> bool {
+        if !self.methods.contains(method) {
+            return false;
+        }
+        let headers_ok = self.headers.iter().all(|h| {
+            headers
+                .get_all(h.name.as_str())
+                .iter()
+                .any(|v| h.cond.matches(v.as_bytes()))
+        });
+        if !headers_ok {
+            return false;
+        }
+        self.query.iter().all(|q| {
+            query.is_some_and(|qs| {
+                qs.split('&').any(|pair| {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    k == q.name && q.cond.matches(v.as_bytes())
+                })
+            })
+        })
+    }
+
+    /// Orders candidates of the same path specificity: the first one is tried first.
+    pub fn precedence(&self, other: &Self) -> Ordering {
+        let has_methods = |c: &Self| c.methods.0 != 0;
+        has_methods(other)
+            .cmp(&has_methods(self))
+            .then(other.headers.len().cmp(&self.headers.len()))
+            .then(other.query.len().cmp(&self.query.len()))
+            .then(other.priority.cmp(&self.priority))
+            .then(self.created.cmp(&other.created))
+            .then_with(|| self.namespace.cmp(&other.namespace))
+            .then_with(|| self.name.cmp(&other.name))
+            .then(self.route.cmp(&other.route))
+    }
+}

@@ -1,0 +1,146 @@
+//! Pooled keep-alive HTTP/1.1 clients (hyper-util legacy client over hyper-rustls), shared
+//! across snapshots so a reload keeps the idle connections.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use crate::plugin::ProxyBody;
+
+/// The client type used for upstream calls (http and https).
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
+
+/// What distinguishes two clients.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClientKey {
+    /// TCP connect timeout.
+    pub connect_timeout_ms: u64,
+    /// Skip certificate verification.
+    pub insecure: bool,
+    /// SNI / verification name override.
+    pub server_name: Option<String>,
+}
+
+/// Clients by [`ClientKey`]; consulted only when a snapshot is applied.
+#[derive(Clone, Default)]
+pub struct ClientCache {
+    clients: Arc<Mutex<HashMap<ClientKey, HttpClient>>>,
+    roots: Arc<std::sync::OnceLock<Arc<RootCertStore>>>,
+}
+
+impl ClientCache {
+    /// The client for `key`, built on first use.
+    pub fn get(&self, key: &ClientKey) -> Result<HttpClient, String> {
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = clients.get(key) {
+            return Ok(c.clone());
+        }
+        let client = self.build(key)?;
+        clients.insert(key.clone(), client.clone());
+        Ok(client)
+    }
+
+    fn roots(&self) -> Arc<RootCertStore> {
+        self.roots
+            .get_or_init(|| {
+                let mut roots = RootCertStore::empty();
+                let native = rustls_native_certs::load_native_certs();
+                for err in &native.errors {
+                    tracing::debug!(error = %err, "loading a native root certificate");
+                }
+                let (added, ignored) = roots.add_parsable_certificates(native.certs);
+                tracing::debug!(added, ignored, "upstream TLS roots loaded");
+                Arc::new(roots)
+            })
+            .clone()
+    }
+
+    fn build(&self, key: &ClientKey) -> Result<HttpClient, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions");
+        let tls = if key.insecure {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
+                .with_no_client_auth()
+        } else {
+            builder
+                .with_root_certificates(self.roots())
+                .with_no_client_auth()
+        };
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_millis(key.connect_timeout_ms.max(1))));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http();
+        let https = match &key.server_name {
+            Some(name) => {
+                let name = ServerName::try_from(name.clone())
+                    .map_err(|e| format!("tls server name {name:?}: {e}"))?;
+                https.with_server_name_resolver(FixedServerNameResolver::new(name))
+            }
+            None => https,
+        };
+        let connector = https.enable_http1().wrap_connector(http);
+        Ok(Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(1024)
+            .build(connector))
+    }
+}
+
+/// Accepts any upstream certificate (`tlsInsecureSkipVerify`).
+#[derive(Debug)]
+struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

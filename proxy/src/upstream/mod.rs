@@ -1,0 +1,317 @@
+//! Calling upstreams: node choice, pooled clients, timeouts, retries, header rewriting, and
+//! WebSocket/Upgrade passthrough. [`ProxyUpstream`] is the chain's innermost layer.
+
+pub mod balancer;
+pub mod client;
+mod guarded;
+pub mod headers;
+pub mod pool;
+
+use std::time::Instant;
+
+use http::uri::PathAndQuery;
+use http::{header, request, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+
+use crate::chain::{Upstream, UpstreamError};
+use crate::plugin::{BoxFuture, Ctx, ProxyBody};
+use balancer::PickInput;
+use guarded::GuardedBody;
+pub use pool::{UpstreamPool, Upstreams};
+
+/// Sends requests to the upstreams of one runtime.
+pub struct ProxyUpstream<'a> {
+    /// The runtime's upstreams.
+    pub upstreams: &'a Upstreams,
+}
+
+impl Upstream for ProxyUpstream<'_> {
+    fn call<'a>(
+        &'a self,
+        req: Request<ProxyBody>,
+        ctx: &'a mut Ctx,
+    ) -> BoxFuture<'a, Result<Response<ProxyBody>, UpstreamError>> {
+        Box::pin(self.forward(req, ctx))
+    }
+}
+
+/// Answers every request with 404 "no route matched" (the no-route chain's upstream).
+pub struct NoRoute;
+
+impl Upstream for NoRoute {
+    fn call<'a>(
+        &'a self,
+        _req: Request<ProxyBody>,
+        _ctx: &'a mut Ctx,
+    ) -> BoxFuture<'a, Result<Response<ProxyBody>, UpstreamError>> {
+        Box::pin(async {
+            Ok(crate::plugin::respond::text(
+                StatusCode::NOT_FOUND,
+                "no route matched",
+            ))
+        })
+    }
+}
+
+fn fail(status: StatusCode, message: impl Into<String>) -> UpstreamError {
+    UpstreamError {
+        status,
+        message: message.into(),
+    }
+}
+
+/// The innermost cause of an error (`connection refused` rather than `client error (Connect)`).
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = err;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// Whether the request body was cut by the proxy's body limit.
+fn body_too_large(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+fn is_idempotent(method: &http::Method) -> bool {
+    matches!(
+        *method,
+        http::Method::GET
+            | http::Method::HEAD
+            | http::Method::OPTIONS
+            | http::Method::PUT
+            | http::Method::DELETE
+            | http::Method::TRACE
+    )
+}
+
+/// A copy of a bodiless request head, for one more attempt.
+fn clone_head(parts: &request::Parts) -> request::Parts {
+    let mut req = Request::new(());
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.version_mut() = parts.version;
+    *req.headers_mut() = parts.headers.clone();
+    req.into_parts().0
+}
+
+impl ProxyUpstream<'_> {
+    async fn forward(
+        &self,
+        mut req: Request<ProxyBody>,
+        ctx: &mut Ctx,
+    ) -> Result<Response<ProxyBody>, UpstreamError> {
+        let pool = ctx
+            .upstream
+            .as_ref()
+            .and_then(|k| self.upstreams.get(k))
+            .ok_or_else(|| fail(StatusCode::SERVICE_UNAVAILABLE, "no healthy endpoints"))?;
+        let upgrade = headers::is_upgrade(req.headers());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+
+        // Request head for the upstream.
+        let host = match parts.headers.get(header::HOST) {
+            Some(h) => Some(h.clone()),
+            None => parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+        };
+        headers::remove_hop_by_hop(&mut parts.headers, upgrade);
+        headers::add_forwarded(
+            &mut parts.headers,
+            ctx.peer_addr.ip(),
+            ctx.tls,
+            host.as_ref(),
+        );
+        if let Some(host) = host {
+            parts.headers.insert(header::HOST, host);
+        }
+        if let Some(id) = &ctx.request_id {
+            if !parts.headers.contains_key(&headers::X_REQUEST_ID) {
+                if let Ok(v) = HeaderValue::from_str(id) {
+                    parts.headers.insert(headers::X_REQUEST_ID.clone(), v);
+                }
+            }
+        }
+        parts.version = Version::HTTP_11;
+        parts.extensions = http::Extensions::new();
+        let path_and_query = match &ctx.target.path {
+            Some(path) => {
+                let pq = match parts.uri.query() {
+                    Some(q) => format!("{path}?{q}"),
+                    None => path.clone(),
+                };
+                PathAndQuery::try_from(pq).map_err(|e| {
+                    fail(StatusCode::BAD_GATEWAY, format!("invalid target path: {e}"))
+                })?
+            }
+            None => parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        };
+        let scheme = ctx
+            .target
+            .scheme
+            .map(pool::uri_scheme)
+            .unwrap_or_else(|| pool.scheme.clone());
+        let timeout = ctx.target.timeout.unwrap_or(pool.request_timeout);
+
+        // Where to: a plugin's fixed target, or balanced nodes.
+        let fixed = match &ctx.target.host {
+            Some(h) => {
+                let port = ctx
+                    .target
+                    .port
+                    .unwrap_or(if scheme == http::uri::Scheme::HTTPS {
+                        443
+                    } else {
+                        80
+                    });
+                Some(pool::authority(h, port).map_err(|e| {
+                    fail(StatusCode::BAD_GATEWAY, format!("invalid target host: {e}"))
+                })?)
+            }
+            None => None,
+        };
+        let first = match fixed {
+            Some(_) => 0,
+            None => {
+                let input = PickInput {
+                    peer: ctx.peer_addr.ip(),
+                    header: pool
+                        .hash_header
+                        .as_ref()
+                        .and_then(|h| parts.headers.get(h))
+                        .map(HeaderValue::as_bytes),
+                };
+                pool.balancer
+                    .pick(&input)
+                    .ok_or_else(|| fail(StatusCode::SERVICE_UNAVAILABLE, "no healthy endpoints"))?
+            }
+        };
+        let retryable = !upgrade && is_idempotent(&parts.method) && body.is_end_stream();
+        let attempts = if retryable { 1 + pool.retries } else { 1 };
+
+        let mut original = Some((parts, body));
+        let mut last_error = fail(StatusCode::BAD_GATEWAY, "upstream error");
+        for attempt in 0..attempts {
+            let last = attempt + 1 == attempts;
+            let (mut head, body) = if last {
+                original
+                    .take()
+                    .expect("the original is used by the last attempt only")
+            } else {
+                let (p, _) = original.as_ref().expect("kept until the last attempt");
+                (clone_head(p), crate::plugin::respond::empty())
+            };
+            let node = (first + attempt as usize) % pool.nodes.len().max(1);
+            let authority = match &fixed {
+                Some(a) => a.clone(),
+                None => pool.nodes[node].authority.clone(),
+            };
+            head.uri = Uri::builder()
+                .scheme(scheme.clone())
+                .authority(authority)
+                .path_and_query(path_and_query.clone())
+                .build()
+                .map_err(|e| {
+                    fail(
+                        StatusCode::BAD_GATEWAY,
+                        format!("invalid upstream uri: {e}"),
+                    )
+                })?;
+            let guard = fixed.is_none().then(|| pool.balancer.start(node));
+            let started = Instant::now();
+            let sent = tokio::time::timeout(
+                timeout,
+                pool.client.request(Request::from_parts(head, body)),
+            );
+            match sent.await {
+                Err(_) => {
+                    tracing::debug!(upstream = %pool.key, ?timeout, "upstream timed out");
+                    return Err(fail(StatusCode::GATEWAY_TIMEOUT, "upstream timed out"));
+                }
+                Ok(Err(err)) if err.is_connect() => {
+                    pool.connect_errors.inc();
+                    let cause = root_cause(&err);
+                    tracing::debug!(upstream = %pool.key, node, attempt, error = %cause, "upstream connect error");
+                    last_error = fail(
+                        StatusCode::BAD_GATEWAY,
+                        format!("upstream connect error: {cause}"),
+                    );
+                }
+                Ok(Err(err)) if body_too_large(&err) => {
+                    return Err(fail(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "request body too large",
+                    ));
+                }
+                Ok(Err(err)) => {
+                    let cause = root_cause(&err);
+                    tracing::debug!(upstream = %pool.key, node, error = %cause, "upstream error");
+                    return Err(fail(
+                        StatusCode::BAD_GATEWAY,
+                        format!("upstream error: {cause}"),
+                    ));
+                }
+                Ok(Ok(mut resp)) => {
+                    pool.upstream_duration
+                        .observe(started.elapsed().as_secs_f64());
+                    if !last && pool.retry_on_status.contains(&resp.status().as_u16()) {
+                        tracing::debug!(upstream = %pool.key, node, attempt, status = resp.status().as_u16(), "retrying on status");
+                        last_error = fail(resp.status(), "upstream error");
+                        continue;
+                    }
+                    ctx.upstream_addr = Some(match &fixed {
+                        Some(a) => a.to_string(),
+                        None => pool.nodes[node].authority.to_string(),
+                    });
+                    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+                    headers::remove_hop_by_hop(resp.headers_mut(), switching && upgrade);
+                    if switching {
+                        if let Some(client_side) = client_upgrade {
+                            let upstream_side = hyper::upgrade::on(&mut resp);
+                            tokio::spawn(tunnel(client_side, upstream_side));
+                        }
+                        let (parts, _) = resp.into_parts();
+                        return Ok(Response::from_parts(parts, crate::plugin::respond::empty()));
+                    }
+                    return Ok(resp.map(|b| {
+                        GuardedBody::new(b, guard)
+                            .map_err(crate::plugin::BoxError::from)
+                            .boxed_unsync()
+                    }));
+                }
+            }
+        }
+        Err(last_error)
+    }
+}
+
+/// Copies bytes both ways between the upgraded client and upstream connections.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    match tokio::try_join!(client, upstream) {
+        Ok((client, upstream)) => {
+            let mut client = TokioIo::new(client);
+            let mut upstream = TokioIo::new(upstream);
+            if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                tracing::debug!(error = %err, "upgraded connection ended");
+            }
+        }
+        Err(err) => tracing::debug!(error = %err, "upgrade failed"),
+    }
+}

@@ -1,0 +1,49 @@
+//! The admin endpoints.
+
+use crate::support::*;
+
+#[tokio::test]
+async fn health_readiness_metrics_and_config() {
+    let s = EchoServer::start("s").await;
+    let proxy = Proxy::start(None).await;
+    let c = client();
+    let admin = |p: &str| format!("http://{}{}", proxy.admin, p);
+    assert_eq!(c.get(admin("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(c.get(admin("/readyz")).send().await.unwrap().status(), 503);
+    assert_eq!(c.get(proxy.url("/")).send().await.unwrap().status(), 503);
+
+    proxy.apply(simple(7, &[s.addr])).await;
+    assert_eq!(c.get(admin("/readyz")).send().await.unwrap().status(), 200);
+    assert_eq!(c.get(proxy.url("/")).send().await.unwrap().status(), 200);
+
+    let metrics = c
+        .get(admin("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for want in [
+        "hookway_requests_total{method=\"GET\",route=\"default/r\",service=\"default/svc\",status=\"200\"} 1",
+        "hookway_request_duration_seconds_bucket{route=\"default/r\"",
+        "hookway_upstream_duration_seconds_count{service=\"default/svc\"} 1",
+        "hookway_snapshot_version 7",
+        "hookway_snapshot_reloads_total{result=\"applied\"} 1",
+        "hookway_active_connections",
+    ] {
+        assert!(metrics.contains(want), "missing {want} in\n{metrics}");
+    }
+    let config: serde_json::Value = c
+        .get(admin("/config"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config["version"], 7);
+    assert_eq!(config["routes"][0]["route"], "default/r");
+    assert_eq!(config["routes"][0]["upstream"], "default/svc");
+    assert!(config["routes"][0]["chain"].as_array().unwrap().is_empty());
+}

@@ -1,0 +1,102 @@
+//! Limits: header size, body size, slow clients.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::*;
+
+async fn limited_proxy(s: &EchoServer) -> Proxy {
+    let mut config = test_config();
+    config.limits.max_header_bytes = 8192;
+    config.limits.max_body_bytes = 1024;
+    config.limits.header_read_timeout = Duration::from_millis(500);
+    Proxy::start_with(Some(simple(1, &[s.addr])), config).await
+}
+
+#[tokio::test]
+async fn too_large_header_and_body_are_refused() {
+    let s = EchoServer::start("s").await;
+    let proxy = limited_proxy(&s).await;
+    let c = client();
+    let resp = c
+        .get(proxy.url("/"))
+        .header("x-big", "a".repeat(20_000))
+        .send()
+        .await;
+    match resp {
+        Ok(r) => assert!(matches!(r.status().as_u16(), 431 | 400), "{}", r.status()),
+        Err(e) => panic!("expected a 431 answer, got {e}"),
+    }
+    let resp = c
+        .post(proxy.url("/"))
+        .body(vec![b'x'; 2048])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let resp = c
+        .post(proxy.url("/"))
+        .body(vec![b'x'; 512])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(s.hits(), 1, "refused requests never reach the upstream");
+}
+
+#[tokio::test]
+async fn slowloris_connection_is_closed() {
+    let s = EchoServer::start("s").await;
+    let proxy = limited_proxy(&s).await;
+    let mut conn = TcpStream::connect(proxy.http).await.unwrap();
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "connection must be closed by the proxy");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(s.hits(), 0);
+}
+
+#[tokio::test]
+async fn max_connections_holds_extra_connections_back() {
+    let s = EchoServer::start("s").await;
+    let mut config = test_config();
+    config.limits.max_connections = 1;
+    let proxy = Proxy::start_with(Some(simple(1, &[s.addr])), config).await;
+    let idle = TcpStream::connect(proxy.http).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    assert!(
+        quick.get(proxy.url("/")).send().await.is_err(),
+        "a second connection waits while the only slot is taken"
+    );
+    drop(idle);
+    let resp = client().get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn too_large_chunked_body_is_413() {
+    let s = EchoServer::start("s").await;
+    let proxy = limited_proxy(&s).await;
+    let mut conn = TcpStream::connect(proxy.http).await.unwrap();
+    let mut req =
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n".to_vec();
+    req.extend(std::iter::repeat_n(b'x', 0x800));
+    req.extend(b"\r\n0\r\n\r\n");
+    conn.write_all(&req).await.unwrap();
+    let mut head = [0u8; 12];
+    tokio::time::timeout(WAIT, conn.read_exact(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 413");
+}

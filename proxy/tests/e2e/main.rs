@@ -1,0 +1,10 @@
+//! End-to-end tests of the data plane: real sockets on 127.0.0.1:0, real HTTP and TLS.
+
+mod support;
+
+mod admin;
+mod lifecycle;
+mod limits;
+mod routing;
+mod tls;
+mod upstreams;

@@ -1,0 +1,321 @@
+//! Upstream behaviour: balancing, retries, timeouts, errors, forwarded and hop-by-hop headers.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use hookway_crds::snapshot::Balance;
+
+use crate::support::*;
+
+async fn distribution(
+    proxy: &Proxy,
+    n: usize,
+    header: Option<(&str, &str)>,
+) -> HashMap<String, usize> {
+    let c = client();
+    let mut counts = HashMap::new();
+    for _ in 0..n {
+        let mut req = c.get(proxy.url("/"));
+        if let Some((k, v)) = header {
+            req = req.header(k, v);
+        }
+        let v = json(req.send().await.unwrap()).await;
+        *counts
+            .entry(v["server"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    counts
+}
+
+async fn three() -> Vec<EchoServer> {
+    vec![
+        EchoServer::start("n0").await,
+        EchoServer::start("n1").await,
+        EchoServer::start("n2").await,
+    ]
+}
+
+#[tokio::test]
+async fn round_robin_and_weighted_distribution() {
+    let s = three().await;
+    let addrs: Vec<_> = s.iter().map(|s| s.addr).collect();
+    let proxy = Proxy::start(Some(simple(1, &addrs))).await;
+    let counts = distribution(&proxy, 30, None).await;
+    assert_eq!(
+        counts.values().copied().collect::<Vec<_>>(),
+        vec![10, 10, 10],
+        "{counts:?}"
+    );
+
+    let mut up = upstream("svc", &addrs);
+    up.balance = Balance::Weighted;
+    up.endpoints[0].weight = 4;
+    let snap = snapshot(2, vec![route("r", &[], vec![], "svc")], vec![up], vec![]);
+    proxy.apply(snap).await;
+    let counts = distribution(&proxy, 60, None).await;
+    assert_eq!(
+        (counts["n0"], counts["n1"], counts["n2"]),
+        (40, 10, 10),
+        "{counts:?}"
+    );
+}
+
+#[tokio::test]
+async fn ip_hash_and_header_hash_are_sticky() {
+    let s = three().await;
+    let addrs: Vec<_> = s.iter().map(|s| s.addr).collect();
+    let mut up = upstream("svc", &addrs);
+    up.balance = Balance::IpHash;
+    let proxy = Proxy::start(Some(snapshot(
+        1,
+        vec![route("r", &[], vec![], "svc")],
+        vec![up.clone()],
+        vec![],
+    )))
+    .await;
+    assert_eq!(
+        distribution(&proxy, 12, None).await.len(),
+        1,
+        "one client IP, one node"
+    );
+
+    up.balance = Balance::HeaderHash;
+    up.hash_header = Some("x-user".into());
+    proxy
+        .apply(snapshot(
+            2,
+            vec![route("r", &[], vec![], "svc")],
+            vec![up],
+            vec![],
+        ))
+        .await;
+    assert_eq!(
+        distribution(&proxy, 12, Some(("x-user", "alice")))
+            .await
+            .len(),
+        1
+    );
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..30 {
+        let user = format!("user-{i}");
+        let d = distribution(&proxy, 1, Some(("x-user", &user))).await;
+        seen.extend(d.into_keys());
+    }
+    assert!(seen.len() > 1, "different users spread over nodes");
+}
+
+#[tokio::test]
+async fn retries_go_to_the_next_node_for_idempotent_requests_only() {
+    let live = EchoServer::start("live").await;
+    let dead = dead_addr().await;
+    let mut up = upstream("svc", &[dead, live.addr]);
+    up.retries = 1;
+    let proxy = Proxy::start(Some(snapshot(
+        1,
+        vec![route("r", &[], vec![], "svc")],
+        vec![up],
+        vec![],
+    )))
+    .await;
+    let c = client();
+    for _ in 0..6 {
+        let resp = c.get(proxy.url("/")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let resp = c.post(proxy.url("/")).body("x").send().await.unwrap();
+        statuses.push(resp.status().as_u16());
+    }
+    statuses.sort();
+    assert_eq!(statuses, vec![200, 200, 502, 502], "POST is not retried");
+}
+
+#[tokio::test]
+async fn retry_on_status_503() {
+    let bad = EchoServer::with_status("bad", 503).await;
+    let good = EchoServer::start("good").await;
+    let mut up = upstream("svc", &[bad.addr, good.addr]);
+    up.retries = 1;
+    up.retry_on_status = vec![503];
+    let proxy = Proxy::start(Some(snapshot(
+        1,
+        vec![route("r", &[], vec![], "svc")],
+        vec![up],
+        vec![],
+    )))
+    .await;
+    let c = client();
+    for _ in 0..6 {
+        assert_eq!(
+            get_server(&c, &proxy.url("/"), None).await,
+            (200, "good".into())
+        );
+    }
+    assert_eq!(bad.hits(), 3);
+}
+
+#[tokio::test]
+async fn slow_upstream_is_504_and_dead_node_is_502_and_no_nodes_503() {
+    let slow = EchoServer::start("slow").await;
+    let mut up = upstream("svc", &[slow.addr]);
+    up.request_timeout_ms = 300;
+    let dead = upstream("dead", &[dead_addr().await]);
+    let empty = upstream("empty", &[]);
+    let routes = vec![
+        route("r", &[], vec![], "svc"),
+        route("d", &["dead.test"], vec![], "dead"),
+        route("e", &["empty.test"], vec![], "empty"),
+    ];
+    let proxy = Proxy::start(Some(snapshot(1, routes, vec![up, dead, empty], vec![]))).await;
+    let c = client();
+    let started = Instant::now();
+    let resp = c
+        .get(proxy.url("/"))
+        .header("x-delay-ms", "5000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 504);
+    assert_eq!(resp.text().await.unwrap(), "upstream timed out\n");
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    let (status, body) = get_server(&c, &proxy.url("/"), Some("dead.test")).await;
+    assert_eq!(status, 502);
+    assert!(body.starts_with("upstream connect error: "), "{body}");
+    let (status, body) = get_server(&c, &proxy.url("/"), Some("empty.test")).await;
+    assert_eq!((status, body.as_str()), (503, "no healthy endpoints\n"));
+}
+
+#[tokio::test]
+async fn forwarded_and_hop_by_hop_headers() {
+    let s = EchoServer::start("s").await;
+    let proxy = Proxy::start(Some(simple(1, &[s.addr]))).await;
+    let resp = client()
+        .get(proxy.url("/p?q=1"))
+        .header("host", "front.test")
+        .header("x-forwarded-for", "10.1.2.3")
+        .header("x-request-id", "req-42")
+        .header("connection", "x-drop-me")
+        .header("x-drop-me", "1")
+        .header("te", "trailers")
+        .header("proxy-authorization", "secret")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.headers().get("keep-alive").is_none(),
+        "response hop-by-hop removed"
+    );
+    let v = json(resp).await;
+    let h = &v["headers"];
+    assert_eq!(v["path"], "/p?q=1");
+    assert_eq!(h["host"], "front.test");
+    assert_eq!(h["x-forwarded-for"], "10.1.2.3, 127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "front.test");
+    assert_eq!(h["x-request-id"], "req-42");
+    for gone in ["x-drop-me", "te", "proxy-authorization"] {
+        assert!(
+            h.get(gone).is_none(),
+            "{gone} must not reach the upstream: {h}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_chain_upstream_honours_ctx_overrides() {
+    use hookway_proxy::chain::Upstream as _;
+    use hookway_proxy::plugin::{respond, Ctx};
+    use hookway_proxy::upstream::client::ClientCache;
+    use hookway_proxy::upstream::{ProxyUpstream, UpstreamPool, Upstreams};
+
+    let a = EchoServer::start("a").await;
+    let b = EchoServer::start("b").await;
+    let metrics = hookway_proxy::metrics::Metrics::new().unwrap();
+    let clients = ClientCache::default();
+    let mut upstreams = Upstreams::new();
+    for (name, addr) in [("a", a.addr), ("b", b.addr)] {
+        let pool = UpstreamPool::new(&upstream(name, &[addr]), &clients, &metrics).unwrap();
+        upstreams.insert(key(name), std::sync::Arc::new(pool));
+    }
+    let up = ProxyUpstream {
+        upstreams: &upstreams,
+    };
+    let peer = "127.0.0.1:5555".parse().unwrap();
+    let req = || {
+        http::Request::builder()
+            .uri("/orig?x=1")
+            .header("host", "h.test")
+            .body(respond::empty())
+            .unwrap()
+    };
+    let body = |resp: http::Response<hookway_proxy::plugin::ProxyBody>| async move {
+        use http_body_util::BodyExt;
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+    };
+
+    // Retarget to another upstream of the snapshot.
+    let mut ctx = Ctx::new(peer, peer, false);
+    ctx.upstream = Some(key("b"));
+    let v = body(up.call(req(), &mut ctx).await.unwrap()).await;
+    assert_eq!(v["server"], "b");
+    assert_eq!(
+        ctx.upstream_addr.as_deref(),
+        Some(b.addr.to_string().as_str())
+    );
+
+    // A fixed host, port and path.
+    let mut ctx = Ctx::new(peer, peer, false);
+    ctx.upstream = Some(key("b"));
+    ctx.target.host = Some("127.0.0.1".into());
+    ctx.target.port = Some(a.addr.port());
+    ctx.target.path = Some("/new".into());
+    let v = body(up.call(req(), &mut ctx).await.unwrap()).await;
+    assert_eq!(
+        (v["server"].as_str(), v["path"].as_str()),
+        (Some("a"), Some("/new?x=1"))
+    );
+
+    // A short timeout.
+    let mut ctx = Ctx::new(peer, peer, false);
+    ctx.upstream = Some(key("a"));
+    ctx.target.timeout = Some(Duration::from_millis(100));
+    let mut slow = req();
+    slow.headers_mut()
+        .insert("x-delay-ms", "2000".parse().unwrap());
+    let err = up.call(slow, &mut ctx).await.unwrap_err();
+    assert_eq!(err.status, 504);
+
+    // An upstream the snapshot does not have.
+    let mut ctx = Ctx::new(peer, peer, false);
+    ctx.upstream = Some(key("nope"));
+    assert_eq!(up.call(req(), &mut ctx).await.unwrap_err().status, 503);
+}
+
+#[tokio::test]
+async fn https_upstreams_verify_unless_told_not_to() {
+    use hookway_crds::snapshot::Scheme;
+    let ca = Ca::new();
+    let (cert, key_pem) = ca.leaf(&["backend.test"]);
+    let s = EchoServer::start_tls("tls-backend", &cert, &key_pem).await;
+    let mut verified = upstream("verified", &[s.addr]);
+    verified.scheme = Scheme::Https;
+    verified.tls_server_name = Some("backend.test".into());
+    let mut insecure = verified.clone();
+    insecure.key = key("insecure");
+    insecure.tls_insecure_skip_verify = true;
+    let routes = vec![
+        route("v", &["v.test"], vec![], "verified"),
+        route("i", &["i.test"], vec![], "insecure"),
+    ];
+    let proxy = Proxy::start(Some(snapshot(1, routes, vec![verified, insecure], vec![]))).await;
+    let c = client();
+    assert_eq!(
+        get_server(&c, &proxy.url("/"), Some("i.test")).await,
+        (200, "tls-backend".into())
+    );
+    let (status, body) = get_server(&c, &proxy.url("/"), Some("v.test")).await;
+    assert_eq!(status, 502, "the test CA is not trusted: {body}");
+}
