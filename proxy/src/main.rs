@@ -14,18 +14,13 @@ use tokio::sync::watch;
 
 use hookway_crds::snapshot::Snapshot;
 use hookway_proxy::chain::ChainBuilder;
+use hookway_proxy::standalone::{self, OutputFormat, StandaloneOptions};
 use hookway_proxy::{Limits, ProxyConfig, ProxyServer};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum LogFormat {
     Json,
     Text,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum OutputFormat {
-    Text,
-    Json,
 }
 
 /// hookway data plane.
@@ -87,6 +82,12 @@ struct Args {
     /// Output of --check.
     #[arg(long, value_enum, default_value = "text")]
     output: OutputFormat,
+    /// Standalone: GatewayPlugins in this namespace are cluster-wide.
+    #[arg(long, env = "HOOKWAY_ROOT_NAMESPACE", default_value = "hookway-system")]
+    root_namespace: String,
+    /// Standalone: namespace of manifests that name none.
+    #[arg(long, env = "HOOKWAY_DEFAULT_NAMESPACE", default_value = "default")]
+    default_namespace: String,
     /// Controller stream URL.
     #[arg(long, env = "HOOKWAY_CONTROLLER")]
     controller: Option<String>,
@@ -155,16 +156,28 @@ fn main() -> anyhow::Result<()> {
 async fn run(args: Args) -> anyhow::Result<()> {
     let registry = hookway_proxy::plugins::builtin();
 
+    let options = StandaloneOptions {
+        root_namespace: args.root_namespace.clone(),
+        default_namespace: args.default_namespace.clone(),
+    };
     if args.check {
-        // MERGE POINT (lead): `hookway_proxy::standalone::check(dir, &registry, output)` prints
-        // the validation result (text or JSON per --output) and returns whether it is valid.
-        let _ = (&registry, args.output, &args.manifests);
-        bail!("--check: the standalone module is not part of this build yet");
+        let dir = args
+            .manifests
+            .as_deref()
+            .context("--check needs --manifests DIR")?;
+        let ok = standalone::check(
+            dir,
+            &options,
+            registry.catalogue(),
+            args.output,
+            &mut std::io::stdout().lock(),
+        )?;
+        std::process::exit(if ok { 0 } else { 1 });
     }
 
     let (tx, rx) = watch::channel::<Option<Arc<Snapshot>>>(None);
     match (&args.manifests, &args.controller, &args.snapshot) {
-        (Some(dir), _, _) => start_standalone(dir, &registry, tx)?,
+        (Some(dir), _, _) => start_standalone(dir, options, &registry, tx, rx.clone()).await?,
         (None, Some(url), _) => start_controller(url, tx)?,
         (None, None, Some(file)) => {
             let snapshot = load_snapshot(file)?;
@@ -190,17 +203,32 @@ fn load_snapshot(file: &std::path::Path) -> anyhow::Result<Snapshot> {
     })
 }
 
-/// Standalone mode: compile the folder and publish snapshots on `tx` as it changes.
-fn start_standalone(
+/// Standalone mode: compile the folder, publish its snapshot on `tx` and keep watching it.
+/// Returns once the first snapshot is published; fails when the folder cannot be loaded.
+async fn start_standalone(
     dir: &std::path::Path,
+    options: StandaloneOptions,
     registry: &hookway_proxy::plugin::Registry,
     tx: watch::Sender<Option<Arc<Snapshot>>>,
+    mut first: watch::Receiver<Option<Arc<Snapshot>>>,
 ) -> anyhow::Result<()> {
-    // MERGE POINT (lead): replace the body with
-    //     tokio::spawn(hookway_proxy::standalone::watch(dir.to_path_buf(), registry.clone(), tx));
-    //     Ok(())
-    let _ = (dir, registry, tx);
-    bail!("--manifests: the standalone module is not part of this build yet")
+    let mut task = tokio::spawn(standalone::watch(
+        dir.to_path_buf(),
+        options,
+        registry.catalogue().clone(),
+        tx,
+    ));
+    tokio::select! {
+        published = first.wait_for(Option::is_some) => {
+            published.context("standalone loader stopped")?;
+            Ok(())
+        }
+        ended = &mut task => match ended {
+            Ok(Err(e)) => Err(e).with_context(|| format!("loading manifests from {}", dir.display())),
+            Ok(Ok(())) => bail!("standalone loader stopped before publishing"),
+            Err(e) => Err(e).context("standalone loader panicked"),
+        },
+    }
 }
 
 /// Controller mode: follow the controller's snapshot stream into `tx`.

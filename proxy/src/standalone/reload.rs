@@ -31,6 +31,8 @@ pub struct Applied {
     pub hash: String,
     /// Objects rejected in that compile.
     pub rejected: BTreeSet<ObjectId>,
+    /// Hash of the last compile that was refused (so it is reported once, not on every event).
+    pub refused_hash: Option<String>,
 }
 
 /// The outcome of a reload.
@@ -122,7 +124,10 @@ fn reload(
             publish(applied, compiled, tx);
         }
         Decision::Unchanged => {}
+        Decision::Keep(_)
+            if applied.refused_hash.as_deref() == Some(compiled.snapshot.hash.as_str()) => {}
         Decision::Keep(newly) => {
+            applied.refused_hash = Some(compiled.snapshot.hash.clone());
             log_reports(&compiled);
             let objects: Vec<String> = newly
                 .iter()
@@ -142,6 +147,7 @@ fn publish(
     applied.version += 1;
     snapshot.version = applied.version;
     applied.hash = snapshot.hash.clone();
+    applied.refused_hash = None;
     applied.rejected = compiled
         .reports
         .iter()
@@ -152,10 +158,20 @@ fn publish(
     tx.send_replace(Some(Arc::new(snapshot)));
 }
 
+/// Whether a file event may change what the folder compiles to.
+fn is_change(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    matches!(
+        kind,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any
+    )
+}
+
 /// Starts an OS file watcher on `dir`, falling back to polling; events become `()` pokes.
 fn start_watcher(dir: &Path, events: mpsc::Sender<()>) -> Option<Box<dyn Watcher + Send>> {
+    // Only changes count: our own reads of the folder raise access events.
     let poke = move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
+        if matches!(res, Ok(ref e) if is_change(&e.kind)) {
             let _ = events.try_send(());
         }
     };
@@ -266,6 +282,16 @@ mod tests {
         for (name, applied, compiled, want) in table {
             assert_eq!(decide(&applied, &compiled), want, "{name}");
         }
+    }
+
+    #[test]
+    fn only_changes_trigger_reloads() {
+        use notify::event::{AccessKind, CreateKind, ModifyKind, RemoveKind};
+        use notify::EventKind;
+        assert!(!is_change(&EventKind::Access(AccessKind::Any)));
+        assert!(is_change(&EventKind::Modify(ModifyKind::Any)));
+        assert!(is_change(&EventKind::Create(CreateKind::File)));
+        assert!(is_change(&EventKind::Remove(RemoveKind::File)));
     }
 
     #[test]

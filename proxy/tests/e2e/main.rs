@@ -5,6 +5,8 @@ mod support;
 mod admin;
 mod lifecycle;
 mod limits;
+mod plugins;
 mod routing;
+mod standalone;
 mod tls;
 mod upstreams;

@@ -23,7 +23,6 @@ use hookway_crds::snapshot::{
     Snapshot, UpstreamEntry,
 };
 use hookway_proxy::chain::ChainBuilder;
-use hookway_proxy::plugin::Registry;
 use hookway_proxy::runtime::RuntimeState;
 use hookway_proxy::{Limits, ProxyConfig, ProxyServer};
 
@@ -377,9 +376,13 @@ impl Proxy {
 
     pub async fn start_with(snapshot: Option<Snapshot>, config: ProxyConfig) -> Self {
         let (tx, rx) = watch::channel(snapshot.map(Arc::new));
-        let server = ProxyServer::bind(config, ChainBuilder::new(Registry::new()), rx)
-            .await
-            .unwrap();
+        let server = ProxyServer::bind(
+            config,
+            ChainBuilder::new(hookway_proxy::plugins::builtin()),
+            rx,
+        )
+        .await
+        .unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let (http, https, admin) = (
             server.http_addr().unwrap(),
@@ -493,4 +496,63 @@ pub async fn get_server(c: &reqwest::Client, url: &str, host: Option<&str>) -> (
         .and_then(|v| v["server"].as_str().map(str::to_owned))
         .unwrap_or(text);
     (status, server)
+}
+
+// ---------------------------------------------------------------- standalone folders
+
+/// A temporary manifest folder, removed on drop.
+pub struct ManifestDir {
+    pub path: std::path::PathBuf,
+}
+
+impl ManifestDir {
+    pub fn new() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "hookway-e2e-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        Self { path }
+    }
+
+    /// Writes (or replaces) one manifest file atomically, as editors and ConfigMaps do.
+    pub fn write(&self, name: &str, text: &str) {
+        let tmp = self.path.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, self.path.join(name)).unwrap();
+    }
+}
+
+impl Drop for ManifestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A Service with static nodes, as YAML.
+pub fn service_yaml(name: &str, addrs: &[SocketAddr]) -> String {
+    let nodes: String = addrs
+        .iter()
+        .map(|a| format!("  - {{address: \"{}\", port: {}}}\n", a.ip(), a.port()))
+        .collect();
+    format!(
+        "apiVersion: hookway.dev/v1alpha1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  nodes:\n{nodes}"
+    )
+}
+
+/// A proxy fed by the standalone loader watching `dir`.
+pub async fn standalone_proxy(dir: &ManifestDir) -> Proxy {
+    let proxy = Proxy::start(None).await;
+    let options = hookway_proxy::standalone::StandaloneOptions::default();
+    let catalogue = hookway_proxy::plugins::builtin().catalogue().clone();
+    tokio::spawn(hookway_proxy::standalone::watch(
+        dir.path.clone(),
+        options,
+        catalogue,
+        proxy.tx.clone(),
+    ));
+    proxy.wait_version(1).await;
+    proxy
 }

@@ -1,0 +1,145 @@
+//! Standalone mode through a real proxy: a folder of manifests is compiled, served, and reloaded
+//! on change; an invalid change keeps the last good snapshot.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+const PLUGIN: &str = "apiVersion: hookway.dev/v1alpha1
+kind: GatewayPlugin
+metadata: {name: hello, namespace: hookway-system}
+spec:
+  plugin: mock
+  status: enable
+  config: {status: 200, body: BODY}
+";
+
+const ROUTES: &str = "apiVersion: hookway.dev/v1alpha1
+kind: Route
+metadata: {name: hello, namespace: default}
+spec:
+  rules: [{path: {type: Exact, value: /hello}}]
+  service: echo
+  plugins: {hello: {}}
+---
+apiVersion: hookway.dev/v1alpha1
+kind: Route
+metadata: {name: rest, namespace: default}
+spec:
+  service: echo
+";
+
+async fn wait_body(c: &reqwest::Client, url: &str, want: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let body = c.get(url).send().await.unwrap().text().await.unwrap();
+        if body == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {body:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_folder_is_served_and_reloaded_and_bad_changes_are_kept_out() {
+    let echo = EchoServer::start("echo").await;
+    let dir = ManifestDir::new();
+    dir.write("service.yaml", &service_yaml("echo", &[echo.addr]));
+    dir.write("plugin.yaml", &PLUGIN.replace("BODY", "one"));
+    dir.write("routes.yaml", ROUTES);
+    let proxy = standalone_proxy(&dir).await;
+    let c = client();
+
+    assert_eq!(
+        c.get(proxy.url("/hello"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "one"
+    );
+    let upstream = json(c.get(proxy.url("/other")).send().await.unwrap()).await;
+    assert_eq!(upstream["path"], "/other");
+
+    // A good change is applied.
+    dir.write("plugin.yaml", &PLUGIN.replace("BODY", "two"));
+    wait_body(&c, &proxy.url("/hello"), "two").await;
+    let good = proxy.version().unwrap();
+
+    // A change that breaks an object keeps the last good snapshot.
+    dir.write(
+        "plugin.yaml",
+        &PLUGIN
+            .replace("plugin: mock", "plugin: nope")
+            .replace("BODY", "three"),
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(proxy.version(), Some(good));
+    assert_eq!(
+        c.get(proxy.url("/hello"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "two"
+    );
+
+    // So does a file that is not YAML at all.
+    dir.write("broken.yaml", "kind: [unclosed");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(proxy.version(), Some(good));
+
+    // Fixing both applies again.
+    std::fs::remove_file(dir.path.join("broken.yaml")).unwrap();
+    dir.write("plugin.yaml", &PLUGIN.replace("BODY", "four"));
+    wait_body(&c, &proxy.url("/hello"), "four").await;
+    assert!(proxy.version().unwrap() > good);
+}
+
+#[tokio::test]
+async fn reloads_under_load_fail_no_request() {
+    let echo = EchoServer::start("echo").await;
+    let dir = ManifestDir::new();
+    dir.write("service.yaml", &service_yaml("echo", &[echo.addr]));
+    dir.write("plugin.yaml", &PLUGIN.replace("BODY", "v0"));
+    dir.write("routes.yaml", ROUTES);
+    let proxy = standalone_proxy(&dir).await;
+    let url = proxy.url("/hello");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let c = client();
+            let (mut ok, mut failed) = (0u32, 0u32);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match c.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => ok += 1,
+                    _ => failed += 1,
+                }
+            }
+            (ok, failed)
+        })
+    };
+    let c = client();
+    for i in 1..=50 {
+        let body = format!("v{i}");
+        dir.write("plugin.yaml", &PLUGIN.replace("BODY", &body));
+        wait_body(&c, &proxy.url("/hello"), &body).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = load.await.unwrap();
+    assert_eq!(
+        failed, 0,
+        "{failed} requests failed during 50 reloads ({ok} ok)"
+    );
+    assert!(ok > 0);
+    assert!(proxy.version().unwrap() >= 51);
+}
