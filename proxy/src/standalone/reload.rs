@@ -242,6 +242,7 @@ mod tests {
             version: 3,
             hash: hash.into(),
             rejected: rejected.iter().map(|n| id(n)).collect(),
+            refused_hash: None,
         }
     }
 
