@@ -2,10 +2,18 @@
 
 use crate::plugin::Registry;
 
+pub mod proxy_rewrite;
+pub mod response_rewrite;
+
+#[cfg(test)]
+pub(crate) mod harness;
+
 /// The registry of every built-in plugin kind.
 pub fn builtin() -> Registry {
     #[allow(unused_mut)]
     let mut registry = Registry::new();
     // One line per plugin, alphabetical: registry.register::<mock::Mock>();
+    registry.register::<proxy_rewrite::ProxyRewrite>();
+    registry.register::<response_rewrite::ResponseRewrite>();
     registry
 }
