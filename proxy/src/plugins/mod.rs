@@ -2,6 +2,7 @@
 
 use crate::plugin::Registry;
 
+pub mod access_log;
 pub mod compression;
 pub mod proxy_rewrite;
 pub mod response_rewrite;
@@ -14,6 +15,7 @@ pub fn builtin() -> Registry {
     #[allow(unused_mut)]
     let mut registry = Registry::new();
     // One line per plugin, alphabetical: registry.register::<mock::Mock>();
+    registry.register::<access_log::AccessLog>();
     registry.register::<compression::Compression>();
     registry.register::<compression::Gzip>();
     registry.register::<proxy_rewrite::ProxyRewrite>();
