@@ -132,17 +132,20 @@ impl Output for StdoutOutput {
 struct FileOutput {
     path: PathBuf,
     file: BufWriter<File>,
-    identity: Option<(u64, u64)>,
+    identity: Option<FileIdentity>,
     generation: u64,
 }
 
+/// `(device, inode)` of an open file, to notice when its path now names another file.
+type FileIdentity = (u64, u64);
+
 #[cfg(unix)]
-fn identity_of(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+fn identity_of(meta: &std::fs::Metadata) -> Option<FileIdentity> {
     use std::os::unix::fs::MetadataExt;
     Some((meta.dev(), meta.ino()))
 }
 #[cfg(not(unix))]
-fn identity_of(_meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+fn identity_of(_meta: &std::fs::Metadata) -> Option<FileIdentity> {
     None
 }
 
@@ -172,7 +175,7 @@ impl FileOutput {
     }
 }
 
-fn open_append(path: &Path) -> std::io::Result<(BufWriter<File>, Option<(u64, u64)>)> {
+fn open_append(path: &Path) -> std::io::Result<(BufWriter<File>, Option<FileIdentity>)> {
     let file = OpenOptions::new().create(true).append(true).open(path)?;
     let identity = identity_of(&file.metadata()?);
     Ok((BufWriter::with_capacity(64 * 1024, file), identity))
