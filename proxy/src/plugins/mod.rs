@@ -4,6 +4,8 @@ use crate::plugin::Registry;
 
 pub mod access_log;
 pub mod compression;
+pub mod extra_params;
+pub mod params;
 pub mod proxy_rewrite;
 pub mod response_rewrite;
 
@@ -18,6 +20,7 @@ pub fn builtin() -> Registry {
     registry.register::<access_log::AccessLog>();
     registry.register::<compression::Compression>();
     registry.register::<compression::Gzip>();
+    registry.register::<extra_params::ExtraParams>();
     registry.register::<proxy_rewrite::ProxyRewrite>();
     registry.register::<response_rewrite::ResponseRewrite>();
     registry
