@@ -6,6 +6,7 @@ pub mod access_log;
 pub mod compression;
 pub mod extra_params;
 pub mod params;
+pub mod params_transformer;
 pub mod proxy_rewrite;
 pub mod response_rewrite;
 
@@ -21,6 +22,7 @@ pub fn builtin() -> Registry {
     registry.register::<compression::Compression>();
     registry.register::<compression::Gzip>();
     registry.register::<extra_params::ExtraParams>();
+    registry.register::<params_transformer::ParamsTransformer>();
     registry.register::<proxy_rewrite::ProxyRewrite>();
     registry.register::<response_rewrite::ResponseRewrite>();
     registry
