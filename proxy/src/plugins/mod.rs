@@ -3,11 +3,13 @@
 use crate::plugin::Registry;
 
 pub mod access_log;
+pub mod accumulate;
 pub mod compression;
 pub mod extra_params;
 pub mod params;
 pub mod params_transformer;
 pub mod proxy_rewrite;
+pub mod redirect;
 pub mod response_rewrite;
 
 #[cfg(test)]
@@ -19,11 +21,13 @@ pub fn builtin() -> Registry {
     let mut registry = Registry::new();
     // One line per plugin, alphabetical: registry.register::<mock::Mock>();
     registry.register::<access_log::AccessLog>();
+    registry.register::<accumulate::Accumulate>();
     registry.register::<compression::Compression>();
     registry.register::<compression::Gzip>();
     registry.register::<extra_params::ExtraParams>();
     registry.register::<params_transformer::ParamsTransformer>();
     registry.register::<proxy_rewrite::ProxyRewrite>();
+    registry.register::<redirect::Redirect>();
     registry.register::<response_rewrite::ResponseRewrite>();
     registry
 }
