@@ -11,6 +11,7 @@ pub mod params_transformer;
 pub mod proxy_rewrite;
 pub mod redirect;
 pub mod response_rewrite;
+pub mod sub_filter;
 
 #[cfg(test)]
 pub(crate) mod harness;
@@ -29,5 +30,6 @@ pub fn builtin() -> Registry {
     registry.register::<proxy_rewrite::ProxyRewrite>();
     registry.register::<redirect::Redirect>();
     registry.register::<response_rewrite::ResponseRewrite>();
+    registry.register::<sub_filter::SubFilter>();
     registry
 }
