@@ -59,7 +59,7 @@ pub struct SubFilterConfig {
 }
 
 enum Matcher {
-    Literal(memchr::memmem::Finder<'static>, Vec<u8>),
+    Literal(Box<memchr::memmem::Finder<'static>>, Vec<u8>),
     Regex(regex::bytes::Regex, Vec<u8>),
 }
 
@@ -100,7 +100,7 @@ impl SubFilterConfig {
             } else {
                 hold = hold.max(r.pattern.len() - 1);
                 Matcher::Literal(
-                    memchr::memmem::Finder::new(r.pattern.as_bytes()).into_owned(),
+                    Box::new(memchr::memmem::Finder::new(r.pattern.as_bytes()).into_owned()),
                     r.replacement.clone().into_bytes(),
                 )
             };
