@@ -12,6 +12,7 @@ pub mod proxy_rewrite;
 pub mod redirect;
 pub mod response_rewrite;
 pub mod sub_filter;
+pub mod traffic_splitting;
 
 #[cfg(test)]
 pub(crate) mod harness;
@@ -31,5 +32,6 @@ pub fn builtin() -> Registry {
     registry.register::<redirect::Redirect>();
     registry.register::<response_rewrite::ResponseRewrite>();
     registry.register::<sub_filter::SubFilter>();
+    registry.register::<traffic_splitting::TrafficSplitting>();
     registry
 }
