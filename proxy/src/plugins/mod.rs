@@ -6,6 +6,7 @@ pub mod access_log;
 pub mod accumulate;
 pub mod compression;
 pub mod extra_params;
+pub mod lobe_gateway;
 pub mod params;
 pub mod params_transformer;
 pub mod proxy_rewrite;
@@ -27,6 +28,7 @@ pub fn builtin() -> Registry {
     registry.register::<compression::Compression>();
     registry.register::<compression::Gzip>();
     registry.register::<extra_params::ExtraParams>();
+    registry.register::<lobe_gateway::LobeGateway>();
     registry.register::<params_transformer::ParamsTransformer>();
     registry.register::<proxy_rewrite::ProxyRewrite>();
     registry.register::<redirect::Redirect>();
