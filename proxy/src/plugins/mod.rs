@@ -16,6 +16,8 @@ pub mod sub_filter;
 pub mod traffic_splitting;
 
 #[cfg(test)]
+mod bench;
+#[cfg(test)]
 pub(crate) mod harness;
 
 /// The registry of every built-in plugin kind.

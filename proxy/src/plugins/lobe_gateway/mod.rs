@@ -62,6 +62,10 @@ pub struct LobeGatewayConfig {
     /// Accept the payload's `indexUrl` (LobeChat's behaviour). `false` pins the index.
     #[serde(default = "default_true")]
     pub allow_client_index_url: bool,
+    /// Accept a `manifest` in the payload (LobeChat's behaviour). `false`: manifests come only
+    /// from the index, so the gateway only calls URLs the index vouches for.
+    #[serde(default = "default_true")]
+    pub allow_client_manifest: bool,
     /// How long fetched indexes and manifests are reused (`5m`).
     #[serde(default = "default_cache_ttl")]
     pub cache_ttl: String,
@@ -185,6 +189,11 @@ impl LobeGateway {
 
     async fn manifest(&self, payload: &mut Payload) -> Result<Arc<Value>, GatewayError> {
         if let Some(m) = payload.manifest.take() {
+            if !self.config.allow_client_manifest {
+                return Err(bad_request(
+                    "manifests in the payload are not accepted here",
+                ));
+            }
             return Ok(Arc::new(m));
         }
         let index_url = match (&payload.index_url, self.config.allow_client_index_url) {

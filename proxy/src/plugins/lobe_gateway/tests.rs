@@ -164,6 +164,13 @@ async fn manifest_in_the_body_and_client_index_url() {
     assert_eq!((status, &body["args"]), (200, &json!({"tz": "CET"})));
     let (status, _) = call(gw.as_ref(), &[SETTINGS], json!({"apiName": "now", "identifier": "clock", "arguments": "{\"tz\":\"CET\"}", "indexUrl": format!("http://{}/index.json", server.addr)})).await;
     assert_eq!(status, 200);
+    let pinned = build("lobe_gateway", json!({"index_url": format!("http://{}/index.json", server.addr), "allow_client_manifest": false})).unwrap();
+    let (status, body) = call(pinned.as_ref(), &[SETTINGS], json!({"apiName": "now", "identifier": "clock", "arguments": "{\"tz\":\"CET\"}", "manifest": manifest(server.addr)})).await;
+    assert_eq!(
+        (status, &body["errorType"]),
+        (400, &json!(400)),
+        "body manifests refused when pinned"
+    );
     let (status, body) = call(
         gw.as_ref(),
         &[SETTINGS],
