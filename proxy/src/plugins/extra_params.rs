@@ -314,6 +314,15 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn header_names_are_case_insensitive() {
+        let cfg = json!({"params": [{"name": "X-Gateway", "position": "header", "value": "hookway", "conflict": "origin"}]});
+        let (req, _) = head(cfg.clone(), "/", &[("x-gateway", "client")]).await;
+        assert_eq!(req.headers["x-gateway"], "client");
+        let (req, _) = head(cfg, "/", &[]).await;
+        assert_eq!(req.headers["x-gateway"], "hookway");
+    }
+
+    #[tokio::test]
     async fn query_params_and_json_errors() {
         let (req, _) = head(
             json!({"params": [{"name": "v", "position": "query", "value": 2}]}),
