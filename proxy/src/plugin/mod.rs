@@ -4,6 +4,7 @@
 //! ```text
 //!  request head   on_request            ascending   change / retarget / answer now
 //!  request body   request_body_filter   ascending   pass, transform, buffer, replace
+//!  whole body     on_request_body       ascending   opt-in (request_body_limit): answer from it
 //!  ─────────────────────────── upstream (or the early answer) ───────────────────────────
 //!  response head  on_response           descending  change status and headers
 //!  response body  response_body_filter  descending  pass, transform, buffer, replace whole
@@ -129,6 +130,25 @@ pub trait Plugin: Send + Sync + 'static {
         _ctx: &mut Ctx,
     ) -> Option<Box<dyn BodyFilter>> {
         None
+    }
+
+    /// For plugins that answer from the complete request body (gateways such as
+    /// `lobe_gateway`): `Some(limit)` asks the chain to buffer the request body (up to `limit`
+    /// bytes, 413 beyond) after the request-body filters and to call
+    /// [`Plugin::on_request_body`] with it. `None` (the default) costs nothing.
+    fn request_body_limit(&self, _req: &request::Parts, _ctx: &Ctx) -> Option<usize> {
+        None
+    }
+
+    /// The whole request body (see [`Plugin::request_body_limit`]), in ascending order. May
+    /// answer now like [`Plugin::on_request`]; `Continue` sends the (possibly replaced) body on.
+    fn on_request_body<'a>(
+        &'a self,
+        _req: &'a mut request::Parts,
+        _body: &'a mut Bytes,
+        _ctx: &'a mut Ctx,
+    ) -> Hook<'a, Result<Flow, PluginError>> {
+        Hook::Ready(Ok(Flow::Continue))
     }
 
     /// Response head (from the upstream or an early answer), in descending order.

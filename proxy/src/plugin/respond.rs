@@ -33,6 +33,13 @@ pub fn empty() -> ProxyBody {
     full(Bytes::new())
 }
 
+/// A response with `status` and no body.
+pub fn empty_response(status: StatusCode) -> Response<ProxyBody> {
+    let mut resp = Response::new(empty());
+    *resp.status_mut() = status;
+    resp
+}
+
 /// A response with `status`, a `content-type` and `body`.
 pub fn with_body(
     status: StatusCode,

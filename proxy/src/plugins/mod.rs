@@ -1,26 +1,42 @@
 //! Built-in plugins: one file each, registered here with one line each.
 
+pub mod access_log;
+pub mod accumulate;
 pub mod auth;
+#[cfg(test)]
+mod bench;
 pub mod circuit_breaker;
 pub mod client_ip;
+pub mod compression;
 pub mod cors;
 pub mod csrf;
 pub mod decisions;
+pub mod extra_params;
 pub mod forward_auth;
+#[cfg(test)]
+pub(crate) mod harness;
 mod header_config;
 pub mod headers;
 #[cfg(test)]
 mod hot_path_cost;
 pub mod ip_restriction;
 pub mod ip_set;
+pub mod lobe_gateway;
 pub mod mock;
+pub mod params;
+pub mod params_transformer;
+pub mod proxy_rewrite;
 pub mod rate_limiting;
+pub mod redirect;
 pub mod referer_restriction;
 pub mod request_id;
+pub mod response_rewrite;
 pub mod restriction;
 pub mod spike_arrest;
+pub mod sub_filter;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod traffic_splitting;
 pub mod ua_restriction;
 
 use crate::plugin::Registry;
@@ -29,18 +45,30 @@ use crate::plugin::Registry;
 pub fn builtin() -> Registry {
     let mut registry = Registry::new();
     // One line per plugin, alphabetical.
+    registry.register::<access_log::AccessLog>();
+    registry.register::<accumulate::Accumulate>();
     registry.register::<auth::Auth>();
     registry.register::<circuit_breaker::CircuitBreaker>();
+    registry.register::<compression::Compression>();
+    registry.register::<compression::Gzip>();
     registry.register::<cors::Cors>();
     registry.register::<csrf::Csrf>();
+    registry.register::<extra_params::ExtraParams>();
     registry.register::<forward_auth::ForwardAuth>();
     registry.register::<headers::Headers>();
     registry.register::<ip_restriction::IpRestriction>();
+    registry.register::<lobe_gateway::LobeGateway>();
     registry.register::<mock::Mock>();
+    registry.register::<params_transformer::ParamsTransformer>();
+    registry.register::<proxy_rewrite::ProxyRewrite>();
     registry.register::<rate_limiting::RateLimiting>();
+    registry.register::<redirect::Redirect>();
     registry.register::<referer_restriction::RefererRestriction>();
     registry.register::<request_id::RequestId>();
+    registry.register::<response_rewrite::ResponseRewrite>();
     registry.register::<spike_arrest::SpikeArrest>();
+    registry.register::<sub_filter::SubFilter>();
+    registry.register::<traffic_splitting::TrafficSplitting>();
     registry.register::<ua_restriction::UaRestriction>();
     registry
 }
@@ -54,18 +82,30 @@ mod tests {
         assert_eq!(
             kinds,
             [
+                "access_log",
+                "accumulate",
                 "auth",
                 "circuit_breaker",
+                "compression",
                 "cors",
                 "csrf",
+                "extra_params",
                 "forward_auth",
+                "gzip",
                 "headers",
                 "ip_restriction",
+                "lobe_gateway",
                 "mock",
+                "params_transformer",
+                "proxy_rewrite",
                 "rate_limiting",
+                "redirect",
                 "referer_restriction",
                 "request_id",
+                "response_rewrite",
                 "spike_arrest",
+                "sub_filter",
+                "traffic_splitting",
                 "ua_restriction",
             ]
         );

@@ -1,0 +1,203 @@
+//! `access_log`: one structured line per request, written after the request completes —
+//! errors, early answers and client aborts included. Never changes the response and never
+//! blocks it: lines go through a bounded queue to a writer thread ([`writer`]); when the queue
+//! is full the line is dropped and counted ([`dropped_lines_total`]).
+//!
+//! Put it first in the chain (lowest `order`) so its request hook sees the request as the
+//! client sent it and every early answer of later plugins.
+
+mod record;
+mod writer;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hookway_crds::catalogue::PluginConfig;
+use http::{header, request, Method};
+use serde::Deserialize;
+
+use crate::plugin::{BuildEnv, Completion, Ctx, Flow, Hook, Plugin, PluginError, PluginFactory};
+pub use record::{parse_template, Field, Record, Segment};
+pub use writer::{dropped_lines_total, request_reopen, LogWriter, Sink};
+
+fn default_buffer() -> usize {
+    8192
+}
+
+/// Line format.
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// One JSON object per line with every field.
+    #[default]
+    Json,
+    /// The `template` with `$field` variables.
+    Template,
+}
+
+/// Where lines go.
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Output {
+    /// Standard output.
+    #[default]
+    Stdout,
+    /// The file at `path`.
+    File,
+}
+
+/// The `access_log` config.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogConfig {
+    /// `json` (default) or `template`.
+    #[serde(default)]
+    pub format: Format,
+    /// The template for `format: template`, e.g. `$client "$method $path" $status $bytes_out`.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// `stdout` (default) or `file`.
+    #[serde(default)]
+    pub output: Output,
+    /// The file for `output: file` (appended, created when missing, reopened after rotation).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Lines queued before new ones are dropped (default 8192).
+    #[serde(default = "default_buffer")]
+    pub buffer: usize,
+}
+
+impl PluginConfig for AccessLogConfig {
+    fn validate(&self) -> Result<(), String> {
+        match (self.format, &self.template) {
+            (Format::Template, None) => {
+                return Err("template: required with format: template".into())
+            }
+            (Format::Json, Some(_)) => return Err("template: only with format: template".into()),
+            (Format::Template, Some(t)) => {
+                parse_template(t)?;
+            }
+            (Format::Json, None) => {}
+        }
+        match (self.output, &self.path) {
+            (Output::File, None) => return Err("path: required with output: file".into()),
+            (Output::File, Some(p)) if p.as_os_str().is_empty() => {
+                return Err("path: must not be empty".into())
+            }
+            (Output::Stdout, Some(_)) => return Err("path: only with output: file".into()),
+            _ => {}
+        }
+        if self.buffer == 0 || self.buffer > 1_000_000 {
+            return Err(format!("buffer: {} is not in 1-1000000", self.buffer));
+        }
+        Ok(())
+    }
+}
+
+/// The request line, captured before later plugins rewrite the request.
+#[derive(Clone)]
+struct RequestLine {
+    method: Method,
+    host: String,
+    path: String,
+}
+
+/// A running `access_log`.
+pub struct AccessLog {
+    template: Option<Vec<Segment>>,
+    writer: LogWriter,
+}
+
+impl PluginFactory for AccessLog {
+    const NAME: &'static str = "access_log";
+    type Config = AccessLogConfig;
+
+    fn build(c: Self::Config, _env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
+        let template = c.template.as_deref().map(parse_template).transpose()?;
+        let sink = match c.path {
+            Some(p) => Sink::File(p),
+            None => Sink::Stdout,
+        };
+        let writer = LogWriter::start(sink.clone(), c.buffer)
+            .map_err(|e| format!("access_log: cannot open {sink:?}: {e}"))?;
+        Ok(Arc::new(AccessLog { template, writer }))
+    }
+}
+
+impl AccessLog {
+    /// Lines this instance dropped because its queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.writer.dropped()
+    }
+
+    /// The line for one completed request.
+    pub fn line(&self, ctx: &Ctx, completion: &Completion) -> String {
+        let req = ctx.extensions.get::<RequestLine>();
+        let record = Record {
+            time: time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            client: ctx.peer_addr.to_string(),
+            route: ctx.route.as_ref().map(ToString::to_string),
+            service: ctx.upstream.as_ref().map(ToString::to_string),
+            upstream_addr: ctx.upstream_addr.as_deref(),
+            method: req.map_or("-", |r| r.method.as_str()),
+            host: req.map_or("-", |r| r.host.as_str()),
+            path: req.map_or("-", |r| r.path.as_str()),
+            status: completion.status,
+            bytes_in: completion.bytes_received,
+            bytes_out: completion.bytes_sent,
+            duration_ms: completion.duration.as_secs_f64() * 1000.0,
+            upstream_duration_ms: completion
+                .upstream_duration
+                .map(|d| d.as_secs_f64() * 1000.0),
+            consumer: ctx.consumer.as_ref().map(|c| c.id.as_str()),
+            request_id: ctx.request_id.as_deref(),
+            plugins: ctx.plugins_ran.iter().map(|p| &**p).collect(),
+            error: completion.error.as_deref(),
+            client_aborted: completion.client_aborted,
+        };
+        match &self.template {
+            Some(t) => record.render(t),
+            None => record.to_json(),
+        }
+    }
+}
+
+impl Plugin for AccessLog {
+    fn on_request<'a>(
+        &'a self,
+        req: &'a mut request::Parts,
+        ctx: &'a mut Ctx,
+    ) -> Hook<'a, Result<Flow, PluginError>> {
+        if ctx.extensions.get::<RequestLine>().is_none() {
+            let host = req
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| req.uri.authority().map(|a| a.as_str()))
+                .unwrap_or("-")
+                .to_string();
+            let path = req
+                .uri
+                .path_and_query()
+                .map_or_else(|| req.uri.path().to_string(), |pq| pq.as_str().to_string());
+            ctx.extensions.insert(RequestLine {
+                method: req.method.clone(),
+                host,
+                path,
+            });
+        }
+        Hook::Ready(Ok(Flow::Continue))
+    }
+
+    fn on_complete(&self, ctx: &Ctx, completion: &Completion) {
+        let line = self.line(ctx, completion);
+        if !self.writer.send(line) {
+            tracing::trace!("access_log: queue full, line dropped");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,382 @@
+//! `lobe_gateway`: the LobeChat plugin gateway as a plugin on a route. The route's plugin
+//! answers every request itself; the route's Service is never called.
+//!
+//! ```text
+//!  OPTIONS → 204 CORS preflight          other methods → 405
+//!  POST {apiName, identifier, arguments?, indexUrl?, manifest?}      (bad payload → 400)
+//!   → manifest: from the body, or market index (cached) → plugin meta → manifest URL (cached)
+//!   → check manifest (490) → settings = schema defaults + X-Lobe-Plugin-Settings, validated (422)
+//!   → api by apiName (404) → arguments parsed and validated against api.parameters (422)
+//!   → POST api.url  body = arguments, X-Lobe-Plugin-Settings = settings
+//!   → 2xx: 200 + plugin body        else: {"body", "errorType": status} with its status
+//! ```
+//!
+//! Needs the whole request body: it opts in with [`Plugin::request_body_limit`] and works in
+//! [`Plugin::on_request_body`].
+
+pub mod client;
+pub mod error;
+pub mod manifest;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hookway_crds::catalogue::PluginConfig;
+use http::{header, request, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::plugin::{
+    respond, BuildEnv, Ctx, Flow, Hook, Plugin, PluginError, PluginFactory, ProxyBody,
+};
+use client::{FetchError, GatewayClient};
+use error::{allow_any_origin, ErrorType, GatewayError};
+
+/// The settings header LobeChat sends and the plugin server receives.
+pub const SETTINGS_HEADER: &str = "x-lobe-plugin-settings";
+
+fn default_true() -> bool {
+    true
+}
+fn default_cache_ttl() -> String {
+    "5m".into()
+}
+fn default_fetch_timeout() -> String {
+    "10s".into()
+}
+fn default_api_timeout() -> String {
+    "30s".into()
+}
+fn default_max_body() -> usize {
+    1024 * 1024
+}
+
+/// The `lobe_gateway` config.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LobeGatewayConfig {
+    /// Market index used when the payload has neither `manifest` nor `indexUrl`.
+    #[serde(default)]
+    pub index_url: Option<String>,
+    /// Accept the payload's `indexUrl` (LobeChat's behaviour). `false` pins the index.
+    #[serde(default = "default_true")]
+    pub allow_client_index_url: bool,
+    /// Accept a `manifest` in the payload (LobeChat's behaviour). `false`: manifests come only
+    /// from the index, so the gateway only calls URLs the index vouches for.
+    #[serde(default = "default_true")]
+    pub allow_client_manifest: bool,
+    /// How long fetched indexes and manifests are reused (`5m`).
+    #[serde(default = "default_cache_ttl")]
+    pub cache_ttl: String,
+    /// Timeout for index and manifest fetches (`10s`).
+    #[serde(default = "default_fetch_timeout")]
+    pub fetch_timeout: String,
+    /// Timeout for the plugin API call (`30s`).
+    #[serde(default = "default_api_timeout")]
+    pub api_timeout: String,
+    /// Largest request payload (bytes, default 1 MiB); beyond: 413.
+    #[serde(default = "default_max_body")]
+    pub max_body: usize,
+}
+
+fn duration(field: &str, s: &str) -> Result<Duration, String> {
+    let d = hookway_crds::duration::parse(s).map_err(|e| format!("{field}: {e}"))?;
+    if d.is_zero() {
+        return Err(format!("{field}: must be positive"));
+    }
+    Ok(d)
+}
+
+impl PluginConfig for LobeGatewayConfig {
+    fn validate(&self) -> Result<(), String> {
+        duration("cache_ttl", &self.cache_ttl)?;
+        duration("fetch_timeout", &self.fetch_timeout)?;
+        duration("api_timeout", &self.api_timeout)?;
+        if let Some(u) = &self.index_url {
+            let uri: http::Uri = u.parse().map_err(|e| format!("index_url: {e}"))?;
+            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                return Err(format!("index_url: {u:?} is not an http(s) URL"));
+            }
+        }
+        if !self.allow_client_index_url && self.index_url.is_none() {
+            return Err("index_url: required when allow_client_index_url is false".into());
+        }
+        if self.max_body == 0 {
+            return Err("max_body: must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// The request payload LobeChat sends.
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase")]
+struct Payload {
+    api_name: String,
+    identifier: String,
+    #[serde(default)]
+    arguments: Option<String>,
+    #[serde(default)]
+    index_url: Option<String>,
+    #[serde(default)]
+    manifest: Option<Value>,
+}
+
+/// A running `lobe_gateway`.
+pub struct LobeGateway {
+    config: LobeGatewayConfig,
+    client: GatewayClient,
+    api_timeout: Duration,
+}
+
+impl PluginFactory for LobeGateway {
+    const NAME: &'static str = "lobe_gateway";
+    type Config = LobeGatewayConfig;
+
+    fn build(config: Self::Config, _env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
+        let client = GatewayClient::new(
+            duration("cache_ttl", &config.cache_ttl)?,
+            duration("fetch_timeout", &config.fetch_timeout)?,
+        )?;
+        Ok(Arc::new(LobeGateway {
+            api_timeout: duration("api_timeout", &config.api_timeout)?,
+            client,
+            config,
+        }))
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> GatewayError {
+    GatewayError::new(ErrorType::Status(StatusCode::BAD_REQUEST), message)
+}
+
+fn preflight(req: &request::Parts) -> Response<ProxyBody> {
+    let mut resp = respond::empty_response(StatusCode::NO_CONTENT);
+    let h = resp.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, OPTIONS"),
+    );
+    let allow_headers = req
+        .headers
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static("*"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, allow_headers);
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    resp
+}
+
+impl LobeGateway {
+    /// Runs the gateway pipeline for one POST.
+    pub async fn handle(&self, headers: &HeaderMap, body: &Bytes) -> Response<ProxyBody> {
+        match self.pipeline(headers, body).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::debug!(error_type = ?e.kind, "lobe_gateway: error answer");
+                e.into_response()
+            }
+        }
+    }
+
+    async fn manifest(&self, payload: &mut Payload) -> Result<Arc<Value>, GatewayError> {
+        if let Some(m) = payload.manifest.take() {
+            if !self.config.allow_client_manifest {
+                return Err(bad_request(
+                    "manifests in the payload are not accepted here",
+                ));
+            }
+            return Ok(Arc::new(m));
+        }
+        let index_url = match (&payload.index_url, self.config.allow_client_index_url) {
+            (Some(u), true) => u.clone(),
+            _ => self.config.index_url.clone().ok_or_else(|| {
+                GatewayError::new(
+                    ErrorType::PluginMarketIndexNotFound,
+                    "no market index configured",
+                )
+            })?,
+        };
+        let index = match self.client.json(&index_url).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(msg)) => {
+                return Err(GatewayError::new(ErrorType::PluginMarketIndexInvalid, msg))
+            }
+            Err(e) => {
+                return Err(GatewayError::new(
+                    ErrorType::PluginMarketIndexNotFound,
+                    format!("market index {index_url}: {e}"),
+                ))
+            }
+        };
+        let manifest_url = manifest::find_in_index(&index, &payload.identifier)?;
+        match self.client.json(&manifest_url).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(msg)) => Err(GatewayError::new(ErrorType::PluginManifestInvalid, msg)),
+            Err(e) => Err(GatewayError::new(
+                ErrorType::PluginManifestNotFound,
+                format!("manifest {manifest_url}: {e}"),
+            )),
+        }
+    }
+
+    async fn pipeline(
+        &self,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Result<Response<ProxyBody>, GatewayError> {
+        let mut payload: Payload = serde_json::from_slice(body)
+            .map_err(|e| bad_request(format!("invalid payload: {e}")))?;
+        if payload.api_name.is_empty() || payload.identifier.is_empty() {
+            return Err(bad_request(
+                "invalid payload: apiName and identifier are required",
+            ));
+        }
+        let manifest = self.manifest(&mut payload).await?;
+        manifest::check_manifest(&manifest)
+            .map_err(|m| GatewayError::new(ErrorType::PluginManifestInvalid, m))?;
+
+        // Settings: schema defaults, then the client's, validated against the schema.
+        let client_settings = match headers.get(SETTINGS_HEADER) {
+            None => None,
+            Some(v) => Some(serde_json::from_slice::<Value>(v.as_bytes()).map_err(|e| {
+                GatewayError::new(
+                    ErrorType::PluginSettingsInvalid,
+                    format!("{SETTINGS_HEADER}: {e}"),
+                )
+            })?),
+        };
+        let schema = manifest.get("settings");
+        let settings = manifest::merge_settings(schema, client_settings);
+        if let Some(schema) = schema {
+            manifest::validate(schema, &settings)
+                .map_err(|b| GatewayError::with_body(ErrorType::PluginSettingsInvalid, b))?;
+        }
+
+        let api = manifest["api"]
+            .as_array()
+            .and_then(|apis| apis.iter().find(|a| a["name"] == payload.api_name.as_str()))
+            .ok_or_else(|| {
+                GatewayError::new(
+                    ErrorType::PluginApiNotFound,
+                    format!("no api {:?} in the manifest", payload.api_name),
+                )
+            })?;
+
+        if let Some(args) = &payload.arguments {
+            let parsed: Value = serde_json::from_str(args).map_err(|e| {
+                GatewayError::new(
+                    ErrorType::PluginApiParamsError,
+                    format!("arguments are not JSON: {e}"),
+                )
+            })?;
+            manifest::validate(&api["parameters"], &parsed)
+                .map_err(|b| GatewayError::with_body(ErrorType::PluginApiParamsError, b))?;
+        }
+
+        let Some(url) = api.get("url").and_then(Value::as_str) else {
+            return Err(if manifest.get("openapi").is_some() {
+                GatewayError::new(
+                    ErrorType::PluginOpenApiInitError,
+                    "OpenAPI manifests are not supported by this gateway",
+                )
+            } else {
+                GatewayError::new(
+                    ErrorType::PluginManifestInvalid,
+                    format!("api {:?} has no url", payload.api_name),
+                )
+            });
+        };
+
+        let mut out_headers = HeaderMap::new();
+        out_headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let settings_value = HeaderValue::from_str(&settings.to_string()).map_err(|e| {
+            GatewayError::new(
+                ErrorType::PluginSettingsInvalid,
+                format!("settings cannot be sent as a header: {e}"),
+            )
+        })?;
+        out_headers.insert(HeaderName::from_static(SETTINGS_HEADER), settings_value);
+        let args = Bytes::from(payload.arguments.unwrap_or_default());
+        let got = self
+            .client
+            .send(Method::POST, url, out_headers, args, self.api_timeout)
+            .await
+            .map_err(|e| match e {
+                FetchError::Url(u) => {
+                    GatewayError::new(ErrorType::PluginManifestInvalid, format!("api url {u}"))
+                }
+                FetchError::Timeout(_) => GatewayError::new(
+                    ErrorType::Status(StatusCode::GATEWAY_TIMEOUT),
+                    format!("plugin server {url}: {e}"),
+                ),
+                FetchError::Http(_) => GatewayError::new(
+                    ErrorType::PluginServerError,
+                    format!("plugin server {url}: {e}"),
+                ),
+            })?;
+        if !got.status.is_success() {
+            let body = serde_json::from_slice::<Value>(&got.body)
+                .unwrap_or_else(|_| json!(String::from_utf8_lossy(&got.body)));
+            return Err(GatewayError::with_body(ErrorType::Status(got.status), body));
+        }
+        let content_type = got
+            .headers
+            .get(header::CONTENT_TYPE)
+            .cloned()
+            .unwrap_or_else(|| HeaderValue::from_static("application/json"));
+        let mut resp = respond::with_body(StatusCode::OK, "application/json", got.body);
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, content_type);
+        allow_any_origin(&mut resp);
+        Ok(resp)
+    }
+}
+
+impl Plugin for LobeGateway {
+    fn on_request<'a>(
+        &'a self,
+        req: &'a mut request::Parts,
+        _ctx: &'a mut Ctx,
+    ) -> Hook<'a, Result<Flow, PluginError>> {
+        let flow = match req.method {
+            Method::POST => Flow::Continue,
+            Method::OPTIONS => Flow::Respond(preflight(req)),
+            _ => Flow::Respond(
+                GatewayError::new(
+                    ErrorType::Status(StatusCode::METHOD_NOT_ALLOWED),
+                    "only POST is allowed",
+                )
+                .into_response(),
+            ),
+        };
+        Hook::Ready(Ok(flow))
+    }
+
+    fn request_body_limit(&self, req: &request::Parts, _ctx: &Ctx) -> Option<usize> {
+        (req.method == Method::POST).then_some(self.config.max_body)
+    }
+
+    fn on_request_body<'a>(
+        &'a self,
+        req: &'a mut request::Parts,
+        body: &'a mut Bytes,
+        _ctx: &'a mut Ctx,
+    ) -> Hook<'a, Result<Flow, PluginError>> {
+        Hook::from_async(async move { Ok(Flow::Respond(self.handle(&req.headers, body).await)) })
+    }
+}
+
+#[cfg(test)]
+mod tests;
