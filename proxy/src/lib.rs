@@ -7,3 +7,4 @@
 pub mod chain;
 pub mod plugin;
 pub mod plugins;
+pub mod source;
