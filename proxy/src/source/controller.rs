@@ -18,12 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use rustls_pki_types::pem::PemObject;
 use hookway_crds::Snapshot;
 use http::{header, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use rustls_pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -484,7 +484,9 @@ fn load_cache(path: &Path, tx: &watch::Sender<Option<Arc<Snapshot>>>) {
             info!(path = %path.display(), version = s.version, "serving the cached snapshot until the controller answers");
             tx.send_replace(Some(Arc::new(s)));
         }
-        Ok(_) => warn!(path = %path.display(), "snapshot cache is corrupt (hash mismatch); ignored"),
+        Ok(_) => {
+            warn!(path = %path.display(), "snapshot cache is corrupt (hash mismatch); ignored")
+        }
         Err(e) => warn!(path = %path.display(), error = %e, "snapshot cache unreadable; ignored"),
     }
 }
