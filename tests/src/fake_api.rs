@@ -282,11 +282,12 @@ impl FakeApi {
             Ok(b) => b.to_bytes(),
             Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", e.to_string()),
         };
-        let parse = || -> Result<Value, Response<Body>> {
+        let parse = || -> Result<Value, String> {
             serde_json::from_slice(&body)
                 .or_else(|_| serde_yaml::from_slice(&body))
-                .map_err(|e| status(StatusCode::BAD_REQUEST, "BadRequest", e.to_string()))
+                .map_err(|e| e.to_string())
         };
+        let bad = |e: String| status(StatusCode::BAD_REQUEST, "BadRequest", e);
         match (method, target.name.is_some()) {
             (Method::GET, false) if q.get("watch").is_some_and(|w| w == "1" || w == "true") => {
                 self.watch(&target, &q)
@@ -295,15 +296,15 @@ impl FakeApi {
             (Method::GET, true) => self.get(&target),
             (Method::POST, false) => match parse() {
                 Ok(obj) => self.create(&target, obj),
-                Err(r) => r,
+                Err(e) => bad(e),
             },
             (Method::PUT, true) => match parse() {
                 Ok(obj) => self.replace(&target, obj),
-                Err(r) => r,
+                Err(e) => bad(e),
             },
             (Method::PATCH, true) => match parse() {
                 Ok(patch) => self.patch(&target, patch, &content_type),
-                Err(r) => r,
+                Err(e) => bad(e),
             },
             (Method::DELETE, true) => self.delete(&target),
             _ => status(
