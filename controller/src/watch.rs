@@ -34,6 +34,38 @@ pub const CREDENTIALS_LABEL: &str = "hookway.dev/credentials=true";
 /// Field selector for TLS Secrets.
 pub const TLS_SECRET_FIELDS: &str = "type=kubernetes.io/tls";
 
+/// The last seen `metadata.generation` per object, so that status-only updates (our own
+/// status patches) do not trigger a recompile. Kinds without a generation always count as changed.
+#[derive(Default)]
+struct Generations(std::collections::HashMap<(String, String), i64>);
+
+impl Generations {
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// Whether `obj` is new or its generation changed (always true without a generation).
+    fn changed<K: Resource>(&mut self, obj: &K) -> bool {
+        let meta = obj.meta();
+        let Some(generation) = meta.generation else {
+            return true;
+        };
+        let key = (
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+        );
+        self.0.insert(key, generation) != Some(generation)
+    }
+
+    fn forget<K: Resource>(&mut self, obj: &K) {
+        let meta = obj.meta();
+        self.0.remove(&(
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+        ));
+    }
+}
+
 /// Which namespaces to watch.
 #[derive(Clone, Debug, Default)]
 pub struct Scope {
@@ -50,10 +82,23 @@ where
     let stream = watcher(api, config).default_backoff().reflect(writer);
     tasks.spawn(async move {
         futures::pin_mut!(stream);
+        let mut seen = Generations::default();
         while let Some(event) = stream.next().await {
             match event {
-                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
-                Ok(_) => poke.poke(),
+                Ok(watcher::Event::Init) => seen.clear(),
+                Ok(watcher::Event::InitApply(obj)) => {
+                    seen.changed(&obj);
+                }
+                Ok(watcher::Event::Apply(obj)) => {
+                    if seen.changed(&obj) {
+                        poke.poke();
+                    }
+                }
+                Ok(watcher::Event::Delete(obj)) => {
+                    seen.forget(&obj);
+                    poke.poke();
+                }
+                Ok(watcher::Event::InitDone) => poke.poke(),
                 Err(e) => warn!(%kind, error = %e, "watch failed; retrying with backoff"),
             }
         }
@@ -107,9 +152,6 @@ where
 /// with [`wait_ready`] before the first compile.
 pub fn start(client: &Client, scope: &Scope, poke: &Poke, tasks: &mut JoinSet<()>) -> Stores {
     let any = watcher::Config::default().any_semantic();
-    let poke_init = poke.clone();
-    // A poke per InitDone makes the first compile happen once all stores are ready.
-    poke_init.poke();
     Stores {
         plugins: multi::<GatewayPlugin>(tasks, client, scope, &any, poke),
         services: multi::<Service>(tasks, client, scope, &any, poke),
@@ -144,4 +186,26 @@ pub async fn wait_ready(stores: &Stores) -> bool {
         && stores.tls_secrets.wait_until_ready().await
         && stores.credential_secrets.wait_until_ready().await
         && stores.namespaces.wait_until_ready().await.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_only_updates_do_not_count_as_changes() {
+        let mut seen = Generations::default();
+        let mut route = Route::new(
+            "r",
+            serde_json::from_value(serde_json::json!({"service": "s"})).unwrap(),
+        );
+        route.metadata.namespace = Some("ns".into());
+        route.metadata.generation = Some(1);
+        assert!(seen.changed(&route), "new object");
+        route.status = Some(Default::default());
+        assert!(!seen.changed(&route), "status-only update");
+        route.metadata.generation = Some(2);
+        assert!(seen.changed(&route), "spec change");
+        assert!(seen.changed(&Secret::default()), "no generation: always a change");
+    }
 }
