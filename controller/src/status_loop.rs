@@ -146,29 +146,38 @@ impl StatusLoop {
             return; // a newer generation is being compiled
         }
         // Compare against what we last wrote when the watch has not caught up yet.
-        let mut current = K::clone(&obj);
-        if let Some(status) = written
+        let written_status = written
             .get(id)
-            .and_then(|v| serde_json::from_value::<K::Status>(v.clone()).ok())
-        {
-            K::set_status(&mut current, status);
-        }
+            .and_then(|v| serde_json::from_value::<K::Status>(v.clone()).ok());
+        let current: std::borrow::Cow<'_, K> = match written_status {
+            Some(status) if obj.status() != Some(&status) => {
+                let mut copy = K::clone(&obj);
+                K::set_status(&mut copy, status);
+                std::borrow::Cow::Owned(copy)
+            }
+            Some(_) => {
+                // The watch caught up with what we wrote: forget it.
+                written.remove(id);
+                std::borrow::Cow::Borrowed(&*obj)
+            }
+            None => std::borrow::Cow::Borrowed(&*obj),
+        };
         let count = self.proxies.count(version);
-        let Some(desired) = status::desired(&current, report, count, now) else {
+        let Some(desired) = status::desired(&*current, report, count, now) else {
             return;
         };
         let ns = id.key.namespace.as_str();
         let name = id.key.name.as_str();
         let kind = kind_name(id.kind);
         let api: Api<K> = Api::namespaced(self.client.clone(), ns);
-        let body = status::apply_body(&current, &desired);
+        let body = status::apply_body(&*current, &desired);
         let params = PatchParams::apply(FIELD_MANAGER).force();
         match api.patch_status(name, &params, &Patch::Apply(&body)).await {
             Ok(_) => {
                 self.metrics.status_patches.with_label_values(&[kind]).inc();
                 info!(%kind, namespace = %ns, %name, accepted = report.accepted.status, programmed = %status::programmed(report, count).message, "status updated");
                 written.insert(id.clone(), body["status"].clone());
-                self.maybe_event(&current, report).await;
+                self.maybe_event(&*current, report).await;
             }
             Err(kube::Error::Api(e)) if e.code == 404 => {
                 debug!(%kind, namespace = %ns, %name, "object gone")

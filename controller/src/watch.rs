@@ -206,6 +206,9 @@ mod tests {
         assert!(!seen.changed(&route), "status-only update");
         route.metadata.generation = Some(2);
         assert!(seen.changed(&route), "spec change");
-        assert!(seen.changed(&Secret::default()), "no generation: always a change");
+        assert!(
+            seen.changed(&Secret::default()),
+            "no generation: always a change"
+        );
     }
 }

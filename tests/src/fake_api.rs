@@ -247,6 +247,11 @@ impl FakeApi {
         self.lock().status_patches.get(&key).copied().unwrap_or(0)
     }
 
+    /// Status patches received in total.
+    pub fn total_status_patches(&self) -> u32 {
+        self.lock().status_patches.values().sum()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }

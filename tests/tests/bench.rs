@@ -43,7 +43,10 @@ async fn ten_thousand_routes() {
     let pki = Pki::new("bench");
     let ns = "bench";
     Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
         .await
         .unwrap();
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
@@ -62,9 +65,11 @@ async fn ten_thousand_routes() {
         .map(|i| {
             let routes = routes.clone();
             async move {
-                let r: Route = serde_json::from_value(json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Route",
+                let r: Route = serde_json::from_value(
+                    json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Route",
                     "metadata": {"name": format!("r{i}")},
-                    "spec": {"hosts": [format!("h{i}.example.com")], "service": "web"}}))
+                    "spec": {"hosts": [format!("h{i}.example.com")], "service": "web"}}),
+                )
                 .unwrap();
                 routes.create(&PostParams::default(), &r).await.unwrap();
             }
@@ -75,7 +80,9 @@ async fn ten_thousand_routes() {
     eprintln!("created {ROUTES} routes in {:?}", started.elapsed());
     let rss_before = rss_mib();
 
-    let options = Options { root_namespace: ns.into() };
+    let options = Options {
+        root_namespace: ns.into(),
+    };
     let started = Instant::now();
     let controller = Controller::start(
         client.clone(),
@@ -107,12 +114,34 @@ async fn ten_thousand_routes() {
         proxies.push(rx);
     }
     for rx in &mut proxies {
-        tokio::time::timeout(Duration::from_secs(120), rx.wait_for(|s| s.as_ref().is_some_and(|s| s.routes.len() == ROUTES)))
-            .await
-            .expect("initial snapshot")
-            .unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            rx.wait_for(|s| s.as_ref().is_some_and(|s| s.routes.len() == ROUTES)),
+        )
+        .await
+        .expect("initial snapshot")
+        .unwrap();
     }
-    eprintln!("initial sync of {ROUTES} routes to 2 proxies: {:?}", started.elapsed());
+    eprintln!(
+        "initial sync of {ROUTES} routes to 2 proxies: {:?}",
+        started.elapsed()
+    );
+
+    // Let the initial status writes (10,000 patches) finish: they compete for the same 2 cores.
+    let settle = Instant::now();
+    let mut last = u32::MAX;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = fake.total_status_patches();
+        if now == last || settle.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        last = now;
+    }
+    eprintln!(
+        "initial status writes settled after {:?} ({last} patches)",
+        settle.elapsed()
+    );
 
     let mut samples = Vec::new();
     for round in 1..=20 {
@@ -120,11 +149,20 @@ async fn ten_thousand_routes() {
         let mut r = routes.get(&name).await.unwrap();
         r.spec.priority = round;
         let t = Instant::now();
-        routes.replace(&name, &PostParams::default(), &r).await.unwrap();
+        routes
+            .replace(&name, &PostParams::default(), &r)
+            .await
+            .unwrap();
         for rx in &mut proxies {
             tokio::time::timeout(
                 Duration::from_secs(30),
-                rx.wait_for(|s| s.as_ref().is_some_and(|s| s.routes.iter().any(|e| e.key.name == name && e.priority == round))),
+                rx.wait_for(|s| {
+                    s.as_ref().is_some_and(|s| {
+                        s.routes
+                            .iter()
+                            .any(|e| e.key.name == name && e.priority == round)
+                    })
+                }),
             )
             .await
             .expect("change applied")
