@@ -386,3 +386,76 @@ async fn real_cluster_run_is_opt_in() {
         eprintln!("HOOKWAY_E2E_KUBECONFIG is not set: the e2e scenarios ran against the in-process fake API server only");
     }
 }
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect admin");
+    let req = format!("GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = String::new();
+    tokio::time::timeout(WAIT, tcp.read_to_string(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, buf)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_writes_status_and_a_standby_takes_over() {
+    let env = env("ha").await;
+    let c0 = env.controller("127.0.0.1:0", "controller-0").await;
+    // Let controller-0 win the Lease before the standby starts.
+    let mut leader0 = c0.leader.clone();
+    tokio::time::timeout(WAIT, leader0.wait_for(|l| *l))
+        .await
+        .unwrap()
+        .unwrap();
+    let c1 = env.controller("127.0.0.1:0", "controller-1").await;
+    let (mut p0, t0) = env.proxy(&c0, "proxy-0");
+    let (mut p1, t1) = env.proxy(&c1, "proxy-1");
+    env.create_service("web").await;
+    env.create_route("a", json!({"hosts": ["a.example.com"], "service": "web"}))
+        .await;
+    // Both replicas serve streams.
+    wait_snapshot(&mut p0, "route a is served", |s| route(s, "a").is_some()).await;
+    wait_snapshot(&mut p1, "route a is served", |s| route(s, "a").is_some()).await;
+    // Only the leader writes status; it counts the proxies connected to it.
+    env.wait_condition("a", "Programmed", "True", "1/1 proxies")
+        .await;
+    assert!(!*c1.leader.borrow(), "the standby does not lead");
+
+    // Admin endpoint of the leader.
+    let (code, _) = http_get(c0.admin_addr, "/healthz").await;
+    assert_eq!(code, 200);
+    let (code, _) = http_get(c0.admin_addr, "/readyz").await;
+    assert_eq!(code, 200);
+    let (code, body) = http_get(c0.admin_addr, "/metrics").await;
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("hookway_controller_connected_proxies 1"),
+        "{body}"
+    );
+    assert!(body.contains("hookway_controller_leader 1"), "{body}");
+
+    // The leader goes away (releasing the Lease): the standby takes over and writes status.
+    t0.abort();
+    c0.shutdown().await;
+    let mut leader1 = c1.leader.clone();
+    tokio::time::timeout(Duration::from_secs(10), leader1.wait_for(|l| *l))
+        .await
+        .expect("standby takes over")
+        .unwrap();
+    env.create_route("b", json!({"hosts": ["b.example.com"], "service": "web"}))
+        .await;
+    env.wait_condition("b", "Programmed", "True", "1/1 proxies")
+        .await;
+    t1.abort();
+    c1.shutdown().await;
+}
