@@ -42,6 +42,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A setting is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
     /// TLS setup failed.
     #[error("TLS: {0}")]
     Tls(String),
@@ -59,6 +62,7 @@ impl Error {
         match self {
             Error::Kube(_) => "kube",
             Error::Io { .. } => "io",
+            Error::Config(_) => "config",
             Error::Tls(_) => "tls",
             Error::Json(_) => "json",
             Error::Metrics(_) => "metrics",

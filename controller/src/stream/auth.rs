@@ -20,7 +20,7 @@ impl Token {
     pub fn new(value: &str) -> Result<Self, crate::Error> {
         let value = value.trim();
         if value.is_empty() {
-            return Err(crate::Error::Tls("the stream token is empty".into()));
+            return Err(crate::Error::Config("the stream token is empty".into()));
         }
         Ok(Self(Arc::from(value.as_bytes())))
     }
