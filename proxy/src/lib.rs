@@ -13,6 +13,7 @@ pub mod plugins;
 pub mod router;
 pub mod runtime;
 pub mod server;
+pub mod source;
 pub mod standalone;
 pub mod upstream;
 

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use hookway_crds::snapshot::Snapshot;
 use hookway_proxy::chain::ChainBuilder;
+use hookway_proxy::source::controller::ControllerSourceConfig;
 use hookway_proxy::standalone::{self, OutputFormat, StandaloneOptions};
 use hookway_proxy::{Limits, ProxyConfig, ProxyServer};
 
@@ -88,9 +89,18 @@ struct Args {
     /// Standalone: namespace of manifests that name none.
     #[arg(long, env = "HOOKWAY_DEFAULT_NAMESPACE", default_value = "default")]
     default_namespace: String,
-    /// Controller stream URL.
+    /// Controller stream URL (`https://host:port`).
     #[arg(long, env = "HOOKWAY_CONTROLLER")]
     controller: Option<String>,
+    /// PEM CA bundle trusted for the controller's certificate.
+    #[arg(long, env = "HOOKWAY_CONTROLLER_CA", requires = "controller")]
+    controller_ca: Option<PathBuf>,
+    /// File holding the bearer token for the controller (re-read on every connection).
+    #[arg(long, env = "HOOKWAY_CONTROLLER_TOKEN_FILE", requires = "controller")]
+    controller_token_file: Option<PathBuf>,
+    /// Cache of the last snapshot on local disk, served when the controller is unreachable at start.
+    #[arg(long, env = "HOOKWAY_SNAPSHOT_CACHE", requires = "controller")]
+    snapshot_cache: Option<PathBuf>,
     /// Serve one compiled snapshot (JSON, as the controller sends it) from this file; for
     /// debugging and benchmarks.
     #[arg(long, env = "HOOKWAY_SNAPSHOT", conflicts_with_all = ["manifests", "controller"])]
@@ -178,7 +188,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (tx, rx) = watch::channel::<Option<Arc<Snapshot>>>(None);
     match (&args.manifests, &args.controller, &args.snapshot) {
         (Some(dir), _, _) => start_standalone(dir, options, &registry, tx, rx.clone()).await?,
-        (None, Some(url), _) => start_controller(url, tx)?,
+        (None, Some(url), _) => {
+            let source = controller_source(&args, url)?;
+            return serve(&args, ChainBuilder::new(registry), rx, Some((source, tx))).await;
+        }
         (None, None, Some(file)) => {
             let snapshot = load_snapshot(file)?;
             // Applied at bind; the runtime stays when the sender goes away.
@@ -188,7 +201,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             bail!("nothing to serve: give --manifests DIR, --controller URL or --snapshot FILE")
         }
     }
-    serve(&args, ChainBuilder::new(registry), rx).await
+    serve(&args, ChainBuilder::new(registry), rx, None).await
 }
 
 /// Reads a JSON snapshot, sealing it when it has no hash.
@@ -231,17 +244,30 @@ async fn start_standalone(
     }
 }
 
-/// Controller mode: follow the controller's snapshot stream into `tx`.
-fn start_controller(url: &str, tx: watch::Sender<Option<Arc<Snapshot>>>) -> anyhow::Result<()> {
-    // MERGE POINT (stream client helper): replace the body with the stream client's spawn.
-    let _ = (url, tx);
-    bail!("--controller: the stream client is not part of this build yet")
+/// Controller mode: how to reach the controller's snapshot stream.
+fn controller_source(args: &Args, url: &str) -> anyhow::Result<ControllerSourceConfig> {
+    let ca = args
+        .controller_ca
+        .clone()
+        .context("--controller needs --controller-ca FILE")?;
+    let token = args
+        .controller_token_file
+        .clone()
+        .context("--controller needs --controller-token-file FILE")?;
+    let proxy_id = std::env::var("POD_NAME")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| format!("hookway-proxy-{}", std::process::id()));
+    let mut config = ControllerSourceConfig::new(url, ca, token, proxy_id);
+    config.snapshot_cache = args.snapshot_cache.clone();
+    Ok(config)
 }
 
 async fn serve(
     args: &Args,
     chains: ChainBuilder,
     rx: watch::Receiver<Option<Arc<Snapshot>>>,
+    controller: Option<(ControllerSourceConfig, watch::Sender<Option<Arc<Snapshot>>>)>,
 ) -> anyhow::Result<()> {
     let default_cert = match (&args.default_cert, &args.default_key) {
         (Some(c), Some(k)) => Some((
@@ -266,6 +292,15 @@ async fn serve(
         grace: Duration::from_secs(args.grace),
     };
     let server = ProxyServer::bind(config, chains, rx).await?;
+    if let Some((source, tx)) = controller {
+        let verdicts = server.state().verdicts();
+        tokio::spawn(async move {
+            if let Err(e) = hookway_proxy::source::controller::run(source, tx, Some(verdicts)).await
+            {
+                tracing::error!(error = %e, "controller stream client stopped");
+            }
+        });
+    }
     tracing::info!(http = ?server.http_addr(), https = ?server.https_addr(), admin = ?server.admin_addr(), "hookway-proxy listening");
     server.run(shutdown_signal()).await?;
     tracing::info!("stopped");

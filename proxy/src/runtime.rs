@@ -75,7 +75,11 @@ pub struct RuntimeState {
     builder: Mutex<ChainBuilder>,
     clients: ClientCache,
     metrics: Metrics,
+    verdicts: tokio::sync::watch::Sender<Option<Verdict>>,
 }
+
+/// The outcome of the last snapshot this proxy tried to apply (acknowledged to the controller).
+pub type Verdict = crate::source::controller::Applied;
 
 /// The same object, or the same sealed content and version.
 fn same_snapshot(a: &Arc<Snapshot>, b: &Arc<Snapshot>) -> bool {
@@ -94,6 +98,7 @@ impl RuntimeState {
             builder: Mutex::new(builder),
             clients: ClientCache::default(),
             metrics,
+            verdicts: tokio::sync::watch::channel(None).0,
         }
     }
 
@@ -196,6 +201,12 @@ impl RuntimeState {
         })
     }
 
+    /// Verdicts on the snapshots [`RuntimeState::follow`] applies: version, hash, and the reason
+    /// when this proxy rejected it (the last good runtime then stays).
+    pub fn verdicts(&self) -> tokio::sync::watch::Receiver<Option<Verdict>> {
+        self.verdicts.subscribe()
+    }
+
     /// Applies every snapshot `rx` publishes until the sender goes away.
     pub async fn follow(self: Arc<Self>, mut rx: watch::Receiver<Option<Arc<Snapshot>>>) {
         loop {
@@ -204,15 +215,26 @@ impl RuntimeState {
                 let unchanged = self
                     .load()
                     .is_some_and(|rt| same_snapshot(&rt.snapshot, &snapshot));
-                if !unchanged {
+                let (version, hash) = (snapshot.version, snapshot.hash.clone());
+                let error = if unchanged {
+                    None
+                } else {
                     // Building a large snapshot takes a while: keep it off the request workers.
                     let state = self.clone();
-                    if let Err(err) =
-                        tokio::task::spawn_blocking(move || state.apply(snapshot)).await
-                    {
-                        tracing::error!(error = %err, "applying a snapshot panicked");
+                    match tokio::task::spawn_blocking(move || state.apply(snapshot)).await {
+                        Ok(Ok(())) => None,
+                        Ok(Err(err)) => Some(err.to_string()),
+                        Err(err) => {
+                            tracing::error!(error = %err, "applying a snapshot panicked");
+                            Some(format!("applying the snapshot panicked: {err}"))
+                        }
                     }
-                }
+                };
+                self.verdicts.send_replace(Some(Verdict {
+                    version,
+                    hash,
+                    error,
+                }));
             }
             if rx.changed().await.is_err() {
                 return;

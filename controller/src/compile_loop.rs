@@ -1,0 +1,339 @@
+//! The compile loop: coalesce changes, compile, publish only what changed.
+//!
+//! ```text
+//!  poke ─┐ quiet period (50 ms) after the last poke, but never more than max_delay (250 ms)
+//!        ▼ after the first one, so a steady trickle cannot starve it
+//!  objects() ─► compile() ─► same hash as last time? ── yes ─► publish reports only
+//!                                   │ no
+//!                                   ▼
+//!                      version = max(last + 1, unix ms) ─► snapshots.send(..) + publish
+//! ```
+//!
+//! Versions start from the wall clock in milliseconds, so a restarted controller still hands
+//! out versions higher than the ones proxies already hold.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hookway_crds::compiler::{Compiled, Kind, ObjectId, ObjectReport, Objects};
+use hookway_crds::Snapshot;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+use tracing::{debug, info};
+
+use crate::metrics::Metrics;
+
+/// Coalescing bounds.
+#[derive(Clone, Copy, Debug)]
+pub struct Debounce {
+    /// Wait this long after the last change.
+    pub quiet: Duration,
+    /// But never longer than this after the first change.
+    pub max_delay: Duration,
+}
+
+impl Default for Debounce {
+    fn default() -> Self {
+        Self {
+            quiet: Duration::from_millis(50),
+            max_delay: Duration::from_millis(250),
+        }
+    }
+}
+
+/// A cheap, cloneable "something changed" signal. Pokes before the loop waits are not lost
+/// (a [`Notify`] stores one permit).
+#[derive(Clone, Default, Debug)]
+pub struct Poke(Arc<Notify>);
+
+impl Poke {
+    /// Signals a change.
+    pub fn poke(&self) {
+        self.0.notify_one();
+    }
+
+    /// Waits for the first change, then until changes settle within the [`Debounce`] bounds.
+    pub async fn settle(&self, bounds: Debounce) {
+        self.0.notified().await;
+        let deadline = Instant::now() + bounds.max_delay;
+        loop {
+            let quiet_until = (Instant::now() + bounds.quiet).min(deadline);
+            tokio::select! {
+                _ = self.0.notified() => {
+                    if Instant::now() >= deadline {
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep_until(quiet_until) => return,
+            }
+        }
+    }
+}
+
+/// One compile's outcome, as seen by the status loop.
+#[derive(Clone, Debug)]
+pub struct Published {
+    /// The version of the snapshot currently served (unchanged if the content was the same).
+    pub version: u64,
+    /// Per-object reports of this compile.
+    pub reports: Arc<BTreeMap<ObjectId, ObjectReport>>,
+}
+
+/// The compile loop's state.
+pub struct CompileLoop<O, C> {
+    objects: O,
+    compile: C,
+    snapshots: watch::Sender<Option<Arc<Snapshot>>>,
+    published: watch::Sender<Option<Published>>,
+    metrics: Metrics,
+    version: u64,
+}
+
+impl<O, C> CompileLoop<O, C>
+where
+    O: Fn() -> Objects,
+    C: Fn(&Objects) -> Compiled,
+{
+    /// A loop reading `objects()` and compiling with `compile`.
+    pub fn new(
+        objects: O,
+        compile: C,
+        snapshots: watch::Sender<Option<Arc<Snapshot>>>,
+        published: watch::Sender<Option<Published>>,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            objects,
+            compile,
+            snapshots,
+            published,
+            metrics,
+            version: 0,
+        }
+    }
+
+    /// Compiles once and publishes. Returns the new version if the snapshot changed.
+    pub fn step(&mut self) -> Option<u64> {
+        let started = std::time::Instant::now();
+        let objects = (self.objects)();
+        let compiled = (self.compile)(&objects);
+        self.metrics.reconciles.inc();
+        self.metrics
+            .compile_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.count_objects(&compiled);
+
+        let Compiled {
+            mut snapshot,
+            reports,
+        } = compiled;
+        if snapshot.hash.is_empty() {
+            snapshot = snapshot.seal();
+        }
+        let unchanged = self
+            .snapshots
+            .borrow()
+            .as_ref()
+            .is_some_and(|s| s.hash == snapshot.hash);
+        let changed = if unchanged {
+            debug!(hash = %snapshot.hash, "snapshot unchanged; not re-sent");
+            None
+        } else {
+            self.version = next_version(self.version);
+            snapshot.version = self.version;
+            info!(
+                version = self.version,
+                hash = %snapshot.hash,
+                routes = snapshot.routes.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "snapshot published"
+            );
+            self.metrics.compiles_changed.inc();
+            self.metrics.snapshot_version.set(self.version as i64);
+            self.snapshots.send_replace(Some(Arc::new(snapshot)));
+            Some(self.version)
+        };
+        let reports = Arc::new(reports);
+        self.published.send_if_modified(|current| {
+            let same = current
+                .as_ref()
+                .is_some_and(|p| p.version == self.version && *p.reports == *reports);
+            if !same {
+                *current = Some(Published {
+                    version: self.version,
+                    reports: reports.clone(),
+                });
+            }
+            !same
+        });
+        changed
+    }
+
+    /// Runs forever: compile once now, then after every settled burst of pokes.
+    pub async fn run(mut self, poke: Poke, bounds: Debounce) {
+        self.step();
+        loop {
+            poke.settle(bounds).await;
+            self.step();
+        }
+    }
+
+    fn count_objects(&self, compiled: &Compiled) {
+        let mut counts: BTreeMap<(Kind, bool), i64> = BTreeMap::new();
+        for kind in [Kind::GatewayPlugin, Kind::Service, Kind::Route] {
+            counts.insert((kind, true), 0);
+            counts.insert((kind, false), 0);
+        }
+        for (id, report) in &compiled.reports {
+            *counts.entry((id.kind, report.is_ok())).or_default() += 1;
+        }
+        for ((kind, ok), n) in counts {
+            let condition = if ok { "accepted" } else { "rejected" };
+            self.metrics
+                .objects
+                .with_label_values(&[kind_name(kind), condition])
+                .set(n);
+        }
+    }
+}
+
+/// The kind's API name.
+pub fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::GatewayPlugin => "GatewayPlugin",
+        Kind::Service => "Service",
+        Kind::Route => "Route",
+    }
+}
+
+/// The next version: strictly greater than `last`, and at least the wall clock in ms.
+pub fn next_version(last: u64) -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    now.max(last + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hookway_crds::compiler::ConditionResult;
+    use hookway_crds::snapshot::ObjectKey;
+    use std::cell::Cell;
+
+    fn report(ok: bool) -> ObjectReport {
+        ObjectReport {
+            generation: 1,
+            accepted: if ok {
+                ConditionResult::ok("Accepted", "ok")
+            } else {
+                ConditionResult::fail("Invalid", "bad")
+            },
+            resolved_refs: ConditionResult::ok("ResolvedRefs", "ok"),
+            warnings: vec![],
+            chain: vec![],
+            routes: 0,
+            endpoints: 0,
+        }
+    }
+
+    fn compiled(priority: i32, ok: bool) -> Compiled {
+        let mut snapshot = Snapshot::default();
+        snapshot.default_chain = vec![];
+        snapshot.routes = vec![hookway_crds::snapshot::RouteEntry {
+            key: ObjectKey::new("ns", "r"),
+            hosts: vec![],
+            rules: vec![],
+            priority,
+            created: 0,
+            upstream: ObjectKey::new("ns", "s"),
+            chain: vec![],
+        }];
+        let mut reports = BTreeMap::new();
+        reports.insert(
+            ObjectId {
+                kind: Kind::Route,
+                key: ObjectKey::new("ns", "r"),
+            },
+            report(ok),
+        );
+        Compiled {
+            snapshot: snapshot.seal(),
+            reports,
+        }
+    }
+
+    #[test]
+    fn identical_content_is_not_resent_but_reports_are() {
+        let (stx, srx) = watch::channel(None);
+        let (ptx, prx) = watch::channel(None);
+        let which = Cell::new(0);
+        let mut lp = CompileLoop::new(
+            Objects::default,
+            |_: &Objects| match which.get() {
+                0 => compiled(1, true),
+                1 => compiled(1, false),
+                _ => compiled(2, true),
+            },
+            stx,
+            ptx,
+            Metrics::new().unwrap(),
+        );
+        let v1 = lp.step().expect("first compile publishes");
+        assert_eq!(srx.borrow().as_ref().unwrap().version, v1);
+        // Same snapshot content, different reports: no new version, reports updated.
+        which.set(1);
+        assert_eq!(lp.step(), None);
+        let p = prx.borrow().clone().unwrap();
+        assert_eq!(p.version, v1);
+        assert!(!p.reports.values().next().unwrap().is_ok());
+        which.set(2);
+        let v2 = lp.step().expect("changed content publishes");
+        assert!(v2 > v1);
+        assert_eq!(srx.borrow().as_ref().unwrap().version, v2);
+    }
+
+    #[test]
+    fn versions_are_monotonic_and_clock_based() {
+        let a = next_version(0);
+        assert!(a > 1_600_000_000_000);
+        assert_eq!(next_version(u64::MAX - 1), u64::MAX);
+        assert!(next_version(a) > a);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn debounce_waits_for_quiet() {
+        let poke = Poke::default();
+        let bounds = Debounce::default();
+        poke.poke();
+        let start = Instant::now();
+        poke.settle(bounds).await;
+        assert_eq!(start.elapsed(), bounds.quiet);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn debounce_is_bounded_under_a_trickle() {
+        let poke = Poke::default();
+        let bounds = Debounce::default();
+        let trickle = {
+            let poke = poke.clone();
+            tokio::spawn(async move {
+                loop {
+                    poke.poke();
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let start = Instant::now();
+        poke.settle(bounds).await;
+        trickle.abort();
+        assert!(
+            start.elapsed() <= bounds.max_delay + Duration::from_millis(20),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+}

@@ -1,0 +1,218 @@
+//! Wiring: starts reflectors, the compile loop, the stream server, leader election, the status
+//! writer and the admin endpoint; stops them all on [`Controller::shutdown`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookway_crds::compiler::{Compiled, Objects, Options};
+use hookway_crds::Snapshot;
+use kube::Client;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::compile_loop::{CompileLoop, Debounce, Poke, Published};
+use crate::events::Events;
+use crate::leader::{self, LeaseConfig};
+use crate::metrics::Metrics;
+use crate::proxies::Proxies;
+use crate::status_loop::StatusLoop;
+use crate::stream::{StreamServer, Token};
+use crate::watch::{self as watching, Scope};
+
+/// The compile step (the real compiler, or a stand-in in tests).
+pub type CompileFn = Arc<dyn Fn(&Objects) -> Compiled + Send + Sync>;
+
+/// The real compiler with the proxy's built-in plugin catalogue.
+pub fn default_compile(root_namespace: &str) -> CompileFn {
+    let options = Options {
+        root_namespace: root_namespace.to_string(),
+    };
+    let catalogue = hookway_proxy::plugins::builtin().catalogue().clone();
+    Arc::new(move |objects| hookway_crds::compiler::compile(objects, &options, &catalogue))
+}
+
+/// Everything the controller needs to start.
+pub struct Config {
+    /// Namespaces to watch (empty: all).
+    pub namespaces: Vec<String>,
+    /// The root namespace (cluster-wide GatewayPlugins, the Lease).
+    pub root_namespace: String,
+    /// Where proxies connect (TLS, HTTP/2).
+    pub stream_listener: TcpListener,
+    /// `/healthz`, `/readyz`, `/metrics`.
+    pub admin_listener: TcpListener,
+    /// The proxies' bearer token.
+    pub token: Token,
+    /// The stream server's TLS config.
+    pub tls: Arc<rustls::ServerConfig>,
+    /// This replica's identity (pod name).
+    pub identity: String,
+    /// Lease duration.
+    pub lease_duration: Duration,
+    /// Coalescing bounds.
+    pub debounce: Debounce,
+    /// The compiler.
+    pub compile: CompileFn,
+}
+
+/// A running controller.
+pub struct Controller {
+    /// The stream server's address.
+    pub stream_addr: SocketAddr,
+    /// The admin server's address.
+    pub admin_addr: SocketAddr,
+    /// The snapshots being served.
+    pub snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
+    /// Whether this replica leads.
+    pub leader: watch::Receiver<bool>,
+    /// Metrics.
+    pub metrics: Metrics,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Controller {
+    /// Starts everything.
+    pub async fn start(client: Client, mut config: Config) -> crate::Result<Self> {
+        let metrics = Metrics::new()?;
+        let mut tasks = JoinSet::new();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        if !config.namespaces.is_empty() && !config.namespaces.contains(&config.root_namespace) {
+            config.namespaces.push(config.root_namespace.clone());
+        }
+        let scope = Scope {
+            namespaces: config.namespaces.clone(),
+        };
+        let poke = Poke::default();
+        let stores = watching::start(&client, &scope, &poke, &mut tasks);
+
+        let (snap_tx, snap_rx) = watch::channel(None);
+        let (pub_tx, pub_rx) = watch::channel::<Option<Published>>(None);
+        let (ready_tx, ready_rx) = watch::channel(false);
+        {
+            let stores = stores.clone();
+            let compile = config.compile.clone();
+            let metrics = metrics.clone();
+            let debounce = config.debounce;
+            tasks.spawn(async move {
+                info!("waiting for the reflectors' first list");
+                if !watching::wait_ready(&stores).await {
+                    warn!("a reflector stopped before it was ready");
+                    return;
+                }
+                let objects_stores = stores.clone();
+                let mut compile_loop = CompileLoop::new(
+                    move || objects_stores.objects(),
+                    move |o: &Objects| compile(o),
+                    snap_tx,
+                    pub_tx,
+                    metrics,
+                );
+                compile_loop.step();
+                let _ = ready_tx.send(true);
+                loop {
+                    poke.settle(debounce).await;
+                    compile_loop.step();
+                }
+            });
+        }
+
+        let proxies = Proxies::new(metrics.clone());
+        let stream_addr =
+            config
+                .stream_listener
+                .local_addr()
+                .map_err(|source| crate::Error::Io {
+                    path: "stream listener".into(),
+                    source,
+                })?;
+        let admin_addr = config
+            .admin_listener
+            .local_addr()
+            .map_err(|source| crate::Error::Io {
+                path: "admin listener".into(),
+                source,
+            })?;
+        let server = StreamServer::new(
+            snap_rx.clone(),
+            proxies.clone(),
+            config.token.clone(),
+            config.tls.clone(),
+            metrics.clone(),
+        );
+        {
+            let mut stop = shutdown_rx.clone();
+            let listener = config.stream_listener;
+            tasks.spawn(async move {
+                server
+                    .serve(listener, async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await
+            });
+        }
+        tasks.spawn(crate::admin::serve(
+            config.admin_listener,
+            metrics.clone(),
+            ready_rx,
+            shutdown_rx.clone(),
+        ));
+
+        let (leader_tx, leader_rx) = watch::channel(false);
+        let lease = LeaseConfig {
+            name: "hookway-controller".into(),
+            namespace: config.root_namespace.clone(),
+            identity: config.identity.clone(),
+            duration: config.lease_duration,
+            renew_every: config.lease_duration / 3,
+        };
+        tasks.spawn(leader::run(
+            client.clone(),
+            lease,
+            leader_tx,
+            metrics.clone(),
+            shutdown_rx.clone(),
+        ));
+        let status = StatusLoop {
+            client: client.clone(),
+            stores,
+            proxies,
+            leader: leader_rx.clone(),
+            published: pub_rx,
+            events: Some(Events::new(client, &config.identity)),
+            metrics: metrics.clone(),
+        };
+        tasks.spawn(status.run());
+        info!(%stream_addr, %admin_addr, identity = %config.identity, "controller started");
+        Ok(Self {
+            stream_addr,
+            admin_addr,
+            snapshots: snap_rx,
+            leader: leader_rx,
+            metrics,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Stops everything: closes streams, releases the lease (within 5 s), aborts the rest.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        // The leader task releases the lease; give it a moment.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while *self.leader.borrow() && tokio::time::Instant::now() < deadline {
+            if tokio::time::timeout_at(deadline, self.leader.changed())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.tasks.shutdown().await;
+        info!("controller stopped");
+    }
+}

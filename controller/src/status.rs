@@ -1,0 +1,321 @@
+//! Desired status, computed purely from a compile report, the previous status and proxy acks.
+//!
+//! Conditions `Accepted`, `ResolvedRefs` and `Programmed` carry the compiled
+//! `observedGeneration`; `lastTransitionTime` is kept from the previous condition unless the
+//! condition's `status` flipped. [`desired`] returns `None` when nothing would change, so the
+//! caller patches only real changes.
+
+use hookway_crds::compiler::{ConditionResult, Kind, ObjectReport};
+use hookway_crds::{
+    GatewayPlugin, GatewayPluginStatus, Route, RouteStatus, Service, ServiceStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::proxies::Count;
+
+/// A hookway kind whose status the controller writes.
+pub trait StatusObject:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// The status type.
+    type Status: Serialize + DeserializeOwned + PartialEq + Clone + std::fmt::Debug;
+    /// The compiler's kind.
+    const KIND: Kind;
+    /// The current status.
+    fn status(&self) -> Option<&Self::Status>;
+    /// Builds the status from conditions and the report.
+    fn build(report: &ObjectReport, conditions: Vec<Condition>) -> Self::Status;
+    /// The current conditions.
+    fn conditions(&self) -> &[Condition];
+    /// Replaces the status.
+    fn set_status(&mut self, status: Self::Status);
+}
+
+impl StatusObject for Route {
+    type Status = RouteStatus;
+    const KIND: Kind = Kind::Route;
+    fn status(&self) -> Option<&RouteStatus> {
+        self.status.as_ref()
+    }
+    fn build(report: &ObjectReport, conditions: Vec<Condition>) -> RouteStatus {
+        RouteStatus {
+            conditions,
+            chain: report.chain.clone(),
+            warnings: report.warnings.clone(),
+        }
+    }
+    fn conditions(&self) -> &[Condition] {
+        self.status.as_ref().map_or(&[], |s| &s.conditions)
+    }
+    fn set_status(&mut self, status: Self::Status) {
+        self.status = Some(status);
+    }
+}
+
+impl StatusObject for Service {
+    type Status = ServiceStatus;
+    const KIND: Kind = Kind::Service;
+    fn status(&self) -> Option<&ServiceStatus> {
+        self.status.as_ref()
+    }
+    fn build(report: &ObjectReport, conditions: Vec<Condition>) -> ServiceStatus {
+        ServiceStatus {
+            conditions,
+            endpoints: report.endpoints,
+            warnings: report.warnings.clone(),
+        }
+    }
+    fn conditions(&self) -> &[Condition] {
+        self.status.as_ref().map_or(&[], |s| &s.conditions)
+    }
+    fn set_status(&mut self, status: Self::Status) {
+        self.status = Some(status);
+    }
+}
+
+impl StatusObject for GatewayPlugin {
+    type Status = GatewayPluginStatus;
+    const KIND: Kind = Kind::GatewayPlugin;
+    fn status(&self) -> Option<&GatewayPluginStatus> {
+        self.status.as_ref()
+    }
+    fn build(report: &ObjectReport, conditions: Vec<Condition>) -> GatewayPluginStatus {
+        GatewayPluginStatus {
+            conditions,
+            routes: report.routes,
+            warnings: report.warnings.clone(),
+        }
+    }
+    fn conditions(&self) -> &[Condition] {
+        self.status.as_ref().map_or(&[], |s| &s.conditions)
+    }
+    fn set_status(&mut self, status: Self::Status) {
+        self.status = Some(status);
+    }
+}
+
+/// The `Programmed` condition for an object, from the proxies' acknowledgements.
+pub fn programmed(report: &ObjectReport, count: Count) -> ConditionResult {
+    let message = format!("{}/{} proxies", count.applied, count.ready);
+    if !report.is_ok() {
+        ConditionResult::fail("NotServed", "not served: see Accepted and ResolvedRefs")
+    } else if count.ready == 0 {
+        ConditionResult::fail("NoProxies", message)
+    } else if count.applied == count.ready {
+        ConditionResult::ok("Programmed", message)
+    } else {
+        ConditionResult::fail("Pending", message)
+    }
+}
+
+fn condition(
+    type_: &str,
+    result: &ConditionResult,
+    generation: i64,
+    previous: &[Condition],
+    now: &Time,
+) -> Condition {
+    let status = if result.status { "True" } else { "False" };
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+    Condition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        reason: result.reason.clone(),
+        message: truncate(&result.message, 32 * 1024),
+        observed_generation: Some(generation),
+        last_transition_time,
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// The three conditions for `report`.
+pub fn conditions(
+    report: &ObjectReport,
+    count: Count,
+    previous: &[Condition],
+    now: &Time,
+) -> Vec<Condition> {
+    let g = report.generation;
+    vec![
+        condition("Accepted", &report.accepted, g, previous, now),
+        condition("ResolvedRefs", &report.resolved_refs, g, previous, now),
+        condition("Programmed", &programmed(report, count), g, previous, now),
+    ]
+}
+
+/// The status `obj` should have, or `None` when its current status already says it.
+pub fn desired<K: StatusObject>(
+    obj: &K,
+    report: &ObjectReport,
+    count: Count,
+    now: &Time,
+) -> Option<K::Status> {
+    let conditions = conditions(report, count, obj.conditions(), now);
+    let status = K::build(report, conditions);
+    (obj.status() != Some(&status)).then_some(status)
+}
+
+/// The server-side apply body for a status.
+pub fn apply_body<K: StatusObject>(obj: &K, status: &K::Status) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": {"name": obj.name_any(), "namespace": obj.namespace()},
+        "status": status,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn report(ok: bool) -> ObjectReport {
+        ObjectReport {
+            generation: 3,
+            accepted: if ok {
+                ConditionResult::ok("Accepted", "valid")
+            } else {
+                ConditionResult::fail("InvalidPluginConfig", "cors: bad origin")
+            },
+            resolved_refs: ConditionResult::ok("ResolvedRefs", "all resolved"),
+            warnings: vec![],
+            chain: vec![],
+            routes: 0,
+            endpoints: 0,
+        }
+    }
+
+    fn route() -> Route {
+        let mut r = Route::new(
+            "r",
+            serde_json::from_value(serde_json::json!({"service": "s"})).unwrap(),
+        );
+        r.metadata.namespace = Some("ns".into());
+        r.metadata.generation = Some(3);
+        r
+    }
+
+    fn at(secs: i64) -> Time {
+        Time(Timestamp::from_second(secs).unwrap())
+    }
+
+    const ALL: Count = Count {
+        applied: 2,
+        ready: 2,
+    };
+
+    #[test]
+    fn unchanged_status_needs_no_patch_and_keeps_transition_time() {
+        let mut r = route();
+        let first = desired(&r, &report(true), ALL, &at(100)).expect("first status");
+        r.status = Some(first.clone());
+        assert_eq!(
+            desired(&r, &report(true), ALL, &at(200)),
+            None,
+            "nothing changed"
+        );
+        // A message change keeps lastTransitionTime: the status did not flip.
+        let next = desired(
+            &r,
+            &report(true),
+            Count {
+                applied: 2,
+                ready: 3,
+            },
+            &at(300),
+        )
+        .unwrap();
+        let programmed = next
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Programmed")
+            .unwrap();
+        assert_eq!(programmed.status, "False");
+        assert_eq!(programmed.last_transition_time, at(300));
+        let accepted = next
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Accepted")
+            .unwrap();
+        assert_eq!(accepted.last_transition_time, at(100));
+    }
+
+    #[test]
+    fn rejection_flips_accepted_with_reason_and_generation() {
+        let r = route();
+        let s = desired(&r, &report(false), ALL, &at(1)).unwrap();
+        let accepted = &s.conditions[0];
+        assert_eq!(
+            (
+                accepted.status.as_str(),
+                accepted.reason.as_str(),
+                accepted.observed_generation
+            ),
+            ("False", "InvalidPluginConfig", Some(3))
+        );
+        assert_eq!(s.conditions[2].reason, "NotServed");
+    }
+
+    #[test]
+    fn programmed_says_n_of_m() {
+        let ok = report(true);
+        assert_eq!(programmed(&ok, ALL).message, "2/2 proxies");
+        assert!(programmed(&ok, ALL).status);
+        assert!(
+            !programmed(
+                &ok,
+                Count {
+                    applied: 1,
+                    ready: 2
+                }
+            )
+            .status
+        );
+        assert_eq!(
+            programmed(
+                &ok,
+                Count {
+                    applied: 0,
+                    ready: 0
+                }
+            )
+            .reason,
+            "NoProxies"
+        );
+    }
+
+    #[test]
+    fn apply_body_names_the_object() {
+        let r = route();
+        let s = desired(&r, &report(true), ALL, &at(1)).unwrap();
+        let body = apply_body(&r, &s);
+        assert_eq!(body["apiVersion"], "hookway.dev/v1alpha1");
+        assert_eq!(body["kind"], "Route");
+        assert_eq!(body["metadata"]["namespace"], "ns");
+        assert_eq!(body["status"]["conditions"][0]["type"], "Accepted");
+    }
+}

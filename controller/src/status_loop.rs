@@ -1,0 +1,272 @@
+//! Writes statuses while this replica leads: after each compile, on acks, and on gaining the
+//! lease. Only real changes are patched (server-side apply on `/status`, field manager
+//! `hookway-controller`, forced).
+//!
+//! `Programmed` needs to know in which snapshot version each object's generation first
+//! appeared: [`Generations`] remembers that, so a proxy that acked that version (or later) holds it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use hookway_crds::compiler::{Kind, ObjectId, ObjectReport};
+use hookway_crds::{GatewayPlugin, Route, Service, FIELD_MANAGER};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::compile_loop::{kind_name, Published};
+use crate::events::Events;
+use crate::index::{MultiStore, Stores};
+use crate::metrics::Metrics;
+use crate::proxies::Proxies;
+use crate::status::{self, StatusObject};
+
+/// The snapshot version in which each object's current generation first appeared.
+#[derive(Default, Debug)]
+pub struct Generations(HashMap<ObjectId, (i64, u64)>);
+
+impl Generations {
+    /// Records a compile: new objects and new generations get `version`; gone objects are
+    /// forgotten.
+    pub fn update(&mut self, published: &Published) {
+        self.0.retain(|id, _| published.reports.contains_key(id));
+        for (id, report) in published.reports.iter() {
+            let entry = self
+                .0
+                .entry(id.clone())
+                .or_insert((report.generation, published.version));
+            if entry.0 != report.generation {
+                *entry = (report.generation, published.version);
+            }
+        }
+    }
+
+    /// The version that holds `id`'s current generation.
+    pub fn version(&self, id: &ObjectId) -> Option<u64> {
+        self.0.get(id).map(|(_, v)| *v)
+    }
+}
+
+/// The status writer.
+pub struct StatusLoop {
+    /// API client.
+    pub client: Client,
+    /// Reflector stores (current objects, with their current status).
+    pub stores: Stores,
+    /// Connected proxies.
+    pub proxies: Proxies,
+    /// Leadership.
+    pub leader: watch::Receiver<bool>,
+    /// Compile results.
+    pub published: watch::Receiver<Option<Published>>,
+    /// Event recorder.
+    pub events: Option<Events>,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+/// Statuses this replica wrote, to avoid re-patching before the watch catches up.
+type Written = HashMap<ObjectId, serde_json::Value>;
+
+impl StatusLoop {
+    /// Runs until the published channel closes.
+    pub async fn run(mut self) {
+        let mut generations = Generations::default();
+        let mut written = Written::new();
+        let mut acks = self.proxies.subscribe();
+        loop {
+            let leading = *self.leader.borrow_and_update();
+            if leading {
+                let published = self.published.borrow_and_update().clone();
+                if let Some(published) = published {
+                    generations.update(&published);
+                    self.sync(&published, &generations, &mut written).await;
+                }
+            } else {
+                written.clear();
+            }
+            tokio::select! {
+                r = self.published.changed() => if r.is_err() { return },
+                r = acks.changed() => if r.is_err() { return },
+                r = self.leader.changed() => if r.is_err() { return },
+            }
+            // Let a burst of acks settle.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn sync(&self, published: &Published, generations: &Generations, written: &mut Written) {
+        let now = Time(Timestamp::now());
+        for (id, report) in published.reports.iter() {
+            if !*self.leader.borrow() {
+                debug!("not leading any more; status writes stopped");
+                return;
+            }
+            let version = generations.version(id).unwrap_or(published.version);
+            match id.kind {
+                Kind::Route => {
+                    self.one::<Route>(&self.stores.routes, id, report, version, &now, written)
+                        .await
+                }
+                Kind::Service => {
+                    self.one::<Service>(&self.stores.services, id, report, version, &now, written)
+                        .await
+                }
+                Kind::GatewayPlugin => {
+                    self.one::<GatewayPlugin>(
+                        &self.stores.plugins,
+                        id,
+                        report,
+                        version,
+                        &now,
+                        written,
+                    )
+                    .await
+                }
+            }
+        }
+    }
+
+    async fn one<K: StatusObject>(
+        &self,
+        store: &MultiStore<K>,
+        id: &ObjectId,
+        report: &ObjectReport,
+        version: u64,
+        now: &Time,
+        written: &mut Written,
+    ) {
+        let Some(obj) = store.get(&id.key.namespace, &id.key.name) else {
+            return;
+        };
+        if obj.meta().generation.unwrap_or_default() != report.generation {
+            return; // a newer generation is being compiled
+        }
+        // Compare against what we last wrote when the watch has not caught up yet.
+        let written_status = written
+            .get(id)
+            .and_then(|v| serde_json::from_value::<K::Status>(v.clone()).ok());
+        let current: std::borrow::Cow<'_, K> = match written_status {
+            Some(status) if obj.status() != Some(&status) => {
+                let mut copy = K::clone(&obj);
+                K::set_status(&mut copy, status);
+                std::borrow::Cow::Owned(copy)
+            }
+            Some(_) => {
+                // The watch caught up with what we wrote: forget it.
+                written.remove(id);
+                std::borrow::Cow::Borrowed(&*obj)
+            }
+            None => std::borrow::Cow::Borrowed(&*obj),
+        };
+        let count = self.proxies.count(version);
+        let Some(desired) = status::desired(&*current, report, count, now) else {
+            return;
+        };
+        let ns = id.key.namespace.as_str();
+        let name = id.key.name.as_str();
+        let kind = kind_name(id.kind);
+        let api: Api<K> = Api::namespaced(self.client.clone(), ns);
+        let body = status::apply_body(&*current, &desired);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        match api.patch_status(name, &params, &Patch::Apply(&body)).await {
+            Ok(_) => {
+                self.metrics.status_patches.with_label_values(&[kind]).inc();
+                info!(%kind, namespace = %ns, %name, accepted = report.accepted.status, programmed = %status::programmed(report, count).message, "status updated");
+                written.insert(id.clone(), body["status"].clone());
+                self.maybe_event(&*current, report).await;
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                debug!(%kind, namespace = %ns, %name, "object gone")
+            }
+            Err(e) => {
+                self.metrics.status_patch_errors.inc();
+                warn!(%kind, namespace = %ns, %name, error = %e, "status patch failed");
+            }
+        }
+    }
+
+    /// A Warning event when the object newly fails Accepted or ResolvedRefs (or fails for a
+    /// new reason).
+    async fn maybe_event<K: StatusObject>(&self, previous: &K, report: &ObjectReport) {
+        let Some(events) = &self.events else { return };
+        for (type_, result) in [
+            ("Accepted", &report.accepted),
+            ("ResolvedRefs", &report.resolved_refs),
+        ] {
+            if result.status {
+                continue;
+            }
+            let before = previous.conditions().iter().find(|c| c.type_ == type_);
+            let already = before.is_some_and(|c| {
+                c.status == "False"
+                    && c.reason == result.reason
+                    && c.observed_generation == Some(report.generation)
+            });
+            if !already {
+                warn!(kind = %K::kind(&()), namespace = %previous.namespace().unwrap_or_default(), name = %previous.name_any(), reason = %result.reason, message = %result.message, "object rejected");
+                events
+                    .rejected(&previous.object_ref(&()), &result.reason, &result.message)
+                    .await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hookway_crds::compiler::ConditionResult;
+    use hookway_crds::snapshot::ObjectKey;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    fn published(version: u64, generation: i64) -> Published {
+        let mut reports = BTreeMap::new();
+        reports.insert(
+            ObjectId {
+                kind: Kind::Route,
+                key: ObjectKey::new("ns", "r"),
+            },
+            ObjectReport {
+                generation,
+                accepted: ConditionResult::ok("Accepted", ""),
+                resolved_refs: ConditionResult::ok("ResolvedRefs", ""),
+                warnings: vec![],
+                chain: vec![],
+                routes: 0,
+                endpoints: 0,
+            },
+        );
+        Published {
+            version,
+            reports: Arc::new(reports),
+        }
+    }
+
+    #[test]
+    fn a_generation_is_held_from_the_version_it_first_appeared_in() {
+        let id = ObjectId {
+            kind: Kind::Route,
+            key: ObjectKey::new("ns", "r"),
+        };
+        let mut g = Generations::default();
+        g.update(&published(10, 1));
+        g.update(&published(11, 1));
+        assert_eq!(
+            g.version(&id),
+            Some(10),
+            "unchanged generation keeps its version"
+        );
+        g.update(&published(12, 2));
+        assert_eq!(g.version(&id), Some(12));
+        g.update(&Published {
+            version: 13,
+            reports: Arc::default(),
+        });
+        assert_eq!(g.version(&id), None, "deleted objects are forgotten");
+    }
+}

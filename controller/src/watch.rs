@@ -1,0 +1,214 @@
+//! Reflectors: kube-runtime watchers feeding in-memory stores; every change pokes the compile
+//! loop.
+//!
+//! | kind | scope | selector |
+//! |---|---|---|
+//! | GatewayPlugin, Service, Route (hookway.dev) | watched namespaces (or all) | — |
+//! | core Service, EndpointSlice | watched namespaces | — (index.rs keeps only referenced ones) |
+//! | Secret `kubernetes.io/tls` | watched namespaces | `fieldSelector=type=kubernetes.io/tls` |
+//! | Secret with credentials for plugins | watched namespaces | `labelSelector=hookway.dev/credentials=true` |
+//! | Namespace | cluster | — (labels for `policy.namespaces`) |
+//!
+//! No other Secret is ever loaded: a plugin config's Secret must carry the label
+//! `hookway.dev/credentials=true` to be visible to the controller. The root namespace is always
+//! watched. Watch restarts and `410 Gone` are handled by kube-runtime (relist with backoff).
+
+use std::fmt::Debug;
+
+use futures::StreamExt;
+use hookway_crds::{GatewayPlugin, Route, Service};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service as CoreService};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+
+use crate::compile_loop::Poke;
+use crate::index::{MultiStore, Stores};
+
+/// Label that makes a Secret visible to plugin configs.
+pub const CREDENTIALS_LABEL: &str = "hookway.dev/credentials=true";
+/// Field selector for TLS Secrets.
+pub const TLS_SECRET_FIELDS: &str = "type=kubernetes.io/tls";
+
+/// The last seen `metadata.generation` per object, so that status-only updates (our own
+/// status patches) do not trigger a recompile. Kinds without a generation always count as changed.
+#[derive(Default)]
+struct Generations(std::collections::HashMap<(String, String), i64>);
+
+impl Generations {
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// Whether `obj` is new or its generation changed (always true without a generation).
+    fn changed<K: Resource>(&mut self, obj: &K) -> bool {
+        let meta = obj.meta();
+        let Some(generation) = meta.generation else {
+            return true;
+        };
+        let key = (
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+        );
+        self.0.insert(key, generation) != Some(generation)
+    }
+
+    fn forget<K: Resource>(&mut self, obj: &K) {
+        let meta = obj.meta();
+        self.0.remove(&(
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+        ));
+    }
+}
+
+/// Which namespaces to watch.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    /// Empty: every namespace. Otherwise these (the root namespace is added if missing).
+    pub namespaces: Vec<String>,
+}
+
+fn reflect<K>(tasks: &mut JoinSet<()>, api: Api<K>, config: watcher::Config, poke: Poke) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store();
+    let kind = K::kind(&()).to_string();
+    let stream = watcher(api, config).default_backoff().reflect(writer);
+    tasks.spawn(async move {
+        futures::pin_mut!(stream);
+        let mut seen = Generations::default();
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Init) => seen.clear(),
+                Ok(watcher::Event::InitApply(obj)) => {
+                    seen.changed(&obj);
+                }
+                Ok(watcher::Event::Apply(obj)) => {
+                    if seen.changed(&obj) {
+                        poke.poke();
+                    }
+                }
+                Ok(watcher::Event::Delete(obj)) => {
+                    seen.forget(&obj);
+                    poke.poke();
+                }
+                Ok(watcher::Event::InitDone) => poke.poke(),
+                Err(e) => warn!(%kind, error = %e, "watch failed; retrying with backoff"),
+            }
+        }
+        debug!(%kind, "watch stream ended");
+    });
+    store
+}
+
+fn multi<K>(
+    tasks: &mut JoinSet<()>,
+    client: &Client,
+    scope: &Scope,
+    config: &watcher::Config,
+    poke: &Poke,
+) -> MultiStore<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    if scope.namespaces.is_empty() {
+        MultiStore(vec![reflect(
+            tasks,
+            Api::all(client.clone()),
+            config.clone(),
+            poke.clone(),
+        )])
+    } else {
+        MultiStore(
+            scope
+                .namespaces
+                .iter()
+                .map(|ns| {
+                    reflect(
+                        tasks,
+                        Api::namespaced(client.clone(), ns),
+                        config.clone(),
+                        poke.clone(),
+                    )
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Starts every reflector; their tasks live in `tasks`. The stores fill asynchronously: wait
+/// with [`wait_ready`] before the first compile.
+pub fn start(client: &Client, scope: &Scope, poke: &Poke, tasks: &mut JoinSet<()>) -> Stores {
+    let any = watcher::Config::default().any_semantic();
+    Stores {
+        plugins: multi::<GatewayPlugin>(tasks, client, scope, &any, poke),
+        services: multi::<Service>(tasks, client, scope, &any, poke),
+        routes: multi::<Route>(tasks, client, scope, &any, poke),
+        core_services: multi::<CoreService>(tasks, client, scope, &any, poke),
+        endpoint_slices: multi::<EndpointSlice>(tasks, client, scope, &any, poke),
+        tls_secrets: multi::<Secret>(
+            tasks,
+            client,
+            scope,
+            &any.clone().fields(TLS_SECRET_FIELDS),
+            poke,
+        ),
+        credential_secrets: multi::<Secret>(
+            tasks,
+            client,
+            scope,
+            &any.clone().labels(CREDENTIALS_LABEL),
+            poke,
+        ),
+        namespaces: reflect::<Namespace>(tasks, Api::all(client.clone()), any, poke.clone()),
+    }
+}
+
+/// Waits until every store finished its first list. `false` if a writer went away.
+pub async fn wait_ready(stores: &Stores) -> bool {
+    stores.plugins.wait_until_ready().await
+        && stores.services.wait_until_ready().await
+        && stores.routes.wait_until_ready().await
+        && stores.core_services.wait_until_ready().await
+        && stores.endpoint_slices.wait_until_ready().await
+        && stores.tls_secrets.wait_until_ready().await
+        && stores.credential_secrets.wait_until_ready().await
+        && stores.namespaces.wait_until_ready().await.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_only_updates_do_not_count_as_changes() {
+        let mut seen = Generations::default();
+        let mut route = Route::new(
+            "r",
+            serde_json::from_value(serde_json::json!({"service": "s"})).unwrap(),
+        );
+        route.metadata.namespace = Some("ns".into());
+        route.metadata.generation = Some(1);
+        assert!(seen.changed(&route), "new object");
+        route.status = Some(Default::default());
+        assert!(!seen.changed(&route), "status-only update");
+        route.metadata.generation = Some(2);
+        assert!(seen.changed(&route), "spec change");
+        assert!(
+            seen.changed(&Secret::default()),
+            "no generation: always a change"
+        );
+    }
+}

@@ -1,0 +1,552 @@
+//! The proxy side of the controller stream (protocol: docs/stream.md).
+//!
+//! ```text
+//!  controller ──POST /v1/stream (h2, TLS, bearer)──► newline-delimited JSON frames
+//!       ▲                                               │ validate (hash), publish to `tx`
+//!       └──────────POST /v1/ack {proxy_id, version, hash, ok, error}◄─┘ (after the runtime applied it)
+//! ```
+//!
+//! The client keeps the last good snapshot in `tx` whatever happens to the controller, reconnects
+//! with jittered exponential backoff, and can cache the last snapshot on disk so a proxy started
+//! while the controller is down can still serve.
+//!
+//! The wire types ([`Hello`], [`Frame`], [`Ack`]) live here and are reused by the controller's
+//! server, so both ends agree by construction.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use hookway_crds::Snapshot;
+use http::{header, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls_pki_types::pem::PemObject;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+/// Path of the snapshot stream.
+pub const STREAM_PATH: &str = "/v1/stream";
+/// Path acknowledgements are posted to.
+pub const ACK_PATH: &str = "/v1/ack";
+/// Largest frame accepted (a snapshot of 10,000 Routes is a few MiB).
+pub const MAX_FRAME_BYTES: usize = 256 * 1024 * 1024;
+
+/// The request body that opens a stream.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    /// Stable identity of this proxy (pod name), used for `Programmed` counts and metrics.
+    pub proxy_id: String,
+    /// Hash of the snapshot the proxy already serves, if any (informational).
+    #[serde(default)]
+    pub hash: Option<String>,
+}
+
+/// One frame of the stream: one line of JSON.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Frame {
+    /// Snapshot version (monotonic per controller process).
+    pub version: u64,
+    /// Content hash of the snapshot.
+    pub hash: String,
+    /// The snapshot.
+    pub snapshot: Snapshot,
+}
+
+/// An acknowledgement: the proxy applied (`ok`) or rejected a version.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Ack {
+    /// Who acknowledges.
+    pub proxy_id: String,
+    /// The version acknowledged.
+    pub version: u64,
+    /// Its hash.
+    pub hash: String,
+    /// Applied or not.
+    pub ok: bool,
+    /// Why not, when not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What the proxy runtime reports after trying to apply a published snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// Version of the snapshot.
+    pub version: u64,
+    /// Hash of the snapshot.
+    pub hash: String,
+    /// `None` when applied, else the reason it was rejected.
+    pub error: Option<String>,
+}
+
+/// Errors of the controller source.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file (token, CA, cache) could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The CA file holds no usable certificate.
+    #[error("CA file {0}: {1}")]
+    Ca(PathBuf, String),
+    /// TLS configuration failed.
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    /// The controller URL is unusable.
+    #[error("controller URL {0}: {1}")]
+    Url(String, String),
+    /// Talking to the controller failed.
+    #[error("connection: {0}")]
+    Connect(String),
+    /// The controller answered with a non-success status.
+    #[error("controller answered {0}")]
+    Status(StatusCode),
+    /// A frame could not be decoded or failed validation.
+    #[error("bad frame: {0}")]
+    Frame(String),
+    /// The snapshot receiver is gone: nothing left to feed.
+    #[error("snapshot receiver closed")]
+    Closed,
+}
+
+/// Reconnection backoff: exponential with full jitter between `initial` and `max`.
+#[derive(Clone, Copy, Debug)]
+pub struct Backoff {
+    /// First delay.
+    pub initial: Duration,
+    /// Largest delay.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Backoff {
+    /// Delay before attempt `attempt` (0-based): uniformly random in `[d/2, d]` where
+    /// `d = min(max, initial * 2^attempt)`.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let base = self
+            .initial
+            .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX))
+            .min(self.max);
+        let half = base / 2;
+        half + half.mul_f64(rand::random::<f64>())
+    }
+}
+
+/// How to reach the controller.
+#[derive(Clone, Debug)]
+pub struct ControllerSourceConfig {
+    /// `https://host:port` of the controller's stream endpoint.
+    pub url: String,
+    /// PEM CA bundle that signed the controller's certificate (only these roots are trusted).
+    pub ca_file: PathBuf,
+    /// File holding the bearer token (re-read on every connection, so rotation just works).
+    pub token_file: PathBuf,
+    /// This proxy's identity (pod name).
+    pub proxy_id: String,
+    /// Optional on-disk cache of the last applied snapshot.
+    pub snapshot_cache: Option<PathBuf>,
+    /// Reconnect backoff.
+    pub backoff: Backoff,
+    /// How long to wait for the runtime's verdict before acknowledging anyway.
+    pub apply_timeout: Duration,
+}
+
+impl ControllerSourceConfig {
+    /// A config with default backoff and timeouts.
+    pub fn new(
+        url: impl Into<String>,
+        ca_file: PathBuf,
+        token_file: PathBuf,
+        proxy_id: impl Into<String>,
+    ) -> Self {
+        Self {
+            url: url.into(),
+            ca_file,
+            token_file,
+            proxy_id: proxy_id.into(),
+            snapshot_cache: None,
+            backoff: Backoff::default(),
+            apply_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+type HttpClient = Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
+/// Runs the controller source until `tx` has no receivers left.
+///
+/// Each received snapshot is checked (hash matches content) and published into `tx`; then the
+/// client waits for the runtime's verdict on `applied` (when given; else a published snapshot
+/// counts as applied) and acknowledges it. On any failure the last snapshot stays in `tx` and
+/// the client reconnects after a jittered backoff.
+pub async fn run(
+    config: ControllerSourceConfig,
+    tx: watch::Sender<Option<Arc<Snapshot>>>,
+    mut applied: Option<watch::Receiver<Option<Applied>>>,
+) -> Result<(), Error> {
+    let client = http_client(&config)?;
+    let base: Uri = config
+        .url
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| Error::Url(config.url.clone(), e.to_string()))?;
+    let mut attempt = 0u32;
+    let mut cache_checked = false;
+    loop {
+        if tx.is_closed() {
+            return Err(Error::Closed);
+        }
+        match session(&config, &client, &base, &tx, &mut applied, &mut attempt).await {
+            Ok(()) => info!(url = %config.url, "controller closed the stream"),
+            Err(Error::Closed) => return Err(Error::Closed),
+            Err(e) => warn!(url = %config.url, error = %e, "controller stream failed"),
+        }
+        if !cache_checked {
+            cache_checked = true;
+            if tx.borrow().is_none() {
+                if let Some(path) = &config.snapshot_cache {
+                    load_cache(path, &tx);
+                }
+            }
+        }
+        let delay = config.backoff.delay(attempt);
+        attempt = attempt.saturating_add(1);
+        debug!(?delay, attempt, "reconnecting to the controller");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+fn http_client(config: &ControllerSourceConfig) -> Result<HttpClient, Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    let path = &config.ca_file;
+    let pem = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| Error::Ca(path.clone(), e.to_string()))?;
+        roots
+            .add(cert)
+            .map_err(|e| Error::Ca(path.clone(), e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(Error::Ca(path.clone(), "no certificate found".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http2()
+        .build();
+    Ok(Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .http2_only(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .http2_keep_alive_timeout(Duration::from_secs(20))
+        .http2_keep_alive_while_idle(true)
+        .build(connector))
+}
+
+fn read_token(path: &Path) -> Result<String, Error> {
+    let token = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(token.trim().to_string())
+}
+
+fn endpoint(base: &Uri, path: &str) -> Result<Uri, Error> {
+    let mut parts = base.clone().into_parts();
+    parts.path_and_query = Some(http::uri::PathAndQuery::from_static(match path {
+        STREAM_PATH => STREAM_PATH,
+        _ => ACK_PATH,
+    }));
+    Uri::from_parts(parts).map_err(|e| Error::Url(base.to_string(), e.to_string()))
+}
+
+/// One connection: open the stream, then handle frames until it ends.
+async fn session(
+    config: &ControllerSourceConfig,
+    client: &HttpClient,
+    base: &Uri,
+    tx: &watch::Sender<Option<Arc<Snapshot>>>,
+    applied: &mut Option<watch::Receiver<Option<Applied>>>,
+    attempt: &mut u32,
+) -> Result<(), Error> {
+    let token = read_token(&config.token_file)?;
+    let hello = Hello {
+        proxy_id: config.proxy_id.clone(),
+        hash: tx.borrow().as_ref().map(|s| s.hash.clone()),
+    };
+    let body = serde_json::to_vec(&hello).map_err(|e| Error::Frame(e.to_string()))?;
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(endpoint(base, STREAM_PATH)?)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| Error::Connect(e.to_string()))?;
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| Error::Connect(format!("{e:?}")))?;
+    if response.status() != StatusCode::OK {
+        return Err(Error::Status(response.status()));
+    }
+    info!(url = %config.url, proxy_id = %config.proxy_id, "connected to the controller");
+    let mut body = response.into_body();
+    let mut buf = BytesMut::new();
+    loop {
+        let Some(frame) = body.frame().await else {
+            return Ok(());
+        };
+        let frame = frame.map_err(|e| Error::Connect(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        buf.extend_from_slice(&data);
+        while let Some(line) = next_line(&mut buf)? {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue; // keep-alive
+            }
+            let frame = decode_frame(&line)?;
+            *attempt = 0;
+            handle_frame(config, client, base, &token, tx, applied, frame).await?;
+        }
+    }
+}
+
+/// Splits one complete line off `buf`, if there is one.
+fn next_line(buf: &mut BytesMut) -> Result<Option<Bytes>, Error> {
+    match buf.iter().position(|b| *b == b'\n') {
+        Some(i) => {
+            let line = buf.split_to(i).freeze();
+            buf.advance(1);
+            Ok(Some(line))
+        }
+        None if buf.len() > MAX_FRAME_BYTES => Err(Error::Frame(format!(
+            "frame larger than {MAX_FRAME_BYTES} bytes"
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// Decodes and checks one frame: the snapshot's content must match the announced hash.
+pub fn decode_frame(line: &[u8]) -> Result<Frame, Error> {
+    let mut frame: Frame = serde_json::from_slice(line).map_err(|e| Error::Frame(e.to_string()))?;
+    let actual = frame.snapshot.content_hash();
+    if actual != frame.hash {
+        return Err(Error::Frame(format!(
+            "hash mismatch: announced {}, content {actual}",
+            frame.hash
+        )));
+    }
+    frame.snapshot.version = frame.version;
+    frame.snapshot.hash = actual;
+    Ok(frame)
+}
+
+async fn handle_frame(
+    config: &ControllerSourceConfig,
+    client: &HttpClient,
+    base: &Uri,
+    token: &str,
+    tx: &watch::Sender<Option<Arc<Snapshot>>>,
+    applied: &mut Option<watch::Receiver<Option<Applied>>>,
+    frame: Frame,
+) -> Result<(), Error> {
+    let (version, hash) = (frame.version, frame.hash.clone());
+    let same = tx
+        .borrow()
+        .as_ref()
+        .is_some_and(|current| current.hash == hash);
+    let verdict = if same {
+        // Already serving this content (reconnect, or a cached snapshot): just record the version.
+        debug!(version, %hash, "snapshot unchanged");
+        tx.send_modify(|current| {
+            if let Some(current) = current {
+                if current.version != version {
+                    let mut s = Snapshot::clone(current);
+                    s.version = version;
+                    *current = Arc::new(s);
+                }
+            }
+        });
+        None
+    } else {
+        let snapshot = Arc::new(frame.snapshot);
+        if tx.send(Some(snapshot.clone())).is_err() {
+            return Err(Error::Closed);
+        }
+        info!(version, %hash, routes = snapshot.routes.len(), "snapshot received");
+        let verdict = wait_applied(applied, &hash, config.apply_timeout).await;
+        if verdict.is_none() {
+            if let Some(path) = &config.snapshot_cache {
+                if let Err(e) = store_cache(path, &snapshot) {
+                    warn!(error = %e, "could not write the snapshot cache");
+                }
+            }
+        }
+        verdict
+    };
+    let ack = Ack {
+        proxy_id: config.proxy_id.clone(),
+        version,
+        hash,
+        ok: verdict.is_none(),
+        error: verdict,
+    };
+    send_ack(client, base, token, &ack).await
+}
+
+/// Waits for the runtime's verdict on `hash`: `None` = applied, `Some(reason)` = rejected.
+async fn wait_applied(
+    applied: &mut Option<watch::Receiver<Option<Applied>>>,
+    hash: &str,
+    timeout: Duration,
+) -> Option<String> {
+    let rx = applied.as_mut()?;
+    let wait = rx.wait_for(|a| a.as_ref().is_some_and(|a| a.hash == hash));
+    match tokio::time::timeout(timeout, wait).await {
+        Ok(Ok(a)) => a.as_ref().and_then(|a| a.error.clone()),
+        Ok(Err(_)) => Some("proxy runtime stopped".into()),
+        Err(_) => Some(format!("not applied within {timeout:?}")),
+    }
+}
+
+async fn send_ack(client: &HttpClient, base: &Uri, token: &str, ack: &Ack) -> Result<(), Error> {
+    let body = serde_json::to_vec(ack).map_err(|e| Error::Frame(e.to_string()))?;
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(endpoint(base, ACK_PATH)?)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| Error::Connect(e.to_string()))?;
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| Error::Connect(format!("ack: {e:?}")))?;
+    if !response.status().is_success() {
+        return Err(Error::Status(response.status()));
+    }
+    debug!(version = ack.version, ok = ack.ok, "acknowledged");
+    Ok(())
+}
+
+/// Writes the snapshot cache atomically (temporary file + rename).
+pub fn store_cache(path: &Path, snapshot: &Snapshot) -> Result<(), Error> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let bytes = serde_json::to_vec(snapshot).map_err(|e| Error::Frame(e.to_string()))?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Loads a cached snapshot into `tx` if the file holds one whose hash matches its content.
+fn load_cache(path: &Path, tx: &watch::Sender<Option<Arc<Snapshot>>>) {
+    let snapshot = match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice::<Snapshot>(&bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "cannot read the snapshot cache");
+            return;
+        }
+    };
+    match snapshot {
+        Ok(s) if s.content_hash() == s.hash => {
+            info!(path = %path.display(), version = s.version, "serving the cached snapshot until the controller answers");
+            tx.send_replace(Some(Arc::new(s)));
+        }
+        Ok(_) => {
+            warn!(path = %path.display(), "snapshot cache is corrupt (hash mismatch); ignored")
+        }
+        Err(e) => warn!(path = %path.display(), error = %e, "snapshot cache unreadable; ignored"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_and_grows() {
+        let b = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        for attempt in 0..40 {
+            let d = b.delay(attempt);
+            assert!(d <= Duration::from_secs(1), "{d:?}");
+        }
+        assert!(b.delay(0) <= Duration::from_millis(100));
+        assert!(b.delay(10) >= Duration::from_millis(500));
+    }
+
+    #[test]
+    fn frames_split_on_newlines_and_reject_bad_hashes() {
+        let snapshot = Snapshot::default().seal();
+        let frame = Frame {
+            version: 7,
+            hash: snapshot.hash.clone(),
+            snapshot,
+        };
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&serde_json::to_vec(&frame).unwrap());
+        assert!(next_line(&mut buf).unwrap().is_none(), "no newline yet");
+        buf.extend_from_slice(b"\n");
+        let line = next_line(&mut buf).unwrap().unwrap();
+        assert_eq!(decode_frame(&line).unwrap().snapshot.version, 7);
+
+        let mut bad = frame.clone();
+        bad.hash = "00".into();
+        let err = decode_frame(&serde_json::to_vec(&bad).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("hash mismatch"), "{err}");
+    }
+
+    #[test]
+    fn cache_round_trips_and_rejects_corruption() {
+        let dir = std::env::temp_dir().join(format!("hookway-cache-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("snapshot.json");
+        let mut s = Snapshot::default().seal();
+        s.version = 3;
+        store_cache(&path, &s).unwrap();
+        let (tx, rx) = watch::channel(None);
+        load_cache(&path, &tx);
+        assert_eq!(rx.borrow().as_ref().unwrap().version, 3);
+
+        std::fs::write(&path, br#"{"version":1,"hash":"bad","routes":[],"upstreams":[],"certificates":[],"secrets":[],"default_chain":[]}"#).unwrap();
+        let (tx, rx) = watch::channel(None);
+        load_cache(&path, &tx);
+        assert!(rx.borrow().is_none());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -1,0 +1,3 @@
+//! Where a proxy's snapshots come from (besides the standalone folder of manifests).
+
+pub mod controller;

@@ -1,0 +1,645 @@
+//! An in-process fake Kubernetes API server: just enough of the real one for the controller's
+//! code to run unchanged through a real `kube::Client`.
+//!
+//! Implemented: list (with `resourceVersion`, `labelSelector` equality terms, `fieldSelector`
+//! `type=` / `metadata.name=` / `metadata.namespace=`), watch (`?watch=1` from a resourceVersion,
+//! chunked JSON events, `BOOKMARK`s when `allowWatchBookmarks`, `410 Gone` for compacted
+//! versions, `timeoutSeconds`), get, create, replace (optimistic concurrency on
+//! `resourceVersion`), delete, merge/apply patches, server-side apply on `/status` (the status is
+//! owned by one manager here, so applying replaces it), Leases and Events (stored like anything
+//! else). Like a real API server it refuses EndpointSlices with loopback addresses (422).
+//!
+//! Paths: `/api/v1/...` and `/apis/{group}/{version}/...`, namespaced or cluster-wide.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc};
+
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// `(api prefix, plural)`, e.g. `("apis/hookway.dev/v1alpha1", "routes")`.
+type Resource = (String, String);
+
+#[derive(Clone, Debug)]
+struct WatchEvent {
+    rv: u64,
+    kind: &'static str,
+    resource: Resource,
+    object: Value,
+}
+
+#[derive(Default)]
+struct State {
+    rv: u64,
+    /// resource -> (namespace, name) -> object
+    objects: BTreeMap<Resource, BTreeMap<(String, String), Value>>,
+    /// Events kept for watches; versions before `compacted` answer 410.
+    log: Vec<WatchEvent>,
+    compacted: u64,
+    /// `PATCH .../status` requests received, by `resource/ns/name`.
+    status_patches: BTreeMap<String, u32>,
+}
+
+/// A running fake API server.
+#[derive(Clone)]
+pub struct FakeApi {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    events: broadcast::Sender<WatchEvent>,
+    task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+fn status(code: StatusCode, reason: &str, message: impl Into<String>) -> Response<Body> {
+    let body = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message.into(), "reason": reason, "code": code.as_u16(),
+    });
+    respond(code, &body)
+}
+
+fn respond(code: StatusCode, body: &Value) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())).boxed_unsync());
+    *r.status_mut() = code;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// A parsed request path.
+#[derive(Debug)]
+struct Target {
+    resource: Resource,
+    namespace: Option<String>,
+    name: Option<String>,
+    status: bool,
+}
+
+fn parse_path(path: &str) -> Option<Target> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (prefix, rest) = match segs.as_slice() {
+        ["api", "v1", rest @ ..] => ("api/v1".to_string(), rest),
+        ["apis", g, v, rest @ ..] => (format!("apis/{g}/{v}"), rest),
+        _ => return None,
+    };
+    let t = |plural: &str, ns: Option<&str>, name: Option<&str>, status: bool| Target {
+        resource: (prefix.clone(), plural.to_string()),
+        namespace: ns.map(String::from),
+        name: name.map(String::from),
+        status,
+    };
+    Some(match rest {
+        [plural] => t(plural, None, None, false),
+        ["namespaces", name] => t("namespaces", None, Some(name), false),
+        ["namespaces", ns, plural] => t(plural, Some(ns), None, false),
+        ["namespaces", ns, plural, name] => t(plural, Some(ns), Some(name), false),
+        ["namespaces", ns, plural, name, "status"] => t(plural, Some(ns), Some(name), true),
+        [plural, name] => t(plural, None, Some(name), false),
+        _ => return None,
+    })
+}
+
+fn query(req: &Request<Incoming>) -> BTreeMap<String, String> {
+    req.uri()
+        .query()
+        .map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Label and field selectors (equality terms only).
+#[derive(Clone, Default, Debug)]
+struct Selector {
+    labels: Vec<(String, String)>,
+    fields: Vec<(String, String)>,
+}
+
+impl Selector {
+    fn from_query(q: &BTreeMap<String, String>) -> Self {
+        let terms = |s: Option<&String>| -> Vec<(String, String)> {
+            s.map(|s| {
+                s.split(',')
+                    .filter(|t| !t.is_empty())
+                    .filter_map(|t| {
+                        let (k, v) = t.split_once("==").or_else(|| t.split_once('='))?;
+                        Some((k.trim().to_string(), v.trim().to_string()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+        };
+        Self {
+            labels: terms(q.get("labelSelector")),
+            fields: terms(q.get("fieldSelector")),
+        }
+    }
+
+    fn matches(&self, obj: &Value) -> bool {
+        let labels = &obj["metadata"]["labels"];
+        self.labels
+            .iter()
+            .all(|(k, v)| labels[k].as_str() == Some(v.as_str()))
+            && self.fields.iter().all(|(k, v)| {
+                let actual = match k.as_str() {
+                    "type" => obj["type"].as_str(),
+                    "metadata.name" => obj["metadata"]["name"].as_str(),
+                    "metadata.namespace" => obj["metadata"]["namespace"].as_str(),
+                    _ => None,
+                };
+                actual == Some(v.as_str())
+            })
+    }
+}
+
+impl FakeApi {
+    /// Starts the server on `127.0.0.1:0`.
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let state = Arc::new(Mutex::new(State {
+            rv: 100,
+            ..Default::default()
+        }));
+        let (events, _) = broadcast::channel(4096);
+        let api = Self {
+            addr,
+            state,
+            events,
+            task: Arc::default(),
+        };
+        let server = api.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let server = server.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let server = server.clone();
+                        async move { Ok::<_, Infallible>(server.handle(req).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        *api.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        api
+    }
+
+    /// Stops accepting connections (open watches end with the runtime).
+    pub fn stop(&self) {
+        if let Some(task) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            task.abort();
+        }
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kubeconfig YAML pointing at this server.
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: default\ncurrent-context: fake\nusers:\n- name: fake\n  user:\n    token: fake\n",
+            self.url()
+        )
+    }
+
+    /// A `kube::Client` built from [`FakeApi::kubeconfig`].
+    pub async fn client(&self) -> kube::Client {
+        let kc = kube::config::Kubeconfig::from_yaml(&self.kubeconfig()).expect("kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("config");
+        kube::Client::try_from(config).expect("client")
+    }
+
+    /// Forgets watch history: watches from older versions get `410 Gone`.
+    pub fn compact(&self) {
+        let mut s = self.lock();
+        s.compacted = s.rv;
+        s.log.clear();
+    }
+
+    /// How many status patches `plural/ns/name` received.
+    pub fn status_patches(&self, plural: &str, namespace: &str, name: &str) -> u32 {
+        let key = format!("{plural}/{namespace}/{name}");
+        self.lock().status_patches.get(&key).copied().unwrap_or(0)
+    }
+
+    /// Status patches received in total.
+    pub fn total_status_patches(&self) -> u32 {
+        self.lock().status_patches.values().sum()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn record(&self, s: &mut State, kind: &'static str, resource: &Resource, object: Value) {
+        let ev = WatchEvent {
+            rv: s.rv,
+            kind,
+            resource: resource.clone(),
+            object,
+        };
+        s.log.push(ev.clone());
+        let _ = self.events.send(ev);
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let Some(target) = parse_path(req.uri().path()) else {
+            return status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("no route {}", req.uri()),
+            );
+        };
+        let q = query(&req);
+        let method = req.method().clone();
+        let content_type = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let body = match req.into_body().collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", e.to_string()),
+        };
+        let parse = || -> Result<Value, String> {
+            serde_json::from_slice(&body)
+                .or_else(|_| serde_yaml::from_slice(&body))
+                .map_err(|e| e.to_string())
+        };
+        let bad = |e: String| status(StatusCode::BAD_REQUEST, "BadRequest", e);
+        match (method, target.name.is_some()) {
+            (Method::GET, false) if q.get("watch").is_some_and(|w| w == "1" || w == "true") => {
+                self.watch(&target, &q)
+            }
+            (Method::GET, false) => self.list(&target, &q),
+            (Method::GET, true) => self.get(&target),
+            (Method::POST, false) => match parse() {
+                Ok(obj) => self.create(&target, obj),
+                Err(e) => bad(e),
+            },
+            (Method::PUT, true) => match parse() {
+                Ok(obj) => self.replace(&target, obj),
+                Err(e) => bad(e),
+            },
+            (Method::PATCH, true) => match parse() {
+                Ok(patch) => self.patch(&target, patch, &content_type),
+                Err(e) => bad(e),
+            },
+            (Method::DELETE, true) => self.delete(&target),
+            _ => status(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                "unsupported",
+            ),
+        }
+    }
+
+    fn key(target: &Target) -> (String, String) {
+        (
+            target.namespace.clone().unwrap_or_default(),
+            target.name.clone().unwrap_or_default(),
+        )
+    }
+
+    fn list(&self, target: &Target, q: &BTreeMap<String, String>) -> Response<Body> {
+        let sel = Selector::from_query(q);
+        let s = self.lock();
+        let items: Vec<Value> = s
+            .objects
+            .get(&target.resource)
+            .into_iter()
+            .flat_map(|m| m.iter())
+            .filter(|((ns, _), _)| target.namespace.as_ref().is_none_or(|t| t == ns))
+            .map(|(_, o)| o.clone())
+            .filter(|o| sel.matches(o))
+            .collect();
+        respond(
+            StatusCode::OK,
+            &json!({"kind": "List", "apiVersion": "v1",
+                    "metadata": {"resourceVersion": s.rv.to_string()}, "items": items}),
+        )
+    }
+
+    fn get(&self, target: &Target) -> Response<Body> {
+        let s = self.lock();
+        match s
+            .objects
+            .get(&target.resource)
+            .and_then(|m| m.get(&Self::key(target)))
+        {
+            Some(o) => respond(StatusCode::OK, o),
+            None => status(StatusCode::NOT_FOUND, "NotFound", "not found"),
+        }
+    }
+
+    fn create(&self, target: &Target, mut obj: Value) -> Response<Body> {
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .map(String::from)
+            .or_else(|| {
+                obj["metadata"]["generateName"]
+                    .as_str()
+                    .map(|g| format!("{g}{}", rand_suffix()))
+            });
+        let Some(name) = name else {
+            return status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                "metadata.name required",
+            );
+        };
+        if target.resource.1 == "endpointslices" {
+            if let Some(bad) = loopback_endpoint(&obj) {
+                return status(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid",
+                    format!("endpoints[].addresses: Invalid value: \"{bad}\": may not be in the loopback range (127.0.0.0/8, ::1/128)"),
+                );
+            }
+        }
+        let mut s = self.lock();
+        let key = (target.namespace.clone().unwrap_or_default(), name.clone());
+        if s.objects
+            .get(&target.resource)
+            .is_some_and(|m| m.contains_key(&key))
+        {
+            return status(
+                StatusCode::CONFLICT,
+                "AlreadyExists",
+                format!("{name} already exists"),
+            );
+        }
+        s.rv += 1;
+        let rv = s.rv;
+        let meta = &mut obj["metadata"];
+        meta["name"] = json!(name);
+        if let Some(ns) = &target.namespace {
+            meta["namespace"] = json!(ns);
+        }
+        meta["resourceVersion"] = json!(rv.to_string());
+        meta["uid"] = json!(format!("uid-{rv}"));
+        meta["generation"] = json!(1);
+        meta["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+        s.objects
+            .entry(target.resource.clone())
+            .or_default()
+            .insert(key, obj.clone());
+        self.record(&mut s, "ADDED", &target.resource, obj.clone());
+        respond(StatusCode::CREATED, &obj)
+    }
+
+    fn replace(&self, target: &Target, mut obj: Value) -> Response<Body> {
+        if target.resource.1 == "endpointslices" {
+            if let Some(bad) = loopback_endpoint(&obj) {
+                return status(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid",
+                    format!("{bad}: loopback"),
+                );
+            }
+        }
+        let mut s = self.lock();
+        let key = Self::key(target);
+        let Some(old) = s
+            .objects
+            .get(&target.resource)
+            .and_then(|m| m.get(&key))
+            .cloned()
+        else {
+            return status(StatusCode::NOT_FOUND, "NotFound", "not found");
+        };
+        if let Some(rv) = obj["metadata"]["resourceVersion"].as_str() {
+            if Some(rv) != old["metadata"]["resourceVersion"].as_str() {
+                return status(
+                    StatusCode::CONFLICT,
+                    "Conflict",
+                    "the object has been modified",
+                );
+            }
+        }
+        s.rv += 1;
+        let rv = s.rv;
+        let spec_changed = obj.get("spec") != old.get("spec");
+        let generation =
+            old["metadata"]["generation"].as_i64().unwrap_or(1) + i64::from(spec_changed);
+        for f in ["uid", "creationTimestamp", "namespace", "name"] {
+            obj["metadata"][f] = old["metadata"][f].clone();
+        }
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        obj["metadata"]["generation"] = json!(generation);
+        if old.get("status").is_some() && !target.status {
+            obj["status"] = old["status"].clone();
+        }
+        s.objects
+            .entry(target.resource.clone())
+            .or_default()
+            .insert(key, obj.clone());
+        self.record(&mut s, "MODIFIED", &target.resource, obj.clone());
+        respond(StatusCode::OK, &obj)
+    }
+
+    fn patch(&self, target: &Target, patch: Value, content_type: &str) -> Response<Body> {
+        let mut s = self.lock();
+        let key = Self::key(target);
+        let Some(mut obj) = s
+            .objects
+            .get(&target.resource)
+            .and_then(|m| m.get(&key))
+            .cloned()
+        else {
+            return status(StatusCode::NOT_FOUND, "NotFound", "not found");
+        };
+        if target.status {
+            if !content_type.starts_with("application/apply-patch") {
+                return status(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "UnsupportedMediaType",
+                    "status takes server-side apply here",
+                );
+            }
+            // One manager owns status here: applying replaces it.
+            obj["status"] = patch["status"].clone();
+            *s.status_patches
+                .entry(format!("{}/{}/{}", target.resource.1, key.0, key.1))
+                .or_default() += 1;
+        } else {
+            let spec_before = obj.get("spec").cloned();
+            merge(&mut obj, &patch);
+            if obj.get("spec").cloned() != spec_before {
+                let g = obj["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+                obj["metadata"]["generation"] = json!(g);
+            }
+        }
+        s.rv += 1;
+        obj["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+        s.objects
+            .entry(target.resource.clone())
+            .or_default()
+            .insert(key, obj.clone());
+        self.record(&mut s, "MODIFIED", &target.resource, obj.clone());
+        respond(StatusCode::OK, &obj)
+    }
+
+    fn delete(&self, target: &Target) -> Response<Body> {
+        let mut s = self.lock();
+        let key = Self::key(target);
+        let Some(mut obj) = s
+            .objects
+            .get_mut(&target.resource)
+            .and_then(|m| m.remove(&key))
+        else {
+            return status(StatusCode::NOT_FOUND, "NotFound", "not found");
+        };
+        s.rv += 1;
+        obj["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+        self.record(&mut s, "DELETED", &target.resource, obj.clone());
+        respond(StatusCode::OK, &obj)
+    }
+
+    fn watch(&self, target: &Target, q: &BTreeMap<String, String>) -> Response<Body> {
+        let sel = Selector::from_query(q);
+        let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true");
+        let timeout = q
+            .get("timeoutSeconds")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(290u64)
+            .min(290);
+        let from: u64 = q
+            .get("resourceVersion")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1024);
+        let line = |v: Value| Ok(Frame::data(Bytes::from(format!("{v}\n"))));
+        let mut live = self.events.subscribe();
+        let (backlog, current, gone) = {
+            let s = self.lock();
+            let gone = from != 0 && from < s.compacted;
+            let backlog: Vec<WatchEvent> = if from == 0 {
+                Vec::new()
+            } else {
+                s.log.iter().filter(|e| e.rv > from).cloned().collect()
+            };
+            (backlog, s.rv, gone)
+        };
+        let resource = target.resource.clone();
+        let namespace = target.namespace.clone();
+        let wanted = move |e: &WatchEvent| {
+            e.resource == resource
+                && namespace
+                    .as_ref()
+                    .is_none_or(|ns| e.object["metadata"]["namespace"].as_str() == Some(ns))
+                && sel.matches(&e.object)
+        };
+        tokio::spawn(async move {
+            if gone {
+                let _ = tx
+                    .send(line(json!({"type": "ERROR", "object": {
+                        "kind": "Status", "apiVersion": "v1", "status": "Failure", "metadata": {},
+                        "reason": "Expired", "code": 410,
+                        "message": format!("too old resource version: {from} ({current})")}})))
+                    .await;
+                return;
+            }
+            let mut last = from.max(current.min(from));
+            for e in backlog.into_iter().filter(&wanted) {
+                last = e.rv;
+                if tx
+                    .send(line(json!({"type": e.kind, "object": e.object})))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tokio::select! {
+                    ev = live.recv() => match ev {
+                        Ok(e) if e.rv > last && wanted(&e) => {
+                            last = e.rv;
+                            if tx.send(line(json!({"type": e.kind, "object": e.object}))).await.is_err() { return; }
+                        }
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(_) => return,
+                    },
+                    _ = tick.tick(), if bookmarks => {
+                        let bm = json!({"type": "BOOKMARK", "object": {
+                            "kind": "", "apiVersion": "", "metadata": {"resourceVersion": last.max(from).to_string()}}});
+                        if tx.send(line(bm)).await.is_err() { return; }
+                    }
+                    _ = tokio::time::sleep_until(deadline) => return,
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)).boxed_unsync();
+        let mut r = Response::new(body);
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        r
+    }
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{:05x}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A JSON merge patch (RFC 7386).
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+fn loopback_endpoint(obj: &Value) -> Option<String> {
+    obj["endpoints"]
+        .as_array()?
+        .iter()
+        .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a.as_str().map(String::from))
+        .find(|a| {
+            a.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+        })
+}

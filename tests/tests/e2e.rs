@@ -1,0 +1,453 @@
+//! End to end: the real controller code (reflectors, compile loop, status writer, Lease, stream
+//! server) against an API server, with real proxy-side stream clients.
+//!
+//! By default the API server is the in-process fake (`hookway_tests::fake_api`). With
+//! `HOOKWAY_E2E_KUBECONFIG=/path/to/kubeconfig` the same scenarios run against that cluster
+//! (the CRDs from charts/ are applied first; each test uses its own namespace).
+//!
+//! Snapshots are compiled by the real compiler from hookway-crds.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hookway_controller::compile_loop::Debounce;
+use hookway_controller::run::{default_compile, CompileFn, Config, Controller};
+use hookway_controller::stream::{tls, Token};
+use hookway_crds::{Route, Service, Snapshot};
+use hookway_proxy::source::controller::{self as source, Backoff, ControllerSourceConfig};
+use hookway_tests::fake_api::FakeApi;
+use hookway_tests::pki::Pki;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Env {
+    client: Client,
+    fake: Option<FakeApi>,
+    ns: String,
+    pki: Pki,
+}
+
+async fn env(name: &str) -> Env {
+    let pki = Pki::new(name);
+    match std::env::var("HOOKWAY_E2E_KUBECONFIG") {
+        Ok(path) => {
+            let kc = kube::config::Kubeconfig::read_from(&path).expect("HOOKWAY_E2E_KUBECONFIG");
+            let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .expect("kubeconfig");
+            let client = Client::try_from(config).expect("client");
+            apply_crds(&client).await;
+            let ns = format!("hookway-e2e-{name}-{}", std::process::id());
+            let nss: Api<Namespace> = Api::all(client.clone());
+            let _ = nss
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+                )
+                .await;
+            Env {
+                client,
+                fake: None,
+                ns,
+                pki,
+            }
+        }
+        Err(_) => {
+            let fake = FakeApi::start().await;
+            let client = fake.client().await;
+            let nss: Api<Namespace> = Api::all(client.clone());
+            nss.create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "e2e"}})).unwrap(),
+            )
+            .await
+            .unwrap();
+            Env {
+                client,
+                fake: Some(fake),
+                ns: "e2e".into(),
+                pki,
+            }
+        }
+    }
+}
+
+async fn apply_crds(client: &Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/hookway/crds");
+    for entry in std::fs::read_dir(dir).expect("charts/hookway/crds") {
+        let yaml = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).unwrap();
+        match api.create(&PostParams::default(), &crd).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => panic!("applying CRD: {e}"),
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
+fn compiler(root: &str) -> CompileFn {
+    default_compile(root)
+}
+
+impl Env {
+    async fn controller(&self, stream_addr: &str, identity: &str) -> Controller {
+        let config = Config {
+            namespaces: vec![self.ns.clone()],
+            root_namespace: self.ns.clone(),
+            stream_listener: TcpListener::bind(stream_addr).await.expect("bind stream"),
+            admin_listener: TcpListener::bind("127.0.0.1:0").await.expect("bind admin"),
+            token: Token::new(&self.pki.token).unwrap(),
+            tls: tls::server_config(self.pki.cert_pem.as_bytes(), self.pki.key_pem.as_bytes())
+                .unwrap(),
+            identity: identity.into(),
+            lease_duration: Duration::from_secs(3),
+            debounce: Debounce::default(),
+            compile: compiler(&self.ns),
+        };
+        Controller::start(self.client.clone(), config)
+            .await
+            .expect("controller starts")
+    }
+
+    fn proxy(
+        &self,
+        controller: &Controller,
+        id: &str,
+    ) -> (
+        watch::Receiver<Option<Arc<Snapshot>>>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let mut config = ControllerSourceConfig::new(
+            format!("https://127.0.0.1:{}", controller.stream_addr.port()),
+            self.pki.ca_file.clone(),
+            self.pki.token_file.clone(),
+            id,
+        );
+        config.backoff = Backoff {
+            initial: Duration::from_millis(50),
+            max: Duration::from_millis(500),
+        };
+        let (tx, rx) = watch::channel(None);
+        let task = tokio::spawn(async move {
+            let _ = source::run(config, tx, None).await;
+        });
+        (rx, task)
+    }
+
+    fn routes(&self) -> Api<Route> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    async fn create_service(&self, name: &str) {
+        let api: Api<Service> = Api::namespaced(self.client.clone(), &self.ns);
+        let svc: Service = serde_json::from_value(json!({
+            "apiVersion": "hookway.dev/v1alpha1", "kind": "Service",
+            "metadata": {"name": name},
+            "spec": {"nodes": [{"address": "10.0.0.1", "port": 8080, "weight": 1}]}
+        }))
+        .unwrap();
+        api.create(&PostParams::default(), &svc)
+            .await
+            .expect("create service");
+    }
+
+    async fn create_route(&self, name: &str, spec: serde_json::Value) {
+        let route: Route = serde_json::from_value(json!({
+            "apiVersion": "hookway.dev/v1alpha1", "kind": "Route",
+            "metadata": {"name": name}, "spec": spec
+        }))
+        .unwrap();
+        self.routes()
+            .create(&PostParams::default(), &route)
+            .await
+            .expect("create route");
+    }
+
+    async fn condition(&self, route: &str, type_: &str) -> Option<(String, String, String)> {
+        let r = self.routes().get(route).await.ok()?;
+        r.status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == type_)
+            .map(|c| (c.status, c.reason, c.message))
+    }
+
+    async fn wait_condition(
+        &self,
+        route: &str,
+        type_: &str,
+        status: &str,
+        reason_or_message: &str,
+    ) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let c = self.condition(route, type_).await;
+            if let Some((s, reason, message)) = &c {
+                if s == status && (reason == reason_or_message || message == reason_or_message) {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{route} {type_}: {c:?}, want {status} {reason_or_message}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn wait_snapshot(
+    rx: &mut watch::Receiver<Option<Arc<Snapshot>>>,
+    what: &str,
+    f: impl Fn(&Snapshot) -> bool,
+) -> Arc<Snapshot> {
+    let got = tokio::time::timeout(WAIT, rx.wait_for(|s| s.as_ref().is_some_and(|s| f(s))))
+        .await
+        .map(|r| r.map(|s| s.clone()));
+    match got {
+        Ok(Ok(Some(s))) => s,
+        _ => panic!(
+            "proxy never got a snapshot where {what}; has {:?}",
+            rx.borrow()
+        ),
+    }
+}
+
+fn route<'a>(s: &'a Snapshot, name: &str) -> Option<&'a hookway_crds::snapshot::RouteEntry> {
+    s.routes.iter().find(|r| r.key.name == name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_update_reject_delete() {
+    let env = env("crud").await;
+    let controller = env.controller("127.0.0.1:0", "controller-0").await;
+    let (mut proxy, proxy_task) = env.proxy(&controller, "proxy-0");
+
+    env.create_service("web").await;
+    env.create_route("a", json!({"hosts": ["a.example.com"], "service": "web"}))
+        .await;
+    wait_snapshot(&mut proxy, "route a is served", |s| route(s, "a").is_some()).await;
+    env.wait_condition("a", "Accepted", "True", "Accepted")
+        .await;
+    env.wait_condition("a", "Programmed", "True", "1/1 proxies")
+        .await;
+
+    // Update: the proxy has it within a second.
+    let mut a = env.routes().get("a").await.unwrap();
+    a.spec.priority = 7;
+    let started = Instant::now();
+    env.routes()
+        .replace("a", &PostParams::default(), &a)
+        .await
+        .unwrap();
+    wait_snapshot(&mut proxy, "route a has priority 7", |s| {
+        route(s, "a").is_some_and(|r| r.priority == 7)
+    })
+    .await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "update took {took:?}");
+    eprintln!("update reached the proxy in {took:?}");
+
+    // An invalid Route is rejected on its own status; the others keep being served.
+    env.create_route(
+        "bad",
+        json!({"hosts": ["b.example.com"], "service": "web", "plugins": {"missing": {}}}),
+    )
+    .await;
+    env.wait_condition("bad", "ResolvedRefs", "False", "PluginNotFound")
+        .await;
+    let s = proxy.borrow().clone().unwrap();
+    assert!(
+        route(&s, "a").is_some() && route(&s, "bad").is_none(),
+        "{s:?}"
+    );
+
+    // Unchanged statuses are not re-patched.
+    if let Some(fake) = &env.fake {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = fake.status_patches("routes", &env.ns, "bad");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(
+            fake.status_patches("routes", &env.ns, "bad"),
+            before,
+            "no patch without a change"
+        );
+    }
+
+    // Delete: gone from the proxy.
+    env.routes()
+        .delete("a", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_snapshot(&mut proxy, "route a is gone", |s| route(s, "a").is_none()).await;
+
+    proxy_task.abort();
+    controller.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxies_survive_a_controller_restart_and_resync() {
+    let env = env("restart").await;
+    let controller = env.controller("127.0.0.1:0", "controller-0").await;
+    let addr = controller.stream_addr;
+    let (mut p1, t1) = env.proxy(&controller, "proxy-1");
+    let (mut p2, t2) = env.proxy(&controller, "proxy-2");
+    env.create_service("web").await;
+    env.create_route("a", json!({"hosts": ["a.example.com"], "service": "web"}))
+        .await;
+    let first = wait_snapshot(&mut p1, "route a is served", |s| route(s, "a").is_some()).await;
+    wait_snapshot(&mut p2, "route a is served", |s| route(s, "a").is_some()).await;
+    env.wait_condition("a", "Programmed", "True", "2/2 proxies")
+        .await;
+
+    controller.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        p1.borrow().as_ref().unwrap().hash,
+        first.hash,
+        "last snapshot kept"
+    );
+
+    // While the controller is down, a change is made; the restarted controller resyncs.
+    env.create_route("b", json!({"hosts": ["b.example.com"], "service": "web"}))
+        .await;
+    let controller = env.controller(&addr.to_string(), "controller-1").await;
+    let s = wait_snapshot(&mut p1, "route b is served", |s| route(s, "b").is_some()).await;
+    assert!(
+        s.version > first.version,
+        "versions keep growing across restarts"
+    );
+    wait_snapshot(&mut p2, "route b is served", |s| route(s, "b").is_some()).await;
+    env.wait_condition("b", "Programmed", "True", "2/2 proxies")
+        .await;
+
+    // A proxy restarted gets the current snapshot.
+    t2.abort();
+    let (mut p3, t3) = env.proxy(&controller, "proxy-2");
+    wait_snapshot(&mut p3, "route b is served", |s| route(s, "b").is_some()).await;
+    for t in [t1, t3] {
+        t.abort();
+    }
+    controller.shutdown().await;
+}
+
+#[tokio::test]
+async fn fake_api_refuses_loopback_endpoints_and_expires_old_watches() {
+    if std::env::var_os("HOOKWAY_E2E_KUBECONFIG").is_some() {
+        eprintln!("skipped: checks the fake API server only");
+        return;
+    }
+    use futures::StreamExt;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use kube::api::{WatchEvent, WatchParams};
+    let fake = FakeApi::start().await;
+    let client = fake.client().await;
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let slice: EndpointSlice = serde_json::from_value(json!({
+        "metadata": {"name": "web-abc", "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["127.0.0.1"]}]
+    }))
+    .unwrap();
+    match slices.create(&PostParams::default(), &slice).await {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 422, "{e:?}"),
+        other => panic!("loopback endpoint accepted: {other:?}"),
+    }
+
+    fake.compact();
+    let stream = slices.watch(&WatchParams::default(), "1").await.unwrap();
+    futures::pin_mut!(stream);
+    match tokio::time::timeout(WAIT, stream.next()).await {
+        Ok(Some(Ok(WatchEvent::Error(e)))) => assert_eq!(e.code, 410),
+        other => panic!("expected 410 Gone, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn real_cluster_run_is_opt_in() {
+    if std::env::var_os("HOOKWAY_E2E_KUBECONFIG").is_none() {
+        eprintln!("HOOKWAY_E2E_KUBECONFIG is not set: the e2e scenarios ran against the in-process fake API server only");
+    }
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect admin");
+    let req = format!("GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = String::new();
+    tokio::time::timeout(WAIT, tcp.read_to_string(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, buf)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_writes_status_and_a_standby_takes_over() {
+    let env = env("ha").await;
+    let c0 = env.controller("127.0.0.1:0", "controller-0").await;
+    // Let controller-0 win the Lease before the standby starts.
+    let mut leader0 = c0.leader.clone();
+    tokio::time::timeout(WAIT, leader0.wait_for(|l| *l))
+        .await
+        .unwrap()
+        .unwrap();
+    let c1 = env.controller("127.0.0.1:0", "controller-1").await;
+    let (mut p0, t0) = env.proxy(&c0, "proxy-0");
+    let (mut p1, t1) = env.proxy(&c1, "proxy-1");
+    env.create_service("web").await;
+    env.create_route("a", json!({"hosts": ["a.example.com"], "service": "web"}))
+        .await;
+    // Both replicas serve streams.
+    wait_snapshot(&mut p0, "route a is served", |s| route(s, "a").is_some()).await;
+    wait_snapshot(&mut p1, "route a is served", |s| route(s, "a").is_some()).await;
+    // Only the leader writes status; it counts the proxies connected to it.
+    env.wait_condition("a", "Programmed", "True", "1/1 proxies")
+        .await;
+    assert!(!*c1.leader.borrow(), "the standby does not lead");
+
+    // Admin endpoint of the leader.
+    let (code, _) = http_get(c0.admin_addr, "/healthz").await;
+    assert_eq!(code, 200);
+    let (code, _) = http_get(c0.admin_addr, "/readyz").await;
+    assert_eq!(code, 200);
+    let (code, body) = http_get(c0.admin_addr, "/metrics").await;
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("hookway_controller_connected_proxies 1"),
+        "{body}"
+    );
+    assert!(body.contains("hookway_controller_leader 1"), "{body}");
+
+    // The leader goes away (releasing the Lease): the standby takes over and writes status.
+    t0.abort();
+    c0.shutdown().await;
+    let mut leader1 = c1.leader.clone();
+    tokio::time::timeout(Duration::from_secs(10), leader1.wait_for(|l| *l))
+        .await
+        .expect("standby takes over")
+        .unwrap();
+    env.create_route("b", json!({"hosts": ["b.example.com"], "service": "web"}))
+        .await;
+    env.wait_condition("b", "Programmed", "True", "1/1 proxies")
+        .await;
+    t1.abort();
+    c1.shutdown().await;
+}
