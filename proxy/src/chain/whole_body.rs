@@ -57,7 +57,7 @@ pub(super) async fn run(
     ctx: &mut Ctx,
     observer: &Arc<dyn ChainObserver>,
 ) -> Result<ProxyBody, Stop> {
-    let Some(askers) = askers(links, ran, parts, ctx, observer)? else {
+    let Some(askers) = askers(links, ran, parts, ctx, observer).map_err(Stop::Failed)? else {
         return Ok(body);
     };
     let hint = body.size_hint().lower();
@@ -102,7 +102,7 @@ fn askers(
     parts: &request::Parts,
     ctx: &Ctx,
     observer: &Arc<dyn ChainObserver>,
-) -> Result<Option<Askers>, Stop> {
+) -> Result<Option<Askers>, Box<Failed>> {
     let mut askers: Option<Askers> = None;
     for i in ran.ascending() {
         let link = &links[i];
@@ -118,7 +118,7 @@ fn askers(
             }
             Err(failure) => {
                 let failed = Failed::new(links, i, PHASE, failure, ctx, &**observer);
-                return Err(Stop::Failed(Box::new(failed)));
+                return Err(Box::new(failed));
             }
         }
     }
