@@ -22,9 +22,15 @@
 //! - A non-empty request body is wrapped to count its bytes even without filters (for
 //!   [`crate::plugin::Completion::bytes_received`]); an empty one is passed as is.
 //!
+//! - Whole-body hooks (`request_body_limit` / `on_request_body`) only cost something when a
+//!   plugin that ran asks: the body is then buffered after the request body filters (413 over
+//!   the smallest limit, refused on `Content-Length` before reading) and re-framed with an
+//!   exact `Content-Length`.
+//!
 //! Files: `run` (the runner), `guard` (failure isolation), `body_filters` (streaming body
-//! filters), `completion` (the completion tracker), `exclude` (`exclude_paths`), `builder`
-//! (snapshot → chains with instance reuse), `link_set` (which links ran).
+//! filters), `whole_body` (the whole-request-body hook), `completion` (the completion
+//! tracker), `exclude` (`exclude_paths`), `builder` (snapshot → chains with instance reuse),
+//! `link_set` (which links ran).
 
 mod body_filters;
 mod builder;
@@ -36,6 +42,7 @@ mod link_set;
 mod run;
 #[cfg(test)]
 pub(crate) mod tests;
+mod whole_body;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,7 +82,7 @@ pub trait Upstream: Send + Sync {
 /// Observes the chain for metrics (implemented by the proxy's metrics module).
 pub trait ChainObserver: Send + Sync {
     /// A hook of plugin `alias` (kind `plugin`) ran for `elapsed`. `phase` is one of
-    /// `request`, `response`, `request_body`, `response_body`, `complete`.
+    /// `request`, `response`, `request_body`, `whole_request_body`, `response_body`, `complete`.
     fn hook(&self, alias: &str, plugin: &str, phase: &'static str, elapsed: Duration);
     /// Plugin `alias` failed (error or panic) on route `route`.
     fn plugin_failed(&self, alias: &str, plugin: &str, route: Option<&ObjectKey>);

@@ -3,6 +3,7 @@
 //! ```text
 //!  on_request  ascending ──(Flow::Respond / failure)──┐
 //!  request body filters ascending                     │
+//!  whole body (opt-in): 413 / on_request_body ascending─┤
 //!  Upstream::call (errors become short 502/503/504)   │
 //!  on_response descending  ◄──────────────────────────┘  (only the plugins that ran)
 //!  response body filters descending (Content-Length removed when any)
@@ -21,18 +22,19 @@ use super::completion::{CompletionBody, Finisher};
 use super::guard::{self, Failure};
 use super::lap::Lap;
 use super::link_set::LinkSet;
+use super::whole_body::{self, Stop};
 use super::{Chain, ChainObserver, Link, Upstream};
 use crate::plugin::{respond, Ctx, Flow, ProxyBody};
 
 /// A plugin failure that ended the request.
-struct Failed {
-    link: usize,
-    response: Response<ProxyBody>,
-    error: String,
+pub(super) struct Failed {
+    pub(super) link: usize,
+    pub(super) response: Response<ProxyBody>,
+    pub(super) error: String,
 }
 
 impl Failed {
-    fn new(
+    pub(super) fn new(
         links: &[Link],
         i: usize,
         phase: &'static str,
@@ -51,7 +53,7 @@ impl Failed {
 }
 
 /// Which plugins ran: those in `set` below `until`.
-struct Ran {
+pub(super) struct Ran {
     set: LinkSet,
     until: usize,
     /// A plugin that failed: its later hooks are skipped.
@@ -67,7 +69,7 @@ impl Ran {
     }
 
     /// The links that ran, in ascending order.
-    fn ascending(&self) -> impl Iterator<Item = usize> + '_ {
+    pub(super) fn ascending(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.until).filter(move |&i| self.set.contains(i))
     }
 }
@@ -123,29 +125,42 @@ pub(super) async fn run(
     let mut upstream_duration = None;
     let response = match early {
         Some(response) => response,
-        None => match request_body(links, &ran, &mut parts, body, &mut ctx, observer) {
-            Err(failed) => {
-                ran.failed = Some(failed.link);
-                error = Some(failed.error);
-                failed.response
-            }
-            Ok((body, counter)) => {
-                received = counter;
-                clock = Lap::start();
-                let result = upstream
-                    .call(Request::from_parts(parts, body), &mut ctx)
-                    .await;
-                upstream_duration = Some(clock.lap());
-                match result {
-                    Ok(response) => response,
-                    Err(e) => {
-                        let response = respond::text(e.status, &e.message);
-                        error = Some(e.message);
-                        response
+        None => {
+            // The request body: streaming filters, then the opt-in whole-body hook.
+            let prepared = match request_body(links, &ran, &mut parts, body, &mut ctx, observer) {
+                Err(failed) => Err(Stop::Failed(failed)),
+                Ok((body, counter)) => {
+                    received = counter;
+                    whole_body::run(links, &ran, &mut parts, body, &mut ctx, observer).await
+                }
+            };
+            match prepared {
+                Err(Stop::Answer(response, reason)) => {
+                    error = reason;
+                    response
+                }
+                Err(Stop::Failed(failed)) => {
+                    ran.failed = Some(failed.link);
+                    error = Some(failed.error);
+                    failed.response
+                }
+                Ok(body) => {
+                    clock = Lap::start();
+                    let result = upstream
+                        .call(Request::from_parts(parts, body), &mut ctx)
+                        .await;
+                    upstream_duration = Some(clock.lap());
+                    match result {
+                        Ok(response) => response,
+                        Err(e) => {
+                            let response = respond::text(e.status, &e.message);
+                            error = Some(e.message);
+                            response
+                        }
                     }
                 }
             }
-        },
+        }
     };
 
     // Response heads and body filters, descending.

@@ -6,6 +6,7 @@ mod admin;
 mod lifecycle;
 mod limits;
 mod plugins;
+mod plugins_transform;
 mod routing;
 mod standalone;
 mod tls;

@@ -7,6 +7,7 @@ mod failures;
 mod lifecycle;
 mod sockets;
 mod throughput;
+mod whole_body;
 
 use std::collections::VecDeque;
 use std::pin::Pin;
