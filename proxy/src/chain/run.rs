@@ -213,6 +213,41 @@ fn may_have_body(head_request: bool, status: StatusCode) -> bool {
 
 type RequestBody = (ProxyBody, Option<Arc<AtomicU64>>);
 
+/// Asks the plugins at `order` (indices into `links`) for a body filter of `phase`; the stack
+/// of the filters they returned, if any did. A failure (error or panic) names the plugin.
+fn collect_filters(
+    links: &Arc<[Link]>,
+    order: impl Iterator<Item = usize>,
+    phase: &'static str,
+    ctx: &mut Ctx,
+    observer: &Arc<dyn ChainObserver>,
+    mut ask: impl FnMut(&Link, &mut Ctx) -> Option<Box<dyn crate::plugin::BodyFilter>>,
+) -> Result<Option<FilterStack>, Box<Failed>> {
+    let mut stack: Option<FilterStack> = None;
+    for i in order {
+        let link = &links[i];
+        match guard::call(|| ask(link, ctx)) {
+            Ok(None) => {}
+            Ok(Some(filter)) => stack
+                .get_or_insert_with(|| {
+                    FilterStack::new(links.clone(), ctx.route.clone(), observer.clone(), phase)
+                })
+                .push(i, filter),
+            Err(failure) => {
+                return Err(Box::new(Failed::new(
+                    links,
+                    i,
+                    phase,
+                    failure,
+                    ctx,
+                    &**observer,
+                )))
+            }
+        }
+    }
+    Ok(stack)
+}
+
 /// Asks the plugins that ran for request body filters (ascending) and wraps the body when any
 /// did; a non-empty body is also wrapped to count its bytes.
 fn request_body(
@@ -223,33 +258,14 @@ fn request_body(
     ctx: &mut Ctx,
     observer: &Arc<dyn ChainObserver>,
 ) -> Result<RequestBody, Box<Failed>> {
-    let mut stack: Option<FilterStack> = None;
-    for i in ran.ascending() {
-        let link = &links[i];
-        match guard::call(|| link.plugin.request_body_filter(parts, ctx)) {
-            Ok(None) => {}
-            Ok(Some(filter)) => stack
-                .get_or_insert_with(|| {
-                    FilterStack::new(
-                        links.clone(),
-                        ctx.route.clone(),
-                        observer.clone(),
-                        "request_body",
-                    )
-                })
-                .push(i, filter),
-            Err(failure) => {
-                return Err(Box::new(Failed::new(
-                    links,
-                    i,
-                    "request_body",
-                    failure,
-                    ctx,
-                    &**observer,
-                )))
-            }
-        }
-    }
+    let stack = collect_filters(
+        links,
+        ran.ascending(),
+        "request_body",
+        ctx,
+        observer,
+        |link, ctx| link.plugin.request_body_filter(parts, ctx),
+    )?;
     let stack = match stack {
         Some(stack) => {
             // The filters may change the length: the body is re-framed.
@@ -275,33 +291,14 @@ fn response_body(
     ctx: &mut Ctx,
     observer: &Arc<dyn ChainObserver>,
 ) -> Result<ProxyBody, Box<Failed>> {
-    let mut stack: Option<FilterStack> = None;
-    for i in ran.descending() {
-        let link = &links[i];
-        match guard::call(|| link.plugin.response_body_filter(head, ctx)) {
-            Ok(None) => {}
-            Ok(Some(filter)) => stack
-                .get_or_insert_with(|| {
-                    FilterStack::new(
-                        links.clone(),
-                        ctx.route.clone(),
-                        observer.clone(),
-                        "response_body",
-                    )
-                })
-                .push(i, filter),
-            Err(failure) => {
-                return Err(Box::new(Failed::new(
-                    links,
-                    i,
-                    "response_body",
-                    failure,
-                    ctx,
-                    &**observer,
-                )))
-            }
-        }
-    }
+    let stack = collect_filters(
+        links,
+        ran.descending(),
+        "response_body",
+        ctx,
+        observer,
+        |link, ctx| link.plugin.response_body_filter(head, ctx),
+    )?;
     match stack {
         None => Ok(body),
         Some(stack) => {
