@@ -6,3 +6,4 @@ cd "$(dirname "$0")/.."
 python=$(scripts/ensure-python.sh)
 cargo test --workspace --locked "$@"
 "$python" -m pytest -q tests/chart
+scripts/check-metrics.sh

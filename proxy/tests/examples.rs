@@ -23,7 +23,11 @@ fn compile(name: &str) -> Compiled {
         builtin().catalogue(),
     )
     .unwrap_or_else(|err| panic!("examples/{name}: {err}"));
-    assert!(loaded.notes.is_empty(), "skipped documents: {:?}", loaded.notes);
+    assert!(
+        loaded.notes.is_empty(),
+        "skipped documents: {:?}",
+        loaded.notes
+    );
     compiled
 }
 

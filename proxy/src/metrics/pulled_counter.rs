@@ -70,7 +70,9 @@ mod tests {
         assert_eq!(families[0].get_metric()[0].get_counter().get_value(), 7.0);
         VALUE.store(9, Ordering::Relaxed);
         assert_eq!(
-            counter.collect()[0].get_metric()[0].get_counter().get_value(),
+            counter.collect()[0].get_metric()[0]
+                .get_counter()
+                .get_value(),
             9.0
         );
     }
