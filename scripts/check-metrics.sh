@@ -78,9 +78,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-log "building hookway-proxy and the controller metrics test"
+log "building hookway-proxy"
 cargo build --locked -q -p hookway-proxy --bin hookway-proxy
-cargo test --locked -q -p hookway-controller --test metrics_exposition --no-run 2>/dev/null
 
 # --- proxy -------------------------------------------------------------------------------
 mkdir "$workdir/manifests"
