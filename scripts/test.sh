@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python=$(scripts/ensure-python.sh)
 cargo test --workspace --locked "$@"
+scripts/check-metrics.sh
 "$python" -m pytest -q tests/chart

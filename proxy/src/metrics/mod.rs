@@ -1,4 +1,12 @@
 //! Prometheus metrics of the proxy, in an explicit [`Registry`] (no globals).
+//!
+//! `/metrics` renders this registry plus the default registry, where plugins keep the
+//! metrics they own (`hookway_plugin_decisions_total`, `hookway_circuit_breaker_state`).
+//! Every metric is listed in `docs/operations.md`.
+
+mod pulled_counter;
+
+pub use pulled_counter::PulledCounter;
 
 use std::time::Duration;
 
@@ -40,6 +48,15 @@ pub struct Metrics {
     pub snapshot_version: IntGauge,
     /// `hookway_snapshot_reloads_total{result}` (`applied` or `rejected`).
     pub snapshot_reloads: IntCounterVec,
+}
+
+/// `hookway_access_log_dropped_lines_total`: read from the access_log writers at scrape time.
+fn access_log_dropped_lines() -> prometheus::Result<PulledCounter> {
+    PulledCounter::new(
+        "hookway_access_log_dropped_lines_total",
+        "Access log lines dropped because a writer queue was full or its writer had stopped.",
+        crate::plugins::access_log::dropped_lines_total,
+    )
 }
 
 impl Metrics {
@@ -114,13 +131,17 @@ impl Metrics {
             .register(Box::new(m.active_connections.clone()))?;
         m.registry.register(Box::new(m.snapshot_version.clone()))?;
         m.registry.register(Box::new(m.snapshot_reloads.clone()))?;
+        m.registry.register(Box::new(access_log_dropped_lines()?))?;
         Ok(m)
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The Prometheus text exposition of every metric: this registry's, then the plugins'
+    /// (default registry).
     pub fn render(&self) -> String {
+        let mut families = self.registry.gather();
+        families.extend(prometheus::gather());
         let mut out = Vec::new();
-        if let Err(err) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+        if let Err(err) = TextEncoder::new().encode(&families, &mut out) {
             tracing::warn!(error = %err, "encoding metrics");
         }
         String::from_utf8(out).unwrap_or_default()
@@ -155,5 +176,42 @@ impl ChainObserver for Metrics {
         self.plugin_failures
             .with_label_values(&[plugin, alias])
             .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::decisions::{self, Decision};
+
+    #[test]
+    fn render_includes_plugin_metrics_and_dropped_access_log_lines() {
+        let metrics = Metrics::new().unwrap();
+        metrics
+            .requests
+            .with_label_values(&["apps/r", "apps/s", "GET", "200"])
+            .inc();
+        let route = ObjectKey::new("apps", "metrics-render-test");
+        decisions::record("ip_restriction", Some(&route), Decision::Denied);
+        crate::plugins::circuit_breaker::state_gauge()
+            .with_label_values(&["breaker", "apps/metrics-render-test"])
+            .set(0);
+        let text = metrics.render();
+        assert!(
+            text.contains("# TYPE hookway_requests_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE hookway_access_log_dropped_lines_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"hookway_plugin_decisions_total{decision="denied",plugin="ip_restriction",route="apps/metrics-render-test"}"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE hookway_circuit_breaker_state gauge"),
+            "{text}"
+        );
     }
 }

@@ -1,0 +1,156 @@
+//! The shipped example folders compile to what their READMEs promise: `examples/quickstart`
+//! clean, `examples/multi-tenant` with the platform's locked plugins on every tenant Route, each
+//! tenant's own plugins only on its Routes, and the `PluginLocked` warning on the Route that
+//! tries to disable the locked rate limit.
+
+use std::path::{Path, PathBuf};
+
+use hookway_crds::compiler::{Compiled, Kind, ObjectId};
+use hookway_crds::snapshot::{ObjectKey, Tier};
+use hookway_proxy::plugins::builtin;
+use hookway_proxy::standalone::{check, compile_dir, OutputFormat, StandaloneOptions};
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name)
+}
+
+fn compile(name: &str) -> Compiled {
+    let (compiled, loaded) = compile_dir(
+        &example(name),
+        &StandaloneOptions::default(),
+        builtin().catalogue(),
+    )
+    .unwrap_or_else(|err| panic!("examples/{name}: {err}"));
+    assert!(
+        loaded.notes.is_empty(),
+        "skipped documents: {:?}",
+        loaded.notes
+    );
+    compiled
+}
+
+/// `(alias, tier)` of a Route's chain, in run order.
+fn chain(compiled: &Compiled, namespace: &str, name: &str) -> Vec<(String, Tier)> {
+    let route = compiled
+        .snapshot
+        .routes
+        .iter()
+        .find(|r| r.key == ObjectKey::new(namespace, name))
+        .unwrap_or_else(|| panic!("route {namespace}/{name} not in the snapshot"));
+    route
+        .chain
+        .iter()
+        .map(|e| (e.alias.clone(), e.tier))
+        .collect()
+}
+
+fn warnings(compiled: &Compiled, kind: Kind, namespace: &str, name: &str) -> Vec<String> {
+    let id = ObjectId {
+        kind,
+        key: ObjectKey::new(namespace, name),
+    };
+    compiled
+        .reports
+        .get(&id)
+        .unwrap_or_else(|| panic!("no report for {id:?}"))
+        .warnings
+        .clone()
+}
+
+fn entries(list: &[(&str, Tier)]) -> Vec<(String, Tier)> {
+    list.iter().map(|(a, t)| (a.to_string(), *t)).collect()
+}
+
+#[test]
+fn quickstart_compiles_clean() {
+    let compiled = compile("quickstart");
+    let rejected: Vec<_> = compiled.rejected().collect();
+    assert!(rejected.is_empty(), "{rejected:?}");
+    for (id, report) in &compiled.reports {
+        assert!(report.warnings.is_empty(), "{id:?}: {:?}", report.warnings);
+    }
+    assert_eq!(compiled.snapshot.routes.len(), 2);
+}
+
+#[test]
+fn multi_tenant_every_object_is_accepted() {
+    let compiled = compile("multi-tenant");
+    let rejected: Vec<_> = compiled.rejected().collect();
+    assert!(rejected.is_empty(), "{rejected:?}");
+    // 4 GatewayPlugins, 2 Services, 3 Routes.
+    assert_eq!(compiled.reports.len(), 9, "{:?}", compiled.reports.keys());
+    assert_eq!(compiled.snapshot.routes.len(), 3);
+}
+
+#[test]
+fn multi_tenant_chains() {
+    let compiled = compile("multi-tenant");
+    // team-a's API: the platform's two locked plugins plus its own auth, by ascending order.
+    assert_eq!(
+        chain(&compiled, "team-a", "api"),
+        entries(&[
+            ("access-log", Tier::Cluster),
+            ("platform-rate-limit", Tier::Cluster),
+            ("team-a-auth", Tier::Namespace),
+        ])
+    );
+    // team-a's status Route does not reference auth (status: enable), and its attempt to
+    // disable the locked rate limit is ignored.
+    assert_eq!(
+        chain(&compiled, "team-a", "status"),
+        entries(&[
+            ("access-log", Tier::Cluster),
+            ("platform-rate-limit", Tier::Cluster),
+        ])
+    );
+    // team-b: its namespace-wide global cors runs without a reference; team-a's auth does not.
+    assert_eq!(
+        chain(&compiled, "team-b", "web-api"),
+        entries(&[
+            ("access-log", Tier::Cluster),
+            ("team-b-cors", Tier::Namespace),
+            ("platform-rate-limit", Tier::Cluster),
+        ])
+    );
+    // Requests matching no Route: only the access log (the rate limit is scoped to tenant
+    // namespaces by its policy, so it is not global outside them).
+    let default: Vec<_> = compiled
+        .snapshot
+        .default_chain
+        .iter()
+        .map(|e| e.alias.as_str())
+        .collect();
+    assert_eq!(default, ["access-log"]);
+}
+
+#[test]
+fn multi_tenant_disabling_the_locked_rate_limit_is_reported() {
+    let compiled = compile("multi-tenant");
+    let status = warnings(&compiled, Kind::Route, "team-a", "status");
+    assert_eq!(status.len(), 1, "{status:?}");
+    assert!(status[0].starts_with("PluginLocked"), "{status:?}");
+    assert!(status[0].contains("platform-rate-limit"), "{status:?}");
+    for (ns, name) in [("team-a", "api"), ("team-b", "web-api")] {
+        let w = warnings(&compiled, Kind::Route, ns, name);
+        assert!(w.is_empty(), "{ns}/{name}: {w:?}");
+    }
+}
+
+#[test]
+fn multi_tenant_check_passes_and_prints_the_warning() {
+    let mut out = Vec::new();
+    let ok = check(
+        &example("multi-tenant"),
+        &StandaloneOptions::default(),
+        builtin().catalogue(),
+        OutputFormat::Text,
+        &mut out,
+    )
+    .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(ok, "a warning does not fail the check:\n{text}");
+    assert!(text.contains("Route team-a/status"), "{text}");
+    assert!(text.contains("PluginLocked"), "{text}");
+}

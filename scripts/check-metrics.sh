@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Runs the proxy's and the controller's /metrics expositions through `promtool check metrics`
+# (Prometheus' own parser and naming lint: `_total` counters, base units, help texts...).
+#
+# - Installs Debian's `prometheus` package with apt-get when promtool is missing.
+# - Proxy: starts `hookway-proxy --manifests` on examples/quickstart plus two Routes that make the
+#   plugins' own metrics appear (an `ip_restriction` that denies loopback, a `circuit_breaker` in
+#   front of a closed port), on free loopback ports; sends a few requests so every labelled
+#   metric has series, and checks what GET /metrics returns.
+# - Controller: its rendering function, populated like a running controller, dumped by the test
+#   controller/tests/metrics_exposition.rs (HOOKWAY_METRICS_OUT).
+#
+# Exit status non-zero, with promtool's findings on stderr, when either exposition has a problem.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { echo "check-metrics: $*" >&2; }
+
+ensure_promtool() {
+    command -v promtool >/dev/null 2>&1 && return 0
+    if ! command -v apt-get >/dev/null 2>&1; then
+        log "promtool missing and apt-get unavailable"; exit 1
+    fi
+    local sudo_cmd=""
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1; then sudo_cmd="sudo -n"; else
+            log "promtool missing and not root (no sudo)"; exit 1
+        fi
+    fi
+    log "installing promtool (Debian package prometheus) with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo_cmd apt-get install -y -q --no-install-recommends prometheus >&2 \
+        || { $sudo_cmd apt-get update -q >&2 \
+             && $sudo_cmd apt-get install -y -q --no-install-recommends prometheus >&2; } \
+        || { log "apt-get install prometheus failed"; exit 1; }
+    command -v promtool >/dev/null 2>&1 || { log "promtool not found after install"; exit 1; }
+}
+
+# A free loopback port (the kernel picks it; a small race before the proxy binds is acceptable).
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# GET with a bounded wait; prints the body. curl is preferred, python3 otherwise.
+http_get() {
+    local url="$1"; shift
+    if command -v curl >/dev/null 2>&1; then
+        curl -sS --max-time 5 "$@" "$url"
+    else
+        python3 - "$url" <<'PY'
+import sys, urllib.request, urllib.error
+try:
+    print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode(), end="")
+except urllib.error.HTTPError as e:
+    print(e.read().decode(), end="")
+PY
+    fi
+}
+
+check() {
+    local what="$1" file="$2"
+    if ! promtool check metrics < "$file" >"$workdir/$what.promtool" 2>&1; then
+        log "$what: promtool check metrics failed:"
+        cat "$workdir/$what.promtool" >&2
+        return 1
+    fi
+    log "$what: $(grep -c '^# TYPE' "$file") metric families, promtool check metrics OK"
+}
+
+ensure_promtool
+command -v python3 >/dev/null 2>&1 || { log "python3 is needed to pick free ports"; exit 1; }
+
+workdir="$(mktemp -d -t hookway-metrics.XXXXXX)"
+proxy_pid=""
+cleanup() {
+    if [ -n "$proxy_pid" ]; then kill "$proxy_pid" 2>/dev/null || true; wait "$proxy_pid" 2>/dev/null || true; fi
+    rm -rf "$workdir"
+}
+trap cleanup EXIT
+
+log "building hookway-proxy"
+cargo build --locked -q -p hookway-proxy --bin hookway-proxy
+
+# --- proxy -------------------------------------------------------------------------------
+mkdir "$workdir/manifests"
+cp examples/quickstart/*.yaml "$workdir/manifests/"
+cat >"$workdir/manifests/metrics-extra.yaml" <<'YAML'
+apiVersion: hookway.dev/v1alpha1
+kind: GatewayPlugin
+metadata: {name: deny-loopback, namespace: hookway-system}
+spec:
+  plugin: ip_restriction
+  config: {ip_list_type: black, ip_black_list: [127.0.0.0/8, "::1"]}
+---
+apiVersion: hookway.dev/v1alpha1
+kind: GatewayPlugin
+metadata: {name: breaker, namespace: hookway-system}
+spec:
+  plugin: circuit_breaker
+  config: {minimum_requests: 2, failure_percent: 0.5, break_period: 60}
+---
+apiVersion: hookway.dev/v1alpha1
+kind: Service
+metadata: {name: closed, namespace: default}
+spec:
+  nodes: [{address: 127.0.0.1, port: 9}]
+  retries: {attempts: 0}
+---
+apiVersion: hookway.dev/v1alpha1
+kind: Route
+metadata: {name: denied, namespace: default}
+spec:
+  rules: [{path: {type: Exact, value: /denied}}]
+  service: closed
+  plugins: {deny-loopback: {}}
+---
+apiVersion: hookway.dev/v1alpha1
+kind: Route
+metadata: {name: breaker, namespace: default}
+spec:
+  rules: [{path: {type: Exact, value: /breaker}}]
+  service: closed
+  plugins: {breaker: {}}
+YAML
+http_port="$(free_port)"
+admin_port="$(free_port)"
+target/debug/hookway-proxy --manifests "$workdir/manifests" --no-https \
+    --http-addr "127.0.0.1:$http_port" --admin-addr "127.0.0.1:$admin_port" \
+    >"$workdir/proxy.log" 2>&1 &
+proxy_pid=$!
+ready=""
+for _ in $(seq 1 100); do
+    if http_get "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1; then ready=1; break; fi
+    kill -0 "$proxy_pid" 2>/dev/null || break
+    sleep 0.1
+done
+if [ -z "$ready" ]; then
+    log "the proxy did not become ready; its log:"; cat "$workdir/proxy.log" >&2; exit 1
+fi
+# Traffic: the mock route (200), a denied one (403), a closed upstream behind the breaker
+# (502 + connect errors, then the breaker opens: 503), the quickstart's local upstream on :8081
+# (whatever it answers).
+base="http://127.0.0.1:$http_port"
+for _ in 1 2 3; do http_get "$base/hello" >/dev/null || true; done
+http_get "$base/denied" >/dev/null || true
+for _ in 1 2 3 4; do http_get "$base/breaker" >/dev/null || true; done
+http_get "$base/anything" >/dev/null || true
+http_get "http://127.0.0.1:$admin_port/metrics" >"$workdir/proxy.prom"
+for family in hookway_requests_total hookway_upstream_connect_errors_total \
+    hookway_plugin_hook_duration_seconds_bucket hookway_plugin_decisions_total \
+    hookway_circuit_breaker_state hookway_access_log_dropped_lines_total; do
+    grep -q "^$family[{ ]" "$workdir/proxy.prom" \
+        || { log "proxy: no $family series after traffic"; cat "$workdir/proxy.prom" >&2; exit 1; }
+done
+status=0
+check proxy "$workdir/proxy.prom" || status=1
+
+# --- controller --------------------------------------------------------------------------
+HOOKWAY_METRICS_OUT="$workdir/controller.prom" \
+    cargo test --locked -q -p hookway-controller --test metrics_exposition >&2
+check controller "$workdir/controller.prom" || status=1
+
+exit "$status"
