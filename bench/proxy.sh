@@ -1,14 +1,28 @@
 #!/usr/bin/env bash
 # Throughput and latency of hookway-proxy against nginx, with wrk.
 #
-# Targets (HTTP and TLS), interleaved, RUNS runs each, median reported:
-#   direct   wrk -> upstream nginx (`return 200`): the rig's ceiling
-#   nginx    wrk -> nginx reverse proxy (1 worker, keep-alive upstream) -> upstream
-#   hookway  wrk -> hookway-proxy (empty chain) -> upstream
+# Targets, interleaved, RUNS runs each, median reported:
+#   direct           wrk -> upstream nginx (`return 200`): the rig's ceiling
+#   nginx            wrk -> nginx reverse proxy (1 worker, keep-alive upstream) -> upstream
+#   hookway          wrk -> hookway-proxy, empty chain -> upstream
+#   hookway-hdr1     one `headers` plugin (sets a request and a response header)
+#   hookway-hdr3     three `headers` plugins (a header-only chain)
+#   hookway-rewrite  one `proxy_rewrite` plugin (Host and one request header)
+#   hookway-acl      ip_restriction (white 127.0.0.0/8) + auth (apikey from a Secret, sent by wrk)
+#                    + rate_limiting (local, a limit never reached)
+#   hookway-log      access_log, JSON lines to a file (the file is emptied after each run)
+#   *-tls            the same over TLS 1.3 (nginx, hookway empty chain, hookway-hdr3)
+#   nginx-json       nginx proxying a 64 KiB JSON file, no compression
+#   hookway-json     hookway proxying the same file, empty chain
+#   nginx-gzip       nginx proxying the file with `gzip on; gzip_comp_level 6` (Accept-Encoding: gzip)
+#   hookway-gzip     hookway with `compression` (gzip only, level 6) on the same file
 # On a 2-core machine the proxy under test is pinned to core 0, wrk and the upstream to core 1,
-# so the proxy is the bottleneck and the figures compare.
+# so the proxy is the bottleneck and the figures compare. Every hookway target is a route of one
+# hookway-proxy process in standalone mode (`--manifests DIR`, written below), so the chains
+# differ and nothing else does.
 #
-# Usage: bench/proxy.sh            (DURATION=5 RUNS=3 CONNS=64 to change)
+# Usage: bench/proxy.sh            (DURATION=5 RUNS=3 CONNS=64 to change; ONLY="hookway hookway-hdr3"
+#                                   runs a subset; HOOKWAY_BIN=path skips the release build)
 # Installs wrk and nginx with apt-get when missing. Every run is bounded (DURATION seconds).
 set -euo pipefail
 
@@ -24,9 +38,11 @@ HW_TLS_PORT=$((BASE_PORT + 4))
 HW_ADMIN_PORT=$((BASE_PORT + 5))
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
+API_KEY=bench-key-0123456789
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
+chmod 755 "$work" # nginx workers (nobody) read the JSON file below it
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -42,13 +58,26 @@ if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx >/dev/null
 fi
 
-echo "building hookway-proxy (release)..." >&2
-(cd "$root" && cargo build --release -q -p hookway-proxy)
-hookway="$root/target/release/hookway-proxy"
+hookway=${HOOKWAY_BIN:-}
+if [ -z "$hookway" ]; then
+  echo "building hookway-proxy (release)..." >&2
+  (cd "$root" && cargo build --release -q -p hookway-proxy)
+  hookway="$root/target/release/hookway-proxy"
+fi
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
   -subj /CN=bench.local -addext subjectAltName=DNS:bench.local \
   -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+
+# The 64 KiB JSON document (an array of small user records, like an API listing).
+mkdir -p "$work/www"
+awk 'BEGIN {
+  s = "["
+  for (i = 0; length(s) < 65536 - 160; i++)
+    s = s sprintf("{\"id\":%d,\"name\":\"user-%d\",\"email\":\"u%d@example.com\",\"score\":%d,\"active\":%s},",
+                  i, (i * 7919) % 100000, i, (i * 31) % 1000, (i % 3 == 0) ? "true" : "false")
+  printf "%s{}]\n", s
+}' >"$work/www/data.json"
 
 nginx_conf() { # name, server blocks
   mkdir -p "$work/$1/logs"
@@ -70,7 +99,18 @@ http {
 CONF
 }
 
-nginx_conf upstream "server { listen 127.0.0.1:$UP_PORT; location / { return 200 'ok\n'; } }"
+# Upstream: `ok` for every path, the JSON document for every path ending in .json.
+nginx_conf upstream "server {
+    listen 127.0.0.1:$UP_PORT;
+    location / { return 200 'ok\n'; }
+    location ~ \.json\$ { root $work/www; default_type application/json; try_files /data.json =404; }
+  }"
+proxy_block="proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_buffers 16 8k;"
 nginx_conf proxy "
   upstream up { server 127.0.0.1:$UP_PORT; keepalive 128; keepalive_requests 1000000; }
   ssl_certificate $work/cert.pem;
@@ -79,42 +119,185 @@ nginx_conf proxy "
   server {
     listen 127.0.0.1:$NGINX_PORT;
     listen 127.0.0.1:$NGINX_TLS_PORT ssl;
-    location / {
-      proxy_pass http://up;
-      proxy_http_version 1.1;
-      proxy_set_header Connection \"\";
-      proxy_set_header Host \$host;
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-    }
+    location / { $proxy_block }
+    location /gzip/ { $proxy_block
+      gzip on; gzip_comp_level 6; gzip_types application/json; }
   }"
 
-cat >"$work/snapshot.json" <<JSON
-{"version": 1, "hash": "",
- "routes": [{"key": {"namespace": "bench", "name": "all"}, "hosts": [],
-   "rules": [{"path_type": "Prefix", "path": "/", "methods": [], "headers": [], "query": []}],
-   "priority": 0, "created": 0, "upstream": {"namespace": "bench", "name": "up"}, "chain": []}],
- "upstreams": [{"key": {"namespace": "bench", "name": "up"}, "scheme": "http", "balance": "round-robin",
-   "hash_header": null, "endpoints": [{"address": "127.0.0.1", "port": $UP_PORT, "weight": 1}],
-   "connect_timeout_ms": 1000, "request_timeout_ms": 5000, "retries": 0, "retry_on_status": [],
-   "tls_server_name": null, "tls_insecure_skip_verify": false}],
- "certificates": [], "secrets": [], "default_chain": []}
-JSON
+# hookway: one route per chain, all to the same upstream.
+mkdir -p "$work/manifests"
+cat >"$work/manifests/bench.yaml" <<YAML
+apiVersion: hookway.dev/v1alpha1
+kind: Service
+metadata: {name: up, namespace: bench}
+spec:
+  nodes: [{address: "127.0.0.1", port: $UP_PORT}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: bench-keys, namespace: bench}
+stringData: {bench: "$API_KEY"}
+---
+apiVersion: hookway.dev/v1alpha1
+kind: GatewayPlugin
+metadata: {name: hdr-a, namespace: bench}
+spec:
+  plugin: headers
+  status: enable
+  order: 100
+  config: {request: {set: {x-env: bench}}, response: {set: {x-served-by: hookway}}}
+---
+apiVersion: hookway.dev/v1alpha1
+kind: GatewayPlugin
+metadata: {name: hdr-b, namespace: bench}
+spec:
+  plugin: headers
+  status: enable
+  order: 110
+  config: {request: {add: {x-forwarded-by: hookway}, remove: [x-debug]}, response: {remove: [x-powered-by]}}
+---
+apiVersion: hookway.dev/v1alpha1
+kind: GatewayPlugin
+metadata: {name: hdr-c, namespace: bench}
+spec:
+  plugin: headers
+  status: enable
+  order: 120
+  config: {request: {rename: {x-legacy-user: x-user}}, response: {set: {strict-transport-security: "max-age=31536000"}}}
+---
+apiVersion: hookway.dev/v1alpha1
+kind: GatewayPlugin
+metadata: {name: rewrite, namespace: bench}
+spec:
+  plugin: proxy_rewrite
+  status: enable
+  order: 100
+  config: {host: upstream.bench, headers: {x-env: bench}}
+---
+apiVersion: hookway.dev/v1alpha1
+kind: GatewayPlugin
+metadata: {name: ip, namespace: bench}
+spec:
+  plugin: ip_restriction
+  status: enable
+  order: 10
+  config: {ip_list_type: white, ip_white_list: ["127.0.0.0/8"]}
+---
+apiVersion: hookway.dev/v1alpha1
+kind: GatewayPlugin
+metadata: {name: keys, namespace: bench}
+spec:
+  plugin: auth
+  status: enable
+  order: 20
+  config: {credentials: [{type: apikey, secret: bench-keys}]}
+---
+apiVersion: hookway.dev/v1alpha1
+kind: GatewayPlugin
+metadata: {name: limit, namespace: bench}
+spec:
+  plugin: rate_limiting
+  status: enable
+  order: 30
+  config: {second: 1000000000, key: ip, policy: local}
+---
+apiVersion: hookway.dev/v1alpha1
+kind: GatewayPlugin
+metadata: {name: log, namespace: bench}
+spec:
+  plugin: access_log
+  status: enable
+  order: 1
+  config: {format: json, output: file, path: "$work/access.log"}
+---
+apiVersion: hookway.dev/v1alpha1
+kind: GatewayPlugin
+metadata: {name: gzip6, namespace: bench}
+spec:
+  plugin: compression
+  status: enable
+  order: 5
+  config: {algorithms: [gzip], gzip_level: 6}
+YAML
+route() { # name, path prefix, plugin aliases (space-separated)
+  local refs="{}"
+  if [ -n "$3" ]; then refs="{$(printf '%s: {}, ' $3 | sed 's/, $//')}"; fi
+  cat >>"$work/manifests/bench.yaml" <<YAML
+---
+apiVersion: hookway.dev/v1alpha1
+kind: Route
+metadata: {name: $1, namespace: bench}
+spec: {rules: [{path: {type: Prefix, value: $2}}], service: up, plugins: $refs}
+YAML
+}
+route empty /empty/ ""
+route hdr1 /hdr1/ "hdr-a"
+route hdr3 /hdr3/ "hdr-a hdr-b hdr-c"
+route rewrite /rewrite/ "rewrite"
+route acl /acl/ "ip keys limit"
+route log /log/ "log"
+route json /json/ ""
+route gzip /gzip/ "gzip6"
+"$hookway" --manifests "$work/manifests" --check >&2
 
 taskset -c "$LOAD_CPU" nginx -p "$work/upstream" -c "$work/upstream/nginx.conf" -g 'daemon off;' &
 pids+=($!)
 taskset -c "$PROXY_CPU" nginx -p "$work/proxy" -c "$work/proxy/nginx.conf" -g 'daemon off;' &
 pids+=($!)
-taskset -c "$PROXY_CPU" "$hookway" --snapshot "$work/snapshot.json" --worker-threads 1 \
+taskset -c "$PROXY_CPU" "$hookway" --manifests "$work/manifests" --worker-threads 1 \
   --http-addr "127.0.0.1:$HW_PORT" --https-addr "127.0.0.1:$HW_TLS_PORT" \
   --admin-addr "127.0.0.1:$HW_ADMIN_PORT" --default-cert "$work/cert.pem" \
   --default-key "$work/key.pem" --log-level "warn,rustls=error" &
 pids+=($!)
 
-for port in $UP_PORT $NGINX_PORT $HW_PORT; do
+for url in "http://127.0.0.1:$UP_PORT/" "http://127.0.0.1:$NGINX_PORT/" "http://127.0.0.1:$HW_PORT/empty/"; do
   for _ in $(seq 50); do
-    curl -fsS "http://127.0.0.1:$port/" >/dev/null 2>&1 && break
+    curl -fsS "$url" >/dev/null 2>&1 && break
     sleep 0.1
   done
+done
+
+H="http://127.0.0.1"
+S="https://127.0.0.1"
+GZ="Accept-Encoding: gzip"
+AUTH="Authorization: $API_KEY"
+# name | url | wrk header | baseline for "vs nginx" | baseline for "vs empty chain"
+targets=(
+  "direct|$H:$UP_PORT/||direct|"
+  "nginx|$H:$NGINX_PORT/||nginx|"
+  "hookway|$H:$HW_PORT/empty/||nginx|hookway"
+  "hookway-hdr1|$H:$HW_PORT/hdr1/||nginx|hookway"
+  "hookway-hdr3|$H:$HW_PORT/hdr3/||nginx|hookway"
+  "hookway-rewrite|$H:$HW_PORT/rewrite/||nginx|hookway"
+  "hookway-acl|$H:$HW_PORT/acl/|$AUTH|nginx|hookway"
+  "hookway-log|$H:$HW_PORT/log/||nginx|hookway"
+  "nginx-tls|$S:$NGINX_TLS_PORT/||nginx-tls|"
+  "hookway-tls|$S:$HW_TLS_PORT/empty/||nginx-tls|hookway-tls"
+  "hookway-hdr3-tls|$S:$HW_TLS_PORT/hdr3/||nginx-tls|hookway-tls"
+  "nginx-json|$H:$NGINX_PORT/json/data.json||nginx-json|"
+  "hookway-json|$H:$HW_PORT/json/data.json||nginx-json|hookway-json"
+  "nginx-gzip|$H:$NGINX_PORT/gzip/data.json|$GZ|nginx-gzip|"
+  "hookway-gzip|$H:$HW_PORT/gzip/data.json|$GZ|nginx-gzip|hookway-json"
+)
+field() { IFS='|' read -r -a f <<<"$1"; echo "${f[$2]:-}"; }
+selected() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
+
+# Sanity: every target answers 200 (a 401 or 404 would be counted as throughput otherwise).
+echo "checks:" >&2
+for t in "${targets[@]}"; do
+  name=$(field "$t" 0) url=$(field "$t" 1) header=$(field "$t" 2)
+  out=$(curl -sk -o "$work/body" -D "$work/head" -w '%{http_code} %{size_download}' \
+    ${header:+-H "$header"} "$url")
+  enc=$(awk -F': *' 'tolower($1) == "content-encoding" {print $2}' "$work/head" | tr -d '\r')
+  echo "  $name: status/bytes $out ${enc:+($enc)}" >&2
+  [ "${out%% *}" = 200 ] || { echo "$name does not answer 200" >&2; exit 1; }
+done
+for _ in $(seq 30); do [ -s "$work/access.log" ] && break; sleep 0.1; done
+[ -s "$work/access.log" ] || { echo "access_log wrote nothing" >&2; exit 1; }
+for t in nginx-gzip hookway-gzip; do
+  url=$(field "$(printf '%s\n' "${targets[@]}" | grep "^$t|")" 1)
+  curl -s -H "$GZ" "$url" | gzip -d | cmp -s - "$work/www/data.json" ||
+    { echo "$t: the gzip body does not decode to the file" >&2; exit 1; }
 done
 
 to_ms() { # wrk latency (123.45us | 1.23ms | 1.01s) -> ms
@@ -125,9 +308,12 @@ to_ms() { # wrk latency (123.45us | 1.23ms | 1.01s) -> ms
     else printf "%s", v }'
 }
 
-run() { # name url -> appends "rps p50 p99" to $work/name
+log_requests=0
+log_lines=0
+run() { # name url [header] -> appends "rps p50 p99" to $work/name
   local out
-  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 2s --latency "$2" 2>&1)
+  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 2s --latency \
+    ${3:+-H "$3"} "$2" 2>&1)
   local rps p50 p99 errors
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
   p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
@@ -136,36 +322,45 @@ run() { # name url -> appends "rps p50 p99" to $work/name
   [ -n "$errors" ] && echo "  $1: $errors" >&2
   echo "$rps $p50 $p99" >>"$work/$1"
   echo "  $1: $rps req/s p50 ${p50}ms p99 ${p99}ms" >&2
+  if [ "$1" = hookway-log ]; then # lines written vs requests completed, then empty the file
+    sleep 0.5
+    log_requests=$((log_requests + $(awk '/requests in/ {print $1}' <<<"$out")))
+    log_lines=$((log_lines + $(wc -l <"$work/access.log")))
+    : >"$work/access.log"
+  fi
 }
 
-targets=(
-  "direct|http://127.0.0.1:$UP_PORT/"
-  "nginx|http://127.0.0.1:$NGINX_PORT/"
-  "hookway|http://127.0.0.1:$HW_PORT/"
-  "nginx-tls|https://127.0.0.1:$NGINX_TLS_PORT/"
-  "hookway-tls|https://127.0.0.1:$HW_TLS_PORT/"
-)
+: >"$work/access.log"
 for r in $(seq "$RUNS"); do
-  echo "run $r/$RUNS" >&2
-  for t in "${targets[@]}"; do run "${t%%|*}" "${t#*|}"; done
+  echo "run $r/$RUNS (load average $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+  for t in "${targets[@]}"; do
+    selected "$(field "$t" 0)" || continue
+    run "$(field "$t" 0)" "$(field "$t" 1)" "$(field "$t" 2)"
+  done
 done
 
 median() { sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
-col() { awk -v c="$2" '{print $c}' "$work/$1" | median; }
+col() { [ -s "$work/$1" ] && awk -v c="$2" '{print $c}' "$work/$1" | median; }
 
-direct=$(col direct 1)
-nginx=$(col nginx 1)
-nginx_tls=$(col nginx-tls 1)
 echo
-echo "| target | req/s | p50 ms | p99 ms | vs direct | vs nginx |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: |"
-for t in direct nginx hookway nginx-tls hookway-tls; do
-  rps=$(col "$t" 1)
-  base=$nginx
-  case $t in *-tls) base=$nginx_tls ;; esac
-  awk -v t="$t" -v r="$rps" -v p50="$(col "$t" 2)" -v p99="$(col "$t" 3)" -v d="$direct" -v n="$base" \
-    'BEGIN { printf "| %s | %.0f | %s | %s | %.2f | %.2f |\n", t, r, p50, p99, r / d, r / n }'
+echo "| target | req/s | p50 ms | p99 ms | vs direct | vs nginx | vs empty chain |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+direct=$(col direct 1 || echo 0)
+for t in "${targets[@]}"; do
+  name=$(field "$t" 0) nginx_base=$(field "$t" 3) empty_base=$(field "$t" 4)
+  rps=$(col "$name" 1) || continue
+  awk -v t="$name" -v r="$rps" -v p50="$(col "$name" 2)" -v p99="$(col "$name" 3)" \
+    -v d="$direct" -v n="$(col "$nginx_base" 1 || echo 0)" \
+    -v e="$( [ -n "$empty_base" ] && col "$empty_base" 1 || echo 0)" \
+    'function ratio(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "" }
+     BEGIN { printf "| %s | %.0f | %s | %s | %s | %s | %s |\n", t, r, p50, p99,
+             (t ~ /json|gzip/) ? "" : ratio(r, d), ratio(r, n), ratio(r, e) }'
 done
 echo
 echo "wrk -t1 -c$CONNS -d${DURATION}s, median of $RUNS interleaved runs; proxy on CPU $PROXY_CPU," \
-  "wrk and upstream on CPU $LOAD_CPU; hookway with an empty chain (--worker-threads 1)."
+  "wrk and upstream on CPU $LOAD_CPU; hookway --worker-threads 1, standalone (--manifests)." \
+  "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+if [ "$log_requests" -gt 0 ]; then
+  echo "access_log: $log_lines lines written for $log_requests requests" \
+    "($((log_requests - log_lines)) dropped or unflushed)."
+fi
