@@ -80,6 +80,9 @@ trap cleanup EXIT
 
 log "building hookway-proxy"
 cargo build --locked -q -p hookway-proxy --bin hookway-proxy
+# Wherever cargo puts it (CARGO_TARGET_DIR or the workspace's target/).
+target_dir=$(cargo metadata --locked --format-version 1 --no-deps \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 
 # --- proxy -------------------------------------------------------------------------------
 mkdir "$workdir/manifests"
@@ -124,7 +127,7 @@ spec:
 YAML
 http_port="$(free_port)"
 admin_port="$(free_port)"
-target/debug/hookway-proxy --manifests "$workdir/manifests" --no-https \
+"$target_dir/debug/hookway-proxy" --manifests "$workdir/manifests" --no-https \
     --http-addr "127.0.0.1:$http_port" --admin-addr "127.0.0.1:$admin_port" \
     >"$workdir/proxy.log" 2>&1 &
 proxy_pid=$!
