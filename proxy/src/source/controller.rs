@@ -302,14 +302,7 @@ async fn session(
         proxy_id: config.proxy_id.clone(),
         hash: tx.borrow().as_ref().map(|s| s.hash.clone()),
     };
-    let body = serde_json::to_vec(&hello).map_err(|e| Error::Frame(e.to_string()))?;
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri(endpoint(base, STREAM_PATH)?)
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| Error::Connect(e.to_string()))?;
+    let request = json_post(base, STREAM_PATH, &token, &hello)?;
     let response = client
         .request(request)
         .await
@@ -438,15 +431,25 @@ async fn wait_applied(
     }
 }
 
-async fn send_ack(client: &HttpClient, base: &Uri, token: &str, ack: &Ack) -> Result<(), Error> {
-    let body = serde_json::to_vec(ack).map_err(|e| Error::Frame(e.to_string()))?;
-    let request = Request::builder()
+/// An authenticated `POST` of `value` as JSON to `path` on the controller.
+fn json_post(
+    base: &Uri,
+    path: &str,
+    token: &str,
+    value: &impl serde::Serialize,
+) -> Result<Request<Full<Bytes>>, Error> {
+    let body = serde_json::to_vec(value).map_err(|e| Error::Frame(e.to_string()))?;
+    Request::builder()
         .method(Method::POST)
-        .uri(endpoint(base, ACK_PATH)?)
+        .uri(endpoint(base, path)?)
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
         .header(header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body)))
-        .map_err(|e| Error::Connect(e.to_string()))?;
+        .map_err(|e| Error::Connect(e.to_string()))
+}
+
+async fn send_ack(client: &HttpClient, base: &Uri, token: &str, ack: &Ack) -> Result<(), Error> {
+    let request = json_post(base, ACK_PATH, token, ack)?;
     let response = client
         .request(request)
         .await
