@@ -242,13 +242,16 @@ route gzip /gzip/ "gzip6"
 
 taskset -c "$LOAD_CPU" nginx -p "$work/upstream" -c "$work/upstream/nginx.conf" -g 'daemon off;' &
 pids+=($!)
+upstream_master=$!
 taskset -c "$PROXY_CPU" nginx -p "$work/proxy" -c "$work/proxy/nginx.conf" -g 'daemon off;' &
 pids+=($!)
+nginx_master=$!
 taskset -c "$PROXY_CPU" "$hookway" --manifests "$work/manifests" --worker-threads 1 \
   --http-addr "127.0.0.1:$HW_PORT" --https-addr "127.0.0.1:$HW_TLS_PORT" \
   --admin-addr "127.0.0.1:$HW_ADMIN_PORT" --default-cert "$work/cert.pem" \
   --default-key "$work/key.pem" --log-level "warn,rustls=error" &
 pids+=($!)
+hookway_pid=$!
 
 for url in "http://127.0.0.1:$UP_PORT/" "http://127.0.0.1:$NGINX_PORT/" "http://127.0.0.1:$HW_PORT/empty/"; do
   for _ in $(seq 50); do
@@ -256,6 +259,20 @@ for url in "http://127.0.0.1:$UP_PORT/" "http://127.0.0.1:$NGINX_PORT/" "http://
     sleep 0.1
   done
 done
+
+# CPU time of the process serving a target, in clock ticks (user + system, all threads): CPU
+# per request does not depend on what else the machine runs, unlike req/s.
+upstream_worker=$(pgrep -P "$upstream_master" | head -1)
+nginx_worker=$(pgrep -P "$nginx_master" | head -1)
+ticks_per_s=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+server_pid() {
+  case "$1" in
+  direct) echo "$upstream_worker" ;;
+  nginx*) echo "$nginx_worker" ;;
+  *) echo "$hookway_pid" ;;
+  esac
+}
 
 H="http://127.0.0.1"
 S="https://127.0.0.1"
@@ -310,18 +327,24 @@ to_ms() { # wrk latency (123.45us | 1.23ms | 1.01s) -> ms
 
 log_requests=0
 log_lines=0
-run() { # name url [header] -> appends "rps p50 p99" to $work/name
-  local out
+run() { # name url [header] -> appends "rps p50 p99 cpu-us-per-request" to $work/name
+  local out pid before after requests cpu_us
+  pid=$(server_pid "$1")
+  before=$(cpu_ticks "$pid")
   out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 2s --latency \
     ${3:+-H "$3"} "$2" 2>&1)
   local rps p50 p99 errors
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
   p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
   p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+  after=$(cpu_ticks "$pid")
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  cpu_us=$(awk -v t=$((after - before)) -v hz="$ticks_per_s" -v n="$requests" \
+    'BEGIN { printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0) }')
   errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
   [ -n "$errors" ] && echo "  $1: $errors" >&2
-  echo "$rps $p50 $p99" >>"$work/$1"
-  echo "  $1: $rps req/s p50 ${p50}ms p99 ${p99}ms" >&2
+  echo "$rps $p50 $p99 $cpu_us" >>"$work/$1"
+  echo "  $1: $rps req/s p50 ${p50}ms p99 ${p99}ms cpu ${cpu_us}us/req" >&2
   if [ "$1" = hookway-log ]; then # lines written vs requests completed, then empty the file
     sleep 0.5
     log_requests=$((log_requests + $(awk '/requests in/ {print $1}' <<<"$out")))
@@ -343,18 +366,18 @@ median() { sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 col() { [ -s "$work/$1" ] && awk -v c="$2" '{print $c}' "$work/$1" | median; }
 
 echo
-echo "| target | req/s | p50 ms | p99 ms | vs direct | vs nginx | vs empty chain |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| target | req/s | p50 ms | p99 ms | vs direct | vs nginx | vs empty chain | CPU µs/req |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 direct=$(col direct 1 || echo 0)
 for t in "${targets[@]}"; do
   name=$(field "$t" 0) nginx_base=$(field "$t" 3) empty_base=$(field "$t" 4)
   rps=$(col "$name" 1) || continue
   awk -v t="$name" -v r="$rps" -v p50="$(col "$name" 2)" -v p99="$(col "$name" 3)" \
     -v d="$direct" -v n="$(col "$nginx_base" 1 || echo 0)" \
-    -v e="$( [ -n "$empty_base" ] && col "$empty_base" 1 || echo 0)" \
+    -v e="$( [ -n "$empty_base" ] && col "$empty_base" 1 || echo 0)" -v cpu="$(col "$name" 4)" \
     'function ratio(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "" }
-     BEGIN { printf "| %s | %.0f | %s | %s | %s | %s | %s |\n", t, r, p50, p99,
-             (t ~ /json|gzip/) ? "" : ratio(r, d), ratio(r, n), ratio(r, e) }'
+     BEGIN { printf "| %s | %.0f | %s | %s | %s | %s | %s | %s |\n", t, r, p50, p99,
+             (t ~ /json|gzip/) ? "" : ratio(r, d), ratio(r, n), ratio(r, e), cpu }'
 done
 echo
 echo "wrk -t1 -c$CONNS -d${DURATION}s, median of $RUNS interleaved runs; proxy on CPU $PROXY_CPU," \
