@@ -38,9 +38,9 @@ pub enum ApplyError {
 /// One Route, ready to serve.
 pub struct RouteRuntime {
     /// The Route.
-    pub key: ObjectKey,
+    pub key: Arc<ObjectKey>,
     /// Its upstream.
-    pub upstream: ObjectKey,
+    pub upstream: Arc<ObjectKey>,
     /// Its chain.
     pub chain: Chain,
     /// `namespace/name` of the Route (metrics label).
@@ -105,6 +105,11 @@ impl RuntimeState {
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Closes upstream connections that stayed idle too long (called periodically).
+    pub fn evict_idle_connections(&self) {
+        self.clients.evict_expired();
     }
 
     /// The live runtime (`None` until a snapshot was applied).
@@ -178,8 +183,8 @@ impl RuntimeState {
             .map(|(r, chain)| {
                 let route_label: Arc<str> = r.key.to_string().into();
                 RouteRuntime {
-                    key: r.key.clone(),
-                    upstream: r.upstream.clone(),
+                    key: Arc::new(r.key.clone()),
+                    upstream: Arc::new(r.upstream.clone()),
                     chain,
                     duration: self
                         .metrics

@@ -50,7 +50,7 @@ struct Stage {
 pub(crate) struct FilterStack {
     stages: Vec<Stage>,
     links: Arc<[Link]>,
-    route: Option<ObjectKey>,
+    route: Option<Arc<ObjectKey>>,
     observer: Arc<dyn ChainObserver>,
     phase: &'static str,
     reported: bool,
@@ -60,7 +60,7 @@ impl FilterStack {
     /// An empty stack for `phase` (`request_body` or `response_body`).
     pub(crate) fn new(
         links: Arc<[Link]>,
-        route: Option<ObjectKey>,
+        route: Option<Arc<ObjectKey>>,
         observer: Arc<dyn ChainObserver>,
         phase: &'static str,
     ) -> Self {
@@ -146,7 +146,7 @@ impl FilterStack {
         guard::report(
             link,
             self.phase,
-            self.route.as_ref(),
+            self.route.as_deref(),
             &failure,
             &*self.observer,
         );

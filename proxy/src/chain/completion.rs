@@ -59,7 +59,7 @@ impl Finisher {
             let link = &links[i];
             if let Err(failure) = guard::call(|| link.plugin.on_complete(&ctx, &completion)) {
                 // Nothing left to answer: the failure is only logged.
-                guard::report(link, "complete", ctx.route.as_ref(), &failure, &*observer);
+                guard::report(link, "complete", ctx.route.as_deref(), &failure, &*observer);
             }
             observer.hook(&link.alias, &link.plugin_kind, "complete", clock.lap());
         }

@@ -43,7 +43,7 @@ impl Failed {
         observer: &dyn ChainObserver,
     ) -> Self {
         let link = &links[i];
-        guard::report(link, phase, ctx.route.as_ref(), &failure, observer);
+        guard::report(link, phase, ctx.route.as_deref(), &failure, observer);
         Self {
             link: i,
             response: guard::failure_response(link, &failure),

@@ -198,7 +198,7 @@ fn unreadable(error: &(dyn std::error::Error + 'static), ctx: &Ctx) -> Stop {
         );
     }
     tracing::debug!(
-        route = %guard::RouteName(ctx.route.as_ref()),
+        route = %guard::RouteName(ctx.route.as_deref()),
         error = %error,
         "request body could not be read"
     );

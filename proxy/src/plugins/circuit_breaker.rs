@@ -184,11 +184,14 @@ pub fn state_gauge() -> &'static IntGaugeVec {
     })
 }
 
+/// Breakers by route (`None`: the no-route chain).
+type Breakers = HashMap<Option<Arc<ObjectKey>>, Arc<Mutex<Breaker>>>;
+
 /// A running `circuit_breaker`.
 pub struct CircuitBreaker {
     plugin: String,
     config: Config,
-    breakers: RwLock<HashMap<Option<ObjectKey>, Arc<Mutex<Breaker>>>>,
+    breakers: RwLock<Breakers>,
     clock: Arc<dyn Clock>,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
@@ -236,12 +239,12 @@ impl CircuitBreaker {
     /// The state of the breaker of `route` (`None` for the no-route chain), if it saw traffic.
     pub fn state(&self, route: Option<&ObjectKey>) -> Option<State> {
         let map = self.breakers.read().unwrap_or_else(|p| p.into_inner());
-        let key = route.cloned();
+        let key = route.cloned().map(Arc::new);
         map.get(&key)
             .map(|b| b.lock().unwrap_or_else(|p| p.into_inner()).state)
     }
 
-    fn breaker(&self, route: &Option<ObjectKey>) -> Arc<Mutex<Breaker>> {
+    fn breaker(&self, route: &Option<Arc<ObjectKey>>) -> Arc<Mutex<Breaker>> {
         if let Some(b) = self
             .breakers
             .read()
@@ -259,7 +262,7 @@ impl CircuitBreaker {
             .clone()
     }
 
-    fn transition(&self, b: &mut Breaker, to: State, route: &Option<ObjectKey>, now: u64) {
+    fn transition(&self, b: &mut Breaker, to: State, route: &Option<Arc<ObjectKey>>, now: u64) {
         let from = b.state;
         b.state = to;
         match to {
@@ -306,7 +309,7 @@ impl Plugin for CircuitBreaker {
                 self.transition(&mut b, State::HalfOpen, &ctx.route, now);
             } else {
                 ctx.extensions.insert(Answered);
-                decisions::record(Self::NAME, ctx.route.as_ref(), Decision::Tripped);
+                decisions::record(Self::NAME, ctx.route.as_deref(), Decision::Tripped);
                 return Hook::Ready(Ok(Flow::Respond(self.open_answer())));
             }
         }
@@ -379,7 +382,7 @@ mod tests {
     /// One request on `route` whose upstream answers `status`; returns the status seen.
     async fn request(cb: &CircuitBreaker, route: &str, status: u16) -> u16 {
         let mut cx = ctx("1.1.1.1:1");
-        cx.route = Some(ObjectKey::new(NS, route));
+        cx.route = Some(std::sync::Arc::new(ObjectKey::new(NS, route)));
         let mut req = parts("GET", "/", &[]);
         let seen = match testing::request(cb, &mut req, &mut cx).await {
             Some(resp) => resp.status().as_u16(),
@@ -421,7 +424,7 @@ mod tests {
         assert_eq!(state(&cb, "r"), Some(State::Open));
         // Open: answered by the breaker, the upstream status does not matter.
         let mut cx = ctx("1.1.1.1:1");
-        cx.route = Some(ObjectKey::new(NS, "r"));
+        cx.route = Some(std::sync::Arc::new(ObjectKey::new(NS, "r")));
         let resp = testing::request(&cb, &mut parts("GET", "/", &[]), &mut cx)
             .await
             .unwrap();

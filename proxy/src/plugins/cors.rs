@@ -265,7 +265,7 @@ impl Plugin for Cors {
             .to_str()
             .is_ok_and(|o| self.origins.iter().any(|r| r.matches(o)));
         if !allowed {
-            decisions::record(Self::NAME, ctx.route.as_ref(), Decision::Denied);
+            decisions::record(Self::NAME, ctx.route.as_deref(), Decision::Denied);
             return Hook::Ready(Ok(Flow::Respond(respond::error(
                 StatusCode::FORBIDDEN,
                 ORIGIN_NOT_ALLOWED,
@@ -282,7 +282,7 @@ impl Plugin for Cors {
             None => self.method_allowed(&req.method),
         };
         if !method_ok {
-            decisions::record(Self::NAME, ctx.route.as_ref(), Decision::Denied);
+            decisions::record(Self::NAME, ctx.route.as_deref(), Decision::Denied);
             let shown = req
                 .headers
                 .get(header::ACCESS_CONTROL_REQUEST_METHOD)

@@ -205,7 +205,7 @@ impl Plugin for Csrf {
         if ok {
             Hook::Ready(Ok(Flow::Continue))
         } else {
-            decisions::record(Self::NAME, ctx.route.as_ref(), Decision::Denied);
+            decisions::record(Self::NAME, ctx.route.as_deref(), Decision::Denied);
             Hook::Ready(Ok(Flow::Respond(respond::error(
                 StatusCode::FORBIDDEN,
                 INVALID,

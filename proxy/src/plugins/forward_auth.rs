@@ -211,8 +211,8 @@ impl Plugin for ForwardAuth {
             let auth_req = self.auth_request(req, ctx)?;
             let answer =
                 match tokio::time::timeout(self.timeout, self.client.request(auth_req)).await {
-                    Err(_) => return Ok(self.failed("timeout", ctx.route.as_ref())),
-                    Ok(Err(e)) => return Ok(self.failed(&e.to_string(), ctx.route.as_ref())),
+                    Err(_) => return Ok(self.failed("timeout", ctx.route.as_deref())),
+                    Ok(Err(e)) => return Ok(self.failed(&e.to_string(), ctx.route.as_deref())),
                     Ok(Ok(answer)) => answer,
                 };
             if answer.status().is_success() {
@@ -223,7 +223,7 @@ impl Plugin for ForwardAuth {
                 }
                 return Ok(Flow::Continue);
             }
-            decisions::record(Self::NAME, ctx.route.as_ref(), Decision::Denied);
+            decisions::record(Self::NAME, ctx.route.as_deref(), Decision::Denied);
             let (parts, body) = answer.into_parts();
             let body = body.map_err(Into::into).boxed_unsync();
             Ok(Flow::Respond(Response::from_parts(parts, body)))

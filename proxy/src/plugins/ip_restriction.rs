@@ -113,7 +113,7 @@ impl Plugin for IpRestriction {
             return Hook::Ready(Ok(Flow::Continue));
         }
         tracing::debug!(client_ip = %ip, route = ?ctx.route, "ip_restriction denied");
-        decisions::record(Self::NAME, ctx.route.as_ref(), Decision::Denied);
+        decisions::record(Self::NAME, ctx.route.as_deref(), Decision::Denied);
         Hook::Ready(Ok(Flow::Respond(respond::error(
             StatusCode::FORBIDDEN,
             MESSAGE,
@@ -164,7 +164,10 @@ mod tests {
         );
         let mut req = parts("GET", "/", &[]);
         let mut cx = ctx("8.8.8.8:1");
-        cx.route = Some(hookway_crds::snapshot::ObjectKey::new("apps", "ip-metrics"));
+        cx.route = Some(std::sync::Arc::new(hookway_crds::snapshot::ObjectKey::new(
+            "apps",
+            "ip-metrics",
+        )));
         let resp = testing::request(&*plugin, &mut req, &mut cx)
             .await
             .expect("denied");

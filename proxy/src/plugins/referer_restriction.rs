@@ -106,7 +106,7 @@ impl Plugin for RefererRestriction {
     ) -> Hook<'a, Result<Flow, PluginError>> {
         Hook::Ready(Ok(verdict(
             Self::NAME,
-            ctx.route.as_ref(),
+            ctx.route.as_deref(),
             self.mode,
             self.matches(req),
             &self.message,

@@ -130,7 +130,7 @@ impl Plugin for SpikeArrest {
             }),
             None => {
                 tracing::debug!(route = ?ctx.route, "spike arrest engaged");
-                decisions::record(Self::NAME, ctx.route.as_ref(), Decision::Limited);
+                decisions::record(Self::NAME, ctx.route.as_deref(), Decision::Limited);
                 Hook::Ready(Ok(Flow::Respond(respond::error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     MESSAGE,

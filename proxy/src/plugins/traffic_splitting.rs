@@ -81,7 +81,7 @@ impl PluginConfig for TrafficSplittingConfig {
 
 /// A running `traffic_splitting`.
 pub struct TrafficSplitting {
-    target: ObjectKey,
+    target: Arc<ObjectKey>,
     weight: u32,
     header: Option<Selector>,
     cookie: Option<Selector>,
@@ -100,7 +100,7 @@ impl PluginFactory for TrafficSplitting {
             tracing::warn!(alias = env.alias, service = %target, "traffic_splitting: unknown Service; requests sent there get 503");
         }
         Ok(Arc::new(TrafficSplitting {
-            target,
+            target: Arc::new(target),
             weight: u32::from(c.weight),
             header: c.header,
             cookie: c.cookie,
@@ -168,9 +168,9 @@ mod tests {
     async fn upstream(plugin: &dyn Plugin, headers: &[(&str, &str)]) -> Option<ObjectKey> {
         let mut req = request("GET", "/", headers);
         let mut ctx = ctx();
-        ctx.upstream = Some(ObjectKey::new("shop", "stable"));
+        ctx.upstream = Some(std::sync::Arc::new(ObjectKey::new("shop", "stable")));
         on_request(plugin, &mut req, &mut ctx).await.unwrap();
-        ctx.upstream
+        ctx.upstream.map(|k| (*k).clone())
     }
 
     #[tokio::test]

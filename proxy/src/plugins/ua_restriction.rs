@@ -81,7 +81,7 @@ impl Plugin for UaRestriction {
             .is_some_and(|ua| self.set.is_match(ua));
         Hook::Ready(Ok(verdict(
             Self::NAME,
-            ctx.route.as_ref(),
+            ctx.route.as_deref(),
             self.mode,
             matched,
             &self.message,

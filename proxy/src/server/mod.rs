@@ -180,6 +180,7 @@ impl ProxyServer {
             config,
         } = self;
         let follower = tokio::spawn(shared.state.clone().follow(snapshots));
+        let evictor = tokio::spawn(evict_idle_connections(shared.state.clone()));
         let (stop_admin, admin_stopped) = watch::channel(false);
         let admin_task =
             admin.map(|l| tokio::spawn(crate::admin::serve(l, shared.clone(), admin_stopped)));
@@ -255,7 +256,18 @@ impl ProxyServer {
             let _ = task.await;
         }
         follower.abort();
+        evictor.abort();
         Ok(())
+    }
+}
+
+/// Every 15 s, closes upstream connections idle for longer than their timeout.
+async fn evict_idle_connections(state: Arc<RuntimeState>) {
+    let mut every = tokio::time::interval(Duration::from_secs(15));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        state.evict_idle_connections();
     }
 }
 

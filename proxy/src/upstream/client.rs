@@ -1,22 +1,90 @@
-//! Pooled keep-alive HTTP/1.1 clients (hyper-util legacy client over hyper-rustls), shared
-//! across snapshots so a reload keeps the idle connections.
+//! Upstream clients: a connector (TCP, optionally rustls) per connection setting and the
+//! endpoints it has connections to, shared across snapshots so a reload keeps the idle
+//! connections.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
+use http::uri::{Authority, Scheme};
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::plugin::ProxyBody;
+use super::endpoint::{Endpoint, IdleSettings};
 
-/// The client type used for upstream calls (http and https).
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
+/// Opens TCP connections, with TLS for `https` endpoints.
+pub type Connector = HttpsConnector<HttpConnector>;
+
+/// How long an idle upstream connection is kept.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle connections kept per endpoint.
+const MAX_IDLE_PER_ENDPOINT: usize = 1024;
+
+/// Endpoints by scheme and `host:port`; weak, so an endpoint no snapshot uses goes away.
+type EndpointMap = HashMap<(Scheme, Authority), Weak<Endpoint>>;
+
+/// A connector and the endpoints reached with it.
+#[derive(Clone)]
+pub struct HttpClient {
+    connector: Connector,
+    endpoints: Arc<Mutex<EndpointMap>>,
+}
+
+impl HttpClient {
+    fn new(connector: Connector) -> Self {
+        Self {
+            connector,
+            endpoints: Arc::default(),
+        }
+    }
+
+    /// The endpoint for `scheme://authority`, shared with every snapshot that uses it: its
+    /// idle connections live as long as some snapshot (or request) holds it.
+    pub fn endpoint(&self, scheme: &Scheme, authority: &Authority) -> Arc<Endpoint> {
+        let mut endpoints = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let key = (scheme.clone(), authority.clone());
+        if let Some(endpoint) = endpoints.get(&key).and_then(Weak::upgrade) {
+            return endpoint;
+        }
+        let endpoint = Arc::new(Endpoint::new(
+            scheme.clone(),
+            authority.clone(),
+            self.connector.clone(),
+            IdleSettings {
+                timeout: IDLE_TIMEOUT,
+                max: MAX_IDLE_PER_ENDPOINT,
+            },
+        ));
+        endpoints.insert(key, Arc::downgrade(&endpoint));
+        endpoints.retain(|_, e| e.strong_count() > 0);
+        endpoint
+    }
+
+    /// The connector.
+    pub fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
+    /// Closes expired idle connections of every live endpoint.
+    pub fn evict_expired(&self) {
+        let live: Vec<Arc<Endpoint>> = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for endpoint in live {
+            endpoint.evict_expired();
+        }
+    }
+}
 
 /// What distinguishes two clients.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -49,6 +117,20 @@ impl ClientCache {
         let client = self.build(key)?;
         clients.insert(key.clone(), client.clone());
         Ok(client)
+    }
+
+    /// Closes expired idle connections of every client (run periodically).
+    pub fn evict_expired(&self) {
+        let clients: Vec<HttpClient> = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        for client in clients {
+            client.evict_expired();
+        }
     }
 
     fn roots(&self) -> Arc<RootCertStore> {
@@ -96,13 +178,7 @@ impl ClientCache {
             }
             None => https,
         };
-        let connector = https.enable_http1().wrap_connector(http);
-        Ok(Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(1024)
-            .build(connector))
+        Ok(HttpClient::new(https.enable_http1().wrap_connector(http)))
     }
 }
 

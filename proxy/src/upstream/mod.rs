@@ -3,6 +3,7 @@
 
 pub mod balancer;
 pub mod client;
+pub mod endpoint;
 mod guarded;
 pub mod headers;
 pub mod pool;
@@ -10,6 +11,8 @@ pub mod pool;
 use std::time::Instant;
 
 use http::uri::PathAndQuery;
+use std::sync::Arc;
+
 use http::{header, request, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -18,6 +21,7 @@ use hyper_util::rt::TokioIo;
 use crate::chain::{Upstream, UpstreamError};
 use crate::plugin::{BoxFuture, Ctx, ProxyBody};
 use balancer::PickInput;
+use endpoint::{root_cause, Endpoint, SendError};
 use guarded::GuardedBody;
 pub use pool::{UpstreamPool, Upstreams};
 
@@ -60,15 +64,6 @@ fn fail(status: StatusCode, message: impl Into<String>) -> UpstreamError {
         status,
         message: message.into(),
     }
-}
-
-/// The innermost cause of an error (`connection refused` rather than `client error (Connect)`).
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = err;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
 }
 
 /// Whether the request body was cut by the proxy's body limit.
@@ -203,6 +198,11 @@ impl ProxyUpstream<'_> {
                     .ok_or_else(|| fail(StatusCode::SERVICE_UNAVAILABLE, "no healthy endpoints"))?
             }
         };
+        // A plugin's target (or scheme) is an endpoint looked up by name; nodes carry theirs.
+        let fixed_endpoint = fixed
+            .as_ref()
+            .map(|authority| pool.client.endpoint(&scheme, authority));
+        let rescheme = fixed.is_none() && scheme != pool.scheme;
         let retryable = !upgrade && is_idempotent(&parts.method) && body.is_end_stream();
         let attempts = if retryable { 1 + pool.retries } else { 1 };
 
@@ -219,48 +219,41 @@ impl ProxyUpstream<'_> {
                 (clone_head(p), crate::plugin::respond::empty())
             };
             let node = (first + attempt as usize) % pool.nodes.len().max(1);
-            let authority = match &fixed {
-                Some(a) => a.clone(),
-                None => pool.nodes[node].authority.clone(),
+            let rescheme_endpoint;
+            let endpoint: &Arc<Endpoint> = match &fixed_endpoint {
+                Some(e) => e,
+                None if rescheme => {
+                    rescheme_endpoint = pool.client.endpoint(&scheme, &pool.nodes[node].authority);
+                    &rescheme_endpoint
+                }
+                None => &pool.nodes[node].endpoint,
             };
-            head.uri = Uri::builder()
-                .scheme(scheme.clone())
-                .authority(authority)
-                .path_and_query(path_and_query.clone())
-                .build()
-                .map_err(|e| {
-                    fail(
-                        StatusCode::BAD_GATEWAY,
-                        format!("invalid upstream uri: {e}"),
-                    )
-                })?;
+            // Origin form: the connection is already to the endpoint; `Host` is set above.
+            head.uri = Uri::from(path_and_query.clone());
             let guard = fixed.is_none().then(|| pool.balancer.start(node));
             let started = Instant::now();
-            let sent = tokio::time::timeout(
-                timeout,
-                pool.client.request(Request::from_parts(head, body)),
-            );
+            let sent =
+                tokio::time::timeout(timeout, endpoint.send(Request::from_parts(head, body)));
             match sent.await {
                 Err(_) => {
                     tracing::debug!(upstream = %pool.key, ?timeout, "upstream timed out");
                     return Err(fail(StatusCode::GATEWAY_TIMEOUT, "upstream timed out"));
                 }
-                Ok(Err(err)) if err.is_connect() => {
+                Ok(Err(SendError::Connect(cause))) => {
                     pool.connect_errors.inc();
-                    let cause = root_cause(&err);
                     tracing::debug!(upstream = %pool.key, node, attempt, error = %cause, "upstream connect error");
                     last_error = fail(
                         StatusCode::BAD_GATEWAY,
                         format!("upstream connect error: {cause}"),
                     );
                 }
-                Ok(Err(err)) if body_too_large(&err) => {
+                Ok(Err(SendError::Request(err))) if body_too_large(&err) => {
                     return Err(fail(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "request body too large",
                     ));
                 }
-                Ok(Err(err)) => {
+                Ok(Err(SendError::Request(err))) => {
                     let cause = root_cause(&err);
                     tracing::debug!(upstream = %pool.key, node, error = %cause, "upstream error");
                     return Err(fail(
@@ -268,7 +261,7 @@ impl ProxyUpstream<'_> {
                         format!("upstream error: {cause}"),
                     ));
                 }
-                Ok(Ok(mut resp)) => {
+                Ok(Ok((mut resp, checkin))) => {
                     pool.upstream_duration
                         .observe(started.elapsed().as_secs_f64());
                     if !last && pool.retry_on_status.contains(&resp.status().as_u16()) {
@@ -276,10 +269,7 @@ impl ProxyUpstream<'_> {
                         last_error = fail(resp.status(), "upstream error");
                         continue;
                     }
-                    ctx.upstream_addr = Some(match &fixed {
-                        Some(a) => a.to_string(),
-                        None => pool.nodes[node].authority.to_string(),
-                    });
+                    ctx.upstream_addr = Some(endpoint.authority().clone());
                     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
                     headers::remove_hop_by_hop(resp.headers_mut(), switching && upgrade);
                     if switching {
@@ -291,7 +281,7 @@ impl ProxyUpstream<'_> {
                         return Ok(Response::from_parts(parts, crate::plugin::respond::empty()));
                     }
                     return Ok(resp.map(|b| {
-                        GuardedBody::new(b, guard)
+                        GuardedBody::new(b, guard, checkin)
                             .map_err(crate::plugin::BoxError::from)
                             .boxed_unsync()
                     }));

@@ -11,13 +11,16 @@ use hookway_crds::snapshot::{ObjectKey, Scheme, UpstreamEntry};
 
 use super::balancer::Balancer;
 use super::client::{ClientCache, ClientKey, HttpClient};
+use super::endpoint::Endpoint;
 use crate::metrics::Metrics;
 
-/// A node, as it goes into the request URI.
+/// A node: its address and its keep-alive connections.
 #[derive(Debug)]
 pub struct Node {
     /// `host:port` (IPv6 in brackets).
     pub authority: Authority,
+    /// The endpoint with the node's idle connections (shared across snapshots).
+    pub endpoint: Arc<Endpoint>,
 }
 
 /// An upstream that cannot be prepared.
@@ -48,7 +51,7 @@ pub struct UpstreamPool {
     pub retries: u32,
     /// Statuses that trigger a retry.
     pub retry_on_status: Box<[u16]>,
-    /// The pooled client.
+    /// The client (for targets a plugin chose; nodes hold their endpoints).
     pub client: HttpClient,
     /// `hookway_upstream_duration_seconds{service}` for this upstream.
     pub upstream_duration: Histogram,
@@ -84,12 +87,23 @@ impl UpstreamPool {
             key: entry.key.clone(),
             message,
         };
+        let client = clients
+            .get(&ClientKey {
+                connect_timeout_ms: entry.connect_timeout_ms,
+                insecure: entry.tls_insecure_skip_verify,
+                server_name: entry.tls_server_name.clone(),
+            })
+            .map_err(fail)?;
+        let scheme = uri_scheme(entry.scheme);
         let nodes = entry
             .endpoints
             .iter()
             .map(|e| {
                 authority(&e.address, e.port)
-                    .map(|authority| Node { authority })
+                    .map(|authority| Node {
+                        endpoint: client.endpoint(&scheme, &authority),
+                        authority,
+                    })
                     .map_err(|err| fail(format!("node {}:{}: {err}", e.address, e.port)))
             })
             .collect::<Result<Box<[Node]>, _>>()?;
@@ -101,17 +115,10 @@ impl UpstreamPool {
                     .map_err(|e| fail(format!("hash header {h:?}: {e}")))
             })
             .transpose()?;
-        let client = clients
-            .get(&ClientKey {
-                connect_timeout_ms: entry.connect_timeout_ms,
-                insecure: entry.tls_insecure_skip_verify,
-                server_name: entry.tls_server_name.clone(),
-            })
-            .map_err(fail)?;
         let service = entry.key.to_string();
         Ok(Self {
             key: entry.key.clone(),
-            scheme: uri_scheme(entry.scheme),
+            scheme,
             balancer: Balancer::new(entry.balance, &entry.endpoints),
             nodes,
             hash_header,

@@ -258,17 +258,17 @@ async fn the_chain_upstream_honours_ctx_overrides() {
 
     // Retarget to another upstream of the snapshot.
     let mut ctx = Ctx::new(peer, peer, false);
-    ctx.upstream = Some(key("b"));
+    ctx.upstream = Some(std::sync::Arc::new(key("b")));
     let v = body(up.call(req(), &mut ctx).await.unwrap()).await;
     assert_eq!(v["server"], "b");
     assert_eq!(
-        ctx.upstream_addr.as_deref(),
+        ctx.upstream_addr.as_ref().map(http::uri::Authority::as_str),
         Some(b.addr.to_string().as_str())
     );
 
     // A fixed host, port and path.
     let mut ctx = Ctx::new(peer, peer, false);
-    ctx.upstream = Some(key("b"));
+    ctx.upstream = Some(std::sync::Arc::new(key("b")));
     ctx.target.host = Some("127.0.0.1".into());
     ctx.target.port = Some(a.addr.port());
     ctx.target.path = Some("/new".into());
@@ -280,7 +280,7 @@ async fn the_chain_upstream_honours_ctx_overrides() {
 
     // A short timeout.
     let mut ctx = Ctx::new(peer, peer, false);
-    ctx.upstream = Some(key("a"));
+    ctx.upstream = Some(std::sync::Arc::new(key("a")));
     ctx.target.timeout = Some(Duration::from_millis(100));
     let mut slow = req();
     slow.headers_mut()
@@ -290,7 +290,7 @@ async fn the_chain_upstream_honours_ctx_overrides() {
 
     // An upstream the snapshot does not have.
     let mut ctx = Ctx::new(peer, peer, false);
-    ctx.upstream = Some(key("nope"));
+    ctx.upstream = Some(std::sync::Arc::new(key("nope")));
     assert_eq!(up.call(req(), &mut ctx).await.unwrap_err().status, 503);
 }
 

@@ -394,7 +394,7 @@ pub(crate) fn ctx() -> Ctx {
         "127.0.0.1:8080".parse().unwrap(),
         false,
     );
-    ctx.route = Some(ObjectKey::new("default", "route"));
+    ctx.route = Some(std::sync::Arc::new(ObjectKey::new("default", "route")));
     ctx
 }
 

@@ -138,9 +138,9 @@ impl AccessLog {
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
             client: ctx.peer_addr.to_string(),
-            route: ctx.route.as_ref().map(ToString::to_string),
-            service: ctx.upstream.as_ref().map(ToString::to_string),
-            upstream_addr: ctx.upstream_addr.as_deref(),
+            route: ctx.route.as_deref().map(ToString::to_string),
+            service: ctx.upstream.as_deref().map(ToString::to_string),
+            upstream_addr: ctx.upstream_addr.as_ref().map(http::uri::Authority::as_str),
             method: req.map_or("-", |r| r.method.as_str()),
             host: req.map_or("-", |r| r.host.as_str()),
             path: req.map_or("-", |r| r.path.as_str()),

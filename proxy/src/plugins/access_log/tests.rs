@@ -53,9 +53,9 @@ async fn logged(config: serde_json::Value, completion: Completion) {
         .unwrap();
     // What later hooks and the proxy fill in.
     req.uri = "/rewritten".parse().unwrap();
-    ctx.route = Some(ObjectKey::new("shop", "orders"));
-    ctx.upstream = Some(ObjectKey::new("shop", "orders-svc"));
-    ctx.upstream_addr = Some("10.0.0.5:8080".into());
+    ctx.route = Some(std::sync::Arc::new(ObjectKey::new("shop", "orders")));
+    ctx.upstream = Some(std::sync::Arc::new(ObjectKey::new("shop", "orders-svc")));
+    ctx.upstream_addr = Some(http::uri::Authority::from_static("10.0.0.5:8080"));
     ctx.request_id = Some("req-1".into());
     ctx.consumer = Some(Consumer {
         id: "alice".into(),

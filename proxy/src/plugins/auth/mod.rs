@@ -321,7 +321,7 @@ impl Plugin for Auth {
     ) -> Hook<'a, Result<Flow, PluginError>> {
         let decision = self.authenticate(req, now_secs());
         if decision.is_err() {
-            decisions::record(Self::NAME, ctx.route.as_ref(), Decision::Denied);
+            decisions::record(Self::NAME, ctx.route.as_deref(), Decision::Denied);
         }
         let flow = match decision {
             Ok((i, identity)) => {

@@ -323,7 +323,7 @@ impl RateLimiting {
             Decision::Exceeded(i) => {
                 let limit = self.limits[i];
                 tracing::debug!(unit = limit.unit.name(), route = ?ctx.route, "rate limit exceeded");
-                decisions::record(Self::NAME, ctx.route.as_ref(), Stopped::Limited);
+                decisions::record(Self::NAME, ctx.route.as_deref(), Stopped::Limited);
                 Flow::Respond(self.too_many(i, limit.until_window_end(now_ms)))
             }
         }
@@ -411,7 +411,7 @@ impl Plugin for RateLimiting {
                 let now = self.clock.now_ms();
                 Ok(match result {
                     Ok(decision) => self.decide(decision, ctx, now),
-                    Err(e) => self.backend_failed(&e, *fail_open, ctx.route.as_ref()),
+                    Err(e) => self.backend_failed(&e, *fail_open, ctx.route.as_deref()),
                 })
             }),
         }

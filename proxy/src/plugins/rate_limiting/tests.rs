@@ -191,7 +191,7 @@ async fn keyed_by_header_consumer_and_route() {
         async move {
             let mut req = parts("GET", "/", &[]);
             let mut cx = ctx(peer);
-            cx.route = Some(ObjectKey::new(NS, route));
+            cx.route = Some(std::sync::Arc::new(ObjectKey::new(NS, route)));
             testing::request(rl, &mut req, &mut cx).await.is_none()
         }
     };
