@@ -4,10 +4,12 @@
 //! metrics they own (`hookway_plugin_decisions_total`, `hookway_circuit_breaker_state`).
 //! Every metric is listed in `docs/operations.md`.
 
+mod handle_cache;
 mod pulled_counter;
 
 pub use pulled_counter::PulledCounter;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus::{
@@ -29,6 +31,8 @@ const HOOK_BUCKETS: &[f64] = &[
 /// Every metric the proxy exports.
 #[derive(Clone)]
 pub struct Metrics {
+    /// Tells this instance's cached handles from another's (tests run several proxies).
+    id: u64,
     registry: Registry,
     /// `hookway_requests_total{route,service,method,status}`.
     pub requests: IntCounterVec,
@@ -69,7 +73,9 @@ impl Metrics {
                 labels,
             )
         };
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let m = Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             requests: IntCounterVec::new(
                 Opts::new("hookway_requests_total", "Requests served."),
                 &["route", "service", "method", "status"],
@@ -135,6 +141,17 @@ impl Metrics {
         Ok(m)
     }
 
+    /// Counts a served request (`hookway_requests_total`).
+    pub fn count_request(
+        &self,
+        route: &str,
+        service: &str,
+        method: &'static str,
+        status: http::StatusCode,
+    ) {
+        handle_cache::count_request(self.id, &self.requests, route, service, method, status);
+    }
+
     /// The Prometheus text exposition of every metric: this registry's, then the plugins'
     /// (default registry).
     pub fn render(&self) -> String {
@@ -166,9 +183,14 @@ pub fn method_label(method: &http::Method) -> &'static str {
 
 impl ChainObserver for Metrics {
     fn hook(&self, alias: &str, plugin: &str, phase: &'static str, elapsed: Duration) {
-        self.hook_duration
-            .with_label_values(&[plugin, alias, phase])
-            .observe(elapsed.as_secs_f64());
+        handle_cache::observe_hook(
+            self.id,
+            &self.hook_duration,
+            alias,
+            plugin,
+            phase,
+            elapsed.as_secs_f64(),
+        );
     }
 
     fn plugin_failed(&self, alias: &str, plugin: &str, route: Option<&ObjectKey>) {

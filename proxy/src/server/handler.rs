@@ -139,8 +139,6 @@ pub async fn handle(
     duration.observe(started.elapsed().as_secs_f64());
     shared
         .metrics
-        .requests
-        .with_label_values(&[route_label, service_label, method, resp.status().as_str()])
-        .inc();
+        .count_request(route_label, service_label, method, resp.status());
     Ok(resp)
 }
