@@ -18,6 +18,11 @@ use hookway_proxy::source::controller::ControllerSourceConfig;
 use hookway_proxy::standalone::{self, OutputFormat, StandaloneOptions};
 use hookway_proxy::{Limits, ProxyConfig, ProxyServer};
 
+/// mimalloc: the request path allocates and frees many small buffers per request; glibc's
+/// malloc/free took ~6 % of the proxy's CPU in profiles (bench/RESULTS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum LogFormat {
     Json,
