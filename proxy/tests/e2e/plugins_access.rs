@@ -81,6 +81,9 @@ async fn spike_arrest_delays_within_the_buffer_and_refuses_the_rest_with_json() 
         "the buffered request waited for its slot ({elapsed:?})"
     );
     assert_eq!(echo.hits(), 2, "refused requests never reach the upstream");
+    let text = metrics(&proxy).await;
+    let want = "hookway_plugin_decisions_total{decision=\"limited\",plugin=\"spike_arrest\",route=\"default/spike\"} 3";
+    assert!(text.contains(want), "missing {want} in\n{text}");
 
     // Once the slots taken have passed, a request goes straight through.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -170,6 +173,43 @@ async fn circuit_breaker_opens_on_failures_and_a_half_open_probe_closes_it() {
         assert_eq!(status, 200);
     }
     assert_eq!(echo.hits(), hits + 3);
+}
+
+#[tokio::test]
+async fn circuit_breaker_counts_the_proxys_own_502_for_an_unreachable_upstream() {
+    let down = dead_addr().await;
+    let config = "{minimum_requests: 2, break_period: 30, body: backend down}";
+    let (_dir, proxy) = proxy_with(
+        down,
+        &[
+            (
+                "plugin.yaml",
+                plugin_yaml("cb-down", "circuit_breaker", config),
+            ),
+            (
+                "route.yaml",
+                route_yaml("cb-down-route", "/", "cb-down: {}"),
+            ),
+        ],
+    )
+    .await;
+    let url = proxy.url("/");
+    for _ in 0..2 {
+        let (status, _, body) = get(&url, &[]).await;
+        assert_eq!(status, 502);
+        assert!(body.starts_with("upstream connect error"), "{body}");
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, _, body) = get(&url, &[]).await;
+        if body == "backend down\n" {
+            assert_eq!(status, 503);
+            break;
+        }
+        assert_eq!(status, 502, "{body}");
+        assert!(Instant::now() < deadline, "the breaker never opened");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 // ---------------------------------------------------------------- forward_auth
@@ -443,12 +483,9 @@ async fn csrf_issues_a_token_that_unlocks_unsafe_methods() {
     assert_eq!(echo.hits(), 2);
 
     // No token, header only, mismatching cookie, forged signature: 403.
-    let forged = format!("{}0", &token[..token.len() - 1]);
-    let forged = if forged == token {
-        format!("{}1", &token[..token.len() - 1])
-    } else {
-        forged
-    };
+    // The same token with the last signature digit changed.
+    let (kept, last) = token.split_at(token.len() - 1);
+    let forged = format!("{kept}{}", if last == "0" { "1" } else { "0" });
     for (what, headers) in [
         ("none", vec![]),
         ("header only", vec![("x-csrf-token", token.clone())]),
@@ -477,6 +514,9 @@ async fn csrf_issues_a_token_that_unlocks_unsafe_methods() {
         );
     }
     assert_eq!(echo.hits(), 2, "refused requests never reach the upstream");
+    let text = metrics(&proxy).await;
+    let want = "hookway_plugin_decisions_total{decision=\"denied\",plugin=\"csrf\",route=\"default/csrf-route\"} 5";
+    assert!(text.contains(want), "missing {want} in\n{text}");
 }
 
 // ---------------------------------------------------------------- referer / user agent

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::support::*;
 
@@ -143,6 +143,74 @@ async fn accumulate_passes_whole_responses_and_answers_502_over_the_limit() {
         "the upstream body is discarded: {text}"
     );
     assert_eq!(echo.hits(), 2);
+}
+
+/// An upstream answering every request with a chunked (length-less) 200 of `chunks` pieces of
+/// 600 bytes.
+async fn chunked_upstream(chunks: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // Read the request head (no body: GET).
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let mut answer =
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n"
+                        .to_vec();
+                for _ in 0..chunks {
+                    answer.extend_from_slice(format!("{:x}\r\n", 600).as_bytes());
+                    answer.extend_from_slice(&[b'c'; 600]);
+                    answer.extend_from_slice(b"\r\n");
+                }
+                answer.extend_from_slice(b"0\r\n\r\n");
+                let _ = stream.write_all(&answer).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn accumulate_cuts_a_length_less_response_crossing_the_limit() {
+    let config = "{response: true, max_response_body: 1000}";
+    for (chunks, complete) in [(1, true), (3, false)] {
+        let upstream = chunked_upstream(chunks).await;
+        let (_dir, proxy) = proxy_with(
+            upstream,
+            &[
+                (
+                    "plugin.yaml",
+                    plugin_yaml("whole-resp", "accumulate", config),
+                ),
+                (
+                    "route.yaml",
+                    route_yaml("acc-stream", "/", "whole-resp: {}"),
+                ),
+            ],
+        )
+        .await;
+        let resp = client().get(proxy.url("/stream")).send().await.unwrap();
+        // The head went out before the body crossed the limit.
+        assert_eq!(resp.status(), 200);
+        let body = resp.bytes().await;
+        if complete {
+            assert_eq!(body.unwrap().len(), 600);
+        } else {
+            assert!(
+                body.is_err(),
+                "the client sees the response end early, never a complete-looking body"
+            );
+        }
+    }
 }
 
 // ---------------------------------------------------------------- params_transformer
