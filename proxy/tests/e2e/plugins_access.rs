@@ -624,3 +624,74 @@ async fn ua_restriction_denies_matching_agents_except_on_excluded_paths_and_coun
     let want = "hookway_plugin_decisions_total{decision=\"denied\",plugin=\"ua_restriction\",route=\"default/ua-route\"} 4";
     assert!(text.contains(want), "missing {want} in\n{text}");
 }
+
+// ---------------------------------------------------------------- over TLS
+
+/// A `kubernetes.io/tls` Secret `name` (namespace `default`), as YAML.
+fn tls_secret_yaml(name: &str, cert_pem: &str, key_pem: &str) -> String {
+    let block = |pem: &str| -> String { pem.lines().map(|l| format!("    {l}\n")).collect() };
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: default}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        block(cert_pem),
+        block(key_pem)
+    )
+}
+
+#[tokio::test]
+async fn over_tls_the_csrf_cookie_is_secure_and_forward_auth_is_told_https() {
+    let echo = EchoServer::start("echo").await;
+    let auth = auth_server().await;
+    let ca = Ca::new();
+    let (cert, key) = ca.leaf(&["shop.test"]);
+    let route = "apiVersion: hookway.dev/v1alpha1\nkind: Route\nmetadata: {name: tls-route, namespace: default}\nspec:\n  hosts: [shop.test]\n  tls: {secretName: shop-tls}\n  rules: [{path: {type: Prefix, value: /}}]\n  service: echo\n  plugins: {csrf: {}, sso: {}}\n";
+    let (_dir, proxy) = proxy_with(
+        echo.addr,
+        &[
+            ("tls.yaml", tls_secret_yaml("shop-tls", &cert, &key)),
+            ("secret.yaml", CSRF_SECRET.to_owned()),
+            (
+                "csrf.yaml",
+                plugin_yaml(
+                    "csrf",
+                    "csrf",
+                    "{token_path: /csrf-token, secret: csrf-key}",
+                ),
+            ),
+            (
+                "sso.yaml",
+                plugin_yaml("sso", "forward_auth", &forward_auth_config(auth, "")),
+            ),
+            ("route.yaml", route.to_owned()),
+        ],
+    )
+    .await;
+    let c = tls_client(&ca.pem, &["shop.test"], proxy.https.unwrap());
+    let base = format!("https://shop.test:{}", proxy.https.unwrap().port());
+
+    let resp = c
+        .get(format!("{base}/csrf-token"))
+        .header("authorization", "good")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let set_cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set_cookie.ends_with("; HttpOnly; SameSite=Strict; Secure"),
+        "{set_cookie}"
+    );
+    let token = json(resp).await["token"].as_str().unwrap().to_owned();
+
+    let resp = c
+        .post(format!("{base}/orders"))
+        .header("authorization", "good")
+        .header("x-csrf-token", &token)
+        .header("cookie", format!("x-csrf-token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = json(resp).await;
+    let told = seen["headers"]["x-seen"].as_str().unwrap();
+    assert!(told.starts_with("GET POST /orders https "), "{told}");
+}
