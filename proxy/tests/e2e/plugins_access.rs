@@ -5,6 +5,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -215,13 +217,21 @@ async fn circuit_breaker_counts_the_proxys_own_502_for_an_unreachable_upstream()
 // ---------------------------------------------------------------- forward_auth
 
 /// An auth service: `authorization: good` passes with `x-user: alice` and `x-seen` (what it
-/// was told about the request); `forbidden` gets 403 with a body; `slow` answers after 3 s;
-/// anything else 401 with `WWW-Authenticate` and a body.
+/// was told about the request), `good-body` passes with a JSON body too; `forbidden` gets 403
+/// with a body; `slow` answers after 3 s; anything else 401 with `WWW-Authenticate` and a body.
 async fn auth_server() -> SocketAddr {
+    auth_server_counting().await.0
+}
+
+/// [`auth_server`], with the count of connections it accepted.
+async fn auth_server_counting() -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service_fn(auth_answer))
@@ -229,7 +239,7 @@ async fn auth_server() -> SocketAddr {
             });
         }
     });
-    addr
+    (addr, connections)
 }
 
 async fn auth_answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -252,6 +262,10 @@ async fn auth_answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, In
                 ),
             )
             .body(Full::new(Bytes::new())),
+        "good-body" => Response::builder()
+            .header("x-user", "alice")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(b"{\"user\":\"alice\"}"))),
         "forbidden" => Response::builder()
             .status(403)
             .header("content-type", "text/plain")
@@ -346,6 +360,36 @@ async fn forward_auth_lets_through_copies_headers_and_returns_refusals_as_is() {
     }
     assert_eq!(resp.text().await.unwrap(), "members only");
     assert_eq!(echo.hits(), 1, "refused requests never reach the upstream");
+}
+
+#[tokio::test]
+async fn forward_auth_reuses_its_connections_to_the_auth_service() {
+    let echo = EchoServer::start("echo").await;
+    let (auth, connections) = auth_server_counting().await;
+    let (_dir, proxy) = proxy_with(
+        echo.addr,
+        &[
+            (
+                "plugin.yaml",
+                plugin_yaml("sso", "forward_auth", &forward_auth_config(auth, "")),
+            ),
+            ("route.yaml", route_yaml("fa-pool", "/", "sso: {}")),
+        ],
+    )
+    .await;
+    // Sequential requests: answers without a body, with a body, and refusals (whose body goes
+    // to the client) all leave the connection reusable.
+    for authorization in ["good", "good", "good-body", "good-body", "bad", "good"] {
+        let (status, _, body) = get(&proxy.url("/"), &[("authorization", authorization)]).await;
+        let want = if authorization == "bad" { 401 } else { 200 };
+        assert_eq!(status, want, "{authorization}: {body}");
+    }
+    assert_eq!(echo.hits(), 5);
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "one pooled connection"
+    );
 }
 
 #[tokio::test]
