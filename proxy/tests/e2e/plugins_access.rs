@@ -1,7 +1,8 @@
 //! Plugins that decide whether a request passes, through a real proxy and a real echo upstream,
 //! configured by manifests: spike_arrest, circuit_breaker, forward_auth (with a real auth
-//! server), csrf, referer_restriction, ua_restriction; `excludePaths` on a denying plugin and
-//! the per-plugin decision counter on the admin `/metrics`.
+//! server), csrf, referer_restriction, ua_restriction (also over TLS for csrf and
+//! forward_auth); `excludePaths` on a denying plugin and the per-plugin decision counter on the
+//! admin `/metrics`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
