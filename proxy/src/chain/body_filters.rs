@@ -9,8 +9,9 @@
 //! together: each filter sees its last chunk and then its end before the next filter does —
 //! the order Edge Microgateway's plugins observe.
 //!
-//! A filter that fails or panics ends the stream with an error (the client sees a truncated or
-//! reset response) and is logged. Time spent in each filter is added up and reported to the
+//! A filter that fails or panics ends the stream with an error and is logged. On a response
+//! body the client sees a truncated or reset response; on a request body the upstream call
+//! fails and the client gets the failure's status (see [`BodyFilterError::status`]). Time spent in each filter is added up and reported to the
 //! observer once, when the body ends or is dropped.
 
 use std::collections::VecDeque;
@@ -21,7 +22,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::HeaderMap;
+use http::{HeaderMap, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 
 use super::guard::{self, Failure};
@@ -38,6 +39,9 @@ pub struct BodyFilterError {
     pub alias: Arc<str>,
     /// `request_body` or `response_body`.
     pub phase: &'static str,
+    /// The status the failure asks for (the plugin error's status, 500 for a panic): what the
+    /// client gets when a request body filter fails before the upstream answered.
+    pub status: StatusCode,
 }
 
 struct Stage {
@@ -153,6 +157,7 @@ impl FilterStack {
         BodyFilterError {
             alias: link.alias.clone(),
             phase: self.phase,
+            status: failure.status(),
         }
     }
 

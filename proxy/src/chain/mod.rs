@@ -16,8 +16,10 @@
 //!   status (500 for a panic); the plugins before it still run their response hooks, its own
 //!   is skipped. A failing response hook replaces the answer the same way and ends the
 //!   response phase. Every plugin that ran gets its completion hook, with the error.
-//! - A body filter failing mid-stream ends that body with a [`BodyFilterError`] (the client
-//!   sees a truncated or reset response).
+//! - A body filter failing mid-stream ends that body with a [`BodyFilterError`]: on a response
+//!   the client sees a truncated or reset response; on a request the upstream call fails and
+//!   the client gets `plugin <alias> failed` with the failure's status (413 over a plugin's
+//!   body limit, 400 for a bad body, 500 for a panic).
 //! - Body filters are not asked for on HEAD answers and 204/304 (they carry no body).
 //! - A non-empty request body is wrapped to count its bytes even without filters (for
 //!   [`crate::plugin::Completion::bytes_received`]); an empty one is passed as is.

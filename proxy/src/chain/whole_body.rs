@@ -187,13 +187,13 @@ async fn buffer(mut body: ProxyBody, limit: usize) -> Result<Bytes, Unread> {
     })
 }
 
-/// Why the body could not be read: a request body filter failed (500, already logged by the
-/// filter stack), or the client's body broke (400).
+/// Why the body could not be read: a request body filter failed (its status, already logged by
+/// the filter stack), or the client's body broke (400).
 fn unreadable(error: &(dyn std::error::Error + 'static), ctx: &Ctx) -> Stop {
     if let Some(filter) = error.downcast_ref::<BodyFilterError>() {
         let message = format!("plugin {} failed", filter.alias);
         return Stop::Answer(
-            respond::text(StatusCode::INTERNAL_SERVER_ERROR, &message),
+            respond::text(filter.status, &message),
             Some(filter.to_string()),
         );
     }

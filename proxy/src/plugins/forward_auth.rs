@@ -5,9 +5,9 @@
 //! `X-Forwarded-Host`, `X-Forwarded-Proto`, `X-Forwarded-For` (the peer) and the request headers
 //! listed in `auth_request_headers`. A 2xx answer lets the request through, with the headers
 //! listed in `auth_response_headers` copied from the answer onto the request; any other answer
-//! is returned to the client as is (status, headers, body). When the service cannot be reached
-//! or does not answer within `timeout`, `failure_policy` decides: `deny` answers 503, `allow`
-//! lets the request through.
+//! is returned to the client as is (status, headers except the hop-by-hop ones, body). When
+//! the service cannot be reached or does not answer within `timeout`, `failure_policy`
+//! decides: `deny` answers 503, `allow` lets the request through.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +27,7 @@ use hookway_crds::snapshot::ObjectKey;
 use super::decisions::{self, Decision};
 use crate::plugin::respond::{self, ErrorType};
 use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Plugin, PluginError, PluginFactory};
+use crate::upstream::headers::remove_hop_by_hop;
 
 /// Answer when the auth service fails and `failure_policy` is `deny`.
 pub const UNAVAILABLE: &str = "[forward_auth] auth service unavailable";
@@ -224,7 +225,10 @@ impl Plugin for ForwardAuth {
                 return Ok(Flow::Continue);
             }
             decisions::record(Self::NAME, ctx.route.as_deref(), Decision::Denied);
-            let (parts, body) = answer.into_parts();
+            let (mut parts, body) = answer.into_parts();
+            // Hop-by-hop headers belong to the connection to the auth service (as for an
+            // upstream's answer).
+            remove_hop_by_hop(&mut parts.headers, false);
             let body = body.map_err(Into::into).boxed_unsync();
             Ok(Flow::Respond(Response::from_parts(parts, body)))
         })

@@ -18,7 +18,7 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 
-use crate::chain::{Upstream, UpstreamError};
+use crate::chain::{BodyFilterError, Upstream, UpstreamError};
 use crate::plugin::{BoxFuture, Ctx, ProxyBody};
 use balancer::PickInput;
 use endpoint::{root_cause, Endpoint, SendError};
@@ -64,6 +64,21 @@ fn fail(status: StatusCode, message: impl Into<String>) -> UpstreamError {
         status,
         message: message.into(),
     }
+}
+
+/// The request body filter whose failure ended the request body, if that is why the call
+/// failed.
+fn body_filter_failure<'e>(
+    err: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e BodyFilterError> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(failure) = e.downcast_ref::<BodyFilterError>() {
+            return Some(failure);
+        }
+        cur = e.source();
+    }
+    None
 }
 
 /// Whether the request body was cut by the proxy's body limit.
@@ -254,6 +269,15 @@ impl ProxyUpstream<'_> {
                     ));
                 }
                 Ok(Err(SendError::Request(err))) => {
+                    // A request body filter refused the body (413 over a plugin's limit, 400
+                    // for a missing body parameter): its status, not a gateway error. The
+                    // filter stack has logged it.
+                    if let Some(failure) = body_filter_failure(&err) {
+                        return Err(fail(
+                            failure.status,
+                            format!("plugin {} failed", failure.alias),
+                        ));
+                    }
                     let cause = root_cause(&err);
                     tracing::debug!(upstream = %pool.key, node, error = %cause, "upstream error");
                     return Err(fail(

@@ -6,6 +6,8 @@ mod admin;
 mod lifecycle;
 mod limits;
 mod plugins;
+mod plugins_access;
+mod plugins_body;
 mod plugins_transform;
 mod routing;
 mod standalone;

@@ -556,3 +556,46 @@ pub async fn standalone_proxy(dir: &ManifestDir) -> Proxy {
     proxy.wait_version(1).await;
     proxy
 }
+
+/// A GatewayPlugin `name` (namespace `hookway-system`, status `enable`) of `kind` with `config`
+/// (YAML flow style), as YAML.
+pub fn plugin_yaml(name: &str, kind: &str, config: &str) -> String {
+    format!(
+        "apiVersion: hookway.dev/v1alpha1\nkind: GatewayPlugin\nmetadata: {{name: {name}, namespace: hookway-system}}\nspec:\n  plugin: {kind}\n  status: enable\n  config: {config}\n"
+    )
+}
+
+/// A Route `name` matching the path prefix `prefix`, to Service `echo`, with the plugin
+/// references `refs` (the inside of a YAML flow map: `a: {}, b: {excludePaths: [/x]}`), as YAML.
+pub fn route_yaml(name: &str, prefix: &str, refs: &str) -> String {
+    format!(
+        "apiVersion: hookway.dev/v1alpha1\nkind: Route\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  rules: [{{path: {{type: Prefix, value: {prefix}}}}}]\n  service: echo\n  plugins: {{{refs}}}\n"
+    )
+}
+
+/// A manifest folder with Service `echo` on `upstream` and `manifests` (file name, YAML), and a
+/// standalone proxy loading it.
+pub async fn proxy_with(
+    upstream: SocketAddr,
+    manifests: &[(&str, String)],
+) -> (ManifestDir, Proxy) {
+    let dir = ManifestDir::new();
+    dir.write("service.yaml", &service_yaml("echo", &[upstream]));
+    for (name, text) in manifests {
+        dir.write(name, text);
+    }
+    let proxy = standalone_proxy(&dir).await;
+    (dir, proxy)
+}
+
+/// The text of the admin `/metrics`.
+pub async fn metrics(proxy: &Proxy) -> String {
+    client()
+        .get(format!("http://{}/metrics", proxy.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}

@@ -68,6 +68,8 @@ pub(crate) enum Filter {
     Replace(&'static str),
     /// Fails on the first chunk.
     Fail,
+    /// Refuses the first chunk with a 413.
+    TooLarge,
     /// Panics on the first chunk.
     Panic,
 }
@@ -237,6 +239,10 @@ impl BodyFilter for ProbeFilter {
             }
             Filter::Replace(_) => Ok(Bytes::new()),
             Filter::Fail => Err(PluginError::internal("filter broke")),
+            Filter::TooLarge => Err(PluginError::with_status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body over the filter's limit",
+            )),
             Filter::Panic => panic!("filter panicked"),
         }
     }

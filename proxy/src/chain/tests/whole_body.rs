@@ -275,3 +275,16 @@ async fn a_failing_request_body_filter_ends_the_buffering_with_500() {
     assert_eq!(observer.failures.lock().unwrap()[0].0, "f");
     assert!(!log.lines().iter().any(|l| l.contains("onbody")));
 }
+
+#[tokio::test]
+async fn a_request_body_filter_refusing_the_body_answers_its_status() {
+    let log = Arc::new(Log::default());
+    let links = vec![
+        probe("f", &log).request_filter(Filter::TooLarge).link(),
+        whole("w", &log, Some(100), Act::Answer),
+    ];
+    let upstream = TestUpstream::new(Answer::Stream(vec!["ok"]));
+    let (resp, _) = run(links, post("/", &["hello"]), &upstream).await;
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(text(resp).await, "plugin f failed\n");
+}
