@@ -193,7 +193,7 @@ impl Plugin for AccessLog {
 
     fn on_complete(&self, ctx: &Ctx, completion: &Completion) {
         let line = self.line(ctx, completion);
-        if !self.writer.send(line) {
+        if !self.writer.send(&line) {
             tracing::trace!("access_log: queue full, line dropped");
         }
     }

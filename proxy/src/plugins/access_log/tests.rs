@@ -2,6 +2,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use super::writer::FLUSH_EVERY;
 use super::*;
 use crate::plugin::Consumer;
 use crate::plugins::harness::{build, ctx, on_request, request, validate};
@@ -155,7 +156,9 @@ fn a_full_queue_drops_and_counts_without_blocking() {
     let writer = LogWriter::stalled(1, Duration::from_millis(500));
     let before = dropped_lines_total();
     let start = Instant::now();
-    let sent = (0..10).filter(|i| writer.send(format!("line {i}"))).count();
+    let sent = (0..10)
+        .filter(|i| writer.send(&format!("line {i}")))
+        .count();
     assert!(start.elapsed() < Duration::from_millis(200), "send blocked");
     assert!(sent <= 2, "sent {sent}");
     assert_eq!(writer.dropped(), 10 - sent as u64);
@@ -195,4 +198,30 @@ async fn unwritable_file_fails_the_build() {
     .err()
     .unwrap();
     assert!(err.contains("cannot open"), "{err}");
+}
+
+#[test]
+fn batched_lines_all_arrive_in_order_and_a_lone_line_within_the_flush_interval() {
+    let path = temp_path("batch.log");
+    let writer = LogWriter::start(Sink::File(path.clone()), 100_000).unwrap();
+    // A lone line is not large enough to wake the writer: the flush interval writes it.
+    let start = Instant::now();
+    assert!(writer.send("first"));
+    assert_eq!(wait_lines(&path, 1), vec!["first".to_string()]);
+    assert!(
+        start.elapsed() < FLUSH_EVERY * 10,
+        "took {:?}",
+        start.elapsed()
+    );
+    // Many lines (several wake-ups' worth) keep their order; dropping the writer writes the rest.
+    for i in 0..20_000 {
+        assert!(writer.send(&format!("line {i:05}")));
+    }
+    drop(writer);
+    let lines = wait_lines(&path, 20_001);
+    assert_eq!(lines.len(), 20_001);
+    let expected: Vec<String> = std::iter::once("first".to_string())
+        .chain((0..20_000).map(|i| format!("line {i:05}")))
+        .collect();
+    assert_eq!(lines, expected);
 }
