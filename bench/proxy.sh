@@ -16,6 +16,9 @@
 #   hookway-json     hookway proxying the same file, empty chain
 #   nginx-gzip       nginx proxying the file with `gzip on; gzip_comp_level 6` (Accept-Encoding: gzip)
 #   hookway-gzip     hookway with `compression` (gzip only, level 6) on the same file
+# INSTR=1 adds instructions per request of every plain-HTTP hookway target, counted by callgrind
+# (repeatable to the instruction, so per-plugin costs below the noise of req/s show up);
+# INSTR_KEEP=dir keeps each target's callgrind profile there for callgrind_annotate.
 # On a 2-core machine the proxy under test is pinned to core 0, wrk and the upstream to core 1,
 # so the proxy is the bottleneck and the figures compare. Every hookway target is a route of one
 # hookway-proxy process in standalone mode (`--manifests DIR`, written below), so the chains
@@ -384,6 +387,53 @@ echo "wrk -t1 -c$CONNS -d${DURATION}s, median of $RUNS interleaved runs; proxy o
   "wrk and upstream on CPU $LOAD_CPU; hookway --worker-threads 1, standalone (--manifests)." \
   "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
 if [ "$log_requests" -gt 0 ]; then
-  echo "access_log: $log_lines lines written for $log_requests requests" \
-    "($((log_requests - log_lines)) dropped or unflushed)."
+  dropped=$(curl -s "http://127.0.0.1:$HW_ADMIN_PORT/metrics" |
+    awk '$1 == "hookway_access_log_dropped_lines_total" {print $2}')
+  echo "access_log: $log_lines lines written for $log_requests requests wrk completed" \
+    "(requests in flight when wrk stops are logged too); dropped lines: ${dropped:-?}."
+fi
+
+# Instructions per request (INSTR=1): a second hookway-proxy under callgrind serves the same
+# manifests; for each plain-HTTP hookway target the counters are zeroed, INSTR_REQUESTS requests
+# are sent on one keep-alive connection, and the counters are dumped. Unlike req/s on a shared
+# VM, instruction counts repeat exactly, so small per-plugin costs show up.
+if [ "${INSTR:-0}" = 1 ]; then
+  INSTR_REQUESTS=${INSTR_REQUESTS:-2000}
+  cg_port=$((BASE_PORT + 6))
+  valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" --dump-instr=no \
+    "$hookway" --manifests "$work/manifests" --worker-threads 1 \
+    --http-addr "127.0.0.1:$cg_port" --admin-addr "127.0.0.1:$((BASE_PORT + 7))" \
+    --log-level warn 2>"$work/cg.log" &
+  cg_pid=$!
+  pids+=("$cg_pid")
+  for _ in $(seq 300); do
+    curl -fsS "$H:$cg_port/empty/" >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  echo
+  echo "| target | instructions/request | vs empty chain |"
+  echo "| --- | ---: | ---: |"
+  base_ir=""
+  for t in "${targets[@]}"; do
+    name=$(field "$t" 0) url=$(field "$t" 1) header=$(field "$t" 2)
+    [[ "$name" == hookway* && "$url" == "$H:$HW_PORT/"* ]] || continue
+    selected "$name" || continue
+    url="$H:$cg_port/${url#"$H:$HW_PORT/"}"
+    urls=()
+    for _ in $(seq "$INSTR_REQUESTS"); do urls+=("$url"); done
+    curl -s ${header:+-H "$header"} "${urls[@]:0:100}" >/dev/null # warm-up
+    callgrind_control -z "$cg_pid" >/dev/null
+    curl -s ${header:+-H "$header"} "${urls[@]}" >/dev/null
+    callgrind_control -d "$cg_pid" >/dev/null
+    dump=$(ls -t "$work"/cg."$cg_pid".* | head -1)
+    [ -n "${INSTR_KEEP:-}" ] && cp "$dump" "$INSTR_KEEP/$name.callgrind" # for callgrind_annotate
+    ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")
+    per=$((ir / INSTR_REQUESTS))
+    [ "$name" = hookway ] && base_ir=$per
+    awk -v t="$name" -v p="$per" -v b="${base_ir:-0}" \
+      'BEGIN { printf "| %s | %d | %s |\n", t, p, (b > 0 ? sprintf("%+.1f %%", (p - b) * 100 / b) : "") }'
+  done
+  echo
+  echo "callgrind, $INSTR_REQUESTS requests per target on one keep-alive connection (curl), all" \
+    "threads of the process counted (the access_log writer included)."
 fi

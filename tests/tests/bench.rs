@@ -1,27 +1,40 @@
 //! Benchmark (ignored by default; run with
-//! `cargo test -p hookway-tests --test bench -- --ignored --nocapture`):
-//! 10,000 Routes through the fake API server, the real controller and two proxy clients.
-//! Reports the time from one Route change to both proxies holding it (p50/p99 over 20 changes),
-//! the snapshot size on the wire and the process's resident memory.
+//! `cargo test --release -p hookway-tests --test bench -- --ignored --nocapture`, or
+//! `bench/controller.sh`): 10,000 Routes through the fake API server, the real controller and
+//! two real proxies (the data plane, in-process) in front of a real upstream.
+//!
+//! Reports the time from one Route change (a `replace` on the API server) until **both proxies
+//! serve it** — measured by traffic: each proxy is polled with the Route's new host until it
+//! answers from the upstream instead of 404 — as p50/p99/max over `ROUNDS` changes; the
+//! snapshot's size on the wire; and resident memory (the controller's share measured before the
+//! proxies start).
 
+use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::StreamExt;
 use hookway_controller::compile_loop::Debounce;
 use hookway_controller::run::{Config, Controller};
 use hookway_controller::stream::{tls, Token};
 use hookway_crds::{Route, Service, Snapshot};
+use hookway_proxy::chain::ChainBuilder;
 use hookway_proxy::source::controller::{self as source, ControllerSourceConfig};
+use hookway_proxy::{ProxyConfig, ProxyServer};
 use hookway_tests::{fake_api::FakeApi, pki::Pki};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::PostParams;
 use kube::Api;
 use serde_json::json;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch};
 
 const ROUTES: usize = 10_000;
+const ROUNDS: i32 = 30;
 
 fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -34,6 +47,124 @@ fn rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// A minimal upstream answering 200 to everything.
+async fn upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A real proxy fed by the controller stream; stops when the returned sender is dropped.
+async fn proxy(pki: &Pki, controller: SocketAddr, id: &str) -> (SocketAddr, oneshot::Sender<()>) {
+    let (tx, rx) = watch::channel::<Option<Arc<Snapshot>>>(None);
+    let config = ProxyConfig {
+        http_addr: Some("127.0.0.1:0".parse().unwrap()),
+        https_addr: None,
+        admin_addr: Some("127.0.0.1:0".parse().unwrap()),
+        ..ProxyConfig::default()
+    };
+    let server = ProxyServer::bind(
+        config,
+        ChainBuilder::new(hookway_proxy::plugins::builtin()),
+        rx,
+    )
+    .await
+    .unwrap();
+    let http = server.http_addr().unwrap();
+    let verdicts = server.state().verdicts();
+    let source_config = ControllerSourceConfig::new(
+        format!("https://127.0.0.1:{}", controller.port()),
+        pki.ca_file.clone(),
+        pki.token_file.clone(),
+        id,
+    );
+    tokio::spawn(async move {
+        let _ = source::run(source_config, tx, Some(verdicts)).await;
+    });
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    (http, stop)
+}
+
+/// The status a proxy answers for `GET /` with `host` (0 when the connection failed).
+async fn status(proxy: SocketAddr, host: &str) -> u16 {
+    let Ok(stream) = TcpStream::connect(proxy).await else {
+        return 0;
+    };
+    let Ok((mut send, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+    else {
+        return 0;
+    };
+    tokio::spawn(conn);
+    let req = http::Request::get("/")
+        .header(http::header::HOST, host)
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    match send.send_request(req).await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let _ = resp.into_body().collect().await;
+            status
+        }
+        Err(_) => 0,
+    }
+}
+
+/// Polls every proxy (every 2 ms) until each answers 200 for `host`.
+async fn until_served(proxies: &[SocketAddr], host: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    for &p in proxies {
+        while status(p, host).await != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "{host} not served by {p} within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+/// Waits until the controller's status patches stop (no new one for a second; at most 2 min).
+async fn settle_status_writes(fake: &FakeApi, what: &str) {
+    let settle = Instant::now();
+    let mut last = u32::MAX;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = fake.total_status_patches();
+        if now == last || settle.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        last = now;
+    }
+    eprintln!(
+        "{what} settled after {:?} ({last} patches in all)",
+        settle.elapsed()
+    );
+}
+
+fn route(i: usize, host: &str) -> Route {
+    serde_json::from_value(
+        json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Route",
+        "metadata": {"name": format!("r{i}")},
+        "spec": {"hosts": [host], "service": "web"}}),
+    )
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run explicitly"]
 async fn ten_thousand_routes() {
@@ -41,6 +172,7 @@ async fn ten_thousand_routes() {
     let client = fake.client().await;
     let pki = Pki::new("bench");
     let ns = "bench";
+    let up = upstream().await;
     Api::<Namespace>::all(client.clone())
         .create(
             &PostParams::default(),
@@ -52,8 +184,11 @@ async fn ten_thousand_routes() {
     services
         .create(
             &PostParams::default(),
-            &serde_json::from_value(json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Service",
-                "metadata": {"name": "web"}, "spec": {"nodes": [{"address": "10.0.0.1", "port": 80, "weight": 1}]}}))
+            &serde_json::from_value(
+                json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Service",
+                "metadata": {"name": "web"},
+                "spec": {"nodes": [{"address": "127.0.0.1", "port": up.port(), "weight": 1}]}}),
+            )
             .unwrap(),
         )
         .await
@@ -64,12 +199,7 @@ async fn ten_thousand_routes() {
         .map(|i| {
             let routes = routes.clone();
             async move {
-                let r: Route = serde_json::from_value(
-                    json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Route",
-                    "metadata": {"name": format!("r{i}")},
-                    "spec": {"hosts": [format!("h{i}.example.com")], "service": "web"}}),
-                )
-                .unwrap();
+                let r = route(i, &format!("h{i}.example.com"));
                 routes.create(&PostParams::default(), &r).await.unwrap();
             }
         })
@@ -77,7 +207,7 @@ async fn ten_thousand_routes() {
         .collect::<Vec<_>>()
         .await;
     eprintln!("created {ROUTES} routes in {:?}", started.elapsed());
-    let rss_before = rss_mib();
+    let rss_api = rss_mib();
 
     let started = Instant::now();
     let controller = Controller::start(
@@ -97,86 +227,86 @@ async fn ten_thousand_routes() {
     )
     .await
     .unwrap();
-    let mut proxies: Vec<watch::Receiver<Option<Arc<Snapshot>>>> = Vec::new();
-    for id in ["p1", "p2"] {
-        let (tx, rx) = watch::channel(None);
-        let config = ControllerSourceConfig::new(
-            format!("https://127.0.0.1:{}", controller.stream_addr.port()),
-            pki.ca_file.clone(),
-            pki.token_file.clone(),
-            id,
-        );
-        tokio::spawn(source::run(config, tx, None));
-        proxies.push(rx);
-    }
-    for rx in &mut proxies {
-        tokio::time::timeout(
-            Duration::from_secs(120),
-            rx.wait_for(|s| s.as_ref().is_some_and(|s| s.routes.len() == ROUTES)),
-        )
-        .await
-        .expect("initial snapshot")
-        .unwrap();
-    }
+    let mut compiled = controller.snapshots.clone();
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        compiled.wait_for(|s| s.as_ref().is_some_and(|s| s.routes.len() == ROUTES)),
+    )
+    .await
+    .expect("first snapshot")
+    .unwrap();
     eprintln!(
-        "initial sync of {ROUTES} routes to 2 proxies: {:?}",
+        "controller: first snapshot of {ROUTES} routes after {:?}",
         started.elapsed()
     );
 
     // Let the initial status writes (10,000 patches) finish: they compete for the same 2 cores.
-    let settle = Instant::now();
-    let mut last = u32::MAX;
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = fake.total_status_patches();
-        if now == last || settle.elapsed() > Duration::from_secs(120) {
-            break;
-        }
-        last = now;
+    settle_status_writes(&fake, "initial status writes").await;
+    let rss_controller = rss_mib();
+
+    let started = Instant::now();
+    let mut proxies = Vec::new();
+    let mut stops = Vec::new();
+    for id in ["p1", "p2"] {
+        let (addr, stop) = proxy(&pki, controller.stream_addr, id).await;
+        proxies.push(addr);
+        stops.push(stop);
     }
+    until_served(
+        &proxies,
+        &format!("h{}.example.com", ROUTES - 1),
+        Duration::from_secs(120),
+    )
+    .await;
     eprintln!(
-        "initial status writes settled after {:?} ({last} patches)",
-        settle.elapsed()
+        "2 proxies started and serving {ROUTES} routes after {:?}",
+        started.elapsed()
     );
+    let rss_all = rss_mib();
+    // Every Route's `Programmed` changes from 0/0 to 2/2 proxies: 10,000 more patches.
+    settle_status_writes(&fake, "status writes for the proxies' acks").await;
 
     let mut samples = Vec::new();
-    for round in 1..=20 {
-        let name = format!("r{}", round * 7);
-        let mut r = routes.get(&name).await.unwrap();
-        r.spec.priority = round;
+    let mut published = Vec::new();
+    for round in 1..=ROUNDS {
+        let i = round as usize * 7;
+        let host = format!("h{i}-v{round}.example.com");
+        let mut r = routes.get(&format!("r{i}")).await.unwrap();
+        r.spec.hosts = vec![host.clone()];
         let t = Instant::now();
         routes
-            .replace(&name, &PostParams::default(), &r)
+            .replace(&format!("r{i}"), &PostParams::default(), &r)
             .await
             .unwrap();
-        for rx in &mut proxies {
-            tokio::time::timeout(
-                Duration::from_secs(30),
-                rx.wait_for(|s| {
-                    s.as_ref().is_some_and(|s| {
-                        s.routes
-                            .iter()
-                            .any(|e| e.key.name == name && e.priority == round)
-                    })
-                }),
-            )
-            .await
-            .expect("change applied")
-            .unwrap();
-        }
+        let has_host = |s: &Option<Arc<Snapshot>>| {
+            s.as_ref()
+                .is_some_and(|s| s.routes.iter().any(|e| e.hosts.contains(&host)))
+        };
+        let watched = tokio::time::timeout(Duration::from_secs(30), compiled.wait_for(has_host));
+        watched.await.expect("change compiled").unwrap();
+        published.push(t.elapsed());
+        until_served(&proxies, &host, Duration::from_secs(30)).await;
         samples.push(t.elapsed());
     }
     samples.sort();
+    published.sort();
+    let pct = |p: usize| samples[(samples.len() * p / 100).min(samples.len() - 1)];
     let metrics = controller.metrics.render();
     let bytes = metrics
         .lines()
         .find(|l| l.starts_with("hookway_controller_snapshot_bytes "))
         .unwrap_or("?");
     eprintln!(
-        "change -> 2 proxies: p50 {:?}, p99 {:?}, max {:?}",
-        samples[samples.len() / 2],
-        samples[samples.len() * 99 / 100],
+        "change -> served by both proxies ({ROUNDS} changes): p50 {:?}, p90 {:?}, p99 {:?}, max {:?}",
+        pct(50),
+        pct(90),
+        pct(99),
         samples[samples.len() - 1]
+    );
+    eprintln!(
+        "change -> published by the controller (watch event, debounce, compile, hash): p50 {:?}, p99 {:?}",
+        published[published.len() / 2],
+        published[published.len() - 1]
     );
     eprintln!("{bytes}");
     for l in metrics.lines().filter(|l| {
@@ -187,6 +317,13 @@ async fn ten_thousand_routes() {
     }) {
         eprintln!("{l}");
     }
-    eprintln!("RSS: {rss_before:.0} MiB before the controller, {:.0} MiB with controller + 2 proxies (same process, incl. the fake API server's copy)", rss_mib());
+    eprintln!(
+        "RSS (one process): {rss_api:.0} MiB with the fake API server holding {ROUTES} routes; \
+         {rss_controller:.0} MiB with the controller (+{:.0} MiB); {rss_all:.0} MiB with 2 proxies (+{:.0} MiB)",
+        rss_controller - rss_api,
+        rss_all - rss_controller
+    );
+    assert_eq!(samples.len(), ROUNDS as usize);
+    drop(stops);
     controller.shutdown().await;
 }
