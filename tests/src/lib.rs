@@ -1,4 +1,7 @@
-//! End-to-end test support: a fake API server, test PKI, and a stand-in compiler.
+//! End-to-end test support: a fake API server, test PKI, a real proxy fed by a controller, and an
+//! echoing upstream.
 
 pub mod fake_api;
 pub mod pki;
+pub mod proxy;
+pub mod upstream;

@@ -9,7 +9,6 @@
 //! snapshot's size on the wire; and resident memory (the controller's share measured before the
 //! proxies start).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,18 +19,14 @@ use hookway_controller::compile_loop::Debounce;
 use hookway_controller::run::{Config, Controller};
 use hookway_controller::stream::{tls, Token};
 use hookway_crds::{Route, Service, Snapshot};
-use hookway_proxy::chain::ChainBuilder;
-use hookway_proxy::source::controller::{self as source, ControllerSourceConfig};
-use hookway_proxy::{ProxyConfig, ProxyServer};
-use hookway_tests::{fake_api::FakeApi, pki::Pki};
-use http_body_util::{BodyExt, Empty, Full};
+use hookway_tests::{fake_api::FakeApi, pki::Pki, proxy, upstream};
+use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::PostParams;
 use kube::Api;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch};
 
 const ROUTES: usize = 10_000;
 const ROUNDS: i32 = 30;
@@ -45,59 +40,6 @@ fn rss_mib() -> f64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// A minimal upstream answering 200 to everything.
-async fn upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|_req| async {
-                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
-/// A real proxy fed by the controller stream; stops when the returned sender is dropped.
-async fn proxy(pki: &Pki, controller: SocketAddr, id: &str) -> (SocketAddr, oneshot::Sender<()>) {
-    let (tx, rx) = watch::channel::<Option<Arc<Snapshot>>>(None);
-    let config = ProxyConfig {
-        http_addr: Some("127.0.0.1:0".parse().unwrap()),
-        https_addr: None,
-        admin_addr: Some("127.0.0.1:0".parse().unwrap()),
-        ..ProxyConfig::default()
-    };
-    let server = ProxyServer::bind(
-        config,
-        ChainBuilder::new(hookway_proxy::plugins::builtin()),
-        rx,
-    )
-    .await
-    .unwrap();
-    let http = server.http_addr().unwrap();
-    let verdicts = server.state().verdicts();
-    let source_config = ControllerSourceConfig::new(
-        format!("https://127.0.0.1:{}", controller.port()),
-        pki.ca_file.clone(),
-        pki.token_file.clone(),
-        id,
-    );
-    tokio::spawn(async move {
-        let _ = source::run(source_config, tx, Some(verdicts)).await;
-    });
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
-    (http, stop)
 }
 
 /// The status a proxy answers for `GET /` with `host` (0 when the connection failed).
@@ -172,7 +114,7 @@ async fn ten_thousand_routes() {
     let client = fake.client().await;
     let pki = Pki::new("bench");
     let ns = "bench";
-    let up = upstream().await;
+    let up = upstream::start().await;
     Api::<Namespace>::all(client.clone())
         .create(
             &PostParams::default(),
@@ -246,11 +188,11 @@ async fn ten_thousand_routes() {
 
     let started = Instant::now();
     let mut proxies = Vec::new();
-    let mut stops = Vec::new();
+    let mut running = Vec::new();
     for id in ["p1", "p2"] {
-        let (addr, stop) = proxy(&pki, controller.stream_addr, id).await;
-        proxies.push(addr);
-        stops.push(stop);
+        let proxy = proxy::start(&pki, controller.stream_addr, id).await;
+        proxies.push(proxy.http);
+        running.push(proxy);
     }
     until_served(
         &proxies,
@@ -324,6 +266,6 @@ async fn ten_thousand_routes() {
         rss_all - rss_controller
     );
     assert_eq!(samples.len(), ROUNDS as usize);
-    drop(stops);
+    drop(running);
     controller.shutdown().await;
 }

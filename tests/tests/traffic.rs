@@ -5,7 +5,6 @@
 //! Upstreams are static `nodes` (a real API server refuses loopback EndpointSlices, and so does
 //! the fake).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -14,102 +13,18 @@ use hookway_controller::compile_loop::Debounce;
 use hookway_controller::run::{default_compile, Config, Controller};
 use hookway_controller::stream::{tls, Token};
 use hookway_crds::{GatewayPlugin, Route, Service};
-use hookway_proxy::chain::ChainBuilder;
-use hookway_proxy::source::controller::{self as source, Backoff, ControllerSourceConfig};
-use hookway_proxy::{ProxyConfig, ProxyServer};
 use hookway_tests::fake_api::FakeApi;
 use hookway_tests::pki::Pki;
+use hookway_tests::{proxy, upstream};
 use http_body_util::Full;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
 
 const WAIT: Duration = Duration::from_secs(10);
 const NS: &str = "traffic";
-
-async fn upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    |req: http::Request<hyper::body::Incoming>| async move {
-                        let body = format!(
-                            "upstream saw {} x-env={:?}",
-                            req.uri().path(),
-                            req.headers().get("x-env")
-                        );
-                        Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(body))))
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
-struct RunningProxy {
-    http: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-}
-
-impl Drop for RunningProxy {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-async fn proxy(pki: &Pki, controller: SocketAddr, id: &str) -> RunningProxy {
-    let (tx, rx) = watch::channel(None);
-    let config = ProxyConfig {
-        http_addr: Some("127.0.0.1:0".parse().unwrap()),
-        https_addr: None,
-        admin_addr: Some("127.0.0.1:0".parse().unwrap()),
-        ..ProxyConfig::default()
-    };
-    let server = ProxyServer::bind(
-        config,
-        ChainBuilder::new(hookway_proxy::plugins::builtin()),
-        rx,
-    )
-    .await
-    .unwrap();
-    let http = server.http_addr().unwrap();
-    let verdicts = server.state().verdicts();
-    let mut source_config = ControllerSourceConfig::new(
-        format!("https://127.0.0.1:{}", controller.port()),
-        pki.ca_file.clone(),
-        pki.token_file.clone(),
-        id,
-    );
-    source_config.backoff = Backoff {
-        initial: Duration::from_millis(50),
-        max: Duration::from_millis(300),
-    };
-    tokio::spawn(async move {
-        let _ = source::run(source_config, tx, Some(verdicts)).await;
-    });
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
-    RunningProxy {
-        http,
-        stop: Some(stop),
-    }
-}
 
 async fn controller(client: &Client, pki: &Pki, stream: &str) -> Controller {
     let config = Config {
@@ -181,12 +96,12 @@ async fn objects_become_traffic_through_two_proxies() {
     .await
     .unwrap();
     let pki = Pki::new("traffic");
-    let upstream = upstream().await;
+    let upstream = upstream::start().await;
     let ctrl = controller(&client, &pki, "127.0.0.1:0").await;
     let stream_addr = ctrl.stream_addr;
     let (p1, p2) = (
-        proxy(&pki, stream_addr, "proxy-1").await,
-        proxy(&pki, stream_addr, "proxy-2").await,
+        proxy::start(&pki, stream_addr, "proxy-1").await,
+        proxy::start(&pki, stream_addr, "proxy-2").await,
     );
 
     let plugins: Api<GatewayPlugin> = Api::namespaced(client.clone(), NS);

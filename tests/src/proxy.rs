@@ -1,0 +1,68 @@
+//! A real proxy (the data plane, in-process, plain HTTP) fed by a controller's snapshot stream.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hookway_proxy::chain::ChainBuilder;
+use hookway_proxy::source::controller::{self as source, Backoff, ControllerSourceConfig};
+use hookway_proxy::{ProxyConfig, ProxyServer};
+use tokio::sync::{oneshot, watch};
+
+use crate::pki::Pki;
+
+/// A proxy serving on [`RunningProxy::http`]; it stops when dropped.
+pub struct RunningProxy {
+    /// The plain-HTTP listener.
+    pub http: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for RunningProxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Starts a proxy with the built-in plugins on ephemeral ports, streaming from the controller at
+/// `controller` as proxy `id` (token and CA from `pki`; reconnect backoff 50–300 ms).
+pub async fn start(pki: &Pki, controller: SocketAddr, id: &str) -> RunningProxy {
+    let (tx, rx) = watch::channel(None);
+    let config = ProxyConfig {
+        http_addr: Some("127.0.0.1:0".parse().expect("address")),
+        https_addr: None,
+        admin_addr: Some("127.0.0.1:0".parse().expect("address")),
+        ..ProxyConfig::default()
+    };
+    let server = ProxyServer::bind(
+        config,
+        ChainBuilder::new(hookway_proxy::plugins::builtin()),
+        rx,
+    )
+    .await
+    .expect("proxy binds");
+    let http = server.http_addr().expect("http listener");
+    let verdicts = server.state().verdicts();
+    let mut source_config = ControllerSourceConfig::new(
+        format!("https://127.0.0.1:{}", controller.port()),
+        pki.ca_file.clone(),
+        pki.token_file.clone(),
+        id,
+    );
+    source_config.backoff = Backoff {
+        initial: Duration::from_millis(50),
+        max: Duration::from_millis(300),
+    };
+    tokio::spawn(async move {
+        let _ = source::run(source_config, tx, Some(verdicts)).await;
+    });
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    RunningProxy {
+        http,
+        stop: Some(stop),
+    }
+}
