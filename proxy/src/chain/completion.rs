@@ -16,7 +16,7 @@ use super::guard;
 use super::lap::Lap;
 use super::link_set::LinkSet;
 use super::{ChainObserver, Link};
-use crate::plugin::{BoxError, Completion, Ctx, ProxyBody};
+use crate::plugin::{BoxError, Completion, Ctx, Phases, ProxyBody};
 
 /// Everything needed to run the completion hooks, kept until the body is done.
 pub(crate) struct Finisher {
@@ -57,6 +57,9 @@ impl Finisher {
         let mut clock = Lap::start();
         for i in (0..ran_until).rev().filter(|&i| ran.contains(i)) {
             let link = &links[i];
+            if !link.has(Phases::COMPLETE) {
+                continue;
+            }
             if let Err(failure) = guard::call(|| link.plugin.on_complete(&ctx, &completion)) {
                 // Nothing left to answer: the failure is only logged.
                 guard::report(link, "complete", ctx.route.as_deref(), &failure, &*observer);

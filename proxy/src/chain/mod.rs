@@ -53,7 +53,7 @@ use http::{Request, Response, StatusCode};
 
 pub use body_filters::BodyFilterError;
 
-use crate::plugin::{BoxFuture, Ctx, Plugin, ProxyBody, Registry};
+use crate::plugin::{BoxFuture, Ctx, Phases, Plugin, ProxyBody, Registry};
 use exclude::ExcludePaths;
 use hookway_crds::snapshot::{ObjectKey, Snapshot};
 use link_set::LinkSet;
@@ -101,6 +101,13 @@ pub struct Link {
     pub plugin: Arc<dyn Plugin>,
     /// Paths (with `*` wildcards) for which this link is skipped.
     pub exclude_paths: Arc<[String]>,
+}
+
+impl Link {
+    /// Whether the plugin implements every phase of `phases` (see [`Phases`]).
+    pub(crate) fn has(&self, phases: Phases) -> bool {
+        self.plugin.phases().contains(phases)
+    }
 }
 
 /// A Route's chain, ready to run. Cheap to clone.

@@ -24,7 +24,7 @@ use super::lap::Lap;
 use super::link_set::LinkSet;
 use super::whole_body::{self, Stop};
 use super::{Chain, ChainObserver, Link, Upstream};
-use crate::plugin::{respond, Ctx, Flow, ProxyBody};
+use crate::plugin::{respond, BodyFilter, Ctx, Flow, Phases, ProxyBody};
 
 /// A plugin failure that ended the request.
 pub(super) struct Failed {
@@ -120,6 +120,8 @@ pub(super) async fn run(
         }
     }
 
+    // Only plugins with a completion hook need the response body tracked to its end.
+    let completion = ran.ascending().any(|i| links[i].has(Phases::COMPLETE));
     let head_request = parts.method == Method::HEAD;
     let mut received = None;
     let mut upstream_duration = None;
@@ -127,7 +129,9 @@ pub(super) async fn run(
         Some(response) => response,
         None => {
             // The request body: streaming filters, then the opt-in whole-body hook.
-            let prepared = match request_body(links, &ran, &mut parts, body, &mut ctx, observer) {
+            let prepared = match request_body(
+                links, &ran, completion, &mut parts, body, &mut ctx, observer,
+            ) {
                 Err(failed) => Err(Stop::Failed(failed)),
                 Ok((body, counter)) => {
                     received = counter;
@@ -188,8 +192,8 @@ pub(super) async fn run(
         }
     }
 
-    if ran.until == 0 {
-        // No plugin ran: nobody to tell about completion, so no tracker either.
+    if !completion {
+        // Nobody to tell about completion (no plugin ran, or none has the hook): no tracker.
         return Response::from_parts(head, body);
     }
     let finisher = Finisher {
@@ -218,14 +222,22 @@ type RequestBody = (ProxyBody, Option<Arc<AtomicU64>>);
 fn collect_filters(
     links: &Arc<[Link]>,
     order: impl Iterator<Item = usize>,
-    phase: &'static str,
+    (phase, declared): (&'static str, Phases),
     ctx: &mut Ctx,
     observer: &Arc<dyn ChainObserver>,
-    mut ask: impl FnMut(&Link, &mut Ctx) -> Option<Box<dyn crate::plugin::BodyFilter>>,
+    mut ask: impl FnMut(&Link, &mut Ctx) -> Option<Box<dyn BodyFilter>>,
 ) -> Result<Option<FilterStack>, Box<Failed>> {
     let mut stack: Option<FilterStack> = None;
     for i in order {
         let link = &links[i];
+        if !link.has(declared) {
+            debug_assert!(
+                ask(link, ctx).is_none(),
+                "plugin {} returned a {phase} filter but does not declare {declared:?}",
+                link.alias
+            );
+            continue;
+        }
         match guard::call(|| ask(link, ctx)) {
             Ok(None) => {}
             Ok(Some(filter)) => stack
@@ -249,10 +261,12 @@ fn collect_filters(
 }
 
 /// Asks the plugins that ran for request body filters (ascending) and wraps the body when any
-/// did; a non-empty body is also wrapped to count its bytes.
+/// did; a non-empty body is also wrapped to count its bytes when a completion hook will want
+/// them.
 fn request_body(
     links: &Arc<[Link]>,
     ran: &Ran,
+    completion: bool,
     parts: &mut request::Parts,
     body: ProxyBody,
     ctx: &mut Ctx,
@@ -261,7 +275,7 @@ fn request_body(
     let stack = collect_filters(
         links,
         ran.ascending(),
-        "request_body",
+        ("request_body", Phases::REQUEST_BODY),
         ctx,
         observer,
         |link, ctx| link.plugin.request_body_filter(parts, ctx),
@@ -273,7 +287,7 @@ fn request_body(
             stack
         }
         // Nothing to count for: an empty body, or no plugin to tell.
-        None if body.is_end_stream() || ran.until == 0 => return Ok((body, None)),
+        None if body.is_end_stream() || !completion => return Ok((body, None)),
         None => FilterStack::new(links.clone(), None, observer.clone(), "request_body"),
     };
     let counter = Arc::new(AtomicU64::new(0));
@@ -294,7 +308,7 @@ fn response_body(
     let stack = collect_filters(
         links,
         ran.descending(),
-        "response_body",
+        ("response_body", Phases::RESPONSE_BODY),
         ctx,
         observer,
         |link, ctx| link.plugin.response_body_filter(head, ctx),

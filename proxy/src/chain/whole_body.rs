@@ -28,7 +28,7 @@ use super::lap::Lap;
 use super::link_set::LinkSet;
 use super::run::{Failed, Ran};
 use super::{ChainObserver, Link};
-use crate::plugin::{respond, Ctx, Flow, ProxyBody};
+use crate::plugin::{respond, Ctx, Flow, Phases, ProxyBody};
 
 /// The observer phase of this hook (and of `request_body_limit`).
 pub(super) const PHASE: &str = "whole_request_body";
@@ -106,6 +106,14 @@ fn askers(
     let mut askers: Option<Askers> = None;
     for i in ran.ascending() {
         let link = &links[i];
+        if !link.has(Phases::REQUEST_BODY) {
+            debug_assert!(
+                link.plugin.request_body_limit(parts, ctx).is_none(),
+                "plugin {} asks for the whole body but does not declare REQUEST_BODY",
+                link.alias
+            );
+            continue;
+        }
         match guard::call(|| link.plugin.request_body_limit(parts, ctx)) {
             Ok(None) => {}
             Ok(Some(limit)) => {

@@ -15,6 +15,7 @@
 //! (typed extensions) or in the [`BodyFilter`] a plugin creates for one request's body.
 
 pub mod context;
+pub mod phases;
 pub mod registry;
 pub mod respond;
 
@@ -25,6 +26,7 @@ use bytes::Bytes;
 use http::{request, response, Response, StatusCode};
 
 pub use context::{Completion, Consumer, Ctx, TargetOverride};
+pub use phases::Phases;
 pub use registry::{BuildEnv, PluginFactory, Registry};
 
 /// The body type the proxy moves around (streaming; never buffered unless a plugin asks).
@@ -112,6 +114,13 @@ pub trait BodyFilter: Send {
 
 /// The phase trait. Every method has a no-op default; implement only the phases you need.
 pub trait Plugin: Send + Sync + 'static {
+    /// The optional phases (body hooks, completion) this plugin implements. The default, all of
+    /// them, is always correct; a plugin with head hooks only returns [`Phases::HEADS`] so the
+    /// chain skips the rest for it (see [`phases`]).
+    fn phases(&self) -> Phases {
+        Phases::ALL
+    }
+
     /// Request head, in ascending order. May change the request, retarget the upstream via
     /// [`Ctx::target`], or answer now with [`Flow::Respond`].
     fn on_request<'a>(

@@ -11,7 +11,7 @@ use hookway_crds::catalogue::PluginConfig;
 use super::decisions::{self, Decision};
 use crate::plugin::respond::{self, ErrorType};
 use crate::plugin::{
-    BuildEnv, Ctx, Flow, Hook, HookResult, Plugin, PluginError, PluginFactory, ProxyBody,
+    BuildEnv, Ctx, Flow, Hook, HookResult, Phases, Plugin, PluginError, PluginFactory, ProxyBody,
 };
 
 /// Answer for a disallowed origin (Apinto's).
@@ -252,6 +252,10 @@ impl Cors {
 }
 
 impl Plugin for Cors {
+    fn phases(&self) -> Phases {
+        Phases::HEADS
+    }
+
     fn on_request<'a>(
         &'a self,
         req: &'a mut request::Parts,

@@ -21,7 +21,7 @@ use hookway_crds::snapshot::ObjectKey;
 use super::auth::request::cookie;
 use super::decisions::{self, Decision};
 use crate::plugin::respond::{self, ErrorType};
-use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Plugin, PluginError, PluginFactory};
+use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Phases, Plugin, PluginError, PluginFactory};
 
 /// Answer for a missing or bad token.
 pub const INVALID: &str = "[csrf] invalid csrf token";
@@ -179,6 +179,10 @@ impl Csrf {
 }
 
 impl Plugin for Csrf {
+    fn phases(&self) -> Phases {
+        Phases::HEADS
+    }
+
     fn on_request<'a>(
         &'a self,
         req: &'a mut request::Parts,

@@ -26,7 +26,7 @@ use hookway_crds::snapshot::ObjectKey;
 
 use super::decisions::{self, Decision};
 use crate::plugin::respond::{self, ErrorType};
-use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Plugin, PluginError, PluginFactory};
+use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Phases, Plugin, PluginError, PluginFactory};
 use crate::upstream::headers::remove_hop_by_hop;
 
 /// Answer when the auth service fails and `failure_policy` is `deny`.
@@ -203,6 +203,10 @@ impl ForwardAuth {
 }
 
 impl Plugin for ForwardAuth {
+    fn phases(&self) -> Phases {
+        Phases::HEADS
+    }
+
     fn on_request<'a>(
         &'a self,
         req: &'a mut request::Parts,

@@ -11,7 +11,9 @@ use http::{request, response, HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
 use super::header_config;
-use crate::plugin::{BuildEnv, Ctx, Flow, Hook, HookResult, Plugin, PluginError, PluginFactory};
+use crate::plugin::{
+    BuildEnv, Ctx, Flow, Hook, HookResult, Phases, Plugin, PluginError, PluginFactory,
+};
 use hookway_crds::catalogue::PluginConfig;
 
 /// The `headers` plugin kind.
@@ -184,6 +186,10 @@ impl PluginFactory for Headers {
 }
 
 impl Plugin for HeadersPlugin {
+    fn phases(&self) -> Phases {
+        Phases::HEADS
+    }
+
     fn on_request<'a>(
         &'a self,
         req: &'a mut request::Parts,

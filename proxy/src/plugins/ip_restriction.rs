@@ -15,7 +15,7 @@ use super::client_ip::ClientIp;
 use super::decisions::{self, Decision};
 use super::ip_set::IpSet;
 use crate::plugin::respond::{self, ErrorType};
-use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Plugin, PluginError, PluginFactory};
+use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Phases, Plugin, PluginError, PluginFactory};
 
 /// The denial message (Apinto's).
 pub const MESSAGE: &str = "[ip_restriction] Illegal IP!";
@@ -103,6 +103,10 @@ impl PluginFactory for IpRestriction {
 }
 
 impl Plugin for IpRestriction {
+    fn phases(&self) -> Phases {
+        Phases::HEADS
+    }
+
     fn on_request<'a>(
         &'a self,
         req: &'a mut request::Parts,

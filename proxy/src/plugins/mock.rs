@@ -10,7 +10,9 @@ use http::{header, request, HeaderMap, HeaderValue, Response, StatusCode};
 use serde::Deserialize;
 
 use super::header_config;
-use crate::plugin::{respond, BuildEnv, Ctx, Flow, Hook, Plugin, PluginError, PluginFactory};
+use crate::plugin::{
+    respond, BuildEnv, Ctx, Flow, Hook, Phases, Plugin, PluginError, PluginFactory,
+};
 use hookway_crds::catalogue::PluginConfig;
 
 /// The `mock` plugin kind.
@@ -100,6 +102,10 @@ impl PluginFactory for Mock {
 }
 
 impl Plugin for MockPlugin {
+    fn phases(&self) -> Phases {
+        Phases::HEADS
+    }
+
     fn on_request<'a>(
         &'a self,
         _req: &'a mut request::Parts,

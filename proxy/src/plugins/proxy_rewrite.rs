@@ -21,7 +21,7 @@ use http::{header, request, HeaderName, HeaderValue, Uri};
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Plugin, PluginError, PluginFactory};
+use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Phases, Plugin, PluginError, PluginFactory};
 
 /// The `proxy_rewrite` config.
 #[derive(Deserialize, Debug, Clone, Default)]
@@ -239,6 +239,10 @@ impl ProxyRewrite {
 }
 
 impl Plugin for ProxyRewrite {
+    fn phases(&self) -> Phases {
+        Phases::HEADS
+    }
+
     fn on_request<'a>(
         &'a self,
         req: &'a mut request::Parts,

@@ -8,7 +8,7 @@ use http::{header, request, HeaderValue, StatusCode};
 use serde::Deserialize;
 
 use crate::plugin::respond;
-use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Plugin, PluginError, PluginFactory};
+use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Phases, Plugin, PluginError, PluginFactory};
 
 fn default_status() -> u16 {
     301
@@ -137,6 +137,10 @@ impl Redirect {
 }
 
 impl Plugin for Redirect {
+    fn phases(&self) -> Phases {
+        Phases::HEADS
+    }
+
     fn on_request<'a>(
         &'a self,
         req: &'a mut request::Parts,

@@ -11,7 +11,7 @@ use hookway_crds::catalogue::PluginConfig;
 
 use super::restriction::{default_message, verdict, Mode};
 use crate::plugin::respond::ErrorType;
-use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Plugin, PluginError, PluginFactory};
+use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Phases, Plugin, PluginError, PluginFactory};
 
 /// Config of `referer_restriction`.
 #[derive(Deserialize, Clone, Debug, schemars::JsonSchema)]
@@ -99,6 +99,10 @@ impl RefererRestriction {
 }
 
 impl Plugin for RefererRestriction {
+    fn phases(&self) -> Phases {
+        Phases::HEADS
+    }
+
     fn on_request<'a>(
         &'a self,
         req: &'a mut request::Parts,

@@ -9,7 +9,9 @@ use http::{request, response, HeaderName, HeaderValue};
 use serde::Deserialize;
 
 use super::header_config;
-use crate::plugin::{BuildEnv, Ctx, Flow, Hook, HookResult, Plugin, PluginError, PluginFactory};
+use crate::plugin::{
+    BuildEnv, Ctx, Flow, Hook, HookResult, Phases, Plugin, PluginError, PluginFactory,
+};
 use hookway_crds::catalogue::PluginConfig;
 
 /// Incoming ids longer than this are replaced (they end up in every log line).
@@ -66,6 +68,10 @@ fn usable(value: &HeaderValue) -> Option<&str> {
 }
 
 impl Plugin for RequestIdPlugin {
+    fn phases(&self) -> Phases {
+        Phases::HEADS
+    }
+
     fn on_request<'a>(
         &'a self,
         req: &'a mut request::Parts,

@@ -17,7 +17,7 @@ use hookway_crds::catalogue::PluginConfig;
 
 use super::decisions::{self, Decision};
 use crate::plugin::respond::{self, ErrorType};
-use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Plugin, PluginError, PluginFactory};
+use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Phases, Plugin, PluginError, PluginFactory};
 
 /// The refusal message (Edge Microgateway's).
 pub const MESSAGE: &str = "SpikeArrest engaged";
@@ -117,6 +117,10 @@ impl SpikeArrest {
 }
 
 impl Plugin for SpikeArrest {
+    fn phases(&self) -> Phases {
+        Phases::HEADS
+    }
+
     fn on_request<'a>(
         &'a self,
         _req: &'a mut request::Parts,

@@ -14,7 +14,7 @@ use http::{header, request};
 use rand::Rng;
 use serde::Deserialize;
 
-use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Plugin, PluginError, PluginFactory};
+use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Phases, Plugin, PluginError, PluginFactory};
 
 /// Requests selected by a header or cookie.
 #[derive(Deserialize, Debug, Clone)]
@@ -147,6 +147,10 @@ impl TrafficSplitting {
 }
 
 impl Plugin for TrafficSplitting {
+    fn phases(&self) -> Phases {
+        Phases::HEADS
+    }
+
     fn on_request<'a>(
         &'a self,
         req: &'a mut request::Parts,

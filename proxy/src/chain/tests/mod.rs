@@ -5,6 +5,7 @@ mod bodies;
 mod builder;
 mod failures;
 mod lifecycle;
+mod phases;
 mod sockets;
 mod throughput;
 mod whole_body;
@@ -22,8 +23,8 @@ use http_body_util::{BodyExt, StreamBody};
 
 use super::{Chain, ChainObserver, Link, Upstream, UpstreamError};
 use crate::plugin::{
-    respond, BodyFilter, BoxError, BoxFuture, Completion, Ctx, Flow, Hook, Plugin, PluginError,
-    ProxyBody,
+    respond, BodyFilter, BoxError, BoxFuture, Completion, Ctx, Flow, Hook, Phases, Plugin,
+    PluginError, ProxyBody,
 };
 use hookway_crds::snapshot::ObjectKey;
 
@@ -84,6 +85,7 @@ pub(crate) struct Probe {
     fail_response: Option<Fail>,
     request_filter: Option<Filter>,
     response_filter: Option<Filter>,
+    phases: Phases,
 }
 
 pub(crate) fn probe(name: &'static str, log: &Arc<Log>) -> Probe {
@@ -95,6 +97,7 @@ pub(crate) fn probe(name: &'static str, log: &Arc<Log>) -> Probe {
         fail_response: None,
         request_filter: None,
         response_filter: None,
+        phases: Phases::ALL,
     }
 }
 
@@ -117,6 +120,11 @@ impl Probe {
     }
     pub(crate) fn response_filter(mut self, filter: Filter) -> Self {
         self.response_filter = Some(filter);
+        self
+    }
+    /// Declares only these optional phases (its hooks for the others still log if called).
+    pub(crate) fn declares(mut self, phases: Phases) -> Self {
+        self.phases = phases;
         self
     }
     pub(crate) fn link(self) -> Link {
@@ -160,6 +168,10 @@ where
 }
 
 impl Plugin for Probe {
+    fn phases(&self) -> Phases {
+        self.phases
+    }
+
     fn on_request<'a>(
         &'a self,
         req: &'a mut request::Parts,

@@ -25,7 +25,7 @@ use self::jwt::{Claim, JwtAlgorithm, JwtOptions};
 use self::store::Identity;
 use super::decisions::{self, Decision};
 use crate::plugin::respond::{self, ErrorType};
-use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Plugin, PluginError, PluginFactory};
+use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Phases, Plugin, PluginError, PluginFactory};
 
 /// Answer when no credential was accepted.
 pub const UNAUTHORIZED: &str = "[auth] invalid user";
@@ -314,6 +314,10 @@ impl Auth {
 }
 
 impl Plugin for Auth {
+    fn phases(&self) -> Phases {
+        Phases::HEADS
+    }
+
     fn on_request<'a>(
         &'a self,
         req: &'a mut http_request::Parts,

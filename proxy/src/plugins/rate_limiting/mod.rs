@@ -29,7 +29,7 @@ use super::client_ip::ClientIp;
 use super::decisions::{self, Decision as Stopped};
 use crate::plugin::respond::{self, ErrorType};
 use crate::plugin::{
-    BuildEnv, Ctx, Flow, Hook, HookResult, Plugin, PluginError, PluginFactory, ProxyBody,
+    BuildEnv, Ctx, Flow, Hook, HookResult, Phases, Plugin, PluginError, PluginFactory, ProxyBody,
 };
 
 /// What requests are counted together.
@@ -391,6 +391,10 @@ impl PluginFactory for RateLimiting {
 }
 
 impl Plugin for RateLimiting {
+    fn phases(&self) -> Phases {
+        Phases::HEADS
+    }
+
     fn on_request<'a>(
         &'a self,
         req: &'a mut request::Parts,
