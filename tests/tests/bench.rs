@@ -98,13 +98,21 @@ async fn settle_status_writes(fake: &FakeApi, what: &str) {
     );
 }
 
+/// Route `r{i}` as `kubectl apply` would create it: with the last-applied annotation (a copy of
+/// the object) that kubectl's client-side apply keeps on every object.
 fn route(i: usize, host: &str) -> Route {
-    serde_json::from_value(
-        json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Route",
-        "metadata": {"name": format!("r{i}")},
-        "spec": {"hosts": [host], "service": "web"}}),
-    )
-    .unwrap()
+    let applied = json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Route",
+        "metadata": {"name": format!("r{i}"), "namespace": "bench"},
+        "spec": {"hosts": [host], "service": "web"}});
+    let mut route: Route = serde_json::from_value(applied.clone()).unwrap();
+    route.metadata.annotations = Some(
+        [(
+            "kubectl.kubernetes.io/last-applied-configuration".to_string(),
+            applied.to_string(),
+        )]
+        .into(),
+    );
+    route
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
