@@ -9,7 +9,9 @@
 //! snapshot's size on the wire; and resident memory (the controller's share measured before the
 //! proxies start).
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +32,57 @@ use tokio::net::{TcpListener, TcpStream};
 
 const ROUTES: usize = 10_000;
 const ROUNDS: i32 = 30;
+
+/// Counts live heap bytes, so the controller's and the proxies' shares can be told apart from
+/// the fake API server's in this one process (RSS alone cannot: the allocator keeps freed pages).
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every call is forwarded to `System` unchanged; only a counter is updated beside it.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            LIVE.fetch_add(
+                new_size as isize - layout.size() as isize,
+                Ordering::Relaxed,
+            );
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Live heap in MiB after the fake API server forgot its watch history (30,000 events with
+/// whole objects, which would otherwise be counted against whoever runs at the time).
+fn live_mib(fake: &FakeApi) -> f64 {
+    fake.compact();
+    LIVE.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0)
+}
 
 fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -158,6 +211,7 @@ async fn ten_thousand_routes() {
         .await;
     eprintln!("created {ROUTES} routes in {:?}", started.elapsed());
     let rss_api = rss_mib();
+    let live_api = live_mib(&fake);
 
     let started = Instant::now();
     let controller = Controller::start(
@@ -193,6 +247,7 @@ async fn ten_thousand_routes() {
     // Let the initial status writes (10,000 patches) finish: they compete for the same 2 cores.
     settle_status_writes(&fake, "initial status writes").await;
     let rss_controller = rss_mib();
+    let live_before_proxies = live_mib(&fake);
 
     let started = Instant::now();
     let mut proxies = Vec::new();
@@ -215,6 +270,7 @@ async fn ten_thousand_routes() {
     let rss_all = rss_mib();
     // Every Route's `Programmed` changes from 0/0 to 2/2 proxies: 10,000 more patches.
     settle_status_writes(&fake, "status writes for the proxies' acks").await;
+    let live_proxies = live_mib(&fake) - live_before_proxies;
 
     let mut samples = Vec::new();
     let mut published = Vec::new();
@@ -267,13 +323,21 @@ async fn ten_thousand_routes() {
     }) {
         eprintln!("{l}");
     }
+    let live_all = live_mib(&fake);
+    drop(compiled);
+    controller.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let live_controller = live_all - live_mib(&fake);
     eprintln!(
         "RSS (one process): {rss_api:.0} MiB with the fake API server holding {ROUTES} routes; \
-         {rss_controller:.0} MiB with the controller (+{:.0} MiB); {rss_all:.0} MiB with 2 proxies (+{:.0} MiB)",
-        rss_controller - rss_api,
-        rss_all - rss_controller
+         {rss_controller:.0} MiB with the controller; {rss_all:.0} MiB with 2 proxies"
+    );
+    eprintln!(
+        "live heap: controller {live_controller:.1} MiB (freed by its shutdown; {:.1} MiB added \
+         by its start, which also counts the 10,000 statuses the fake API server now stores), \
+         2 proxies {live_proxies:.1} MiB (added when they started)",
+        live_before_proxies - live_api
     );
     assert_eq!(samples.len(), ROUNDS as usize);
     drop(running);
-    controller.shutdown().await;
 }
