@@ -17,14 +17,17 @@
 pub mod admin;
 pub mod compile_loop;
 pub mod events;
+pub mod fleet;
 pub mod index;
 pub mod leader;
 pub mod metrics;
 pub mod proxies;
+pub mod registry;
 pub mod run;
 pub mod status;
 pub mod status_loop;
 pub mod stream;
+pub mod versions;
 pub mod watch;
 
 /// Errors of the controller.
