@@ -11,6 +11,8 @@
 //!                                 │ status.rs (pure diff) + events.rs, only while leader.rs says so
 //!                                 ▼
 //!                            API server (server-side apply on /status)
+//!                            registry.rs: this replica's proxies in its own Lease; the other replicas'
+//!                            Leases ─► fleet.rs (merge with proxies.rs) ─► status_loop.rs (Programmed)
 //! ```
 #![forbid(unsafe_code)]
 
