@@ -105,8 +105,11 @@ impl StatusLoop {
                 if !unchanged {
                     debug!(replica = %self.identity, proxies = view.len(), "proxies across replicas changed");
                 }
+                // Woken by the registry alone without a change of the merged view: nothing to do.
+                let idle =
+                    registry_only && unchanged && !self.published.has_changed().unwrap_or(true);
                 let published = self.published.borrow_and_update().clone();
-                if let Some(published) = published.filter(|_| !(registry_only && unchanged)) {
+                if let Some(published) = published.filter(|_| !idle) {
                     generations.update(&published);
                     let window = self.proxies.published();
                     self.sync(&published, &generations, &view, &window, &mut written)
