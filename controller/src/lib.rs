@@ -11,20 +11,25 @@
 //!                                 │ status.rs (pure diff) + events.rs, only while leader.rs says so
 //!                                 ▼
 //!                            API server (server-side apply on /status)
+//!                            registry.rs: this replica's proxies in its own Lease; the other replicas'
+//!                            Leases ─► fleet.rs (merge with proxies.rs) ─► status_loop.rs (Programmed)
 //! ```
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod compile_loop;
 pub mod events;
+pub mod fleet;
 pub mod index;
 pub mod leader;
 pub mod metrics;
 pub mod proxies;
+pub mod registry;
 pub mod run;
 pub mod status;
 pub mod status_loop;
 pub mod stream;
+pub mod versions;
 pub mod watch;
 
 /// Errors of the controller.

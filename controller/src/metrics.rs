@@ -23,7 +23,8 @@ pub struct Metrics {
     pub objects: IntGaugeVec,
     /// Proxies with an open stream.
     pub connected_proxies: IntGauge,
-    /// Versions behind the current snapshot, per connected proxy.
+    /// Published snapshot versions newer than the one a connected proxy applied (of the last
+    /// 64; 64 means "64 or more"), per proxy.
     pub proxy_lag: IntGaugeVec,
     /// Status patches by outcome.
     pub status_patches: IntCounterVec,
@@ -58,7 +59,7 @@ impl Metrics {
             proxy_lag: IntGaugeVec::new(
                 Opts::new(
                     "proxy_lag_versions",
-                    "Snapshots behind, per connected proxy",
+                    "Published snapshot versions newer than the one the proxy applied (of the last 64: 64 means 64 or more)",
                 ),
                 &["proxy"],
             )?,

@@ -2,7 +2,11 @@
 //!
 //! A proxy counts as *ready* while its stream is open. `Programmed` for an object whose current
 //! generation first appeared in snapshot version `v` is `n/m proxies`: `n` ready proxies whose
-//! last successfully applied version is `>= v`, out of `m` ready proxies.
+//! last successfully applied version is `>= v`, out of `m` ready proxies. In HA the leader
+//! counts the proxies of every replica: see `fleet.rs` and `registry.rs`.
+//!
+//! The lag gauge counts, per proxy, the published versions newer than the one it applied
+//! (out of the last [`versions::WINDOW`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,13 +15,21 @@ use hookway_proxy::source::controller::Ack;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::fleet::{Applied, Table};
 use crate::metrics::Metrics;
+use crate::versions::{self, Published};
 
 #[derive(Debug, Default, Clone)]
 struct ProxyState {
     connections: usize,
-    applied: Option<u64>,
+    applied: Applied,
     rejected: Option<(u64, String)>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    proxies: HashMap<String, ProxyState>,
+    published: Published,
 }
 
 /// How many ready proxies hold a version.
@@ -32,7 +44,7 @@ pub struct Count {
 /// The registry of proxies. Cheap to clone.
 #[derive(Clone)]
 pub struct Proxies {
-    inner: Arc<Mutex<HashMap<String, ProxyState>>>,
+    inner: Arc<Mutex<Inner>>,
     changed: watch::Sender<u64>,
     metrics: Metrics,
 }
@@ -64,7 +76,7 @@ impl Proxies {
         self.changed.subscribe()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ProxyState>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the map inconsistent: recover it.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -77,10 +89,13 @@ impl Proxies {
 
     /// Registers an open stream of proxy `id`.
     pub fn connect(&self, id: &str) -> Connection {
-        let mut map = self.lock();
-        map.entry(id.to_string()).or_default().connections += 1;
+        let mut inner = self.lock();
+        let Inner { proxies, published } = &mut *inner;
+        let p = proxies.entry(id.to_string()).or_default();
+        p.connections += 1;
+        set_lag(&self.metrics, id, published.lag(p.applied.applied));
         info!(proxy_id = %id, "proxy connected");
-        self.bump(&map);
+        self.bump(proxies);
         Connection {
             proxies: self.clone(),
             id: id.to_string(),
@@ -88,7 +103,8 @@ impl Proxies {
     }
 
     fn disconnect(&self, id: &str) {
-        let mut map = self.lock();
+        let mut inner = self.lock();
+        let map = &mut inner.proxies;
         if let Some(p) = map.get_mut(id) {
             p.connections = p.connections.saturating_sub(1);
             if p.connections == 0 {
@@ -98,49 +114,87 @@ impl Proxies {
             }
         }
         info!(proxy_id = %id, "proxy disconnected");
-        self.bump(&map);
+        self.bump(map);
     }
 
     /// Records an acknowledgement.
     pub fn ack(&self, ack: &Ack) {
-        let mut map = self.lock();
-        let Some(p) = map.get_mut(&ack.proxy_id) else {
+        let mut inner = self.lock();
+        let Inner { proxies, published } = &mut *inner;
+        let Some(p) = proxies.get_mut(&ack.proxy_id) else {
             warn!(proxy_id = %ack.proxy_id, "ack from a proxy without an open stream; ignored");
             return;
         };
         if ack.ok {
-            p.applied = Some(p.applied.map_or(ack.version, |v| v.max(ack.version)));
+            if p.applied.applied < Some(ack.version) {
+                p.applied = Applied {
+                    applied: Some(ack.version),
+                    hash: Some(ack.hash.clone()),
+                };
+            }
             p.rejected = None;
         } else {
             let reason = ack.error.clone().unwrap_or_default();
             warn!(proxy_id = %ack.proxy_id, version = ack.version, error = %reason, "proxy rejected a snapshot");
             p.rejected = Some((ack.version, reason));
         }
-        self.bump(&map);
+        set_lag(
+            &self.metrics,
+            &ack.proxy_id,
+            published.lag(p.applied.applied),
+        );
+        self.bump(proxies);
     }
 
     /// Ready proxies holding `version` or newer.
+    /// Ready proxies (of this replica only) holding `version` or newer.
     pub fn count(&self, version: u64) -> Count {
-        let map = self.lock();
-        let ready = map.values().filter(|p| p.connections > 0);
+        let inner = self.lock();
+        let ready = inner.proxies.values().filter(|p| p.connections > 0);
         Count {
             ready: ready.clone().count(),
-            applied: ready.filter(|p| p.applied >= Some(version)).count(),
+            applied: ready.filter(|p| p.applied.applied >= Some(version)).count(),
         }
     }
 
-    /// Updates the lag gauge against the current version.
-    pub fn record_lag(&self, current: u64) {
-        let map = self.lock();
-        for (id, p) in map.iter().filter(|(_, p)| p.connections > 0) {
-            // Versions are ms timestamps: report lag in versions only when behind.
-            let lag = match p.applied {
-                Some(v) if v >= current => 0,
-                _ => 1,
-            };
-            self.metrics.proxy_lag.with_label_values(&[id]).set(lag);
+    /// The ready proxies of this replica and what they applied.
+    pub fn table(&self) -> Table {
+        let inner = self.lock();
+        inner
+            .proxies
+            .iter()
+            .filter(|(_, p)| p.connections > 0)
+            .map(|(id, p)| (id.clone(), p.applied.clone()))
+            .collect()
+    }
+
+    /// The last versions this replica published.
+    pub fn published(&self) -> Published {
+        self.lock().published.clone()
+    }
+
+    /// Records a published snapshot and updates every proxy's lag.
+    pub fn record_published(&self, version: u64, hash: &str) {
+        let mut inner = self.lock();
+        inner.published.push(version, hash);
+        for (id, p) in inner.proxies.iter().filter(|(_, p)| p.connections > 0) {
+            set_lag(&self.metrics, id, inner.published.lag(p.applied.applied));
         }
     }
+
+    /// The lag gauge's value for `id` (published versions newer than what it applied), while
+    /// it is connected.
+    pub fn lag(&self, id: &str) -> Option<u64> {
+        let inner = self.lock();
+        let p = inner.proxies.get(id).filter(|p| p.connections > 0)?;
+        Some(inner.published.lag(p.applied.applied))
+    }
+}
+
+fn set_lag(metrics: &Metrics, id: &str, lag: u64) {
+    // At most versions::WINDOW: always fits.
+    let lag = lag.min(versions::WINDOW as u64) as i64;
+    metrics.proxy_lag.with_label_values(&[id]).set(lag);
 }
 
 #[cfg(test)]
@@ -203,6 +257,54 @@ mod tests {
                 ready: 1
             }
         );
+    }
+
+    #[test]
+    fn lag_is_the_number_of_newer_published_versions() {
+        let metrics = Metrics::new().unwrap();
+        let proxies = Proxies::new(metrics.clone());
+        let _a = proxies.connect("a");
+        for v in [10, 20, 30] {
+            proxies.record_published(v, &format!("h{v}"));
+        }
+        assert_eq!(proxies.lag("a"), Some(3), "applied nothing: every version");
+        proxies.ack(&ack("a", 10, true));
+        assert_eq!(proxies.lag("a"), Some(2));
+        proxies.ack(&ack("a", 30, false));
+        assert_eq!(proxies.lag("a"), Some(2), "a rejection applies nothing");
+        proxies.record_published(40, "h40");
+        assert_eq!(proxies.lag("a"), Some(3));
+        proxies.ack(&ack("a", 40, true));
+        assert_eq!(proxies.lag("a"), Some(0));
+        assert!(
+            metrics
+                .render()
+                .contains("hookway_controller_proxy_lag_versions{proxy=\"a\"} 0"),
+            "{}",
+            metrics.render()
+        );
+        for v in 41..200 {
+            proxies.record_published(v, "h");
+        }
+        assert_eq!(
+            proxies.lag("a"),
+            Some(crate::versions::WINDOW as u64),
+            "older than the window"
+        );
+        assert_eq!(proxies.lag("ghost"), None);
+    }
+
+    #[test]
+    fn the_table_lists_ready_proxies_with_what_they_applied() {
+        let proxies = Proxies::new(Metrics::new().unwrap());
+        let _a = proxies.connect("a");
+        let b = proxies.connect("b");
+        proxies.ack(&ack("a", 10, true));
+        drop(b);
+        let table = proxies.table();
+        assert_eq!(table.len(), 1);
+        assert_eq!(table["a"].applied, Some(10));
+        assert_eq!(table["a"].hash.as_deref(), Some("h"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Wiring: starts reflectors, the compile loop, the stream server, leader election, the status
-//! writer and the admin endpoint; stops them all on [`Controller::shutdown`].
+//! writer, the proxy registry and the admin endpoint; stops them all on
+//! [`Controller::shutdown`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use crate::events::Events;
 use crate::leader::{self, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::proxies::Proxies;
+use crate::registry::{self, RegistryConfig};
 use crate::status_loop::StatusLoop;
 use crate::stream::{StreamServer, Token};
 use crate::watch::{self as watching, Scope};
@@ -71,6 +73,7 @@ pub struct Controller {
     /// Metrics.
     pub metrics: Metrics,
     shutdown: watch::Sender<bool>,
+    registry: Option<tokio::task::JoinHandle<()>>,
     tasks: JoinSet<()>,
 }
 
@@ -121,6 +124,21 @@ impl Controller {
         }
 
         let proxies = Proxies::new(metrics.clone());
+        {
+            // The lag gauge and the hash → version translation need every published version.
+            let proxies = proxies.clone();
+            let mut snapshots = snap_rx.clone();
+            tasks.spawn(async move {
+                loop {
+                    if let Some(s) = snapshots.borrow_and_update().clone() {
+                        proxies.record_published(s.version, &s.hash);
+                    }
+                    if snapshots.changed().await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
         let stream_addr =
             config
                 .stream_listener
@@ -169,6 +187,7 @@ impl Controller {
             duration: config.lease_duration,
             renew_every: config.lease_duration / 3,
         };
+        let registry_config = RegistryConfig::for_lease(&lease);
         tasks.spawn(leader::run(
             client.clone(),
             lease,
@@ -176,10 +195,25 @@ impl Controller {
             metrics.clone(),
             shutdown_rx.clone(),
         ));
+        // Not in the JoinSet: shutdown waits for it to delete its Lease.
+        let registry = tokio::spawn(registry::publish(
+            client.clone(),
+            registry_config.clone(),
+            proxies.clone(),
+            shutdown_rx.clone(),
+        ));
+        let (leases_tx, leases_rx) = watch::channel(Arc::default());
+        tasks.spawn(registry::watch_leases(
+            client.clone(),
+            registry_config.namespace.clone(),
+            leases_tx,
+        ));
         let status = StatusLoop {
             client: client.clone(),
             stores,
             proxies,
+            registry: leases_rx,
+            identity: config.identity.clone(),
             leader: leader_rx.clone(),
             published: pub_rx,
             events: Some(Events::new(client, &config.identity)),
@@ -194,15 +228,23 @@ impl Controller {
             leader: leader_rx,
             metrics,
             shutdown,
+            registry: Some(registry),
             tasks,
         })
     }
 
-    /// Stops everything: closes streams, releases the lease (within 5 s), aborts the rest.
+    /// Stops everything: closes streams, releases the lease and deletes the registry Lease
+    /// (within 5 s), aborts the rest. Dropping a `Controller` instead aborts every task at
+    /// once, like a crash: its registry Lease then expires.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        // The leader task releases the lease; give it a moment.
+        // The leader task releases the lease, the registry deletes its Lease; give them a moment.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        if let Some(registry) = self.registry.take() {
+            if tokio::time::timeout_at(deadline, registry).await.is_err() {
+                warn!("the registry lease was not deleted in time");
+            }
+        }
         while *self.leader.borrow() && tokio::time::Instant::now() < deadline {
             if tokio::time::timeout_at(deadline, self.leader.changed())
                 .await
@@ -214,5 +256,13 @@ impl Controller {
         tokio::time::sleep(Duration::from_millis(50)).await;
         self.tasks.shutdown().await;
         info!("controller stopped");
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        if let Some(registry) = self.registry.take() {
+            registry.abort();
+        }
     }
 }

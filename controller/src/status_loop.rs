@@ -4,6 +4,10 @@
 //!
 //! `Programmed` needs to know in which snapshot version each object's generation first
 //! appeared: [`Generations`] remembers that, so a proxy that acked that version (or later) holds it.
+//!
+//! The proxies counted are those of every live replica: this replica's own table merged with
+//! the other replicas' registry Leases (`fleet::merge`). A change of that merged view (a
+//! replica's proxies acked, connected, went away, or its Lease expired) re-syncs too.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -19,10 +23,13 @@ use tracing::{debug, info, warn};
 
 use crate::compile_loop::{kind_name, Published};
 use crate::events::Events;
+use crate::fleet::{self, View};
 use crate::index::{MultiStore, Stores};
 use crate::metrics::Metrics;
-use crate::proxies::Proxies;
+use crate::proxies::{Count, Proxies};
+use crate::registry::Leases;
 use crate::status::{self, StatusObject};
+use crate::versions;
 
 /// The snapshot version in which each object's current generation first appeared.
 #[derive(Default, Debug)]
@@ -56,8 +63,12 @@ pub struct StatusLoop {
     pub client: Client,
     /// Reflector stores (current objects, with their current status).
     pub stores: Stores,
-    /// Connected proxies.
+    /// Proxies connected to this replica.
     pub proxies: Proxies,
+    /// Every replica's registry Lease (`registry::watch_leases`).
+    pub registry: watch::Receiver<Leases>,
+    /// This replica's identity (its own registry Lease is ignored: `proxies` is the truth).
+    pub identity: String,
     /// Leadership.
     pub leader: watch::Receiver<bool>,
     /// Compile results.
@@ -77,28 +88,61 @@ impl StatusLoop {
         let mut generations = Generations::default();
         let mut written = Written::new();
         let mut acks = self.proxies.subscribe();
+        let mut last_view: Option<View> = None;
+        let mut registry_only = false;
+        let mut registry_open = true;
         loop {
             let leading = *self.leader.borrow_and_update();
+            let leases = self.registry.borrow_and_update().clone();
             if leading {
-                let published = self.published.borrow_and_update().clone();
-                if let Some(published) = published {
-                    generations.update(&published);
-                    self.sync(&published, &generations, &mut written).await;
+                let view = fleet::merge(
+                    &self.proxies.table(),
+                    &leases,
+                    &self.identity,
+                    Timestamp::now(),
+                );
+                let unchanged = last_view.as_ref() == Some(&view);
+                if !unchanged {
+                    debug!(replica = %self.identity, proxies = view.len(), "proxies across replicas changed");
                 }
+                // Woken by the registry alone without a change of the merged view: nothing to do.
+                let idle =
+                    registry_only && unchanged && !self.published.has_changed().unwrap_or(true);
+                let published = self.published.borrow_and_update().clone();
+                if let Some(published) = published.filter(|_| !idle) {
+                    generations.update(&published);
+                    let window = self.proxies.published();
+                    self.sync(&published, &generations, &view, &window, &mut written)
+                        .await;
+                }
+                last_view = Some(view);
             } else {
                 written.clear();
+                last_view = None;
             }
+            registry_only = false;
             tokio::select! {
                 r = self.published.changed() => if r.is_err() { return },
                 r = acks.changed() => if r.is_err() { return },
                 r = self.leader.changed() => if r.is_err() { return },
+                r = self.registry.changed(), if registry_open => match r {
+                    Ok(()) => registry_only = true,
+                    Err(_) => registry_open = false,
+                },
             }
             // Let a burst of acks settle.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
-    async fn sync(&self, published: &Published, generations: &Generations, written: &mut Written) {
+    async fn sync(
+        &self,
+        published: &Published,
+        generations: &Generations,
+        view: &View,
+        window: &versions::Published,
+        written: &mut Written,
+    ) {
         let now = Time(Timestamp::now());
         for (id, report) in published.reports.iter() {
             if !*self.leader.borrow() {
@@ -106,13 +150,14 @@ impl StatusLoop {
                 return;
             }
             let version = generations.version(id).unwrap_or(published.version);
+            let count = view.count(version, window);
             match id.kind {
                 Kind::Route => {
-                    self.one::<Route>(&self.stores.routes, id, report, version, &now, written)
+                    self.one::<Route>(&self.stores.routes, id, report, count, &now, written)
                         .await
                 }
                 Kind::Service => {
-                    self.one::<Service>(&self.stores.services, id, report, version, &now, written)
+                    self.one::<Service>(&self.stores.services, id, report, count, &now, written)
                         .await
                 }
                 Kind::GatewayPlugin => {
@@ -120,7 +165,7 @@ impl StatusLoop {
                         &self.stores.plugins,
                         id,
                         report,
-                        version,
+                        count,
                         &now,
                         written,
                     )
@@ -135,7 +180,7 @@ impl StatusLoop {
         store: &MultiStore<K>,
         id: &ObjectId,
         report: &ObjectReport,
-        version: u64,
+        count: Count,
         now: &Time,
         written: &mut Written,
     ) {
@@ -162,7 +207,6 @@ impl StatusLoop {
             }
             None => std::borrow::Cow::Borrowed(&*obj),
         };
-        let count = self.proxies.count(version);
         let Some(desired) = status::desired(&*current, report, count, now) else {
             return;
         };

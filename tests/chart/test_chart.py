@@ -127,6 +127,11 @@ def test_controller_rbac_is_least_privilege():
     roles = by_kind(objects, "Role")
     assert [r["metadata"]["namespace"] for r in roles] == [NAMESPACE]
     assert {res for rule in roles[0]["rules"] for res in rule["resources"]} == {"leases"}
+    # Leader election (get/create/update) and the proxy registry (patch = server-side apply,
+    # list/watch the other replicas' Leases, delete its own on shutdown).
+    assert {v for rule in roles[0]["rules"] for v in rule["verbs"]} == {
+        "get", "list", "watch", "create", "update", "patch", "delete",
+    }
 
 
 def test_stream_secret_has_token_and_tls():

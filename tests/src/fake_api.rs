@@ -5,9 +5,12 @@
 //! `type=` / `metadata.name=` / `metadata.namespace=`), watch (`?watch=1` from a resourceVersion,
 //! chunked JSON events, `BOOKMARK`s when `allowWatchBookmarks`, `410 Gone` for compacted
 //! versions, `timeoutSeconds`), get, create, replace (optimistic concurrency on
-//! `resourceVersion`), delete, merge/apply patches, server-side apply on `/status` (the status is
-//! owned by one manager here, so applying replaces it), Leases and Events (stored like anything
-//! else). Like a real API server it refuses EndpointSlices with loopback addresses (422).
+//! `resourceVersion`), delete, merge patches, server-side apply (create-or-update; needs
+//! `fieldManager`, `apiVersion` and `kind`; fields a manager applied before and leaves out are
+//! removed, as the real field ownership does; on `/status` one manager owns the status here, so
+//! applying replaces it), Leases and Events (stored like anything else). Like a real API server
+//! it refuses EndpointSlices with loopback addresses (422) and Lease names that are not DNS-1123
+//! subdomains (422).
 //!
 //! Paths: `/api/v1/...` and `/apis/{group}/{version}/...`, namespaced or cluster-wide.
 
@@ -50,6 +53,8 @@ struct State {
     compacted: u64,
     /// `PATCH .../status` requests received, by `resource/ns/name`.
     status_patches: BTreeMap<String, u32>,
+    /// What each field manager last applied (server-side apply), by object and manager.
+    applied: BTreeMap<(Resource, (String, String), String), Value>,
 }
 
 /// A running fake API server.
@@ -308,6 +313,11 @@ impl FakeApi {
                 Err(e) => bad(e),
             },
             (Method::PATCH, true) => match parse() {
+                Ok(patch)
+                    if content_type.starts_with("application/apply-patch") && !target.status =>
+                {
+                    self.apply(&target, patch, &q)
+                }
                 Ok(patch) => self.patch(&target, patch, &content_type),
                 Err(e) => bad(e),
             },
@@ -374,14 +384,8 @@ impl FakeApi {
                 "metadata.name required",
             );
         };
-        if target.resource.1 == "endpointslices" {
-            if let Some(bad) = loopback_endpoint(&obj) {
-                return status(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "Invalid",
-                    format!("endpoints[].addresses: Invalid value: \"{bad}\": may not be in the loopback range (127.0.0.0/8, ::1/128)"),
-                );
-            }
+        if let Some(invalid) = invalid(&target.resource, &name, &obj) {
+            return invalid;
         }
         let mut s = self.lock();
         let key = (target.namespace.clone().unwrap_or_default(), name.clone());
@@ -406,6 +410,8 @@ impl FakeApi {
         meta["uid"] = json!(format!("uid-{rv}"));
         meta["generation"] = json!(1);
         meta["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+        s.applied
+            .retain(|(r, k, _), _| !(r == &target.resource && k == &key));
         s.objects
             .entry(target.resource.clone())
             .or_default()
@@ -506,6 +512,85 @@ impl FakeApi {
         respond(StatusCode::OK, &obj)
     }
 
+    /// Server-side apply on an object (not `/status`): creates it when missing, else merges the
+    /// applied configuration, first removing the fields this manager applied last time and
+    /// leaves out now.
+    fn apply(
+        &self,
+        target: &Target,
+        config: Value,
+        q: &BTreeMap<String, String>,
+    ) -> Response<Body> {
+        let Some(manager) = q.get("fieldManager").filter(|m| !m.is_empty()) else {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "PATCH is not supported: fieldManager is required for apply requests",
+            );
+        };
+        if !config["apiVersion"].is_string() || !config["kind"].is_string() {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "apply: apiVersion and kind must be set",
+            );
+        }
+        let name = target.name.clone().unwrap_or_default();
+        if config["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n != name)
+        {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "the name of the object does not match the name on the URL",
+            );
+        }
+        let key = Self::key(target);
+        let owner = (target.resource.clone(), key.clone(), manager.clone());
+        if let Some(invalid) = invalid(&target.resource, &name, &config) {
+            return invalid;
+        }
+        let mut s = self.lock();
+        let existing = s
+            .objects
+            .get(&target.resource)
+            .and_then(|m| m.get(&key))
+            .cloned();
+        let Some(mut obj) = existing else {
+            drop(s);
+            let response = self.create(target, config.clone());
+            if response.status() == StatusCode::CREATED {
+                self.lock().applied.insert(owner, config);
+            }
+            return response;
+        };
+        if let Some(previous) = s.applied.get(&owner) {
+            prune(&mut obj, previous, &config);
+        }
+        let spec_before = obj.get("spec").cloned();
+        let mut config_body = config.clone();
+        if let Some(meta) = config_body["metadata"].as_object_mut() {
+            for f in ["uid", "resourceVersion", "generation", "creationTimestamp"] {
+                meta.remove(f);
+            }
+        }
+        merge(&mut obj, &config_body);
+        if obj.get("spec").cloned() != spec_before {
+            let g = obj["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+            obj["metadata"]["generation"] = json!(g);
+        }
+        s.rv += 1;
+        obj["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+        s.applied.insert(owner, config);
+        s.objects
+            .entry(target.resource.clone())
+            .or_default()
+            .insert(key, obj.clone());
+        self.record(&mut s, "MODIFIED", &target.resource, obj.clone());
+        respond(StatusCode::OK, &obj)
+    }
+
     fn delete(&self, target: &Target) -> Response<Body> {
         let mut s = self.lock();
         let key = Self::key(target);
@@ -516,6 +601,8 @@ impl FakeApi {
         else {
             return status(StatusCode::NOT_FOUND, "NotFound", "not found");
         };
+        s.applied
+            .retain(|(r, k, _), _| !(r == &target.resource && k == &key));
         s.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(s.rv.to_string());
         self.record(&mut s, "DELETED", &target.resource, obj.clone());
@@ -630,6 +717,57 @@ fn merge(target: &mut Value, patch: &Value) {
         }
         (t, p) => *t = p.clone(),
     }
+}
+
+/// Removes from `obj` the fields present in `previous` but absent from `next` (what a manager
+/// stops applying is no longer owned, hence removed).
+fn prune(obj: &mut Value, previous: &Value, next: &Value) {
+    let (Value::Object(o), Value::Object(p)) = (obj, previous) else {
+        return;
+    };
+    for (k, pv) in p {
+        match next.get(k) {
+            None => {
+                o.remove(k);
+            }
+            Some(nv) => {
+                if let Some(ov) = o.get_mut(k) {
+                    prune(ov, pv, nv);
+                }
+            }
+        }
+    }
+}
+
+/// What a real API server refuses on create/apply (422), for the kinds the tests use.
+fn invalid(resource: &Resource, name: &str, obj: &Value) -> Option<Response<Body>> {
+    match resource.1.as_str() {
+        "endpointslices" => loopback_endpoint(obj).map(|bad| {
+            status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                format!("endpoints[].addresses: Invalid value: \"{bad}\": may not be in the loopback range (127.0.0.0/8, ::1/128)"),
+            )
+        }),
+        "leases" if !dns1123_subdomain(name) => Some(status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            format!("metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"),
+        )),
+        _ => None,
+    }
+}
+
+fn dns1123_subdomain(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 fn loopback_endpoint(obj: &Value) -> Option<String> {

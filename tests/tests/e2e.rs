@@ -17,8 +17,9 @@ use hookway_crds::{Route, Service, Snapshot};
 use hookway_proxy::source::controller::{self as source, Backoff, ControllerSourceConfig};
 use hookway_tests::fake_api::FakeApi;
 use hookway_tests::pki::Pki;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -373,6 +374,98 @@ async fn fake_api_refuses_loopback_endpoints_and_expires_old_watches() {
 }
 
 #[tokio::test]
+async fn fake_api_applies_lists_watches_and_deletes_leases_like_a_real_one() {
+    if std::env::var_os("HOOKWAY_E2E_KUBECONFIG").is_some() {
+        eprintln!("skipped: checks the fake API server only");
+        return;
+    }
+    use futures::StreamExt;
+    use kube::api::{Patch, PatchParams, WatchEvent, WatchParams};
+    let fake = FakeApi::start().await;
+    let leases: Api<Lease> = Api::namespaced(fake.client().await, "default");
+    let lease = |annotations: serde_json::Value| -> serde_json::Value {
+        json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "r-0", "labels": {"hookway.dev/proxy-registry": "true"},
+                         "annotations": annotations},
+            "spec": {"holderIdentity": "c0", "leaseDurationSeconds": 3}
+        })
+    };
+    let selected = WatchParams::default().labels("hookway.dev/proxy-registry=true");
+    let watch = leases.watch(&selected, "0").await.unwrap();
+    futures::pin_mut!(watch);
+    // Apply creates...
+    let apply = PatchParams::apply("hookway-controller").force();
+    let created = leases
+        .patch(
+            "r-0",
+            &apply,
+            &Patch::Apply(lease(json!({"a": "1", "b": "2"}))),
+        )
+        .await
+        .expect("apply creates");
+    assert_eq!(created.metadata.annotations.unwrap().len(), 2);
+    // ...then updates; what the manager no longer applies is removed.
+    let updated = leases
+        .patch("r-0", &apply, &Patch::Apply(lease(json!({"a": "3"}))))
+        .await
+        .unwrap();
+    assert_eq!(
+        updated.metadata.annotations.unwrap(),
+        [("a".to_string(), "3".to_string())].into()
+    );
+    // Apply without a field manager is refused.
+    let anonymous = PatchParams {
+        field_manager: None,
+        ..PatchParams::default()
+    };
+    match leases
+        .patch("r-0", &anonymous, &Patch::Apply(lease(json!({}))))
+        .await
+    {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 400),
+        other => panic!("apply without fieldManager: {other:?}"),
+    }
+    // Lease names must be DNS-1123 subdomains.
+    let mut bad = lease(json!({}));
+    bad["metadata"]["name"] = json!("R_0");
+    match leases.patch("R_0", &apply, &Patch::Apply(bad)).await {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 422),
+        other => panic!("invalid lease name accepted: {other:?}"),
+    }
+    // An unlabelled Lease is not selected.
+    let other: Lease = serde_json::from_value(json!({"metadata": {"name": "leader"}})).unwrap();
+    leases.create(&PostParams::default(), &other).await.unwrap();
+    let listed = leases
+        .list(&ListParams::default().labels("hookway.dev/proxy-registry=true"))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    leases
+        .delete("r-0", &DeleteParams::default())
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        match tokio::time::timeout(WAIT, watch.next()).await {
+            Ok(Some(Ok(WatchEvent::Added(l) | WatchEvent::Modified(l)))) => {
+                seen.push(l.metadata.name.unwrap())
+            }
+            Ok(Some(Ok(WatchEvent::Deleted(l)))) => {
+                seen.push(format!("-{}", l.metadata.name.unwrap()))
+            }
+            Ok(Some(Ok(WatchEvent::Bookmark(_)))) => {}
+            other => panic!("watch: {other:?} after {seen:?}"),
+        }
+    }
+    assert_eq!(
+        seen,
+        ["r-0", "r-0", "-r-0"],
+        "only the labelled Lease is watched"
+    );
+}
+
+#[tokio::test]
 async fn real_cluster_run_is_opt_in() {
     if std::env::var_os("HOOKWAY_E2E_KUBECONFIG").is_none() {
         eprintln!("HOOKWAY_E2E_KUBECONFIG is not set: the e2e scenarios ran against the in-process fake API server only");
@@ -418,8 +511,8 @@ async fn one_leader_writes_status_and_a_standby_takes_over() {
     // Both replicas serve streams.
     wait_snapshot(&mut p0, "route a is served", |s| route(s, "a").is_some()).await;
     wait_snapshot(&mut p1, "route a is served", |s| route(s, "a").is_some()).await;
-    // Only the leader writes status; it counts the proxies connected to it.
-    env.wait_condition("a", "Programmed", "True", "1/1 proxies")
+    // Only the leader writes status; it counts the proxies of both replicas.
+    env.wait_condition("a", "Programmed", "True", "2/2 proxies")
         .await;
     assert!(!*c1.leader.borrow(), "the standby does not lead");
 
@@ -450,4 +543,88 @@ async fn one_leader_writes_status_and_a_standby_takes_over() {
         .await;
     t1.abort();
     c1.shutdown().await;
+}
+
+fn registry_leases(env: &Env) -> Api<Lease> {
+    Api::namespaced(env.client.clone(), &env.ns)
+}
+
+/// The holders of the registry Leases in the controller's namespace.
+async fn registry_holders(env: &Env) -> Vec<String> {
+    let params = ListParams::default().labels("hookway.dev/proxy-registry=true");
+    let mut holders: Vec<String> = registry_leases(env)
+        .list(&params)
+        .await
+        .expect("list registry leases")
+        .items
+        .into_iter()
+        .filter_map(|l| l.spec?.holder_identity)
+        .collect();
+    holders.sort();
+    holders
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn programmed_counts_the_proxies_of_every_replica() {
+    let env = env("registry").await;
+    let c0 = env.controller("127.0.0.1:0", "controller-0").await;
+    let mut leader0 = c0.leader.clone();
+    tokio::time::timeout(WAIT, leader0.wait_for(|l| *l))
+        .await
+        .unwrap()
+        .unwrap();
+    let c1 = env.controller("127.0.0.1:0", "controller-1").await;
+    let (mut p0, t0) = env.proxy(&c0, "proxy-0");
+    let (mut p1, t1) = env.proxy(&c1, "proxy-1");
+    env.create_service("web").await;
+    env.create_route("a", json!({"hosts": ["a.example.com"], "service": "web"}))
+        .await;
+    wait_snapshot(&mut p0, "route a is served", |s| route(s, "a").is_some()).await;
+    wait_snapshot(&mut p1, "route a is served", |s| route(s, "a").is_some()).await;
+
+    // The leader counts proxy-1 (connected to the follower) through the follower's Lease,
+    // although each replica numbers its snapshots on its own.
+    env.wait_condition("a", "Programmed", "True", "2/2 proxies")
+        .await;
+    assert!(!*c1.leader.borrow(), "controller-1 follows");
+    assert_eq!(
+        registry_holders(&env).await,
+        ["controller-0", "controller-1"]
+    );
+    let lease = registry_leases(&env)
+        .get("hookway-controller-proxies-controller-1")
+        .await
+        .expect("controller-1's registry lease");
+    let proxies = &lease.metadata.annotations.unwrap()["hookway.dev/proxies"];
+    assert!(
+        proxies.starts_with(r#"{"proxy-1":{"applied":"#),
+        "{proxies}"
+    );
+    let (_, metrics) = http_get(c1.admin_addr, "/metrics").await;
+    assert!(
+        metrics.contains("hookway_controller_proxy_lag_versions{proxy=\"proxy-1\"} 0"),
+        "{metrics}"
+    );
+
+    // The follower crashes (dropped: no clean shutdown, its Lease stays): once the Lease
+    // expired (3 s here), its proxy is no longer counted.
+    let crashed = Instant::now();
+    drop(c1);
+    env.wait_condition("a", "Programmed", "True", "1/1 proxies")
+        .await;
+    assert!(
+        crashed.elapsed() >= Duration::from_secs(1),
+        "counted until the Lease expired"
+    );
+    assert_eq!(
+        registry_holders(&env).await,
+        ["controller-0", "controller-1"],
+        "a crashed replica's Lease expires, it is not deleted"
+    );
+
+    // A clean shutdown deletes the replica's Lease.
+    t0.abort();
+    t1.abort();
+    c0.shutdown().await;
+    assert_eq!(registry_holders(&env).await, ["controller-1"]);
 }

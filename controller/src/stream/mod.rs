@@ -141,9 +141,6 @@ impl StreamServer {
             (&Method::POST, ACK_PATH) => match read_json::<Ack>(req).await {
                 Ok(ack) => {
                     self.proxies.ack(&ack);
-                    if let Some(current) = self.snapshots.borrow().as_ref() {
-                        self.proxies.record_lag(current.version);
-                    }
                     plain(StatusCode::NO_CONTENT, "")
                 }
                 Err(resp) => resp,
