@@ -492,11 +492,21 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     (code, buf)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_leader_writes_status_and_a_standby_takes_over() {
-    let env = env("ha").await;
+/// Two controller replicas with a proxy streaming from each (the proxies' stream tasks `t0`,
+/// `t1`, and the snapshots they received, kept open for as long as the test runs).
+struct TwoReplicas {
+    c0: Controller,
+    c1: Controller,
+    t0: tokio::task::JoinHandle<()>,
+    t1: tokio::task::JoinHandle<()>,
+    snapshots: [watch::Receiver<Option<Arc<Snapshot>>>; 2],
+}
+
+/// Starts controller-0 and lets it win the Lease, then controller-1 (following); connects
+/// proxy-0 to the first and proxy-1 to the second, creates Service `web` and Route `a`, and
+/// waits until both proxies (so both replicas) serve the Route.
+async fn two_replicas_serving_route_a(env: &Env) -> TwoReplicas {
     let c0 = env.controller("127.0.0.1:0", "controller-0").await;
-    // Let controller-0 win the Lease before the standby starts.
     let mut leader0 = c0.leader.clone();
     tokio::time::timeout(WAIT, leader0.wait_for(|l| *l))
         .await
@@ -508,9 +518,27 @@ async fn one_leader_writes_status_and_a_standby_takes_over() {
     env.create_service("web").await;
     env.create_route("a", json!({"hosts": ["a.example.com"], "service": "web"}))
         .await;
-    // Both replicas serve streams.
     wait_snapshot(&mut p0, "route a is served", |s| route(s, "a").is_some()).await;
     wait_snapshot(&mut p1, "route a is served", |s| route(s, "a").is_some()).await;
+    TwoReplicas {
+        c0,
+        c1,
+        t0,
+        t1,
+        snapshots: [p0, p1],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_writes_status_and_a_standby_takes_over() {
+    let env = env("ha").await;
+    let TwoReplicas {
+        c0,
+        c1,
+        t0,
+        t1,
+        snapshots: _snapshots,
+    } = two_replicas_serving_route_a(&env).await;
     // Only the leader writes status; it counts the proxies of both replicas.
     env.wait_condition("a", "Programmed", "True", "2/2 proxies")
         .await;
@@ -567,20 +595,13 @@ async fn registry_holders(env: &Env) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn programmed_counts_the_proxies_of_every_replica() {
     let env = env("registry").await;
-    let c0 = env.controller("127.0.0.1:0", "controller-0").await;
-    let mut leader0 = c0.leader.clone();
-    tokio::time::timeout(WAIT, leader0.wait_for(|l| *l))
-        .await
-        .unwrap()
-        .unwrap();
-    let c1 = env.controller("127.0.0.1:0", "controller-1").await;
-    let (mut p0, t0) = env.proxy(&c0, "proxy-0");
-    let (mut p1, t1) = env.proxy(&c1, "proxy-1");
-    env.create_service("web").await;
-    env.create_route("a", json!({"hosts": ["a.example.com"], "service": "web"}))
-        .await;
-    wait_snapshot(&mut p0, "route a is served", |s| route(s, "a").is_some()).await;
-    wait_snapshot(&mut p1, "route a is served", |s| route(s, "a").is_some()).await;
+    let TwoReplicas {
+        c0,
+        c1,
+        t0,
+        t1,
+        snapshots: _snapshots,
+    } = two_replicas_serving_route_a(&env).await;
 
     // The leader counts proxy-1 (connected to the follower) through the follower's Lease,
     // although each replica numbers its snapshots on its own.
