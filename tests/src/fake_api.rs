@@ -497,10 +497,7 @@ impl FakeApi {
         } else {
             let spec_before = obj.get("spec").cloned();
             merge(&mut obj, &patch);
-            if obj.get("spec").cloned() != spec_before {
-                let g = obj["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
-                obj["metadata"]["generation"] = json!(g);
-            }
+            bump_generation(&mut obj, spec_before);
         }
         s.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(s.rv.to_string());
@@ -576,10 +573,7 @@ impl FakeApi {
             }
         }
         merge(&mut obj, &config_body);
-        if obj.get("spec").cloned() != spec_before {
-            let g = obj["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
-            obj["metadata"]["generation"] = json!(g);
-        }
+        bump_generation(&mut obj, spec_before);
         s.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(s.rv.to_string());
         s.applied.insert(owner, config);
@@ -755,6 +749,14 @@ fn invalid(resource: &Resource, name: &str, obj: &Value) -> Option<Response<Body
             format!("metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"),
         )),
         _ => None,
+    }
+}
+
+/// A spec change bumps `metadata.generation`, as the API server does for custom resources.
+fn bump_generation(obj: &mut Value, spec_before: Option<Value>) {
+    if obj.get("spec") != spec_before.as_ref() {
+        let g = obj["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+        obj["metadata"]["generation"] = json!(g);
     }
 }
 
