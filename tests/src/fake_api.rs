@@ -261,6 +261,25 @@ impl FakeApi {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Stores `obj` (its resourceVersion already set), records the watch event `kind` and
+    /// answers `code` with the object.
+    fn store(
+        &self,
+        s: &mut State,
+        resource: &Resource,
+        key: (String, String),
+        obj: Value,
+        kind: &'static str,
+        code: StatusCode,
+    ) -> Response<Body> {
+        s.objects
+            .entry(resource.clone())
+            .or_default()
+            .insert(key, obj.clone());
+        self.record(s, kind, resource, obj.clone());
+        respond(code, &obj)
+    }
+
     fn record(&self, s: &mut State, kind: &'static str, resource: &Resource, object: Value) {
         let ev = WatchEvent {
             rv: s.rv,
@@ -412,12 +431,14 @@ impl FakeApi {
         meta["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
         s.applied
             .retain(|(r, k, _), _| !(r == &target.resource && k == &key));
-        s.objects
-            .entry(target.resource.clone())
-            .or_default()
-            .insert(key, obj.clone());
-        self.record(&mut s, "ADDED", &target.resource, obj.clone());
-        respond(StatusCode::CREATED, &obj)
+        self.store(
+            &mut s,
+            &target.resource,
+            key,
+            obj,
+            "ADDED",
+            StatusCode::CREATED,
+        )
     }
 
     fn replace(&self, target: &Target, mut obj: Value) -> Response<Body> {
@@ -462,12 +483,14 @@ impl FakeApi {
         if old.get("status").is_some() && !target.status {
             obj["status"] = old["status"].clone();
         }
-        s.objects
-            .entry(target.resource.clone())
-            .or_default()
-            .insert(key, obj.clone());
-        self.record(&mut s, "MODIFIED", &target.resource, obj.clone());
-        respond(StatusCode::OK, &obj)
+        self.store(
+            &mut s,
+            &target.resource,
+            key,
+            obj,
+            "MODIFIED",
+            StatusCode::OK,
+        )
     }
 
     fn patch(&self, target: &Target, patch: Value, content_type: &str) -> Response<Body> {
@@ -501,12 +524,14 @@ impl FakeApi {
         }
         s.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(s.rv.to_string());
-        s.objects
-            .entry(target.resource.clone())
-            .or_default()
-            .insert(key, obj.clone());
-        self.record(&mut s, "MODIFIED", &target.resource, obj.clone());
-        respond(StatusCode::OK, &obj)
+        self.store(
+            &mut s,
+            &target.resource,
+            key,
+            obj,
+            "MODIFIED",
+            StatusCode::OK,
+        )
     }
 
     /// Server-side apply on an object (not `/status`): creates it when missing, else merges the
@@ -577,12 +602,14 @@ impl FakeApi {
         s.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(s.rv.to_string());
         s.applied.insert(owner, config);
-        s.objects
-            .entry(target.resource.clone())
-            .or_default()
-            .insert(key, obj.clone());
-        self.record(&mut s, "MODIFIED", &target.resource, obj.clone());
-        respond(StatusCode::OK, &obj)
+        self.store(
+            &mut s,
+            &target.resource,
+            key,
+            obj,
+            "MODIFIED",
+            StatusCode::OK,
+        )
     }
 
     fn delete(&self, target: &Target) -> Response<Body> {
