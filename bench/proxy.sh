@@ -400,7 +400,9 @@ fi
 if [ "${INSTR:-0}" = 1 ]; then
   INSTR_REQUESTS=${INSTR_REQUESTS:-2000}
   cg_port=$((BASE_PORT + 6))
+  # Uncompressed names: every kept dump is readable by callgrind_annotate on its own.
   valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" --dump-instr=no \
+    --compress-strings=no --compress-pos=no \
     "$hookway" --manifests "$work/manifests" --worker-threads 1 \
     --http-addr "127.0.0.1:$cg_port" --admin-addr "127.0.0.1:$((BASE_PORT + 7))" \
     --log-level warn 2>"$work/cg.log" &

@@ -27,7 +27,7 @@ use http_body::{Body, Frame, SizeHint};
 
 use super::guard::{self, Failure};
 use super::lap::Lap;
-use super::{ChainObserver, Link};
+use super::{ChainObserver, HookPhase, Link};
 use crate::plugin::{BodyFilter, BoxError, ProxyBody};
 use hookway_crds::snapshot::ObjectKey;
 
@@ -56,17 +56,17 @@ pub(crate) struct FilterStack {
     links: Arc<[Link]>,
     route: Option<Arc<ObjectKey>>,
     observer: Arc<dyn ChainObserver>,
-    phase: &'static str,
+    phase: HookPhase,
     reported: bool,
 }
 
 impl FilterStack {
-    /// An empty stack for `phase` (`request_body` or `response_body`).
+    /// An empty stack for `phase` (`RequestBody` or `ResponseBody`).
     pub(crate) fn new(
         links: Arc<[Link]>,
         route: Option<Arc<ObjectKey>>,
         observer: Arc<dyn ChainObserver>,
-        phase: &'static str,
+        phase: HookPhase,
     ) -> Self {
         Self {
             stages: Vec::new(),
@@ -156,7 +156,7 @@ impl FilterStack {
         );
         BodyFilterError {
             alias: link.alias.clone(),
-            phase: self.phase,
+            phase: self.phase.as_str(),
             status: failure.status(),
         }
     }
@@ -168,8 +168,7 @@ impl FilterStack {
         }
         for stage in &self.stages {
             let link = &self.links[stage.link];
-            self.observer
-                .hook(&link.alias, &link.plugin_kind, self.phase, stage.spent);
+            self.observer.hook(link, self.phase, stage.spent);
         }
     }
 }

@@ -54,12 +54,8 @@ pub(crate) fn build(
                     None => build_instance(registry, snapshot, entry)?,
                 };
                 next.entry(key).or_insert_with(|| plugin.clone());
-                Ok(Link {
-                    alias: entry.alias.as_str().into(),
-                    plugin_kind: entry.plugin.as_str().into(),
-                    plugin,
-                    exclude_paths: entry.exclude_paths.clone().into(),
-                })
+                Ok(Link::new(entry.alias.as_str(), entry.plugin.as_str(), plugin)
+                    .excluding(entry.exclude_paths.clone()))
             })
             .collect::<Result<Vec<_>, BuildError>>()?;
         Ok(Chain::new(links))

@@ -15,7 +15,7 @@ use http_body::{Body, Frame, SizeHint};
 use super::guard;
 use super::lap::Lap;
 use super::link_set::LinkSet;
-use super::{ChainObserver, Link};
+use super::{ChainObserver, HookPhase, Link};
 use crate::plugin::{BoxError, Completion, Ctx, Phases, ProxyBody};
 
 /// Everything needed to run the completion hooks, kept until the body is done.
@@ -62,9 +62,9 @@ impl Finisher {
             }
             if let Err(failure) = guard::call(|| link.plugin.on_complete(&ctx, &completion)) {
                 // Nothing left to answer: the failure is only logged.
-                guard::report(link, "complete", ctx.route.as_deref(), &failure, &*observer);
+                guard::report(link, HookPhase::Complete, ctx.route.as_deref(), &failure, &*observer);
             }
-            observer.hook(&link.alias, &link.plugin_kind, "complete", clock.lap());
+            observer.hook(link, HookPhase::Complete, clock.lap());
         }
     }
 }

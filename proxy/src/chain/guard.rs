@@ -8,7 +8,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use futures::FutureExt;
 use http::{Response, StatusCode};
 
-use super::{ChainObserver, Link};
+use super::{ChainObserver, HookPhase, Link};
 use crate::plugin::{respond, Hook, PluginError, ProxyBody};
 use hookway_crds::snapshot::ObjectKey;
 
@@ -95,7 +95,7 @@ impl fmt::Display for RouteName<'_> {
 /// Logs a failure and tells the observer.
 pub(crate) fn report(
     link: &Link,
-    phase: &'static str,
+    phase: HookPhase,
     route: Option<&ObjectKey>,
     failure: &Failure,
     observer: &dyn ChainObserver,
@@ -104,7 +104,7 @@ pub(crate) fn report(
         alias = %link.alias,
         plugin = %link.plugin_kind,
         route = %RouteName(route),
-        phase,
+        phase = phase.as_str(),
         error = %failure,
         "plugin failed"
     );

@@ -3,14 +3,14 @@
 
 /// A bit set of link positions.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct LinkSet {
+pub struct LinkSet {
     low: u64,
     high: Vec<u64>,
 }
 
 impl LinkSet {
     /// Adds link `i`.
-    pub(crate) fn insert(&mut self, i: usize) {
+    pub fn insert(&mut self, i: usize) {
         if i < 64 {
             self.low |= 1 << i;
         } else {
@@ -23,7 +23,7 @@ impl LinkSet {
     }
 
     /// Whether link `i` is in the set.
-    pub(crate) fn contains(&self, i: usize) -> bool {
+    pub fn contains(&self, i: usize) -> bool {
         if i < 64 {
             self.low & (1 << i) != 0
         } else {

@@ -41,22 +41,23 @@ mod exclude;
 mod guard;
 mod lap;
 mod link_set;
+mod observer;
 mod run;
 #[cfg(test)]
 pub(crate) mod tests;
 mod whole_body;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 
 pub use body_filters::BodyFilterError;
+pub use link_set::LinkSet;
+pub use observer::{ChainObserver, HookPhase, ObserverSlot};
 
 use crate::plugin::{BoxFuture, Ctx, Phases, Plugin, ProxyBody, Registry};
 use exclude::ExcludePaths;
 use hookway_crds::snapshot::{ObjectKey, Snapshot};
-use link_set::LinkSet;
 
 /// Why the upstream call failed; turned into a short plain-text 502/503/504 by the chain (the
 /// response hooks still run on it).
@@ -81,15 +82,6 @@ pub trait Upstream: Send + Sync {
     ) -> BoxFuture<'a, Result<Response<ProxyBody>, UpstreamError>>;
 }
 
-/// Observes the chain for metrics (implemented by the proxy's metrics module).
-pub trait ChainObserver: Send + Sync {
-    /// A hook of plugin `alias` (kind `plugin`) ran for `elapsed`. `phase` is one of
-    /// `request`, `response`, `request_body`, `whole_request_body`, `response_body`, `complete`.
-    fn hook(&self, alias: &str, plugin: &str, phase: &'static str, elapsed: Duration);
-    /// Plugin `alias` failed (error or panic) on route `route`.
-    fn plugin_failed(&self, alias: &str, plugin: &str, route: Option<&ObjectKey>);
-}
-
 /// One plugin in a chain.
 #[derive(Clone)]
 pub struct Link {
@@ -101,12 +93,38 @@ pub struct Link {
     pub plugin: Arc<dyn Plugin>,
     /// Paths (with `*` wildcards) for which this link is skipped.
     pub exclude_paths: Arc<[String]>,
+    /// The plugin's declared phases, read once.
+    phases: Phases,
+    /// The observer's per-link storage (label-resolved metric handles).
+    pub slot: ObserverSlot,
 }
 
 impl Link {
+    /// A link running `plugin` as `alias` (a GatewayPlugin of kind `plugin_kind`).
+    pub fn new(
+        alias: impl Into<Arc<str>>,
+        plugin_kind: impl Into<Arc<str>>,
+        plugin: Arc<dyn Plugin>,
+    ) -> Self {
+        Self {
+            alias: alias.into(),
+            plugin_kind: plugin_kind.into(),
+            phases: plugin.phases(),
+            plugin,
+            exclude_paths: Arc::new([]),
+            slot: ObserverSlot::default(),
+        }
+    }
+
+    /// The same link, skipped for requests to `paths`.
+    pub fn excluding(mut self, paths: impl Into<Arc<[String]>>) -> Self {
+        self.exclude_paths = paths.into();
+        self
+    }
+
     /// Whether the plugin implements every phase of `phases` (see [`Phases`]).
     pub(crate) fn has(&self, phases: Phases) -> bool {
-        self.plugin.phases().contains(phases)
+        self.phases.contains(phases)
     }
 }
 
@@ -118,6 +136,10 @@ pub struct Chain {
     excludes: Arc<[ExcludePaths]>,
     /// Whether any link has `exclude_paths` (else the per-request check is skipped).
     has_excludes: bool,
+    /// The phases any link implements: the runner skips whole steps nobody takes part in.
+    phases: Phases,
+    /// The links' aliases, in run order (what [`crate::plugin::PluginsRan`] refers to).
+    aliases: Arc<[Arc<str>]>,
 }
 
 impl Chain {
@@ -129,6 +151,10 @@ impl Chain {
             .collect();
         Self {
             has_excludes: excludes.iter().any(|e| !e.is_empty()),
+            phases: links
+                .iter()
+                .fold(Phases::HEADS, |all, link| all | link.phases),
+            aliases: links.iter().map(|link| link.alias.clone()).collect(),
             links: links.into(),
             excludes,
         }
@@ -145,6 +171,12 @@ impl Chain {
             }
         }
         set
+    }
+
+    /// Whether some link implements `phases`, so that the runner must go through that step.
+    /// Debug builds always do, so that their checks of what plugins declare still run.
+    fn takes_part(&self, phases: Phases) -> bool {
+        cfg!(debug_assertions) || self.phases.contains(phases)
     }
 
     /// The links in run order.

@@ -23,8 +23,8 @@ use super::guard::{self, Failure};
 use super::lap::Lap;
 use super::link_set::LinkSet;
 use super::whole_body::{self, Stop};
-use super::{Chain, ChainObserver, Link, Upstream};
-use crate::plugin::{respond, BodyFilter, Ctx, Flow, Phases, ProxyBody};
+use super::{Chain, ChainObserver, HookPhase, Link, Upstream};
+use crate::plugin::{respond, BodyFilter, Ctx, Flow, Phases, PluginsRan, ProxyBody};
 
 /// A plugin failure that ended the request.
 pub(super) struct Failed {
@@ -37,7 +37,7 @@ impl Failed {
     pub(super) fn new(
         links: &[Link],
         i: usize,
-        phase: &'static str,
+        phase: HookPhase,
         failure: Failure,
         ctx: &Ctx,
         observer: &dyn ChainObserver,
@@ -90,7 +90,6 @@ pub(super) async fn run(
         failed: None,
     };
     let mut error = None;
-    ctx.plugins_ran.reserve(links.len());
 
     // Request heads, ascending; an answer or a failure stops here.
     let mut early = None;
@@ -101,9 +100,8 @@ pub(super) async fn run(
         }
         ran.set.insert(i);
         ran.until = i + 1;
-        ctx.plugins_ran.push(link.alias.clone());
         let result = guard::hook(|| link.plugin.on_request(&mut parts, &mut ctx)).await;
-        observer.hook(&link.alias, &link.plugin_kind, "request", clock.lap());
+        observer.hook(link, HookPhase::Request, clock.lap());
         match result {
             Ok(Flow::Continue) => {}
             Ok(Flow::Respond(response)) => {
@@ -111,7 +109,8 @@ pub(super) async fn run(
                 break;
             }
             Err(failure) => {
-                let failed = Failed::new(links, i, "request", failure, &ctx, &**observer);
+                let failed =
+                    Failed::new(links, i, HookPhase::Request, failure, &ctx, &**observer);
                 ran.failed = Some(failed.link);
                 error = Some(failed.error);
                 early = Some(failed.response);
@@ -120,8 +119,11 @@ pub(super) async fn run(
         }
     }
 
+    ctx.plugins_ran = PluginsRan::new(chain.aliases.clone(), ran.set.clone());
+
     // Only plugins with a completion hook need the response body tracked to its end.
-    let completion = ran.ascending().any(|i| links[i].has(Phases::COMPLETE));
+    let completion = chain.phases.contains(Phases::COMPLETE)
+        && ran.ascending().any(|i| links[i].has(Phases::COMPLETE));
     let head_request = parts.method == Method::HEAD;
     let mut received = None;
     let mut upstream_duration = None;
@@ -129,13 +131,20 @@ pub(super) async fn run(
         Some(response) => response,
         None => {
             // The request body: streaming filters, then the opt-in whole-body hook.
-            let prepared = match request_body(
-                links, &ran, completion, &mut parts, body, &mut ctx, observer,
-            ) {
-                Err(failed) => Err(Stop::Failed(failed)),
-                Ok((body, counter)) => {
-                    received = counter;
-                    whole_body::run(links, &ran, &mut parts, body, &mut ctx, observer).await
+            let prepared = if !chain.takes_part(Phases::REQUEST_BODY) {
+                // No plugin of this chain touches request bodies.
+                let (body, counter) = counted(body, completion, None, links, observer);
+                received = counter;
+                Ok(body)
+            } else {
+                match request_body(
+                    links, &ran, completion, &mut parts, body, &mut ctx, observer,
+                ) {
+                    Err(failed) => Err(Stop::Failed(failed)),
+                    Ok((body, counter)) => {
+                        received = counter;
+                        whole_body::run(links, &ran, &mut parts, body, &mut ctx, observer).await
+                    }
                 }
             };
             match prepared {
@@ -173,16 +182,19 @@ pub(super) async fn run(
     for i in ran.descending() {
         let link = &links[i];
         let result = guard::hook(|| link.plugin.on_response(&mut head, &mut ctx)).await;
-        observer.hook(&link.alias, &link.plugin_kind, "response", clock.lap());
+        observer.hook(link, HookPhase::Response, clock.lap());
         if let Err(failure) = result {
-            let failed = Failed::new(links, i, "response", failure, &ctx, &**observer);
+            let failed = Failed::new(links, i, HookPhase::Response, failure, &ctx, &**observer);
             (head, body) = failed.response.into_parts();
             error = Some(failed.error);
             answer_failed = true;
             break;
         }
     }
-    if !answer_failed && may_have_body(head_request, head.status) {
+    if !answer_failed
+        && chain.takes_part(Phases::RESPONSE_BODY)
+        && may_have_body(head_request, head.status)
+    {
         match response_body(links, &ran, &mut head, body, &mut ctx, observer) {
             Ok(filtered) => body = filtered,
             Err(failed) => {
@@ -222,7 +234,7 @@ type RequestBody = (ProxyBody, Option<Arc<AtomicU64>>);
 fn collect_filters(
     links: &Arc<[Link]>,
     order: impl Iterator<Item = usize>,
-    (phase, declared): (&'static str, Phases),
+    (phase, declared): (HookPhase, Phases),
     ctx: &mut Ctx,
     observer: &Arc<dyn ChainObserver>,
     mut ask: impl FnMut(&Link, &mut Ctx) -> Option<Box<dyn BodyFilter>>,
@@ -275,24 +287,41 @@ fn request_body(
     let stack = collect_filters(
         links,
         ran.ascending(),
-        ("request_body", Phases::REQUEST_BODY),
+        (HookPhase::RequestBody, Phases::REQUEST_BODY),
         ctx,
         observer,
         |link, ctx| link.plugin.request_body_filter(parts, ctx),
     )?;
+    if stack.is_some() {
+        // The filters may change the length: the body is re-framed.
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
+    Ok(counted(body, completion, stack, links, observer))
+}
+
+/// Wraps `body` in the filters of `stack`, counting its bytes; without filters, a body is
+/// only wrapped to count its bytes when it has some and a completion hook will want them.
+fn counted(
+    body: ProxyBody,
+    completion: bool,
+    stack: Option<FilterStack>,
+    links: &Arc<[Link]>,
+    observer: &Arc<dyn ChainObserver>,
+) -> RequestBody {
     let stack = match stack {
-        Some(stack) => {
-            // The filters may change the length: the body is re-framed.
-            parts.headers.remove(header::CONTENT_LENGTH);
-            stack
-        }
+        Some(stack) => stack,
         // Nothing to count for: an empty body, or no plugin to tell.
-        None if body.is_end_stream() || !completion => return Ok((body, None)),
-        None => FilterStack::new(links.clone(), None, observer.clone(), "request_body"),
+        None if body.is_end_stream() || !completion => return (body, None),
+        None => FilterStack::new(
+            links.clone(),
+            None,
+            observer.clone(),
+            HookPhase::RequestBody,
+        ),
     };
     let counter = Arc::new(AtomicU64::new(0));
     let body = FilteredBody::new(body, stack, Some(counter.clone())).boxed_unsync();
-    Ok((body, Some(counter)))
+    (body, Some(counter))
 }
 
 /// Asks the plugins that ran for response body filters (descending) and wraps the body when
@@ -308,7 +337,7 @@ fn response_body(
     let stack = collect_filters(
         links,
         ran.descending(),
-        ("response_body", Phases::RESPONSE_BODY),
+        (HookPhase::ResponseBody, Phases::RESPONSE_BODY),
         ctx,
         observer,
         |link, ctx| link.plugin.response_body_filter(head, ctx),

@@ -27,11 +27,11 @@ use super::guard;
 use super::lap::Lap;
 use super::link_set::LinkSet;
 use super::run::{Failed, Ran};
-use super::{ChainObserver, Link};
+use super::{ChainObserver, HookPhase, Link};
 use crate::plugin::{respond, Ctx, Flow, Phases, ProxyBody};
 
 /// The observer phase of this hook (and of `request_body_limit`).
-pub(super) const PHASE: &str = "whole_request_body";
+const PHASE: HookPhase = HookPhase::WholeRequestBody;
 
 /// How the whole-body step ended when the request does not go on to the upstream.
 pub(super) enum Stop {
@@ -74,7 +74,7 @@ pub(super) async fn run(
     for i in ran.ascending().filter(|&i| askers.set.contains(i)) {
         let link = &links[i];
         let result = guard::hook(|| link.plugin.on_request_body(parts, &mut bytes, ctx)).await;
-        observer.hook(&link.alias, &link.plugin_kind, PHASE, clock.lap());
+        observer.hook(link, PHASE, clock.lap());
         match result {
             Ok(Flow::Continue) => {}
             Ok(Flow::Respond(response)) => return Err(Stop::Answer(response, None)),

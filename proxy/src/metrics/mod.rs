@@ -5,6 +5,7 @@
 //! Every metric is listed in `docs/operations.md`.
 
 mod handle_cache;
+mod link_timers;
 mod pulled_counter;
 
 pub use pulled_counter::PulledCounter;
@@ -16,7 +17,7 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
-use crate::chain::ChainObserver;
+use crate::chain::{ChainObserver, HookPhase, Link};
 use hookway_crds::snapshot::ObjectKey;
 
 /// Latency buckets (seconds): 0.5 ms .. 30 s.
@@ -182,12 +183,11 @@ pub fn method_label(method: &http::Method) -> &'static str {
 }
 
 impl ChainObserver for Metrics {
-    fn hook(&self, alias: &str, plugin: &str, phase: &'static str, elapsed: Duration) {
-        handle_cache::observe_hook(
+    fn hook(&self, link: &Link, phase: HookPhase, elapsed: Duration) {
+        link_timers::observe(
             self.id,
             &self.hook_duration,
-            alias,
-            plugin,
+            link,
             phase,
             elapsed.as_secs_f64(),
         );

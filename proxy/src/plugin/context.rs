@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::chain::LinkSet;
 use hookway_crds::snapshot::{ObjectKey, Scheme};
 
 /// Per-request state shared by the hooks of one request.
@@ -31,8 +32,9 @@ pub struct Ctx {
     pub started: Instant,
     /// The upstream node actually used (`address:port`), once known.
     pub upstream_addr: Option<http::uri::Authority>,
-    /// Aliases of the plugins whose request hook ran, in run order.
-    pub plugins_ran: Vec<Arc<str>>,
+    /// The plugins whose request hook ran, in run order (set once the request hooks are
+    /// done).
+    pub plugins_ran: PluginsRan,
     /// Typed per-request state for plugins.
     pub extensions: http::Extensions,
 }
@@ -51,9 +53,41 @@ impl Ctx {
             consumer: None,
             started: Instant::now(),
             upstream_addr: None,
-            plugins_ran: Vec::new(),
+            plugins_ran: PluginsRan::default(),
             extensions: http::Extensions::new(),
         }
+    }
+}
+
+/// The aliases of the plugins whose request hook ran, in run order: the chain's aliases and
+/// which of them ran, so recording it costs no allocation per request.
+#[derive(Debug, Clone, Default)]
+pub struct PluginsRan {
+    aliases: Arc<[Arc<str>]>,
+    ran: LinkSet,
+}
+
+impl PluginsRan {
+    /// Those of `aliases` (a chain's, in run order) whose position is in `ran`.
+    pub fn new(aliases: Arc<[Arc<str>]>, ran: LinkSet) -> Self {
+        Self { aliases, ran }
+    }
+
+    /// Every one of `aliases` ran.
+    pub fn all<S: Into<Arc<str>>>(aliases: impl IntoIterator<Item = S>) -> Self {
+        let aliases: Arc<[Arc<str>]> = aliases.into_iter().map(Into::into).collect();
+        let mut ran = LinkSet::default();
+        (0..aliases.len()).for_each(|i| ran.insert(i));
+        Self { aliases, ran }
+    }
+
+    /// The aliases, in run order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        self.aliases
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.ran.contains(*i))
+            .map(|(_, alias)| &**alias)
     }
 }
 

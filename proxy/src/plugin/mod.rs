@@ -25,7 +25,7 @@ use std::pin::Pin;
 use bytes::Bytes;
 use http::{request, response, Response, StatusCode};
 
-pub use context::{Completion, Consumer, Ctx, TargetOverride};
+pub use context::{Completion, Consumer, Ctx, PluginsRan, TargetOverride};
 pub use phases::Phases;
 pub use registry::{BuildEnv, PluginFactory, Registry};
 

@@ -12,8 +12,8 @@
 
 use std::ops::BitOr;
 
-/// A set of optional phases.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A set of optional phases (empty, i.e. [`Phases::HEADS`], by default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Phases(u8);
 
 impl Phases {

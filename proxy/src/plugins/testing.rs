@@ -113,12 +113,7 @@ pub(crate) fn link(kind: &str, config: serde_json::Value) -> Link {
     let plugin = super::builtin()
         .build(kind, &config, &env)
         .unwrap_or_else(|e| panic!("{kind} config {config}: {e}"));
-    Link {
-        alias: kind.into(),
-        plugin_kind: kind.into(),
-        plugin,
-        exclude_paths: Vec::new().into(),
-    }
+    Link::new(kind, kind, plugin)
 }
 
 /// The compiler's validation error for `config` (panics if it is valid).

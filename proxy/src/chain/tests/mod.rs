@@ -21,7 +21,7 @@ use http::{request, response, HeaderMap, Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, StreamBody};
 
-use super::{Chain, ChainObserver, Link, Upstream, UpstreamError};
+use super::{Chain, ChainObserver, HookPhase, Link, Upstream, UpstreamError};
 use crate::plugin::{
     respond, BodyFilter, BoxError, BoxFuture, Completion, Ctx, Flow, Hook, Phases, Plugin,
     PluginError, ProxyBody,
@@ -131,12 +131,8 @@ impl Probe {
         self.link_excluding(&[])
     }
     pub(crate) fn link_excluding(self, exclude: &[&str]) -> Link {
-        Link {
-            alias: self.name.into(),
-            plugin_kind: "probe".into(),
-            exclude_paths: exclude.iter().map(|s| s.to_string()).collect(),
-            plugin: Arc::new(self),
-        }
+        let exclude: Vec<String> = exclude.iter().map(|s| s.to_string()).collect();
+        Link::new(self.name, "probe", Arc::new(self)).excluding(exclude)
     }
 
     fn filter(&self, kind: Filter, phase: &'static str) -> Box<dyn BodyFilter> {
@@ -395,8 +391,11 @@ pub(crate) struct Observer {
 }
 
 impl ChainObserver for Observer {
-    fn hook(&self, alias: &str, _plugin: &str, phase: &'static str, _elapsed: Duration) {
-        self.hooks.lock().unwrap().push((alias.to_string(), phase));
+    fn hook(&self, link: &Link, phase: HookPhase, _elapsed: Duration) {
+        self.hooks
+            .lock()
+            .unwrap()
+            .push((link.alias.to_string(), phase.as_str()));
     }
     fn plugin_failed(&self, alias: &str, _plugin: &str, route: Option<&ObjectKey>) {
         self.failures

@@ -43,7 +43,7 @@ impl Plugin for Noop {}
 
 struct NullObserver;
 impl ChainObserver for NullObserver {
-    fn hook(&self, _: &str, _: &str, _: &'static str, _: Duration) {}
+    fn hook(&self, _: &Link, _: HookPhase, _: Duration) {}
     fn plugin_failed(&self, _: &str, _: &str, _: Option<&ObjectKey>) {}
 }
 
@@ -60,12 +60,7 @@ async fn chain_overhead() {
             json!({"response": {"set": {"Server": "hookway"}}}),
         ),
     ]);
-    let noop = || Link {
-        alias: "noop".into(),
-        plugin_kind: "noop".into(),
-        plugin: Arc::new(Noop),
-        exclude_paths: Vec::new().into(),
-    };
+    let noop = || Link::new("noop", "noop", Arc::new(Noop));
     let three_noop = Chain::new(vec![noop(), noop(), noop()]);
     let one_id = Chain::new(vec![link("request_id", json!({}))]);
     let one_headers = Chain::new(vec![link(

@@ -31,17 +31,13 @@ struct Whole {
 }
 
 fn whole(name: &'static str, log: &Arc<Log>, limit: Option<usize>, act: Act) -> Link {
-    Link {
-        alias: name.into(),
-        plugin_kind: "whole".into(),
-        exclude_paths: Arc::new([]),
-        plugin: Arc::new(Whole {
-            name,
-            log: log.clone(),
-            limit,
-            act,
-        }),
-    }
+    let plugin = Arc::new(Whole {
+        name,
+        log: log.clone(),
+        limit,
+        act,
+    });
+    Link::new(name, "whole", plugin)
 }
 
 impl Plugin for Whole {
@@ -222,10 +218,7 @@ async fn nothing_is_buffered_when_no_plugin_asks() {
     let links = vec![
         whole("quiet", &log, None, Act::Answer),
         // Excluded for this path: its limit is not asked for.
-        Link {
-            exclude_paths: Arc::new(["/".to_string()]),
-            ..whole("skipped", &log, Some(1), Act::Answer)
-        },
+        whole("skipped", &log, Some(1), Act::Answer).excluding(vec!["/".to_string()]),
     ];
     let observer: Arc<dyn ChainObserver> = Arc::new(Observer::default());
     let chain = Chain::new(links);

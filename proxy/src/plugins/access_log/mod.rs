@@ -153,7 +153,7 @@ impl AccessLog {
                 .map(|d| d.as_secs_f64() * 1000.0),
             consumer: ctx.consumer.as_ref().map(|c| c.id.as_str()),
             request_id: ctx.request_id.as_deref(),
-            plugins: ctx.plugins_ran.iter().map(|p| &**p).collect(),
+            plugins: ctx.plugins_ran.iter().collect(),
             error: completion.error.as_deref(),
             client_aborted: completion.client_aborted,
         };

@@ -62,7 +62,7 @@ async fn logged(config: serde_json::Value, completion: Completion) {
         id: "alice".into(),
         ..Default::default()
     });
-    ctx.plugins_ran = vec!["log".into(), "auth".into()];
+    ctx.plugins_ran = crate::plugin::PluginsRan::all(["log", "auth"]);
     plugin.on_complete(&ctx, &completion);
     drop(plugin); // the writer flushes and ends
 }
