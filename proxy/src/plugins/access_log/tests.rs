@@ -58,10 +58,10 @@ async fn logged(config: serde_json::Value, completion: Completion) {
     ctx.upstream = Some(std::sync::Arc::new(ObjectKey::new("shop", "orders-svc")));
     ctx.upstream_addr = Some(http::uri::Authority::from_static("10.0.0.5:8080"));
     ctx.request_id = Some("req-1".into());
-    ctx.consumer = Some(Consumer {
+    ctx.consumer = Some(std::sync::Arc::new(Consumer {
         id: "alice".into(),
         ..Default::default()
-    });
+    }));
     ctx.plugins_ran = crate::plugin::PluginsRan::all(["log", "auth"]);
     plugin.on_complete(&ctx, &completion);
     drop(plugin); // the writer flushes and ends

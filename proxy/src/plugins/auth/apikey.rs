@@ -7,7 +7,7 @@ use http::{request, HeaderName};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::request::{query_param, remove_query_param, strip_scheme};
+use super::request::{query_param, remove_query_param};
 use super::store::Identity;
 use super::{Outcome, Verifier};
 
@@ -50,9 +50,16 @@ impl ApiKey {
 
     fn presented<'r>(&self, req: &'r request::Parts) -> Option<&'r str> {
         if let Some(v) = req.headers.get(&self.header).and_then(|v| v.to_str().ok()) {
-            let v = strip_scheme(v, "bearer")
-                .or_else(|| strip_scheme(v, "apikey"))
-                .unwrap_or(v.trim());
+            let v = v.trim();
+            let v = match v.split_once(' ') {
+                Some((scheme, key))
+                    if scheme.eq_ignore_ascii_case("bearer")
+                        || scheme.eq_ignore_ascii_case("apikey") =>
+                {
+                    key.trim()
+                }
+                _ => v,
+            };
             if !v.is_empty() {
                 return Some(v);
             }

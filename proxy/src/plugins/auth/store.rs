@@ -7,6 +7,7 @@
 //! (`k=v,k=v`, copied into the consumer).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use hookway_crds::snapshot::{ObjectKey, SecretEntry};
 
@@ -18,8 +19,8 @@ const LABELS_SUFFIX: &str = ".labels";
 /// One credential's identity (what a successful check yields).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// The consumer it authenticates as.
-    pub consumer: Consumer,
+    /// The consumer it authenticates as (shared with every request it authenticates).
+    pub consumer: Arc<Consumer>,
     /// Unix seconds after which it is refused.
     pub expire: Option<u64>,
 }
@@ -78,10 +79,10 @@ pub fn parse(secret: &SecretEntry) -> Result<Vec<(Identity, String)>, String> {
         };
         out.push((
             Identity {
-                consumer: Consumer {
+                consumer: Arc::new(Consumer {
                     id: id.clone(),
                     labels,
-                },
+                }),
                 expire,
             },
             value.clone(),

@@ -48,7 +48,7 @@ async fn run(
     let mut req = parts(method, uri, headers);
     let mut cx = ctx("1.2.3.4:5");
     match testing::request(plugin, &mut req, &mut cx).await {
-        None => Ok((cx.consumer.expect("consumer set"), req)),
+        None => Ok(((*cx.consumer.expect("consumer set")).clone(), req)),
         Some(resp) => {
             let (status, h) = (resp.status(), resp.headers().clone());
             Err((status, h, body_string(resp).await))

@@ -7,6 +7,7 @@
 //! that window). Allowed responses carry `X-RateLimit-Limit-<Unit>` and
 //! `X-RateLimit-Remaining-<Unit>` unless `hide_client_header` is set.
 
+pub mod key;
 pub mod local;
 pub mod redis;
 pub mod window;
@@ -17,14 +18,14 @@ use std::time::Duration;
 
 use http::{header, request, response, HeaderName, HeaderValue, Response, StatusCode};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use hookway_crds::catalogue::PluginConfig;
 use hookway_crds::snapshot::ObjectKey;
 
+use self::key::Key;
 use self::local::LocalCounters;
 use self::redis::RedisCounters;
-use self::window::{Clock, Decision, Limit, SystemClock, Unit};
+use self::window::{Clock, Counts, Decision, Limit, SystemClock, Unit};
 use super::client_ip::ClientIp;
 use super::decisions::{self, Decision as Stopped};
 use crate::plugin::respond::{self, ErrorType};
@@ -217,10 +218,7 @@ pub struct RateLimiting {
 
 /// Remaining budget computed on the request, written on the response.
 #[derive(Clone, Default)]
-struct Remaining(Vec<(usize, Vec<u64>)>);
-
-/// Header values longer than this are counted by their SHA-256.
-const MAX_RAW_KEY: usize = 64;
+struct Remaining(Vec<(usize, Counts)>);
 
 /// Redis failures are logged at most this often per instance.
 const WARN_EVERY_MS: u64 = 10_000;
@@ -282,33 +280,22 @@ impl RateLimiting {
         self as *const Self as usize
     }
 
-    fn key_of(&self, req: &request::Parts, ctx: &Ctx) -> String {
-        let by_ip = || {
-            format!(
-                "ip:{}",
-                self.client.resolve(&req.headers, ctx.peer_addr.ip())
-            )
-        };
+    fn key_of(&self, req: &request::Parts, ctx: &Ctx) -> Key {
+        let by_ip = || Key::Ip(self.client.resolve(&req.headers, ctx.peer_addr.ip()));
         match self.key {
             KeyKind::Ip => by_ip(),
             KeyKind::Header => match self.header.as_ref().and_then(|h| req.headers.get(h)) {
-                // Long values are hashed: a client cannot make us store big keys.
-                Some(v) if v.len() > MAX_RAW_KEY => {
-                    format!("h#{}", hex::encode(Sha256::digest(v.as_bytes())))
-                }
-                Some(v) => format!("h:{}", String::from_utf8_lossy(v.as_bytes())),
+                Some(v) => Key::header(v.as_bytes()),
                 None => by_ip(),
             },
             KeyKind::Consumer => match &ctx.consumer {
-                Some(c) => format!("c:{}", c.id),
+                Some(c) => Key::Consumer(c.id.as_str().into()),
                 None => by_ip(),
             },
-            KeyKind::Route => match &ctx.route {
-                Some(r) => format!("r:{r}"),
-                None => "r:".into(),
-            },
+            KeyKind::Route => Key::Route(ctx.route.clone()),
         }
     }
+
 
     /// Turns a decision into the hook's answer.
     fn decide(&self, decision: Decision, ctx: &mut Ctx, now_ms: u64) -> Flow {
@@ -434,6 +421,7 @@ impl Plugin for RateLimiting {
         };
         let id = self.id();
         if let Some((_, counts)) = remaining.0.iter().find(|(i, _)| *i == id) {
+            let counts = counts.as_slice();
             for ((limit, value), count) in self.limits.iter().zip(&self.limit_values).zip(counts) {
                 resp.headers
                     .insert(limit.unit.limit_header(), value.clone());

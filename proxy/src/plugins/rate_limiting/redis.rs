@@ -8,6 +8,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 use tokio::sync::OnceCell;
 
+use super::key::Key;
 use super::window::{Clock, Decision, Limit};
 
 /// Checks every window first (refusing without counting when one is used up, returning its
@@ -131,7 +132,7 @@ impl RedisCounters {
     /// Counts one request for `key` against `limits` at the clock's now.
     pub async fn hit(
         &self,
-        key: &str,
+        key: &Key,
         limits: &[Limit],
         clock: &dyn Clock,
     ) -> Result<Decision, RedisLimitError> {
@@ -158,7 +159,7 @@ impl RedisCounters {
                 .map_err(RedisLimitError::Command)?;
         match reply.split_first() {
             Some((0, counts)) if counts.len() == limits.len() => {
-                Ok(Decision::Allowed(counts.to_vec()))
+                Ok(Decision::Allowed(counts.iter().copied().collect()))
             }
             Some((&i, _)) if i >= 1 && (i as usize) <= limits.len() => {
                 Ok(Decision::Exceeded(i as usize - 1))

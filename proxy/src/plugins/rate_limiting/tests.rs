@@ -174,10 +174,10 @@ async fn keyed_by_header_consumer_and_route() {
         async move {
             let mut req = parts("GET", "/", &[]);
             let mut cx = ctx("1.1.1.1:1");
-            cx.consumer = Some(crate::plugin::Consumer {
+            cx.consumer = Some(std::sync::Arc::new(crate::plugin::Consumer {
                 id: id.into(),
                 labels: Default::default(),
-            });
+            }));
             testing::request(rl, &mut req, &mut cx).await.is_none()
         }
     };

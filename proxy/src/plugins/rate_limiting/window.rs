@@ -91,7 +91,7 @@ impl Limit {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
     /// Allowed; the count of each limit after this request (same order as the limits).
-    Allowed(Vec<u64>),
+    Allowed(Counts),
     /// Refused: the index of the first exceeded limit.
     Exceeded(usize),
 }
@@ -133,5 +133,34 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// At most this many limits: one per [`Unit`].
+pub const MAX_LIMITS: usize = Unit::ALL.len();
+
+/// One count per configured limit, in limit order, kept inline (no allocation per request).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    len: u8,
+    values: [u64; MAX_LIMITS],
+}
+
+impl Counts {
+    /// The counts, in limit order.
+    pub fn as_slice(&self) -> &[u64] {
+        &self.values[..usize::from(self.len)]
+    }
+}
+
+impl FromIterator<u64> for Counts {
+    /// Collects at most [`MAX_LIMITS`] counts (a config has at most one limit per unit).
+    fn from_iter<I: IntoIterator<Item = u64>>(iter: I) -> Self {
+        let mut counts = Counts::default();
+        for (slot, value) in counts.values.iter_mut().zip(iter) {
+            *slot = value;
+            counts.len += 1;
+        }
+        counts
     }
 }
