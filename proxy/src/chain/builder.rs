@@ -54,8 +54,10 @@ pub(crate) fn build(
                     None => build_instance(registry, snapshot, entry)?,
                 };
                 next.entry(key).or_insert_with(|| plugin.clone());
-                Ok(Link::new(entry.alias.as_str(), entry.plugin.as_str(), plugin)
-                    .excluding(entry.exclude_paths.clone()))
+                Ok(
+                    Link::new(entry.alias.as_str(), entry.plugin.as_str(), plugin)
+                        .excluding(entry.exclude_paths.clone()),
+                )
             })
             .collect::<Result<Vec<_>, BuildError>>()?;
         Ok(Chain::new(links))

@@ -62,7 +62,13 @@ impl Finisher {
             }
             if let Err(failure) = guard::call(|| link.plugin.on_complete(&ctx, &completion)) {
                 // Nothing left to answer: the failure is only logged.
-                guard::report(link, HookPhase::Complete, ctx.route.as_deref(), &failure, &*observer);
+                guard::report(
+                    link,
+                    HookPhase::Complete,
+                    ctx.route.as_deref(),
+                    &failure,
+                    &*observer,
+                );
             }
             observer.hook(link, HookPhase::Complete, clock.lap());
         }

@@ -104,7 +104,10 @@ mod tests {
             assert_eq!(phase.index(), i);
         }
         assert_eq!(all.len(), HookPhase::COUNT);
-        assert_eq!(HookPhase::WholeRequestBody.to_string(), "whole_request_body");
+        assert_eq!(
+            HookPhase::WholeRequestBody.to_string(),
+            "whole_request_body"
+        );
     }
 
     #[test]

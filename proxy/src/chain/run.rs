@@ -109,8 +109,7 @@ pub(super) async fn run(
                 break;
             }
             Err(failure) => {
-                let failed =
-                    Failed::new(links, i, HookPhase::Request, failure, &ctx, &**observer);
+                let failed = Failed::new(links, i, HookPhase::Request, failure, &ctx, &**observer);
                 ran.failed = Some(failed.link);
                 error = Some(failed.error);
                 early = Some(failed.response);

@@ -43,7 +43,7 @@ mod tests {
 
     use prometheus::HistogramOpts;
 
-    use crate::plugin::{Plugin, Phases};
+    use crate::plugin::{Phases, Plugin};
 
     struct Nothing;
     impl Plugin for Nothing {

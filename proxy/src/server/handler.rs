@@ -4,7 +4,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::{header, Request, Response, StatusCode};
 use http_body::Body as _;
@@ -60,7 +59,9 @@ pub async fn handle(
     conn: ConnInfo,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let started = Instant::now();
+    // The request's clock: one read serves the context and the request duration.
+    let mut ctx = Ctx::new(conn.peer, conn.local, conn.tls);
+    let started = ctx.started;
     let Some(rt) = shared.state.load() else {
         return Ok(respond::text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -96,7 +97,6 @@ pub async fn handle(
         headers: req.headers(),
     });
     let method = method_label(req.method());
-    let mut ctx = Ctx::new(conn.peer, conn.local, conn.tls);
     if let Some(id) = req
         .headers()
         .get(&X_REQUEST_ID)

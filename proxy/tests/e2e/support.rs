@@ -211,8 +211,14 @@ async fn echo(
 
 /// An address nothing listens on (connections are refused).
 pub async fn dead_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap()
+    // Bound but not listening: connections are refused, and the port stays taken for the rest
+    // of the test process, so a listener of a test running alongside cannot get it.
+    static HELD: std::sync::Mutex<Vec<tokio::net::TcpSocket>> = std::sync::Mutex::new(Vec::new());
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    HELD.lock().unwrap().push(socket);
+    addr
 }
 
 // ---------------------------------------------------------------- snapshots

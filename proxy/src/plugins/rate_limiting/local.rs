@@ -66,10 +66,7 @@ impl LocalCounters {
                     .any(|((window, _), limit)| *window == limit.window(now_ms))
             });
         }
-        let entry = match shard
-            .entries
-            .entry(hash, |e| e.key == *key, |e| e.hash)
-        {
+        let entry = match shard.entries.entry(hash, |e| e.key == *key, |e| e.hash) {
             Slot::Occupied(slot) => slot.into_mut(),
             Slot::Vacant(slot) => slot
                 .insert(Entry {

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use http::{header, request, response, HeaderName, HeaderValue, Response, StatusCode};
 use serde::Deserialize;
+use smallvec::SmallVec;
 
 use hookway_crds::catalogue::PluginConfig;
 use hookway_crds::snapshot::ObjectKey;
@@ -218,7 +219,7 @@ pub struct RateLimiting {
 
 /// Remaining budget computed on the request, written on the response.
 #[derive(Clone, Default)]
-struct Remaining(Vec<(usize, Counts)>);
+struct Remaining(SmallVec<[(usize, Counts); 2]>);
 
 /// Redis failures are logged at most this often per instance.
 const WARN_EVERY_MS: u64 = 10_000;
@@ -295,7 +296,6 @@ impl RateLimiting {
             KeyKind::Route => Key::Route(ctx.route.clone()),
         }
     }
-
 
     /// Turns a decision into the hook's answer.
     fn decide(&self, decision: Decision, ctx: &mut Ctx, now_ms: u64) -> Flow {

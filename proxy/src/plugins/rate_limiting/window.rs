@@ -45,26 +45,32 @@ impl Unit {
 
     /// `X-RateLimit-Limit-<Unit>`.
     pub fn limit_header(self) -> HeaderName {
-        HeaderName::from_static(match self {
-            Unit::Second => "x-ratelimit-limit-second",
-            Unit::Minute => "x-ratelimit-limit-minute",
-            Unit::Hour => "x-ratelimit-limit-hour",
-            Unit::Day => "x-ratelimit-limit-day",
-        })
+        LIMIT_HEADERS[self as usize].clone()
     }
 
     /// `X-RateLimit-Remaining-<Unit>`.
     pub fn remaining_header(self) -> HeaderName {
-        HeaderName::from_static(match self {
-            Unit::Second => "x-ratelimit-remaining-second",
-            Unit::Minute => "x-ratelimit-remaining-minute",
-            Unit::Hour => "x-ratelimit-remaining-hour",
-            Unit::Day => "x-ratelimit-remaining-day",
-        })
+        REMAINING_HEADERS[self as usize].clone()
     }
 }
 
 /// One configured limit.
+/// `X-RateLimit-Limit-<Unit>` by unit, made at compile time.
+static LIMIT_HEADERS: [HeaderName; 4] = [
+    HeaderName::from_static("x-ratelimit-limit-second"),
+    HeaderName::from_static("x-ratelimit-limit-minute"),
+    HeaderName::from_static("x-ratelimit-limit-hour"),
+    HeaderName::from_static("x-ratelimit-limit-day"),
+];
+
+/// `X-RateLimit-Remaining-<Unit>` by unit, made at compile time.
+static REMAINING_HEADERS: [HeaderName; 4] = [
+    HeaderName::from_static("x-ratelimit-remaining-second"),
+    HeaderName::from_static("x-ratelimit-remaining-minute"),
+    HeaderName::from_static("x-ratelimit-remaining-hour"),
+    HeaderName::from_static("x-ratelimit-remaining-day"),
+];
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limit {
     /// Its unit.
