@@ -47,6 +47,7 @@ mod run;
 pub(crate) mod tests;
 mod whole_body;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
@@ -185,14 +186,16 @@ impl Chain {
     }
 
     /// Runs the request through the chain and `upstream`. Never fails: errors become responses.
-    pub async fn run(
-        &self,
+    /// (The runner's own future, not one wrapping it: a future is moved whole, so every
+    /// nesting level costs a copy.)
+    pub fn run<'a>(
+        &'a self,
         req: Request<ProxyBody>,
         ctx: Ctx,
-        upstream: &dyn Upstream,
-        observer: &Arc<dyn ChainObserver>,
-    ) -> Response<ProxyBody> {
-        run::run(self, req, ctx, upstream, observer).await
+        upstream: &'a dyn Upstream,
+        observer: &'a Arc<dyn ChainObserver>,
+    ) -> impl Future<Output = Response<ProxyBody>> + Send + 'a {
+        run::run(self, req, ctx, upstream, observer)
     }
 }
 

@@ -142,7 +142,12 @@ pub(super) async fn run(
                     Err(failed) => Err(Stop::Failed(failed)),
                     Ok((body, counter)) => {
                         received = counter;
-                        whole_body::run(links, &ran, &mut parts, body, &mut ctx, observer).await
+                        // Boxed: its buffering state would otherwise sit in every request's
+                        // runner future, which is moved as a whole.
+                        Box::pin(whole_body::run(
+                            links, &ran, &mut parts, body, &mut ctx, observer,
+                        ))
+                        .await
                     }
                 }
             };

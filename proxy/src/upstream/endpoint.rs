@@ -172,7 +172,9 @@ impl Endpoint {
                 },
             }
         }
-        let mut sender = self.connect().await?;
+        // Boxed: the connect and handshake state (TLS included) would otherwise sit in every
+        // request's future, which is moved whole; a new connection is the rare case.
+        let mut sender = Box::pin(self.connect()).await?;
         let resp = sender.send_request(req).await?;
         Ok(self.lend(resp, sender))
     }
