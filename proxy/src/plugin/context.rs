@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::extensions::Extensions;
 use crate::chain::LinkSet;
 use hookway_crds::snapshot::{ObjectKey, Scheme};
 
@@ -36,7 +37,7 @@ pub struct Ctx {
     /// done).
     pub plugins_ran: PluginsRan,
     /// Typed per-request state for plugins.
-    pub extensions: http::Extensions,
+    pub extensions: Extensions,
 }
 
 impl Ctx {
@@ -54,7 +55,7 @@ impl Ctx {
             started: Instant::now(),
             upstream_addr: None,
             plugins_ran: PluginsRan::default(),
-            extensions: http::Extensions::new(),
+            extensions: Extensions::new(),
         }
     }
 }

@@ -15,6 +15,7 @@
 //! (typed extensions) or in the [`BodyFilter`] a plugin creates for one request's body.
 
 pub mod context;
+pub mod extensions;
 pub mod phases;
 pub mod registry;
 pub mod respond;
@@ -26,6 +27,7 @@ use bytes::Bytes;
 use http::{request, response, Response, StatusCode};
 
 pub use context::{Completion, Consumer, Ctx, PluginsRan, TargetOverride};
+pub use extensions::Extensions;
 pub use phases::Phases;
 pub use registry::{BuildEnv, PluginFactory, Registry};
 
