@@ -269,6 +269,7 @@ upstream_worker=$(pgrep -P "$upstream_master" | head -1)
 nginx_worker=$(pgrep -P "$nginx_master" | head -1)
 ticks_per_s=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+user_ticks() { awk '{print $14}' "/proc/$1/stat"; }
 server_pid() {
   case "$1" in
   direct) echo "$upstream_worker" ;;
@@ -331,9 +332,10 @@ to_ms() { # wrk latency (123.45us | 1.23ms | 1.01s) -> ms
 log_requests=0
 log_lines=0
 run() { # name url [header] -> appends "rps p50 p99 cpu-us-per-request" to $work/name
-  local out pid before after requests cpu_us
+  local out pid before after requests cpu_us user_before user_pct
   pid=$(server_pid "$1")
   before=$(cpu_ticks "$pid")
+  user_before=$(user_ticks "$pid")
   out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 2s --latency \
     ${3:+-H "$3"} "$2" 2>&1)
   local rps p50 p99 errors
@@ -341,13 +343,15 @@ run() { # name url [header] -> appends "rps p50 p99 cpu-us-per-request" to $work
   p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
   p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
   after=$(cpu_ticks "$pid")
+  user_pct=$(awk -v u=$(($(user_ticks "$pid") - user_before)) -v t=$((after - before)) \
+    'BEGIN { printf "%d", (t > 0 ? u * 100 / t : 0) }')
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
   cpu_us=$(awk -v t=$((after - before)) -v hz="$ticks_per_s" -v n="$requests" \
     'BEGIN { printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0) }')
   errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
   [ -n "$errors" ] && echo "  $1: $errors" >&2
   echo "$rps $p50 $p99 $cpu_us" >>"$work/$1"
-  echo "  $1: $rps req/s p50 ${p50}ms p99 ${p99}ms cpu ${cpu_us}us/req" >&2
+  echo "  $1: $rps req/s p50 ${p50}ms p99 ${p99}ms cpu ${cpu_us}us/req (user ${user_pct}%)" >&2
   if [ "$1" = hookway-log ]; then # lines written vs requests completed, then empty the file
     sleep 0.5
     log_requests=$((log_requests + $(awk '/requests in/ {print $1}' <<<"$out")))

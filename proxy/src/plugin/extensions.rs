@@ -111,7 +111,11 @@ mod tests {
         assert_eq!(ext.insert(Budget(1)), None);
         assert_eq!(ext.insert("text"), None);
         assert_eq!(ext.insert(7u64), None);
-        assert_eq!(ext.insert(Budget(2)), Some(Budget(1)), "replaced, old one returned");
+        assert_eq!(
+            ext.insert(Budget(2)),
+            Some(Budget(1)),
+            "replaced, old one returned"
+        );
         assert_eq!(ext.len(), 3);
         assert_eq!(ext.get::<Budget>(), Some(&Budget(2)));
         assert_eq!(ext.get::<&str>(), Some(&"text"));

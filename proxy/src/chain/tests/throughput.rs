@@ -93,6 +93,12 @@ fn future_sizes() {
     let f = chain.run(get("/"), ctx(), &Fast, &observer);
     println!("Chain::run future: {} bytes", std::mem::size_of_val(&f));
     println!("Ctx: {} bytes", std::mem::size_of::<Ctx>());
-    println!("request::Parts: {} bytes", std::mem::size_of::<http::request::Parts>());
-    println!("response::Parts: {} bytes", std::mem::size_of::<http::response::Parts>());
+    println!(
+        "request::Parts: {} bytes",
+        std::mem::size_of::<http::request::Parts>()
+    );
+    println!(
+        "response::Parts: {} bytes",
+        std::mem::size_of::<http::response::Parts>()
+    );
 }

@@ -133,13 +133,20 @@ impl AccessLog {
     /// The line for one completed request.
     pub fn line(&self, ctx: &Ctx, completion: &Completion) -> String {
         let req = ctx.extensions.get::<RequestLine>();
+        // RFC 3339 with nanoseconds is at most 35 bytes: formatted on the stack.
+        let mut time = [0u8; 48];
+        let mut cursor = std::io::Cursor::new(&mut time[..]);
+        let formatted = time::OffsetDateTime::now_utc()
+            .format_into(&mut cursor, &time::format_description::well_known::Rfc3339);
+        let written = match formatted {
+            Ok(_) => usize::try_from(cursor.position()).unwrap_or(0),
+            Err(_) => 0,
+        };
         let record = Record {
-            time: time::OffsetDateTime::now_utc()
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default(),
-            client: ctx.peer_addr.to_string(),
-            route: ctx.route.as_deref().map(ToString::to_string),
-            service: ctx.upstream.as_deref().map(ToString::to_string),
+            time: std::str::from_utf8(&time[..written]).unwrap_or_default(),
+            client: ctx.peer_addr,
+            route: ctx.route.as_deref(),
+            service: ctx.upstream.as_deref(),
             upstream_addr: ctx.upstream_addr.as_ref().map(http::uri::Authority::as_str),
             method: req.map_or("-", |r| r.method.as_str()),
             host: req.map_or("-", |r| r.host.as_str()),
@@ -153,7 +160,7 @@ impl AccessLog {
                 .map(|d| d.as_secs_f64() * 1000.0),
             consumer: ctx.consumer.as_ref().map(|c| c.id.as_str()),
             request_id: ctx.request_id.as_deref(),
-            plugins: ctx.plugins_ran.iter().collect(),
+            plugins: &ctx.plugins_ran,
             error: completion.error.as_deref(),
             client_aborted: completion.client_aborted,
         };

@@ -1,20 +1,43 @@
 //! One access-log record: the fields, their JSON form and the `$name` template form.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
+use std::net::SocketAddr;
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
+
+use crate::plugin::PluginsRan;
+use hookway_crds::snapshot::ObjectKey;
+
+/// Serializes by `Display`, written straight into the output (no string in between).
+fn display<T: fmt::Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
+fn display_opt<T: fmt::Display, S: Serializer>(value: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(value) => s.collect_str(value),
+        None => s.serialize_none(),
+    }
+}
+
+fn aliases<S: Serializer>(plugins: &&PluginsRan, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(plugins.iter())
+}
 
 /// The fields of one line. Borrowed from the request's context; built once per request.
 #[derive(Serialize, Debug)]
 pub struct Record<'a> {
     /// RFC 3339 UTC completion time.
-    pub time: String,
+    pub time: &'a str,
     /// Client address (`ip:port`).
-    pub client: String,
+    #[serde(serialize_with = "display")]
+    pub client: SocketAddr,
     /// `namespace/name` of the Route, when one matched.
-    pub route: Option<String>,
+    #[serde(serialize_with = "display_opt")]
+    pub route: Option<&'a ObjectKey>,
     /// `namespace/name` of the Service the request went to.
-    pub service: Option<String>,
+    #[serde(serialize_with = "display_opt")]
+    pub service: Option<&'a ObjectKey>,
     /// The upstream node (`address:port`).
     pub upstream_addr: Option<&'a str>,
     /// Request method.
@@ -38,7 +61,8 @@ pub struct Record<'a> {
     /// Request id.
     pub request_id: Option<&'a str>,
     /// Aliases of the plugins whose request hook ran.
-    pub plugins: Vec<&'a str>,
+    #[serde(serialize_with = "aliases")]
+    pub plugins: &'a PluginsRan,
     /// Error text, when the request failed.
     pub error: Option<&'a str>,
     /// The client went away before the response finished.
@@ -168,10 +192,24 @@ fn opt(out: &mut String, v: Option<&str>) {
     out.push_str(v.unwrap_or("-"));
 }
 
+fn opt_display(out: &mut String, v: Option<impl fmt::Display>) {
+    match v {
+        Some(v) => {
+            let _ = write!(out, "{v}");
+        }
+        None => out.push('-'),
+    }
+}
+
 impl Record<'_> {
     /// The JSON line (without the newline).
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"log_error\":\"{e}\"}}"))
+        // Sized for a typical line, so that writing it rarely grows the buffer.
+        let mut out = Vec::with_capacity(512);
+        match serde_json::to_writer(&mut out, self) {
+            Ok(()) => String::from_utf8(out).unwrap_or_default(),
+            Err(e) => format!("{{\"log_error\":\"{e}\"}}"),
+        }
     }
 
     /// The template line (without the newline); absent values are `-`.
@@ -181,10 +219,12 @@ impl Record<'_> {
             match seg {
                 Segment::Literal(s) => out.push_str(s),
                 Segment::Field(f) => match f {
-                    Field::Time => out.push_str(&self.time),
-                    Field::Client => out.push_str(&self.client),
-                    Field::Route => opt(&mut out, self.route.as_deref()),
-                    Field::Service => opt(&mut out, self.service.as_deref()),
+                    Field::Time => out.push_str(self.time),
+                    Field::Client => {
+                        let _ = write!(out, "{}", self.client);
+                    }
+                    Field::Route => opt_display(&mut out, self.route),
+                    Field::Service => opt_display(&mut out, self.service),
                     Field::UpstreamAddr => opt(&mut out, self.upstream_addr),
                     Field::Method => out.push_str(self.method),
                     Field::Host => out.push_str(self.host),
@@ -210,7 +250,7 @@ impl Record<'_> {
                     Field::Consumer => opt(&mut out, self.consumer),
                     Field::RequestId => opt(&mut out, self.request_id),
                     Field::Plugins => {
-                        if self.plugins.is_empty() {
+                        if self.plugins.iter().next().is_none() {
                             out.push('-');
                         }
                         for (i, p) in self.plugins.iter().enumerate() {
