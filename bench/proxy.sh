@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Throughput and latency of hookway-proxy against nginx, with wrk.
 #
-# Targets, interleaved, RUNS runs each, median reported:
+# Targets, interleaved (every other round in reverse order), RUNS runs each, median reported:
 #   direct           wrk -> upstream nginx (`return 200`): the rig's ceiling
 #   nginx            wrk -> nginx reverse proxy (1 worker, keep-alive upstream) -> upstream
 #   hookway          wrk -> hookway-proxy, empty chain -> upstream
@@ -361,9 +361,15 @@ run() { # name url [header] -> appends "rps p50 p99 cpu-us-per-request" to $work
 }
 
 : >"$work/access.log"
+# Every other round runs the targets in reverse order, so that a target's place in the round
+# (what ran just before it, how long the round has been going) does not favour it.
+reversed=()
+for ((i = ${#targets[@]} - 1; i >= 0; i--)); do reversed+=("${targets[i]}"); done
 for r in $(seq "$RUNS"); do
   echo "run $r/$RUNS (load average $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-  for t in "${targets[@]}"; do
+  order=("${targets[@]}")
+  [ $((r % 2)) = 0 ] && order=("${reversed[@]}")
+  for t in "${order[@]}"; do
     selected "$(field "$t" 0)" || continue
     run "$(field "$t" 0)" "$(field "$t" 1)" "$(field "$t" 2)"
   done
