@@ -29,11 +29,19 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 /// `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`. With `upgrade`, keeps
 /// `Connection: upgrade` and `Upgrade` so the upgrade reaches the other side.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    // Usually there are none: one pass over the names beats nine hashed removals.
-    if !upgrade && !headers.keys().any(is_hop_by_hop) {
+    // One pass over the names finds which hop-by-hop headers are there (usually none, or only
+    // `Connection`); only those are removed, since every removal hashes the name.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(bit) = hop_by_hop_bit(name) {
+            present |= 1 << bit;
+        }
+    }
+    if present == 0 && !upgrade {
         return;
     }
-    if let Some(conn) = headers.get(header::CONNECTION) {
+    if present & CONNECTION_BIT != 0 {
+        let conn = &headers[header::CONNECTION];
         if conn.as_bytes().contains(&b',') || headers.get_all(header::CONNECTION).iter().count() > 1
         {
             named_in_connection(headers);
@@ -43,14 +51,36 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
             }
         }
     }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(*name);
+        }
     }
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     } else {
-        headers.remove(header::CONNECTION);
-        headers.remove(header::UPGRADE);
+        if present & CONNECTION_BIT != 0 {
+            headers.remove(header::CONNECTION);
+        }
+        if present & UPGRADE_BIT != 0 {
+            headers.remove(header::UPGRADE);
+        }
+    }
+}
+
+/// Bits of [`hop_by_hop_bit`] past those of [`HOP_BY_HOP`].
+const CONNECTION_BIT: u16 = 1 << HOP_BY_HOP.len();
+const UPGRADE_BIT: u16 = 1 << (HOP_BY_HOP.len() + 1);
+
+/// Which hop-by-hop header `name` is: its index in [`HOP_BY_HOP`], or the bit of `Connection`
+/// or `Upgrade` after them; `None` for an end-to-end header.
+fn hop_by_hop_bit(name: &HeaderName) -> Option<u32> {
+    if name == header::CONNECTION {
+        Some(CONNECTION_BIT.trailing_zeros())
+    } else if name == header::UPGRADE {
+        Some(UPGRADE_BIT.trailing_zeros())
+    } else {
+        HOP_BY_HOP.iter().position(|h| *h == name).map(|i| i as u32)
     }
 }
 
@@ -64,10 +94,6 @@ static HOP_BY_HOP: [&HeaderName; 7] = [
     &header::TRAILER,
     &header::TRANSFER_ENCODING,
 ];
-
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::CONNECTION || name == header::UPGRADE || HOP_BY_HOP.contains(&name)
-}
 
 fn is_kept_named(name: &HeaderName, upgrade: bool) -> bool {
     upgrade && name == header::UPGRADE
@@ -175,6 +201,39 @@ mod tests {
         remove_hop_by_hop(&mut h, false);
         let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, vec!["x-keep"]);
+    }
+
+    #[test]
+    fn each_hop_by_hop_header_goes_on_its_own() {
+        let cases: &[(&[(&str, &str)], &[&str])] = &[
+            (&[("keep-alive", "timeout=5"), ("x-a", "1")], &["x-a"]),
+            (&[("proxy-authenticate", "Basic"), ("x-a", "1")], &["x-a"]),
+            (
+                &[("proxy-authorization", "Basic x"), ("x-a", "1")],
+                &["x-a"],
+            ),
+            (
+                &[("proxy-connection", "keep-alive"), ("x-a", "1")],
+                &["x-a"],
+            ),
+            (&[("te", "trailers"), ("x-a", "1")], &["x-a"]),
+            (&[("trailer", "x-sum"), ("x-a", "1")], &["x-a"]),
+            (&[("transfer-encoding", "chunked"), ("x-a", "1")], &["x-a"]),
+            (&[("upgrade", "h2c"), ("x-a", "1")], &["x-a"]),
+            // `Connection` naming one header: both go, the rest stays.
+            (
+                &[("connection", "x-b"), ("x-b", "2"), ("x-a", "1")],
+                &["x-a"],
+            ),
+            (&[("connection", "keep-alive"), ("x-a", "1")], &["x-a"]),
+            (&[("x-a", "1"), ("x-c", "3")], &["x-a", "x-c"]),
+        ];
+        for (headers, kept) in cases {
+            let mut h = map(headers);
+            remove_hop_by_hop(&mut h, false);
+            let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+            assert_eq!(names, *kept, "{headers:?}");
+        }
     }
 
     #[test]
