@@ -32,7 +32,8 @@
 //! Files: `run` (the runner), `guard` (failure isolation), `body_filters` (streaming body
 //! filters), `whole_body` (the whole-request-body hook), `completion` (the completion
 //! tracker), `exclude` (`exclude_paths`), `builder` (snapshot → chains with instance reuse),
-//! `link_set` (which links ran).
+//! `link_set` (which links ran), `observer` (hook timings and failures for the metrics, and
+//! the per-link slot where the metrics keep their resolved handles), `lap` (hook timing).
 
 mod body_filters;
 mod builder;
