@@ -205,7 +205,12 @@ mod tests {
 
     #[test]
     fn each_hop_by_hop_header_goes_on_its_own() {
-        let cases: &[(&[(&str, &str)], &[&str])] = &[
+        /// Headers in, names kept.
+        type Case = (
+            &'static [(&'static str, &'static str)],
+            &'static [&'static str],
+        );
+        let cases: &[Case] = &[
             (&[("keep-alive", "timeout=5"), ("x-a", "1")], &["x-a"]),
             (&[("proxy-authenticate", "Basic"), ("x-a", "1")], &["x-a"]),
             (
