@@ -84,21 +84,3 @@ async fn chain_overhead() {
         with_three - base
     );
 }
-
-#[test]
-#[ignore]
-fn future_sizes() {
-    let observer: Arc<dyn ChainObserver> = Arc::new(NullObserver);
-    let chain = Chain::new(vec![link("request_id", json!({}))]);
-    let f = chain.run(get("/"), ctx(), &Fast, &observer);
-    println!("Chain::run future: {} bytes", std::mem::size_of_val(&f));
-    println!("Ctx: {} bytes", std::mem::size_of::<Ctx>());
-    println!(
-        "request::Parts: {} bytes",
-        std::mem::size_of::<http::request::Parts>()
-    );
-    println!(
-        "response::Parts: {} bytes",
-        std::mem::size_of::<http::response::Parts>()
-    );
-}
