@@ -4,6 +4,11 @@
 # Targets, interleaved (every other round in reverse order), RUNS runs each, median reported:
 #   direct           wrk -> upstream nginx (`return 200`): the rig's ceiling
 #   nginx            wrk -> nginx reverse proxy (1 worker, keep-alive upstream) -> upstream
+#   haproxy          wrk -> HAProxy in HTTP mode (1 thread, keep-alive, http-reuse always) -> upstream
+#   tcp-floor        wrk -> HAProxy in TCP mode: a byte forwarder, one upstream connection per
+#                    client connection, no HTTP parsing at all. No HTTP proxy can cost less than
+#                    this per request: it is the floor of what the kernel's TCP work costs on the
+#                    proxy's core (two sockets, one read and one write on each, per request)
 #   hookway          wrk -> hookway-proxy, empty chain -> upstream
 #   hookway-hdr1     one `headers` plugin (sets a request and a response header)
 #   hookway-hdr3     three `headers` plugins (a header-only chain)
@@ -16,6 +21,9 @@
 #   hookway-json     hookway proxying the same file, empty chain
 #   nginx-gzip       nginx proxying the file with `gzip on; gzip_comp_level 6` (Accept-Encoding: gzip)
 #   hookway-gzip     hookway with `compression` (gzip only, level 6) on the same file
+# SYSCALLS=1 adds system calls and TCP segments per request of the proxies (perf's syscall
+# tracepoints, /proc/net/snmp): the kernel work each proxy asks for, which no user-space speed-up
+# removes.
 # INSTR=1 adds instructions per request of every plain-HTTP hookway target, counted by callgrind
 # (repeatable to the instruction, so per-plugin costs below the noise of req/s show up);
 # INSTR_KEEP=dir keeps each target's callgrind profile there for callgrind_annotate.
@@ -26,7 +34,7 @@
 #
 # Usage: bench/proxy.sh            (DURATION=5 RUNS=3 CONNS=64 to change; ONLY="hookway hookway-hdr3"
 #                                   runs a subset; HOOKWAY_BIN=path skips the release build)
-# Installs wrk and nginx with apt-get when missing. Every run is bounded (DURATION seconds).
+# Installs wrk, nginx and haproxy with apt-get when missing. Every run is bounded (DURATION seconds).
 set -euo pipefail
 
 DURATION=${DURATION:-5}
@@ -39,6 +47,8 @@ NGINX_TLS_PORT=$((BASE_PORT + 2))
 HW_PORT=$((BASE_PORT + 3))
 HW_TLS_PORT=$((BASE_PORT + 4))
 HW_ADMIN_PORT=$((BASE_PORT + 5))
+HA_PORT=$((BASE_PORT + 8))
+HA_TCP_PORT=$((BASE_PORT + 9))
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 API_KEY=bench-key-0123456789
@@ -54,11 +64,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
-  echo "installing wrk and nginx..." >&2
+if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null || ! command -v haproxy >/dev/null; then
+  echo "installing wrk, nginx and haproxy..." >&2
   apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light >/dev/null 2>&1 ||
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light haproxy >/dev/null 2>&1 ||
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx haproxy >/dev/null
 fi
 
 hookway=${HOOKWAY_BIN:-}
@@ -126,6 +136,30 @@ nginx_conf proxy "
     location /gzip/ { $proxy_block
       gzip on; gzip_comp_level 6; gzip_types application/json; }
   }"
+
+# HAProxy: the same reverse proxy in HTTP mode, and a plain TCP forwarder (the floor).
+cat >"$work/haproxy.cfg" <<CFG
+global
+  nbthread 1
+  maxconn 4000
+defaults
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+frontend http
+  mode http
+  option forwardfor
+  bind 127.0.0.1:$HA_PORT
+  default_backend up
+backend up
+  mode http
+  http-reuse always
+  server up 127.0.0.1:$UP_PORT
+listen tcp-floor
+  mode tcp
+  bind 127.0.0.1:$HA_TCP_PORT
+  server up 127.0.0.1:$UP_PORT
+CFG
 
 # hookway: one route per chain, all to the same upstream.
 mkdir -p "$work/manifests"
@@ -255,8 +289,12 @@ taskset -c "$PROXY_CPU" "$hookway" --manifests "$work/manifests" --worker-thread
   --default-key "$work/key.pem" --log-level "warn,rustls=error" &
 pids+=($!)
 hookway_pid=$!
+taskset -c "$PROXY_CPU" haproxy -f "$work/haproxy.cfg" -db 2>"$work/haproxy.log" &
+pids+=($!)
+haproxy_pid=$!
 
-for url in "http://127.0.0.1:$UP_PORT/" "http://127.0.0.1:$NGINX_PORT/" "http://127.0.0.1:$HW_PORT/empty/"; do
+for url in "http://127.0.0.1:$UP_PORT/" "http://127.0.0.1:$NGINX_PORT/" "http://127.0.0.1:$HW_PORT/empty/" \
+  "http://127.0.0.1:$HA_PORT/" "http://127.0.0.1:$HA_TCP_PORT/"; do
   for _ in $(seq 50); do
     curl -fsS "$url" >/dev/null 2>&1 && break
     sleep 0.1
@@ -274,6 +312,7 @@ server_pid() {
   case "$1" in
   direct) echo "$upstream_worker" ;;
   nginx*) echo "$nginx_worker" ;;
+  haproxy | tcp-floor) echo "$haproxy_pid" ;;
   *) echo "$hookway_pid" ;;
   esac
 }
@@ -286,6 +325,8 @@ AUTH="Authorization: $API_KEY"
 targets=(
   "direct|$H:$UP_PORT/||direct|"
   "nginx|$H:$NGINX_PORT/||nginx|"
+  "haproxy|$H:$HA_PORT/||nginx|"
+  "tcp-floor|$H:$HA_TCP_PORT/||nginx|"
   "hookway|$H:$HW_PORT/empty/||nginx|hookway"
   "hookway-hdr1|$H:$HW_PORT/hdr1/||nginx|hookway"
   "hookway-hdr3|$H:$HW_PORT/hdr3/||nginx|hookway"
@@ -332,7 +373,7 @@ to_ms() { # wrk latency (123.45us | 1.23ms | 1.01s) -> ms
 log_requests=0
 log_lines=0
 run() { # name url [header] -> appends "rps p50 p99 cpu-us-per-request" to $work/name
-  local out pid before after requests cpu_us user_before user_pct
+  local out pid before after requests cpu_us sys_us user_before user_pct
   pid=$(server_pid "$1")
   before=$(cpu_ticks "$pid")
   user_before=$(user_ticks "$pid")
@@ -348,10 +389,12 @@ run() { # name url [header] -> appends "rps p50 p99 cpu-us-per-request" to $work
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
   cpu_us=$(awk -v t=$((after - before)) -v hz="$ticks_per_s" -v n="$requests" \
     'BEGIN { printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0) }')
+  sys_us=$(awk -v t=$((after - before - $(user_ticks "$pid") + user_before)) -v hz="$ticks_per_s" \
+    -v n="$requests" 'BEGIN { printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0) }')
   errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
   [ -n "$errors" ] && echo "  $1: $errors" >&2
-  echo "$rps $p50 $p99 $cpu_us" >>"$work/$1"
-  echo "  $1: $rps req/s p50 ${p50}ms p99 ${p99}ms cpu ${cpu_us}us/req (user ${user_pct}%)" >&2
+  echo "$rps $p50 $p99 $cpu_us $sys_us" >>"$work/$1"
+  echo "  $1: $rps req/s p50 ${p50}ms p99 ${p99}ms cpu ${cpu_us}us/req (kernel ${sys_us}, user ${user_pct}%)" >&2
   if [ "$1" = hookway-log ]; then # lines written vs requests completed, then empty the file
     sleep 0.5
     log_requests=$((log_requests + $(awk '/requests in/ {print $1}' <<<"$out")))
@@ -379,18 +422,18 @@ median() { sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 col() { [ -s "$work/$1" ] && awk -v c="$2" '{print $c}' "$work/$1" | median; }
 
 echo
-echo "| target | req/s | p50 ms | p99 ms | vs direct | vs nginx | vs empty chain | CPU µs/req |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| target | req/s | p50 ms | p99 ms | vs direct | vs nginx | vs empty chain | CPU µs/req | of it kernel |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 direct=$(col direct 1 || echo 0)
 for t in "${targets[@]}"; do
   name=$(field "$t" 0) nginx_base=$(field "$t" 3) empty_base=$(field "$t" 4)
   rps=$(col "$name" 1) || continue
   awk -v t="$name" -v r="$rps" -v p50="$(col "$name" 2)" -v p99="$(col "$name" 3)" \
     -v d="$direct" -v n="$(col "$nginx_base" 1 || echo 0)" \
-    -v e="$( [ -n "$empty_base" ] && col "$empty_base" 1 || echo 0)" -v cpu="$(col "$name" 4)" \
+    -v e="$( [ -n "$empty_base" ] && col "$empty_base" 1 || echo 0)" -v cpu="$(col "$name" 4)" -v sys="$(col "$name" 5)" \
     'function ratio(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "" }
-     BEGIN { printf "| %s | %.0f | %s | %s | %s | %s | %s | %s |\n", t, r, p50, p99,
-             (t ~ /json|gzip/) ? "" : ratio(r, d), ratio(r, n), ratio(r, e), cpu }'
+     BEGIN { printf "| %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n", t, r, p50, p99,
+             (t ~ /json|gzip/) ? "" : ratio(r, d), ratio(r, n), ratio(r, e), cpu, sys }'
 done
 echo
 echo "wrk -t1 -c$CONNS -d${DURATION}s, median of $RUNS interleaved runs; proxy on CPU $PROXY_CPU," \
@@ -401,6 +444,40 @@ if [ "$log_requests" -gt 0 ]; then
     awk '$1 == "hookway_access_log_dropped_lines_total" {print $2}')
   echo "access_log: $log_lines lines written for $log_requests requests wrk completed" \
     "(requests in flight when wrk stops are logged too); dropped lines: ${dropped:-?}."
+fi
+
+# System calls and TCP segments per request (SYSCALLS=1), in a separate wrk run per proxy so the
+# tracing does not touch the figures above. Segments count the whole loopback (both hops).
+if [ "${SYSCALLS:-0}" = 1 ]; then
+  if ! perf stat -e raw_syscalls:sys_enter true >/dev/null 2>&1; then
+    echo "SYSCALLS=1: perf's syscall tracepoints are not available here; skipped" >&2
+  else
+    echo
+    echo "| target | system calls/request | of them read/recv | write/send | epoll_wait | TCP segments/request |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+    for t in "${targets[@]}"; do
+      name=$(field "$t" 0) url=$(field "$t" 1) header=$(field "$t" 2)
+      [[ "$name" =~ ^(nginx|haproxy|tcp-floor|hookway|hookway-hdr3)$ ]] || continue
+      selected "$name" || continue
+      segs_before=$(awk '/^Tcp:/ && $2 ~ /[0-9]/ {print $12}' /proc/net/snmp)
+      perf stat -x, -e 'syscalls:sys_enter_*' -p "$(server_pid "$name")" -o "$work/perf.$name" \
+        -- sleep "$DURATION" >/dev/null 2>&1 &
+      perf_pid=$!
+      out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" ${header:+-H "$header"} "$url" 2>&1)
+      wait "$perf_pid" || true
+      segs=$(($(awk '/^Tcp:/ && $2 ~ /[0-9]/ {print $12}' /proc/net/snmp) - segs_before))
+      n=$(awk '/requests in/ {print $1}' <<<"$out")
+      awk -F, -v t="$name" -v n="$n" -v segs="$segs" '
+        $1 + 0 > 0 { all += $1
+          if ($3 ~ /_(read|readv|recvfrom|recvmsg)$/) rd += $1
+          if ($3 ~ /_(write|writev|sendto|sendmsg)$/) wr += $1
+          if ($3 ~ /_epoll_wait$|_epoll_pwait/) ep += $1 }
+        END { printf "| %s | %.2f | %.2f | %.2f | %.3f | %.2f |\n", t, all / n, rd / n, wr / n, ep / n, segs / n }' \
+        "$work/perf.$name"
+    done
+    echo
+    echo "perf stat on the serving process during ${DURATION}s of wrk; a request takes 2 TCP segments per hop (request, answer), ACKs ride along."
+  fi
 fi
 
 # Instructions per request (INSTR=1): a second hookway-proxy under callgrind serves the same
