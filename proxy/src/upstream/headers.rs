@@ -29,26 +29,29 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 /// `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`. With `upgrade`, keeps
 /// `Connection: upgrade` and `Upgrade` so the upgrade reaches the other side.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    // One pass over the names finds which hop-by-hop headers are there (usually none, or only
+    // One pass over the headers finds which hop-by-hop headers are there (usually none, or only
     // `Connection`); only those are removed, since every removal hashes the name.
     let mut present = 0u16;
-    for name in headers.keys() {
+    let mut connection: Option<&HeaderValue> = None;
+    let mut connections = 0usize;
+    for (name, value) in headers.iter() {
         if let Some(bit) = hop_by_hop_bit(name) {
             present |= 1 << bit;
+            if 1 << bit == CONNECTION_BIT {
+                connection = Some(value);
+                connections += 1;
+            }
         }
     }
     if present == 0 && !upgrade {
         return;
     }
-    if present & CONNECTION_BIT != 0 {
-        let conn = &headers[header::CONNECTION];
-        if conn.as_bytes().contains(&b',') || headers.get_all(header::CONNECTION).iter().count() > 1
-        {
+    if let Some(conn) = connection {
+        let token = conn.as_bytes().trim_ascii();
+        if connections > 1 || token.contains(&b',') {
             named_in_connection(headers);
-        } else if let Ok(name) = HeaderName::from_bytes(conn.as_bytes().trim_ascii()) {
-            if !is_kept_named(&name, upgrade) {
-                headers.remove(&name);
-            }
+        } else if let Some(name) = named_header(headers, token) {
+            headers.remove(&name);
         }
     }
     for (i, name) in HOP_BY_HOP.iter().enumerate() {
@@ -66,6 +69,17 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
             headers.remove(header::UPGRADE);
         }
     }
+}
+
+/// The header a single `Connection` option names, when it is there and not removed anyway.
+/// The option is usually `keep-alive` or `close` with no such header, so it is looked for among
+/// the names (a few comparisons) rather than parsed and hashed. A hop-by-hop name is left to
+/// the caller's own removal (`Upgrade` included, which an upgrade keeps).
+fn named_header(headers: &HeaderMap, token: &[u8]) -> Option<HeaderName> {
+    let name = headers
+        .keys()
+        .find(|k| k.as_str().as_bytes().eq_ignore_ascii_case(token))?;
+    hop_by_hop_bit(name).is_none().then(|| name.clone())
 }
 
 /// Bits of [`hop_by_hop_bit`] past those of [`HOP_BY_HOP`].
@@ -94,10 +108,6 @@ static HOP_BY_HOP: [&HeaderName; 7] = [
     &header::TRAILER,
     &header::TRANSFER_ENCODING,
 ];
-
-fn is_kept_named(name: &HeaderName, upgrade: bool) -> bool {
-    upgrade && name == header::UPGRADE
-}
 
 fn named_in_connection(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
@@ -231,6 +241,33 @@ mod tests {
                 &["x-a"],
             ),
             (&[("connection", "keep-alive"), ("x-a", "1")], &["x-a"]),
+            // Options are case-insensitive and may carry spaces; `close` names no header.
+            (
+                &[("connection", " X-B "), ("x-b", "2"), ("x-a", "1")],
+                &["x-a"],
+            ),
+            (&[("connection", "close"), ("x-a", "1")], &["x-a"]),
+            (
+                &[
+                    ("connection", "Keep-Alive"),
+                    ("keep-alive", "timeout=5"),
+                    ("x-a", "1"),
+                ],
+                &["x-a"],
+            ),
+            // An option naming a header that is not there removes nothing else.
+            (&[("connection", "x-gone"), ("x-a", "1")], &["x-a"]),
+            // Two `Connection` lines: the options of both go.
+            (
+                &[
+                    ("connection", "x-b"),
+                    ("connection", "x-c"),
+                    ("x-b", "2"),
+                    ("x-c", "3"),
+                    ("x-a", "1"),
+                ],
+                &["x-a"],
+            ),
             (&[("x-a", "1"), ("x-c", "3")], &["x-a", "x-c"]),
         ];
         for (headers, kept) in cases {
