@@ -457,7 +457,7 @@ if [ "${SYSCALLS:-0}" = 1 ]; then
     echo "| --- | ---: | ---: | ---: | ---: | ---: |"
     for t in "${targets[@]}"; do
       name=$(field "$t" 0) url=$(field "$t" 1) header=$(field "$t" 2)
-      [[ "$name" =~ ^(nginx|haproxy|tcp-floor|hookway|hookway-hdr3)$ ]] || continue
+      [[ "$name" =~ ^(nginx|haproxy|tcp-floor|hookway|hookway-hdr3|nginx-tls|hookway-tls)$ ]] || continue
       selected "$name" || continue
       segs_before=$(awk '/^Tcp:/ && $2 ~ /[0-9]/ {print $12}' /proc/net/snmp)
       perf stat -x, -e 'syscalls:sys_enter_*' -p "$(server_pid "$name")" -o "$work/perf.$name" \
