@@ -18,10 +18,12 @@ use hookway_proxy::source::controller::ControllerSourceConfig;
 use hookway_proxy::standalone::{self, OutputFormat, StandaloneOptions};
 use hookway_proxy::{Limits, ProxyConfig, ProxyServer};
 
+mod allocator;
+
 /// mimalloc: the request path allocates and frees many small buffers per request; glibc's
 /// malloc/free took ~6 % of the proxy's CPU in profiles (bench/RESULTS.md).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: allocator::MiMalloc = allocator::MiMalloc;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum LogFormat {
