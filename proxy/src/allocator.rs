@@ -31,31 +31,41 @@ fn plain(align: usize, size: usize) -> bool {
     align <= PLAIN_ALIGN && align <= size
 }
 
+/// A block for `layout` from `plain_fn` (`mi_malloc` or `mi_zalloc`) when a plain block is
+/// aligned enough, else from `aligned_fn` (their `_aligned` forms).
+///
+/// # Safety
+/// `layout` has a non-zero size, as `GlobalAlloc::alloc` requires.
+#[inline]
+unsafe fn allocate(
+    layout: Layout,
+    plain_fn: unsafe extern "C" fn(usize) -> *mut c_void,
+    aligned_fn: unsafe extern "C" fn(usize, usize) -> *mut c_void,
+) -> *mut u8 {
+    // SAFETY: mimalloc's allocation functions take any size and power-of-two alignment, which
+    // `Layout` guarantees.
+    unsafe {
+        if plain(layout.align(), layout.size()) {
+            plain_fn(layout.size()) as *mut u8
+        } else {
+            aligned_fn(layout.size(), layout.align()) as *mut u8
+        }
+    }
+}
+
 // SAFETY: every pointer comes from mimalloc with at least the layout's alignment (plain blocks
 // only when `plain` holds, see above), and every pointer given back to mimalloc came from it.
 unsafe impl GlobalAlloc for MiMalloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: mimalloc's allocation functions take any size and alignment.
-        unsafe {
-            if plain(layout.align(), layout.size()) {
-                mi::mi_malloc(layout.size()) as *mut u8
-            } else {
-                mi::mi_malloc_aligned(layout.size(), layout.align()) as *mut u8
-            }
-        }
+        // SAFETY: the caller passes a non-zero size.
+        unsafe { allocate(layout, mi::mi_malloc, mi::mi_malloc_aligned) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as in `alloc`.
-        unsafe {
-            if plain(layout.align(), layout.size()) {
-                mi::mi_zalloc(layout.size()) as *mut u8
-            } else {
-                mi::mi_zalloc_aligned(layout.size(), layout.align()) as *mut u8
-            }
-        }
+        unsafe { allocate(layout, mi::mi_zalloc, mi::mi_zalloc_aligned) }
     }
 
     #[inline]
