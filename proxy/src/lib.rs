@@ -5,8 +5,11 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod canonical;
 pub mod certs;
 pub mod chain;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod plugin;
 pub mod plugins;
@@ -17,4 +20,4 @@ pub mod source;
 pub mod standalone;
 pub mod upstream;
 
-pub use server::{Limits, ProxyConfig, ProxyServer, ServerError};
+pub use server::{Limits, ProxyConfig, ProxyServer, RequestRules, ServerError};

@@ -13,10 +13,11 @@ use clap::{Parser, ValueEnum};
 use tokio::sync::watch;
 
 use hookway_crds::snapshot::Snapshot;
+use hookway_proxy::canonical::{EscapedSlashes, PathOptions};
 use hookway_proxy::chain::ChainBuilder;
 use hookway_proxy::source::controller::ControllerSourceConfig;
 use hookway_proxy::standalone::{self, OutputFormat, StandaloneOptions};
-use hookway_proxy::{Limits, ProxyConfig, ProxyServer};
+use hookway_proxy::{Limits, ProxyConfig, ProxyServer, RequestRules};
 
 mod allocator;
 
@@ -68,6 +69,17 @@ struct Args {
     /// Open client connections at most.
     #[arg(long, env = "HOOKWAY_MAX_CONNECTIONS", default_value_t = 10_000)]
     max_connections: usize,
+    /// Merge runs of `/` in request paths into one before routing (`true` or `false`).
+    #[arg(long, env = "HOOKWAY_MERGE_SLASHES", default_value_t = true, action = clap::ArgAction::Set)]
+    merge_slashes: bool,
+    /// `%2F`, `%5C` and `\` in request paths: `reject` (400), `keep` (never a separator) or
+    /// `decode` (into `/`).
+    #[arg(long, env = "HOOKWAY_ESCAPED_SLASHES", default_value = "reject")]
+    escaped_slashes: EscapedSlashes,
+    /// Proxies in front of hookway (addresses or CIDRs, comma-separated) whose
+    /// `X-Forwarded-For` is believed; from anyone else it is overwritten.
+    #[arg(long, env = "HOOKWAY_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<String>,
     /// Seconds in-flight requests may take after SIGTERM/SIGINT.
     #[arg(long, env = "HOOKWAY_GRACE", default_value_t = 30)]
     grace: u64,
@@ -295,6 +307,13 @@ async fn serve(
             tls_handshake_timeout: Duration::from_secs(args.header_read_timeout),
             idle_timeout: Duration::from_secs(args.idle_timeout),
             max_connections: args.max_connections,
+        },
+        rules: RequestRules {
+            path: PathOptions {
+                merge_slashes: args.merge_slashes,
+                escaped_slashes: args.escaped_slashes,
+            },
+            trusted_proxies: args.trusted_proxies.clone(),
         },
         grace: Duration::from_secs(args.grace),
     };

@@ -1,7 +1,7 @@
 //! The per-request context every hook receives.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,14 @@ pub struct Ctx {
     pub peer_addr: SocketAddr,
     /// The listener address the request came in on.
     pub local_addr: SocketAddr,
+    /// The client: the TCP peer, or — when the peer is a trusted proxy (`--trusted-proxies`) —
+    /// the address it forwarded. Every plugin that acts on "the client" reads this.
+    pub client_ip: IpAddr,
+    /// Whether the TCP peer is a trusted proxy whose forwarding headers are kept.
+    pub trusted_peer: bool,
+    /// The request target as received, when canonicalisation changed it (the access log keeps
+    /// both).
+    pub original_target: Option<http::uri::PathAndQuery>,
     /// Whether the client connection is TLS.
     pub tls: bool,
     /// The matched Route, if any (`None` on the no-route chain).
@@ -36,6 +44,9 @@ pub struct Ctx {
     /// The plugins whose request hook ran, in run order (set once the request hooks are
     /// done).
     pub plugins_ran: PluginsRan,
+    /// Query parameters that the auth plugin on this request reads credentials from; the
+    /// access log redacts their values.
+    pub credential_params: Option<Arc<[Arc<str>]>>,
     /// Typed per-request state for plugins.
     pub extensions: Extensions,
 }
@@ -46,6 +57,9 @@ impl Ctx {
         Self {
             peer_addr,
             local_addr,
+            client_ip: peer_addr.ip().to_canonical(),
+            trusted_peer: false,
+            original_target: None,
             tls,
             route: None,
             upstream: None,
@@ -55,6 +69,7 @@ impl Ctx {
             started: Instant::now(),
             upstream_addr: None,
             plugins_ran: PluginsRan::default(),
+            credential_params: None,
             extensions: Extensions::new(),
         }
     }

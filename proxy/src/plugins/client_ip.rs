@@ -34,6 +34,26 @@ impl ClientIp {
         })
     }
 
+    /// Whether `peer` is a trusted proxy.
+    pub fn is_trusted(&self, peer: IpAddr) -> bool {
+        !self.trusted.is_empty() && self.trusted.contains(peer.to_canonical())
+    }
+
+    /// Whether no proxy is trusted (every peer is the client).
+    pub fn trusts_nobody(&self) -> bool {
+        self.trusted.is_empty()
+    }
+
+    /// The client address of a request: the proxy-wide one (`ctx_client`, from
+    /// `--trusted-proxies`) unless this plugin names trusted proxies of its own.
+    pub fn resolve_or(&self, headers: &HeaderMap, peer: IpAddr, ctx_client: IpAddr) -> IpAddr {
+        if self.trusted.is_empty() {
+            ctx_client
+        } else {
+            self.resolve(headers, peer)
+        }
+    }
+
     /// The client address for a request from `peer`.
     pub fn resolve(&self, headers: &HeaderMap, peer: IpAddr) -> IpAddr {
         let peer = peer.to_canonical();

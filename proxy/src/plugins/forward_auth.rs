@@ -1,10 +1,12 @@
 //! `forward_auth`: asks an external HTTP service whether a request may pass (Traefik's
 //! ForwardAuth, Pingap's forward_auth).
 //!
-//! The proxy sends `GET <address>` with `X-Forwarded-Method`, `X-Forwarded-Uri` (path and query),
-//! `X-Forwarded-Host`, `X-Forwarded-Proto`, `X-Forwarded-For` (the peer) and the request headers
-//! listed in `auth_request_headers`. A 2xx answer lets the request through, with the headers
-//! listed in `auth_response_headers` copied from the answer onto the request; any other answer
+//! The proxy sends `GET <address>` (`http://` or `https://`, verified with rustls against the
+//! system roots or `tls_ca`) with `X-Forwarded-Method`, `X-Forwarded-Uri` (the canonical path
+//! and query), `X-Forwarded-Host`, `X-Forwarded-Proto`, `X-Forwarded-For` (the client address)
+//! and the request headers listed in `auth_request_headers`. The client's own copies of every
+//! `auth_response_headers` name are always removed from the request, whatever the answer; a 2xx
+//! answer lets the request through, with those headers copied from the answer; any other answer
 //! is returned to the client as is (status, headers except the hop-by-hop ones, body). When
 //! the service cannot be reached or does not answer within `timeout`, `failure_policy`
 //! decides: `deny` answers 503, `allow` lets the request through.
@@ -15,6 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{request, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -68,6 +71,9 @@ pub struct Config {
     /// `text` or `json` for the 503 answer.
     #[serde(default)]
     pub error_type: ErrorType,
+    /// PEM certificates trusted for an `https://` address instead of the system roots.
+    #[serde(default)]
+    pub tls_ca: Option<String>,
 }
 
 fn header_names(field: &str, list: &[String]) -> Result<Vec<HeaderName>, String> {
@@ -82,9 +88,9 @@ fn header_names(field: &str, list: &[String]) -> Result<Vec<HeaderName>, String>
 impl Config {
     fn address(&self) -> Result<Uri, String> {
         let uri: Uri = self.address.parse().map_err(|e| format!("address: {e}"))?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             return Err(format!(
-                "address: {:?} must be an http:// URL with a host",
+                "address: {:?} must be an http:// or https:// URL with a host",
                 self.address
             ));
         }
@@ -107,6 +113,9 @@ impl PluginConfig for Config {
         self.timeout()?;
         header_names("auth_request_headers", &self.auth_request_headers)?;
         header_names("auth_response_headers", &self.auth_response_headers)?;
+        if self.tls_ca.is_some() {
+            tls_config(self.tls_ca.as_deref())?;
+        }
         Ok(())
     }
 }
@@ -119,7 +128,7 @@ pub struct ForwardAuth {
     timeout: Duration,
     failure_policy: FailurePolicy,
     error_type: ErrorType,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
 }
 
 impl PluginFactory for ForwardAuth {
@@ -131,6 +140,13 @@ impl PluginFactory for ForwardAuth {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(timeout));
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        let tls = tls_config(config.tls_ca.as_deref())?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         Ok(Arc::new(ForwardAuth {
             address: config.address()?,
             request_headers: header_names("auth_request_headers", &config.auth_request_headers)?,
@@ -143,6 +159,40 @@ impl PluginFactory for ForwardAuth {
                 .build(connector),
         }))
     }
+}
+
+/// The rustls client config for `https://` auth services: `tls_ca` when given, else the
+/// system's roots (loaded once per process).
+fn tls_config(ca: Option<&str>) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    static SYSTEM: std::sync::OnceLock<Arc<rustls::RootCertStore>> = std::sync::OnceLock::new();
+    let roots = match ca {
+        Some(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                let cert = cert.map_err(|e| format!("tls_ca: {e}"))?;
+                roots.add(cert).map_err(|e| format!("tls_ca: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err("tls_ca: no certificate".into());
+            }
+            Arc::new(roots)
+        }
+        None => SYSTEM
+            .get_or_init(|| {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+                Arc::new(roots)
+            })
+            .clone(),
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("tls: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 impl ForwardAuth {
@@ -178,7 +228,7 @@ impl ForwardAuth {
             "x-forwarded-proto",
             HeaderValue::from_static(if ctx.tls { "https" } else { "http" }),
         );
-        if let Ok(v) = HeaderValue::from_str(&ctx.peer_addr.ip().to_canonical().to_string()) {
+        if let Ok(v) = HeaderValue::from_str(&ctx.client_ip.to_string()) {
             headers.insert("x-forwarded-for", v);
         }
         b.body(Empty::new())
@@ -212,6 +262,11 @@ impl Plugin for ForwardAuth {
         req: &'a mut request::Parts,
         ctx: &'a mut Ctx,
     ) -> Hook<'a, Result<Flow, PluginError>> {
+        // The client's own copies of the identity headers never reach the upstream, whether or
+        // not the answer carries them and whatever the failure policy lets through.
+        for name in &self.response_headers {
+            req.headers.remove(name);
+        }
         Hook::from_async(async move {
             let auth_req = self.auth_request(req, ctx)?;
             let answer =

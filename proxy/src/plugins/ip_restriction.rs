@@ -1,8 +1,9 @@
 //! `ip_restriction`: allow (`white`) or deny (`black`) lists of client addresses.
 //!
 //! Entries are exact IPv4/IPv6 addresses, CIDR blocks, trailing IPv4 wildcards (`192.168.*`) or
-//! `*`, parsed once at build time. The client address is the TCP peer unless the peer is one of
-//! `trusted_proxies`; then it is the address that proxy forwarded (see [`ClientIp`]).
+//! `*`, parsed once at build time. The client address is the proxy-wide one (the TCP peer, or
+//! what a proxy listed in `--trusted-proxies` forwarded), unless this plugin lists
+//! `trusted_proxies` of its own (see [`ClientIp`]).
 
 use std::sync::Arc;
 
@@ -112,7 +113,9 @@ impl Plugin for IpRestriction {
         req: &'a mut request::Parts,
         ctx: &'a mut Ctx,
     ) -> Hook<'a, Result<Flow, PluginError>> {
-        let ip = self.client.resolve(&req.headers, ctx.peer_addr.ip());
+        let ip = self
+            .client
+            .resolve_or(&req.headers, ctx.peer_addr.ip(), ctx.client_ip);
         if self.list.contains(ip) == self.allow_listed {
             return Hook::Ready(Ok(Flow::Continue));
         }

@@ -1,5 +1,6 @@
-//! The request path: route, run the chain (or call the upstream directly when the chain is
-//! empty), record metrics.
+//! The request path: make the target and authority canonical, check the authority against the
+//! connection's certificate, strip the client's hop-by-hop headers, route, run the chain (or
+//! call the upstream directly when the chain is empty), record metrics.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -10,12 +11,14 @@ use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+use super::request_rules::CompiledRules;
+use crate::canonical::canonicalize;
 use crate::chain::{ChainObserver, Upstream};
 use crate::metrics::{method_label, Metrics};
 use crate::plugin::{respond, Ctx, ProxyBody};
 use crate::router::RequestView;
-use crate::runtime::RuntimeState;
-use crate::upstream::headers::X_REQUEST_ID;
+use crate::runtime::{Runtime, RuntimeState};
+use crate::upstream::headers::{self, X_REQUEST_ID};
 use crate::upstream::{NoRoute, ProxyUpstream};
 
 /// What every request handler shares.
@@ -28,10 +31,12 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Largest request body.
     pub max_body_bytes: u64,
+    /// Path canonicalisation and trusted proxies.
+    pub rules: CompiledRules,
 }
 
 /// The client connection a request came on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ConnInfo {
     /// Peer address.
     pub peer: SocketAddr,
@@ -39,6 +44,27 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// TLS?
     pub tls: bool,
+    /// The server name the client asked for in the TLS handshake (lower-case).
+    pub sni: Option<Arc<str>>,
+}
+
+/// Whether a request for `host` may be answered on a connection whose handshake asked for
+/// `sni`: only when the proxy would present the same certificate for both (RFC 9110 §15.5.20,
+/// 421). So one tenant's certificate cannot front another tenant's host, while connection
+/// reuse across the names of one certificate (HTTP/2 coalescing) keeps working.
+fn same_certificate(rt: &Runtime, sni: Option<&str>, host: &str) -> bool {
+    if sni == Some(host) {
+        return true;
+    }
+    let for_host = rt.certs.resolve(host);
+    let for_sni = sni.and_then(|name| rt.certs.resolve(name));
+    match (for_host, for_sni) {
+        (None, None) => true,
+        // Compared by the end-entity certificate, not by pointer: a new snapshot builds new
+        // keys for the same certificate while keep-alive connections stay open.
+        (Some(a), Some(b)) => a.cert.first() == b.cert.first(),
+        _ => false,
+    }
 }
 
 /// Calls the upstream without a chain; errors become short plain answers.
@@ -75,6 +101,47 @@ pub async fn handle(
             "request body too large",
         ));
     }
+    let mut req = req;
+    match canonicalize(&mut req, conn.tls, shared.rules.path) {
+        Ok(original) => ctx.original_target = original,
+        Err(rejection) => {
+            tracing::debug!(peer = %conn.peer, uri = %req.uri(), reason = %rejection, "request refused before routing");
+            return Ok(refuse(
+                &shared,
+                &req,
+                rejection.status(),
+                &rejection.to_string(),
+            ));
+        }
+    }
+    if conn.tls {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(host_part);
+        if let Some(host) = host {
+            if !same_certificate(&rt, conn.sni.as_deref(), host) {
+                tracing::debug!(peer = %conn.peer, sni = ?conn.sni, host, "misdirected request");
+                return Ok(refuse(
+                    &shared,
+                    &req,
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "this connection's certificate does not serve the requested host",
+                ));
+            }
+        }
+    }
+    // The client's hop-by-hop headers go before any plugin sees the request, so a client-chosen
+    // `Connection` value can never remove a header a plugin adds.
+    let upgrade = headers::is_upgrade(req.headers());
+    headers::remove_hop_by_hop(req.headers_mut(), upgrade);
+    if !shared.rules.client_ip.trusts_nobody() {
+        let peer = conn.peer.ip();
+        ctx.trusted_peer = shared.rules.client_ip.is_trusted(peer);
+        ctx.client_ip = shared.rules.client_ip.resolve(req.headers(), peer);
+    }
+
     let limit = usize::try_from(shared.max_body_bytes).unwrap_or(usize::MAX);
     let req = req.map(|b| {
         if b.is_end_stream() {
@@ -84,11 +151,11 @@ pub async fn handle(
         }
     });
 
-    let host = req.uri().authority().map(|a| a.as_str()).or_else(|| {
-        req.headers()
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-    });
+    // The canonical authority: `canonicalize` wrote it into `Host`.
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok());
     let matched = rt.router.find(&RequestView {
         host,
         method: req.method(),
@@ -141,4 +208,26 @@ pub async fn handle(
         .metrics
         .count_request(route_label, service_label, method, resp.status());
     Ok(resp)
+}
+
+/// The host of a canonical `host[:port]` value.
+fn host_part(authority: &str) -> &str {
+    match authority.rfind(':') {
+        Some(at) if !authority[at..].contains(']') => &authority[..at],
+        _ => authority,
+    }
+}
+
+/// A request refused before routing: a short plain answer, counted like any other.
+fn refuse<B>(
+    shared: &Shared,
+    req: &Request<B>,
+    status: StatusCode,
+    message: &str,
+) -> Response<ProxyBody> {
+    let resp = respond::text(status, message);
+    shared
+        .metrics
+        .count_request("", "", method_label(req.method()), resp.status());
+    resp
 }

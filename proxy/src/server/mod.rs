@@ -3,6 +3,7 @@
 
 pub mod handler;
 pub mod limits;
+pub mod request_rules;
 pub mod tls;
 
 use std::future::Future;
@@ -26,6 +27,7 @@ use crate::metrics::Metrics;
 use crate::runtime::RuntimeState;
 use handler::{ConnInfo, Shared};
 pub use limits::Limits;
+pub use request_rules::{CompiledRules, RequestRules};
 
 /// Errors starting or running the server.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +49,9 @@ pub enum ServerError {
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The request rules are invalid (e.g. a bad trusted-proxy CIDR).
+    #[error("request rules: {0}")]
+    Rules(String),
 }
 
 /// How to run the proxy.
@@ -62,6 +67,8 @@ pub struct ProxyConfig {
     pub default_cert: Option<(Vec<u8>, Vec<u8>)>,
     /// Limits.
     pub limits: Limits,
+    /// How requests are read before routing: path canonicalisation, trusted proxies.
+    pub rules: RequestRules,
     /// How long in-flight requests may run after a shutdown signal.
     pub grace: Duration,
 }
@@ -74,6 +81,7 @@ impl Default for ProxyConfig {
             admin_addr: None,
             default_cert: None,
             limits: Limits::default(),
+            rules: RequestRules::default(),
             grace: Duration::from_secs(30),
         }
     }
@@ -132,11 +140,13 @@ impl ProxyServer {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
+        let rules = config.rules.compile().map_err(ServerError::Rules)?;
         let shared = Arc::new(Shared {
             observer: Arc::new(metrics.clone()),
             metrics,
             state,
             max_body_bytes: config.limits.max_body_bytes,
+            rules,
         });
         Ok(Self {
             http,
@@ -216,6 +226,7 @@ impl ProxyServer {
                 peer,
                 local,
                 tls: tls.is_some(),
+                sni: None,
             };
             let shared = shared.clone();
             let builder = builder.clone();
@@ -230,6 +241,14 @@ impl ProxyServer {
                         match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
                         {
                             Ok(Ok(tls_stream)) => {
+                                let conn = ConnInfo {
+                                    sni: tls_stream
+                                        .get_ref()
+                                        .1
+                                        .server_name()
+                                        .map(|name| Arc::from(name.to_ascii_lowercase())),
+                                    ..conn
+                                };
                                 serve(tls_stream, conn, shared.clone(), &builder, watcher).await
                             }
                             Ok(Err(err)) => {
@@ -313,9 +332,10 @@ async fn serve<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |req| handler::handle(shared.clone(), conn, req));
+    let peer = conn.peer;
+    let service = service_fn(move |req| handler::handle(shared.clone(), conn.clone(), req));
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     if let Err(err) = watcher.watch(connection.into_owned()).await {
-        tracing::debug!(peer = %conn.peer, error = %err, "connection ended with an error");
+        tracing::debug!(peer = %peer, error = %err, "connection ended with an error");
     }
 }

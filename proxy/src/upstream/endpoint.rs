@@ -188,6 +188,12 @@ impl Endpoint {
             // The connection now belongs to the upgraded tunnel.
             return (resp, None);
         }
+        if framing_in_doubt(resp.headers()) {
+            // Dropping the sender closes the connection once this response is read: bytes
+            // after a doubtful message could be read as the next response.
+            tracing::debug!(endpoint = %self.authority(), "upstream response with both Content-Length and Transfer-Encoding; connection not reused");
+            return (resp, None);
+        }
         let checkin = Checkin {
             sender,
             endpoint: self.clone(),
@@ -226,6 +232,14 @@ pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
         cur = next;
     }
     cur.to_string()
+}
+
+/// Whether an upstream response's framing is in doubt (RFC 9112 §6.3: `Transfer-Encoding`
+/// with `Content-Length` "ought to be handled as an error"; hyper reads it as chunked): the
+/// connection is then never reused.
+pub(crate) fn framing_in_doubt(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(http::header::TRANSFER_ENCODING)
+        && headers.contains_key(http::header::CONTENT_LENGTH)
 }
 
 #[cfg(test)]

@@ -158,12 +158,27 @@ fn ip_text(ip: IpAddr, buf: &mut [u8; 64]) -> &[u8] {
     }
 }
 
-/// Appends the peer to `X-Forwarded-For` and sets `X-Forwarded-Proto` and `X-Forwarded-Host`.
-pub fn add_forwarded(headers: &mut HeaderMap, peer: IpAddr, tls: bool, host: Option<&HeaderValue>) {
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// Writes the forwarding headers for the upstream.
+///
+/// From an untrusted peer (the default: no `--trusted-proxies`), whatever the client sent is
+/// replaced: `X-Forwarded-For` becomes the peer alone, `X-Forwarded-Proto` and
+/// `X-Forwarded-Host` are the proxy's own view, `Forwarded` and `X-Real-IP` are removed. From a
+/// trusted proxy, the peer is appended to its `X-Forwarded-For` and its `X-Forwarded-Proto` and
+/// `X-Forwarded-Host` are kept (set when missing).
+pub fn add_forwarded(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    tls: bool,
+    host: Option<&HeaderValue>,
+    trusted_peer: bool,
+) {
     let mut buf = [0u8; 64];
-    let peer = ip_text(peer, &mut buf);
+    let peer = ip_text(peer.to_canonical(), &mut buf);
     let value = match headers.get(&X_FORWARDED_FOR) {
-        Some(prev) if !prev.is_empty() => {
+        Some(prev) if trusted_peer && !prev.is_empty() => {
             let mut joined = Vec::with_capacity(prev.len() + 2 + peer.len());
             joined.extend_from_slice(prev.as_bytes());
             joined.extend_from_slice(b", ");
@@ -175,10 +190,29 @@ pub fn add_forwarded(headers: &mut HeaderMap, peer: IpAddr, tls: bool, host: Opt
     if let Ok(v) = value {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
+    if !trusted_peer {
+        // One pass finds whether there is anything to remove (usually nothing): every removal
+        // hashes the name.
+        let (forwarded, real_ip) = headers.keys().fold((false, false), |(f, r), k| {
+            (f || *k == FORWARDED, r || *k == X_REAL_IP)
+        });
+        if forwarded {
+            headers.remove(&FORWARDED);
+        }
+        if real_ip {
+            headers.remove(&X_REAL_IP);
+        }
+    }
     let proto = if tls { "https" } else { "http" };
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    if !trusted_peer || !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    }
     if let Some(host) = host {
-        headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+        if !trusted_peer || !headers.contains_key(&X_FORWARDED_HOST) {
+            headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+        }
+    } else if !trusted_peer {
+        headers.remove(&X_FORWARDED_HOST);
     }
 }
 
@@ -312,16 +346,54 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_appends() {
-        let mut h = map(&[("x-forwarded-for", "10.0.0.1")]);
-        add_forwarded(
-            &mut h,
-            "127.0.0.1".parse().unwrap(),
-            true,
-            Some(&"a.example".parse().unwrap()),
-        );
-        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
-        assert_eq!(h["x-forwarded-proto"], "https");
-        assert_eq!(h["x-forwarded-host"], "a.example");
+    fn forwarding_headers_follow_the_trust_rule() {
+        let sent = [
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-real-ip", "6.6.6.6"),
+        ];
+        // (trusted peer, expected XFF, proto, host, forwarded kept, x-real-ip kept)
+        let table = [
+            (false, "127.0.0.1", "http", "a.example", false, false),
+            (
+                true,
+                "6.6.6.6, 127.0.0.1",
+                "https",
+                "evil.example",
+                true,
+                true,
+            ),
+        ];
+        for (trusted, xff, proto, host, forwarded, real_ip) in table {
+            let mut h = map(&sent);
+            add_forwarded(
+                &mut h,
+                "127.0.0.1".parse().unwrap(),
+                false,
+                Some(&"a.example".parse().unwrap()),
+                trusted,
+            );
+            assert_eq!(h["x-forwarded-for"], xff, "trusted={trusted}");
+            assert_eq!(h["x-forwarded-proto"], proto, "trusted={trusted}");
+            assert_eq!(h["x-forwarded-host"], host, "trusted={trusted}");
+            assert_eq!(h.contains_key("forwarded"), forwarded, "trusted={trusted}");
+            assert_eq!(h.contains_key("x-real-ip"), real_ip, "trusted={trusted}");
+        }
+        // Nothing sent: the proxy's own view either way.
+        for trusted in [false, true] {
+            let mut h = HeaderMap::new();
+            add_forwarded(
+                &mut h,
+                "::ffff:10.0.0.1".parse().unwrap(),
+                true,
+                None,
+                trusted,
+            );
+            assert_eq!(h["x-forwarded-for"], "10.0.0.1");
+            assert_eq!(h["x-forwarded-proto"], "https");
+            assert!(!h.contains_key("x-forwarded-host"));
+        }
     }
 }

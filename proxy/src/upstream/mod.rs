@@ -144,6 +144,7 @@ impl ProxyUpstream<'_> {
             ctx.peer_addr.ip(),
             ctx.tls,
             host.as_ref(),
+            ctx.trusted_peer,
         );
         if let Some(host) = host {
             parts.headers.insert(header::HOST, host);

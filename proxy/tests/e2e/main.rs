@@ -3,12 +3,15 @@
 mod support;
 
 mod admin;
+mod desync;
 mod lifecycle;
 mod limits;
 mod plugins;
 mod plugins_access;
 mod plugins_body;
 mod plugins_transform;
+mod raw;
+mod request_meaning;
 mod routing;
 mod standalone;
 mod tls;

@@ -371,6 +371,7 @@ pub fn test_config() -> ProxyConfig {
         admin_addr: Some("127.0.0.1:0".parse().unwrap()),
         default_cert: None,
         limits: Limits::default(),
+        rules: hookway_proxy::RequestRules::default(),
         grace: Duration::from_secs(5),
     }
 }

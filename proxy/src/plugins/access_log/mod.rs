@@ -7,6 +7,7 @@
 //! client sent it and every early answer of later plugins.
 
 mod record;
+mod redact;
 mod writer;
 
 use std::path::PathBuf;
@@ -18,6 +19,7 @@ use serde::Deserialize;
 
 use crate::plugin::{BuildEnv, Completion, Ctx, Flow, Hook, Plugin, PluginError, PluginFactory};
 pub use record::{parse_template, Field, Record, Segment};
+pub use redact::{redact_query, DEFAULT_REDACTED, REDACTED};
 pub use writer::{dropped_lines_total, request_reopen, LogWriter, Sink};
 
 fn default_buffer() -> usize {
@@ -65,6 +67,10 @@ pub struct AccessLogConfig {
     /// Lines queued before new ones are dropped (default 8192).
     #[serde(default = "default_buffer")]
     pub buffer: usize,
+    /// More query parameter names whose values are logged as `REDACTED` (beside
+    /// [`DEFAULT_REDACTED`] and the parameters auth plugins read credentials from).
+    #[serde(default)]
+    pub redact: Vec<String>,
 }
 
 impl PluginConfig for AccessLogConfig {
@@ -106,6 +112,7 @@ struct RequestLine {
 pub struct AccessLog {
     template: Option<Vec<Segment>>,
     writer: LogWriter,
+    redact: Box<[Box<str>]>,
 }
 
 impl PluginFactory for AccessLog {
@@ -120,7 +127,12 @@ impl PluginFactory for AccessLog {
         };
         let writer = LogWriter::start(sink.clone(), c.buffer)
             .map_err(|e| format!("access_log: cannot open {sink:?}: {e}"))?;
-        Ok(Arc::new(AccessLog { template, writer }))
+        let redact = c.redact.iter().map(|n| n.as_str().into()).collect();
+        Ok(Arc::new(AccessLog {
+            template,
+            writer,
+            redact,
+        }))
     }
 }
 
@@ -142,15 +154,34 @@ impl AccessLog {
             Ok(_) => usize::try_from(cursor.position()).unwrap_or(0),
             Err(_) => 0,
         };
+        let is_secret = |name: &str| {
+            DEFAULT_REDACTED
+                .iter()
+                .copied()
+                .chain(self.redact.iter().map(|n| &**n))
+                .chain(
+                    ctx.credential_params
+                        .iter()
+                        .flat_map(|p| p.iter().map(|n| &**n)),
+                )
+                .any(|secret| secret.eq_ignore_ascii_case(name))
+        };
+        let path = req.map(|r| redact_query(&r.path, is_secret));
+        let original = ctx
+            .original_target
+            .as_ref()
+            .map(|pq| redact_query(pq.as_str(), is_secret));
         let record = Record {
             time: std::str::from_utf8(&time[..written]).unwrap_or_default(),
             client: ctx.peer_addr,
+            client_ip: ctx.client_ip,
             route: ctx.route.as_deref(),
             service: ctx.upstream.as_deref(),
             upstream_addr: ctx.upstream_addr.as_ref().map(http::uri::Authority::as_str),
             method: req.map_or("-", |r| r.method.as_str()),
             host: req.map_or("-", |r| r.host.as_str()),
-            path: req.map_or("-", |r| r.path.as_str()),
+            path: path.as_deref().unwrap_or("-"),
+            original_path: original.as_deref(),
             status: completion.status,
             bytes_in: completion.bytes_received,
             bytes_out: completion.bytes_sent,

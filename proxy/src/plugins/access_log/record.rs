@@ -1,7 +1,7 @@
 //! One access-log record: the fields, their JSON form and the `$name` template form.
 
 use std::fmt::{self, Write as _};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::{Serialize, Serializer};
 
@@ -32,6 +32,9 @@ pub struct Record<'a> {
     /// Client address (`ip:port`).
     #[serde(serialize_with = "display")]
     pub client: SocketAddr,
+    /// The client address the proxy acted on (the peer, or what a trusted proxy forwarded).
+    #[serde(serialize_with = "display")]
+    pub client_ip: IpAddr,
     /// `namespace/name` of the Route, when one matched.
     #[serde(serialize_with = "display_opt")]
     pub route: Option<&'a ObjectKey>,
@@ -44,8 +47,11 @@ pub struct Record<'a> {
     pub method: &'a str,
     /// Request host (Host header or URI authority).
     pub host: &'a str,
-    /// Request path and query as received.
+    /// Request path and query, canonical (what routing, plugins and the upstream saw), with
+    /// credential values redacted.
     pub path: &'a str,
+    /// The path and query as received, when canonicalisation changed it (redacted the same way).
+    pub original_path: Option<&'a str>,
     /// Status sent.
     pub status: u16,
     /// Request body bytes received.
@@ -76,6 +82,10 @@ pub enum Field {
     Time,
     /// `$client`
     Client,
+    /// `$client_ip`
+    ClientIp,
+    /// `$original_path`
+    OriginalPath,
     /// `$route`
     Route,
     /// `$service`
@@ -111,6 +121,8 @@ pub enum Field {
 }
 
 const FIELDS: &[(&str, Field)] = &[
+    ("original_path", Field::OriginalPath),
+    ("client_ip", Field::ClientIp),
     ("upstream_duration_ms", Field::UpstreamDurationMs),
     ("upstream_addr", Field::UpstreamAddr),
     ("client_aborted", Field::ClientAborted),
@@ -236,12 +248,14 @@ impl Record<'_> {
         let written = (|| {
             to_writer(line.key("time"), self.time)?;
             display(&self.client, &mut Serializer::new(line.key("client")))?;
+            display(&self.client_ip, &mut Serializer::new(line.key("client_ip")))?;
             display_opt(&self.route, &mut Serializer::new(line.key("route")))?;
             display_opt(&self.service, &mut Serializer::new(line.key("service")))?;
             to_writer(line.key("upstream_addr"), &self.upstream_addr)?;
             to_writer(line.key("method"), self.method)?;
             to_writer(line.key("host"), self.host)?;
             to_writer(line.key("path"), self.path)?;
+            to_writer(line.key("original_path"), &self.original_path)?;
             to_writer(line.key("status"), &self.status)?;
             to_writer(line.key("bytes_in"), &self.bytes_in)?;
             to_writer(line.key("bytes_out"), &self.bytes_out)?;
@@ -270,6 +284,10 @@ impl Record<'_> {
                     Field::Client => {
                         let _ = write!(out, "{}", self.client);
                     }
+                    Field::ClientIp => {
+                        let _ = write!(out, "{}", self.client_ip);
+                    }
+                    Field::OriginalPath => opt(&mut out, self.original_path),
                     Field::Route => opt_display(&mut out, self.route),
                     Field::Service => opt_display(&mut out, self.service),
                     Field::UpstreamAddr => opt(&mut out, self.upstream_addr),
@@ -335,12 +353,14 @@ mod tests {
         let full = Record {
             time: "2026-12-03T14:00:00.123456789Z",
             client: "10.0.0.1:40000".parse().unwrap(),
+            client_ip: "192.0.2.7".parse().unwrap(),
             route: Some(&route),
             service: Some(&service),
             upstream_addr: Some("10.1.0.2:8080"),
             method: "POST",
             host: "api.example.com",
             path: "/orders?q=\"x\"&n=\u{e9}\n\t\\",
+            original_path: Some("/x/../orders?q=\"x\"&n=\u{e9}\n\t\\"),
             status: 201,
             bytes_in: 12,
             bytes_out: 345_678,
@@ -354,6 +374,7 @@ mod tests {
         };
         let empty = Record {
             route: None,
+            original_path: None,
             service: None,
             upstream_addr: None,
             upstream_duration_ms: None,

@@ -52,13 +52,14 @@ impl AkSk {
 }
 
 /// The parsed `Authorization` parameters.
-struct Signed<'a> {
-    access: &'a str,
-    signed_headers: &'a str,
-    signature: &'a str,
+pub(crate) struct Signed<'a> {
+    pub(crate) access: &'a str,
+    pub(crate) signed_headers: &'a str,
+    pub(crate) signature: &'a str,
 }
 
-fn parse_authorization(value: &str) -> Option<Signed<'_>> {
+/// `HMAC-SHA256 Access=…, SignedHeaders=…, Signature=…`; `None` unless exactly those three.
+pub(crate) fn parse_authorization(value: &str) -> Option<Signed<'_>> {
     let params = strip_scheme(value, SCHEME)?;
     let (mut access, mut signed_headers, mut signature) = (None, None, None);
     for part in params.split(',') {

@@ -112,4 +112,8 @@ impl Verifier for ApiKey {
     fn challenge(&self) -> &'static str {
         "ApiKey"
     }
+
+    fn credential_param(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
 }

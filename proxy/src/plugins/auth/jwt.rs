@@ -220,4 +220,8 @@ impl Verifier for Jwt {
     fn challenge(&self) -> &'static str {
         "Bearer"
     }
+
+    fn credential_param(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
 }

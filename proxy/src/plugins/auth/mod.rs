@@ -197,6 +197,11 @@ pub trait Verifier: Send + Sync {
     fn strip(&self, req: &mut http_request::Parts);
     /// The `WWW-Authenticate` scheme.
     fn challenge(&self) -> &'static str;
+    /// The query parameter this source reads a credential from, if any (the access log
+    /// redacts its value).
+    fn credential_param(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// A running `auth`.
@@ -206,6 +211,7 @@ pub struct Auth {
     hide_credentials: bool,
     required_labels: BTreeMap<String, String>,
     error_type: ErrorType,
+    credential_params: Option<Arc<[Arc<str>]>>,
 }
 
 fn build_verifier(
@@ -263,7 +269,14 @@ impl PluginFactory for Auth {
                 challenges.push(value);
             }
         }
+        let params: Arc<[Arc<str>]> = verifiers
+            .iter()
+            .filter_map(|v| v.credential_param())
+            .map(Arc::from)
+            .collect();
+        let credential_params = (!params.is_empty()).then_some(params);
         Ok(Arc::new(Auth {
+            credential_params,
             verifiers,
             challenges,
             hide_credentials: config.hide_credentials,
@@ -323,6 +336,9 @@ impl Plugin for Auth {
         req: &'a mut http_request::Parts,
         ctx: &'a mut Ctx,
     ) -> Hook<'a, Result<Flow, PluginError>> {
+        if let Some(params) = &self.credential_params {
+            ctx.credential_params = Some(params.clone());
+        }
         let decision = self.authenticate(req, now_secs());
         if decision.is_err() {
             decisions::record(Self::NAME, ctx.route.as_deref(), Decision::Denied);

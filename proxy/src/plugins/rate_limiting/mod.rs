@@ -282,7 +282,12 @@ impl RateLimiting {
     }
 
     fn key_of(&self, req: &request::Parts, ctx: &Ctx) -> Key {
-        let by_ip = || Key::Ip(self.client.resolve(&req.headers, ctx.peer_addr.ip()));
+        let by_ip = || {
+            Key::Ip(
+                self.client
+                    .resolve_or(&req.headers, ctx.peer_addr.ip(), ctx.client_ip),
+            )
+        };
         match self.key {
             KeyKind::Ip => by_ip(),
             KeyKind::Header => match self.header.as_ref().and_then(|h| req.headers.get(h)) {
