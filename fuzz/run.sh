@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every fuzz target (or those named) for SECONDS each (default 600) with libFuzzer, on the
+# committed corpus in fuzz/corpus/<target>/ (new inputs are added there; commit the useful ones).
+# Stable Rust: the flags below are the ones cargo-fuzz passes for `--sanitizer none`. Not run in
+# CI; CI replays the corpus through `hookway_proxy::fuzzing` (cargo test -p hookway-proxy fuzzing).
+#   fuzz/run.sh [SECONDS] [TARGET...]
+set -euo pipefail
+cd "$(dirname "$0")"
+seconds=${1:-600}
+shift || true
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+  targets=(canonical_path router manifests snapshot multipart aksk_header sub_filter)
+fi
+export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+ -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+ -Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions -Coverflow-checks"
+cargo build --release --bins
+mkdir -p artifacts
+for t in "${targets[@]}"; do
+  mkdir -p "corpus/$t" "artifacts/$t"
+  echo "== $t: ${seconds}s"
+  ./target/release/"$t" "corpus/$t" -max_total_time="$seconds" -max_len=4096 \
+    -artifact_prefix="artifacts/$t/" -print_final_stats=1 2>&1 | tail -n 12
+done
