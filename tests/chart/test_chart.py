@@ -154,6 +154,7 @@ def test_crds_are_the_generated_ones():
         ({"logFormat": "xml"}, "/logFormat"),
         ({"controller": {"replicas": 0}}, "/controller/replicas"),
         ({"proxy": {"httpPort": 70000}}, "/proxy/httpPort"),
+        ({"proxy": {"requestRules": {"escapedSlashes": "maybe"}}}, "/proxy/requestRules/escapedSlashes"),
         ({"typo": True}, "typo"),
     ],
 )
@@ -161,3 +162,24 @@ def test_schema_rejects_wrong_values(values, needle):
     with pytest.raises(helm.HelmValuesError) as err:
         helm.Chart.load(CHART).validate_schema(values)
     assert needle in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "rules, expected",
+    [
+        ({}, ["--merge-slashes=true", "--escaped-slashes=reject"]),
+        (
+            {"mergeSlashes": False, "escapedSlashes": "keep", "trustedProxies": ["10.0.0.0/8", "192.0.2.1"]},
+            ["--merge-slashes=false", "--escaped-slashes=keep", "--trusted-proxies=10.0.0.0/8,192.0.2.1"],
+        ),
+    ],
+    ids=["defaults", "set"],
+)
+def test_request_rules_reach_the_proxy(rules, expected):
+    objects = render({"proxy": {"requestRules": rules}} if rules else {})
+    [proxy] = [o for o in objects if o["kind"] in ("Deployment", "DaemonSet") and "proxy" in o["metadata"]["name"]]
+    args = proxy["spec"]["template"]["spec"]["containers"][0]["args"]
+    for arg in expected:
+        assert arg in args
+    if not rules.get("trustedProxies"):
+        assert not any(a.startswith("--trusted-proxies") for a in args)
