@@ -3,6 +3,8 @@
 mod support;
 
 mod admin;
+mod binary;
+mod examples;
 mod lifecycle;
 mod limits;
 mod plugins;
@@ -11,5 +13,6 @@ mod plugins_body;
 mod plugins_transform;
 mod routing;
 mod standalone;
+mod standalone_check;
 mod tls;
 mod upstreams;
