@@ -8,7 +8,7 @@
 #   front of a closed port), on free loopback ports; sends a few requests so every labelled
 #   metric has series, and checks what GET /metrics returns.
 # - Controller: its rendering function, populated like a running controller, dumped by the test
-#   controller/tests/metrics_exposition.rs (HOOKWAY_METRICS_OUT).
+#   controller/tests/all/metrics_exposition.rs (HOOKWAY_METRICS_OUT).
 #
 # Exit status non-zero, with promtool's findings on stderr, when either exposition has a problem.
 set -euo pipefail
@@ -160,7 +160,7 @@ check proxy "$workdir/proxy.prom" || status=1
 
 # --- controller --------------------------------------------------------------------------
 HOOKWAY_METRICS_OUT="$workdir/controller.prom" \
-    cargo test --locked -q -p hookway-controller --test metrics_exposition >&2
+    cargo test --locked -q -p hookway-controller --test all metrics_exposition >&2
 check controller "$workdir/controller.prom" || status=1
 
 exit "$status"

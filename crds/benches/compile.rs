@@ -6,7 +6,7 @@
 //! including the drop. About a third is the content hash (serde_json into SHA-256), a fifth
 //! the chains (one `serde_json::Value` clone per chain entry).
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/all/support/mod.rs"]
 mod support;
 
 use std::hint::black_box;

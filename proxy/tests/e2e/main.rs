@@ -3,7 +3,9 @@
 mod support;
 
 mod admin;
+mod binary;
 mod desync;
+mod examples;
 mod lifecycle;
 mod limits;
 mod plugins;
@@ -14,5 +16,6 @@ mod raw;
 mod request_meaning;
 mod routing;
 mod standalone;
+mod standalone_check;
 mod tls;
 mod upstreams;

@@ -1,13 +1,11 @@
 //! Property tests: random object sets compile without panicking, chains are well-formed, and
 //! the snapshot does not depend on input order.
 
-mod support;
-
+use crate::support::*;
 use hookway_crds::api::route::PathMatchType;
 use hookway_crds::PluginStatus;
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use support::*;
 
 const NAMESPACES: [&str; 3] = [ROOT, "a", "b"];
 const ALIASES: [&str; 4] = ["p1", "p2", "p3", "p4"];

@@ -1,12 +1,10 @@
 //! Table-driven tests pinning the compiler rules (DESIGN.md §2, §3).
 
-mod support;
-
+use crate::support::*;
 use hookway_crds::api::route::{PathMatchType, ValueMatchType};
 use hookway_crds::snapshot::Tier;
 use hookway_crds::PluginStatus;
 use serde_json::json;
-use support::*;
 
 fn reasons(r: &hookway_crds::compiler::ObjectReport) -> (String, String) {
     (r.accepted.reason.clone(), r.resolved_refs.reason.clone())

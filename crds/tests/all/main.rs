@@ -1,0 +1,7 @@
+//! The crate's integration tests, one binary (`cargo test -p hookway-crds --test all [FILTER]`).
+
+mod support;
+
+mod compiler_props;
+mod compiler_rules;
+mod crd_drift;

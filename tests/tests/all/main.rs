@@ -1,0 +1,5 @@
+//! The end-to-end tests, one binary (`cargo test -p hookway-tests --test all [FILTER]`).
+//! `bench.rs` stays a binary of its own: it installs a counting global allocator.
+
+mod e2e;
+mod traffic;
