@@ -5,10 +5,8 @@ import pathlib
 
 import helm_python as helm
 import pytest
-import yaml
 
-CHART = pathlib.Path(__file__).resolve().parents[2] / "charts" / "hookway"
-NAMESPACE = "hookway-system"
+from render import CHART, NAMESPACE, render
 
 COMBINATIONS = {
     "defaults": {},
@@ -22,17 +20,6 @@ COMBINATIONS = {
     },
     "no-pdb": {"proxy": {"pdb": {"enabled": False}}, "controller": {"pdb": {"enabled": False}}},
 }
-
-
-def render(values):
-    chart = helm.Chart.load(CHART)
-    out = chart.render(values, name="hookway", namespace=NAMESPACE, is_install=True)
-    objects = []
-    for path, text in out.items():
-        if path.endswith(".txt"):
-            continue
-        objects.extend(d for d in yaml.safe_load_all(text) if d)
-    return objects
 
 
 def by_kind(objects, kind):
