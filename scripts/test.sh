@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=$(scripts/ensure-python.sh)
+# Includes tests/tests/real_api.rs: a real kube-apiserver from ../shared/k8s (or
+# $HOOKWAY_KUBE_APISERVER), skipped with one line when absent (docs/testing.md).
 cargo test --workspace --locked "$@"
 scripts/check-metrics.sh
 "$python" -m pytest -q tests/chart

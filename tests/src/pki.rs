@@ -21,8 +21,13 @@ pub struct Pki {
 impl Pki {
     /// Generates a CA, a leaf for 127.0.0.1/localhost and a token, under a fresh temp folder.
     pub fn new(name: &str) -> Self {
-        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
         let dir = std::env::temp_dir().join(format!("hookway-e2e-{name}-{}", std::process::id()));
+        Self::new_in(dir, name)
+    }
+
+    /// Like [`Pki::new`], with the files in `dir` (created; removed when the `Pki` is dropped).
+    pub fn new_in(dir: PathBuf, name: &str) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
         std::fs::create_dir_all(&dir).expect("temp dir");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
