@@ -81,87 +81,94 @@ mod tests {
         }
     }
 
+    /// A format with its declared bounds, and what it becomes.
+    struct Case {
+        format: &'static str,
+        declared: (Option<f64>, Option<f64>),
+        want: (Option<&'static str>, Option<f64>, Option<f64>),
+    }
+
+    const fn case(
+        format: &'static str,
+        declared: (Option<f64>, Option<f64>),
+        want: (Option<&'static str>, Option<f64>, Option<f64>),
+    ) -> Case {
+        Case {
+            format,
+            declared,
+            want,
+        }
+    }
+
     #[test]
     fn unknown_formats_become_known_ones_keeping_the_bounds() {
-        let cases: &[(
-            &str,
-            Option<f64>,
-            Option<f64>,
-            Option<&str>,
-            Option<f64>,
-            Option<f64>,
-        )] = &[
-            // format, declared min, declared max -> format, min, max
-            (
+        let cases = [
+            case(
                 "int32",
-                Some(1.0),
-                Some(65535.0),
-                Some("int32"),
-                Some(1.0),
-                Some(65535.0),
+                (Some(1.0), Some(65535.0)),
+                (Some("int32"), Some(1.0), Some(65535.0)),
             ),
-            ("int64", None, None, Some("int64"), None, None),
-            ("date-time", None, None, Some("date-time"), None, None),
-            (
+            case("int64", (None, None), (Some("int64"), None, None)),
+            case("date-time", (None, None), (Some("date-time"), None, None)),
+            case(
                 "uint32",
-                Some(0.0),
-                None,
-                Some("int64"),
-                Some(0.0),
-                Some(4_294_967_295.0),
+                (Some(0.0), None),
+                (Some("int64"), Some(0.0), Some(4_294_967_295.0)),
             ),
-            (
+            case(
                 "uint32",
-                Some(0.0),
-                Some(5.0),
-                Some("int64"),
-                Some(0.0),
-                Some(5.0),
+                (Some(0.0), Some(5.0)),
+                (Some("int64"), Some(0.0), Some(5.0)),
             ),
-            (
+            case(
                 "uint16",
-                Some(0.0),
-                Some(65535.0),
-                Some("int32"),
-                Some(0.0),
-                Some(65535.0),
+                (Some(0.0), Some(65535.0)),
+                (Some("int32"), Some(0.0), Some(65535.0)),
             ),
-            (
+            case(
                 "uint16",
-                Some(100.0),
-                Some(599.0),
-                Some("int32"),
-                Some(100.0),
-                Some(599.0),
+                (Some(100.0), Some(599.0)),
+                (Some("int32"), Some(100.0), Some(599.0)),
             ),
-            ("uint8", None, None, Some("int32"), Some(0.0), Some(255.0)),
-            ("int8", None, None, Some("int32"), Some(-128.0), Some(127.0)),
-            (
+            case(
+                "uint8",
+                (None, None),
+                (Some("int32"), Some(0.0), Some(255.0)),
+            ),
+            case(
+                "int8",
+                (None, None),
+                (Some("int32"), Some(-128.0), Some(127.0)),
+            ),
+            case(
                 "int16",
-                Some(-5.0),
-                None,
-                Some("int32"),
-                Some(-5.0),
-                Some(32767.0),
+                (Some(-5.0), None),
+                (Some("int32"), Some(-5.0), Some(32767.0)),
             ),
-            ("uint64", Some(0.0), None, Some("int64"), Some(0.0), None),
-            (
+            case(
+                "uint64",
+                (Some(0.0), None),
+                (Some("int64"), Some(0.0), None),
+            ),
+            case(
                 "uint",
-                None,
-                Some(10.0),
-                Some("int64"),
-                Some(0.0),
-                Some(10.0),
+                (None, Some(10.0)),
+                (Some("int64"), Some(0.0), Some(10.0)),
             ),
-            ("regex", None, None, None, None, None),
+            case("regex", (None, None), (None, None, None)),
         ];
-        for &(format, min, max, want_format, want_min, want_max) in cases {
-            let mut schema = node(format, min, max);
+        for Case {
+            format,
+            declared,
+            want,
+        } in cases
+        {
+            let mut schema = node(format, declared.0, declared.1);
             kubernetes_format(&mut schema);
             assert_eq!(
                 (schema.format.as_deref(), schema.minimum, schema.maximum),
-                (want_format, want_min, want_max),
-                "{format} [{min:?}, {max:?}]"
+                want,
+                "{format} {declared:?}"
             );
         }
     }
