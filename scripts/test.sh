@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=$(scripts/ensure-python.sh)
-# Includes tests/tests/real_api.rs: a real kube-apiserver from ../shared/k8s (or
+# Includes tests/tests/all/real_api.rs: a real kube-apiserver from ../shared/k8s (or
 # $HOOKWAY_KUBE_APISERVER), skipped with one line when absent (docs/testing.md).
 cargo test --workspace --locked "$@"
 scripts/check-metrics.sh

@@ -11,7 +11,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
 
 /// The formats the Kubernetes API server recognises in CRD schemas (each one applied to a real
-/// kube-apiserver without a warning; see `tests/tests/real_api.rs`).
+/// kube-apiserver without a warning; see `tests/tests/all/real_api.rs`).
 pub const KNOWN: &[&str] = &[
     "int32",
     "int64",

@@ -2,4 +2,5 @@
 //! `bench.rs` stays a binary of its own: it installs a counting global allocator.
 
 mod e2e;
+mod real_api;
 mod traffic;
