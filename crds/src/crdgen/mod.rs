@@ -7,9 +7,9 @@
 //! of a generated CRD therefore goes through two rewrites before it is written:
 //!
 //! ```text
-//!   GatewayPlugin::crd() ─┐
-//!   Service::crd()       ─┼─> for_kubernetes ─┬─ format::kubernetes_format   (uint32 -> int64 + bounds)
-//!   Route::crd()         ─┘   (every node)    └─ description::paragraphs     (doc-comment wraps joined)
+//!   GatewayPlugin::crd() ─┐                   ┌─ format::kubernetes_format (uint32 -> int64)
+//!   Service::crd()       ─┼─> for_kubernetes ─┤
+//!   Route::crd()         ─┘   (every node)    └─ description::paragraphs (wraps joined)
 //! ```
 
 pub mod description;

@@ -23,9 +23,8 @@
 //!     let Some(cluster) = real_api::cluster() else { return };
 //!     cluster.run(async {
 //!         let admin = cluster.admin().await;
-//!         apply::apply_yaml(&admin, "apiVersion: v1\nkind: Namespace\nmetadata: {name: my-case}\n")
-//!             .await
-//!             .unwrap();
+//!         let namespace = "apiVersion: v1\nkind: Namespace\nmetadata: {name: my-case}\n";
+//!         apply::apply_yaml(&admin, namespace).await.unwrap();
 //!         // ... apply Services/Routes in my-case, then:
 //!         // status::wait_condition::<hookway_crds::Route>(&admin, "my-case", "r", "Accepted",
 //!         //     "True", "Accepted", real_api::WAIT).await.unwrap();
@@ -138,7 +137,8 @@ pub fn cluster() -> Option<&'static Cluster> {
         }
         Err(missing) => {
             server::say_once(&format!(
-                "real-API-server tests skipped: {missing} (set {} to a kube-apiserver binary to run them)",
+                "real-API-server tests skipped: {missing} \
+                 (set {} to a kube-apiserver binary to run them)",
                 server::BINARY_ENV
             ));
             return None;
