@@ -15,11 +15,13 @@ fi
 export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
  -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
  -Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions -Coverflow-checks"
-cargo build --release --bins
+# An explicit --target keeps these flags off build scripts and proc macros (as cargo-fuzz does).
+triple=$(rustc -vV | sed -n 's/^host: //p')
+cargo build --release --bins --target "$triple"
 mkdir -p artifacts
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t" "artifacts/$t"
   echo "== $t: ${seconds}s"
-  ./target/release/"$t" "corpus/$t" -max_total_time="$seconds" -max_len=4096 \
+  ./target/"$triple"/release/"$t" "corpus/$t" -max_total_time="$seconds" -max_len=4096 \
     -artifact_prefix="artifacts/$t/" -print_final_stats=1 2>&1 | tail -n 12
 done
