@@ -134,6 +134,9 @@ impl RuntimeState {
     pub fn apply(&self, snapshot: Arc<Snapshot>) -> Result<(), ApplyError> {
         match self.build(snapshot.clone()) {
             Ok(runtime) => {
+                // Series of Routes that went away are dropped with them.
+                let live = runtime.routes.iter().map(|r| &*r.route_label).collect();
+                self.metrics.retain_routes(&live);
                 self.current.store(Some(Arc::new(runtime)));
                 self.metrics
                     .snapshot_reloads

@@ -8,8 +8,9 @@
 //! for other labels only costs one fresh lookup. Each thread keeps at most [`MAX_ENTRIES`]
 //! handles and starts over beyond that.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus::{IntCounter, IntCounterVec};
 use rustc_hash::FxBuildHasher;
@@ -32,6 +33,23 @@ type RequestKey = (u64, usize, usize, usize, u16);
 thread_local! {
     static REQUESTS: RefCell<HashMap<RequestKey, RequestEntry, FxBuildHasher>> =
         const { RefCell::new(HashMap::with_hasher(FxBuildHasher)) };
+    /// The [`GENERATION`] this thread's cache was filled in.
+    static FILLED_IN: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Bumped when series are removed from a vector: every thread empties its cache before its
+/// next lookup, so no handle of a removed series is counted on.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Makes every thread drop its cached handles (series were removed; `id` is the metrics
+/// instance, kept for the log).
+pub fn forget(id: u64) {
+    let generation = GENERATION.fetch_add(1, Ordering::Relaxed) + 1;
+    tracing::trace!(
+        metrics = id,
+        generation,
+        "request counter handles forgotten"
+    );
 }
 
 /// Counts one request on `vec{route, service, method, status}` of metrics instance `id`.
@@ -45,6 +63,11 @@ pub fn count_request(
 ) {
     REQUESTS.with(|cell| {
         let mut map = cell.borrow_mut();
+        let generation = GENERATION.load(Ordering::Relaxed);
+        if FILLED_IN.get() != generation {
+            map.clear();
+            FILLED_IN.set(generation);
+        }
         let key = (
             id,
             addr(route),

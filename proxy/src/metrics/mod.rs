@@ -7,8 +7,11 @@
 mod handle_cache;
 mod link_timers;
 mod pulled_counter;
+mod route_series;
+pub mod tables;
 
 pub use pulled_counter::PulledCounter;
+pub use route_series::retain_routes;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -139,7 +142,21 @@ impl Metrics {
         m.registry.register(Box::new(m.snapshot_version.clone()))?;
         m.registry.register(Box::new(m.snapshot_reloads.clone()))?;
         m.registry.register(Box::new(access_log_dropped_lines()?))?;
+        m.registry
+            .register(Box::new(tables::TablesCollector::new()?))?;
         Ok(m)
+    }
+
+    /// Drops the series of Routes not in `live` (`namespace/name`; the no-route series, `""`,
+    /// always stays): `hookway_requests_total` and `hookway_request_duration_seconds` here, and
+    /// the plugins' per-route series. Called when a snapshot is applied, so a deleted Route's
+    /// series go away with it. Returns how many series were dropped.
+    pub fn retain_routes(&self, live: &std::collections::HashSet<&str>) -> usize {
+        // Cached request-counter handles of dropped series must not be reused.
+        handle_cache::forget(self.id);
+        route_series::retain_routes(&self.requests, "route", live)
+            + route_series::retain_routes(&self.request_duration, "route", live)
+            + crate::plugins::retain_route_series(live)
     }
 
     /// Counts a served request (`hookway_requests_total`).
