@@ -29,6 +29,7 @@ use self::redis::RedisCounters;
 use self::window::{Clock, Counts, Decision, Limit, SystemClock, Unit};
 use super::client_ip::ClientIp;
 use super::decisions::{self, Decision as Stopped};
+use crate::metrics::tables::{LimitUnit, TableStats};
 use crate::plugin::respond::{self, ErrorType};
 use crate::plugin::{
     BuildEnv, Ctx, Flow, Hook, HookResult, Phases, Plugin, PluginError, PluginFactory, ProxyBody,
@@ -89,6 +90,15 @@ fn default_true() -> bool {
     true
 }
 
+/// Default bound on the keys `policy: local` tracks.
+pub const DEFAULT_MAX_KEYS: usize = 100_000;
+/// Largest `max_keys` accepted.
+pub const MAX_MAX_KEYS: usize = 10_000_000;
+
+fn default_max_keys() -> usize {
+    DEFAULT_MAX_KEYS
+}
+
 /// Config of `rate_limiting`.
 #[derive(Deserialize, Clone, Debug, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -132,6 +142,10 @@ pub struct Config {
     /// Header trusted proxies put the client address in (default `X-Forwarded-For`).
     #[serde(default)]
     pub real_ip_header: Option<String>,
+    /// With `policy: local`, the most keys this proxy tracks (rounded up to a multiple of 64;
+    /// about 200 bytes each). A new key beyond it evicts a rarely used one.
+    #[serde(default = "default_max_keys")]
+    pub max_keys: usize,
 }
 
 impl Config {
@@ -171,6 +185,12 @@ impl PluginConfig for Config {
             return Err("at least one of second, minute, hour, day must be positive".into());
         }
         self.header()?;
+        if !(1..=MAX_MAX_KEYS).contains(&self.max_keys) {
+            return Err(format!(
+                "max_keys: {} is not in 1-{MAX_MAX_KEYS}",
+                self.max_keys
+            ));
+        }
         ClientIp::new(&self.trusted_proxies, self.real_ip_header.as_deref())?;
         match (self.policy, &self.redis) {
             (Policy::Redis, None) => return Err("redis is required with policy: redis".into()),
@@ -261,7 +281,15 @@ impl RateLimiting {
                 }
             }
             (Policy::Redis, None) => return Err("redis is required with policy: redis".into()),
-            (Policy::Local, _) => Backend::Local(LocalCounters::default()),
+            (Policy::Local, _) => Backend::Local(LocalCounters::with_stats(
+                config.max_keys,
+                TableStats::register(
+                    env.plugin_ref.to_string(),
+                    local::TABLE,
+                    LimitUnit::Entries,
+                    (LocalCounters::per_shard(config.max_keys) * 64) as u64,
+                ),
+            )),
         };
         Ok(Self {
             limit_values: limits.iter().map(|l| HeaderValue::from(l.max)).collect(),
