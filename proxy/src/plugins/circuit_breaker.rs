@@ -4,6 +4,11 @@
 //! (with `headers` and `body`) without calling the upstream for `break_period`; then half-open
 //! lets requests through: a failure reopens, `success_counts` successes close.
 //!
+//! Breakers are kept per Route the instance runs on (a key set bounded by configuration, not by
+//! client input), at most [`MAX_BREAKERS`]: beyond that, closed breakers (whose only state is
+//! a partial failure count) are dropped before a new one is added, each counted as an eviction
+//! (`hookway_table_*{table="circuit_breaker_routes"}`).
+//!
 //! State changes are logged and exported as the gauge
 //! `hookway_circuit_breaker_state{plugin, route}` (0 closed, 1 open, 2 half-open) in the
 //! default Prometheus registry; [`CircuitBreaker::state`] reads it directly.
@@ -20,6 +25,7 @@ use hookway_crds::snapshot::ObjectKey;
 
 use super::decisions::{self, Decision};
 use super::rate_limiting::window::{Clock, SystemClock};
+use crate::metrics::tables::{LimitUnit, TableStats};
 use crate::plugin::respond;
 use crate::plugin::{
     BuildEnv, Completion, Ctx, Flow, Hook, Plugin, PluginError, PluginFactory, ProxyBody,
@@ -184,6 +190,11 @@ pub fn state_gauge() -> &'static IntGaugeVec {
     })
 }
 
+/// The most breakers one instance keeps.
+pub const MAX_BREAKERS: usize = 10_000;
+/// The table name in `hookway_table_*`.
+pub const TABLE: &str = "circuit_breaker_routes";
+
 /// Breakers by route (`None`: the no-route chain).
 type Breakers = HashMap<Option<Arc<ObjectKey>>, Arc<Mutex<Breaker>>>;
 
@@ -192,6 +203,7 @@ pub struct CircuitBreaker {
     plugin: String,
     config: Config,
     breakers: RwLock<Breakers>,
+    stats: Arc<TableStats>,
     clock: Arc<dyn Clock>,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
@@ -231,6 +243,12 @@ impl CircuitBreaker {
             plugin: env.plugin_ref.to_string(),
             config,
             breakers: RwLock::new(HashMap::new()),
+            stats: TableStats::register(
+                env.plugin_ref.to_string(),
+                TABLE,
+                LimitUnit::Entries,
+                MAX_BREAKERS as u64,
+            ),
             clock,
             headers,
         })
@@ -254,11 +272,21 @@ impl CircuitBreaker {
             return b.clone();
         }
         let now = self.clock.now_ms();
-        self.breakers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
+        let mut breakers = self.breakers.write().unwrap_or_else(|p| p.into_inner());
+        if !breakers.contains_key(route) && breakers.len() >= MAX_BREAKERS {
+            let before = breakers.len();
+            breakers
+                .retain(|_, b| b.lock().unwrap_or_else(|p| p.into_inner()).state != State::Closed);
+            for _ in breakers.len()..before {
+                self.stats.evicted(0);
+            }
+        }
+        breakers
             .entry(route.clone())
-            .or_insert_with(|| Arc::new(Mutex::new(Breaker::new(now))))
+            .or_insert_with(|| {
+                self.stats.added(0);
+                Arc::new(Mutex::new(Breaker::new(now)))
+            })
             .clone()
     }
 
