@@ -9,7 +9,13 @@
 //!
 //! Hold-back: a literal needs `len - 1` bytes; a regex needs `window` bytes (its longest match;
 //! longer matches can be missed across a boundary). At the end of the body everything is
-//! decided. Encoded (compressed) responses are left alone: put `compression` outside (lower
+//! decided.
+//!
+//! **Bounded look-behind**: a match that reaches into the hold-back window is held (with what
+//! follows it) only while it starts at most `2 × hold` bytes before the end of the text seen;
+//! a regex match still growing beyond that (`x+` over a long run of `x`) is decided as it
+//! stands. So a response holds at most `2 × hold` bytes (≤ 128 KiB with `window: 65536`)
+//! between chunks, whatever its body. Literal matches never reach that bound. Encoded (compressed) responses are left alone: put `compression` outside (lower
 //! order than) `sub_filter`.
 
 use std::sync::Arc;
@@ -212,6 +218,11 @@ impl Replacer {
         }
     }
 
+    /// The most bytes kept between chunks (see the module documentation).
+    fn max_carry(&self) -> usize {
+        2 * self.hold
+    }
+
     /// Processes the carry; keeps the undecided tail unless `end`.
     fn process(&mut self, end: bool) -> Bytes {
         let buf = std::mem::take(&mut self.carry).freeze();
@@ -228,7 +239,7 @@ impl Replacer {
             };
             // A match reaching into the hold-back window may still grow (or belong to a longer
             // match): decide it with the next chunk.
-            if !end && e > safe_end {
+            if !end && e > safe_end && buf.len() - s <= self.max_carry() {
                 safe_end = safe_end.min(s).max(pos);
                 break;
             }
@@ -268,6 +279,30 @@ mod tests {
         let resp = response(200, &[("content-type", ct)]);
         let mut f = plugin.response_body_filter(&resp, &mut ctx())?;
         Some(String::from_utf8(concat(&drive(f.as_mut(), chunks).unwrap())).unwrap())
+    }
+
+    #[test]
+    fn a_growing_regex_match_holds_back_a_bounded_tail() {
+        let config: SubFilterConfig = serde_json::from_value(
+            json!({"filters": [{"pattern": "x+", "replacement": "X", "regex": true}], "window": 8}),
+        )
+        .unwrap();
+        let filter = config.compile().unwrap();
+        let mut r = Replacer {
+            rules: Arc::clone(&filter.rules),
+            used: vec![false],
+            hold: filter.hold,
+            carry: BytesMut::new(),
+        };
+        let mut out = Vec::new();
+        for _ in 0..1_000 {
+            out.extend_from_slice(&r.on_chunk(Bytes::from(vec![b'x'; 100])).unwrap());
+            assert!(r.carry.len() <= 16, "held {} bytes", r.carry.len());
+        }
+        out.extend_from_slice(&r.on_end().unwrap().unwrap_or_default());
+        // The run was cut into decided matches, each replaced.
+        assert!(out.iter().all(|b| *b == b'X'));
+        assert!(!out.is_empty());
     }
 
     #[test]
