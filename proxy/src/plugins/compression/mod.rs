@@ -50,6 +50,12 @@ const STREAMING_TYPES: &[&str] = &[
 fn default_algorithms() -> Vec<Encoding> {
     vec![Encoding::Zstd, Encoding::Brotli, Encoding::Gzip]
 }
+/// Highest brotli quality accepted: 10 and 11 (the optimal parse) cost about ten times the CPU
+/// of 9 for every response, a cost any client asking for `br` would make the proxy pay.
+pub const MAX_BROTLI_LEVEL: u32 = 9;
+/// Highest zstd level accepted: 20-22 ("ultra") use windows of 32-128 MiB per response.
+pub const MAX_ZSTD_LEVEL: i32 = 19;
+
 fn default_gzip_level() -> u32 {
     6
 }
@@ -76,10 +82,10 @@ pub struct CompressionConfig {
     /// gzip level 0-9.
     #[serde(default = "default_gzip_level")]
     pub gzip_level: u32,
-    /// brotli level 0-11.
+    /// brotli level 0-[`MAX_BROTLI_LEVEL`].
     #[serde(default = "default_brotli_level")]
     pub br_level: u32,
-    /// zstd level 1-22.
+    /// zstd level 1-[`MAX_ZSTD_LEVEL`].
     #[serde(default = "default_zstd_level")]
     pub zstd_level: i32,
     /// Content types compressed (prefix match, case-insensitive, parameters ignored). Absent:
@@ -117,11 +123,17 @@ impl PluginConfig for CompressionConfig {
         if self.gzip_level > 9 {
             return Err(format!("gzip_level: {} is not in 0-9", self.gzip_level));
         }
-        if self.br_level > 11 {
-            return Err(format!("br_level: {} is not in 0-11", self.br_level));
+        if self.br_level > MAX_BROTLI_LEVEL {
+            return Err(format!(
+                "br_level: {} is not in 0-{MAX_BROTLI_LEVEL} (10 and 11 cost about ten times the CPU per response)",
+                self.br_level
+            ));
         }
-        if !(1..=22).contains(&self.zstd_level) {
-            return Err(format!("zstd_level: {} is not in 1-22", self.zstd_level));
+        if !(1..=MAX_ZSTD_LEVEL).contains(&self.zstd_level) {
+            return Err(format!(
+                "zstd_level: {} is not in 1-{MAX_ZSTD_LEVEL} (20-22 need windows of 32-128 MiB per response)",
+                self.zstd_level
+            ));
         }
         for (i, t) in self.types.iter().flatten().enumerate() {
             if t.trim().is_empty() {
