@@ -1,9 +1,9 @@
-//! HTTP for the gateway: fetching the market index and manifests (cached with a TTL) and
-//! calling plugin APIs. Bodies are read with a size limit and every call has a timeout.
+//! HTTP for the gateway: fetching the market index and manifests (cached with a TTL, bounded
+//! in bytes) and calling plugin APIs. Bodies are read with a size limit, every call has a
+//! timeout, and connections go only to addresses the [`NetworkGuard`] allows.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
@@ -14,10 +14,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
+use super::cache::DocumentCache;
+use super::net_guard::{blocked_in, Blocked, GuardedResolver, NetworkGuard};
+
 /// Largest index, manifest or plugin answer read (8 MiB).
 const MAX_RESPONSE: usize = 8 * 1024 * 1024;
-/// Entries kept in the document cache.
-const MAX_CACHED: usize = 256;
 
 /// A fetched answer.
 #[derive(Debug)]
@@ -42,29 +43,41 @@ pub enum FetchError {
     /// The answer did not come in time.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// The URL's host is (or resolves only to) an address the gateway may not call.
+    #[error(transparent)]
+    Blocked(#[from] Blocked),
 }
+
+type Connector = HttpsConnector<HttpConnector<GuardedResolver>>;
 
 /// The gateway's HTTP client and document cache.
 pub struct GatewayClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
-    cache: Mutex<HashMap<String, (Instant, Arc<Value>)>>,
-    ttl: Duration,
+    client: Client<Connector, Full<Bytes>>,
+    cache: DocumentCache,
+    guard: Arc<NetworkGuard>,
     fetch_timeout: Duration,
 }
 
 impl GatewayClient {
-    /// A client caching documents for `ttl`.
-    pub fn new(ttl: Duration, fetch_timeout: Duration) -> Result<Self, String> {
+    /// A client connecting only where `guard` allows, caching documents in `cache`.
+    pub fn new(
+        cache: DocumentCache,
+        fetch_timeout: Duration,
+        guard: Arc<NetworkGuard>,
+    ) -> Result<Self, String> {
+        let mut http = HttpConnector::new_with_resolver(GuardedResolver::new(Arc::clone(&guard)));
+        // The HTTPS connector enforces the scheme.
+        http.enforce_http(false);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
             .map_err(|e| format!("TLS roots: {e}"))?
             .https_or_http()
             .enable_http1()
-            .build();
+            .wrap_connector(http);
         Ok(Self {
             client: Client::builder(TokioExecutor::new()).build(https),
-            cache: Mutex::new(HashMap::new()),
-            ttl,
+            cache,
+            guard,
             fetch_timeout,
         })
     }
@@ -79,9 +92,13 @@ impl GatewayClient {
         timeout: Duration,
     ) -> Result<Fetched, FetchError> {
         let uri: http::Uri = url.parse().map_err(|_| FetchError::Url(url.into()))?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        let Some(host) = uri
+            .host()
+            .filter(|_| matches!(uri.scheme_str(), Some("http" | "https")))
+        else {
             return Err(FetchError::Url(url.into()));
-        }
+        };
+        self.guard.check_host(host)?;
         let mut req = Request::builder()
             .method(method)
             .uri(uri)
@@ -93,7 +110,10 @@ impl GatewayClient {
                 .client
                 .request(req)
                 .await
-                .map_err(|e| FetchError::Http(error_chain(&e)))?;
+                .map_err(|e| match blocked_in(&e) {
+                    Some(blocked) => FetchError::Blocked(blocked),
+                    None => FetchError::Http(error_chain(&e)),
+                })?;
             let (parts, body) = resp.into_parts();
             let body = Limited::new(body, MAX_RESPONSE)
                 .collect()
@@ -114,7 +134,7 @@ impl GatewayClient {
     /// GETs a JSON document, from the cache when fresh. `Ok(Err(..))`: fetched but not JSON or
     /// not 2xx (the document is invalid or missing); `Err`: could not fetch.
     pub async fn json(&self, url: &str) -> Result<Result<Arc<Value>, String>, FetchError> {
-        if let Some(v) = self.cached(url) {
+        if let Some(v) = self.cache.get(url) {
             return Ok(Ok(v));
         }
         let mut headers = HeaderMap::new();
@@ -129,32 +149,8 @@ impl GatewayClient {
             Ok(v) => Arc::new(v),
             Err(e) => return Ok(Err(format!("{url} is not JSON: {e}"))),
         };
-        self.store(url, Arc::clone(&value));
+        self.cache.put(url, Arc::clone(&value));
         Ok(Ok(value))
-    }
-
-    fn cached(&self, url: &str) -> Option<Arc<Value>> {
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let (at, v) = cache.get(url)?;
-        (at.elapsed() < self.ttl).then(|| Arc::clone(v))
-    }
-
-    fn store(&self, url: &str, value: Arc<Value>) {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= MAX_CACHED {
-            let ttl = self.ttl;
-            cache.retain(|_, (at, _)| at.elapsed() < ttl);
-            if cache.len() >= MAX_CACHED {
-                if let Some(oldest) = cache
-                    .iter()
-                    .min_by_key(|(_, (at, _))| *at)
-                    .map(|(k, _)| k.clone())
-                {
-                    cache.remove(&oldest);
-                }
-            }
-        }
-        cache.insert(url.to_string(), (Instant::now(), value));
     }
 }
 

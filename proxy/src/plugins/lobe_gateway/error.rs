@@ -1,7 +1,7 @@
 //! LobeChat's plugin error answers: `{"body": <details>, "errorType": <type>}` with the status
 //! LobeChat gives each type (chat-plugin-sdk `PluginErrorType`).
 
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::plugin::{respond, ProxyBody};
@@ -61,20 +61,10 @@ impl ErrorType {
     }
 }
 
-/// Adds the CORS header every gateway answer carries.
-pub fn allow_any_origin(resp: &mut Response<ProxyBody>) {
-    resp.headers_mut().insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-}
-
 /// The error answer for `kind` with `body` details.
 pub fn error_response(kind: ErrorType, body: Value) -> Response<ProxyBody> {
     let payload = json!({"body": body, "errorType": kind.json()});
-    let mut resp = respond::with_body(kind.status(), "application/json", payload.to_string());
-    allow_any_origin(&mut resp);
-    resp
+    respond::with_body(kind.status(), "application/json", payload.to_string())
 }
 
 /// A gateway failure: type plus details.

@@ -2,7 +2,7 @@
 //! answers every request itself; the route's Service is never called.
 //!
 //! ```text
-//!  OPTIONS → 204 CORS preflight          other methods → 405
+//!  OPTIONS → 204 CORS preflight (CORS headers only for `cors_origins`)    other methods → 405
 //!  POST {apiName, identifier, arguments?, indexUrl?, manifest?}      (bad payload → 400)
 //!   → manifest: from the body, or market index (cached) → plugin meta → manifest URL (cached)
 //!   → check manifest (490) → settings = schema defaults + X-Lobe-Plugin-Settings, validated (422)
@@ -11,12 +11,21 @@
 //!   → 2xx: 200 + plugin body        else: {"body", "errorType": status} with its status
 //! ```
 //!
+//! Safe by default: a payload's `indexUrl` and `manifest` are refused unless allowed and their
+//! URLs listed in `allowed_client_urls`; no call goes to a loopback, link-local or private
+//! address unless `allowed_networks` lists it (checked on the resolved address, `net_guard`);
+//! the document cache is bounded in bytes (`cache`); no CORS header unless `cors_origins`.
+//!
 //! Needs the whole request body: it opts in with [`Plugin::request_body_limit`] and works in
 //! [`Plugin::on_request_body`].
 
+pub mod allow_list;
+pub mod cache;
 pub mod client;
+pub mod cors;
 pub mod error;
 pub mod manifest;
+pub mod net_guard;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,18 +36,20 @@ use http::{header, request, HeaderMap, HeaderName, HeaderValue, Method, Response
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::metrics::tables::{LimitUnit, TableStats};
 use crate::plugin::{
     respond, BuildEnv, Ctx, Flow, Hook, Plugin, PluginError, PluginFactory, ProxyBody,
 };
+use allow_list::AllowList;
+use cache::DocumentCache;
 use client::{FetchError, GatewayClient};
-use error::{allow_any_origin, ErrorType, GatewayError};
+use cors::CorsOrigins;
+use error::{ErrorType, GatewayError};
+use net_guard::NetworkGuard;
 
 /// The settings header LobeChat sends and the plugin server receives.
 pub const SETTINGS_HEADER: &str = "x-lobe-plugin-settings";
 
-fn default_true() -> bool {
-    true
-}
 fn default_cache_ttl() -> String {
     "5m".into()
 }
@@ -51,6 +62,9 @@ fn default_api_timeout() -> String {
 fn default_max_body() -> usize {
     1024 * 1024
 }
+fn default_max_cache_bytes() -> u64 {
+    16 * 1024 * 1024
+}
 
 /// The `lobe_gateway` config.
 #[derive(Deserialize, Debug, Clone)]
@@ -59,13 +73,27 @@ pub struct LobeGatewayConfig {
     /// Market index used when the payload has neither `manifest` nor `indexUrl`.
     #[serde(default)]
     pub index_url: Option<String>,
-    /// Accept the payload's `indexUrl` (LobeChat's behaviour). `false` pins the index.
-    #[serde(default = "default_true")]
+    /// Accept the payload's `indexUrl` (LobeChat's behaviour) when it falls under
+    /// `allowed_client_urls`. Off: the payload's `indexUrl` is ignored and `index_url` used.
+    #[serde(default)]
     pub allow_client_index_url: bool,
-    /// Accept a `manifest` in the payload (LobeChat's behaviour). `false`: manifests come only
-    /// from the index, so the gateway only calls URLs the index vouches for.
-    #[serde(default = "default_true")]
+    /// Accept a `manifest` in the payload (LobeChat's behaviour); the API URL called must fall
+    /// under `allowed_client_urls`. Off: such payloads get 400.
+    #[serde(default)]
     pub allow_client_manifest: bool,
+    /// URL prefixes (`https://plugins.example/`) that client-supplied URLs must fall under.
+    #[serde(default)]
+    pub allowed_client_urls: Vec<String>,
+    /// Loopback, link-local or private networks (CIDRs) the gateway may call anyway. Empty:
+    /// only public addresses.
+    #[serde(default)]
+    pub allowed_networks: Vec<String>,
+    /// Browser origins answered with CORS headers (`https://chat.example`, or `*`). Empty: none.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
+    /// Bound on the cached indexes and manifests, in (estimated) bytes; default 16 MiB.
+    #[serde(default = "default_max_cache_bytes")]
+    pub max_cache_bytes: u64,
     /// How long fetched indexes and manifests are reused (`5m`).
     #[serde(default = "default_cache_ttl")]
     pub cache_ttl: String,
@@ -99,8 +127,21 @@ impl PluginConfig for LobeGatewayConfig {
                 return Err(format!("index_url: {u:?} is not an http(s) URL"));
             }
         }
-        if !self.allow_client_index_url && self.index_url.is_none() {
-            return Err("index_url: required when allow_client_index_url is false".into());
+        let from_client = self.allow_client_index_url || self.allow_client_manifest;
+        if !from_client && self.index_url.is_none() {
+            return Err(
+                "index_url: required unless allow_client_index_url or allow_client_manifest is set"
+                    .into(),
+            );
+        }
+        if from_client && self.allowed_client_urls.is_empty() {
+            return Err("allowed_client_urls: must list the URL prefixes client-supplied index and manifest URLs may use".into());
+        }
+        AllowList::parse(&self.allowed_client_urls)?;
+        NetworkGuard::new(&self.allowed_networks)?;
+        CorsOrigins::parse(&self.cors_origins)?;
+        if self.max_cache_bytes == 0 {
+            return Err("max_cache_bytes: must be positive".into());
         }
         if self.max_body == 0 {
             return Err("max_body: must be positive".into());
@@ -123,27 +164,62 @@ struct Payload {
     manifest: Option<Value>,
 }
 
+/// Where a manifest came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// The payload: its API URLs must be under `allowed_client_urls`.
+    Client,
+    /// An index (the configured one, or an allowed client one).
+    Index,
+}
+
 /// A running `lobe_gateway`.
 pub struct LobeGateway {
     config: LobeGatewayConfig,
     client: GatewayClient,
     api_timeout: Duration,
+    allowed_urls: AllowList,
+    cors: CorsOrigins,
 }
 
 impl PluginFactory for LobeGateway {
     const NAME: &'static str = "lobe_gateway";
     type Config = LobeGatewayConfig;
 
-    fn build(config: Self::Config, _env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
-        let client = GatewayClient::new(
+    fn build(config: Self::Config, env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
+        Ok(Arc::new(Self::from_config(
+            config,
+            env.plugin_ref.to_string(),
+        )?))
+    }
+}
+
+impl LobeGateway {
+    /// A gateway for `config`, its cache exported under `plugin` (`namespace/name`).
+    pub fn from_config(config: LobeGatewayConfig, plugin: String) -> Result<Self, String> {
+        config.validate()?;
+        let cache = DocumentCache::new(
             duration("cache_ttl", &config.cache_ttl)?,
+            config.max_cache_bytes,
+            TableStats::register(
+                plugin,
+                cache::TABLE,
+                LimitUnit::Bytes,
+                config.max_cache_bytes,
+            ),
+        );
+        let client = GatewayClient::new(
+            cache,
             duration("fetch_timeout", &config.fetch_timeout)?,
+            Arc::new(NetworkGuard::new(&config.allowed_networks)?),
         )?;
-        Ok(Arc::new(LobeGateway {
+        Ok(LobeGateway {
             api_timeout: duration("api_timeout", &config.api_timeout)?,
+            allowed_urls: AllowList::parse(&config.allowed_client_urls)?,
+            cors: CorsOrigins::parse(&config.cors_origins)?,
             client,
             config,
-        }))
+        })
     }
 }
 
@@ -151,13 +227,13 @@ fn bad_request(message: impl Into<String>) -> GatewayError {
     GatewayError::new(ErrorType::Status(StatusCode::BAD_REQUEST), message)
 }
 
+fn forbidden(message: impl Into<String>) -> GatewayError {
+    GatewayError::new(ErrorType::Status(StatusCode::FORBIDDEN), message)
+}
+
 fn preflight(req: &request::Parts) -> Response<ProxyBody> {
     let mut resp = respond::empty_response(StatusCode::NO_CONTENT);
     let h = resp.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
     h.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
         HeaderValue::from_static("POST, OPTIONS"),
@@ -178,25 +254,40 @@ fn preflight(req: &request::Parts) -> Response<ProxyBody> {
 impl LobeGateway {
     /// Runs the gateway pipeline for one POST.
     pub async fn handle(&self, headers: &HeaderMap, body: &Bytes) -> Response<ProxyBody> {
-        match self.pipeline(headers, body).await {
+        let mut resp = match self.pipeline(headers, body).await {
             Ok(resp) => resp,
             Err(e) => {
                 tracing::debug!(error_type = ?e.kind, "lobe_gateway: error answer");
                 e.into_response()
             }
+        };
+        self.cors.apply(headers, resp.headers_mut());
+        resp
+    }
+
+    /// The `Blocked` refusal as a 403 answer, other fetch errors through `other`.
+    fn fetch_failed(e: FetchError, other: impl FnOnce(FetchError) -> GatewayError) -> GatewayError {
+        match e {
+            FetchError::Blocked(b) => forbidden(b.to_string()),
+            e => other(e),
         }
     }
 
-    async fn manifest(&self, payload: &mut Payload) -> Result<Arc<Value>, GatewayError> {
+    async fn manifest(&self, payload: &mut Payload) -> Result<(Arc<Value>, Source), GatewayError> {
         if let Some(m) = payload.manifest.take() {
             if !self.config.allow_client_manifest {
                 return Err(bad_request(
                     "manifests in the payload are not accepted here",
                 ));
             }
-            return Ok(Arc::new(m));
+            return Ok((Arc::new(m), Source::Client));
         }
         let index_url = match (&payload.index_url, self.config.allow_client_index_url) {
+            (Some(u), true) if !self.allowed_urls.allows(u) => {
+                return Err(forbidden(format!(
+                    "indexUrl {u} is not under allowed_client_urls"
+                )))
+            }
             (Some(u), true) => u.clone(),
             _ => self.config.index_url.clone().ok_or_else(|| {
                 GatewayError::new(
@@ -211,20 +302,24 @@ impl LobeGateway {
                 return Err(GatewayError::new(ErrorType::PluginMarketIndexInvalid, msg))
             }
             Err(e) => {
-                return Err(GatewayError::new(
-                    ErrorType::PluginMarketIndexNotFound,
-                    format!("market index {index_url}: {e}"),
-                ))
+                return Err(Self::fetch_failed(e, |e| {
+                    GatewayError::new(
+                        ErrorType::PluginMarketIndexNotFound,
+                        format!("market index {index_url}: {e}"),
+                    )
+                }))
             }
         };
         let manifest_url = manifest::find_in_index(&index, &payload.identifier)?;
         match self.client.json(&manifest_url).await {
-            Ok(Ok(v)) => Ok(v),
+            Ok(Ok(v)) => Ok((v, Source::Index)),
             Ok(Err(msg)) => Err(GatewayError::new(ErrorType::PluginManifestInvalid, msg)),
-            Err(e) => Err(GatewayError::new(
-                ErrorType::PluginManifestNotFound,
-                format!("manifest {manifest_url}: {e}"),
-            )),
+            Err(e) => Err(Self::fetch_failed(e, |e| {
+                GatewayError::new(
+                    ErrorType::PluginManifestNotFound,
+                    format!("manifest {manifest_url}: {e}"),
+                )
+            })),
         }
     }
 
@@ -240,7 +335,7 @@ impl LobeGateway {
                 "invalid payload: apiName and identifier are required",
             ));
         }
-        let manifest = self.manifest(&mut payload).await?;
+        let (manifest, source) = self.manifest(&mut payload).await?;
         manifest::check_manifest(&manifest)
             .map_err(|m| GatewayError::new(ErrorType::PluginManifestInvalid, m))?;
 
@@ -296,6 +391,12 @@ impl LobeGateway {
             });
         };
 
+        if source == Source::Client && !self.allowed_urls.allows(url) {
+            return Err(forbidden(format!(
+                "api url {url} of the payload's manifest is not under allowed_client_urls"
+            )));
+        }
+
         let mut out_headers = HeaderMap::new();
         out_headers.insert(
             header::CONTENT_TYPE,
@@ -325,6 +426,7 @@ impl LobeGateway {
                     ErrorType::PluginServerError,
                     format!("plugin server {url}: {e}"),
                 ),
+                FetchError::Blocked(b) => forbidden(b.to_string()),
             })?;
         if !got.status.is_success() {
             let body = serde_json::from_slice::<Value>(&got.body)
@@ -339,7 +441,6 @@ impl LobeGateway {
         let mut resp = respond::with_body(StatusCode::OK, "application/json", got.body);
         resp.headers_mut()
             .insert(header::CONTENT_TYPE, content_type);
-        allow_any_origin(&mut resp);
         Ok(resp)
     }
 }
@@ -350,18 +451,17 @@ impl Plugin for LobeGateway {
         req: &'a mut request::Parts,
         _ctx: &'a mut Ctx,
     ) -> Hook<'a, Result<Flow, PluginError>> {
-        let flow = match req.method {
-            Method::POST => Flow::Continue,
-            Method::OPTIONS => Flow::Respond(preflight(req)),
-            _ => Flow::Respond(
-                GatewayError::new(
-                    ErrorType::Status(StatusCode::METHOD_NOT_ALLOWED),
-                    "only POST is allowed",
-                )
-                .into_response(),
-            ),
+        let mut resp = match req.method {
+            Method::POST => return Hook::Ready(Ok(Flow::Continue)),
+            Method::OPTIONS => preflight(req),
+            _ => GatewayError::new(
+                ErrorType::Status(StatusCode::METHOD_NOT_ALLOWED),
+                "only POST is allowed",
+            )
+            .into_response(),
         };
-        Hook::Ready(Ok(flow))
+        self.cors.apply(&req.headers, resp.headers_mut());
+        Hook::Ready(Ok(Flow::Respond(resp)))
     }
 
     fn request_body_limit(&self, req: &request::Parts, _ctx: &Ctx) -> Option<usize> {
@@ -380,3 +480,5 @@ impl Plugin for LobeGateway {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_safety;

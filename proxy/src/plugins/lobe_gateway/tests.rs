@@ -1,5 +1,6 @@
 //! The gateway against a real plugin server on 127.0.0.1:0 that serves a market index, a
-//! manifest and the plugin API.
+//! manifest and the plugin API. Every gateway here allows loopback explicitly
+//! (`allowed_networks`); `tests_safety` covers what is refused by default.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,17 +16,19 @@ use super::*;
 use crate::plugins::harness::{body_of, build, ctx, on_request, request, validate};
 
 /// An address where nothing listens (a port just released by the OS).
-fn closed_addr() -> SocketAddr {
+pub(super) fn closed_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
 }
 
-struct PluginServer {
-    addr: SocketAddr,
-    index_hits: Arc<AtomicUsize>,
+pub(super) struct PluginServer {
+    pub(super) addr: SocketAddr,
+    pub(super) index_hits: Arc<AtomicUsize>,
+    /// Connections accepted (any path).
+    pub(super) connections: Arc<AtomicUsize>,
 }
 
-fn manifest(addr: SocketAddr) -> Value {
+pub(super) fn manifest(addr: SocketAddr) -> Value {
     json!({
         "identifier": "clock",
         "meta": {"title": "Clock", "avatar": "⏰"},
@@ -42,16 +45,19 @@ fn manifest(addr: SocketAddr) -> Value {
     })
 }
 
-async fn plugin_server() -> PluginServer {
+pub(super) async fn plugin_server() -> PluginServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let index_hits = Arc::new(AtomicUsize::new(0));
     let hits = Arc::clone(&index_hits);
+    let connections = Arc::new(AtomicUsize::new(0));
+    let accepted = Arc::clone(&connections);
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
+            accepted.fetch_add(1, Ordering::SeqCst);
             let hits = Arc::clone(&hits);
             tokio::spawn(async move {
                 let svc = service_fn(move |req: http::Request<Incoming>| {
@@ -95,10 +101,18 @@ async fn plugin_server() -> PluginServer {
             });
         }
     });
-    PluginServer { addr, index_hits }
+    PluginServer {
+        addr,
+        index_hits,
+        connections,
+    }
 }
 
-async fn call(plugin: &dyn Plugin, headers: &[(&str, &str)], payload: Value) -> (u16, Value) {
+pub(super) async fn call(
+    plugin: &dyn Plugin,
+    headers: &[(&str, &str)],
+    payload: Value,
+) -> (u16, Value) {
     let mut req = request("POST", "/gateway", headers);
     let mut ctx = ctx();
     assert!(matches!(
@@ -117,7 +131,6 @@ async fn call(plugin: &dyn Plugin, headers: &[(&str, &str)], payload: Value) -> 
     let Flow::Respond(resp) = flow else {
         panic!("the gateway always answers")
     };
-    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
     let (parts, body) = body_of(resp).await;
     (
         parts.status.as_u16(),
@@ -126,13 +139,19 @@ async fn call(plugin: &dyn Plugin, headers: &[(&str, &str)], payload: Value) -> 
 }
 
 fn gateway(server: &PluginServer) -> Arc<dyn Plugin> {
-    build("lobe_gateway", json!({"index_url": format!("http://{}/index.json", server.addr), "fetch_timeout": "2s", "api_timeout": "2s"})).unwrap()
+    build(
+        "lobe_gateway",
+        json!({"index_url": format!("http://{}/index.json", server.addr), "fetch_timeout": "2s", "api_timeout": "2s",
+               "allowed_networks": ["127.0.0.0/8"], "allow_client_manifest": true,
+               "allowed_client_urls": [format!("http://{}/", server.addr)]}),
+    )
+    .unwrap()
 }
 
 /// plugin, request headers, payload, expected status, expected errorType.
 type Case<'a> = (&'a dyn Plugin, Vec<(&'a str, &'a str)>, Value, u16, Value);
 
-const SETTINGS: (&str, &str) = ("x-lobe-plugin-settings", "{\"apiKey\":\"secret\"}");
+pub(super) const SETTINGS: (&str, &str) = ("x-lobe-plugin-settings", "{\"apiKey\":\"secret\"}");
 
 #[tokio::test]
 async fn call_through_market_index_with_settings_and_cache() {
@@ -159,12 +178,17 @@ async fn call_through_market_index_with_settings_and_cache() {
 #[tokio::test]
 async fn manifest_in_the_body_and_client_index_url() {
     let server = plugin_server().await;
-    let gw = build("lobe_gateway", json!({})).unwrap();
+    let gw = build(
+        "lobe_gateway",
+        json!({"allow_client_index_url": true, "allow_client_manifest": true,
+               "allowed_client_urls": [format!("http://{}/", server.addr)], "allowed_networks": ["127.0.0.1"]}),
+    )
+    .unwrap();
     let (status, body) = call(gw.as_ref(), &[SETTINGS], json!({"apiName": "now", "identifier": "clock", "arguments": "{\"tz\":\"CET\"}", "manifest": manifest(server.addr)})).await;
     assert_eq!((status, &body["args"]), (200, &json!({"tz": "CET"})));
     let (status, _) = call(gw.as_ref(), &[SETTINGS], json!({"apiName": "now", "identifier": "clock", "arguments": "{\"tz\":\"CET\"}", "indexUrl": format!("http://{}/index.json", server.addr)})).await;
     assert_eq!(status, 200);
-    let pinned = build("lobe_gateway", json!({"index_url": format!("http://{}/index.json", server.addr), "allow_client_manifest": false})).unwrap();
+    let pinned = build("lobe_gateway", json!({"index_url": format!("http://{}/index.json", server.addr), "allowed_networks": ["127.0.0.0/8"]})).unwrap();
     let (status, body) = call(pinned.as_ref(), &[SETTINGS], json!({"apiName": "now", "identifier": "clock", "arguments": "{\"tz\":\"CET\"}", "manifest": manifest(server.addr)})).await;
     assert_eq!(
         (status, &body["errorType"]),
@@ -188,7 +212,7 @@ async fn manifest_in_the_body_and_client_index_url() {
 async fn lobechat_error_answers() {
     let server = plugin_server().await;
     let gw = gateway(&server);
-    let dead_index = build("lobe_gateway", json!({"index_url": format!("http://{}/index.json", closed_addr()), "allow_client_index_url": false, "fetch_timeout": "2s"})).unwrap();
+    let dead_index = build("lobe_gateway", json!({"index_url": format!("http://{}/index.json", closed_addr()), "allowed_networks": ["127.0.0.0/8"], "fetch_timeout": "2s"})).unwrap();
     let ok_args = "{\"tz\":\"UTC\"}";
     let cases: Vec<Case> = vec![
         (
@@ -321,7 +345,11 @@ async fn lobechat_error_answers() {
 
 #[tokio::test]
 async fn preflight_and_method_not_allowed() {
-    let gw = build("lobe_gateway", json!({})).unwrap();
+    let gw = build(
+        "lobe_gateway",
+        json!({"index_url": "https://plugins.example/index.json", "cors_origins": ["*"]}),
+    )
+    .unwrap();
     let mut req = request(
         "OPTIONS",
         "/gateway",
@@ -355,15 +383,47 @@ async fn preflight_and_method_not_allowed() {
 #[test]
 fn config_errors_are_reported() {
     for (config, needle) in [
-        (json!({"cache_ttl": "forever"}), "cache_ttl"),
-        (json!({"api_timeout": "0s"}), "api_timeout"),
+        (
+            json!({"index_url": "https://i.example/", "cache_ttl": "forever"}),
+            "cache_ttl",
+        ),
+        (
+            json!({"index_url": "https://i.example/", "api_timeout": "0s"}),
+            "api_timeout",
+        ),
         (json!({"index_url": "ftp://x/index.json"}), "index_url"),
         (
             json!({"allow_client_index_url": false}),
             "index_url: required",
         ),
-        (json!({"max_body": 0}), "max_body"),
-        (json!({"market": "x"}), "unknown field"),
+        (
+            json!({"index_url": "https://i.example/", "max_body": 0}),
+            "max_body",
+        ),
+        (
+            json!({"index_url": "https://i.example/", "market": "x"}),
+            "unknown field",
+        ),
+        (
+            json!({"allow_client_manifest": true}),
+            "allowed_client_urls: must list",
+        ),
+        (
+            json!({"index_url": "https://i.example/", "allowed_client_urls": ["x"]}),
+            "allowed_client_urls[0]",
+        ),
+        (
+            json!({"index_url": "https://i.example/", "allowed_networks": ["10.0.0.0/33"]}),
+            "allowed_networks",
+        ),
+        (
+            json!({"index_url": "https://i.example/", "cors_origins": ["https://a/b"]}),
+            "cors_origins[0]",
+        ),
+        (
+            json!({"index_url": "https://i.example/", "max_cache_bytes": 0}),
+            "max_cache_bytes",
+        ),
     ] {
         let err = validate("lobe_gateway", config.clone()).unwrap_err();
         assert!(err.contains(needle), "{config}: {err}");
