@@ -102,7 +102,7 @@ fn entry(alias: &str, plugin: &str, order: i32, config: serde_json::Value) -> Ch
 }
 
 /// `/` limited per `X-Api-Key` (5 a day), answered by `mock`.
-fn limited_route(upstream: SocketAddr) -> hookway_crds::snapshot::Snapshot {
+fn limited_route(echo: SocketAddr) -> hookway_crds::snapshot::Snapshot {
     let mut r = route("limited", &[], vec![], "svc");
     r.chain = vec![
         entry(
@@ -113,7 +113,7 @@ fn limited_route(upstream: SocketAddr) -> hookway_crds::snapshot::Snapshot {
         ),
         entry("answer", "mock", 2, json!({"status": 200, "body": "ok"})),
     ];
-    snapshot(1, vec![r], vec![upstream("svc", &[upstream])], vec![])
+    snapshot(1, vec![r], vec![upstream("svc", &[echo])], vec![])
 }
 
 /// Sends `GET /` with each key on one keep-alive connection; returns the statuses seen.
@@ -193,21 +193,31 @@ async fn spray() {
     }
     let socket_part = started.elapsed();
 
-    // The rest through the proxy's own instance of the Route's rate limiter.
+    // The rest through the proxy's own instance of the Route's rate limiter, from two tasks.
     let runtime = proxy.state.load().expect("a live runtime");
     let limiter = runtime.routes[0].chain.links()[0].plugin.clone();
-    let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-    for i in SOCKET_KEYS..KEYS {
-        let (mut parts, ()) = http::Request::get("/")
-            .header("x-api-key", format!("bulk-{i}"))
-            .body(())
-            .unwrap()
-            .into_parts();
-        let mut ctx = Ctx::new(peer, proxy.http, false);
-        let flow = limiter.on_request(&mut parts, &mut ctx).resolve().await;
-        assert!(matches!(flow, Ok(Flow::Continue)), "key {i} allowed");
+    let local = proxy.http;
+    let halves: Vec<_> = [(SOCKET_KEYS, KEYS / 2), (KEYS / 2, KEYS)]
+        .into_iter()
+        .map(|(from, to)| {
+            let limiter = limiter.clone();
+            tokio::spawn(async move {
+                let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+                let (mut parts, ()) = http::Request::get("/").body(()).unwrap().into_parts();
+                for i in from..to {
+                    let key = http::HeaderValue::from(i as u64);
+                    parts.headers.insert("x-api-key", key);
+                    let mut ctx = Ctx::new(peer, local, false);
+                    let flow = limiter.on_request(&mut parts, &mut ctx).resolve().await;
+                    assert!(matches!(flow, Ok(Flow::Continue)), "key {i} allowed");
+                }
+            })
+        })
+        .collect();
+    for half in halves {
+        half.await.unwrap();
     }
-    drop(runtime);
+    drop((limiter, runtime));
 
     let grown = live() - baseline;
     let entries = table_metric(&proxy, "hookway_table_entries").await;
