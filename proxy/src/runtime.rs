@@ -134,10 +134,8 @@ impl RuntimeState {
     pub fn apply(&self, snapshot: Arc<Snapshot>) -> Result<(), ApplyError> {
         match self.build(snapshot.clone()) {
             Ok(runtime) => {
-                // Series of Routes that went away are dropped with them.
-                let live = runtime.routes.iter().map(|r| &*r.route_label).collect();
-                self.metrics.retain_routes(&live);
-                self.current.store(Some(Arc::new(runtime)));
+                let previous = self.current.swap(Some(Arc::new(runtime)));
+                self.drop_series_of_removed_routes(previous.as_deref());
                 self.metrics
                     .snapshot_reloads
                     .with_label_values(&["applied"])
@@ -157,6 +155,22 @@ impl RuntimeState {
                 Err(err)
             }
         }
+    }
+
+    /// Drops the metric series of the Routes `previous` served and the live runtime does not.
+    fn drop_series_of_removed_routes(&self, previous: Option<&Runtime>) {
+        let (Some(previous), Some(live)) = (previous, self.current.load_full()) else {
+            return;
+        };
+        let kept: std::collections::HashSet<&str> =
+            live.routes.iter().map(|r| &*r.route_label).collect();
+        let gone = previous
+            .routes
+            .iter()
+            .map(|r| &*r.route_label)
+            .filter(|r| !kept.contains(r))
+            .collect();
+        self.metrics.remove_routes(&gone);
     }
 
     fn build(&self, snapshot: Arc<Snapshot>) -> Result<Runtime, ApplyError> {

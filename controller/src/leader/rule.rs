@@ -111,6 +111,9 @@ mod tests {
         }
     }
 
+    /// (name, reads as (seconds after the start, record), decision of the last read).
+    type Case = (&'static str, Vec<(u64, Record)>, Decision);
+
     #[test]
     fn expiry_is_measured_on_the_local_clock_only() {
         let d = Duration::from_secs(15);
@@ -119,7 +122,7 @@ mod tests {
         // (steps of (seconds after t0, record read), expected decision of the last step)
         let take = Decision::Take { transition: true };
         let follow = Decision::Follow("other".into());
-        let cases: Vec<(&str, Vec<(u64, Record)>, Decision)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "ours",
                 vec![(0, record("1", Some("me"), 0))],

@@ -11,7 +11,7 @@ mod route_series;
 pub mod tables;
 
 pub use pulled_counter::PulledCounter;
-pub use route_series::retain_routes;
+pub use route_series::remove_routes;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -147,16 +147,19 @@ impl Metrics {
         Ok(m)
     }
 
-    /// Drops the series of Routes not in `live` (`namespace/name`; the no-route series, `""`,
-    /// always stays): `hookway_requests_total` and `hookway_request_duration_seconds` here, and
-    /// the plugins' per-route series. Called when a snapshot is applied, so a deleted Route's
-    /// series go away with it. Returns how many series were dropped.
-    pub fn retain_routes(&self, live: &std::collections::HashSet<&str>) -> usize {
-        // Cached request-counter handles of dropped series must not be reused.
-        handle_cache::forget(self.id);
-        route_series::retain_routes(&self.requests, "route", live)
-            + route_series::retain_routes(&self.request_duration, "route", live)
-            + crate::plugins::retain_route_series(live)
+    /// Drops the series of the Routes in `gone` (`namespace/name`): `hookway_requests_total`
+    /// and `hookway_request_duration_seconds` here, and the plugins' per-route series. Called
+    /// when an applied snapshot removed Routes, so their series go away with them. Returns how
+    /// many series were dropped.
+    pub fn remove_routes(&self, gone: &std::collections::HashSet<&str>) -> usize {
+        let dropped = route_series::remove_routes(&self.requests, "route", gone)
+            + route_series::remove_routes(&self.request_duration, "route", gone)
+            + crate::plugins::remove_route_series(gone);
+        if dropped > 0 {
+            // Cached request-counter handles of dropped series must not be counted on.
+            handle_cache::forget(self.id);
+        }
+        dropped
     }
 
     /// Counts a served request (`hookway_requests_total`).

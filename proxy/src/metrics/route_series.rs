@@ -1,27 +1,31 @@
 //! Dropping the series of Routes that went away. `prometheus` can only remove a series by its
 //! full label values, so the vector's current series are listed (`collect`) and those whose
-//! `route` label names no live Route are removed one by one. Runs once per applied snapshot,
-//! off the request path.
+//! `route` label names a removed Route are removed one by one. Runs when an applied snapshot
+//! removed Routes, off the request path. Only the removed Routes are named (not "every Route
+//! not live"): the plugins' series live in the process-wide default registry, which several
+//! proxies share in tests.
 
 use std::collections::HashSet;
 
 use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 
-/// Removes from `vec` every series whose `label` is neither empty (the no-route series) nor in
-/// `live`; returns how many were removed.
-pub fn retain_routes<T: MetricVecBuilder>(
+/// Removes from `vec` every series whose `label` is in `gone`; returns how many were removed.
+pub fn remove_routes<T: MetricVecBuilder>(
     vec: &MetricVec<T>,
     label: &str,
-    live: &HashSet<&str>,
+    gone: &HashSet<&str>,
 ) -> usize {
+    if gone.is_empty() {
+        return 0;
+    }
     let mut removed = 0;
     for family in vec.collect() {
         for metric in family.get_metric() {
             let pairs = metric.get_label();
-            let gone = pairs
+            let removed_route = pairs
                 .iter()
-                .any(|p| p.name() == label && !p.value().is_empty() && !live.contains(p.value()));
-            if !gone {
+                .any(|p| p.name() == label && gone.contains(p.value()));
+            if !removed_route {
                 continue;
             }
             // `collect` lists labels sorted by name; removal wants them in declared order.
@@ -51,8 +55,8 @@ mod tests {
         ] {
             vec.with_label_values(&[status, route]).inc();
         }
-        let live = HashSet::from(["a/kept"]);
-        assert_eq!(retain_routes(&vec, "route", &live), 2);
+        let gone = HashSet::from(["a/gone"]);
+        assert_eq!(remove_routes(&vec, "route", &gone), 2);
         let left: Vec<String> = vec.collect()[0]
             .get_metric()
             .iter()
@@ -66,6 +70,6 @@ mod tests {
             .collect();
         assert_eq!(left.len(), 2, "{left:?}");
         assert!(left.iter().all(|l| !l.contains("a/gone")), "{left:?}");
-        assert_eq!(retain_routes(&vec, "route", &live), 0);
+        assert_eq!(remove_routes(&vec, "route", &gone), 0);
     }
 }

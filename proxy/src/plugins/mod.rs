@@ -42,10 +42,10 @@ pub mod ua_restriction;
 use crate::plugin::Registry;
 
 /// Drops the plugins' per-route series (`hookway_plugin_decisions_total`,
-/// `hookway_circuit_breaker_state`) of Routes not in `live`; returns how many were dropped.
-pub fn retain_route_series(live: &std::collections::HashSet<&str>) -> usize {
-    crate::metrics::retain_routes(decisions::counter(), "route", live)
-        + crate::metrics::retain_routes(circuit_breaker::state_gauge(), "route", live)
+/// `hookway_circuit_breaker_state`) of the Routes in `gone`; returns how many were dropped.
+pub fn remove_route_series(gone: &std::collections::HashSet<&str>) -> usize {
+    crate::metrics::remove_routes(decisions::counter(), "route", gone)
+        + crate::metrics::remove_routes(circuit_breaker::state_gauge(), "route", gone)
 }
 
 /// The registry of every built-in plugin kind.

@@ -1,5 +1,7 @@
 //! The admin endpoints.
 
+use hookway_crds::snapshot::PathMatchType;
+
 use crate::support::*;
 
 #[tokio::test]
@@ -46,4 +48,48 @@ async fn health_readiness_metrics_and_config() {
     assert_eq!(config["routes"][0]["route"], "default/r");
     assert_eq!(config["routes"][0]["upstream"], "default/svc");
     assert!(config["routes"][0]["chain"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_removed_routes_series_leave_metrics() {
+    let s = EchoServer::start("s").await;
+    let both = |version| {
+        snapshot(
+            version,
+            vec![
+                route(
+                    "series-kept",
+                    &[],
+                    vec![rule(PathMatchType::Prefix, "/kept")],
+                    "svc",
+                ),
+                route(
+                    "series-gone",
+                    &[],
+                    vec![rule(PathMatchType::Prefix, "/gone")],
+                    "svc",
+                ),
+            ],
+            vec![upstream("svc", &[s.addr])],
+            vec![],
+        )
+    };
+    let proxy = Proxy::start(Some(both(1))).await;
+    let c = client();
+    for path in ["/kept", "/gone"] {
+        assert_eq!(c.get(proxy.url(path)).send().await.unwrap().status(), 200);
+    }
+    let text = metrics(&proxy).await;
+    for route in ["default/series-kept", "default/series-gone"] {
+        assert!(
+            text.contains(&format!("route=\"{route}\"")),
+            "{route}: {text}"
+        );
+    }
+    let mut only_kept = both(2);
+    only_kept.routes.retain(|r| r.key.name == "series-kept");
+    proxy.apply(only_kept.seal()).await;
+    let text = metrics(&proxy).await;
+    assert!(text.contains("route=\"default/series-kept\""), "{text}");
+    assert!(!text.contains("series-gone"), "{text}");
 }

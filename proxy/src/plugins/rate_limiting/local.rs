@@ -212,6 +212,33 @@ mod tests {
         Key::header(s.as_bytes())
     }
 
+    /// Time per hit for a tracked key, a new key with room, and a new key that evicts. A
+    /// measurement, not a check: `cargo test -p hookway-proxy --release --lib
+    /// rate_limiting::local::tests::cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "measurement, not a check"]
+    fn cost_of_hits_insertions_and_evictions() {
+        let limits = [Limit {
+            unit: Unit::Day,
+            max: u64::MAX,
+        }];
+        let n = 200_000;
+        let keys: Vec<Key> = (0..n).map(|i| key(&format!("key-{i}"))).collect();
+        let per_op = |c: &LocalCounters| {
+            let started = std::time::Instant::now();
+            for k in &keys {
+                std::hint::black_box(c.hit(k, &limits, 10_000));
+            }
+            started.elapsed() / n as u32
+        };
+        let roomy = LocalCounters::new(n * 2);
+        let insert = per_op(&roomy);
+        let hit = per_op(&roomy);
+        let tight = LocalCounters::new(1_024);
+        let evict = per_op(&tight);
+        println!("tracked-key hit {hit:?}, new key (room) {insert:?}, new key (evicts) {evict:?}");
+    }
+
     #[test]
     fn old_windows_are_swept() {
         let c = LocalCounters::new(100_000);
