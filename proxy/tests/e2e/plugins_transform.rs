@@ -111,7 +111,10 @@ async fn lobe_answer(
 #[tokio::test]
 async fn lobe_gateway_calls_the_plugin_api_from_the_buffered_payload() {
     let plugins = lobe_plugin_server().await;
-    let config = format!("{{index_url: \"http://{plugins}/index.json\", max_body: 512}}");
+    // The plugin server is on loopback: allowed explicitly (refused by default).
+    let config = format!(
+        "{{index_url: \"http://{plugins}/index.json\", max_body: 512, allowed_networks: [127.0.0.0/8], cors_origins: [\"*\"]}}"
+    );
     let (echo, _dir, proxy) = with_plugin("lobe_gateway", &config).await;
     let c = client();
     let call = |arguments: &str| {
