@@ -407,6 +407,33 @@ mod tests {
         .unwrap()
     }
 
+    #[tokio::test]
+    async fn breakers_are_bounded_and_open_ones_are_kept() {
+        let clock = ManualClock::at(1_000_000);
+        let cb = breaker(
+            json!({"minimum_requests": 1, "failure_percent": 1.0}),
+            &clock,
+        );
+        assert_eq!(request(&cb, "open-one", 503).await, 503);
+        assert_eq!(
+            cb.state(Some(&ObjectKey::new(NS, "open-one"))),
+            Some(State::Open)
+        );
+        for i in 0..MAX_BREAKERS {
+            let key = Some(Arc::new(ObjectKey::new(NS, format!("r{i}"))));
+            cb.breaker(&key);
+        }
+        let kept = cb.breakers.read().unwrap().len();
+        assert!(kept <= MAX_BREAKERS, "{kept}");
+        assert_eq!(cb.stats.entries() as usize, kept);
+        assert!(cb.stats.evictions() > 0);
+        assert_eq!(
+            cb.state(Some(&ObjectKey::new(NS, "open-one"))),
+            Some(State::Open),
+            "an open breaker is never dropped"
+        );
+    }
+
     /// One request on `route` whose upstream answers `status`; returns the status seen.
     async fn request(cb: &CircuitBreaker, route: &str, status: u16) -> u16 {
         let mut cx = ctx("1.1.1.1:1");
