@@ -5,9 +5,9 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p hookway-proxy -p hookway-controller \
+    cargo build --profile dist --locked -p hookway-proxy -p hookway-controller \
  && mkdir -p /out \
- && cp target/release/hookway-proxy target/release/hookway-controller /out/
+ && cp target/dist/hookway-proxy target/dist/hookway-controller /out/
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/hookway-proxy /out/hookway-controller /usr/local/bin/

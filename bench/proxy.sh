@@ -33,7 +33,7 @@
 # differ and nothing else does.
 #
 # Usage: bench/proxy.sh            (DURATION=5 RUNS=3 CONNS=64 to change; ONLY="hookway hookway-hdr3"
-#                                   runs a subset; HOOKWAY_BIN=path skips the release build)
+#                                   runs a subset; HOOKWAY_BIN=path skips the build)
 # Installs wrk, nginx and haproxy with apt-get when missing. Every run is bounded (DURATION seconds).
 set -euo pipefail
 
@@ -73,9 +73,9 @@ fi
 
 hookway=${HOOKWAY_BIN:-}
 if [ -z "$hookway" ]; then
-  echo "building hookway-proxy (release)..." >&2
-  (cd "$root" && cargo build --release -q -p hookway-proxy)
-  hookway="$root/target/release/hookway-proxy"
+  echo "building hookway-proxy (profile dist: fat LTO, one codegen unit, as shipped)..." >&2
+  (cd "$root" && cargo build --profile dist -q -p hookway-proxy)
+  hookway="$root/target/dist/hookway-proxy"
 fi
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \

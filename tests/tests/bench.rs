@@ -1,5 +1,5 @@
 //! Benchmark (ignored by default; run with
-//! `cargo test --release -p hookway-tests --test bench -- --ignored --nocapture`, or
+//! `cargo test --profile dist -p hookway-tests --test bench -- --ignored --nocapture`, or
 //! `bench/controller.sh`): 10,000 Routes through the fake API server, the real controller and
 //! two real proxies (the data plane, in-process) in front of a real upstream.
 //!

@@ -1,6 +1,6 @@
 //! Rough per-request costs of plugin hooks, for the benchmark numbers. Ignored by
-//! default; run in release:
-//! `cargo test -p hookway-proxy --release --lib plugins::bench -- --ignored --nocapture`
+//! default; run with the `dist` profile (as shipped):
+//! `cargo test -p hookway-proxy --profile dist --lib plugins::bench -- --ignored --nocapture`
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! Cost of the benchmark chain's hooks (`ip_restriction` + `auth(apikey)` +
 //! `rate_limiting(local)`) per request, measured by calling the hooks directly. Ignored by
-//! default: run with `cargo test -p hookway-proxy --release --lib hot_path_cost -- --ignored
+//! default: run with `cargo test -p hookway-proxy --profile dist --lib hot_path_cost -- --ignored
 //! --nocapture` for meaningful numbers.
 
 use std::time::Instant;
