@@ -78,11 +78,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
-log "building hookway-proxy"
-cargo build --locked -q -p hookway-proxy --bin hookway-proxy
-# Wherever cargo puts it (CARGO_TARGET_DIR or the workspace's target/).
-target_dir=$(cargo metadata --locked --format-version 1 --no-deps \
-    | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+# Both cargo commands below select the whole workspace with its tests, as scripts/test.sh's
+# `cargo test --workspace` does: after it they build nothing. (`-p hookway-proxy` or
+# `-p hookway-controller` would resolve the dependencies' features differently and compile most
+# of the dependency tree a second time: minutes on a small machine.)
+log "building hookway-proxy (the workspace's test build)"
+proxy_bin=$(cargo test --workspace --locked --no-run --message-format json-render-diagnostics \
+    | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "hookway-proxy" \
+            and m["target"]["kind"] == ["bin"] and not m["profile"]["test"]:
+        print(m["executable"])
+')
+[ -x "$proxy_bin" ] || { log "no hookway-proxy binary in the test build"; exit 1; }
 
 # --- proxy -------------------------------------------------------------------------------
 mkdir "$workdir/manifests"
@@ -127,7 +137,7 @@ spec:
 YAML
 http_port="$(free_port)"
 admin_port="$(free_port)"
-"$target_dir/debug/hookway-proxy" --manifests "$workdir/manifests" --no-https \
+"$proxy_bin" --manifests "$workdir/manifests" --no-https \
     --http-addr "127.0.0.1:$http_port" --admin-addr "127.0.0.1:$admin_port" \
     >"$workdir/proxy.log" 2>&1 &
 proxy_pid=$!
@@ -160,7 +170,7 @@ check proxy "$workdir/proxy.prom" || status=1
 
 # --- controller --------------------------------------------------------------------------
 HOOKWAY_METRICS_OUT="$workdir/controller.prom" \
-    cargo test --locked -q -p hookway-controller --test all metrics_exposition >&2
+    cargo test --workspace --locked -q --test all -- metrics_exposition >&2
 check controller "$workdir/controller.prom" || status=1
 
 exit "$status"
