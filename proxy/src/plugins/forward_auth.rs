@@ -309,7 +309,7 @@ mod tests {
     use super::*;
     use crate::plugins::testing::{self, body_string, ctx, parts};
 
-    /// An auth service: `authorization: good` passes (echoing what it saw), `slow` takes 3 s,
+    /// An auth service: `authorization: good` passes (echoing what it saw), `slow` never answers,
     /// anything else is refused with 401.
     async fn auth_server() -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -344,10 +344,7 @@ mod tests {
                                 )
                                 .body(Full::new(Bytes::new()))
                                 .unwrap(),
-                            Some("slow") => {
-                                tokio::time::sleep(Duration::from_secs(3)).await;
-                                Response::new(Full::new(Bytes::new()))
-                            }
+                            Some("slow") => std::future::pending().await,
                             _ => Response::builder()
                                 .status(401)
                                 .header("www-authenticate", "Bearer realm=\"sso\"")
