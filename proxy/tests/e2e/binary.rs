@@ -10,6 +10,8 @@ use hookway_crds::snapshot::{
     UpstreamEntry,
 };
 
+use crate::support::{client, refuses_connections, wait_until, HeldServer};
+
 fn snapshot(port: u16) -> Snapshot {
     Snapshot {
         version: 3,
@@ -52,35 +54,17 @@ fn snapshot(port: u16) -> Snapshot {
     }
 }
 
-/// A tiny upstream answering every request after 600 ms.
-async fn slow_upstream() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(|_req| async {
-                    tokio::time::sleep(Duration::from_millis(600)).await;
-                    Ok::<_, std::convert::Infallible>(http::Response::new(
-                        http_body_util::Full::new(bytes::Bytes::from_static(b"slow ok")),
-                    ))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    port
-}
-
 #[tokio::test]
 async fn serves_a_snapshot_file_and_exits_zero_on_sigterm() {
-    let port = slow_upstream().await;
+    let mut upstream = HeldServer::start().await;
     let dir = std::env::temp_dir().join(format!("hookway-binary-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("snapshot.json");
-    std::fs::write(&file, serde_json::to_vec(&snapshot(port)).unwrap()).unwrap();
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&snapshot(upstream.addr.port())).unwrap(),
+    )
+    .unwrap();
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_hookway-proxy"))
         .args(["--snapshot", file.to_str().unwrap()])
@@ -118,10 +102,10 @@ async fn serves_a_snapshot_file_and_exits_zero_on_sigterm() {
                 .to_owned();
         }
     };
-    let url = format!("http://{http}/");
+    let http: std::net::SocketAddr = http.parse().unwrap();
     let in_flight = tokio::spawn(async move {
-        reqwest::Client::new()
-            .get(url)
+        client()
+            .get(format!("http://{http}/"))
             .send()
             .await
             .unwrap()
@@ -129,13 +113,20 @@ async fn serves_a_snapshot_file_and_exits_zero_on_sigterm() {
             .await
             .unwrap()
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    upstream.arrived().await;
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
-    assert_eq!(in_flight.await.unwrap(), "slow ok");
+    // Draining has begun once the listener is closed; the request is still held upstream.
+    wait_until("the proxy stops accepting", || refuses_connections(http)).await;
+    assert!(
+        !in_flight.is_finished(),
+        "the in-flight request was cut off"
+    );
+    upstream.release();
+    assert_eq!(in_flight.await.unwrap(), "held ok");
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()

@@ -2,7 +2,6 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -33,8 +32,12 @@ async fn snapshots_swap_under_load_without_failures() {
     }
     for v in 2..=61u64 {
         let addr = if v % 2 == 0 { b.addr } else { a.addr };
+        let served = ok.load(Ordering::Relaxed);
         proxy.apply(simple(v, &[addr])).await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        wait_until("a request is served after the swap", || {
+            std::future::ready(ok.load(Ordering::Relaxed) > served)
+        })
+        .await;
     }
     stop.store(true, Ordering::Relaxed);
     let mut seen = std::collections::HashSet::new();
@@ -47,29 +50,23 @@ async fn snapshots_swap_under_load_without_failures() {
 
 #[tokio::test]
 async fn graceful_shutdown_finishes_in_flight_requests() {
-    let s = EchoServer::start("s").await;
-    let mut proxy = Proxy::start(Some(simple(1, &[s.addr]))).await;
-    let url = proxy.url("/");
-    let slow = tokio::spawn(async move {
-        client()
-            .get(&url)
-            .header("x-delay-ms", "700")
-            .send()
-            .await
-            .map(|r| r.status().as_u16())
+    let mut upstream = HeldServer::start().await;
+    let mut proxy = Proxy::start(Some(simple(1, &[upstream.addr]))).await;
+    let (url, http) = (proxy.url("/"), proxy.http);
+    let in_flight = tokio::spawn(async move {
+        let resp = client().get(&url).send().await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let started = Instant::now();
-    proxy.shutdown().await;
+    upstream.arrived().await;
+    let shutdown = tokio::spawn(async move { proxy.shutdown().await });
+    wait_until("the proxy stops accepting", || refuses_connections(http)).await;
     assert!(
-        started.elapsed() >= Duration::from_millis(300),
-        "waited for the in-flight request"
+        !shutdown.is_finished(),
+        "shutdown waits for the in-flight request"
     );
-    assert_eq!(slow.await.unwrap().unwrap(), 200);
-    assert!(
-        TcpStream::connect(proxy.http).await.is_err(),
-        "no longer accepting"
-    );
+    upstream.release();
+    assert_eq!(in_flight.await.unwrap(), (200, "held ok".to_owned()));
+    tokio::time::timeout(WAIT, shutdown).await.unwrap().unwrap();
 }
 
 #[tokio::test]

@@ -69,18 +69,26 @@ async fn max_connections_holds_extra_connections_back() {
     config.limits.max_connections = 1;
     let proxy = Proxy::start_with(Some(simple(1, &[s.addr])), config).await;
     let idle = TcpStream::connect(proxy.http).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let quick = reqwest::Client::builder()
-        .timeout(Duration::from_millis(500))
-        .build()
-        .unwrap();
+    wait_until("the idle connection takes the only slot", || async {
+        metrics(&proxy)
+            .await
+            .contains("\nhookway_active_connections 1\n")
+    })
+    .await;
+    let url = proxy.url("/");
+    let mut second =
+        tokio::spawn(async move { client().get(url).send().await.map(|r| r.status().as_u16()) });
+    // Absence can only be watched for a while: 300 ms without an answer.
     assert!(
-        quick.get(proxy.url("/")).send().await.is_err(),
+        tokio::time::timeout(Duration::from_millis(300), &mut second)
+            .await
+            .is_err(),
         "a second connection waits while the only slot is taken"
     );
+    assert_eq!(s.hits(), 0);
     drop(idle);
-    let resp = client().get(proxy.url("/")).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
+    let status = tokio::time::timeout(WAIT, second).await.unwrap().unwrap();
+    assert_eq!(status.unwrap(), 200, "served once the slot is free");
 }
 
 #[tokio::test]

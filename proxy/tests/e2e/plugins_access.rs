@@ -88,10 +88,12 @@ async fn spike_arrest_delays_within_the_buffer_and_refuses_the_rest_with_json() 
     let want = "hookway_plugin_decisions_total{decision=\"limited\",plugin=\"spike_arrest\",route=\"default/spike\"} 3";
     assert!(text.contains(want), "missing {want} in\n{text}");
 
-    // Once the slots taken have passed, a request goes straight through.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (status, _, _) = get(&url, &[]).await;
-    assert_eq!(status, 200);
+    // Once the slots taken have passed, a request goes straight through (until then it is
+    // refused, and never reaches the upstream).
+    wait_until("a request passes once the slots are free", || async {
+        get(&url, &[]).await.0 == 200
+    })
+    .await;
     assert_eq!(echo.hits(), 3);
 }
 
@@ -160,9 +162,22 @@ async fn circuit_breaker_opens_on_failures_and_a_half_open_probe_closes_it() {
     );
 
     // After break_period a probe goes through; the upstream has recovered, the breaker closes.
-    tokio::time::sleep(Duration::from_millis(1050)).await;
-    let (status, _, body) = get(&url, &[]).await;
-    assert_eq!(status, 200, "{body}");
+    // Until then the breaker answers.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, _, body) = get(&url, &[]).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!((status, body.as_str()), (503, "orders down\n"));
+        assert_eq!(
+            echo.hits(),
+            hits,
+            "an open breaker does not call the upstream"
+        );
+        assert!(Instant::now() < deadline, "no probe after break_period");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(echo.hits(), hits + 1, "the probe reached the upstream");
     let closed =
         "hookway_circuit_breaker_state{plugin=\"hookway-system/cb\",route=\"default/cb-route\"} 0";
@@ -219,7 +234,7 @@ async fn circuit_breaker_counts_the_proxys_own_502_for_an_unreachable_upstream()
 
 /// An auth service: `authorization: good` passes with `x-user: alice` and `x-seen` (what it
 /// was told about the request), `good-body` passes with a JSON body too; `forbidden` gets 403
-/// with a body; `slow` answers after 3 s; anything else 401 with `WWW-Authenticate` and a body.
+/// with a body; `slow` never answers; anything else 401 with `WWW-Authenticate` and a body.
 async fn auth_server() -> SocketAddr {
     auth_server_counting().await.0
 }
@@ -275,10 +290,7 @@ async fn auth_answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, In
             .header("x-auth-hop", "1")
             .header("keep-alive", "timeout=5")
             .body(Full::new(Bytes::from_static(b"members only"))),
-        "slow" => {
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            Response::builder().body(Full::new(Bytes::new()))
-        }
+        "slow" => std::future::pending().await,
         _ => Response::builder()
             .status(401)
             .header("www-authenticate", "Bearer realm=\"sso\"")
@@ -428,7 +440,7 @@ async fn forward_auth_down_or_slow_follows_the_failure_policy_without_hanging() 
     )
     .await;
 
-    // Slow: the 300 ms timeout answers 503 (json here), long before the auth service would.
+    // Slow: the auth service never answers; the 300 ms timeout answers 503 (json here).
     let started = Instant::now();
     let (status, content_type, body) = get(&proxy.url("/slow"), &[("authorization", "slow")]).await;
     assert!(

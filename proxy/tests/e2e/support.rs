@@ -221,6 +221,81 @@ pub async fn dead_addr() -> SocketAddr {
     addr
 }
 
+/// An upstream that holds every request until [`HeldServer::release`]: the test learns from
+/// [`HeldServer::arrived`] that a request is in flight, instead of sleeping and hoping. Released
+/// requests (and any later ones) are answered 200 `held ok`.
+pub struct HeldServer {
+    pub addr: SocketAddr,
+    arrived: tokio::sync::mpsc::UnboundedReceiver<()>,
+    release: Arc<watch::Sender<bool>>,
+}
+
+impl HeldServer {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (arrived_tx, arrived) = tokio::sync::mpsc::unbounded_channel();
+        let release = Arc::new(watch::channel(false).0);
+        let released = release.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (arrived_tx, released) = (arrived_tx.clone(), released.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |_req| {
+                        let _ = arrived_tx.send(());
+                        let mut released = released.subscribe();
+                        async move {
+                            let _ = released.wait_for(|r| *r).await;
+                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
+                                b"held ok",
+                            ))))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            arrived,
+            release,
+        }
+    }
+
+    /// Waits (bounded) until the next request reaches this upstream.
+    pub async fn arrived(&mut self) {
+        tokio::time::timeout(WAIT, self.arrived.recv())
+            .await
+            .expect("no request reached the held upstream")
+            .unwrap();
+    }
+
+    /// Answers every held request, and every later one at once.
+    pub fn release(&self) {
+        self.release.send_replace(true);
+    }
+}
+
+/// Polls `condition` every 2 ms until it holds; panics naming `what` after [`WAIT`].
+pub async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !condition().await {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Whether a TCP connection to `addr` is refused (the listener is gone).
+pub async fn refuses_connections(addr: SocketAddr) -> bool {
+    tokio::net::TcpStream::connect(addr).await.is_err()
+}
+
 // ---------------------------------------------------------------- snapshots
 
 pub fn key(name: &str) -> ObjectKey {
