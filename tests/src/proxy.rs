@@ -66,3 +66,19 @@ pub async fn start(pki: &Pki, controller: SocketAddr, id: &str) -> RunningProxy 
         stop: Some(stop),
     }
 }
+
+/// Waits (bounded) until `attempts` connections reach `addr`, the stream address of a controller
+/// that has stopped: a proxy dials again only once it has seen its stream end, so this is the
+/// moment to check what the proxies kept. Each connection is closed at once, so they go on
+/// retrying; the address is free again when this returns.
+pub async fn wait_redials(addr: SocketAddr, attempts: usize) {
+    let stand_in = tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("bind the stopped controller's address");
+    for _ in 0..attempts {
+        tokio::time::timeout(Duration::from_secs(10), stand_in.accept())
+            .await
+            .expect("no proxy dialled the stopped controller again")
+            .expect("accept");
+    }
+}

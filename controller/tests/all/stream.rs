@@ -203,12 +203,17 @@ async fn snapshots_stream_and_acks_count_as_programmed() {
     snap_tx.send_replace(Some(snapshot(2, 5)));
     let second = wait_version(&mut rx, 2).await;
     assert_eq!(second.routes[0].priority, 5);
+    let mut recorded = proxies.subscribe();
+    recorded.mark_unchanged();
     applied_tx.send_replace(Some(Applied {
         version: 2,
         hash: second.hash.clone(),
         error: Some("bad certificate".into()),
     }));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::timeout(Duration::from_secs(5), recorded.changed())
+        .await
+        .expect("the rejection reaches the registry")
+        .unwrap();
     assert_eq!(
         proxies.count(2),
         Count {
@@ -290,7 +295,14 @@ async fn client_keeps_its_snapshot_and_resyncs_after_a_controller_restart() {
     wait_version(&mut rx, 1).await;
 
     server.stop().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The client has seen the controller go once it dials again: let it reach a listener that
+    // is not a controller, then check what it serves.
+    let stand_in = TcpListener::bind(addr).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), stand_in.accept())
+        .await
+        .expect("the client reconnects")
+        .unwrap();
+    drop(stand_in);
     assert_eq!(
         rx.borrow().as_ref().unwrap().version,
         1,

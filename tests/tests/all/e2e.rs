@@ -272,11 +272,22 @@ async fn create_update_reject_delete() {
         "{s:?}"
     );
 
-    // Unchanged statuses are not re-patched.
+    // Unchanged statuses are not re-patched. Each new Route makes the leader compile and, once
+    // the proxy acks, sync every status again, in object order: when `zz-later-N` (sorted after
+    // `bad`) is Programmed, those passes have been through `bad`.
     if let Some(fake) = &env.fake {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let env = &env;
+        let later = |n: u32| async move {
+            let name = format!("zz-later-{n}");
+            let host = format!("z{n}.example.com");
+            env.create_route(&name, json!({"hosts": [host], "service": "web"}))
+                .await;
+            env.wait_condition(&name, "Programmed", "True", "1/1 proxies")
+                .await;
+        };
+        later(1).await;
         let before = fake.status_patches("routes", &env.ns, "bad");
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        later(2).await;
         assert_eq!(
             fake.status_patches("routes", &env.ns, "bad"),
             before,
@@ -311,7 +322,8 @@ async fn proxies_survive_a_controller_restart_and_resync() {
         .await;
 
     controller.shutdown().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Two redials: the proxies have noticed (usually one each; a check that cannot fail falsely).
+    hookway_tests::proxy::wait_redials(addr, 2).await;
     assert_eq!(
         p1.borrow().as_ref().unwrap().hash,
         first.hash,
@@ -463,13 +475,6 @@ async fn fake_api_applies_lists_watches_and_deletes_leases_like_a_real_one() {
         ["r-0", "r-0", "-r-0"],
         "only the labelled Lease is watched"
     );
-}
-
-#[tokio::test]
-async fn real_cluster_run_is_opt_in() {
-    if std::env::var_os("HOOKWAY_E2E_KUBECONFIG").is_none() {
-        eprintln!("HOOKWAY_E2E_KUBECONFIG is not set: the e2e scenarios ran against the in-process fake API server only");
-    }
 }
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {

@@ -222,7 +222,8 @@ async fn objects_become_traffic_through_two_proxies() {
         .unwrap();
     eventually(p2.http, "/anything", "shop2 served", |s, _| s == 200).await;
     ctrl.shutdown().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Two redials: the proxies have noticed (usually one each; a check that cannot fail falsely).
+    proxy::wait_redials(stream_addr, 2).await;
     for p in [&p1, &p2] {
         assert_eq!(
             get(p.http, "/anything").await.0,
