@@ -9,6 +9,7 @@
 //!   manifests   multi-document YAML -> typed objects (standalone mode, `--check`)
 //!   compiler    objects -> (Snapshot, per-object statuses)   [pure]
 //!   snapshot    what proxies run: routes, upstreams, chains, certificates
+//!   applied     what a proxy reports it applied, object by object; what a Route depends on
 //! ```
 //!
 //! The controller feeds the compiler from kube-runtime reflector stores, the proxy's standalone
@@ -17,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod applied;
 pub mod catalogue;
 pub mod compiler;
 pub mod crdgen;
