@@ -15,13 +15,16 @@ use crate::plugin::{respond, ProxyBody};
 use crate::runtime::RuntimeState;
 use crate::server::handler::Shared;
 
-/// `/config`: the live snapshot's summary.
+/// `/config`: the live snapshot's summary: the routes served (a Route left out of this
+/// snapshot shows its previous version, if it kept one) and the objects left out.
 #[derive(Serialize)]
 struct ConfigSummary<'a> {
     version: u64,
     hash: &'a str,
     routes: Vec<RouteSummary<'a>>,
     default_chain: Vec<ChainSummary<'a>>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    failed: &'a [hookway_crds::applied::FailedObject],
 }
 
 #[derive(Serialize)]
@@ -60,8 +63,8 @@ fn config(state: &RuntimeState) -> Response<ProxyBody> {
     let summary = ConfigSummary {
         version: snap.version,
         hash: &snap.hash,
-        routes: snap
-            .routes
+        routes: rt
+            .route_entries()
             .iter()
             .map(|r| RouteSummary {
                 route: r.key.to_string(),
@@ -71,6 +74,7 @@ fn config(state: &RuntimeState) -> Response<ProxyBody> {
             })
             .collect(),
         default_chain: chain_summary(&snap.default_chain),
+        failed: &rt.failed,
     };
     match serde_json::to_string_pretty(&summary) {
         Ok(json) => respond::with_body(StatusCode::OK, "application/json", json),

@@ -1,5 +1,6 @@
 //! The TLS certificates of a snapshot, by host: exact hosts by hash, then `*.` wildcards by
-//! suffix (longest first), as the router does.
+//! suffix (longest first), as the router does. Each certificate is loaded on its own: one that
+//! the TLS stack refuses leaves only its hosts on their previous certificate.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,25 +47,61 @@ pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, St
 }
 
 impl CertStore {
-    /// Loads every certificate; one that fails rejects the whole set.
-    pub fn new(entries: &[CertificateEntry]) -> Result<Self, CertError> {
+    /// Loads every certificate on its own. One that fails is reported and left out; for each of
+    /// its hosts the certificate `previous` served (if any) keeps being served.
+    pub fn build(
+        entries: &[CertificateEntry],
+        previous: Option<&CertStore>,
+    ) -> (Self, Vec<(usize, CertError)>) {
         let mut store = CertStore::default();
-        for entry in entries {
-            let key = certified_key(entry.cert_pem.as_bytes(), entry.key_pem.as_bytes())
-                .map(Arc::new)
-                .map_err(|message| CertError {
-                    key: entry.key.clone(),
-                    message,
-                })?;
-            for host in &entry.hosts {
-                let host = host.to_ascii_lowercase();
-                match host.strip_prefix("*.") {
-                    Some(suffix) => store.wildcard.insert(suffix.to_string(), key.clone()),
-                    None => store.exact.insert(host, key.clone()),
-                };
+        let mut failed = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            match certified_key(entry.cert_pem.as_bytes(), entry.key_pem.as_bytes()) {
+                Ok(key) => {
+                    let key = Arc::new(key);
+                    for host in &entry.hosts {
+                        store.insert(host, key.clone());
+                    }
+                }
+                Err(message) => failed.push((
+                    i,
+                    CertError {
+                        key: entry.key.clone(),
+                        message,
+                    },
+                )),
             }
         }
-        Ok(store)
+        // Kept certificates go in last, and only where no new certificate took the host.
+        for (i, _) in &failed {
+            for host in &entries[*i].hosts {
+                if let Some(kept) = previous.and_then(|p| p.get_pattern(host)) {
+                    if store.get_pattern(host).is_none() {
+                        store.insert(host, kept);
+                    }
+                }
+            }
+        }
+        (store, failed)
+    }
+
+    /// Serves `key` for `host` (exact, or `*.` wildcard).
+    fn insert(&mut self, host: &str, key: Arc<CertifiedKey>) {
+        let host = host.to_ascii_lowercase();
+        match host.strip_prefix("*.") {
+            Some(suffix) => self.wildcard.insert(suffix.to_string(), key),
+            None => self.exact.insert(host, key),
+        };
+    }
+
+    /// The certificate stored for the host pattern `host` itself (`a.example.com` or
+    /// `*.example.com`), without wildcard resolution.
+    fn get_pattern(&self, host: &str) -> Option<Arc<CertifiedKey>> {
+        let host = host.to_ascii_lowercase();
+        match host.strip_prefix("*.") {
+            Some(suffix) => self.wildcard.get(suffix).cloned(),
+            None => self.exact.get(&host).cloned(),
+        }
     }
 
     /// The certificate for `server_name` (lower-case), if any.

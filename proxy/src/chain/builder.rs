@@ -36,46 +36,54 @@ impl InstanceKey {
 /// The instances of the last adopted snapshot.
 pub(crate) type Instances = HashMap<InstanceKey, Arc<dyn Plugin>>;
 
-/// Builds every chain of `snapshot`; on success `instances` becomes the new set (instances not
-/// used any more are dropped), on failure it is left as it was.
-pub(crate) fn build(
-    registry: &Registry,
-    instances: &mut Instances,
-    snapshot: &Snapshot,
-) -> Result<Chains, BuildError> {
+/// Builds every chain of `snapshot`, each on its own: a chain with an instance that cannot be
+/// built is an error for that chain only (an instance that fails is tried once per build).
+/// `instances` becomes the set the built chains use; instances no longer used are dropped.
+pub(crate) fn build(registry: &Registry, instances: &mut Instances, snapshot: &Snapshot) -> Chains {
     let mut next = Instances::new();
+    let mut refused: HashMap<InstanceKey, String> = HashMap::new();
     let mut chain_of = |entries: &[ChainEntry]| -> Result<Chain, BuildError> {
-        let links = entries
-            .iter()
-            .map(|entry| {
-                let key = InstanceKey::of(entry);
-                let plugin = match next.get(&key).or_else(|| instances.get(&key)) {
-                    Some(plugin) => plugin.clone(),
-                    None => build_instance(registry, snapshot, entry)?,
-                };
-                next.entry(key).or_insert_with(|| plugin.clone());
-                Ok(
-                    Link::new(entry.alias.as_str(), entry.plugin.as_str(), plugin)
-                        .excluding(entry.exclude_paths.clone()),
-                )
-            })
-            .collect::<Result<Vec<_>, BuildError>>()?;
+        let mut links = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let key = InstanceKey::of(entry);
+            let plugin = match next.get(&key).or_else(|| instances.get(&key)) {
+                Some(plugin) => plugin.clone(),
+                None => {
+                    if let Some(message) = refused.get(&key) {
+                        return Err(BuildError::of(entry, message.clone()));
+                    }
+                    match build_instance(registry, snapshot, entry) {
+                        Ok(plugin) => plugin,
+                        Err(err) => {
+                            refused.insert(key, err.message.clone());
+                            return Err(err);
+                        }
+                    }
+                }
+            };
+            next.entry(key).or_insert_with(|| plugin.clone());
+            links.push(
+                Link::new(entry.alias.as_str(), entry.plugin.as_str(), plugin)
+                    .excluding(entry.exclude_paths.clone()),
+            );
+        }
         Ok(Chain::new(links))
     };
     let routes = snapshot
         .routes
         .iter()
         .map(|route| chain_of(&route.chain))
-        .collect::<Result<Vec<_>, _>>()?;
-    let default = chain_of(&snapshot.default_chain)?;
+        .collect::<Vec<_>>();
+    let default = chain_of(&snapshot.default_chain);
     tracing::debug!(
         version = snapshot.version,
         instances = next.len(),
         reused = next.keys().filter(|k| instances.contains_key(*k)).count(),
+        refused = refused.len(),
         "built plugin chains"
     );
     *instances = next;
-    Ok(Chains { routes, default })
+    Chains { routes, default }
 }
 
 fn build_instance(
@@ -90,12 +98,7 @@ fn build_instance(
     };
     registry
         .build(&entry.plugin, &entry.config, &env)
-        .map_err(|message| BuildError {
-            alias: entry.alias.clone(),
-            plugin: entry.plugin.clone(),
-            plugin_ref: entry.plugin_ref.clone(),
-            message,
-        })
+        .map_err(|message| BuildError::of(entry, message))
 }
 
 /// Writes `value` as JSON with object keys sorted, whatever the map type's order.

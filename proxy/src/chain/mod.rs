@@ -59,7 +59,7 @@ pub use observer::{ChainObserver, HookPhase, ObserverSlot};
 
 use crate::plugin::{BoxFuture, Ctx, Phases, Plugin, ProxyBody, Registry};
 use exclude::ExcludePaths;
-use hookway_crds::snapshot::{ObjectKey, Snapshot};
+use hookway_crds::snapshot::{ChainEntry, ObjectKey, Snapshot, Tier};
 
 /// Why the upstream call failed; turned into a short plain-text 502/503/504 by the chain (the
 /// response hooks still run on it).
@@ -209,17 +209,16 @@ pub struct ChainBuilder {
     instances: builder::Instances,
 }
 
-/// The chains of one snapshot.
-#[derive(Clone, Default)]
+/// The chains of one snapshot, each built on its own.
 pub struct Chains {
     /// Per Route, in the snapshot's route order.
-    pub routes: Vec<Chain>,
+    pub routes: Vec<Result<Chain, BuildError>>,
     /// For requests that match no Route.
-    pub default: Chain,
+    pub default: Result<Chain, BuildError>,
 }
 
-/// A plugin instance that could not be built (the snapshot is then rejected by this proxy).
-#[derive(Debug, thiserror::Error)]
+/// A plugin instance that could not be built: the chains using it are left out by this proxy.
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("plugin {alias} ({plugin}) from {plugin_ref}: {message}")]
 pub struct BuildError {
     /// Alias.
@@ -228,8 +227,23 @@ pub struct BuildError {
     pub plugin: String,
     /// The GatewayPlugin.
     pub plugin_ref: ObjectKey,
+    /// The level whose config was used (tells which object's config failed).
+    pub tier: Tier,
     /// Why.
     pub message: String,
+}
+
+impl BuildError {
+    /// The error for `entry`.
+    pub fn of(entry: &ChainEntry, message: String) -> Self {
+        Self {
+            alias: entry.alias.clone(),
+            plugin: entry.plugin.clone(),
+            plugin_ref: entry.plugin_ref.clone(),
+            tier: entry.tier,
+            message,
+        }
+    }
 }
 
 impl ChainBuilder {
@@ -247,13 +261,14 @@ impl ChainBuilder {
     }
 
     /// Builds every chain of `snapshot` (one per Route, in the snapshot's order, and the
-    /// default chain). Instances whose `(GatewayPlugin, kind, config)` did not change since the
-    /// last successful build are reused; on error nothing changes.
-    pub fn build(&mut self, snapshot: &Snapshot) -> Result<Chains, BuildError> {
+    /// default chain), each on its own: an instance that cannot be built fails only the chains
+    /// that use it. Instances whose `(GatewayPlugin, kind, config)` did not change since the
+    /// last build are reused.
+    pub fn build(&mut self, snapshot: &Snapshot) -> Chains {
         builder::build(&self.registry, &mut self.instances, snapshot)
     }
 
-    /// How many distinct plugin instances the last successful build holds.
+    /// How many distinct plugin instances the last build holds.
     pub fn instance_count(&self) -> usize {
         self.instances.len()
     }

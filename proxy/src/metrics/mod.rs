@@ -54,8 +54,10 @@ pub struct Metrics {
     pub active_connections: IntGauge,
     /// `hookway_snapshot_version`.
     pub snapshot_version: IntGauge,
-    /// `hookway_snapshot_reloads_total{result}` (`applied` or `rejected`).
+    /// `hookway_snapshot_reloads_total{result}` (`applied`, `partial` or `failed`).
     pub snapshot_reloads: IntCounterVec,
+    /// `hookway_snapshot_failed_objects`: objects of the live snapshot this proxy left out.
+    pub snapshot_failed_objects: IntGauge,
 }
 
 /// `hookway_access_log_dropped_lines_total`: read from the access_log writers at scrape time.
@@ -124,9 +126,13 @@ impl Metrics {
             snapshot_reloads: IntCounterVec::new(
                 Opts::new(
                     "hookway_snapshot_reloads_total",
-                    "Snapshots applied or rejected.",
+                    "Snapshots received: applied whole, applied except some objects, or failed.",
                 ),
                 &["result"],
+            )?,
+            snapshot_failed_objects: IntGauge::new(
+                "hookway_snapshot_failed_objects",
+                "Objects of the live snapshot this proxy could not apply and left out.",
             )?,
             registry,
         };
@@ -141,6 +147,8 @@ impl Metrics {
             .register(Box::new(m.active_connections.clone()))?;
         m.registry.register(Box::new(m.snapshot_version.clone()))?;
         m.registry.register(Box::new(m.snapshot_reloads.clone()))?;
+        m.registry
+            .register(Box::new(m.snapshot_failed_objects.clone()))?;
         m.registry.register(Box::new(access_log_dropped_lines()?))?;
         m.registry
             .register(Box::new(tables::TablesCollector::new()?))?;

@@ -1,6 +1,14 @@
 //! What serves requests: an immutable [`Runtime`] built from a snapshot, swapped atomically
-//! between requests (in-flight requests keep the one they started with). A snapshot that
-//! cannot be applied is rejected with a log line and the last good runtime stays.
+//! between requests (in-flight requests keep the one they started with).
+//!
+//! A snapshot is applied object by object (`apply.rs`): a certificate, upstream, plugin
+//! instance or route this proxy cannot build is left out with the Routes that depend on it —
+//! their previous version keeps serving when there was one — and everything else applies.
+//! [`Runtime::failed`] lists what was left out; the verdict sent to the controller carries it.
+
+mod apply;
+#[cfg(test)]
+mod tests;
 
 use std::sync::{Arc, Mutex};
 
@@ -8,34 +16,18 @@ use arc_swap::ArcSwapOption;
 use prometheus::Histogram;
 use tokio::sync::watch;
 
-use hookway_crds::snapshot::{ObjectKey, Snapshot};
+use hookway_crds::applied::FailedObject;
+use hookway_crds::snapshot::{ObjectKey, RouteEntry, Snapshot};
 
-use crate::certs::{CertError, CertStore};
-use crate::chain::{BuildError, Chain, ChainBuilder, Chains};
+use crate::certs::CertStore;
+use crate::chain::{Chain, ChainBuilder};
 use crate::metrics::Metrics;
-use crate::router::{Router, RouterError};
+use crate::router::Router;
 use crate::upstream::client::ClientCache;
-use crate::upstream::pool::PoolError;
-use crate::upstream::{UpstreamPool, Upstreams};
-
-/// Why a snapshot was rejected.
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    /// A route that does not compile.
-    #[error(transparent)]
-    Router(#[from] RouterError),
-    /// An upstream that cannot be prepared.
-    #[error(transparent)]
-    Upstream(#[from] PoolError),
-    /// A certificate rustls refuses.
-    #[error(transparent)]
-    Certificate(#[from] CertError),
-    /// A plugin that cannot be built.
-    #[error(transparent)]
-    Chain(#[from] BuildError),
-}
+use crate::upstream::Upstreams;
 
 /// One Route, ready to serve.
+#[derive(Clone)]
 pub struct RouteRuntime {
     /// The Route.
     pub key: Arc<ObjectKey>,
@@ -57,8 +49,11 @@ pub struct Runtime {
     pub snapshot: Arc<Snapshot>,
     /// Routing.
     pub router: Router,
-    /// Routes, by the router's indices.
+    /// Routes, by the router's indices (sorted by key).
     pub routes: Box<[RouteRuntime]>,
+    /// The entries of `routes`, when they are not exactly `snapshot.routes` (some Route was
+    /// left out or serves its previous version).
+    entries: Option<Box<[RouteEntry]>>,
     /// Upstreams by key.
     pub upstreams: Upstreams,
     /// The chain for requests that match no Route.
@@ -67,6 +62,22 @@ pub struct Runtime {
     pub no_route_duration: Histogram,
     /// TLS certificates by host.
     pub certs: CertStore,
+    /// The objects of `snapshot` this proxy could not apply, sorted by kind and key.
+    pub failed: Arc<[FailedObject]>,
+}
+
+impl Runtime {
+    /// The entries of the served routes, in the order of [`Runtime::routes`].
+    pub fn route_entries(&self) -> &[RouteEntry] {
+        self.entries.as_deref().unwrap_or(&self.snapshot.routes)
+    }
+
+    /// The served version of Route `key` and its runtime.
+    pub fn route(&self, key: &ObjectKey) -> Option<(&RouteEntry, &RouteRuntime)> {
+        let entries = self.route_entries();
+        let i = entries.binary_search_by(|e| e.key.cmp(key)).ok()?;
+        Some((&entries[i], &self.routes[i]))
+    }
 }
 
 /// The live runtime and what is needed to build the next one.
@@ -84,10 +95,6 @@ pub type Verdict = crate::source::controller::Applied;
 /// The same object, or the same sealed content and version.
 fn same_snapshot(a: &Arc<Snapshot>, b: &Arc<Snapshot>) -> bool {
     Arc::ptr_eq(a, b) || (!a.hash.is_empty() && a.hash == b.hash && a.version == b.version)
-}
-
-fn has_plugins(snapshot: &Snapshot) -> bool {
-    !snapshot.default_chain.is_empty() || snapshot.routes.iter().any(|r| !r.chain.is_empty())
 }
 
 impl RuntimeState {
@@ -130,31 +137,50 @@ impl RuntimeState {
         self.current.load().is_some()
     }
 
-    /// Builds a runtime from `snapshot` and makes it live; on error the live one stays.
-    pub fn apply(&self, snapshot: Arc<Snapshot>) -> Result<(), ApplyError> {
-        match self.build(snapshot.clone()) {
-            Ok(runtime) => {
-                let previous = self.current.swap(Some(Arc::new(runtime)));
-                self.drop_series_of_removed_routes(previous.as_deref());
-                self.metrics
-                    .snapshot_reloads
-                    .with_label_values(&["applied"])
-                    .inc();
-                self.metrics
-                    .snapshot_version
-                    .set(i64::try_from(snapshot.version).unwrap_or(i64::MAX));
-                tracing::info!(version = snapshot.version, hash = %snapshot.hash, routes = snapshot.routes.len(), "snapshot applied");
-                Ok(())
-            }
-            Err(err) => {
-                self.metrics
-                    .snapshot_reloads
-                    .with_label_values(&["rejected"])
-                    .inc();
-                tracing::error!(version = snapshot.version, hash = %snapshot.hash, error = %err, "snapshot rejected; keeping the last good one");
-                Err(err)
+    /// Builds a runtime from `snapshot`, object by object, and makes it live. Returns the
+    /// objects left out (empty when everything applied); each is logged, at `error` level
+    /// when the live runtime did not already fail it.
+    pub fn apply(&self, snapshot: Arc<Snapshot>) -> Arc<[FailedObject]> {
+        let previous = self.current.load_full();
+        let env = apply::Env {
+            builder: &self.builder,
+            clients: &self.clients,
+            metrics: &self.metrics,
+        };
+        let runtime = apply::build(&env, snapshot.clone(), previous.as_deref());
+        let failed = runtime.failed.clone();
+        for f in failed.iter() {
+            let known = previous.as_ref().is_some_and(|p| {
+                p.failed
+                    .binary_search_by(|g| (g.kind, &g.key).cmp(&(f.kind, &f.key)))
+                    .is_ok_and(|i| p.failed[i] == *f)
+            });
+            let (kind, object) = (f.kind.as_str(), &f.key);
+            if known {
+                tracing::debug!(version = snapshot.version, kind, %object, reason = %f.reason, previous = f.previous, "object still not applied");
+            } else {
+                tracing::error!(version = snapshot.version, kind, %object, reason = %f.reason, previous = f.previous, "object not applied; left out (previous version kept when there was one)");
             }
         }
+        let replaced = self.current.swap(Some(Arc::new(runtime)));
+        self.drop_series_of_removed_routes(replaced.as_deref());
+        let result = if failed.is_empty() {
+            "applied"
+        } else {
+            "partial"
+        };
+        self.metrics
+            .snapshot_reloads
+            .with_label_values(&[result])
+            .inc();
+        self.metrics
+            .snapshot_failed_objects
+            .set(i64::try_from(failed.len()).unwrap_or(i64::MAX));
+        self.metrics
+            .snapshot_version
+            .set(i64::try_from(snapshot.version).unwrap_or(i64::MAX));
+        tracing::info!(version = snapshot.version, hash = %snapshot.hash, routes = snapshot.routes.len(), failed = failed.len(), "snapshot applied");
+        failed
     }
 
     /// Drops the metric series of the Routes `previous` served and the live runtime does not.
@@ -173,58 +199,8 @@ impl RuntimeState {
         self.metrics.remove_routes(&gone);
     }
 
-    fn build(&self, snapshot: Arc<Snapshot>) -> Result<Runtime, ApplyError> {
-        let router = Router::new(&snapshot.routes)?;
-        let certs = CertStore::new(&snapshot.certificates)?;
-        let mut upstreams = Upstreams::with_capacity(snapshot.upstreams.len());
-        for entry in &snapshot.upstreams {
-            let pool = UpstreamPool::new(entry, &self.clients, &self.metrics)?;
-            upstreams.insert(entry.key.clone(), Arc::new(pool));
-        }
-        // An empty snapshot chain needs no plugin instance: skip the builder.
-        let chains = if has_plugins(&snapshot) {
-            self.builder
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .build(&snapshot)?
-        } else {
-            Chains {
-                routes: vec![Chain::default(); snapshot.routes.len()],
-                default: Chain::default(),
-            }
-        };
-        let routes = snapshot
-            .routes
-            .iter()
-            .zip(chains.routes)
-            .map(|(r, chain)| {
-                let route_label: Arc<str> = r.key.to_string().into();
-                RouteRuntime {
-                    key: Arc::new(r.key.clone()),
-                    upstream: Arc::new(r.upstream.clone()),
-                    chain,
-                    duration: self
-                        .metrics
-                        .request_duration
-                        .with_label_values(&[&*route_label]),
-                    route_label,
-                    service_label: r.upstream.to_string().into(),
-                }
-            })
-            .collect();
-        Ok(Runtime {
-            router,
-            routes,
-            upstreams,
-            default_chain: chains.default,
-            no_route_duration: self.metrics.request_duration.with_label_values(&[""]),
-            certs,
-            snapshot,
-        })
-    }
-
-    /// Verdicts on the snapshots [`RuntimeState::follow`] applies: version, hash, and the reason
-    /// when this proxy rejected it (the last good runtime then stays).
+    /// Verdicts on the snapshots [`RuntimeState::follow`] applies: version, hash, the objects
+    /// left out, and a reason when applying failed as a whole (a panic: the live runtime stays).
     pub fn verdicts(&self) -> tokio::sync::watch::Receiver<Option<Verdict>> {
         self.verdicts.subscribe()
     }
@@ -238,24 +214,34 @@ impl RuntimeState {
                     .load()
                     .is_some_and(|rt| same_snapshot(&rt.snapshot, &snapshot));
                 let (version, hash) = (snapshot.version, snapshot.hash.clone());
-                let error = if unchanged {
-                    None
+                let verdict = if unchanged {
+                    // Same content: the live runtime's failures still hold.
+                    let failed = self.load().map(|rt| rt.failed.to_vec()).unwrap_or_default();
+                    (None, failed)
                 } else {
                     // Building a large snapshot takes a while: keep it off the request workers.
                     let state = self.clone();
                     match tokio::task::spawn_blocking(move || state.apply(snapshot)).await {
-                        Ok(Ok(())) => None,
-                        Ok(Err(err)) => Some(err.to_string()),
+                        Ok(failed) => (None, failed.to_vec()),
                         Err(err) => {
                             tracing::error!(error = %err, "applying a snapshot panicked");
-                            Some(format!("applying the snapshot panicked: {err}"))
+                            self.metrics
+                                .snapshot_reloads
+                                .with_label_values(&["failed"])
+                                .inc();
+                            (
+                                Some(format!("applying the snapshot panicked: {err}")),
+                                vec![],
+                            )
                         }
                     }
                 };
+                let (error, failed) = verdict;
                 self.verdicts.send_replace(Some(Verdict {
                     version,
                     hash,
                     error,
+                    failed,
                 }));
             }
             if rx.changed().await.is_err() {

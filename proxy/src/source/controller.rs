@@ -3,7 +3,7 @@
 //! ```text
 //!  controller ──POST /v1/stream (h2, TLS, bearer)──► newline-delimited JSON frames
 //!       ▲                                               │ validate (hash), publish to `tx`
-//!       └──────────POST /v1/ack {proxy_id, version, hash, ok, error}◄─┘ (after the runtime applied it)
+//!       └──POST /v1/ack {proxy_id, version, hash, ok, error, failed}◄─┘ (after the runtime applied it)
 //! ```
 //!
 //! The client keeps the last good snapshot in `tx` whatever happens to the controller, reconnects
@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use hookway_crds::applied::FailedObject;
 use hookway_crds::Snapshot;
 use http::{header, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
@@ -56,7 +57,8 @@ pub struct Frame {
     pub snapshot: Snapshot,
 }
 
-/// An acknowledgement: the proxy applied (`ok`) or rejected a version.
+/// An acknowledgement: the proxy applied a version (`ok`, except the objects listed in
+/// `failed`), or could not apply it at all (`error`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Ack {
     /// Who acknowledges.
@@ -65,11 +67,15 @@ pub struct Ack {
     pub version: u64,
     /// Its hash.
     pub hash: String,
-    /// Applied or not.
+    /// Applied (perhaps without the objects in `failed`) or not at all.
     pub ok: bool,
-    /// Why not, when not.
+    /// Why nothing was applied, when `ok` is false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The objects of this version the proxy left out, each with its reason. Everything else
+    /// was applied as the version describes it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<FailedObject>,
 }
 
 /// What the proxy runtime reports after trying to apply a published snapshot.
@@ -79,8 +85,10 @@ pub struct Applied {
     pub version: u64,
     /// Hash of the snapshot.
     pub hash: String,
-    /// `None` when applied, else the reason it was rejected.
+    /// `None` when applied (perhaps partly), else why nothing was.
     pub error: Option<String>,
+    /// The objects left out.
+    pub failed: Vec<FailedObject>,
 }
 
 /// Errors of the controller source.
@@ -389,7 +397,14 @@ async fn handle_frame(
                 }
             }
         });
-        None
+        // What this content left out is still left out.
+        match applied.as_ref().map(|rx| rx.borrow().clone()) {
+            Some(Some(a)) if a.hash == hash => Verdict {
+                error: a.error,
+                failed: a.failed,
+            },
+            _ => Verdict::default(),
+        }
     } else {
         let snapshot = Arc::new(frame.snapshot);
         if tx.send(Some(snapshot.clone())).is_err() {
@@ -397,7 +412,7 @@ async fn handle_frame(
         }
         info!(version, %hash, routes = snapshot.routes.len(), "snapshot received");
         let verdict = wait_applied(applied, &hash, config.apply_timeout).await;
-        if verdict.is_none() {
+        if verdict.error.is_none() {
             if let Some(path) = &config.snapshot_cache {
                 if let Err(e) = store_cache(path, &snapshot) {
                     warn!(error = %e, "could not write the snapshot cache");
@@ -410,24 +425,46 @@ async fn handle_frame(
         proxy_id: config.proxy_id.clone(),
         version,
         hash,
-        ok: verdict.is_none(),
-        error: verdict,
+        ok: verdict.error.is_none(),
+        error: verdict.error,
+        failed: verdict.failed,
     };
     send_ack(client, base, token, &ack).await
 }
 
-/// Waits for the runtime's verdict on `hash`: `None` = applied, `Some(reason)` = rejected.
+/// The runtime's verdict on one snapshot, as acknowledged.
+#[derive(Default)]
+struct Verdict {
+    /// Why nothing was applied.
+    error: Option<String>,
+    /// What was left out.
+    failed: Vec<FailedObject>,
+}
+
+/// Waits for the runtime's verdict on `hash` (without a runtime: applied whole).
 async fn wait_applied(
     applied: &mut Option<watch::Receiver<Option<Applied>>>,
     hash: &str,
     timeout: Duration,
-) -> Option<String> {
-    let rx = applied.as_mut()?;
+) -> Verdict {
+    let Some(rx) = applied.as_mut() else {
+        return Verdict::default();
+    };
     let wait = rx.wait_for(|a| a.as_ref().is_some_and(|a| a.hash == hash));
+    let error = |e: String| Verdict {
+        error: Some(e),
+        failed: vec![],
+    };
     match tokio::time::timeout(timeout, wait).await {
-        Ok(Ok(a)) => a.as_ref().and_then(|a| a.error.clone()),
-        Ok(Err(_)) => Some("proxy runtime stopped".into()),
-        Err(_) => Some(format!("not applied within {timeout:?}")),
+        Ok(Ok(a)) => match a.as_ref() {
+            Some(a) => Verdict {
+                error: a.error.clone(),
+                failed: a.failed.clone(),
+            },
+            None => Verdict::default(),
+        },
+        Ok(Err(_)) => error("proxy runtime stopped".into()),
+        Err(_) => error(format!("not applied within {timeout:?}")),
     }
 }
 
@@ -457,7 +494,12 @@ async fn send_ack(client: &HttpClient, base: &Uri, token: &str, ack: &Ack) -> Re
     if !response.status().is_success() {
         return Err(Error::Status(response.status()));
     }
-    debug!(version = ack.version, ok = ack.ok, "acknowledged");
+    debug!(
+        version = ack.version,
+        ok = ack.ok,
+        failed = ack.failed.len(),
+        "acknowledged"
+    );
     Ok(())
 }
 

@@ -69,6 +69,16 @@ fn route(name: &str, chain: Vec<ChainEntry>) -> RouteEntry {
     }
 }
 
+/// The chains of a build where every chain must have built.
+fn ok(chains: super::super::Chains) -> (Vec<super::super::Chain>, super::super::Chain) {
+    let routes = chains
+        .routes
+        .into_iter()
+        .map(|c| c.expect("chain builds"))
+        .collect();
+    (routes, chains.default.expect("default chain builds"))
+}
+
 fn snapshot(routes: Vec<RouteEntry>, default_chain: Vec<ChainEntry>) -> Snapshot {
     Snapshot {
         routes,
@@ -93,83 +103,89 @@ fn one_chain_per_route_in_order_and_shared_instances() {
         vec![entry("limit", json!({"limit": 5}))],
     );
     let mut builder = builder();
-    let chains = builder.build(&snap).unwrap();
-    assert_eq!(chains.routes.len(), 2);
-    let aliases: Vec<_> = chains.routes[1].links().iter().map(|l| &*l.alias).collect();
+    let (routes, default) = ok(builder.build(&snap));
+    assert_eq!(routes.len(), 2);
+    let aliases: Vec<_> = routes[1].links().iter().map(|l| &*l.alias).collect();
     assert_eq!(aliases, ["other", "limit"]);
-    let r1 = &chains.routes[0].links()[0].plugin;
-    assert!(Arc::ptr_eq(r1, &chains.routes[1].links()[1].plugin));
-    assert!(Arc::ptr_eq(r1, &chains.default.links()[0].plugin));
-    assert!(!Arc::ptr_eq(r1, &chains.routes[1].links()[0].plugin));
+    let r1 = &routes[0].links()[0].plugin;
+    assert!(Arc::ptr_eq(r1, &routes[1].links()[1].plugin));
+    assert!(Arc::ptr_eq(r1, &default.links()[0].plugin));
+    assert!(!Arc::ptr_eq(r1, &routes[1].links()[0].plugin));
     assert_eq!(builder.instance_count(), 2);
-    assert_eq!(&*chains.routes[0].links()[0].exclude_paths, ["/healthz"]);
+    assert_eq!(&*routes[0].links()[0].exclude_paths, ["/healthz"]);
 }
 
 #[test]
 fn unchanged_config_keeps_the_instance_across_snapshots() {
     let mut builder = builder();
-    let first = builder
-        .build(&snapshot(
-            vec![route("r", vec![entry("limit", json!({"limit": 5}))])],
-            vec![],
-        ))
-        .unwrap();
+    let first = ok(builder.build(&snapshot(
+        vec![route("r", vec![entry("limit", json!({"limit": 5}))])],
+        vec![],
+    )))
+    .0;
     // Same config, other key order irrelevant, other route: same instance.
-    let second = builder
-        .build(&snapshot(
-            vec![route("s", vec![entry("limit", json!({"limit": 5}))])],
-            vec![],
-        ))
-        .unwrap();
+    let second = ok(builder.build(&snapshot(
+        vec![route("s", vec![entry("limit", json!({"limit": 5}))])],
+        vec![],
+    )))
+    .0;
     assert!(Arc::ptr_eq(
-        &first.routes[0].links()[0].plugin,
-        &second.routes[0].links()[0].plugin
+        &first[0].links()[0].plugin,
+        &second[0].links()[0].plugin
     ));
-    let third = builder
-        .build(&snapshot(
-            vec![route("s", vec![entry("limit", json!({"limit": 6}))])],
-            vec![],
-        ))
-        .unwrap();
+    let third = ok(builder.build(&snapshot(
+        vec![route("s", vec![entry("limit", json!({"limit": 6}))])],
+        vec![],
+    )))
+    .0;
     assert!(!Arc::ptr_eq(
-        &second.routes[0].links()[0].plugin,
-        &third.routes[0].links()[0].plugin
+        &second[0].links()[0].plugin,
+        &third[0].links()[0].plugin
     ));
     assert_eq!(builder.instance_count(), 1, "the old instance is dropped");
 }
 
 #[test]
-fn a_bad_plugin_rejects_the_snapshot_and_keeps_the_instances() {
+fn a_bad_plugin_fails_only_the_chains_that_use_it_and_keeps_the_instances() {
     let mut builder = builder();
-    let good = builder
-        .build(&snapshot(
-            vec![route("r", vec![entry("limit", json!({"limit": 5}))])],
-            vec![],
-        ))
-        .unwrap();
-    let err = builder
-        .build(&snapshot(
-            vec![route(
+    let good = ok(builder.build(&snapshot(
+        vec![route("r", vec![entry("limit", json!({"limit": 5}))])],
+        vec![],
+    )))
+    .0;
+    let chains = builder.build(&snapshot(
+        vec![
+            route(
                 "r",
                 vec![
                     entry("limit", json!({"limit": 5})),
                     entry("bad", json!({"limit": 0})),
                 ],
-            )],
-            vec![],
-        ))
-        .err()
-        .expect("rejected");
-    assert_eq!(err.alias, "bad");
-    assert!(err.message.contains("limit"), "{err}");
-    let again = builder
-        .build(&snapshot(
-            vec![route("r", vec![entry("limit", json!({"limit": 5}))])],
-            vec![],
-        ))
-        .unwrap();
-    assert!(Arc::ptr_eq(
-        &good.routes[0].links()[0].plugin,
-        &again.routes[0].links()[0].plugin
+            ),
+            route("s", vec![entry("other", json!({"limit": 2}))]),
+            route("t", vec![entry("bad", json!({"limit": 0}))]),
+        ],
+        vec![entry("bad", json!({"limit": 0}))],
     ));
+    let errors: Vec<Option<String>> = chains
+        .routes
+        .iter()
+        .map(|c| c.as_ref().err().map(|e| e.alias.clone()))
+        .collect();
+    assert_eq!(errors, [Some("bad".to_string()), None, Some("bad".into())]);
+    let err = chains
+        .default
+        .err()
+        .expect("default chain uses the bad instance");
+    assert!(err.message.contains("limit"), "{err}");
+    assert_eq!(err.tier, Tier::Cluster);
+    let again = ok(builder.build(&snapshot(
+        vec![route("r", vec![entry("limit", json!({"limit": 5}))])],
+        vec![],
+    )))
+    .0;
+    assert!(
+        Arc::ptr_eq(&good[0].links()[0].plugin, &again[0].links()[0].plugin),
+        "the good instance survived the partly failed build"
+    );
 }
