@@ -1,5 +1,8 @@
-//! Reading a manifest folder and compiling it.
+//! Reading a manifest folder and compiling it: strictly (`--check`: any broken file fails the
+//! folder) or file by file ([`Folder`], for serving: a broken file is reported and its last good
+//! version is used, or nothing from it if it never loaded).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use hookway_crds::compiler::{self, Compiled, Objects, Options};
@@ -101,4 +104,111 @@ pub fn compile_dir(
         catalogue,
     );
     Ok((compiled, loaded))
+}
+
+/// Adds every object of `from` to `into`.
+fn extend(into: &mut Objects, from: &Objects) {
+    into.plugins.extend(from.plugins.iter().cloned());
+    into.services.extend(from.services.iter().cloned());
+    into.routes.extend(from.routes.iter().cloned());
+    into.core_services
+        .extend(from.core_services.iter().cloned());
+    into.endpoint_slices
+        .extend(from.endpoint_slices.iter().cloned());
+    into.secrets.extend(from.secrets.iter().cloned());
+    into.namespaces.extend(from.namespaces.iter().cloned());
+}
+
+/// A manifest file that could not be used as it is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokenFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Why (every document error of the file).
+    pub error: String,
+    /// Whether its last good version is used instead (else nothing from it is).
+    pub kept_previous: bool,
+}
+
+impl std::fmt::Display for BrokenFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = if self.kept_previous {
+            "its last good version is used"
+        } else {
+            "left out"
+        };
+        write!(f, "{} ({what}): {}", self.path.display(), self.error)
+    }
+}
+
+/// A manifest folder read file by file, remembering each file's last good objects.
+#[derive(Debug, Default)]
+pub struct Folder {
+    good: BTreeMap<PathBuf, (Objects, Vec<String>)>,
+}
+
+impl Folder {
+    /// Reads every manifest file of `dir`. A file that cannot be read or has a document that
+    /// cannot be decoded is reported in the second value and contributes its last good
+    /// objects (none if it never loaded); every other file contributes what it holds now.
+    /// Fails only when the folder itself cannot be listed.
+    pub fn load(
+        &mut self,
+        dir: &Path,
+        options: &StandaloneOptions,
+    ) -> Result<(Loaded, Vec<BrokenFile>), LoadError> {
+        let files = manifest_files(dir)?;
+        self.good.retain(|path, _| files.contains(path));
+        let mut loaded = Loaded::default();
+        let mut broken = Vec::new();
+        for path in &files {
+            let mut objects = Objects::default();
+            let parsed = std::fs::read_to_string(path)
+                .map_err(|e| e.to_string())
+                .and_then(|text| {
+                    let name = path.display().to_string();
+                    manifests::parse_into(&text, &name, &options.default_namespace, &mut objects)
+                        .map_err(|errs| {
+                            errs.iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        })
+                });
+            match parsed {
+                Ok(notes) => {
+                    self.good.insert(path.clone(), (objects, notes));
+                }
+                Err(error) => broken.push(BrokenFile {
+                    path: path.clone(),
+                    error,
+                    kept_previous: self.good.contains_key(path),
+                }),
+            }
+            if let Some((objects, notes)) = self.good.get(path) {
+                extend(&mut loaded.objects, objects);
+                loaded.notes.extend(notes.iter().cloned());
+            }
+        }
+        loaded.files = files;
+        Ok((loaded, broken))
+    }
+
+    /// [`Folder::load`], then compile.
+    pub fn compile(
+        &mut self,
+        dir: &Path,
+        options: &StandaloneOptions,
+        catalogue: &Catalogue,
+    ) -> Result<(Compiled, Vec<BrokenFile>), LoadError> {
+        let (loaded, broken) = self.load(dir, options)?;
+        let compiled = compiler::compile(
+            &loaded.objects,
+            &Options {
+                root_namespace: options.root_namespace.clone(),
+            },
+            catalogue,
+        );
+        Ok((compiled, broken))
+    }
 }

@@ -12,7 +12,7 @@ pub mod load;
 pub mod reload;
 
 pub use check::{check, OutputFormat};
-pub use load::{compile_dir, load_dir, LoadError, Loaded};
+pub use load::{compile_dir, load_dir, BrokenFile, Folder, LoadError, Loaded};
 pub use reload::watch;
 
 /// Settings shared by loading, checking and watching.

@@ -1,8 +1,11 @@
-//! Watching the manifest folder: recompile on change, swap the snapshot when the change is good.
+//! Watching the manifest folder: recompile on change and publish every change, file by file
+//! and object by object.
 //!
-//! A change is applied when it loads and compiles without rejecting any object that the applied
-//! snapshot did not already reject; otherwise the last good snapshot stays and each new rejection
-//! is logged with its reason. Identical results (same content hash) are not re-published.
+//! Failure stays local, as with a controller: a file that cannot be decoded is reported and its
+//! last good version is used (nothing from it if it never loaded); an object the compiler
+//! rejects is reported and left out with what depends on it; every other change in the folder
+//! applies. Identical results (same content hash) are not re-published. New problems are logged
+//! once, at `error` level; problems that persist are not logged again on every reload.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -15,24 +18,24 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch as watch_channel};
 use tracing::{error, info, warn};
 
-use super::{compile_dir, LoadError, StandaloneOptions};
+use super::{BrokenFile, Folder, LoadError, StandaloneOptions};
 
 /// How long to wait for a burst of file events to settle before reloading.
 const DEBOUNCE: Duration = Duration::from_millis(150);
 /// Polling period when the OS file-event API is unavailable.
 const POLL_EVERY: Duration = Duration::from_secs(2);
 
-/// What the watcher applied last.
+/// What the watcher published last, and the problems it reported.
 #[derive(Debug, Default)]
 pub struct Applied {
     /// Version of the published snapshot (0: none yet).
     pub version: u64,
     /// Its content hash.
     pub hash: String,
-    /// Objects rejected in that compile.
+    /// Objects rejected in the last compile.
     pub rejected: BTreeSet<ObjectId>,
-    /// Hash of the last compile that was refused (so it is reported once, not on every event).
-    pub refused_hash: Option<String>,
+    /// Broken files reported by the last reload (`path: error`).
+    pub broken: BTreeSet<String>,
 }
 
 /// The outcome of a reload.
@@ -40,36 +43,29 @@ pub struct Applied {
 pub enum Decision {
     /// Publish the new snapshot.
     Apply,
-    /// Same content as the applied snapshot.
+    /// Same content as the published snapshot.
     Unchanged,
-    /// These objects would newly be rejected: keep the applied snapshot.
-    Keep(Vec<ObjectId>),
 }
 
-/// Decides whether `compiled` may replace what is applied.
+/// Decides whether `compiled` is published: whenever its content differs from what is.
 pub fn decide(applied: &Applied, compiled: &Compiled) -> Decision {
-    let newly: Vec<ObjectId> = compiled
-        .rejected()
-        .map(|(id, _)| id.clone())
-        .filter(|id| !applied.rejected.contains(id))
-        .collect();
-    if applied.version > 0 && !newly.is_empty() {
-        Decision::Keep(newly)
-    } else if compiled.snapshot.hash == applied.hash {
+    if applied.version > 0 && compiled.snapshot.hash == applied.hash {
         Decision::Unchanged
     } else {
         Decision::Apply
     }
 }
 
-/// Logs every object the compiler rejected or warned about.
-pub fn log_reports(compiled: &Compiled) {
+/// Logs the objects the compiler rejected that `applied` did not already report (at `error`
+/// level, with the reason), and every warning of a newly rejected or changed compile.
+pub fn log_reports(applied: &Applied, compiled: &Compiled) {
     for (id, report) in &compiled.reports {
         let object = format!("{:?} {}", id.kind, id.key);
-        if !report.accepted.status {
-            warn!(%object, reason = %report.accepted.reason, "rejected: {}", report.accepted.message);
-        } else if !report.resolved_refs.status {
-            warn!(%object, reason = %report.resolved_refs.reason, "unresolved: {}", report.resolved_refs.message);
+        let known = applied.rejected.contains(id);
+        if !report.accepted.status && !known {
+            error!(%object, reason = %report.accepted.reason, "rejected and left out: {}", report.accepted.message);
+        } else if !report.resolved_refs.status && !known {
+            error!(%object, reason = %report.resolved_refs.reason, "unresolved and left out: {}", report.resolved_refs.message);
         }
         for warning in &report.warnings {
             info!(%object, "warning: {warning}");
@@ -77,8 +73,25 @@ pub fn log_reports(compiled: &Compiled) {
     }
 }
 
-/// Loads `dir`, publishes its snapshot, then watches the folder and publishes every good change
-/// until `tx` has no receivers. Fails only when the first load fails.
+/// Logs the broken files `applied` did not already report; returns the set now reported.
+fn log_broken(applied: &Applied, broken: &[BrokenFile]) -> BTreeSet<String> {
+    let now: BTreeSet<String> = broken
+        .iter()
+        .map(|b| format!("{}: {}", b.path.display(), b.error))
+        .collect();
+    for b in broken {
+        if !applied
+            .broken
+            .contains(&format!("{}: {}", b.path.display(), b.error))
+        {
+            error!(file = %b.path.display(), kept_previous = b.kept_previous, "manifest file not applied: {b}");
+        }
+    }
+    now
+}
+
+/// Loads `dir`, publishes its snapshot, then watches the folder and publishes every change
+/// until `tx` has no receivers. Fails only when the folder cannot be listed at first.
 pub async fn watch(
     dir: PathBuf,
     options: StandaloneOptions,
@@ -86,8 +99,10 @@ pub async fn watch(
     tx: watch_channel::Sender<Option<Arc<Snapshot>>>,
 ) -> Result<(), LoadError> {
     let mut applied = Applied::default();
-    let (compiled, _) = compile_dir(&dir, &options, &catalogue)?;
-    log_reports(&compiled);
+    let mut folder = Folder::default();
+    let (compiled, broken) = folder.compile(&dir, &options, &catalogue)?;
+    applied.broken = log_broken(&applied, &broken);
+    log_reports(&applied, &compiled);
     publish(&mut applied, compiled, &tx);
 
     let (events_tx, mut events) = mpsc::channel::<()>(1);
@@ -99,7 +114,7 @@ pub async fn watch(
         if tx.is_closed() {
             break;
         }
-        reload(&dir, &options, &catalogue, &mut applied, &tx);
+        reload(&dir, &options, &catalogue, &mut folder, &mut applied, &tx);
     }
     Ok(())
 }
@@ -108,33 +123,24 @@ fn reload(
     dir: &Path,
     options: &StandaloneOptions,
     catalogue: &Catalogue,
+    folder: &mut Folder,
     applied: &mut Applied,
     tx: &watch_channel::Sender<Option<Arc<Snapshot>>>,
 ) {
-    let compiled = match compile_dir(dir, options, catalogue) {
-        Ok((compiled, _)) => compiled,
+    let (compiled, broken) = match folder.compile(dir, options, catalogue) {
+        Ok(result) => result,
         Err(e) => {
-            error!(dir = %dir.display(), version = applied.version, "change not applied, keeping the last good snapshot: {e}");
+            warn!(dir = %dir.display(), version = applied.version, "cannot list the manifest folder; keeping the published snapshot: {e}");
             return;
         }
     };
+    applied.broken = log_broken(applied, &broken);
     match decide(applied, &compiled) {
         Decision::Apply => {
-            log_reports(&compiled);
+            log_reports(applied, &compiled);
             publish(applied, compiled, tx);
         }
         Decision::Unchanged => {}
-        Decision::Keep(_)
-            if applied.refused_hash.as_deref() == Some(compiled.snapshot.hash.as_str()) => {}
-        Decision::Keep(newly) => {
-            applied.refused_hash = Some(compiled.snapshot.hash.clone());
-            log_reports(&compiled);
-            let objects: Vec<String> = newly
-                .iter()
-                .map(|id| format!("{:?} {}", id.kind, id.key))
-                .collect();
-            error!(version = applied.version, rejected = ?objects, "change not applied, keeping the last good snapshot");
-        }
     }
 }
 
@@ -147,14 +153,13 @@ fn publish(
     applied.version += 1;
     snapshot.version = applied.version;
     applied.hash = snapshot.hash.clone();
-    applied.refused_hash = None;
     applied.rejected = compiled
         .reports
         .iter()
         .filter(|(_, r)| !r.is_ok())
         .map(|(id, _)| id.clone())
         .collect();
-    info!(version = snapshot.version, hash = %snapshot.hash, routes = snapshot.routes.len(), "snapshot compiled from manifests");
+    info!(version = snapshot.version, hash = %snapshot.hash, routes = snapshot.routes.len(), rejected = applied.rejected.len(), "snapshot compiled from manifests");
     tx.send_replace(Some(Arc::new(snapshot)));
 }
 
@@ -242,7 +247,7 @@ mod tests {
             version: 3,
             hash: hash.into(),
             rejected: rejected.iter().map(|n| id(n)).collect(),
-            refused_hash: None,
+            broken: BTreeSet::new(),
         }
     }
 
@@ -262,14 +267,8 @@ mod tests {
                 Decision::Unchanged,
             ),
             (
-                "a newly rejected object keeps the last snapshot",
+                "a newly rejected object does not hold back the other changes",
                 applied("a", &[]),
-                compiled("b", &[("r", true), ("bad", false)]),
-                Decision::Keep(vec![id("bad")]),
-            ),
-            (
-                "an object already rejected does not block other changes",
-                applied("a", &["bad"]),
                 compiled("b", &[("r", true), ("bad", false)]),
                 Decision::Apply,
             ),
