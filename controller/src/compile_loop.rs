@@ -78,6 +78,33 @@ pub struct Published {
     pub version: u64,
     /// Per-object reports of this compile.
     pub reports: Arc<BTreeMap<ObjectId, ObjectReport>>,
+    /// Content digests of the served Routes (entry and dependencies) and Services (upstream)
+    /// of the snapshot `version` (see `hookway_crds::applied::digests`).
+    pub digests: Arc<BTreeMap<ObjectId, String>>,
+}
+
+/// The digests of `snapshot`'s Routes and Services, by object.
+pub fn object_digests(snapshot: &Snapshot) -> BTreeMap<ObjectId, String> {
+    let digests = hookway_crds::applied::digests(snapshot);
+    let routes = snapshot.routes.iter().zip(digests.routes).map(|(r, d)| {
+        let id = ObjectId {
+            kind: Kind::Route,
+            key: r.key.clone(),
+        };
+        (id, d)
+    });
+    let services = snapshot
+        .upstreams
+        .iter()
+        .zip(digests.upstreams)
+        .map(|(u, d)| {
+            let id = ObjectId {
+                kind: Kind::Service,
+                key: u.key.clone(),
+            };
+            (id, d)
+        });
+    routes.chain(services).collect()
 }
 
 /// The compile loop's state.
@@ -88,6 +115,7 @@ pub struct CompileLoop<O, C> {
     published: watch::Sender<Option<Published>>,
     metrics: Metrics,
     version: u64,
+    digests: Arc<BTreeMap<ObjectId, String>>,
 }
 
 impl<O, C> CompileLoop<O, C>
@@ -110,6 +138,7 @@ where
             published,
             metrics,
             version: 0,
+            digests: Arc::default(),
         }
     }
 
@@ -151,6 +180,7 @@ where
             );
             self.metrics.compiles_changed.inc();
             self.metrics.snapshot_version.set(self.version as i64);
+            self.digests = Arc::new(object_digests(&snapshot));
             self.snapshots.send_replace(Some(Arc::new(snapshot)));
             Some(self.version)
         };
@@ -163,6 +193,7 @@ where
                 *current = Some(Published {
                     version: self.version,
                     reports: reports.clone(),
+                    digests: self.digests.clone(),
                 });
             }
             !same

@@ -9,12 +9,20 @@
 //!
 //! Each replica publishes its table in the annotation [`PROXIES_ANNOTATION`] of its own Lease
 //! labelled [`REGISTRY_LABEL`]`: "true"`, as compact JSON
-//! `{"<proxy id>": {"applied": <version or null>, "hash": "<content hash>"}}`. Versions are per
-//! replica (each compiles on its own clock), so a remote proxy's applied version is translated
-//! through the content hash it applied when this replica published the same content.
+//! `{"<proxy id>": {"applied": <version or null>, "hash": "<content hash>", "failed": [..]}}`.
+//! Versions are per replica (each compiles on its own clock), so a remote proxy's applied
+//! version is translated through the content hash it applied when this replica published the
+//! same content. `failed` lists the objects the proxy left out of that version (at most
+//! [`MAX_LEASE_FAILURES`] per proxy in a Lease; past that, `truncated` is set and the proxy counts
+//! as holding no object until its failures fit again).
+//!
+//! An object is programmed on a proxy when the proxy applied the version in which the object's
+//! current content first appeared (or a newer one) and did not list it as failed.
 
 use std::collections::BTreeMap;
 
+use hookway_crds::applied::{FailedKind, FailedObject};
+use hookway_crds::compiler::{Kind, ObjectId};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -27,6 +35,11 @@ use crate::versions::Published;
 pub const REGISTRY_LABEL: &str = "hookway.dev/proxy-registry";
 /// Annotation holding a replica's proxies as JSON.
 pub const PROXIES_ANNOTATION: &str = "hookway.dev/proxies";
+/// At most this many failed objects per proxy are written into a registry Lease (annotations
+/// are limited to 256 KiB in all), each reason cut to [`MAX_LEASE_REASON`] bytes.
+pub const MAX_LEASE_FAILURES: usize = 100;
+/// Longest failure reason written into a registry Lease.
+pub const MAX_LEASE_REASON: usize = 300;
 
 /// What one proxy applied.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,15 +49,81 @@ pub struct Applied {
     /// The content hash of that version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<String>,
+    /// The objects of that version it left out, sorted by kind and key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<FailedObject>,
+    /// `failed` was cut short (in a registry Lease): what else failed is unknown.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+/// The kind a proxy reports failures under for an object the compiler reports on.
+fn failed_kind(kind: Kind) -> FailedKind {
+    match kind {
+        Kind::Route => FailedKind::Route,
+        Kind::Service => FailedKind::Service,
+        Kind::GatewayPlugin => FailedKind::GatewayPlugin,
+    }
+}
+
+impl Applied {
+    /// Why this proxy does not serve `id` as of the version it applied, if it listed it.
+    pub fn failure(&self, id: &ObjectId) -> Option<&FailedObject> {
+        let kind = failed_kind(id.kind);
+        self.failed
+            .binary_search_by(|f| (f.kind, &f.key).cmp(&(kind, &id.key)))
+            .ok()
+            .map(|i| &self.failed[i])
+    }
+}
+
+/// One proxy that left an object out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxyFailure {
+    /// The proxy.
+    pub proxy: String,
+    /// Its reason (`certificate ns/tls: ...`, with "(previous version still served)").
+    pub reason: String,
+}
+
+/// How many ready proxies serve an object's current content, and why the others that tried
+/// do not.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Programmed {
+    /// Ready proxies that serve it.
+    pub count: Count,
+    /// Ready proxies that applied a version holding it but left it out, with their reasons.
+    pub failures: Vec<ProxyFailure>,
 }
 
 /// Ready proxies by id.
 pub type Table = BTreeMap<String, Applied>;
 
-/// The annotation value for a table (compact JSON).
+/// The annotation value for a table (compact JSON), each proxy's failures bounded by
+/// [`MAX_LEASE_FAILURES`] and [`MAX_LEASE_REASON`].
 pub fn encode(table: &Table) -> String {
+    let bounded: Table = table
+        .iter()
+        .map(|(id, applied)| {
+            let mut applied = applied.clone();
+            if applied.failed.len() > MAX_LEASE_FAILURES {
+                applied.failed.truncate(MAX_LEASE_FAILURES);
+                applied.truncated = true;
+            }
+            for f in &mut applied.failed {
+                if f.reason.len() > MAX_LEASE_REASON {
+                    let mut end = MAX_LEASE_REASON;
+                    while !f.reason.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    f.reason.truncate(end);
+                }
+            }
+            (id.clone(), applied)
+        })
+        .collect();
     // A map of strings to plain structs always serializes.
-    serde_json::to_string(table).unwrap_or_else(|_| "{}".into())
+    serde_json::to_string(&bounded).unwrap_or_else(|_| "{}".into())
 }
 
 /// Parses an annotation value.
@@ -98,6 +177,38 @@ impl View {
             applied,
             ready: self.proxies.len(),
         }
+    }
+
+    /// Whether the ready proxies serve `id`, whose current content first appeared in this
+    /// replica's `version`: a proxy serves it when it applied that version or a newer one
+    /// (translated as in [`View::count`]) and did not list `id` as failed.
+    pub fn programmed(&self, id: &ObjectId, version: u64, published: &Published) -> Programmed {
+        let mut out = Programmed {
+            count: Count {
+                applied: 0,
+                ready: self.proxies.len(),
+            },
+            failures: Vec::new(),
+        };
+        for (proxy, p) in &self.proxies {
+            let ours = p.hash.as_deref().and_then(|h| published.version_of(h));
+            if ours.or(p.applied) < Some(version) {
+                continue;
+            }
+            let reason = match p.failure(id) {
+                Some(f) => f.to_string(),
+                None if p.truncated => "too many failed objects to list".to_string(),
+                None => {
+                    out.count.applied += 1;
+                    continue;
+                }
+            };
+            out.failures.push(ProxyFailure {
+                proxy: proxy.clone(),
+                reason,
+            });
+        }
+        out
     }
 
     fn add(&mut self, id: &str, applied: &Applied) {
@@ -200,6 +311,7 @@ mod tests {
                 let applied = Applied {
                     applied: *v,
                     hash: v.map(|v| format!("h{v}")),
+                    ..Applied::default()
                 };
                 (id.to_string(), applied)
             })
@@ -331,6 +443,112 @@ mod tests {
                 ready: 5
             }
         );
+    }
+
+    fn failure(kind: FailedKind, name: &str, reason: &str) -> FailedObject {
+        FailedObject {
+            kind,
+            key: hookway_crds::snapshot::ObjectKey::new("ns", name),
+            reason: reason.into(),
+            previous: false,
+        }
+    }
+
+    #[test]
+    fn an_object_is_programmed_where_its_version_applied_and_it_did_not_fail() {
+        let mut published = Published::default();
+        published.push(100, "h100");
+        published.push(200, "h200");
+        let applied = |v: u64, failed: Vec<FailedObject>| Applied {
+            applied: Some(v),
+            hash: Some(format!("h{v}")),
+            failed,
+            truncated: false,
+        };
+        let local: Table = [
+            ("current".to_string(), applied(200, vec![])),
+            (
+                "left-out".to_string(),
+                applied(
+                    200,
+                    vec![
+                        failure(FailedKind::Route, "r", "bad cert"),
+                        failure(FailedKind::Secret, "tls", "bad cert"),
+                    ],
+                ),
+            ),
+            ("behind".to_string(), applied(100, vec![])),
+            (
+                "other-failed".to_string(),
+                applied(200, vec![failure(FailedKind::Route, "s", "x")]),
+            ),
+            (
+                "cut-short".to_string(),
+                Applied {
+                    truncated: true,
+                    ..applied(200, vec![failure(FailedKind::Route, "a", "x")])
+                },
+            ),
+        ]
+        .into();
+        let view = merge(&local, &[], "c0", at(NOW));
+        let route = |name: &str| ObjectId {
+            kind: Kind::Route,
+            key: hookway_crds::snapshot::ObjectKey::new("ns", name),
+        };
+        let p = view.programmed(&route("r"), 200, &published);
+        assert_eq!(
+            p.count,
+            Count {
+                applied: 2,
+                ready: 5
+            },
+            "current and other-failed serve r"
+        );
+        let reasons: Vec<(&str, &str)> = p
+            .failures
+            .iter()
+            .map(|f| (f.proxy.as_str(), f.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                ("cut-short", "too many failed objects to list"),
+                ("left-out", "Route ns/r: bad cert"),
+            ],
+            "behind has not tried yet: no reason"
+        );
+        let service = ObjectId {
+            kind: Kind::Service,
+            key: hookway_crds::snapshot::ObjectKey::new("ns", "r"),
+        };
+        assert_eq!(
+            view.programmed(&service, 100, &published).count.applied,
+            4,
+            "a Route's failure is not its Service's"
+        );
+    }
+
+    #[test]
+    fn lease_failures_are_bounded() {
+        let many: Vec<FailedObject> = (0..MAX_LEASE_FAILURES + 5)
+            .map(|i| failure(FailedKind::Route, &format!("r{i:04}"), &"é".repeat(400)))
+            .collect();
+        let t: Table = [(
+            "p0".to_string(),
+            Applied {
+                applied: Some(1),
+                hash: None,
+                failed: many,
+                truncated: false,
+            },
+        )]
+        .into();
+        let back = decode(&encode(&t)).unwrap();
+        let p0 = &back["p0"];
+        assert!(p0.truncated);
+        assert_eq!(p0.failed.len(), MAX_LEASE_FAILURES);
+        assert!(p0.failed.iter().all(|f| f.reason.len() <= MAX_LEASE_REASON));
     }
 
     #[test]

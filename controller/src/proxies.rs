@@ -33,7 +33,7 @@ struct Inner {
 }
 
 /// How many ready proxies hold a version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Count {
     /// Ready proxies that applied it (or newer).
     pub applied: usize,
@@ -126,10 +126,19 @@ impl Proxies {
             return;
         };
         if ack.ok {
-            if p.applied.applied < Some(ack.version) {
+            // The same version may be acknowledged again (a reconnect): its failures still hold.
+            if p.applied.applied <= Some(ack.version) {
+                let mut failed = ack.failed.clone();
+                failed.sort_by(|a, b| (a.kind, &a.key).cmp(&(b.kind, &b.key)));
+                failed.dedup_by(|a, b| (a.kind, &a.key) == (b.kind, &b.key));
+                if let Some(first) = failed.first() {
+                    warn!(proxy_id = %ack.proxy_id, version = ack.version, failed = failed.len(), first = %first, "proxy applied a snapshot without some objects");
+                }
                 p.applied = Applied {
                     applied: Some(ack.version),
                     hash: Some(ack.hash.clone()),
+                    failed,
+                    truncated: false,
                 };
             }
             p.rejected = None;
@@ -208,6 +217,7 @@ mod tests {
             hash: "h".into(),
             ok,
             error: (!ok).then(|| "bad cert".into()),
+            failed: vec![],
         }
     }
 
@@ -305,6 +315,49 @@ mod tests {
         assert_eq!(table.len(), 1);
         assert_eq!(table["a"].applied, Some(10));
         assert_eq!(table["a"].hash.as_deref(), Some("h"));
+    }
+
+    #[test]
+    fn the_last_ack_of_a_version_says_what_was_left_out() {
+        use hookway_crds::applied::{FailedKind, FailedObject};
+        let failed = |names: &[&str]| -> Vec<FailedObject> {
+            names
+                .iter()
+                .map(|n| FailedObject {
+                    kind: FailedKind::Route,
+                    key: hookway_crds::snapshot::ObjectKey::new("ns", *n),
+                    reason: "bad".into(),
+                    previous: false,
+                })
+                .collect()
+        };
+        let proxies = Proxies::new(Metrics::new().unwrap());
+        let _a = proxies.connect("a");
+        let mut first = ack("a", 10, true);
+        first.failed = failed(&["z", "b", "z"]);
+        proxies.ack(&first);
+        let names = |p: &Proxies| -> Vec<String> {
+            p.table()["a"]
+                .failed
+                .iter()
+                .map(|f| f.key.name.clone())
+                .collect()
+        };
+        assert_eq!(names(&proxies), ["b", "z"], "sorted, one per object");
+        let mut again = ack("a", 10, true);
+        again.failed = failed(&["b"]);
+        proxies.ack(&again);
+        assert_eq!(
+            names(&proxies),
+            ["b"],
+            "a re-ack of the version replaces them"
+        );
+        let mut stale = ack("a", 9, true);
+        stale.failed = failed(&["q"]);
+        proxies.ack(&stale);
+        assert_eq!(names(&proxies), ["b"], "an older version changes nothing");
+        proxies.ack(&ack("a", 11, true));
+        assert!(names(&proxies).is_empty());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::proxies::Count;
+use crate::fleet::Programmed;
 
 /// A hookway kind whose status the controller writes.
 pub trait StatusObject:
@@ -104,17 +104,30 @@ impl StatusObject for GatewayPlugin {
     }
 }
 
-/// The `Programmed` condition for an object, from the proxies' acknowledgements.
-pub fn programmed(report: &ObjectReport, count: Count) -> ConditionResult {
-    let message = format!("{}/{} proxies", count.applied, count.ready);
+/// The `Programmed` condition for an object, from the proxies' per-object acknowledgements:
+/// `n/m proxies` serve its current content; when some proxies left it out, reason `ApplyFailed`
+/// and their reasons (proxies with the same reason grouped), e.g.
+/// `0/2 proxies; proxy-1, proxy-2: Route ns/r: certificate ns/tls: ...`.
+pub fn programmed(report: &ObjectReport, programmed: &Programmed) -> ConditionResult {
+    let count = programmed.count;
+    let mut message = format!("{}/{} proxies", count.applied, count.ready);
     if !report.is_ok() {
         ConditionResult::fail("NotServed", "not served: see Accepted and ResolvedRefs")
     } else if count.ready == 0 {
         ConditionResult::fail("NoProxies", message)
     } else if count.applied == count.ready {
         ConditionResult::ok("Programmed", message)
-    } else {
+    } else if programmed.failures.is_empty() {
         ConditionResult::fail("Pending", message)
+    } else {
+        let mut by_reason: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        for f in &programmed.failures {
+            by_reason.entry(&f.reason).or_default().push(&f.proxy);
+        }
+        for (reason, proxies) in by_reason {
+            message.push_str(&format!("; {}: {reason}", proxies.join(", ")));
+        }
+        ConditionResult::fail("ApplyFailed", message)
     }
 }
 
@@ -154,7 +167,7 @@ fn truncate(s: &str, max: usize) -> String {
 /// The three conditions for `report`.
 pub fn conditions(
     report: &ObjectReport,
-    count: Count,
+    count: &Programmed,
     previous: &[Condition],
     now: &Time,
 ) -> Vec<Condition> {
@@ -170,7 +183,7 @@ pub fn conditions(
 pub fn desired<K: StatusObject>(
     obj: &K,
     report: &ObjectReport,
-    count: Count,
+    count: &Programmed,
     now: &Time,
 ) -> Option<K::Status> {
     let conditions = conditions(report, count, obj.conditions(), now);
@@ -191,6 +204,8 @@ pub fn apply_body<K: StatusObject>(obj: &K, status: &K::Status) -> serde_json::V
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fleet::ProxyFailure;
+    use crate::proxies::Count;
     use k8s_openapi::jiff::Timestamp;
 
     fn report(ok: bool) -> ObjectReport {
@@ -223,32 +238,36 @@ mod tests {
         Time(Timestamp::from_second(secs).unwrap())
     }
 
-    const ALL: Count = Count {
-        applied: 2,
-        ready: 2,
-    };
+    /// `applied` of `ready` proxies serve it; `failures` are (proxy, reason).
+    fn count(applied: usize, ready: usize, failures: &[(&str, &str)]) -> Programmed {
+        Programmed {
+            count: Count { applied, ready },
+            failures: failures
+                .iter()
+                .map(|(proxy, reason)| ProxyFailure {
+                    proxy: proxy.to_string(),
+                    reason: reason.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    fn all() -> Programmed {
+        count(2, 2, &[])
+    }
 
     #[test]
     fn unchanged_status_needs_no_patch_and_keeps_transition_time() {
         let mut r = route();
-        let first = desired(&r, &report(true), ALL, &at(100)).expect("first status");
+        let first = desired(&r, &report(true), &all(), &at(100)).expect("first status");
         r.status = Some(first.clone());
         assert_eq!(
-            desired(&r, &report(true), ALL, &at(200)),
+            desired(&r, &report(true), &all(), &at(200)),
             None,
             "nothing changed"
         );
         // A message change keeps lastTransitionTime: the status did not flip.
-        let next = desired(
-            &r,
-            &report(true),
-            Count {
-                applied: 2,
-                ready: 3,
-            },
-            &at(300),
-        )
-        .unwrap();
+        let next = desired(&r, &report(true), &count(2, 3, &[]), &at(300)).unwrap();
         let programmed = next
             .conditions
             .iter()
@@ -267,7 +286,7 @@ mod tests {
     #[test]
     fn rejection_flips_accepted_with_reason_and_generation() {
         let r = route();
-        let s = desired(&r, &report(false), ALL, &at(1)).unwrap();
+        let s = desired(&r, &report(false), &all(), &at(1)).unwrap();
         let accepted = &s.conditions[0];
         assert_eq!(
             (
@@ -281,37 +300,46 @@ mod tests {
     }
 
     #[test]
-    fn programmed_says_n_of_m() {
+    fn programmed_says_n_of_m_and_why_proxies_left_it_out() {
         let ok = report(true);
-        assert_eq!(programmed(&ok, ALL).message, "2/2 proxies");
-        assert!(programmed(&ok, ALL).status);
-        assert!(
-            !programmed(
-                &ok,
-                Count {
-                    applied: 1,
-                    ready: 2
-                }
-            )
-            .status
-        );
+        let bad = "Route ns/r: certificate ns/tls: tls.key does not match tls.crt";
+        let other = "Route ns/r: plugin p (cors) from ns/p: nope (previous version still served)";
+        let cases = [
+            (count(2, 2, &[]), true, "Programmed", "2/2 proxies"),
+            (count(1, 2, &[]), false, "Pending", "1/2 proxies"),
+            (count(0, 0, &[]), false, "NoProxies", "0/0 proxies"),
+            (
+                count(0, 2, &[("p1", bad), ("p2", bad)]),
+                false,
+                "ApplyFailed",
+                "0/2 proxies; p1, p2: Route ns/r: certificate ns/tls: tls.key does not match tls.crt",
+            ),
+            (
+                count(1, 3, &[("p2", other), ("p3", bad)]),
+                false,
+                "ApplyFailed",
+                "1/3 proxies; p3: Route ns/r: certificate ns/tls: tls.key does not match tls.crt; \
+                 p2: Route ns/r: plugin p (cors) from ns/p: nope (previous version still served)",
+            ),
+        ];
+        for (programmed_by, status, reason, message) in cases {
+            let got = programmed(&ok, &programmed_by);
+            assert_eq!(
+                (got.status, got.reason.as_str(), got.message.as_str()),
+                (status, reason, message)
+            );
+        }
+        let not_served = programmed(&report(false), &all());
         assert_eq!(
-            programmed(
-                &ok,
-                Count {
-                    applied: 0,
-                    ready: 0
-                }
-            )
-            .reason,
-            "NoProxies"
+            (not_served.status, not_served.reason.as_str()),
+            (false, "NotServed")
         );
     }
 
     #[test]
     fn apply_body_names_the_object() {
         let r = route();
-        let s = desired(&r, &report(true), ALL, &at(1)).unwrap();
+        let s = desired(&r, &report(true), &all(), &at(1)).unwrap();
         let body = apply_body(&r, &s);
         assert_eq!(body["apiVersion"], "hookway.dev/v1alpha1");
         assert_eq!(body["kind"], "Route");

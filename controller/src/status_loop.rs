@@ -23,37 +23,53 @@ use tracing::{debug, info, warn};
 
 use crate::compile_loop::{kind_name, Published};
 use crate::events::Events;
-use crate::fleet::{self, View};
+use crate::fleet::{self, Programmed, View};
 use crate::index::{MultiStore, Stores};
 use crate::metrics::Metrics;
-use crate::proxies::{Count, Proxies};
+use crate::proxies::Proxies;
 use crate::registry::Leases;
 use crate::status::{self, StatusObject};
 use crate::versions;
 
-/// The snapshot version in which each object's current generation first appeared.
+/// The snapshot version in which each object's current content first appeared: its
+/// generation and, for served Routes and Services, the digest of what the snapshot holds for
+/// it (a Route's digest covers its upstream, certificates and credential Secrets too).
 #[derive(Default, Debug)]
-pub struct Generations(HashMap<ObjectId, (i64, u64)>);
+pub struct Generations(HashMap<ObjectId, Held>);
+
+/// What identifies an object's current content, and the version it first appeared in.
+#[derive(Debug)]
+struct Held {
+    generation: i64,
+    digest: Option<String>,
+    version: u64,
+}
 
 impl Generations {
-    /// Records a compile: new objects and new generations get `version`; gone objects are
-    /// forgotten.
+    /// Records a compile: new objects, new generations and new content get `version`; gone
+    /// objects are forgotten.
     pub fn update(&mut self, published: &Published) {
         self.0.retain(|id, _| published.reports.contains_key(id));
         for (id, report) in published.reports.iter() {
-            let entry = self
-                .0
-                .entry(id.clone())
-                .or_insert((report.generation, published.version));
-            if entry.0 != report.generation {
-                *entry = (report.generation, published.version);
+            let digest = published.digests.get(id);
+            let held = self.0.entry(id.clone()).or_insert_with(|| Held {
+                generation: report.generation,
+                digest: digest.cloned(),
+                version: published.version,
+            });
+            if held.generation != report.generation || held.digest.as_ref() != digest {
+                *held = Held {
+                    generation: report.generation,
+                    digest: digest.cloned(),
+                    version: published.version,
+                };
             }
         }
     }
 
-    /// The version that holds `id`'s current generation.
+    /// The version that holds `id`'s current content.
     pub fn version(&self, id: &ObjectId) -> Option<u64> {
-        self.0.get(id).map(|(_, v)| *v)
+        self.0.get(id).map(|held| held.version)
     }
 }
 
@@ -150,14 +166,14 @@ impl StatusLoop {
                 return;
             }
             let version = generations.version(id).unwrap_or(published.version);
-            let count = view.count(version, window);
+            let count = view.programmed(id, version, window);
             match id.kind {
                 Kind::Route => {
-                    self.one::<Route>(&self.stores.routes, id, report, count, &now, written)
+                    self.one::<Route>(&self.stores.routes, id, report, &count, &now, written)
                         .await
                 }
                 Kind::Service => {
-                    self.one::<Service>(&self.stores.services, id, report, count, &now, written)
+                    self.one::<Service>(&self.stores.services, id, report, &count, &now, written)
                         .await
                 }
                 Kind::GatewayPlugin => {
@@ -165,7 +181,7 @@ impl StatusLoop {
                         &self.stores.plugins,
                         id,
                         report,
-                        count,
+                        &count,
                         &now,
                         written,
                     )
@@ -180,7 +196,7 @@ impl StatusLoop {
         store: &MultiStore<K>,
         id: &ObjectId,
         report: &ObjectReport,
-        count: Count,
+        count: &Programmed,
         now: &Time,
         written: &mut Written,
     ) {
@@ -269,6 +285,10 @@ mod tests {
     use std::sync::Arc;
 
     fn published(version: u64, generation: i64) -> Published {
+        published_with(version, generation, "d1")
+    }
+
+    fn published_with(version: u64, generation: i64, digest: &str) -> Published {
         let mut reports = BTreeMap::new();
         reports.insert(
             ObjectId {
@@ -285,9 +305,11 @@ mod tests {
                 endpoints: 0,
             },
         );
+        let digests = [(route_id(), digest.to_string())].into();
         Published {
             version,
             reports: Arc::new(reports),
+            digests: Arc::new(digests),
         }
     }
 
@@ -310,7 +332,26 @@ mod tests {
         g.update(&Published {
             version: 13,
             reports: Arc::default(),
+            digests: Arc::default(),
         });
         assert_eq!(g.version(&id), None, "deleted objects are forgotten");
+    }
+
+    #[test]
+    fn new_content_of_a_dependency_counts_as_a_new_version() {
+        let mut g = Generations::default();
+        g.update(&published_with(10, 1, "d1"));
+        g.update(&published_with(11, 1, "d1"));
+        assert_eq!(g.version(&route_id()), Some(10));
+        // Same generation, but its Secret or GatewayPlugin changed: the digest did.
+        g.update(&published_with(12, 1, "d2"));
+        assert_eq!(g.version(&route_id()), Some(12));
+    }
+
+    fn route_id() -> ObjectId {
+        ObjectId {
+            kind: Kind::Route,
+            key: ObjectKey::new("ns", "r"),
+        }
     }
 }

@@ -260,7 +260,9 @@ mod tests {
             ),
             (
                 "a credential Secret in r1's plugin namespace",
-                |s| s.secrets[0].data.insert("bob".into(), "k2".into()),
+                |s| {
+                    s.secrets[0].data.insert("bob".into(), "k2".into());
+                },
                 [true, false],
             ),
             (

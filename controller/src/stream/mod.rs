@@ -5,7 +5,7 @@
 //! ```text
 //!  POST /v1/stream  {proxy_id, hash}  ─► 200, body: one JSON frame per line {version, hash, snapshot}
 //!                                        (the current snapshot first, then every newer one)
-//!  POST /v1/ack     {proxy_id, version, hash, ok, error} ─► 204
+//!  POST /v1/ack     {proxy_id, version, hash, ok, error, failed} ─► 204
 //!  anything without `Authorization: Bearer <token>` ─► 401 (and a log line)
 //! ```
 //! Protocol details: docs/stream.md.
@@ -40,8 +40,11 @@ use crate::proxies::Proxies;
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
-/// Largest request body accepted (hello, ack).
-const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Largest hello accepted.
+const MAX_HELLO_BYTES: usize = 64 * 1024;
+/// Largest ack accepted: it lists every object the proxy left out, with its reason (a
+/// cluster-wide plugin that fails on a proxy leaves out every Route).
+const MAX_ACK_BYTES: usize = 32 * 1024 * 1024;
 
 /// The stream server.
 #[derive(Clone)]
@@ -134,11 +137,11 @@ impl StreamServer {
             return plain(StatusCode::UNAUTHORIZED, "unauthorized\n");
         }
         match (req.method(), req.uri().path()) {
-            (&Method::POST, STREAM_PATH) => match read_json::<Hello>(req).await {
+            (&Method::POST, STREAM_PATH) => match read_json::<Hello>(req, MAX_HELLO_BYTES).await {
                 Ok(hello) => self.open_stream(hello, peer),
                 Err(resp) => resp,
             },
-            (&Method::POST, ACK_PATH) => match read_json::<Ack>(req).await {
+            (&Method::POST, ACK_PATH) => match read_json::<Ack>(req, MAX_ACK_BYTES).await {
                 Ok(ack) => {
                     self.proxies.ack(&ack);
                     plain(StatusCode::NO_CONTENT, "")
@@ -205,8 +208,9 @@ fn plain(status: StatusCode, body: &'static str) -> Response<Body> {
 
 async fn read_json<T: serde::de::DeserializeOwned>(
     req: Request<Incoming>,
+    limit: usize,
 ) -> Result<T, Response<Body>> {
-    let body = Limited::new(req.into_body(), MAX_REQUEST_BYTES)
+    let body = Limited::new(req.into_body(), limit)
         .collect()
         .await
         .map_err(|_| plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"))?
