@@ -2,6 +2,7 @@
 //! fed by a controller, and an echoing upstream.
 
 pub mod fake_api;
+pub mod fragile;
 pub mod pki;
 pub mod proxy;
 pub mod real_api;

@@ -28,6 +28,16 @@ impl Drop for RunningProxy {
 /// Starts a proxy with the built-in plugins on ephemeral ports, streaming from the controller at
 /// `controller` as proxy `id` (token and CA from `pki`; reconnect backoff 50–300 ms).
 pub async fn start(pki: &Pki, controller: SocketAddr, id: &str) -> RunningProxy {
+    start_with(pki, controller, id, hookway_proxy::plugins::builtin()).await
+}
+
+/// [`start`] with the plugin kinds of `registry`.
+pub async fn start_with(
+    pki: &Pki,
+    controller: SocketAddr,
+    id: &str,
+    registry: hookway_proxy::plugin::Registry,
+) -> RunningProxy {
     let (tx, rx) = watch::channel(None);
     let config = ProxyConfig {
         http_addr: Some("127.0.0.1:0".parse().expect("address")),
@@ -35,13 +45,9 @@ pub async fn start(pki: &Pki, controller: SocketAddr, id: &str) -> RunningProxy 
         admin_addr: Some("127.0.0.1:0".parse().expect("address")),
         ..ProxyConfig::default()
     };
-    let server = ProxyServer::bind(
-        config,
-        ChainBuilder::new(hookway_proxy::plugins::builtin()),
-        rx,
-    )
-    .await
-    .expect("proxy binds");
+    let server = ProxyServer::bind(config, ChainBuilder::new(registry), rx)
+        .await
+        .expect("proxy binds");
     let http = server.http_addr().expect("http listener");
     let verdicts = server.state().verdicts();
     let mut source_config = ControllerSourceConfig::new(

@@ -43,6 +43,10 @@ async fn controller(client: &Client, pki: &Pki, stream: &str) -> Controller {
 }
 
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    get_host(addr, "shop.example.com", path).await
+}
+
+async fn get_host(addr: SocketAddr, host: &str, path: &str) -> (u16, String) {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
@@ -50,7 +54,7 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
             .unwrap();
     tokio::spawn(conn);
     let req = http::Request::get(path)
-        .header("host", "shop.example.com")
+        .header("host", host)
         .body(Full::new(Bytes::new()))
         .unwrap();
     let resp = sender.send_request(req).await.unwrap();
@@ -69,9 +73,20 @@ async fn eventually(
     what: &str,
     ok: impl Fn(u16, &str) -> bool,
 ) -> Duration {
+    eventually_host(addr, "shop.example.com", path, what, ok).await
+}
+
+/// Polls `host` `path` on `addr` until the answer satisfies `ok`.
+async fn eventually_host(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    what: &str,
+    ok: impl Fn(u16, &str) -> bool,
+) -> Duration {
     let started = Instant::now();
     loop {
-        let (status, body) = get(addr, path).await;
+        let (status, body) = get_host(addr, host, path).await;
         if ok(status, &body) {
             return started.elapsed();
         }
@@ -231,4 +246,291 @@ async fn objects_become_traffic_through_two_proxies() {
             "serves without the controller"
         );
     }
+}
+
+/// The `Programmed` condition of Route `ns/name`: (status, reason, message).
+async fn programmed(client: &Client, ns: &str, name: &str) -> Option<(String, String, String)> {
+    let routes: Api<Route> = Api::namespaced(client.clone(), ns);
+    let status = routes.get(name).await.ok()?.status?;
+    status
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Programmed")
+        .map(|c| (c.status, c.reason, c.message))
+}
+
+/// Waits until Route `ns/name`'s `Programmed` condition satisfies `ok`.
+async fn wait_programmed(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    ok: impl Fn(&str, &str, &str) -> bool,
+) -> (String, String, String) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let c = programmed(client, ns, name).await;
+        if let Some((status, reason, message)) = &c {
+            if ok(status, reason, message) {
+                return c.unwrap();
+            }
+        }
+        assert!(Instant::now() < deadline, "{ns}/{name} Programmed: {c:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A certificate for `host` and the key of another one: the API server accepts such a Secret,
+/// a TLS stack refuses it.
+fn mismatched_tls_secret(name: &str, host: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let cert = rcgen::generate_simple_self_signed(vec![host.to_string()]).unwrap();
+    let other_key = rcgen::KeyPair::generate().unwrap();
+    let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
+    json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": name},
+        "data": {"tls.crt": b64(cert.cert.pem()), "tls.key": b64(other_key.serialize_pem())}
+    })
+}
+
+/// Issue 15: one tenant's object that the proxies cannot build (a TLS Secret whose key does
+/// not match its certificate; a plugin instance only the proxy can find broken) leaves the
+/// other tenant's later changes applying on both proxies, and `Programmed` tells the truth
+/// for both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_that_breaks_a_proxy_build_freezes_no_one_else() {
+    const ROOT: &str = "iso-system";
+    let fake = FakeApi::start().await;
+    let client = fake.client().await;
+    let nss: Api<Namespace> = Api::all(client.clone());
+    for ns in [ROOT, "team-a", "team-b"] {
+        nss.create(
+            &PostParams::default(),
+            &object(json!({"metadata": {"name": ns}})),
+        )
+        .await
+        .unwrap();
+    }
+    let pki = Pki::new("isolation");
+    let upstream = upstream::start().await;
+    let registry = hookway_tests::fragile::registry();
+    let catalogue = registry.catalogue().clone();
+    let options = hookway_crds::compiler::Options {
+        root_namespace: ROOT.into(),
+    };
+    let config = Config {
+        namespaces: vec![ROOT.into(), "team-a".into(), "team-b".into()],
+        root_namespace: ROOT.into(),
+        stream_listener: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        admin_listener: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        token: Token::new(&pki.token).unwrap(),
+        tls: tls::server_config(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes()).unwrap(),
+        identity: "controller-0".into(),
+        lease_duration: Duration::from_secs(3),
+        debounce: Debounce::default(),
+        compile: std::sync::Arc::new(move |objects| {
+            hookway_crds::compiler::compile(objects, &options, &catalogue)
+        }),
+    };
+    let ctrl = Controller::start(client.clone(), config).await.unwrap();
+    let (p1, p2) = (
+        proxy::start_with(
+            &pki,
+            ctrl.stream_addr,
+            "proxy-1",
+            hookway_tests::fragile::registry(),
+        )
+        .await,
+        proxy::start_with(
+            &pki,
+            ctrl.stream_addr,
+            "proxy-2",
+            hookway_tests::fragile::registry(),
+        )
+        .await,
+    );
+    let pp = PostParams::default();
+    let create = |ns: &'static str, value: serde_json::Value| {
+        let client = client.clone();
+        async move {
+            let kind = value["kind"].as_str().unwrap().to_string();
+            let result = match kind.as_str() {
+                "Service" => Api::<Service>::namespaced(client, ns)
+                    .create(&PostParams::default(), &object(value))
+                    .await
+                    .map(|_| ()),
+                "Route" => Api::<Route>::namespaced(client, ns)
+                    .create(&PostParams::default(), &object(value))
+                    .await
+                    .map(|_| ()),
+                "GatewayPlugin" => Api::<GatewayPlugin>::namespaced(client, ns)
+                    .create(&PostParams::default(), &object(value))
+                    .await
+                    .map(|_| ()),
+                _ => Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client, ns)
+                    .create(&PostParams::default(), &object(value))
+                    .await
+                    .map(|_| ()),
+            };
+            result.unwrap_or_else(|e| panic!("creating a {kind} in {ns}: {e}"));
+        }
+    };
+    let service = json!({
+        "apiVersion": "hookway.dev/v1alpha1", "kind": "Service",
+        "metadata": {"name": "shop"},
+        "spec": {"nodes": [{"address": upstream.ip().to_string(), "port": upstream.port()}]}
+    });
+    let route = |name: &str, host: &str, prefix: &str, extra: serde_json::Value| {
+        let mut spec = json!({"hosts": [host], "service": "shop",
+                              "rules": [{"path": {"type": "Prefix", "value": prefix}}]});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Route",
+               "metadata": {"name": name}, "spec": spec})
+    };
+    create("team-a", service.clone()).await;
+    create("team-b", service).await;
+    create("team-a", route("a", "a.example.com", "/v1", json!({}))).await;
+    for p in [&p1, &p2] {
+        eventually_host(p.http, "a.example.com", "/v1/x", "team-a served", |s, _| {
+            s == 200
+        })
+        .await;
+    }
+    wait_programmed(&client, "team-a", "a", |s, _, m| {
+        s == "True" && m == "2/2 proxies"
+    })
+    .await;
+
+    // team-b: a Route whose plugin instance no proxy can build, and a Route naming a TLS
+    // Secret whose key does not match its certificate.
+    create(
+        "team-b",
+        json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "GatewayPlugin",
+               "metadata": {"name": "fragile"},
+               "spec": {"plugin": "fragile", "status": "enable", "config": {"tag": 1}}}),
+    )
+    .await;
+    create(
+        "team-b",
+        route(
+            "b",
+            "b.example.com",
+            "/",
+            json!({"plugins": {"fragile": {"config": {"fail": true}}}}),
+        ),
+    )
+    .await;
+    create("team-b", mismatched_tls_secret("tls", "tls.example.com")).await;
+    create(
+        "team-b",
+        route(
+            "b-tls",
+            "tls.example.com",
+            "/",
+            json!({"tls": {"secretName": "tls"}}),
+        ),
+    )
+    .await;
+    let (_, _, message) = wait_programmed(&client, "team-b", "b", |s, r, m| {
+        s == "False"
+            && r == "ApplyFailed"
+            && m.starts_with("0/2 proxies; proxy-1, proxy-2: Route team-b/b: plugin fragile")
+    })
+    .await;
+    assert!(message.contains("this proxy cannot build it"), "{message}");
+    // Whether the compiler or the proxies catch the bad Secret, b-tls is not Programmed.
+    let (_, reason, message) =
+        wait_programmed(&client, "team-b", "b-tls", |s, _, _| s == "False").await;
+    assert!(
+        reason == "NotServed" || message.contains("does not match"),
+        "{reason}: {message}"
+    );
+    for p in [&p1, &p2] {
+        assert_eq!(
+            get_host(p.http, "b.example.com", "/").await.0,
+            404,
+            "b left out"
+        );
+    }
+
+    // team-a changes its Route: the change reaches traffic on both proxies and its status.
+    let routes_a: Api<Route> = Api::namespaced(client.clone(), "team-a");
+    let mut a = routes_a.get("a").await.unwrap();
+    a.spec = object(json!({"hosts": ["a.example.com"], "service": "shop",
+                           "rules": [{"path": {"type": "Prefix", "value": "/v2"}}]}));
+    routes_a.replace("a", &pp, &a).await.unwrap();
+    for p in [&p1, &p2] {
+        eventually_host(
+            p.http,
+            "a.example.com",
+            "/v2/x",
+            "team-a's change",
+            |s, _| s == 200,
+        )
+        .await;
+        assert_eq!(get_host(p.http, "a.example.com", "/v1/x").await.0, 404);
+    }
+    let generation = routes_a.get("a").await.unwrap().metadata.generation;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let a = routes_a.get("a").await.unwrap();
+        let conditions = a.status.map(|s| s.conditions).unwrap_or_default();
+        let programmed_a = conditions.iter().find(|c| c.type_ == "Programmed");
+        if programmed_a.is_some_and(|c| {
+            c.observed_generation == generation && c.status == "True" && c.message == "2/2 proxies"
+        }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "team-a's new generation never Programmed: {programmed_a:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // team-b drops its own plugin config (the GatewayPlugin's applies): it applies, says so.
+    let routes_b: Api<Route> = Api::namespaced(client.clone(), "team-b");
+    let mut b = routes_b.get("b").await.unwrap();
+    b.spec = object(json!({"hosts": ["b.example.com"], "service": "shop",
+                           "plugins": {"fragile": {}}}));
+    routes_b.replace("b", &pp, &b).await.unwrap();
+    for p in [&p1, &p2] {
+        eventually_host(p.http, "b.example.com", "/", "team-b's fix", |s, _| {
+            s == 200
+        })
+        .await;
+    }
+    wait_programmed(&client, "team-b", "b", |s, _, m| {
+        s == "True" && m == "2/2 proxies"
+    })
+    .await;
+
+    // A change to the GatewayPlugin the Route uses (not to the Route) that no proxy can build:
+    // `b` keeps its previous version on the proxies, and its status says it is not programmed.
+    let plugins_b: Api<GatewayPlugin> = Api::namespaced(client.clone(), "team-b");
+    let mut fragile = plugins_b.get("fragile").await.unwrap();
+    fragile.spec.config = Some(json!({"fail": true}));
+    plugins_b.replace("fragile", &pp, &fragile).await.unwrap();
+    let (_, _, message) = wait_programmed(&client, "team-b", "b", |s, r, m| {
+        s == "False" && r == "ApplyFailed" && m.starts_with("0/2 proxies; proxy-1, proxy-2:")
+    })
+    .await;
+    assert!(
+        message.contains("GatewayPlugin") || message.contains("plugin fragile"),
+        "{message}"
+    );
+    assert!(
+        message.contains("(previous version still served)"),
+        "{message}"
+    );
+    for p in [&p1, &p2] {
+        assert_eq!(
+            get_host(p.http, "b.example.com", "/").await.0,
+            200,
+            "b's previous version keeps serving"
+        );
+    }
+    ctrl.shutdown().await;
 }
