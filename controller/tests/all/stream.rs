@@ -188,6 +188,7 @@ async fn snapshots_stream_and_acks_count_as_programmed() {
         version: 1,
         hash: first.hash.clone(),
         error: None,
+        failed: vec![],
     }));
     wait_count(
         &proxies,
@@ -209,6 +210,7 @@ async fn snapshots_stream_and_acks_count_as_programmed() {
         version: 2,
         hash: second.hash.clone(),
         error: Some("bad certificate".into()),
+        failed: vec![],
     }));
     tokio::time::timeout(Duration::from_secs(5), recorded.changed())
         .await

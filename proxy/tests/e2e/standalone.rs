@@ -1,5 +1,6 @@
 //! Standalone mode through a real proxy: a folder of manifests is compiled, served, and reloaded
-//! on change; an invalid change keeps the last good snapshot.
+//! on change; a broken file or object is left out (a broken file's last good version serves)
+//! and every other change applies.
 
 use std::future::ready;
 use std::sync::{Arc, Mutex};
@@ -48,8 +49,8 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
     }
 }
 
-/// What the watcher logs when it keeps the last good snapshot.
-const KEPT: &str = "change not applied, keeping the last good snapshot";
+/// What the watcher logs (once) when a manifest file cannot be decoded.
+const BROKEN: &str = "manifest file not applied";
 
 const PLUGIN: &str = "apiVersion: hookway.dev/v1alpha1
 kind: GatewayPlugin
@@ -90,8 +91,12 @@ async fn wait_body(c: &reqwest::Client, url: &str, want: &str) {
     }
 }
 
+async fn body(c: &reqwest::Client, url: &str) -> String {
+    c.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 #[tokio::test]
-async fn a_folder_is_served_and_reloaded_and_bad_changes_are_kept_out() {
+async fn a_folder_is_served_and_a_broken_file_or_object_freezes_nothing_else() {
     let echo = EchoServer::start("echo").await;
     let logs = Logs::default();
     let _capture = logs.capture();
@@ -102,55 +107,66 @@ async fn a_folder_is_served_and_reloaded_and_bad_changes_are_kept_out() {
     let proxy = standalone_proxy(&dir).await;
     let c = client();
 
-    assert_eq!(
-        c.get(proxy.url("/hello"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "one"
-    );
+    assert_eq!(body(&c, &proxy.url("/hello")).await, "one");
     let upstream = json(c.get(proxy.url("/other")).send().await.unwrap()).await;
     assert_eq!(upstream["path"], "/other");
 
     // A good change is applied.
     dir.write("plugin.yaml", &PLUGIN.replace("BODY", "two"));
     wait_body(&c, &proxy.url("/hello"), "two").await;
-    let good = proxy.version().unwrap();
 
-    // A change that breaks an object keeps the last good snapshot.
+    // plugin.yaml stops being YAML: its last good version keeps serving, and a change to
+    // another file still applies.
+    dir.write("plugin.yaml", "kind: [unclosed");
+    let added = ROUTES.to_string()
+        + "---
+apiVersion: hookway.dev/v1alpha1
+kind: Route
+metadata: {name: added, namespace: default}
+spec:
+  rules: [{path: {type: Exact, value: /added}}]
+  service: echo
+  plugins: {hello: {}}
+";
+    dir.write("routes.yaml", &added);
+    wait_body(&c, &proxy.url("/added"), "two").await;
+    assert_eq!(body(&c, &proxy.url("/hello")).await, "two");
+    wait_until("the broken file is reported", || {
+        ready(logs.count(BROKEN) == 1)
+    })
+    .await;
+
+    // An object the compiler rejects (unknown plugin kind) is left out with the Route that
+    // needs it; fixing plugin.yaml in the same breath applies.
     dir.write(
-        "plugin.yaml",
-        &PLUGIN
-            .replace("plugin: mock", "plugin: nope")
-            .replace("BODY", "three"),
+        "bad.yaml",
+        &(plugin_yaml("broken", "nope", "{}")
+            + "---\n"
+            + &route_yaml("needs-broken", "/needs", "broken: {}")),
     );
-    wait_until("the change is refused", || ready(logs.count(KEPT) > 0)).await;
-    assert_eq!(proxy.version(), Some(good));
+    dir.write("plugin.yaml", &PLUGIN.replace("BODY", "three"));
+    wait_body(&c, &proxy.url("/hello"), "three").await;
+    let fallback = json(c.get(proxy.url("/needs")).send().await.unwrap()).await;
     assert_eq!(
-        c.get(proxy.url("/hello"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "two"
+        fallback["path"], "/needs",
+        "the rejected Route is not served: the catch-all Route answers"
     );
 
-    // So does a file that is not YAML at all.
-    let refused = logs.count(KEPT);
+    // A file that never loaded is left out (and reported); the next change applies all the same.
     dir.write("broken.yaml", "kind: [unclosed");
-    wait_until("the file is refused", || ready(logs.count(KEPT) > refused)).await;
-    assert_eq!(proxy.version(), Some(good));
-
-    // Fixing both applies again.
-    std::fs::remove_file(dir.path.join("broken.yaml")).unwrap();
     dir.write("plugin.yaml", &PLUGIN.replace("BODY", "four"));
     wait_body(&c, &proxy.url("/hello"), "four").await;
-    assert!(proxy.version().unwrap() > good);
+
+    // A file removed is forgotten, its last good version too.
+    std::fs::remove_file(dir.path.join("routes.yaml")).unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while c.get(proxy.url("/added")).send().await.unwrap().status() != 404 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "routes.yaml still served"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

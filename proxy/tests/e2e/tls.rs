@@ -100,12 +100,14 @@ async fn certificates_change_with_the_snapshot() {
 }
 
 #[tokio::test]
-async fn a_bad_certificate_rejects_the_snapshot_and_keeps_the_last_good() {
+async fn a_bad_certificate_keeps_its_previous_one_and_the_others_apply() {
     let s = EchoServer::start("s").await;
     let ca = Ca::new();
     let proxy = Proxy::start(Some(tls_snapshot(1, &ca, &["a.example.com"], &s))).await;
-    let mut bad = tls_snapshot(2, &ca, &["a.example.com"], &s);
-    bad.certificates[0].key_pem = ca.leaf(&["x"]).1; // a key of another certificate
+    let https = proxy.https.unwrap();
+    // v2 adds b's certificate and breaks a's (a key of another certificate).
+    let mut bad = tls_snapshot(2, &ca, &["a.example.com", "b.example.com"], &s);
+    bad.certificates[0].key_pem = ca.leaf(&["x"]).1;
     let bad = bad.seal();
     proxy.tx.send_replace(Some(std::sync::Arc::new(bad)));
     let metrics_url = format!("http://{}/metrics", proxy.admin);
@@ -119,19 +121,41 @@ async fn a_bad_certificate_rejects_the_snapshot_and_keeps_the_last_good() {
             .text()
             .await
             .unwrap();
-        if text.contains("hookway_snapshot_reloads_total{result=\"rejected\"} 1") {
+        if text.contains("hookway_snapshot_reloads_total{result=\"partial\"} 1") {
+            assert!(text.contains("hookway_snapshot_failed_objects 1"), "{text}");
             break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "never rejected:\n{text}"
+            "never applied partially:\n{text}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert_eq!(proxy.version(), Some(1));
-    assert_eq!(
-        client().get(proxy.url("/")).send().await.unwrap().status(),
-        200
+    assert_eq!(proxy.version(), Some(2), "the rest of v2 is live");
+    let c = tls_client(&ca.pem, &["a.example.com", "b.example.com"], https);
+    for host in ["a.example.com", "b.example.com"] {
+        let url = format!("https://{host}:{}/", https.port());
+        assert_eq!(
+            c.get(&url).send().await.unwrap().status(),
+            200,
+            "{host}: a keeps its previous certificate, b gets its new one"
+        );
+    }
+    let config: serde_json::Value = client()
+        .get(format!("http://{}/config", proxy.admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config["failed"][0]["kind"], "Secret", "{config}");
+    assert!(
+        config["failed"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("does not match"),
+        "{config}"
     );
 }
 
