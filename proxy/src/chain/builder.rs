@@ -42,7 +42,7 @@ pub(crate) type Instances = HashMap<InstanceKey, Arc<dyn Plugin>>;
 pub(crate) fn build(registry: &Registry, instances: &mut Instances, snapshot: &Snapshot) -> Chains {
     let mut next = Instances::new();
     let mut refused: HashMap<InstanceKey, String> = HashMap::new();
-    let mut chain_of = |entries: &[ChainEntry]| -> Result<Chain, BuildError> {
+    let mut chain_of = |entries: &[ChainEntry]| -> Result<Chain, Box<BuildError>> {
         let mut links = Vec::with_capacity(entries.len());
         for entry in entries {
             let key = InstanceKey::of(entry);
@@ -50,7 +50,7 @@ pub(crate) fn build(registry: &Registry, instances: &mut Instances, snapshot: &S
                 Some(plugin) => plugin.clone(),
                 None => {
                     if let Some(message) = refused.get(&key) {
-                        return Err(BuildError::of(entry, message.clone()));
+                        return Err(Box::new(BuildError::of(entry, message.clone())));
                     }
                     match build_instance(registry, snapshot, entry) {
                         Ok(plugin) => plugin,
@@ -90,7 +90,7 @@ fn build_instance(
     registry: &Registry,
     snapshot: &Snapshot,
     entry: &ChainEntry,
-) -> Result<Arc<dyn Plugin>, BuildError> {
+) -> Result<Arc<dyn Plugin>, Box<BuildError>> {
     let env = BuildEnv {
         snapshot,
         plugin_ref: &entry.plugin_ref,
@@ -98,7 +98,7 @@ fn build_instance(
     };
     registry
         .build(&entry.plugin, &entry.config, &env)
-        .map_err(|message| BuildError::of(entry, message))
+        .map_err(|message| Box::new(BuildError::of(entry, message)))
 }
 
 /// Writes `value` as JSON with object keys sorted, whatever the map type's order.

@@ -212,9 +212,9 @@ pub struct ChainBuilder {
 /// The chains of one snapshot, each built on its own.
 pub struct Chains {
     /// Per Route, in the snapshot's route order.
-    pub routes: Vec<Result<Chain, BuildError>>,
+    pub routes: Vec<Result<Chain, Box<BuildError>>>,
     /// For requests that match no Route.
-    pub default: Result<Chain, BuildError>,
+    pub default: Result<Chain, Box<BuildError>>,
 }
 
 /// A plugin instance that could not be built: the chains using it are left out by this proxy.
