@@ -422,15 +422,17 @@ fn a_route_the_router_refuses_is_left_out_alone() {
 #[test]
 fn a_failed_default_chain_keeps_the_previous_one() {
     let state = state();
-    let mut v1 = Snapshot::default();
-    v1.default_chain = with_plugin(route("x", 0), json!({"tag": 1})).chain;
-    assert!(state.apply(Arc::new(v1.seal())).is_empty());
-    let mut v2 = Snapshot {
-        routes: vec![route("a", 1)],
-        upstreams: vec![upstream("svc")],
+    let v1 = Snapshot {
+        default_chain: with_plugin(route("x", 0), json!({"tag": 1})).chain,
         ..Snapshot::default()
     };
-    v2.default_chain = with_plugin(route("x", 0), json!({"fail": true})).chain;
+    assert!(state.apply(Arc::new(v1.seal())).is_empty());
+    let v2 = Snapshot {
+        routes: vec![route("a", 1)],
+        upstreams: vec![upstream("svc")],
+        default_chain: with_plugin(route("x", 0), json!({"fail": true})).chain,
+        ..Snapshot::default()
+    };
     let left_out = state.apply(Arc::new(v2.seal()));
     assert_eq!(
         failures(&left_out),
