@@ -76,10 +76,8 @@ impl TempDir {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .subsec_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "hookway-{name}-{}-{nanos}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("hookway-{name}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         Self(dir)
     }
@@ -117,7 +115,10 @@ impl Prometheus {
         let log = dir.join("prometheus.log");
         let child = Command::new(binary)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
             .arg(format!("--web.listen-address={addr}"))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).unwrap())
@@ -204,7 +205,9 @@ impl Prometheus {
 
 /// `[time, "value"]` → value.
 fn parse_value(v: &Value) -> f64 {
-    v[1].as_str().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN)
+    v[1].as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 /// The value of the series whose `label` is `value`.
@@ -214,11 +217,7 @@ fn by_label(v: &[(Value, f64)], label: &str, value: &str) -> Option<f64> {
 
 /// A one-shot HTTP GET on loopback: `(status, body)`. `HTTP/1.0` keeps Go servers from
 /// chunking the answer.
-async fn http_get(
-    addr: SocketAddr,
-    path: &str,
-    version: &str,
-) -> std::io::Result<(u16, String)> {
+async fn http_get(addr: SocketAddr, path: &str, version: &str) -> std::io::Result<(u16, String)> {
     let exchange = async {
         let mut tcp = TcpStream::connect(addr).await?;
         let req = format!("GET {path} {version}\r\nhost: test\r\nconnection: close\r\n\r\n");
@@ -299,7 +298,7 @@ spec: {{rules: [{{path: {{type: Exact, value: /broken}}}}], service: closed}}
 async fn standalone_proxy(dir: &Path) -> (SocketAddr, SocketAddr, oneshot::Sender<()>) {
     let registry = hookway_proxy::plugins::builtin();
     let (tx, mut rx) = watch::channel(None);
-    let mut loader = tokio::spawn(standalone::watch(
+    let loader = tokio::spawn(standalone::watch(
         dir.to_path_buf(),
         StandaloneOptions::default(),
         registry.catalogue().clone(),
@@ -345,14 +344,20 @@ async fn controller(pki: &Pki) -> (FakeApi, Controller, tokio::task::JoinHandle<
     let service = json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Service",
         "metadata": {"name": "web"}, "spec": {"nodes": [{"address": "10.0.0.1", "port": 80}]}});
     services
-        .create(&PostParams::default(), &serde_json::from_value(service).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(service).unwrap(),
+        )
         .await
         .unwrap();
     let routes: Api<Route> = Api::namespaced(client.clone(), ROOT);
     let route = json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Route",
         "metadata": {"name": "web"}, "spec": {"rules": [{"path": {"type": "Prefix", "value": "/"}}], "service": "web"}});
     routes
-        .create(&PostParams::default(), &serde_json::from_value(route).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(route).unwrap(),
+        )
         .await
         .unwrap();
     let config = Config {
@@ -458,7 +463,8 @@ async fn prometheus_scrapes_rates_and_latency_quantiles_by_route() {
     // Both targets are up.
     prometheus
         .wait_for("both targets scraped", "up", |v| {
-            by_label(v, "job", "proxy") == Some(1.0) && by_label(v, "job", "controller") == Some(1.0)
+            by_label(v, "job", "proxy") == Some(1.0)
+                && by_label(v, "job", "controller") == Some(1.0)
         })
         .await;
 
@@ -538,8 +544,16 @@ async fn prometheus_scrapes_rates_and_latency_quantiles_by_route() {
         .query(r#"hookway_controller_objects{condition="accepted"}"#)
         .await
         .unwrap();
-    assert_eq!(by_label(&accepted, "kind", "Route"), Some(1.0), "{accepted:?}");
-    assert_eq!(by_label(&accepted, "kind", "Service"), Some(1.0), "{accepted:?}");
+    assert_eq!(
+        by_label(&accepted, "kind", "Route"),
+        Some(1.0),
+        "{accepted:?}"
+    );
+    assert_eq!(
+        by_label(&accepted, "kind", "Service"),
+        Some(1.0),
+        "{accepted:?}"
+    );
     let version = prometheus
         .query("hookway_controller_snapshot_version")
         .await
