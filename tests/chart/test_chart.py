@@ -1,12 +1,18 @@
 """Renders charts/hookway with Helm's real engine (helm-python-sdk binds Helm's Go SDK) and checks
 the objects: names and labels consistent, references resolve, RBAC least-privilege, hardening."""
 
+import json
+import os
 import pathlib
+import re
 
 import helm_python as helm
 import pytest
+import yaml
 
 from render import CHART, NAMESPACE, render
+
+OPERATIONS_DOC = CHART.parents[1] / "docs" / "operations.md"
 
 COMBINATIONS = {
     "defaults": {},
@@ -19,6 +25,8 @@ COMBINATIONS = {
         "rootNamespace": "platform",
     },
     "no-pdb": {"proxy": {"pdb": {"enabled": False}}, "controller": {"pdb": {"enabled": False}}},
+    "monitoring": {"metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},
+                               "grafanaDashboard": {"enabled": True}}},
 }
 
 
@@ -170,3 +178,98 @@ def test_request_rules_reach_the_proxy(rules, expected):
         assert arg in args
     if not rules.get("trustedProxies"):
         assert not any(a.startswith("--trusted-proxies") for a in args)
+
+
+# --- Monitoring: PrometheusRule and Grafana dashboard -----------------------------------------
+
+MONITORING = {"metrics": {"prometheusRule": {"enabled": True, "labels": {"release": "kps"}},
+                          "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Ingress"}}}}
+RULES_FILE = CHART / "files" / "prometheus-rules.yaml"
+DASHBOARD_FILE = CHART / "files" / "grafana-dashboard.json"
+METRIC_NAME = re.compile(r"\bhookway_[a-z_]+\b")
+
+
+def dashboard_exprs(dashboard):
+    return [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+
+
+def rule_exprs(groups):
+    return [r["expr"] for g in groups for r in g["rules"]]
+
+
+def test_monitoring_objects_are_off_by_default():
+    kinds = {o["kind"] for o in render({})}
+    assert "PrometheusRule" not in kinds
+    assert "ConfigMap" not in kinds
+
+
+def test_prometheus_rule_renders_the_rules_file_when_enabled():
+    objects = render(MONITORING)
+    [rule] = by_kind(objects, "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["labels"]["release"] == "kps"
+    assert rule["spec"] == yaml.safe_load(RULES_FILE.read_text())
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    # The alerts docs/operations.md describes, each by name.
+    documented = set(re.findall(r"`(Hookway[A-Za-z0-9]+)`", OPERATIONS_DOC.read_text()))
+    assert alerts == documented
+    for r in (r for g in rule["spec"]["groups"] for r in g["rules"]):
+        assert r["labels"]["severity"] in ("info", "warning", "critical"), r["alert"]
+        assert r["annotations"]["summary"], r["alert"]
+
+
+def test_grafana_dashboard_configmap_carries_the_sidecar_label_when_enabled():
+    objects = render(MONITORING)
+    [cm] = by_kind(objects, "ConfigMap")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["annotations"] == {"grafana_folder": "Ingress"}
+    assert cm["metadata"]["namespace"] == NAMESPACE
+    dashboard = json.loads(cm["data"]["hookway.json"])
+    assert dashboard == json.loads(DASHBOARD_FILE.read_text())
+    titles = " | ".join(p["title"] for p in dashboard["panels"]).lower()
+    for topic in ("by route", "error ratio", "latency", "plugin hook time", "snapshot version",
+                  "rejections", "proxies connected"):
+        assert topic in titles, topic
+    # Every query uses the dashboard's data source variable.
+    for panel in dashboard["panels"]:
+        if panel["type"] != "row":
+            assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+
+
+def test_grafana_dashboard_namespace_can_be_grafanas():
+    values = {"metrics": {"grafanaDashboard": {"enabled": True, "namespace": "monitoring"}}}
+    [cm] = by_kind(render(values), "ConfigMap")
+    assert cm["metadata"]["namespace"] == "monitoring"
+
+
+def test_service_monitors_keep_the_metrics_service_label():
+    objects = render({"metrics": {"serviceMonitor": {"enabled": True}}})
+    for monitor in by_kind(objects, "ServiceMonitor"):
+        assert all(e["honorLabels"] is True for e in monitor["spec"]["endpoints"])
+
+
+def exported_series_names():
+    """Series names in the real /metrics scrapes that scripts/check-metrics.sh keeps in
+    $HOOKWAY_METRICS_DIR (scripts/test.sh sets it): `# TYPE` lines, histograms expanded."""
+    folder = os.environ.get("HOOKWAY_METRICS_DIR")
+    if not folder:
+        pytest.skip("HOOKWAY_METRICS_DIR unset: run scripts/test.sh (check-metrics.sh writes the scrapes)")
+    names = set()
+    for scrape in ("proxy.prom", "controller.prom"):
+        for line in (pathlib.Path(folder) / scrape).read_text().splitlines():
+            if line.startswith("# TYPE "):
+                _, _, name, kind = line.split()
+                names |= {name + s for s in ("_bucket", "_sum", "_count")} if kind == "histogram" else {name}
+    return names
+
+
+def test_rules_and_dashboard_use_only_exported_metric_names():
+    exported = exported_series_names()
+    used = {}
+    for expr in rule_exprs(yaml.safe_load(RULES_FILE.read_text())["groups"]):
+        used.update({name: "rules" for name in METRIC_NAME.findall(expr)})
+    for expr in dashboard_exprs(json.loads(DASHBOARD_FILE.read_text())):
+        used.update({name: "dashboard" for name in METRIC_NAME.findall(expr)})
+    assert len(used) > 15
+    unknown = {name: where for name, where in used.items() if name not in exported}
+    assert unknown == {}
