@@ -97,6 +97,11 @@ pub fn compile_dir(
         &loaded.objects,
         &Options {
             root_namespace: options.root_namespace.clone(),
+            // Only certificate expiry warnings read the clock, never the snapshot.
+            now: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .and_then(|d| i64::try_from(d.as_secs()).ok()),
         },
         catalogue,
     );
