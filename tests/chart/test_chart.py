@@ -110,10 +110,16 @@ def test_controller_rbac_is_least_privilege():
         ("events.k8s.io", "events", "patch"),
     }
     assert ("", "secrets", "get") not in grants
-    # Leases only in the release namespace.
+    # Leases only in the release namespace; PlatformPolicies only in the root namespace (the
+    # release namespace by default), read and their status patched.
     roles = by_kind(objects, "Role")
-    assert [r["metadata"]["namespace"] for r in roles] == [NAMESPACE]
+    assert [r["metadata"]["namespace"] for r in roles] == [NAMESPACE, NAMESPACE]
     assert {res for rule in roles[0]["rules"] for res in rule["resources"]} == {"leases"}
+    policy_grants = {(r, v) for rule in roles[1]["rules"] for r in rule["resources"] for v in rule["verbs"]}
+    assert policy_grants == {
+        ("platformpolicies", "get"), ("platformpolicies", "list"), ("platformpolicies", "watch"),
+        ("platformpolicies/status", "patch"),
+    }
     # Leader election (get/create/update) and the proxy registry (patch = server-side apply,
     # list/watch the other replicas' Leases, delete its own on shutdown).
     assert {v for rule in roles[0]["rules"] for v in rule["verbs"]} == {

@@ -15,6 +15,7 @@ mod plugins_transform;
 mod raw;
 mod request_meaning;
 mod routing;
+mod isolation;
 mod standalone;
 mod standalone_check;
 mod tls;
