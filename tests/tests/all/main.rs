@@ -2,5 +2,6 @@
 //! `bench.rs` stays a binary of its own: it installs a counting global allocator.
 
 mod e2e;
+mod isolation;
 mod real_api;
 mod traffic;
