@@ -3,10 +3,10 @@
 //! what crosses a namespace wall needs a PlatformPolicy. Each case also checks that the other
 //! Routes of the same compile keep being served.
 
+use crate::support::*;
 use hookway_crds::compiler::ObjectReport;
 use hookway_crds::snapshot::ObjectKey;
 use serde_json::{json, Value};
-use crate::support::*;
 
 /// `(status, reason)` of the first failing condition, or `(true, "")`.
 fn verdict(r: &ObjectReport) -> (bool, String) {

@@ -303,7 +303,7 @@ mod tests {
     #[tokio::test]
     async fn forged_and_expired_tokens_fail() {
         let snap = snapshot_with_secret("csrf-key", &[("key", "0123456789abcdef0123")]);
-        let plugin_ref = ObjectKey::new(testing::NS, "csrf");
+        let plugin_ref = hookway_crds::snapshot::ObjectKey::new(testing::NS, "csrf");
         let bindings = testing::bindings(&snap);
         let env = BuildEnv {
             snapshot: &snap,

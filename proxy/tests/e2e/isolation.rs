@@ -109,7 +109,10 @@ async fn one_tenants_broken_objects_leave_everything_else_serving_and_changing()
         ]
         .join("---\n"),
     );
-    dir.write("team-a.yaml", &route("team-a", "site", t1, "a.example.com", ""));
+    dir.write(
+        "team-a.yaml",
+        &route("team-a", "site", t1, "a.example.com", ""),
+    );
     dir.write(
         "team-b.yaml",
         &[
@@ -188,9 +191,17 @@ async fn one_tenants_broken_objects_leave_everything_else_serving_and_changing()
     let report = compiled(&dir);
     for (name, kind, want) in [
         ("tls", Kind::Route, ("ResolvedRefs", "InvalidCertificate")),
-        ("jwt", Kind::GatewayPlugin, ("ResolvedRefs", "InvalidSecret")),
+        (
+            "jwt",
+            Kind::GatewayPlugin,
+            ("ResolvedRefs", "InvalidSecret"),
+        ),
         ("jwt", Kind::Route, ("ResolvedRefs", "InvalidPluginConfig")),
-        ("keys", Kind::GatewayPlugin, ("ResolvedRefs", "InvalidSecret")),
+        (
+            "keys",
+            Kind::GatewayPlugin,
+            ("ResolvedRefs", "InvalidSecret"),
+        ),
         ("keys", Kind::Route, ("ResolvedRefs", "InvalidPluginConfig")),
         ("hijack", Kind::Route, ("Accepted", "HostConflict")),
         ("split", Kind::Route, ("ResolvedRefs", "RefNotPermitted")),
@@ -245,5 +256,8 @@ async fn one_tenants_broken_objects_leave_everything_else_serving_and_changing()
         "apiVersion: hookway.dev/v1alpha1\nkind: PlatformPolicy\nmetadata: {name: platform, namespace: hookway-system}\nspec:\n  referenceGrants: [{from: [team-b], to: shared, services: [canary]}]\n  sharedHosts: [{hosts: [a.example.com], namespaces: [team-b]}]\n",
     );
     wait_served(&c, &proxy, "b-split.example.com", (200, "canary")).await;
-    assert_eq!(failure(&compiled(&dir), Kind::Route, "team-b", "hijack").0, "ok");
+    assert_eq!(
+        failure(&compiled(&dir), Kind::Route, "team-b", "hijack").0,
+        "ok"
+    );
 }

@@ -69,7 +69,9 @@ impl Env {
             debounce: Debounce::default(),
             compile: default_compile(ROOT),
         };
-        Controller::start(self.client.clone(), config).await.unwrap()
+        Controller::start(self.client.clone(), config)
+            .await
+            .unwrap()
     }
 
     fn proxy(&self, controller: &Controller) -> watch::Receiver<Option<Arc<Snapshot>>> {
@@ -221,10 +223,18 @@ async fn one_tenants_broken_objects_stay_on_their_own_status() {
     for (ns, name) in [("team-a", "web"), ("team-b", "web"), ("shared", "canary")] {
         env.service(ns, name).await;
     }
-    env.route("team-a", "site", json!({"hosts": ["a.example.com"], "service": "web"}))
-        .await;
-    env.route("team-b", "ok", json!({"hosts": ["b.example.com"], "service": "web"}))
-        .await;
+    env.route(
+        "team-a",
+        "site",
+        json!({"hosts": ["a.example.com"], "service": "web"}),
+    )
+    .await;
+    env.route(
+        "team-b",
+        "ok",
+        json!({"hosts": ["b.example.com"], "service": "web"}),
+    )
+    .await;
     wait_snapshot(&mut proxy, "both tenants are served", |s| {
         served(s, "team-a", "site") && served(s, "team-b", "ok")
     })
@@ -247,7 +257,13 @@ async fn one_tenants_broken_objects_stay_on_their_own_status() {
     )
     .await;
     let message = env
-        .wait_condition::<Route>("team-b", "tls", "ResolvedRefs", "False", "InvalidCertificate")
+        .wait_condition::<Route>(
+            "team-b",
+            "tls",
+            "ResolvedRefs",
+            "False",
+            "InvalidCertificate",
+        )
         .await;
     assert!(message.contains("does not match"), "{message}");
     assert!(message.contains("plain HTTP only"), "{message}");
@@ -272,8 +288,14 @@ async fn one_tenants_broken_objects_stay_on_their_own_status() {
         .wait_condition::<GatewayPlugin>("team-b", "jwt", "ResolvedRefs", "False", "InvalidSecret")
         .await;
     assert!(message.contains("k1"), "{message}");
-    env.wait_condition::<Route>("team-b", "jwt", "ResolvedRefs", "False", "InvalidPluginConfig")
-        .await;
+    env.wait_condition::<Route>(
+        "team-b",
+        "jwt",
+        "ResolvedRefs",
+        "False",
+        "InvalidPluginConfig",
+    )
+    .await;
 
     // Two consumers with the same api key.
     env.secret(
@@ -302,16 +324,25 @@ async fn one_tenants_broken_objects_stay_on_their_own_status() {
     assert!(message.contains("same api key"), "{message}");
 
     // team-a's host.
-    env.route("team-b", "hijack", json!({"hosts": ["a.example.com"], "service": "web"}))
-        .await;
+    env.route(
+        "team-b",
+        "hijack",
+        json!({"hosts": ["a.example.com"], "service": "web"}),
+    )
+    .await;
     let message = env
         .wait_condition::<Route>("team-b", "hijack", "Accepted", "False", "HostConflict")
         .await;
     assert!(message.contains("team-a/site"), "{message}");
 
     // A reference into a namespace that granted nothing.
-    env.plugin(ROOT, "split", "traffic_splitting", json!({"service": "canary", "weight": 100}))
-        .await;
+    env.plugin(
+        ROOT,
+        "split",
+        "traffic_splitting",
+        json!({"service": "canary", "weight": 100}),
+    )
+    .await;
     env.route(
         "team-b",
         "split",
@@ -319,12 +350,22 @@ async fn one_tenants_broken_objects_stay_on_their_own_status() {
                "plugins": {"split": {"config": {"service": "shared/canary", "weight": 100}}}}),
     )
     .await;
-    env.wait_condition::<Route>("team-b", "split", "ResolvedRefs", "False", "RefNotPermitted")
-        .await;
+    env.wait_condition::<Route>(
+        "team-b",
+        "split",
+        "ResolvedRefs",
+        "False",
+        "RefNotPermitted",
+    )
+    .await;
 
     // Every later change still reaches the proxy; nothing broken does.
-    env.route("team-a", "later", json!({"hosts": ["a2.example.com"], "service": "web"}))
-        .await;
+    env.route(
+        "team-a",
+        "later",
+        json!({"hosts": ["a2.example.com"], "service": "web"}),
+    )
+    .await;
     let s = wait_snapshot(&mut proxy, "team-a's later Route is served", |s| {
         served(s, "team-a", "later")
     })
@@ -345,7 +386,10 @@ async fn one_tenants_broken_objects_stay_on_their_own_status() {
         "no certificate from a broken Secret: {:?}",
         s.certificates.iter().map(|c| &c.key).collect::<Vec<_>>()
     );
-    assert!(s.secrets.is_empty(), "no unusable credential Secret is shipped");
+    assert!(
+        s.secrets.is_empty(),
+        "no unusable credential Secret is shipped"
+    );
     env.wait_condition::<Route>("team-a", "later", "Accepted", "True", "Accepted")
         .await;
 
@@ -361,7 +405,12 @@ async fn one_tenants_broken_objects_stay_on_their_own_status() {
             .into_iter()
             .filter_map(|e| e.reason)
             .collect();
-        let want = ["InvalidCertificate", "InvalidSecret", "HostConflict", "RefNotPermitted"];
+        let want = [
+            "InvalidCertificate",
+            "InvalidSecret",
+            "HostConflict",
+            "RefNotPermitted",
+        ];
         if want.iter().all(|w| reasons.iter().any(|r| r == w)) {
             break;
         }
@@ -382,12 +431,11 @@ async fn one_tenants_broken_objects_stay_on_their_own_status() {
         served(s, "team-b", "split") && served(s, "team-b", "hijack")
     })
     .await;
-    let split = s
-        .routes
-        .iter()
-        .find(|r| r.key.name == "split")
-        .unwrap();
-    assert_eq!(split.chain[0].services["shared/canary"].to_string(), "shared/canary");
+    let split = s.routes.iter().find(|r| r.key.name == "split").unwrap();
+    assert_eq!(
+        split.chain[0].services["shared/canary"].to_string(),
+        "shared/canary"
+    );
     env.wait_condition::<PlatformPolicy>(ROOT, "platform", "Accepted", "True", "Accepted")
         .await;
 

@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::*;
 use crate::plugin::Consumer;
-use crate::plugins::testing::{self, body_string, ctx, parts, snapshot_with_secret, NS};
-use hookway_crds::snapshot::{ObjectKey, SecretEntry, Snapshot};
+use crate::plugins::testing::{self, body_string, ctx, parts, snapshot_with_secret};
+use hookway_crds::snapshot::{SecretEntry, Snapshot};
 
 const RSA_PRIVATE: &str = include_str!("testdata/rsa_private.pem");
 const RSA_PUBLIC: &str = include_str!("testdata/rsa_public.pem");
@@ -476,8 +476,9 @@ fn build_fails_on_missing_or_bad_secret() {
     )
     .err()
     .unwrap();
+    // A proxy never resolves a name itself: without the compiler's binding there is no Secret.
     assert!(
-        err.contains(&format!("{}", ObjectKey::new(NS, "nope"))),
+        err.contains("\"nope\" was not resolved by the compiler"),
         "{err}"
     );
     let snap = snapshot(&[("rsa", &[("k", "not a pem")])]);
@@ -540,13 +541,29 @@ fn compiler_checks_credential_secrets_as_the_proxy_loads_them() {
             snapshot_with_secret(name, data).secrets.remove(0),
         )
     };
-    let jwt = |alg: &str| json!({"credentials": [{"type": "jwt", "secret": "k", "algorithm": alg}]});
+    let jwt =
+        |alg: &str| json!({"credentials": [{"type": "jwt", "secret": "k", "algorithm": alg}]});
     let keys = json!({"credentials": [{"type": "apikey", "secret": "k"}]});
     let two_sources = json!({"credentials": [
         {"type": "apikey", "secret": "k"}, {"type": "apikey", "secret": "k2", "header": "x-key"}]});
-    let cases: Vec<(&str, serde_json::Value, Vec<(&str, &[(&str, &str)])>, Option<&str>)> = vec![
-        ("rsa key", jwt("RS256"), vec![("k", &[("kid", RSA_PUBLIC)])], None),
-        ("ec key", jwt("ES256"), vec![("k", &[("kid", EC_PUBLIC)])], None),
+    let cases: Vec<(
+        &str,
+        serde_json::Value,
+        Vec<(&str, &[(&str, &str)])>,
+        Option<&str>,
+    )> = vec![
+        (
+            "rsa key",
+            jwt("RS256"),
+            vec![("k", &[("kid", RSA_PUBLIC)])],
+            None,
+        ),
+        (
+            "ec key",
+            jwt("ES256"),
+            vec![("k", &[("kid", EC_PUBLIC)])],
+            None,
+        ),
         (
             "not a pem key",
             jwt("RS256"),
