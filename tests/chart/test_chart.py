@@ -136,7 +136,10 @@ def test_stream_secret_has_token_and_tls():
 def test_crds_are_the_generated_ones():
     chart = helm.Chart.load(CHART)
     names = sorted(pathlib.PurePath(c["name"]).name for c in chart.crds)
-    assert names == ["gatewayplugins.hookway.dev.yaml", "routes.hookway.dev.yaml", "services.hookway.dev.yaml"]
+    assert names == [
+        "gatewayplugins.hookway.dev.yaml", "platformpolicies.hookway.dev.yaml",
+        "routes.hookway.dev.yaml", "services.hookway.dev.yaml",
+    ]
 
 
 @pytest.mark.parametrize(
