@@ -360,7 +360,7 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
         }
     }
 
-    let matchers: Vec<Result<(Vec<String>, Vec<RuleEntry>), String>> = inputs
+    let matchers: Vec<Matchers> = inputs
         .routes
         .iter()
         .map(|r| {
@@ -527,6 +527,9 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
     .collect();
     Compiled { snapshot, reports }
 }
+
+/// A Route's validated hosts and rules, or why they are invalid.
+type Matchers = Result<(Vec<String>, Vec<RuleEntry>), String>;
 
 /// `creationTimestamp` in unix seconds (0 when unknown).
 fn created_secs(route: &Route) -> i64 {
