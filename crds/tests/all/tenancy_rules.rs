@@ -25,12 +25,15 @@ fn message(r: &ObjectReport) -> String {
 
 // ---- TLS Secrets --------------------------------------------------------------------------------
 
+/// (Route, Secret contents, certificate served, ResolvedRefs reason, message part).
+type TlsCase<'a> = (&'a str, Option<(&'a str, &'a str)>, bool, &'a str, &'a str);
+
 #[test]
 fn tls_secrets_are_checked_like_the_proxy_loads_them() {
     let (good_crt, good_key) = cert_pair("good.example.com", 2000, 2100);
     let (other_crt, other_key) = cert_pair("other.example.com", 2000, 2100);
     let (old_crt, old_key) = cert_pair("old.example.com", 2000, 2001);
-    let cases: [(&str, Option<(&str, &str)>, bool, &str, &str); 7] = [
+    let cases: [TlsCase; 7] = [
         // (route, secret contents, certificate served, ResolvedRefs reason, message part)
         ("good", Some((&good_crt, &good_key)), true, "", ""),
         (

@@ -546,12 +546,14 @@ fn compiler_checks_credential_secrets_as_the_proxy_loads_them() {
     let keys = json!({"credentials": [{"type": "apikey", "secret": "k"}]});
     let two_sources = json!({"credentials": [
         {"type": "apikey", "secret": "k"}, {"type": "apikey", "secret": "k2", "header": "x-key"}]});
-    let cases: Vec<(
-        &str,
+    /// (case, config, Secrets by name, expected error part).
+    type Case<'a> = (
+        &'a str,
         serde_json::Value,
-        Vec<(&str, &[(&str, &str)])>,
-        Option<&str>,
-    )> = vec![
+        Vec<(&'a str, &'a [(&'a str, &'a str)])>,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
         (
             "rsa key",
             jwt("RS256"),
