@@ -212,7 +212,12 @@ where
 
     fn count_objects(&self, compiled: &Compiled) {
         let mut counts: BTreeMap<(Kind, bool), i64> = BTreeMap::new();
-        for kind in [Kind::GatewayPlugin, Kind::Service, Kind::Route] {
+        for kind in [
+            Kind::GatewayPlugin,
+            Kind::Service,
+            Kind::Route,
+            Kind::PlatformPolicy,
+        ] {
             counts.insert((kind, true), 0);
             counts.insert((kind, false), 0);
         }
@@ -235,6 +240,7 @@ pub fn kind_name(kind: Kind) -> &'static str {
         Kind::GatewayPlugin => "GatewayPlugin",
         Kind::Service => "Service",
         Kind::Route => "Route",
+        Kind::PlatformPolicy => "PlatformPolicy",
     }
 }
 

@@ -57,19 +57,21 @@ pub struct Applied {
     pub truncated: bool,
 }
 
-/// The kind a proxy reports failures under for an object the compiler reports on.
-fn failed_kind(kind: Kind) -> FailedKind {
+/// The kind a proxy reports failures under for an object the compiler reports on (none for a
+/// PlatformPolicy: it never reaches a proxy).
+fn failed_kind(kind: Kind) -> Option<FailedKind> {
     match kind {
-        Kind::Route => FailedKind::Route,
-        Kind::Service => FailedKind::Service,
-        Kind::GatewayPlugin => FailedKind::GatewayPlugin,
+        Kind::Route => Some(FailedKind::Route),
+        Kind::Service => Some(FailedKind::Service),
+        Kind::GatewayPlugin => Some(FailedKind::GatewayPlugin),
+        Kind::PlatformPolicy => None,
     }
 }
 
 impl Applied {
     /// Why this proxy does not serve `id` as of the version it applied, if it listed it.
     pub fn failure(&self, id: &ObjectId) -> Option<&FailedObject> {
-        let kind = failed_kind(id.kind);
+        let kind = failed_kind(id.kind)?;
         self.failed
             .binary_search_by(|f| (f.kind, &f.key).cmp(&(kind, &id.key)))
             .ok()

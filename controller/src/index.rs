@@ -1,7 +1,7 @@
 //! Reflector stores -> the compiler's [`Objects`]. Pure: no I/O, no async.
 
 use hookway_crds::compiler::Objects;
-use hookway_crds::{GatewayPlugin, Route, Service};
+use hookway_crds::{GatewayPlugin, PlatformPolicy, Route, Service};
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service as CoreService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use std::sync::Arc;
@@ -60,6 +60,8 @@ pub struct Stores {
     pub tls_secrets: MultiStore<Secret>,
     /// Credential Secrets (label `hookway.dev/credentials=true`).
     pub credential_secrets: MultiStore<Secret>,
+    /// PlatformPolicies of the root namespace.
+    pub policies: MultiStore<PlatformPolicy>,
     /// Namespaces (metadata only matters: labels).
     pub namespaces: Store<Namespace>,
 }
@@ -110,6 +112,7 @@ impl Stores {
             endpoint_slices,
             secrets,
             namespaces: self.namespaces.state(),
+            policies: self.policies.state(),
         }
     }
 }
@@ -169,6 +172,7 @@ mod tests {
             ]),
             tls_secrets: multi(vec![meta(Secret::default(), "a", "tls")]),
             credential_secrets: multi(vec![meta(Secret::default(), "a", "creds")]),
+            policies: multi(vec![]),
             namespaces: {
                 let (store, mut writer) = reflector::store();
                 writer.apply_watcher_event(&Event::Apply(meta(Namespace::default(), "", "a")));

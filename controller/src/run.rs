@@ -29,11 +29,22 @@ pub type CompileFn = Arc<dyn Fn(&Objects) -> Compiled + Send + Sync>;
 
 /// The real compiler with the proxy's built-in plugin catalogue.
 pub fn default_compile(root_namespace: &str) -> CompileFn {
-    let options = Options {
-        root_namespace: root_namespace.to_string(),
-    };
+    let root_namespace = root_namespace.to_string();
     let catalogue = hookway_proxy::plugins::builtin().catalogue().clone();
-    Arc::new(move |objects| hookway_crds::compiler::compile(objects, &options, &catalogue))
+    Arc::new(move |objects| {
+        // The clock only feeds certificate expiry warnings on statuses, never the snapshot.
+        let options = Options {
+            root_namespace: root_namespace.clone(),
+            now: Some(unix_now()),
+        };
+        hookway_crds::compiler::compile(objects, &options, &catalogue)
+    })
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Everything the controller needs to start.
@@ -88,6 +99,7 @@ impl Controller {
         }
         let scope = Scope {
             namespaces: config.namespaces.clone(),
+            root: config.root_namespace.clone(),
         };
         let poke = Poke::default();
         let stores = watching::start(&client, &scope, &poke, &mut tasks);

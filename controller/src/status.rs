@@ -7,7 +7,8 @@
 
 use hookway_crds::compiler::{ConditionResult, Kind, ObjectReport};
 use hookway_crds::{
-    GatewayPlugin, GatewayPluginStatus, Route, RouteStatus, Service, ServiceStatus,
+    GatewayPlugin, GatewayPluginStatus, PlatformPolicy, PlatformPolicyStatus, Route, RouteStatus,
+    Service, ServiceStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{Resource, ResourceExt};
@@ -93,6 +94,26 @@ impl StatusObject for GatewayPlugin {
         GatewayPluginStatus {
             conditions,
             routes: report.routes,
+            warnings: report.warnings.clone(),
+        }
+    }
+    fn conditions(&self) -> &[Condition] {
+        self.status.as_ref().map_or(&[], |s| &s.conditions)
+    }
+    fn set_status(&mut self, status: Self::Status) {
+        self.status = Some(status);
+    }
+}
+
+impl StatusObject for PlatformPolicy {
+    type Status = PlatformPolicyStatus;
+    const KIND: Kind = Kind::PlatformPolicy;
+    fn status(&self) -> Option<&PlatformPolicyStatus> {
+        self.status.as_ref()
+    }
+    fn build(report: &ObjectReport, conditions: Vec<Condition>) -> PlatformPolicyStatus {
+        PlatformPolicyStatus {
+            conditions,
             warnings: report.warnings.clone(),
         }
     }

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use hookway_crds::compiler::{Kind, ObjectId, ObjectReport};
-use hookway_crds::{GatewayPlugin, Route, Service, FIELD_MANAGER};
+use hookway_crds::{GatewayPlugin, PlatformPolicy, Route, Service, FIELD_MANAGER};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
@@ -179,6 +179,17 @@ impl StatusLoop {
                 Kind::GatewayPlugin => {
                     self.one::<GatewayPlugin>(
                         &self.stores.plugins,
+                        id,
+                        report,
+                        &count,
+                        &now,
+                        written,
+                    )
+                    .await
+                }
+                Kind::PlatformPolicy => {
+                    self.one::<PlatformPolicy>(
+                        &self.stores.policies,
                         id,
                         report,
                         &count,

@@ -7,6 +7,7 @@
 //! | core Service, EndpointSlice | watched namespaces | — (index.rs keeps only referenced ones) |
 //! | Secret `kubernetes.io/tls` | watched namespaces | `fieldSelector=type=kubernetes.io/tls` |
 //! | Secret with credentials for plugins | watched namespaces | `labelSelector=hookway.dev/credentials=true` |
+//! | PlatformPolicy (hookway.dev) | the root namespace only | — (honoured only there) |
 //! | Namespace | cluster | — (labels for `policy.namespaces`) |
 //!
 //! No other Secret is ever loaded: a plugin config's Secret must carry the label
@@ -16,7 +17,7 @@
 use std::fmt::Debug;
 
 use futures::StreamExt;
-use hookway_crds::{GatewayPlugin, Route, Service};
+use hookway_crds::{GatewayPlugin, PlatformPolicy, Route, Service};
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service as CoreService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, Store};
@@ -89,6 +90,8 @@ pub fn trim<K: Resource>(obj: &mut K) {
 pub struct Scope {
     /// Empty: every namespace. Otherwise these (the root namespace is added if missing).
     pub namespaces: Vec<String>,
+    /// The root namespace (PlatformPolicies are watched there only).
+    pub root: String,
 }
 
 fn reflect<K>(tasks: &mut JoinSet<()>, api: Api<K>, config: watcher::Config, poke: Poke) -> Store<K>
@@ -193,6 +196,12 @@ pub fn start(client: &Client, scope: &Scope, poke: &Poke, tasks: &mut JoinSet<()
             &any.clone().labels(CREDENTIALS_LABEL),
             poke,
         ),
+        policies: MultiStore(vec![reflect::<PlatformPolicy>(
+            tasks,
+            Api::namespaced(client.clone(), &scope.root),
+            any.clone(),
+            poke.clone(),
+        )]),
         namespaces: reflect::<Namespace>(tasks, Api::all(client.clone()), any, poke.clone()),
     }
 }
@@ -206,6 +215,7 @@ pub async fn wait_ready(stores: &Stores) -> bool {
         && stores.endpoint_slices.wait_until_ready().await
         && stores.tls_secrets.wait_until_ready().await
         && stores.credential_secrets.wait_until_ready().await
+        && stores.policies.wait_until_ready().await
         && stores.namespaces.wait_until_ready().await.is_ok()
 }
 

@@ -207,6 +207,8 @@ mod tests {
                 order: 1,
                 config: serde_json::json!({"secret": "keys"}),
                 exclude_paths: vec![],
+                secrets: Default::default(),
+                services: Default::default(),
             }],
         };
         Snapshot {

@@ -10,32 +10,64 @@ use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
 
+use crate::snapshot::SecretEntry;
+
+/// The Secrets a config names, as the compiler resolved them: name as written in the config →
+/// the Secret (its key says which namespace it was resolved in).
+pub type ResolvedSecrets = BTreeMap<String, SecretEntry>;
+
 /// What a plugin's typed config may tell the compiler beyond "it parsed".
 pub trait PluginConfig: DeserializeOwned {
     /// Cross-field checks serde cannot express (e.g. `allow_credentials` with origin `*`).
     fn validate(&self) -> Result<(), String> {
         Ok(())
     }
-    /// Names of Secrets (in the GatewayPlugin's namespace) this config needs; the compiler
-    /// resolves them into the snapshot so proxies never talk to the API server.
+    /// Names of Secrets this config needs. The compiler resolves each in the namespace of the
+    /// object whose config this is (the GatewayPlugin's for its own config, the Route's or
+    /// Service's for a reference's config) and binds the result into the snapshot's chain entry,
+    /// so proxies never talk to the API server and never resolve a name themselves.
     fn secret_refs(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Checks the data of the Secrets named by [`PluginConfig::secret_refs`] exactly as the
+    /// data plane will read it (key material parses, metadata is well-formed, no duplicate
+    /// credentials), so a bad Secret is reported on the object's status instead of failing a
+    /// proxy. `secrets` holds every name of `secret_refs`.
+    fn check_secrets(&self, _secrets: &ResolvedSecrets) -> Result<(), String> {
+        Ok(())
+    }
+    /// Services this config sends traffic to, as written: `name` (the namespace of the object
+    /// whose config this is) or `namespace/name`. The compiler resolves them (a reference into
+    /// another namespace needs a grant, see `PlatformPolicy`) and binds the result into the
+    /// chain entry.
+    fn service_refs(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Whether this config makes the proxy call addresses the config chooses (an auth service,
+    /// a plugin API): allowed outside the root namespace only where a `PlatformPolicy` says so.
+    fn reaches_network(&self) -> bool {
+        false
+    }
 }
 
-/// The result of validating one config: the secrets it references.
+/// The result of validating one config: what it references.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Validated {
-    /// Secret names (namespace of the GatewayPlugin) the config references.
+    /// Secret names the config references ([`PluginConfig::secret_refs`]).
     pub secret_refs: Vec<String>,
+    /// Services the config sends traffic to, as written ([`PluginConfig::service_refs`]).
+    pub service_refs: Vec<String>,
+    /// [`PluginConfig::reaches_network`].
+    pub reaches_network: bool,
 }
 
 type Validator = fn(&serde_json::Value) -> Result<Validated, String>;
+type SecretChecker = fn(&serde_json::Value, &ResolvedSecrets) -> Result<(), String>;
 
 /// Plugin kinds by name.
 #[derive(Clone, Default)]
 pub struct Catalogue {
-    kinds: BTreeMap<String, Validator>,
+    kinds: BTreeMap<String, (Validator, SecretChecker)>,
 }
 
 impl std::fmt::Debug for Catalogue {
@@ -49,7 +81,17 @@ fn validate_as<C: PluginConfig>(value: &serde_json::Value) -> Result<Validated, 
     config.validate()?;
     Ok(Validated {
         secret_refs: config.secret_refs(),
+        service_refs: config.service_refs(),
+        reaches_network: config.reaches_network(),
     })
+}
+
+fn check_secrets_as<C: PluginConfig>(
+    value: &serde_json::Value,
+    secrets: &ResolvedSecrets,
+) -> Result<(), String> {
+    let config: C = serde_path_to_error(value)?;
+    config.check_secrets(secrets)
 }
 
 /// Deserializes with the path of the offending field in the message (`params[0].conflict: ...`).
@@ -72,7 +114,8 @@ impl Catalogue {
 
     /// Registers plugin kind `name` whose config deserializes into `C`.
     pub fn register<C: PluginConfig>(&mut self, name: &str) -> &mut Self {
-        self.kinds.insert(name.to_string(), validate_as::<C>);
+        self.kinds
+            .insert(name.to_string(), (validate_as::<C>, check_secrets_as::<C>));
         self
     }
 
@@ -89,7 +132,20 @@ impl Catalogue {
     /// Validates `config` for plugin kind `name`.
     pub fn validate(&self, name: &str, config: &serde_json::Value) -> Result<Validated, String> {
         match self.kinds.get(name) {
-            Some(validate) => validate(config),
+            Some((validate, _)) => validate(config),
+            None => Err(format!("unknown plugin kind {name:?}")),
+        }
+    }
+
+    /// Checks the resolved Secrets of a config already accepted by [`Catalogue::validate`].
+    pub fn check_secrets(
+        &self,
+        name: &str,
+        config: &serde_json::Value,
+        secrets: &ResolvedSecrets,
+    ) -> Result<(), String> {
+        match self.kinds.get(name) {
+            Some((_, check)) => check(config, secrets),
             None => Err(format!("unknown plugin kind {name:?}")),
         }
     }

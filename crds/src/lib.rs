@@ -3,13 +3,14 @@
 //! The shared source of truth of hookway, with no I/O:
 //!
 //! ```text
-//!   api/        GatewayPlugin, Service, Route  (kube CustomResource types)
+//!   api/        GatewayPlugin, Service, Route, PlatformPolicy  (kube CustomResource types)
 //!   crdgen      the CRD YAML generated from those types
 //!   catalogue   plugin kinds by name, each with a typed config validator
 //!   manifests   multi-document YAML -> typed objects (standalone mode, `--check`)
 //!   compiler    objects -> (Snapshot, per-object statuses)   [pure]
 //!   snapshot    what proxies run: routes, upstreams, chains, certificates
 //!   applied     what a proxy reports it applied, object by object; what a Route depends on
+//!   tls         certificate/key checks shared by the compiler and the proxy
 //! ```
 //!
 //! The controller feeds the compiler from kube-runtime reflector stores, the proxy's standalone
@@ -25,11 +26,13 @@ pub mod crdgen;
 pub mod duration;
 pub mod manifests;
 pub mod snapshot;
+pub mod tls;
 
 pub use api::{
     gateway_plugin::{
         GatewayPlugin, GatewayPluginSpec, GatewayPluginStatus, PluginPolicy, PluginStatus,
     },
+    platform_policy::{PlatformPolicy, PlatformPolicySpec, PlatformPolicyStatus},
     route::{Route, RouteSpec, RouteStatus},
     service::{Service, ServiceSpec, ServiceStatus},
     PluginRef,

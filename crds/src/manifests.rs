@@ -11,7 +11,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::Deserialize;
 
 use crate::compiler::Objects;
-use crate::{GatewayPlugin, Route, Service};
+use crate::{GatewayPlugin, PlatformPolicy, Route, Service};
 
 /// A document that could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -76,6 +76,10 @@ pub fn parse_into(
             }
             (crate::API_VERSION, "Route") => {
                 decode::<Route>(value, default_namespace).map(|o| into.routes.push(Arc::new(o)))
+            }
+            (crate::API_VERSION, "PlatformPolicy") => {
+                decode::<PlatformPolicy>(value, default_namespace)
+                    .map(|o| into.policies.push(Arc::new(o)))
             }
             ("v1", "Secret") => decode::<Secret>(value, default_namespace)
                 .map(fold_string_data)

@@ -2,11 +2,13 @@
 //!
 //! It is produced by the compiler (from the cluster or a folder of manifests), shipped to
 //! proxies as JSON, and swapped atomically in the proxy. Everything in it is already validated:
-//! a proxy only rejects a snapshot for reasons local to itself (e.g. a certificate its TLS stack
-//! cannot load).
+//! certificates and keys parse and match, credential Secrets read as the plugins will read them,
+//! and every name a plugin config uses is bound to the object the compiler resolved it to.
 //!
 //! The `hash` covers everything but `version`, so two compiles of the same objects have the same
 //! hash whatever order the objects came in.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -149,6 +151,15 @@ pub struct ChainEntry {
     pub config: serde_json::Value,
     /// Paths for which this plugin is skipped (`*` wildcards).
     pub exclude_paths: Vec<String>,
+    /// The Secrets `config` names, as the compiler resolved them: name as written → the Secret
+    /// (its data is in [`Snapshot::secrets`]). A proxy reads a config's Secret only through
+    /// this binding, never by resolving the name itself.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, ObjectKey>,
+    /// The Services `config` sends traffic to, as the compiler resolved (and, across
+    /// namespaces, permitted) them: name as written → the Service.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, ObjectKey>,
 }
 
 /// An upstream: nodes plus how to talk to them.
@@ -208,7 +219,7 @@ pub struct SecretEntry {
     /// The Secret.
     pub key: ObjectKey,
     /// Decoded data, by key (UTF-8; non-UTF-8 values are left out by the compiler).
-    pub data: std::collections::BTreeMap<String, String>,
+    pub data: BTreeMap<String, String>,
 }
 
 impl Snapshot {

@@ -32,6 +32,8 @@ fn snapshot() -> Snapshot {
         order: 100,
         config: json!({"request": {"set": {"x-env": "bench"}}}),
         exclude_paths: vec![],
+        secrets: Default::default(),
+        services: Default::default(),
     };
     let routes = (0..ROUTES)
         .map(|i| RouteEntry {

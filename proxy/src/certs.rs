@@ -5,8 +5,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
 use hookway_crds::snapshot::{CertificateEntry, ObjectKey};
@@ -28,23 +26,7 @@ pub struct CertStore {
     wildcard: HashMap<String, Arc<CertifiedKey>>,
 }
 
-/// Loads a PEM chain and key into a rustls [`CertifiedKey`], checking that they belong together.
-pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, String> {
-    let chain = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("tls.crt: {e}"))?;
-    if chain.is_empty() {
-        return Err("tls.crt: no certificate".into());
-    }
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("tls.key: {e}"))?;
-    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
-        .map_err(|e| format!("tls.key: {e}"))?;
-    let certified = CertifiedKey::new(chain, signing);
-    certified
-        .keys_match()
-        .map_err(|e| format!("tls.key does not match tls.crt: {e}"))?;
-    Ok(certified)
-}
+pub use hookway_crds::tls::certified_key;
 
 impl CertStore {
     /// Loads every certificate on its own. One that fails is reported and left out; for each of

@@ -250,6 +250,8 @@ pub fn sub_filter_target(data: &[u8]) {
         snapshot: &snapshot,
         plugin_ref: &plugin_ref,
         alias: "fuzz",
+        secrets: &Default::default(),
+        services: &Default::default(),
     };
     let Ok(plugin) = crate::plugins::builtin().build("sub_filter", &config, &env) else {
         return;

@@ -98,6 +98,8 @@ fn entry(alias: &str, plugin: &str, order: i32, config: serde_json::Value) -> Ch
         order,
         config,
         exclude_paths: vec![],
+        secrets: Default::default(),
+        services: Default::default(),
     }
 }
 

@@ -118,10 +118,16 @@ def test_controller_rbac_is_least_privilege():
         ("events.k8s.io", "events", "patch"),
     }
     assert ("", "secrets", "get") not in grants
-    # Leases only in the release namespace.
+    # Leases only in the release namespace; PlatformPolicies only in the root namespace (the
+    # release namespace by default), read and their status patched.
     roles = by_kind(objects, "Role")
-    assert [r["metadata"]["namespace"] for r in roles] == [NAMESPACE]
+    assert [r["metadata"]["namespace"] for r in roles] == [NAMESPACE, NAMESPACE]
     assert {res for rule in roles[0]["rules"] for res in rule["resources"]} == {"leases"}
+    policy_grants = {(r, v) for rule in roles[1]["rules"] for r in rule["resources"] for v in rule["verbs"]}
+    assert policy_grants == {
+        ("platformpolicies", "get"), ("platformpolicies", "list"), ("platformpolicies", "watch"),
+        ("platformpolicies/status", "patch"),
+    }
     # Leader election (get/create/update) and the proxy registry (patch = server-side apply,
     # list/watch the other replicas' Leases, delete its own on shutdown).
     assert {v for rule in roles[0]["rules"] for v in rule["verbs"]} == {
@@ -138,7 +144,10 @@ def test_stream_secret_has_token_and_tls():
 def test_crds_are_the_generated_ones():
     chart = helm.Chart.load(CHART)
     names = sorted(pathlib.PurePath(c["name"]).name for c in chart.crds)
-    assert names == ["gatewayplugins.hookway.dev.yaml", "routes.hookway.dev.yaml", "services.hookway.dev.yaml"]
+    assert names == [
+        "gatewayplugins.hookway.dev.yaml", "platformpolicies.hookway.dev.yaml",
+        "routes.hookway.dev.yaml", "services.hookway.dev.yaml",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -428,7 +428,7 @@ impl FakeApi {
         meta["resourceVersion"] = json!(rv.to_string());
         meta["uid"] = json!(format!("uid-{rv}"));
         meta["generation"] = json!(1);
-        meta["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+        meta["creationTimestamp"] = json!(creation_timestamp(rv));
         s.applied
             .retain(|(r, k, _), _| !(r == &target.resource && k == &key));
         self.store(
@@ -716,6 +716,14 @@ impl FakeApi {
         );
         r
     }
+}
+
+/// A creation time that grows with the resource version (one second each, from 2026-01-01), so
+/// objects created later are younger, as on a real API server.
+fn creation_timestamp(rv: u64) -> String {
+    let start = 1_767_225_600; // 2026-01-01T00:00:00Z
+    k8s_openapi::jiff::Timestamp::from_second(start + i64::try_from(rv).unwrap_or(0))
+        .map_or_else(|_| "2026-01-01T00:00:00Z".to_string(), |t| t.to_string())
 }
 
 fn rand_suffix() -> String {

@@ -1,8 +1,9 @@
-//! The three custom resources of `hookway.dev/v1alpha1` and the types they share.
+//! The custom resources of `hookway.dev/v1alpha1` and the types they share.
 //!
 //! Field docs here become the CRD descriptions: `kubectl explain route.spec.rules` prints them.
 
 pub mod gateway_plugin;
+pub mod platform_policy;
 pub mod route;
 pub mod service;
 

@@ -13,18 +13,23 @@
 //! is reported as a duplicate), so even malformed input sets compile deterministically.
 //!
 //! Modules: `plugins` (GatewayPlugin validation and alias index), `services` (upstreams and
-//! endpoints), `routes` (matchers and conflicts), `precedence` (effective chains), `selector`
+//! endpoints), `routes` (matchers and conflicts), `hosts` (which namespace owns a host),
+//! `policy` (`PlatformPolicy` allowances), `precedence` (effective chains), `refs` (one plugin
+//! config: the Secrets and Services it names, resolved and checked), `selector`
 //! (`policy.namespaces`), `secrets` (TLS and credential Secrets), `report` (conditions).
 
+mod hosts;
 mod plugins;
+mod policy;
 mod precedence;
+mod refs;
 mod report;
 mod routes;
 mod secrets;
 mod selector;
 mod services;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service as CoreService};
@@ -34,8 +39,8 @@ use serde::Serialize;
 use kube::Resource;
 
 use crate::api::{ChainStatusEntry, PluginRefs};
-use crate::snapshot::{CertificateEntry, ObjectKey, RouteEntry, Snapshot};
-use crate::{Catalogue, GatewayPlugin, Route, Service};
+use crate::snapshot::{CertificateEntry, ObjectKey, RouteEntry, RuleEntry, Snapshot};
+use crate::{Catalogue, GatewayPlugin, PlatformPolicy, Route, Service};
 
 use precedence::Scope;
 use report::reason;
@@ -57,6 +62,8 @@ pub struct Objects {
     pub secrets: Vec<Arc<Secret>>,
     /// Namespaces (for `policy.namespaces` label selectors). A namespace not listed has no labels.
     pub namespaces: Vec<Arc<Namespace>>,
+    /// PlatformPolicies (honoured in the root namespace only).
+    pub policies: Vec<Arc<PlatformPolicy>>,
 }
 
 /// Compiler settings.
@@ -64,12 +71,16 @@ pub struct Objects {
 pub struct Options {
     /// GatewayPlugins here are cluster-wide.
     pub root_namespace: String,
+    /// The current time (unix seconds) for certificate expiry warnings; `None`: not checked
+    /// (keeps compiles of the same objects identical, e.g. in tests).
+    pub now: Option<i64>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             root_namespace: "hookway-system".into(),
+            now: None,
         }
     }
 }
@@ -83,6 +94,8 @@ pub enum Kind {
     Service,
     /// `Route`.
     Route,
+    /// `PlatformPolicy`.
+    PlatformPolicy,
 }
 
 /// Which object a report is about.
@@ -200,6 +213,8 @@ pub(crate) struct Inputs<'a> {
     pub services: Vec<Obj<'a, Service>>,
     /// Routes.
     pub routes: Vec<Obj<'a, Route>>,
+    /// PlatformPolicies.
+    pub policies: Vec<Obj<'a, PlatformPolicy>>,
 }
 
 /// Sorts objects by key (ties by content), drops unnamed objects and later duplicates; the keys
@@ -262,23 +277,31 @@ fn duplicate_warning(reports: &mut BTreeMap<ObjectKey, ObjectReport>, keys: Vec<
 ///
 /// Choices worth knowing:
 /// - A Route whose `tls.secretName` does not resolve to a usable `kubernetes.io/tls` Secret
-///   gets `ResolvedRefs=False` (`SecretNotFound`) but is still served over plain HTTP: its
-///   hosts keep working while the certificate is being issued (cert-manager creates the Secret
-///   after the Route), and HTTPS requests for those hosts fail the TLS handshake rather than
-///   being answered with another host's certificate.
+///   (missing, wrong type, unparsable, key not matching the certificate, unsupported key type)
+///   gets `ResolvedRefs=False` (`SecretNotFound` or `InvalidCertificate`) and is served over
+///   plain HTTP only: no certificate of it reaches the snapshot, so HTTPS for its hosts fails
+///   the handshake (or gets the proxy's default certificate, which does not name them) instead
+///   of being answered with another host's certificate. Its hosts keep working over HTTP while
+///   a certificate is being issued (cert-manager creates the Secret after the Route). An expired
+///   (or not yet valid) certificate is served, with a `CertificateExpired` warning.
+/// - A host belongs to the namespace whose Route claimed it first (`hosts`); another
+///   namespace's Route for it is not served (`HostConflict`) unless a PlatformPolicy shares it.
+///   The certificate served for a host comes only from its owner's Secrets.
 /// - Routes that match exactly the same requests all stay in the snapshot; see
 ///   `routes::conflicts` (losers get a `Conflicted` warning naming the winner).
-/// - Secrets named by a Route or Service ref's own `config` are resolved in that object's
-///   namespace; those named by a GatewayPlugin's `config` in the GatewayPlugin's namespace.
+/// - A name in a plugin config resolves in the namespace of the object whose config it is
+///   (`refs`); the result is bound into the chain entry.
 pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> Compiled {
     let mut dup_plugins = Vec::new();
     let mut dup_services = Vec::new();
     let mut dup_routes = Vec::new();
+    let mut dup_policies = Vec::new();
     let inputs = Inputs {
         root: &options.root_namespace,
         plugins: sorted(&objects.plugins, &mut dup_plugins),
         services: sorted(&objects.services, &mut dup_services),
         routes: sorted(&objects.routes, &mut dup_routes),
+        policies: sorted(&objects.policies, &mut dup_policies),
     };
     let labels = namespace_labels(objects);
     let secret_objects = sorted(&objects.secrets, &mut Vec::new());
@@ -294,24 +317,31 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
     let mut plugin_reports = BTreeMap::new();
     let mut service_reports = BTreeMap::new();
     let mut route_reports = BTreeMap::new();
+    let mut policy_reports = BTreeMap::new();
 
-    let plugins = plugins::PluginIndex::build(
-        &inputs,
+    let policy = policy::Policy::build(inputs.root, &inputs.policies, &mut policy_reports);
+    let mut service_index = services::build(&inputs, &backends, &policy, &mut service_reports);
+    let service_keys: HashSet<(&str, &str)> = inputs
+        .services
+        .iter()
+        .map(|s| (s.namespace, s.name))
+        .collect();
+    let resolver = refs::Resolver {
         catalogue,
-        &secrets,
-        &mut secret_entries,
-        &mut plugin_reports,
-    );
+        secrets: &secrets,
+        policy: &policy,
+        services: &service_keys,
+    };
+    let plugins =
+        plugins::PluginIndex::build(&inputs, &resolver, &mut secret_entries, &mut plugin_reports);
     let scope = |namespace| Scope {
         namespace,
         labels: labels.get(namespace).copied(),
         root: inputs.root,
         plugins: &plugins,
-        catalogue,
-        secrets: &secrets,
+        resolver: &resolver,
     };
 
-    let mut service_index = services::build(&inputs, &backends, &mut service_reports);
     for s in &inputs.services {
         let (Some(report), Some(info)) = (
             service_reports.get_mut(&s.key()),
@@ -319,29 +349,66 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
         ) else {
             continue;
         };
-        let usable = precedence::check_service_refs(
+        match precedence::check_service_refs(
             &scope(s.namespace),
             &s.object.spec.plugins,
             &mut secret_entries,
             report,
-        );
-        if !usable {
-            info.upstream = None;
+        ) {
+            Some(bindings) => info.ref_bindings = bindings,
+            None => info.upstream = None,
         }
     }
 
+    let matchers: Vec<Matchers> = inputs
+        .routes
+        .iter()
+        .map(|r| {
+            routes::hosts(&r.object.spec).and_then(|h| Ok((h, routes::rules(&r.object.spec)?)))
+        })
+        .collect();
+    let route_keys: Vec<ObjectKey> = inputs.routes.iter().map(Obj::key).collect();
+    let created: Vec<i64> = inputs
+        .routes
+        .iter()
+        .map(|r| created_secs(r.object))
+        .collect();
+    let ownership = hosts::Ownership::settle(
+        route_keys
+            .iter()
+            .zip(&matchers)
+            .zip(&created)
+            .filter_map(|((key, m), &created)| {
+                Some(hosts::Claim {
+                    key,
+                    created,
+                    hosts: &m.as_ref().ok()?.0,
+                })
+            })
+            .collect(),
+        &policy,
+    );
+
     let no_refs = PluginRefs::new();
+    let no_bindings = precedence::RefBindings::new();
     let mut served: Vec<RouteEntry> = Vec::with_capacity(inputs.routes.len());
     let mut plugin_use = vec![0u32; plugins.plugins.len()];
-    let mut certificates: BTreeMap<ObjectKey, CertificateEntry> = BTreeMap::new();
-    for r in &inputs.routes {
-        let key = r.key();
+    let mut tls_claims: Vec<TlsClaim> = Vec::new();
+    for ((r, key), (matchers, created)) in inputs
+        .routes
+        .iter()
+        .zip(route_keys)
+        .zip(matchers.into_iter().zip(created))
+    {
         let spec = &r.object.spec;
         let mut report = ObjectReport::new(r.object.metadata.generation);
         let mut ok = true;
-        let matchers = routes::hosts(spec).and_then(|h| Ok((h, routes::rules(spec)?)));
         if let Err(e) = &matchers {
             report.reject(reason::INVALID_SPEC, e.clone());
+            ok = false;
+        }
+        if let Some(why) = ownership.refused.get(&key) {
+            report.reject(reason::HOST_CONFLICT, why.clone());
             ok = false;
         }
         let service = service_index.get(&(r.namespace, spec.service.as_str()));
@@ -366,26 +433,24 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
             Some(_) => {}
         }
         let service_refs = service.map_or(&no_refs, |s| &s.spec.plugins);
+        let service_bindings = service.map_or(&no_bindings, |s| &s.ref_bindings);
         let chain = precedence::route_chain(
             &scope(r.namespace),
             &spec.plugins,
             service_refs,
+            service_bindings,
             &mut secret_entries,
             &mut report,
         );
-        let certificate =
-            spec.tls
-                .as_ref()
-                .and_then(|tls| match secrets.tls(r.namespace, &tls.secret_name) {
-                    Ok(pem) => Some((ObjectKey::new(r.namespace, tls.secret_name.as_str()), pem)),
-                    Err(e) => {
-                        report.unresolved(
-                            reason::SECRET_NOT_FOUND,
-                            format!("{e}; the Route is served over plain HTTP only"),
-                        );
-                        None
-                    }
-                });
+        let certificate = spec.tls.as_ref().and_then(|tls| {
+            route_certificate(
+                &secrets,
+                r.namespace,
+                &tls.secret_name,
+                options.now,
+                &mut report,
+            )
+        });
         if let (true, Ok((hosts, rules)), Some(chain)) = (ok, matchers, chain) {
             for (i, _) in &chain {
                 plugin_use[*i] += 1;
@@ -400,29 +465,20 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
                     order: e.order,
                 })
                 .collect();
-            if let Some((secret, (cert_pem, key_pem))) = certificate {
-                certificates
-                    .entry(secret.clone())
-                    .or_insert_with(|| CertificateEntry {
-                        key: secret,
-                        cert_pem,
-                        key_pem,
-                        hosts: Vec::new(),
-                    })
-                    .hosts
-                    .extend(hosts.iter().cloned());
+            if let Some(certificate) = certificate {
+                tls_claims.push(TlsClaim {
+                    order: ownership.order.get(&key).copied().unwrap_or(usize::MAX),
+                    namespace: r.namespace,
+                    hosts: hosts.clone(),
+                    certificate,
+                });
             }
             served.push(RouteEntry {
                 key: key.clone(),
                 hosts,
                 rules,
                 priority: spec.priority,
-                created: r
-                    .object
-                    .metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .map_or(0, |t| t.0.as_second()),
+                created,
                 upstream: ObjectKey::new(r.namespace, spec.service.as_str()),
                 chain: chain.into_iter().map(|(_, e)| e).collect(),
             });
@@ -443,20 +499,14 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
     duplicate_warning(&mut plugin_reports, dup_plugins);
     duplicate_warning(&mut service_reports, dup_services);
     duplicate_warning(&mut route_reports, dup_routes);
+    duplicate_warning(&mut policy_reports, dup_policies);
 
     let snapshot = Snapshot {
         version: 0,
         hash: String::new(),
         routes: served,
         upstreams: services::upstreams(&service_index),
-        certificates: certificates
-            .into_values()
-            .map(|mut c| {
-                c.hosts.sort();
-                c.hosts.dedup();
-                c
-            })
-            .collect(),
+        certificates: certificates(tls_claims, &ownership),
         secrets: secret_entries.into_values().collect(),
         default_chain: precedence::default_chain(&plugins),
     }
@@ -467,6 +517,7 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
         (Kind::GatewayPlugin, plugin_reports),
         (Kind::Service, service_reports),
         (Kind::Route, route_reports),
+        (Kind::PlatformPolicy, policy_reports),
     ]
     .into_iter()
     .flat_map(|(kind, map)| {
@@ -475,4 +526,102 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
     })
     .collect();
     Compiled { snapshot, reports }
+}
+
+/// A Route's validated hosts and rules, or why they are invalid.
+type Matchers = Result<(Vec<String>, Vec<RuleEntry>), String>;
+
+/// `creationTimestamp` in unix seconds (0 when unknown).
+fn created_secs(route: &Route) -> i64 {
+    route
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or(0, |t| t.0.as_second())
+}
+
+/// A served Route's certificate, waiting for host ownership to decide what is served.
+struct TlsClaim<'a> {
+    /// The Route's claim order (earlier claims win a host within the owning namespace).
+    order: usize,
+    namespace: &'a str,
+    hosts: Vec<String>,
+    certificate: CertificateEntry,
+}
+
+/// The checked certificate of TLS Secret `namespace/name`; problems go on `report`.
+fn route_certificate(
+    secrets: &secrets::SecretIndex<'_>,
+    namespace: &str,
+    name: &str,
+    now: Option<i64>,
+    report: &mut ObjectReport,
+) -> Option<CertificateEntry> {
+    const NOT_SERVED: &str =
+        "the Route is served over plain HTTP only; no certificate is served for its hosts";
+    let (cert_pem, key_pem) = match secrets.tls(namespace, name) {
+        Ok(pem) => pem,
+        Err(e) => {
+            report.unresolved(reason::SECRET_NOT_FOUND, format!("{e}; {NOT_SERVED}"));
+            return None;
+        }
+    };
+    match crate::tls::check(&cert_pem, &key_pem) {
+        Err(e) => {
+            report.unresolved(
+                reason::INVALID_CERTIFICATE,
+                format!("TLS Secret {namespace}/{name}: {e}; {NOT_SERVED}"),
+            );
+            None
+        }
+        Ok(checked) => {
+            if let Some(warning) = now.and_then(|now| checked.expiry_warning(now)) {
+                report.warn(
+                    reason::CERTIFICATE_EXPIRED,
+                    format!("TLS Secret {namespace}/{name}: {warning}"),
+                );
+            }
+            Some(CertificateEntry {
+                key: ObjectKey::new(namespace, name),
+                cert_pem,
+                key_pem,
+                hosts: Vec::new(),
+            })
+        }
+    }
+}
+
+/// The snapshot's certificates: each host gets the certificate of the earliest-claiming served
+/// Route of the namespace that owns the host, and nobody else's.
+fn certificates(
+    mut claims: Vec<TlsClaim<'_>>,
+    ownership: &hosts::Ownership,
+) -> Vec<CertificateEntry> {
+    claims.sort_by_key(|c| c.order);
+    let mut by_secret: BTreeMap<ObjectKey, CertificateEntry> = BTreeMap::new();
+    let mut taken: HashSet<String> = HashSet::new();
+    for claim in claims {
+        let hosts: Vec<String> = claim
+            .hosts
+            .into_iter()
+            .filter(|h| ownership.owner(h) == Some(claim.namespace))
+            .filter(|h| taken.insert(h.clone()))
+            .collect();
+        if hosts.is_empty() {
+            continue;
+        }
+        by_secret
+            .entry(claim.certificate.key.clone())
+            .or_insert(claim.certificate)
+            .hosts
+            .extend(hosts);
+    }
+    by_secret
+        .into_values()
+        .map(|mut c| {
+            c.hosts.sort();
+            c.hosts.dedup();
+            c
+        })
+        .collect()
 }

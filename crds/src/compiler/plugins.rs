@@ -8,12 +8,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+use super::refs::{Bindings, Finding, Resolver};
 use super::report::reason;
-use super::secrets::SecretIndex;
 use super::{selector, Inputs, ObjectReport};
 use crate::api::gateway_plugin::PluginStatus;
 use crate::snapshot::{ObjectKey, SecretEntry, Tier};
-use crate::{Catalogue, GatewayPluginSpec};
+use crate::GatewayPluginSpec;
 
 /// One GatewayPlugin as the compiler sees it.
 #[derive(Debug)]
@@ -30,6 +30,8 @@ pub(crate) struct PluginInfo<'a> {
     pub selector: Option<&'a LabelSelector>,
     /// Why the plugin is not accepted, when it is not.
     pub error: Option<String>,
+    /// What its own `config` names, resolved in its namespace.
+    pub bindings: Bindings,
 }
 
 impl PluginInfo<'_> {
@@ -70,8 +72,7 @@ impl<'a> PluginIndex<'a> {
     /// valid plugin configs are added to `secrets_out`.
     pub fn build(
         inputs: &Inputs<'a>,
-        catalogue: &Catalogue,
-        secrets: &SecretIndex<'a>,
+        resolver: &Resolver<'_, 'a>,
         secrets_out: &mut BTreeMap<ObjectKey, SecretEntry>,
         reports: &mut BTreeMap<ObjectKey, ObjectReport>,
     ) -> Self {
@@ -97,10 +98,21 @@ impl<'a> PluginIndex<'a> {
             }
             let policy = policy.filter(|_| cluster);
             let selector = policy.and_then(|p| p.namespaces.as_ref());
-            let error = check(spec, selector, catalogue, secrets, p.namespace, secrets_out);
-            if let Some((why, message)) = &error {
-                report.reject(why, message.clone());
-            }
+            let checked = check(
+                spec,
+                selector,
+                resolver,
+                p.namespace,
+                secrets_out,
+                &mut report,
+            );
+            let (error, bindings) = match checked {
+                Ok(bindings) => (None, bindings),
+                Err(finding) => {
+                    finding.report("", &mut report);
+                    (Some(finding.message), Bindings::default())
+                }
+            };
             reports.insert(p.key(), report);
             let i = index.plugins.len();
             index
@@ -126,7 +138,8 @@ impl<'a> PluginIndex<'a> {
                 cluster,
                 locked: policy.is_some_and(|p| p.locked),
                 selector,
-                error: error.map(|(_, m)| m),
+                error,
+                bindings,
             });
         }
         index.report_shadowing(reports);
@@ -214,18 +227,23 @@ impl<'a> PluginIndex<'a> {
     }
 }
 
-/// Validates one GatewayPlugin; on failure returns `(reason, message)`.
+/// Validates one GatewayPlugin; on success returns what its config names.
 fn check(
     spec: &GatewayPluginSpec,
     selector: Option<&LabelSelector>,
-    catalogue: &Catalogue,
-    secrets: &SecretIndex<'_>,
+    resolver: &Resolver<'_, '_>,
     namespace: &str,
     secrets_out: &mut BTreeMap<ObjectKey, SecretEntry>,
-) -> Option<(&'static str, String)> {
-    if !catalogue.contains(&spec.plugin) {
-        let known: Vec<&str> = catalogue.kinds().collect();
-        return Some((
+    report: &mut ObjectReport,
+) -> Result<Bindings, Finding> {
+    let spec_error = |reason: &'static str, message: String| Finding {
+        reason,
+        message,
+        refs: false,
+    };
+    if !resolver.catalogue.contains(&spec.plugin) {
+        let known: Vec<&str> = resolver.catalogue.kinds().collect();
+        return Err(spec_error(
             reason::UNKNOWN_PLUGIN,
             format!(
                 "unknown plugin kind {:?} (known: {})",
@@ -235,25 +253,16 @@ fn check(
         ));
     }
     if let Some(Err(e)) = selector.map(selector::validate) {
-        return Some((reason::INVALID_SPEC, e));
+        return Err(spec_error(reason::INVALID_SPEC, e));
     }
     let Some(config) = &spec.config else {
         if spec.status == PluginStatus::Global {
-            return Some((
+            return Err(spec_error(
                 reason::CONFIG_MISSING,
                 "config is required when status is global".into(),
             ));
         }
-        return None;
+        return Ok(Bindings::default());
     };
-    match catalogue.validate(&spec.plugin, config) {
-        Err(e) => Some((
-            reason::INVALID_PLUGIN_CONFIG,
-            format!("config for plugin {:?} is invalid: {e}", spec.plugin),
-        )),
-        Ok(validated) => secrets
-            .resolve_into(namespace, &validated.secret_refs, secrets_out)
-            .err()
-            .map(|e| (reason::SECRET_NOT_FOUND, e)),
-    }
+    resolver.check(&spec.plugin, config, namespace, secrets_out, report)
 }

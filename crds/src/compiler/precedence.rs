@@ -20,13 +20,12 @@
 use std::collections::BTreeMap;
 
 use super::plugins::{PluginIndex, PluginInfo, Resolution};
+use super::refs::{Bindings, Resolver};
 use super::report::reason;
-use super::secrets::SecretIndex;
 use super::ObjectReport;
 use crate::api::gateway_plugin::PluginStatus;
 use crate::api::{PluginRef, PluginRefs};
 use crate::snapshot::{ChainEntry, ObjectKey, SecretEntry, Tier};
-use crate::Catalogue;
 
 /// What the rules need to know about the namespace an object lives in.
 pub(crate) struct Scope<'s, 'a> {
@@ -38,11 +37,12 @@ pub(crate) struct Scope<'s, 'a> {
     pub root: &'s str,
     /// GatewayPlugins.
     pub plugins: &'s PluginIndex<'a>,
-    /// Config validators.
-    pub catalogue: &'s Catalogue,
-    /// Secrets, for configs that name some.
-    pub secrets: &'s SecretIndex<'a>,
+    /// Checks configs (validators, Secrets, Services, platform policy).
+    pub resolver: &'s Resolver<'s, 'a>,
 }
+
+/// What each of a Service's own ref configs names, by alias.
+pub(crate) type RefBindings = BTreeMap<String, Bindings>;
 
 /// Why a referenced alias cannot be used (fail closed).
 enum Unusable {
@@ -106,7 +106,8 @@ impl<'a> Scope<'_, 'a> {
         }
     }
 
-    /// Validates a ref's `config` for `plugin`, collecting the Secrets it names into `out`.
+    /// Validates a ref's `config` for `plugin` (written in this scope's namespace), collecting
+    /// the Secrets it names into `out`; `None` when it cannot be used (reported).
     fn validate_ref_config(
         &self,
         alias: &str,
@@ -114,32 +115,11 @@ impl<'a> Scope<'_, 'a> {
         config: &serde_json::Value,
         out: &mut BTreeMap<ObjectKey, SecretEntry>,
         report: &mut ObjectReport,
-    ) -> bool {
-        match self.catalogue.validate(&plugin.spec.plugin, config) {
-            Err(e) => {
-                report.reject(
-                    reason::INVALID_PLUGIN_CONFIG,
-                    format!(
-                        "spec.plugins.{alias}.config is invalid for plugin {:?}: {e}",
-                        plugin.spec.plugin
-                    ),
-                );
-                false
-            }
-            Ok(v) => match self
-                .secrets
-                .resolve_into(self.namespace, &v.secret_refs, out)
-            {
-                Ok(()) => true,
-                Err(e) => {
-                    report.unresolved(
-                        reason::SECRET_NOT_FOUND,
-                        format!("spec.plugins.{alias}: {e}"),
-                    );
-                    false
-                }
-            },
-        }
+    ) -> Option<Bindings> {
+        self.resolver
+            .check(&plugin.spec.plugin, config, self.namespace, out, report)
+            .map_err(|finding| finding.report(&format!("spec.plugins.{alias}"), report))
+            .ok()
     }
 }
 
@@ -162,15 +142,16 @@ fn disabled_message(alias: &str, plugin: &PluginInfo<'_>) -> String {
 }
 
 /// Checks a Service's own plugin refs (once per Service), writing findings on its report and
-/// collecting the Secrets its ref configs name. Returns whether Routes may use the Service
-/// (`false` when a ref config is invalid or names a missing Secret).
+/// collecting the Secrets its ref configs name. Returns what each ref config names when Routes
+/// may use the Service, `None` when a ref config is invalid or names a missing Secret.
 pub(crate) fn check_service_refs(
     scope: &Scope<'_, '_>,
     refs: &PluginRefs,
     secrets_out: &mut BTreeMap<ObjectKey, SecretEntry>,
     report: &mut ObjectReport,
-) -> bool {
+) -> Option<RefBindings> {
     let mut usable = true;
+    let mut bindings = RefBindings::new();
     for (alias, r) in refs {
         let plugin = match scope.resolve(alias, report) {
             Ok((_, p)) => p,
@@ -186,10 +167,15 @@ pub(crate) fn check_service_refs(
                 report.warn(reason::PLUGIN_LOCKED, locked_message(alias, plugin));
             }
         } else if let (false, Some(config)) = (r.disable, &r.config) {
-            usable &= scope.validate_ref_config(alias, plugin, config, secrets_out, report);
+            match scope.validate_ref_config(alias, plugin, config, secrets_out, report) {
+                Some(b) => {
+                    bindings.insert(alias.clone(), b);
+                }
+                None => usable = false,
+            }
         }
     }
-    usable
+    usable.then_some(bindings)
 }
 
 /// The effective chain of a Route with refs `route` targeting a Service with refs `service`.
@@ -200,6 +186,7 @@ pub(crate) fn route_chain(
     scope: &Scope<'_, '_>,
     route: &PluginRefs,
     service: &PluginRefs,
+    service_bindings: &RefBindings,
     secrets_out: &mut BTreeMap<ObjectKey, SecretEntry>,
     report: &mut ObjectReport,
 ) -> Option<Vec<(usize, ChainEntry)>> {
@@ -236,7 +223,7 @@ pub(crate) fn route_chain(
             continue;
         }
         let global = plugin.spec.status == PluginStatus::Global;
-        let (config, tier, exclude_paths) = if plugin.locked {
+        let (config, tier, exclude_paths, bindings) = if plugin.locked {
             if r.is_some_and(locked_override) {
                 report.warn(reason::PLUGIN_LOCKED, locked_message(alias, plugin));
             }
@@ -247,22 +234,29 @@ pub(crate) fn route_chain(
                 plugin.spec.config.as_ref(),
                 plugin.tier(),
                 &plugin.spec.exclude_paths,
+                plugin.bindings.clone(),
             )
         } else {
             let disabled = r.or(s).is_some_and(|x| x.disable);
             if disabled || (!global && !referenced) {
                 continue;
             }
-            let (config, tier) = if let Some(c) = r.and_then(|r| r.config.as_ref()) {
-                if !scope.validate_ref_config(alias, plugin, c, &mut own_secrets, report) {
+            let (config, tier, bindings) = if let Some(c) = r.and_then(|r| r.config.as_ref()) {
+                let Some(b) = scope.validate_ref_config(alias, plugin, c, &mut own_secrets, report)
+                else {
                     served = false;
                     continue;
-                }
-                (Some(c), Tier::Route)
+                };
+                (Some(c), Tier::Route, b)
             } else if let Some(c) = s.and_then(|s| s.config.as_ref()) {
-                (Some(c), Tier::Service)
+                let b = service_bindings.get(alias).cloned().unwrap_or_default();
+                (Some(c), Tier::Service, b)
             } else {
-                (plugin.spec.config.as_ref(), plugin.tier())
+                (
+                    plugin.spec.config.as_ref(),
+                    plugin.tier(),
+                    plugin.bindings.clone(),
+                )
             };
             let exclude_paths = [r, s]
                 .into_iter()
@@ -270,7 +264,7 @@ pub(crate) fn route_chain(
                 .map(|x| &x.exclude_paths)
                 .find(|p| !p.is_empty())
                 .unwrap_or(&plugin.spec.exclude_paths);
-            (config, tier, exclude_paths)
+            (config, tier, exclude_paths, bindings)
         };
         let Some(config) = config else {
             report.unresolved(
@@ -293,6 +287,8 @@ pub(crate) fn route_chain(
                 order: plugin.spec.order,
                 config: config.clone(),
                 exclude_paths: exclude_paths.clone(),
+                secrets: bindings.secrets,
+                services: bindings.services,
             },
         ));
     }
@@ -319,6 +315,8 @@ pub(crate) fn default_chain(plugins: &PluginIndex<'_>) -> Vec<ChainEntry> {
                 order: p.spec.order,
                 config: p.spec.config.clone()?,
                 exclude_paths: p.spec.exclude_paths.clone(),
+                secrets: p.bindings.secrets.clone(),
+                services: p.bindings.services.clone(),
             })
         })
         .collect();

@@ -27,6 +27,12 @@ pub(crate) mod reason {
     pub(crate) const SECRET_NOT_FOUND: &str = "SecretNotFound";
     pub(crate) const BACKEND_NOT_FOUND: &str = "BackendNotFound";
     pub(crate) const CONFLICTED: &str = "Conflicted";
+    pub(crate) const INVALID_CERTIFICATE: &str = "InvalidCertificate";
+    pub(crate) const CERTIFICATE_EXPIRED: &str = "CertificateExpired";
+    pub(crate) const INVALID_SECRET: &str = "InvalidSecret";
+    pub(crate) const HOST_CONFLICT: &str = "HostConflict";
+    pub(crate) const REF_NOT_PERMITTED: &str = "RefNotPermitted";
+    pub(crate) const NOT_PERMITTED: &str = "NotPermitted";
 }
 
 impl ObjectReport {

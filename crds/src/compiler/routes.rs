@@ -11,12 +11,17 @@ use crate::RouteSpec;
 
 /// Lower-cased, validated hosts (exact or `*.` wildcard).
 pub(crate) fn hosts(spec: &RouteSpec) -> Result<Vec<String>, String> {
-    let mut out = Vec::with_capacity(spec.hosts.len());
-    for (i, host) in spec.hosts.iter().enumerate() {
+    host_list(&spec.hosts, "spec.hosts")
+}
+
+/// Lower-cases and validates `hosts` (the list at `field`), sorted and deduplicated.
+pub(crate) fn host_list(hosts: &[String], field: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::with_capacity(hosts.len());
+    for (i, host) in hosts.iter().enumerate() {
         let host = host.to_ascii_lowercase();
         if !valid_host(&host) {
             return Err(format!(
-                "spec.hosts[{i}]: {host:?} is not a host name (exact like api.example.com, or a leading wildcard like *.example.com)"
+                "{field}[{i}]: {host:?} is not a host name (exact like api.example.com, or a leading wildcard like *.example.com)"
             ));
         }
         out.push(host);

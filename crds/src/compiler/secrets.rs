@@ -53,24 +53,17 @@ impl<'a> SecretIndex<'a> {
         Ok((field("tls.crt")?, field("tls.key")?))
     }
 
-    /// Adds Secrets `names` of `namespace` to `out`; the first missing one is an error.
-    pub fn resolve_into(
-        &self,
-        namespace: &str,
-        names: &[String],
-        out: &mut BTreeMap<ObjectKey, SecretEntry>,
-    ) -> Result<(), String> {
-        for name in names {
-            let secret = self.get(namespace, name).ok_or_else(|| {
-                format!("Secret {namespace}/{name} named by the plugin config not found")
-            })?;
-            let key = ObjectKey::new(namespace, name.as_str());
-            out.entry(key.clone()).or_insert_with(|| SecretEntry {
-                key,
-                data: decoded(secret),
-            });
-        }
-        Ok(())
+    /// The decoded data of Secret `namespace/name`, named by a plugin config.
+    pub fn entry(&self, namespace: &str, name: &str) -> Result<SecretEntry, String> {
+        let secret = self.get(namespace, name).ok_or_else(|| {
+            format!(
+                "Secret {namespace}/{name} named by the plugin config not found (names resolve in the namespace of the object whose config it is)"
+            )
+        })?;
+        Ok(SecretEntry {
+            key: ObjectKey::new(namespace, name),
+            data: decoded(secret),
+        })
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use k8s_openapi::api::core::v1::Service as CoreService;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+use super::policy::Policy;
 use super::report::reason;
 use super::{Inputs, ObjectReport};
 use crate::api::service::{BackendRef, Node};
@@ -23,6 +24,8 @@ pub(crate) struct ServiceInfo<'a> {
     pub spec: &'a ServiceSpec,
     /// The upstream, when the spec is valid and its plugin refs are acceptable.
     pub upstream: Option<UpstreamEntry>,
+    /// What its own plugin ref configs name, by alias (filled by the caller).
+    pub ref_bindings: super::precedence::RefBindings,
 }
 
 /// Core Services and EndpointSlices by namespace and (service) name.
@@ -230,10 +233,12 @@ pub(crate) fn upstreams(index: &ServiceIndex<'_>) -> Vec<UpstreamEntry> {
     sorted.into_values().cloned().collect()
 }
 
-/// Validates every Service (spec + backend); plugin refs are checked by the caller.
+/// Validates every Service (spec + backend + what the platform policy allows); plugin refs are
+/// checked by the caller.
 pub(crate) fn build<'a>(
     inputs: &Inputs<'a>,
     backends: &Backends<'a>,
+    policy: &Policy<'_>,
     reports: &mut BTreeMap<ObjectKey, ObjectReport>,
 ) -> ServiceIndex<'a> {
     let mut index = HashMap::with_capacity(inputs.services.len());
@@ -241,6 +246,16 @@ pub(crate) fn build<'a>(
         let key = s.key();
         let mut report = ObjectReport::new(s.object.metadata.generation);
         let upstream = match upstream(&key, &s.object.spec, backends, &mut report) {
+            Ok(u) if u.tls_insecure_skip_verify && !policy.insecure_skip_verify(s.namespace) => {
+                report.reject(
+                    reason::NOT_PERMITTED,
+                    format!(
+                        "spec.tls.insecureSkipVerify is allowed in namespace {:?} only where a PlatformPolicy grants it (spec.namespaces[].insecureSkipVerify)",
+                        s.namespace
+                    ),
+                );
+                None
+            }
             Ok(u) => Some(u),
             Err(e) => {
                 report.reject(reason::INVALID_SPEC, e);
@@ -251,6 +266,7 @@ pub(crate) fn build<'a>(
         index.entry((s.namespace, s.name)).or_insert(ServiceInfo {
             spec: &s.object.spec,
             upstream,
+            ref_bindings: Default::default(),
         });
     }
     index

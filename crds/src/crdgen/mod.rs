@@ -9,7 +9,8 @@
 //! ```text
 //!   GatewayPlugin::crd() ─┐                   ┌─ format::kubernetes_format (uint32 -> int64)
 //!   Service::crd()       ─┼─> for_kubernetes ─┤
-//!   Route::crd()         ─┘   (every node)    └─ description::paragraphs (wraps joined)
+//!   Route::crd()         ─┤   (every node)    └─ description::paragraphs (wraps joined)
+//!   PlatformPolicy::crd()─┘
 //! ```
 
 pub mod description;
@@ -21,9 +22,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
-use crate::{GatewayPlugin, Route, Service};
+use crate::{GatewayPlugin, PlatformPolicy, Route, Service};
 
-/// The three CRDs as `(file name, YAML)` pairs, in a fixed order.
+/// The CRDs as `(file name, YAML)` pairs, in a fixed order.
 pub fn crd_files() -> Vec<(&'static str, String)> {
     vec![
         (
@@ -37,6 +38,10 @@ pub fn crd_files() -> Vec<(&'static str, String)> {
         (
             "routes.hookway.dev.yaml",
             to_yaml(&for_kubernetes(Route::crd())),
+        ),
+        (
+            "platformpolicies.hookway.dev.yaml",
+            to_yaml(&for_kubernetes(PlatformPolicy::crd())),
         ),
     ]
 }

@@ -425,13 +425,19 @@ fn gateway_plugin_validation_table() {
     ];
     for (name, ok, reason, text) in cases {
         let r = out.plugin_report(ROOT, name);
-        assert_eq!(r.accepted.status, ok, "{name}");
-        assert_eq!(r.accepted.reason, reason, "{name}");
-        assert!(
-            r.accepted.message.contains(text),
-            "{name}: {}",
-            r.accepted.message
-        );
+        // The first failing condition (a missing Secret is a reference, not a spec, problem).
+        let c = if r.accepted.status {
+            &r.resolved_refs
+        } else {
+            &r.accepted
+        };
+        assert_eq!(r.is_ok(), ok, "{name}");
+        if ok {
+            assert_eq!(r.accepted.reason, reason, "{name}");
+            continue;
+        }
+        assert_eq!(c.reason, reason, "{name}");
+        assert!(c.message.contains(text), "{name}: {}", c.message);
     }
     let ns = out.plugin_report("a", "ns-policy");
     assert!(ns.accepted.status);
@@ -762,10 +768,8 @@ fn tls_secret_becomes_certificate_or_route_stays_plain_http() {
     let certs = &out.0.snapshot.certificates;
     assert_eq!(certs.len(), 1);
     assert_eq!(certs[0].hosts, ["a.example.com", "b.example.com"]);
-    assert_eq!(
-        (certs[0].cert_pem.as_str(), certs[0].key_pem.as_str()),
-        ("CERT", "KEY")
-    );
+    assert!(certs[0].cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    assert!(certs[0].key_pem.contains("PRIVATE KEY-----"));
     for name in ["wrongtype", "missing"] {
         assert_eq!(
             out.route_report("a", name).resolved_refs.reason,
@@ -796,31 +800,33 @@ fn plugin_secret_refs_become_secret_entries() {
 
 #[test]
 fn duplicate_matches_are_conflicts_with_a_documented_winner() {
+    // Within one namespace (across namespaces the first claimant owns the host, see
+    // tenancy_rules.rs).
     let out = World::new()
         .service(service("a", "s"))
         .service(service("b", "s"))
         .route(route("a", "old").host("x.example.com").created(100))
         .route(route("a", "young").host("x.example.com").created(200))
         .route(
-            route("b", "prio")
+            route("a", "prio")
                 .host("x.example.com")
                 .created(300)
                 .priority(5),
         )
         .route(route("b", "other").host("y.example.com"))
         .compile();
-    for name in [("a", "old"), ("a", "young"), ("b", "prio"), ("b", "other")] {
+    for name in [("a", "old"), ("a", "young"), ("a", "prio"), ("b", "other")] {
         assert!(
             out.served(name.0, name.1).is_some(),
             "{name:?} stays in the snapshot"
         );
     }
-    assert!(out.route_report("b", "prio").warnings.is_empty());
+    assert!(out.route_report("a", "prio").warnings.is_empty());
     for name in ["old", "young"] {
         let w = &out.route_report("a", name).warnings;
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(
-            w[0].starts_with("Conflicted") && w[0].contains("b/prio"),
+            w[0].starts_with("Conflicted") && w[0].contains("a/prio"),
             "{w:?}"
         );
     }

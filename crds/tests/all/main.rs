@@ -5,3 +5,4 @@ mod support;
 mod compiler_props;
 mod compiler_rules;
 mod crd_drift;
+mod tenancy_rules;

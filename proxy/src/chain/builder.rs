@@ -13,22 +13,35 @@ use hookway_crds::snapshot::{ChainEntry, ObjectKey, Snapshot};
 use super::{BuildError, Chain, Chains, Link};
 use crate::plugin::{BuildEnv, Plugin, Registry};
 
-/// What makes two plugin instances interchangeable.
+/// What makes two plugin instances interchangeable: the same GatewayPlugin, kind and config,
+/// and the same resolution of the names in it (the same config in two namespaces may bind two
+/// different Secrets) with the same Secret contents (a rotated key builds a new instance).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct InstanceKey {
     plugin_ref: ObjectKey,
     kind: String,
     config: String,
+    bindings: String,
 }
 
 impl InstanceKey {
-    fn of(entry: &ChainEntry) -> Self {
+    fn of(entry: &ChainEntry, snapshot: &Snapshot) -> Self {
         let mut config = String::new();
         canonical_json(&entry.config, &mut config);
+        let mut bindings = String::new();
+        if !entry.secrets.is_empty() || !entry.services.is_empty() {
+            let secrets: Vec<_> = entry
+                .secrets
+                .iter()
+                .map(|(name, key)| (name, key, snapshot.secret(key).map(|s| &s.data)))
+                .collect();
+            bindings = serde_json::to_string(&(secrets, &entry.services)).unwrap_or_default();
+        }
         Self {
             plugin_ref: entry.plugin_ref.clone(),
             kind: entry.plugin.clone(),
             config,
+            bindings,
         }
     }
 }
@@ -45,7 +58,7 @@ pub(crate) fn build(registry: &Registry, instances: &mut Instances, snapshot: &S
     let mut chain_of = |entries: &[ChainEntry]| -> Result<Chain, Box<BuildError>> {
         let mut links = Vec::with_capacity(entries.len());
         for entry in entries {
-            let key = InstanceKey::of(entry);
+            let key = InstanceKey::of(entry, snapshot);
             let plugin = match next.get(&key).or_else(|| instances.get(&key)) {
                 Some(plugin) => plugin.clone(),
                 None => {
@@ -95,6 +108,8 @@ fn build_instance(
         snapshot,
         plugin_ref: &entry.plugin_ref,
         alias: &entry.alias,
+        secrets: &entry.secrets,
+        services: &entry.services,
     };
     registry
         .build(&entry.plugin, &entry.config, &env)

@@ -2,11 +2,11 @@
 //! build a running instance from it. A built-in plugin is one file in `plugins/` plus one
 //! `register::<X>()` line in `plugins/mod.rs`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use hookway_crds::catalogue::{Catalogue, PluginConfig};
-use hookway_crds::snapshot::{ObjectKey, Snapshot};
+use hookway_crds::snapshot::{ObjectKey, SecretEntry, Snapshot};
 
 use super::Plugin;
 
@@ -18,6 +18,33 @@ pub struct BuildEnv<'a> {
     pub plugin_ref: &'a ObjectKey,
     /// Its alias.
     pub alias: &'a str,
+    /// The compiler's resolution of the Secrets the config names (the chain entry's
+    /// `secrets`): the only way a plugin finds a Secret.
+    pub secrets: &'a BTreeMap<String, ObjectKey>,
+    /// The compiler's resolution of the Services the config names (the chain entry's
+    /// `services`).
+    pub services: &'a BTreeMap<String, ObjectKey>,
+}
+
+impl BuildEnv<'_> {
+    /// The Secret the config calls `name`, as the compiler resolved it. A name the compiler did
+    /// not bind is an error: a proxy never resolves a name itself.
+    pub fn secret(&self, name: &str) -> Result<&SecretEntry, String> {
+        let key = self.secrets.get(name).ok_or_else(|| {
+            format!("Secret {name:?} was not resolved by the compiler for this config")
+        })?;
+        self.snapshot
+            .secret(key)
+            .ok_or_else(|| format!("Secret {key} is not in the snapshot"))
+    }
+
+    /// The Service the config calls `name` (`name` or `namespace/name`), as the compiler
+    /// resolved it.
+    pub fn service(&self, name: &str) -> Result<&ObjectKey, String> {
+        self.services.get(name).ok_or_else(|| {
+            format!("Service {name:?} was not resolved by the compiler for this config")
+        })
+    }
 }
 
 /// A plugin kind: its name, typed config and constructor.

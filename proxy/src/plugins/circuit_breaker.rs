@@ -394,10 +394,13 @@ mod tests {
     fn breaker(config: serde_json::Value, clock: &ManualClock) -> CircuitBreaker {
         let snapshot = Snapshot::default();
         let plugin_ref = ObjectKey::new(NS, "cb");
+        let bindings = std::collections::BTreeMap::new();
         let env = BuildEnv {
             snapshot: &snapshot,
             plugin_ref: &plugin_ref,
             alias: "cb",
+            secrets: &bindings,
+            services: &Default::default(),
         };
         CircuitBreaker::with_clock(
             serde_json::from_value(config).unwrap(),

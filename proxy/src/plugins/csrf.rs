@@ -15,8 +15,8 @@ use serde::Deserialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use hookway_crds::catalogue::PluginConfig;
-use hookway_crds::snapshot::ObjectKey;
+use hookway_crds::catalogue::{PluginConfig, ResolvedSecrets};
+use hookway_crds::snapshot::SecretEntry;
 
 use super::auth::request::cookie;
 use super::decisions::{self, Decision};
@@ -83,6 +83,13 @@ impl PluginConfig for Config {
     fn secret_refs(&self) -> Vec<String> {
         vec![self.secret.clone()]
     }
+
+    fn check_secrets(&self, secrets: &ResolvedSecrets) -> Result<(), String> {
+        let secret = secrets
+            .get(&self.secret)
+            .ok_or_else(|| format!("secret: Secret {:?} not resolved", self.secret))?;
+        signing_key(secret).map(drop)
+    }
 }
 
 /// A running `csrf`.
@@ -95,21 +102,29 @@ pub struct Csrf {
     error_type: ErrorType,
 }
 
+/// The signing key of the Secret (`key`, at least 16 bytes).
+fn signing_key(secret: &SecretEntry) -> Result<&String, String> {
+    secret
+        .data
+        .get("key")
+        .filter(|k| k.len() >= 16)
+        .ok_or_else(|| {
+            format!(
+                "secret: Secret {} needs a \"key\" of at least 16 bytes",
+                secret.key
+            )
+        })
+}
+
 impl PluginFactory for Csrf {
     const NAME: &'static str = "csrf";
     type Config = Config;
 
     fn build(config: Config, env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
-        let key = ObjectKey::new(env.plugin_ref.namespace.clone(), config.secret.clone());
         let secret = env
-            .snapshot
-            .secret(&key)
-            .ok_or_else(|| format!("secret: Secret {key} not found"))?;
-        let signing = secret
-            .data
-            .get("key")
-            .filter(|k| k.len() >= 16)
-            .ok_or_else(|| format!("secret: Secret {key} needs a \"key\" of at least 16 bytes"))?;
+            .secret(&config.secret)
+            .map_err(|e| format!("secret: {e}"))?;
+        let signing = signing_key(secret)?;
         Ok(Arc::new(Csrf {
             ttl: config.ttl_secs()?,
             header: HeaderName::from_bytes(config.name.as_bytes()).map_err(|e| e.to_string())?,
@@ -288,11 +303,14 @@ mod tests {
     #[tokio::test]
     async fn forged_and_expired_tokens_fail() {
         let snap = snapshot_with_secret("csrf-key", &[("key", "0123456789abcdef0123")]);
-        let plugin_ref = ObjectKey::new(testing::NS, "csrf");
+        let plugin_ref = hookway_crds::snapshot::ObjectKey::new(testing::NS, "csrf");
+        let bindings = testing::bindings(&snap);
         let env = BuildEnv {
             snapshot: &snap,
             plugin_ref: &plugin_ref,
             alias: "csrf",
+            secrets: &bindings,
+            services: &Default::default(),
         };
         let config: Config = serde_json::from_value(
             json!({"token_path": "/csrf", "secret": "csrf-key", "ttl": "60s"}),

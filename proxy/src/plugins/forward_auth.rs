@@ -108,6 +108,11 @@ impl Config {
 }
 
 impl PluginConfig for Config {
+    /// The auth service's address is the config's choice: tenants need a PlatformPolicy.
+    fn reaches_network(&self) -> bool {
+        true
+    }
+
     fn validate(&self) -> Result<(), String> {
         self.address()?;
         self.timeout()?;

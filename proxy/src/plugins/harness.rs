@@ -10,14 +10,32 @@ use http::{request, response};
 
 use crate::plugin::{BodyFilter, Ctx, Flow, Plugin, PluginError};
 
-/// Builds plugin `kind` with `config` through the built-in registry.
+/// Builds plugin `kind` with `config` through the built-in registry, with the Services it names
+/// bound as the compiler binds them for a config written in namespace `default`.
 pub fn build(kind: &str, config: serde_json::Value) -> Result<Arc<dyn Plugin>, String> {
     let snapshot = Snapshot::default();
     let plugin_ref = ObjectKey::new("default", kind);
+    let bindings = std::collections::BTreeMap::new();
+    let services = super::builtin()
+        .catalogue()
+        .validate(kind, &config)
+        .map(|v| v.service_refs)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|written| {
+            let key = match written.split_once('/') {
+                Some((ns, name)) => ObjectKey::new(ns, name),
+                None => ObjectKey::new("default", written.as_str()),
+            };
+            (written, key)
+        })
+        .collect();
     let env = crate::plugin::BuildEnv {
         snapshot: &snapshot,
         plugin_ref: &plugin_ref,
         alias: kind,
+        secrets: &bindings,
+        services: &services,
     };
     super::builtin().build(kind, &config, &env)
 }

@@ -14,6 +14,17 @@ use crate::plugin::{BuildEnv, Ctx, Flow, Plugin, ProxyBody};
 /// The namespace test plugins live in.
 pub const NS: &str = "apps";
 
+/// What the compiler would bind for a config written in [`NS`]: every Secret of `snapshot` in
+/// that namespace, by name.
+pub fn bindings(snapshot: &Snapshot) -> std::collections::BTreeMap<String, ObjectKey> {
+    snapshot
+        .secrets
+        .iter()
+        .filter(|s| s.key.namespace == NS)
+        .map(|s| (s.key.name.clone(), s.key.clone()))
+        .collect()
+}
+
 /// Builds `kind` with `config` against `snapshot`.
 pub fn build_with(
     kind: &str,
@@ -21,10 +32,13 @@ pub fn build_with(
     snapshot: &Snapshot,
 ) -> Result<Arc<dyn Plugin>, String> {
     let plugin_ref = ObjectKey::new(NS, kind);
+    let bindings = bindings(snapshot);
     let env = BuildEnv {
         snapshot,
         plugin_ref: &plugin_ref,
         alias: kind,
+        secrets: &bindings,
+        services: &Default::default(),
     };
     super::builtin().build(kind, &config, &env)
 }
@@ -105,10 +119,13 @@ pub async fn body_string(resp: Response<ProxyBody>) -> String {
 pub(crate) fn link(kind: &str, config: serde_json::Value) -> Link {
     let snapshot = Snapshot::default();
     let plugin_ref = ObjectKey::new("hookway-system", kind);
+    let bindings = bindings(&snapshot);
     let env = BuildEnv {
         snapshot: &snapshot,
         plugin_ref: &plugin_ref,
         alias: kind,
+        secrets: &bindings,
+        services: &Default::default(),
     };
     let plugin = super::builtin()
         .build(kind, &config, &env)

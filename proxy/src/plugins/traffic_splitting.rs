@@ -2,9 +2,11 @@
 //! requests that carry a chosen header or cookie, and a weighted random share of the rest
 //! (canary releases). Works by setting [`Ctx::upstream`].
 //!
-//! The target Service is only known to exist when the snapshot is applied: the compiler's
-//! config check cannot see other objects. An unknown Service is logged when the plugin is
-//! built, and requests sent to it are answered 503 by the proxy (no such upstream).
+//! The compiler resolves the target Service (`name` in the namespace of the object whose config
+//! names it, or `namespace/name` when a PlatformPolicy grants the reference) and binds it into
+//! the chain entry; the proxy uses only that binding. A Service that does not exist is a warning
+//! on the referring object's status, and requests sent to it are answered 503 (no such
+//! upstream).
 
 use std::sync::Arc;
 
@@ -31,7 +33,8 @@ pub struct Selector {
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct TrafficSplittingConfig {
-    /// The other Service: `name` (namespace of the GatewayPlugin) or `namespace/name`.
+    /// The other Service: `name` (the namespace of the object whose config this is) or
+    /// `namespace/name` (needs a PlatformPolicy `referenceGrants` entry).
     pub service: String,
     /// Percentage (0-100) of the requests not selected by header/cookie sent there.
     #[serde(default)]
@@ -52,6 +55,10 @@ fn is_dns_label_path(s: &str) -> bool {
 }
 
 impl PluginConfig for TrafficSplittingConfig {
+    fn service_refs(&self) -> Vec<String> {
+        vec![self.service.clone()]
+    }
+
     fn validate(&self) -> Result<(), String> {
         let parts: Vec<&str> = self.service.split('/').collect();
         if parts.len() > 2 || !parts.iter().all(|p| is_dns_label_path(p)) {
@@ -92,10 +99,7 @@ impl PluginFactory for TrafficSplitting {
     type Config = TrafficSplittingConfig;
 
     fn build(c: Self::Config, env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
-        let target = match c.service.split_once('/') {
-            Some((ns, name)) => ObjectKey::new(ns, name),
-            None => ObjectKey::new(env.plugin_ref.namespace.clone(), c.service.clone()),
-        };
+        let target = env.service(&c.service)?.clone();
         if !env.snapshot.upstreams.iter().any(|u| u.key == target) {
             tracing::warn!(alias = env.alias, service = %target, "traffic_splitting: unknown Service; requests sent there get 503");
         }

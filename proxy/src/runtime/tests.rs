@@ -87,6 +87,8 @@ fn with_plugin(mut route: RouteEntry, config: serde_json::Value) -> RouteEntry {
         order: 1,
         config,
         exclude_paths: vec![],
+        secrets: Default::default(),
+        services: Default::default(),
     });
     route
 }

@@ -100,6 +100,7 @@ pub fn compile_dir(
         &loaded.objects,
         &Options {
             root_namespace: options.root_namespace.clone(),
+            now: unix_now(),
         },
         catalogue,
     );
@@ -206,9 +207,19 @@ impl Folder {
             &loaded.objects,
             &Options {
                 root_namespace: options.root_namespace.clone(),
+                now: unix_now(),
             },
             catalogue,
         );
         Ok((compiled, broken))
     }
+}
+
+/// The wall clock in Unix seconds for the compiler: only certificate expiry warnings read it,
+/// never the snapshot.
+fn unix_now() -> Option<i64> {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
 }

@@ -317,6 +317,7 @@ async fn a_tenant_that_breaks_a_proxy_build_freezes_no_one_else() {
     let catalogue = registry.catalogue().clone();
     let options = hookway_crds::compiler::Options {
         root_namespace: ROOT.into(),
+        ..Default::default()
     };
     let config = Config {
         namespaces: vec![ROOT.into(), "team-a".into(), "team-b".into()],

@@ -9,12 +9,12 @@ use hookway_crds::api::route::{
     PathMatch, PathMatchType, RouteRule, RouteTls, ValueMatch, ValueMatchType,
 };
 use hookway_crds::api::service::{BackendRef, Node};
-use hookway_crds::catalogue::PluginConfig;
+use hookway_crds::catalogue::{PluginConfig, ResolvedSecrets};
 use hookway_crds::compiler::{compile, Compiled, Kind, ObjectId, ObjectReport, Objects, Options};
 use hookway_crds::snapshot::{ObjectKey, RouteEntry};
 use hookway_crds::{
-    Catalogue, GatewayPlugin, GatewayPluginSpec, PluginRef, PluginStatus, Route, RouteSpec,
-    Service, ServiceSpec,
+    Catalogue, GatewayPlugin, GatewayPluginSpec, PlatformPolicy, PluginRef, PluginStatus, Route,
+    RouteSpec, Service, ServiceSpec,
 };
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -78,15 +78,49 @@ impl PluginConfig for Creds {
     fn secret_refs(&self) -> Vec<String> {
         vec![self.secret.clone()]
     }
+    /// A credential whose value is `bad` is refused, as a data plane would refuse a key that
+    /// does not parse.
+    fn check_secrets(&self, secrets: &ResolvedSecrets) -> Result<(), String> {
+        let secret = &secrets[&self.secret];
+        match secret.data.iter().find(|(_, v)| *v == "bad") {
+            Some((id, _)) => Err(format!("Secret {}: key {id:?} does not parse", secret.key)),
+            None => Ok(()),
+        }
+    }
 }
 
-/// `extra_params`, `limit`, `access_log`, `creds` (names a Secret).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Split {
+    pub service: String,
+}
+impl PluginConfig for Split {
+    fn service_refs(&self) -> Vec<String> {
+        vec![self.service.clone()]
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Remote {
+    pub address: String,
+}
+impl PluginConfig for Remote {
+    fn reaches_network(&self) -> bool {
+        true
+    }
+}
+
+/// `extra_params`, `limit`, `access_log`, `creds` (names a Secret), `split` (names a Service),
+/// `remote` (reaches the network).
 pub fn catalogue() -> Catalogue {
     let mut c = Catalogue::new();
     c.register::<ExtraParams>("extra_params")
         .register::<Limit>("limit")
         .register::<AccessLog>("access_log")
-        .register::<Creds>("creds");
+        .register::<Creds>("creds")
+        .register::<Split>("split")
+        .register::<Remote>("remote");
     c
 }
 
@@ -370,13 +404,39 @@ pub fn secret(ns: &str, name: &str, type_: &str, data: &[(&str, &str)]) -> Secre
     }
 }
 
+/// A self-signed certificate and key for `host`, PEM, valid from `from` to `until` (years).
+pub fn cert_pair(host: &str, from: i32, until: i32) -> (String, String) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(vec![host.to_string()]).expect("params");
+    params.not_before = rcgen::date_time_ymd(from, 1, 1);
+    params.not_after = rcgen::date_time_ymd(until, 1, 1);
+    let cert = params.self_signed(&key).expect("self-signed");
+    (cert.pem(), key.serialize_pem())
+}
+
+/// A `kubernetes.io/tls` Secret with a working certificate (valid 2000-2100).
 pub fn tls_secret(ns: &str, name: &str) -> Secret {
+    let (crt, key) = cert_pair("example.com", 2000, 2100);
+    tls_secret_with(ns, name, &crt, &key)
+}
+
+/// A `kubernetes.io/tls` Secret holding exactly `crt` and `key`.
+pub fn tls_secret_with(ns: &str, name: &str, crt: &str, key: &str) -> Secret {
     secret(
         ns,
         name,
         "kubernetes.io/tls",
-        &[("tls.crt", "CERT"), ("tls.key", "KEY")],
+        &[("tls.crt", crt), ("tls.key", key)],
     )
+}
+
+/// A PlatformPolicy `ns/name` from its spec as JSON.
+pub fn platform_policy(ns: &str, name: &str, spec: Value) -> PlatformPolicy {
+    PlatformPolicy {
+        metadata: meta(ns, name),
+        spec: serde_json::from_value(spec).expect("PlatformPolicy spec"),
+        status: None,
+    }
 }
 
 // ---- world -------------------------------------------------------------------------------------
@@ -409,8 +469,20 @@ impl World {
         self.0.secrets.push(Arc::new(s));
         self
     }
+    pub fn policy(mut self, p: PlatformPolicy) -> Self {
+        self.0.policies.push(Arc::new(p));
+        self
+    }
     pub fn compile(&self) -> Out {
         Out(compile(&self.0, &Options::default(), &catalogue()))
+    }
+    /// Compiles with the clock at `now` (unix seconds): certificate expiry is checked.
+    pub fn compile_at(&self, now: i64) -> Out {
+        let options = Options {
+            now: Some(now),
+            ..Options::default()
+        };
+        Out(compile(&self.0, &options, &catalogue()))
     }
 }
 

@@ -54,6 +54,8 @@ fn entry(alias: &str, config: serde_json::Value) -> ChainEntry {
         order: 0,
         config,
         exclude_paths: vec!["/healthz".into()],
+        secrets: Default::default(),
+        services: Default::default(),
     }
 }
 

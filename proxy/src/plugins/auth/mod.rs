@@ -19,7 +19,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::{header, request as http_request, HeaderValue, StatusCode};
 use serde::Deserialize;
 
-use hookway_crds::catalogue::PluginConfig;
+use hookway_crds::catalogue::{PluginConfig, ResolvedSecrets};
+use hookway_crds::snapshot::SecretEntry;
 
 use self::jwt::{Claim, JwtAlgorithm, JwtOptions};
 use self::store::Identity;
@@ -167,6 +168,18 @@ impl PluginConfig for Config {
         Ok(())
     }
 
+    fn check_secrets(&self, secrets: &ResolvedSecrets) -> Result<(), String> {
+        let find = |name: &str| {
+            secrets
+                .get(name)
+                .ok_or_else(|| format!("Secret {name:?} not resolved"))
+        };
+        for (i, c) in self.credentials.iter().enumerate() {
+            build_verifier(c, find).map_err(|e| format!("credentials[{i}]: {e}"))?;
+        }
+        no_shared_api_keys(self, |name| secrets.get(name))
+    }
+
     fn secret_refs(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .credentials
@@ -214,11 +227,13 @@ pub struct Auth {
     credential_params: Option<Arc<[Arc<str>]>>,
 }
 
-fn build_verifier(
+/// Builds one credential source from its Secret (found by `secret`), exactly as a proxy does;
+/// the compiler runs the same code on the resolved Secrets ([`PluginConfig::check_secrets`]).
+fn build_verifier<'s>(
     config: &CredentialConfig,
-    env: &BuildEnv<'_>,
+    secret: impl FnOnce(&str) -> Result<&'s SecretEntry, String>,
 ) -> Result<Box<dyn Verifier>, String> {
-    let entries = store::load(env, config.secret())?;
+    let entries = store::parse(secret(config.secret())?)?;
     Ok(match config.clone() {
         CredentialConfig::Apikey { header, query, .. } => {
             Box::new(apikey::ApiKey::new(entries, &header, query)?)
@@ -251,6 +266,35 @@ fn build_verifier(
     })
 }
 
+/// Two api key sources of one config holding the same key would make the second consumer
+/// unreachable (the first source wins): refused, naming both credentials.
+fn no_shared_api_keys<'s>(
+    config: &Config,
+    secret: impl Fn(&str) -> Option<&'s SecretEntry>,
+) -> Result<(), String> {
+    let mut seen: std::collections::HashMap<String, (String, String)> =
+        std::collections::HashMap::new();
+    for c in &config.credentials {
+        let CredentialConfig::Apikey { secret: name, .. } = c else {
+            continue;
+        };
+        let Some(entry) = secret(name) else { continue };
+        for (identity, key) in store::parse(entry)? {
+            let here = (entry.key.to_string(), identity.consumer.id.clone());
+            if let Some((other_secret, other_id)) = seen.get(&key) {
+                if *other_secret != here.0 {
+                    return Err(format!(
+                        "credentials {other_id:?} (Secret {other_secret}) and {:?} (Secret {}) have the same api key",
+                        here.1, here.0
+                    ));
+                }
+            }
+            seen.insert(key, here);
+        }
+    }
+    Ok(())
+}
+
 impl PluginFactory for Auth {
     const NAME: &'static str = "auth";
     type Config = Config;
@@ -258,8 +302,12 @@ impl PluginFactory for Auth {
     fn build(config: Config, env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
         let mut verifiers = Vec::with_capacity(config.credentials.len());
         for (i, c) in config.credentials.iter().enumerate() {
-            verifiers.push(build_verifier(c, env).map_err(|e| format!("credentials[{i}]: {e}"))?);
+            verifiers.push(
+                build_verifier(c, |name| env.secret(name))
+                    .map_err(|e| format!("credentials[{i}]: {e}"))?,
+            );
         }
+        no_shared_api_keys(&config, |name| env.secret(name).ok())?;
         let mut challenges: Vec<HeaderValue> = Vec::new();
         for v in &verifiers {
             let value =

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hookway_crds::snapshot::{ObjectKey, SecretEntry};
+use hookway_crds::snapshot::SecretEntry;
 
 use crate::plugin::{BuildEnv, Consumer};
 
@@ -32,14 +32,10 @@ impl Identity {
     }
 }
 
-/// Reads the Secret named `name` in the plugin's namespace into (identity, secret value) pairs.
+/// Reads the Secret the config calls `name`, as the compiler resolved it (see
+/// [`BuildEnv::secret`]), into (identity, secret value) pairs.
 pub fn load(env: &BuildEnv<'_>, name: &str) -> Result<Vec<(Identity, String)>, String> {
-    let key = ObjectKey::new(env.plugin_ref.namespace.clone(), name);
-    let secret = env
-        .snapshot
-        .secret(&key)
-        .ok_or_else(|| format!("credential Secret {key} not found"))?;
-    parse(secret)
+    parse(env.secret(name)?)
 }
 
 /// Parses a Secret's data (see the module docs for the layout).
@@ -113,6 +109,7 @@ pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hookway_crds::snapshot::ObjectKey;
 
     fn secret(data: &[(&str, &str)]) -> SecretEntry {
         SecretEntry {

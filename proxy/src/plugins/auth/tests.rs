@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::*;
 use crate::plugin::Consumer;
-use crate::plugins::testing::{self, body_string, ctx, parts, snapshot_with_secret, NS};
-use hookway_crds::snapshot::{ObjectKey, SecretEntry, Snapshot};
+use crate::plugins::testing::{self, body_string, ctx, parts, snapshot_with_secret};
+use hookway_crds::snapshot::{SecretEntry, Snapshot};
 
 const RSA_PRIVATE: &str = include_str!("testdata/rsa_private.pem");
 const RSA_PUBLIC: &str = include_str!("testdata/rsa_public.pem");
@@ -476,8 +476,9 @@ fn build_fails_on_missing_or_bad_secret() {
     )
     .err()
     .unwrap();
+    // A proxy never resolves a name itself: without the compiler's binding there is no Secret.
     assert!(
-        err.contains(&format!("{}", ObjectKey::new(NS, "nope"))),
+        err.contains("\"nope\" was not resolved by the compiler"),
         "{err}"
     );
     let snap = snapshot(&[("rsa", &[("k", "not a pem")])]);
@@ -527,4 +528,96 @@ fn config_validation() {
             .unwrap_err()
             .contains("realm")
     );
+}
+
+/// The compiler runs the proxy's own credential loading on the resolved Secrets: what a proxy
+/// would refuse at build time is refused at compile time, with the same message.
+#[test]
+fn compiler_checks_credential_secrets_as_the_proxy_loads_them() {
+    let reg = crate::plugins::builtin();
+    let secret = |name: &str, data: &[(&str, &str)]| {
+        (
+            name.to_string(),
+            snapshot_with_secret(name, data).secrets.remove(0),
+        )
+    };
+    let jwt =
+        |alg: &str| json!({"credentials": [{"type": "jwt", "secret": "k", "algorithm": alg}]});
+    let keys = json!({"credentials": [{"type": "apikey", "secret": "k"}]});
+    let two_sources = json!({"credentials": [
+        {"type": "apikey", "secret": "k"}, {"type": "apikey", "secret": "k2", "header": "x-key"}]});
+    /// (case, config, Secrets by name, expected error part).
+    type Case<'a> = (
+        &'a str,
+        serde_json::Value,
+        Vec<(&'a str, &'a [(&'a str, &'a str)])>,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "rsa key",
+            jwt("RS256"),
+            vec![("k", &[("kid", RSA_PUBLIC)])],
+            None,
+        ),
+        (
+            "ec key",
+            jwt("ES256"),
+            vec![("k", &[("kid", EC_PUBLIC)])],
+            None,
+        ),
+        (
+            "not a pem key",
+            jwt("RS256"),
+            vec![("k", &[("kid", "not a key")])],
+            Some("key \"kid\" is not a valid RS256 key"),
+        ),
+        (
+            "rsa key for an ec algorithm",
+            jwt("ES256"),
+            vec![("k", &[("kid", RSA_PUBLIC)])],
+            Some("not a valid ES256 key"),
+        ),
+        (
+            "bad expiry metadata",
+            keys.clone(),
+            vec![("k", &[("alice", "k1"), ("alice.expire", "soon")])],
+            Some("alice.expire"),
+        ),
+        (
+            "labels without a credential",
+            keys.clone(),
+            vec![("k", &[("alice", "k1"), ("bob.labels", "a=b")])],
+            Some("no credential"),
+        ),
+        (
+            "two consumers, one api key",
+            keys.clone(),
+            vec![("k", &[("alice", "same"), ("bob", "same")])],
+            Some("same api key"),
+        ),
+        (
+            "one api key in two sources",
+            two_sources.clone(),
+            vec![("k", &[("alice", "same")]), ("k2", &[("bob", "same")])],
+            Some("same api key"),
+        ),
+        (
+            "distinct keys in two sources",
+            two_sources,
+            vec![("k", &[("alice", "one")]), ("k2", &[("bob", "two")])],
+            None,
+        ),
+    ];
+    for (name, config, secrets, want) in cases {
+        let resolved = secrets.iter().map(|(n, d)| secret(n, d)).collect();
+        let got = reg.catalogue().check_secrets("auth", &config, &resolved);
+        match want {
+            None => assert_eq!(got, Ok(()), "{name}"),
+            Some(text) => {
+                let err = got.expect_err(name);
+                assert!(err.contains(text), "{name}: {err}");
+            }
+        }
+    }
 }

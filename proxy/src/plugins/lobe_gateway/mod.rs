@@ -117,6 +117,12 @@ fn duration(field: &str, s: &str) -> Result<Duration, String> {
 }
 
 impl PluginConfig for LobeGatewayConfig {
+    /// Index, manifest and plugin API URLs are the config's choice: tenants need a
+    /// PlatformPolicy.
+    fn reaches_network(&self) -> bool {
+        true
+    }
+
     fn validate(&self) -> Result<(), String> {
         duration("cache_ttl", &self.cache_ttl)?;
         duration("fetch_timeout", &self.fetch_timeout)?;

@@ -20,8 +20,8 @@ use http::{header, request, response, HeaderName, HeaderValue, Response, StatusC
 use serde::Deserialize;
 use smallvec::SmallVec;
 
-use hookway_crds::catalogue::PluginConfig;
-use hookway_crds::snapshot::ObjectKey;
+use hookway_crds::catalogue::{PluginConfig, ResolvedSecrets};
+use hookway_crds::snapshot::{ObjectKey, SecretEntry};
 
 use self::key::Key;
 use self::local::LocalCounters;
@@ -212,6 +212,26 @@ impl PluginConfig for Config {
             .filter_map(|r| r.password_secret.clone())
             .collect()
     }
+
+    fn check_secrets(&self, secrets: &ResolvedSecrets) -> Result<(), String> {
+        for name in self.secret_refs() {
+            let secret = secrets
+                .get(&name)
+                .ok_or_else(|| format!("redis.password_secret: Secret {name:?} not resolved"))?;
+            redis_password(secret)?;
+        }
+        Ok(())
+    }
+}
+
+/// The `password` of the Redis password Secret.
+fn redis_password(secret: &SecretEntry) -> Result<&String, String> {
+    secret.data.get("password").ok_or_else(|| {
+        format!(
+            "redis.password_secret: Secret {} has no \"password\" key",
+            secret.key
+        )
+    })
 }
 
 enum Backend {
@@ -258,13 +278,10 @@ impl RateLimiting {
                 let password = match &r.password_secret {
                     None => None,
                     Some(name) => {
-                        let key = ObjectKey::new(env.plugin_ref.namespace.clone(), name.clone());
-                        let secret = env.snapshot.secret(&key).ok_or_else(|| {
-                            format!("redis.password_secret: Secret {key} not found")
-                        })?;
-                        Some(secret.data.get("password").cloned().ok_or_else(|| {
-                            format!("redis.password_secret: Secret {key} has no \"password\" key")
-                        })?)
+                        let secret = env
+                            .secret(name)
+                            .map_err(|e| format!("redis.password_secret: {e}"))?;
+                        Some(redis_password(secret)?.clone())
                     }
                 };
                 // Counters are per GatewayPlugin: two plugins never share a budget by accident.

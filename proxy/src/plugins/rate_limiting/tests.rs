@@ -20,10 +20,13 @@ fn limiter_named(config: serde_json::Value, clock: &ManualClock, name: &str) -> 
     config.validate().unwrap();
     let snapshot = Snapshot::default();
     let plugin_ref = ObjectKey::new(NS, name);
+    let bindings = std::collections::BTreeMap::new();
     let env = BuildEnv {
         snapshot: &snapshot,
         plugin_ref: &plugin_ref,
         alias: name,
+        secrets: &bindings,
+        services: &Default::default(),
     };
     RateLimiting::with_clock(config, &env, Arc::new(clock.clone())).unwrap()
 }
