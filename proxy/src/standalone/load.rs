@@ -107,17 +107,27 @@ pub fn compile_dir(
     Ok((compiled, loaded))
 }
 
-/// Adds every object of `from` to `into`.
+/// Adds every object of `from` to `into`. Destructured, so a new kind of object cannot be
+/// forgotten here (a PlatformPolicy once was).
 fn extend(into: &mut Objects, from: &Objects) {
-    into.plugins.extend(from.plugins.iter().cloned());
-    into.services.extend(from.services.iter().cloned());
-    into.routes.extend(from.routes.iter().cloned());
-    into.core_services
-        .extend(from.core_services.iter().cloned());
-    into.endpoint_slices
-        .extend(from.endpoint_slices.iter().cloned());
-    into.secrets.extend(from.secrets.iter().cloned());
-    into.namespaces.extend(from.namespaces.iter().cloned());
+    let Objects {
+        plugins,
+        services,
+        routes,
+        core_services,
+        endpoint_slices,
+        secrets,
+        namespaces,
+        policies,
+    } = from;
+    into.plugins.extend(plugins.iter().cloned());
+    into.services.extend(services.iter().cloned());
+    into.routes.extend(routes.iter().cloned());
+    into.core_services.extend(core_services.iter().cloned());
+    into.endpoint_slices.extend(endpoint_slices.iter().cloned());
+    into.secrets.extend(secrets.iter().cloned());
+    into.namespaces.extend(namespaces.iter().cloned());
+    into.policies.extend(policies.iter().cloned());
 }
 
 /// A manifest file that could not be used as it is now.

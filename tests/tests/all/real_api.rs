@@ -494,3 +494,104 @@ fn without_the_binary_the_harness_says_what_is_absent() {
         }
     }
 }
+
+/// A `kubernetes.io/tls` Secret whose key does not belong to its certificate (the API server
+/// accepts it).
+fn mismatched_tls_secret(namespace: &str, name: &str, host: &str) -> Value {
+    let cert_key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec![host.to_owned()])
+        .expect("params")
+        .self_signed(&cert_key)
+        .expect("certificate");
+    let other_key = rcgen::KeyPair::generate().expect("key");
+    json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": name, "namespace": namespace},
+        "stringData": {"tls.crt": cert.pem(), "tls.key": other_key.serialize_pem()}
+    })
+}
+
+fn iso_route(namespace: &str, name: &str, host: &str, tls: Option<&str>, prefix: &str) -> Value {
+    let mut spec = json!({
+        "hosts": [host],
+        "rules": [{"path": {"type": "Prefix", "value": prefix}}],
+        "service": "svc",
+    });
+    if let Some(secret) = tls {
+        spec["tls"] = json!({"secretName": secret});
+    }
+    json!({
+        "apiVersion": "hookway.dev/v1alpha1", "kind": "Route",
+        "metadata": {"name": name, "namespace": namespace}, "spec": spec
+    })
+}
+
+#[test]
+fn a_broken_tls_secret_and_a_host_hijack_stay_on_their_own_status() {
+    let Some(cluster) = real_api::cluster() else {
+        return;
+    };
+    cluster.run(async {
+        let admin = cluster.admin().await;
+        let upstream = hookway_tests::upstream::start().await;
+        for ns in ["iso-a", "iso-b"] {
+            let docs = [
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+                json!({
+                    "apiVersion": "hookway.dev/v1alpha1", "kind": "Service",
+                    "metadata": {"name": "svc", "namespace": ns},
+                    "spec": {"nodes": [{"address": upstream.ip().to_string(), "port": upstream.port()}]}
+                }),
+            ];
+            for doc in &docs {
+                apply::apply(&admin, doc).await.expect("apply");
+            }
+        }
+        // team A owns a host first; team B then brings a broken TLS Secret and claims A's host.
+        apply::apply(&admin, &iso_route("iso-a", "owner", "owned.iso.example", None, "/"))
+            .await
+            .expect("owner route");
+        served_by_both_proxies(&admin, "iso-a", "owner").await;
+        for doc in [
+            mismatched_tls_secret("iso-b", "broken-tls", "tls.iso.example"),
+            iso_route("iso-b", "tls", "tls.iso.example", Some("broken-tls"), "/"),
+            iso_route("iso-b", "hijack", "owned.iso.example", None, "/"),
+        ] {
+            apply::apply(&admin, &doc).await.expect("apply");
+        }
+        let broken = status::wait_condition::<Route>(
+            &admin, "iso-b", "tls", "ResolvedRefs", "False", "InvalidCertificate", WAIT,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let hijack = status::wait_condition::<Route>(
+            &admin, "iso-b", "hijack", "Accepted", "False", "HostConflict", WAIT,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let message = status::conditions(&hijack)
+            .into_iter()
+            .find(|c| c.type_ == "Accepted")
+            .map(|c| c.message)
+            .unwrap_or_default();
+        assert!(message.contains("iso-a"), "the owner is named: {message}");
+        assert!(!status::conditions(&broken).is_empty());
+
+        // Every later change of team A still applies, on both proxies.
+        apply::apply(&admin, &iso_route("iso-a", "owner", "owned.iso.example", None, "/v2"))
+            .await
+            .expect("owner change");
+        served_by_both_proxies(&admin, "iso-a", "owner").await;
+        for proxy in 0..cluster.proxies.len() {
+            let (code, _, body) = cluster
+                .get(proxy, "owned.iso.example", "/v2/x", &[])
+                .await
+                .expect("GET owned host");
+            assert_eq!(
+                (code, body.as_str()),
+                (200, "upstream saw /v2/x x-env=None"),
+                "proxy {proxy}: the owner serves, the hijacker does not"
+            );
+        }
+    });
+}
