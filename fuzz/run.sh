@@ -19,9 +19,17 @@ export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-co
 triple=$(rustc -vV | sed -n 's/^host: //p')
 cargo build --release --bins --target "$triple"
 mkdir -p artifacts
+status=0
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t" "artifacts/$t"
   echo "== $t: ${seconds}s"
-  ./target/"$triple"/release/"$t" "corpus/$t" -max_total_time="$seconds" -max_len=4096 \
-    -artifact_prefix="artifacts/$t/" -print_final_stats=1 2>&1 | tail -n 12
+  # A finding ends that target's run (its input is in artifacts/<target>/); the others still run.
+  if ! ./target/"$triple"/release/"$t" "corpus/$t" -max_total_time="$seconds" -max_len=4096 \
+    -artifact_prefix="artifacts/$t/" -print_final_stats=1 >"artifacts/$t.log" 2>&1; then
+    echo "   FINDING: see artifacts/$t/ and artifacts/$t.log"
+    status=1
+  fi
+  grep -E '^(Done|stat::(number_of_executed_units|new_units_added|average_exec_per_sec))|SUMMARY' \
+    "artifacts/$t.log" | sed 's/^/   /'
 done
+exit $status

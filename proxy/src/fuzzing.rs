@@ -44,17 +44,19 @@ fn has_dot_segment(path: &str) -> bool {
     })
 }
 
-/// `path` with every unreserved character percent-encoded.
+/// `path` with every unreserved character percent-encoded (other bytes, UTF-8 sequences
+/// included, copied as they are).
 fn encode_unreserved(path: &str) -> String {
-    let mut out = String::with_capacity(path.len() * 3);
+    let mut out = Vec::with_capacity(path.len() * 3);
     for b in path.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push_str(&format!("%{b:02x}"));
+            out.extend_from_slice(format!("%{b:02x}").as_bytes());
         } else {
-            out.push(char::from(b));
+            out.push(b);
         }
     }
-    out
+    // Only ASCII bytes were replaced, by ASCII: still UTF-8.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// The path canonicaliser: idempotent, starts with `/`, never a dot segment, no `//` when
