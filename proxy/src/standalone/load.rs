@@ -96,15 +96,24 @@ pub fn compile_dir(
     catalogue: &Catalogue,
 ) -> Result<(Compiled, Loaded), LoadError> {
     let loaded = load_dir(dir, options)?;
-    let compiled = compiler::compile(
-        &loaded.objects,
+    let compiled = compile_objects(&loaded.objects, options, catalogue);
+    Ok((compiled, loaded))
+}
+
+/// Compiles `objects` with the standalone options and the wall clock.
+fn compile_objects(
+    objects: &Objects,
+    options: &StandaloneOptions,
+    catalogue: &Catalogue,
+) -> Compiled {
+    compiler::compile(
+        objects,
         &Options {
             root_namespace: options.root_namespace.clone(),
             now: unix_now(),
         },
         catalogue,
-    );
-    Ok((compiled, loaded))
+    )
 }
 
 /// Adds every object of `from` to `into`. Destructured, so a new kind of object cannot be
@@ -213,14 +222,7 @@ impl Folder {
         catalogue: &Catalogue,
     ) -> Result<(Compiled, Vec<BrokenFile>), LoadError> {
         let (loaded, broken) = self.load(dir, options)?;
-        let compiled = compiler::compile(
-            &loaded.objects,
-            &Options {
-                root_namespace: options.root_namespace.clone(),
-                now: unix_now(),
-            },
-            catalogue,
-        );
+        let compiled = compile_objects(&loaded.objects, options, catalogue);
         Ok((compiled, broken))
     }
 }
