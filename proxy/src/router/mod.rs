@@ -55,7 +55,7 @@ pub struct RequestView<'a> {
 }
 
 /// Lower-cases `host` and strips a port, without allocating when it is already lower-case.
-fn normalise_host(host: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn normalise_host(host: &str) -> std::borrow::Cow<'_, str> {
     let host = if host.starts_with('[') {
         // IPv6 literal: keep up to the closing bracket.
         host.split_once(']')

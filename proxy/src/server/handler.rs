@@ -16,7 +16,7 @@ use crate::canonical::canonicalize;
 use crate::chain::{ChainObserver, Upstream};
 use crate::metrics::{method_label, Metrics};
 use crate::plugin::{respond, Ctx, ProxyBody};
-use crate::router::RequestView;
+use crate::router::{normalise_host, RequestView};
 use crate::runtime::{Runtime, RuntimeState};
 use crate::upstream::headers::{self, X_REQUEST_ID};
 use crate::upstream::{NoRoute, ProxyUpstream};
@@ -119,8 +119,8 @@ pub async fn handle(
             .headers()
             .get(header::HOST)
             .and_then(|v| v.to_str().ok())
-            .map(host_part);
-        if let Some(host) = host {
+            .map(normalise_host);
+        if let Some(host) = host.as_deref() {
             if !same_certificate(&rt, conn.sni.as_deref(), host) {
                 tracing::debug!(peer = %conn.peer, sni = ?conn.sni, host, "misdirected request");
                 return Ok(refuse(
@@ -208,14 +208,6 @@ pub async fn handle(
         .metrics
         .count_request(route_label, service_label, method, resp.status());
     Ok(resp)
-}
-
-/// The host of a canonical `host[:port]` value.
-fn host_part(authority: &str) -> &str {
-    match authority.rfind(':') {
-        Some(at) if !authority[at..].contains(']') => &authority[..at],
-        _ => authority,
-    }
 }
 
 /// A request refused before routing: a short plain answer, counted like any other.
