@@ -33,6 +33,19 @@ fn wait_lines(path: &Path, n: usize) -> Vec<String> {
     }
 }
 
+/// The lines of `path` once one of them is `line` (or after 5 s).
+fn wait_for_line(path: &Path, line: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        if lines.iter().any(|l| l == line) || Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn completion(status: u16) -> Completion {
     Completion {
         status,
@@ -144,7 +157,8 @@ async fn moved_file_is_reopened() {
     }
     plugin.on_complete(&ctx, &completion(202));
     drop(plugin);
-    let new = wait_lines(&path, 1);
+    // The new file may already hold `201` lines: wait for the last one written.
+    let new = wait_for_line(&path, "202");
     assert!(new.contains(&"202".to_string()), "{new:?}");
     let old = wait_lines(&rotated, 1);
     assert_eq!(old[0], "200");
