@@ -5,6 +5,7 @@
 # runs without persistence, bound to 127.0.0.1, and exits by itself when the process whose pid
 # is given as the first argument (default: the caller's parent) goes away, so tests never leave
 # servers behind. Exit status non-zero (and a reason on stderr) when no server could be started.
+# With REDIS_PASSWORD set, the server requires that password (`requirepass`).
 set -euo pipefail
 
 owner_pid="${1:-$PPID}"
@@ -35,11 +36,16 @@ free_port() {
 }
 
 workdir="$(mktemp -d -t hookway-redis.XXXXXX)"
+auth=()
+if [ -n "${REDIS_PASSWORD:-}" ]; then
+    auth=(--requirepass "$REDIS_PASSWORD")
+    export REDISCLI_AUTH="$REDIS_PASSWORD"
+fi
 for _attempt in 1 2 3 4 5; do
     port="$(free_port)"
     redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
         --dir "$workdir" --daemonize yes --pidfile "$workdir/redis.pid" \
-        --logfile "$workdir/redis.log" >&2 || continue
+        --logfile "$workdir/redis.log" "${auth[@]}" >&2 || continue
     for _wait in $(seq 1 50); do
         if redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG; then
             server_pid="$(cat "$workdir/redis.pid")"

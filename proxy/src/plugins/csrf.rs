@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use http::{header, request, HeaderName, HeaderValue, Method, StatusCode};
 use serde::Deserialize;
 use sha2::Sha256;

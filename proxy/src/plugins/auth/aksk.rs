@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use http::{header, request, HeaderName};
 use sha2::{Digest, Sha256};
 

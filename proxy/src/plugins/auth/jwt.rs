@@ -110,7 +110,7 @@ impl Jwt {
         for (identity, material) in entries {
             let key = match options.algorithm {
                 JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512 => {
-                    Ok(DecodingKey::from_secret(material.as_bytes()))
+                    DecodingKey::from_secret(material.as_bytes())
                 }
                 JwtAlgorithm::ES256 | JwtAlgorithm::ES384 | JwtAlgorithm::ES512 => {
                     DecodingKey::from_ec_pem(material.as_bytes())

@@ -245,7 +245,7 @@ async fn jwt_hs256_with_kid_and_claim_checks() {
                "hide_credentials": true}),
         &snap,
     );
-    let key2 = EncodingKey::from_secret(b"secret-two");
+    let key2 = EncodingKey::from_secret(b"secret-two").expect("an HMAC key");
     let good = json!({"exp": now() + 60, "nbf": now() - 10, "iss": "https://issuer", "aud": "api"});
     let t = token(
         jsonwebtoken::Algorithm::HS256,
@@ -354,7 +354,7 @@ async fn jwt_rs256_from_query_and_es256_from_cookie() {
         jsonwebtoken::Algorithm::HS256,
         Some("issuer-a"),
         claims,
-        &EncodingKey::from_secret(RSA_PUBLIC.as_bytes()),
+        &EncodingKey::from_secret(RSA_PUBLIC.as_bytes()).expect("an HMAC key"),
     );
     assert_eq!(
         status(run(&*plugin, "GET", &format!("/?jwt_token={t}"), &[]).await),

@@ -91,7 +91,7 @@ pub fn validate(schema: &Value, instance: &Value) -> Result<(), Value> {
         .iter_errors(instance)
         .map(|e| {
             serde_json::json!({
-                "path": e.instance_path.as_str(),
+                "path": e.instance_path().as_str(),
                 "message": e.to_string(),
             })
         })

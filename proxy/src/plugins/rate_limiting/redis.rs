@@ -83,8 +83,9 @@ impl RedisCounters {
         timeout: Duration,
     ) -> Result<Self, RedisLimitError> {
         let mut info: redis::ConnectionInfo = url.parse().map_err(RedisLimitError::Url)?;
-        if password.is_some() {
-            info.redis.password = password;
+        if let Some(password) = password {
+            let settings = info.redis_settings().clone().set_password(password);
+            info = info.set_redis_settings(settings);
         }
         Ok(Self {
             client: redis::Client::open(info).map_err(RedisLimitError::Url)?,
@@ -107,8 +108,8 @@ impl RedisCounters {
             ));
         }
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(self.timeout)
-            .set_response_timeout(self.timeout)
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
             .set_number_of_retries(1);
         let attempt = self.conn.get_or_try_init(|| async {
             tokio::time::timeout(
@@ -165,7 +166,7 @@ impl RedisCounters {
                 Ok(Decision::Exceeded(i as usize - 1))
             }
             _ => Err(RedisLimitError::Command(redis::RedisError::from((
-                redis::ErrorKind::TypeError,
+                redis::ErrorKind::UnexpectedReturnType,
                 "unexpected rate limit script reply",
             )))),
         }

@@ -260,12 +260,19 @@ fn redis_port() -> Option<u16> {
 /// Starts a fresh redis-server with scripts/ensure-redis.sh; `None` (with a message) when the
 /// script fails, so the caller skips.
 fn start_redis() -> Option<u16> {
+    start_redis_with(None)
+}
+
+/// Like [`start_redis`], the server requiring `password` when one is given.
+fn start_redis_with(password: Option<&str>) -> Option<u16> {
     {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/ensure-redis.sh");
-        let out = std::process::Command::new("bash")
-            .arg(script)
-            .arg(std::process::id().to_string())
-            .output();
+        let mut command = std::process::Command::new("bash");
+        command.arg(script).arg(std::process::id().to_string());
+        if let Some(password) = password {
+            command.env("REDIS_PASSWORD", password);
+        }
+        let out = command.output();
         match out {
             Ok(out) if out.status.success() => {
                 String::from_utf8_lossy(&out.stdout).trim().parse().ok()
@@ -325,6 +332,58 @@ async fn redis_limit_is_shared_by_two_proxies() {
     // A different GatewayPlugin with the same prefix has its own budget.
     let other = limiter_named(cfg, &clock, "other");
     assert_eq!(call(&other, "1.1.1.1:1", &[]).await.0, 200);
+}
+
+/// The password comes from the Secret named by `password_secret`; without it the server refuses
+/// the limiter's commands and the fail-closed policy answers 503.
+#[tokio::test]
+async fn redis_password_comes_from_the_secret() {
+    const PASSWORD: &str = "s3cret-pw";
+    let Some(port) = start_redis_with(Some(PASSWORD)) else {
+        return;
+    };
+    let clock = ManualClock::at(T0 + 100);
+    let redis = json!({"url": format!("redis://127.0.0.1:{port}"),
+                       "key_prefix": unique_prefix(), "timeout": "2s"});
+    let mut with_secret = redis.clone();
+    with_secret["password_secret"] = json!("redis-auth");
+    let secret = ObjectKey::new(NS, "redis-auth");
+    let snapshot = Snapshot {
+        secrets: vec![hookway_crds::snapshot::SecretEntry {
+            key: secret.clone(),
+            data: [("password".to_string(), PASSWORD.to_string())].into(),
+        }],
+        ..Snapshot::default()
+    };
+    let bindings = [("redis-auth".to_string(), secret)].into();
+    let plugin_ref = ObjectKey::new(NS, "rl");
+    let build = |redis: serde_json::Value, bindings| {
+        let config: Config = serde_json::from_value(
+            json!({"second": 1, "policy": "redis", "fail_open": false, "redis": redis}),
+        )
+        .unwrap();
+        let env = BuildEnv {
+            snapshot: &snapshot,
+            plugin_ref: &plugin_ref,
+            alias: "rl",
+            secrets: bindings,
+            services: &Default::default(),
+        };
+        RateLimiting::with_clock(config, &env, Arc::new(clock.clone())).unwrap()
+    };
+    let authenticated = build(with_secret, &bindings);
+    assert_eq!(call(&authenticated, "1.1.1.1:1", &[]).await.0, 200);
+    let (s, _, body) = call(&authenticated, "1.1.1.1:1", &[]).await;
+    assert_eq!(
+        s, 429,
+        "the second request of the second counts on the server: {body}"
+    );
+    let anonymous = build(redis, &Default::default());
+    let (s, _, body) = call(&anonymous, "1.1.1.1:1", &[]).await;
+    assert_eq!(
+        s, 503,
+        "no password: the server refuses, fail closed: {body}"
+    );
 }
 
 fn unreachable_url() -> String {
