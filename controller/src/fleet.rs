@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  leader's own table (proxies.rs) ──┐
-//!                                    ├─ merge(now) ─► View ─ count(version, published) ─► "n/m proxies"
+//!                                    ├─ merge(now) ─► View ─ programmed(id, version) ─► Programmed
 //!  registry Leases of other replicas ┘   (unexpired only; own Lease ignored; a proxy seen twice
 //!  (registry.rs watches them)             counts once, with its highest applied version)
 //! ```
@@ -18,6 +18,10 @@
 //!
 //! An object is programmed on a proxy when the proxy applied the version in which the object's
 //! current content first appeared (or a newer one) and did not list it as failed.
+//!
+//! Only proxies that hold a snapshot (they acknowledged one) are *ready* and counted: a proxy that
+//! connects is invisible until its first acknowledgement, so a proxy joining (or ten restarting
+//! at once) changes no object's `Programmed` unless it fails to apply that object.
 
 use std::collections::BTreeMap;
 
@@ -214,6 +218,9 @@ impl View {
     }
 
     fn add(&mut self, id: &str, applied: &Applied) {
+        if applied.applied.is_none() {
+            return; // connected, holding no snapshot yet: not ready
+        }
         match self.proxies.get_mut(id) {
             Some(seen) if seen.applied >= applied.applied => {}
             Some(seen) => *seen = applied.clone(),
@@ -339,9 +346,9 @@ mod tests {
                 vec![("p0", Some(5)), ("p1", Some(7))],
             ),
             (
-                "applied null: ready, holding nothing",
+                "applied null: connected, holding no snapshot, not ready",
                 vec![lease("c1", NOW - 1, Some(r#"{"p1":{"applied":null}}"#))],
-                vec![("p0", Some(5)), ("p1", None)],
+                vec![("p0", Some(5))],
             ),
             (
                 "expired: renewTime + duration in the past",
@@ -434,15 +441,15 @@ mod tests {
             view.count(200, &published),
             Count {
                 applied: 3,
-                ready: 5
+                ready: 4
             },
-            "local + same content + unknown content compared by number"
+            "local + same content + unknown content compared by number; `nothing` is not ready"
         );
         assert_eq!(
             view.count(100, &published),
             Count {
                 applied: 4,
-                ready: 5
+                ready: 4
             }
         );
     }

@@ -23,6 +23,9 @@ pub struct Metrics {
     pub objects: IntGaugeVec,
     /// Proxies with an open stream.
     pub connected_proxies: IntGauge,
+    /// Proxies holding a snapshot across every live replica, as the leader counted them for
+    /// `Programmed` in its last completed status pass (0 on other replicas).
+    pub fleet_proxies: IntGauge,
     /// Published snapshot versions newer than the one a connected proxy applied (of the last
     /// 64; 64 means "64 or more"), per proxy.
     pub proxy_lag: IntGaugeVec,
@@ -56,6 +59,10 @@ impl Metrics {
                 &["kind", "condition"],
             )?,
             connected_proxies: IntGauge::new("connected_proxies", "Proxies with an open stream")?,
+            fleet_proxies: IntGauge::new(
+                "fleet_proxies",
+                "Proxies holding a snapshot across every replica, as the leader's last status pass counted them",
+            )?,
             proxy_lag: IntGaugeVec::new(
                 Opts::new(
                     "proxy_lag_versions",
@@ -76,6 +83,7 @@ impl Metrics {
         };
         let r = &m.registry;
         r.register(Box::new(m.reconciles.clone()))?;
+        r.register(Box::new(m.fleet_proxies.clone()))?;
         r.register(Box::new(m.compiles_changed.clone()))?;
         r.register(Box::new(m.compile_seconds.clone()))?;
         r.register(Box::new(m.snapshot_bytes.clone()))?;

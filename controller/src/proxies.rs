@@ -1,9 +1,10 @@
 //! Connected proxies and the versions they applied.
 //!
-//! A proxy counts as *ready* while its stream is open. `Programmed` for an object whose current
-//! generation first appeared in snapshot version `v` is `n/m proxies`: `n` ready proxies whose
-//! last successfully applied version is `>= v`, out of `m` ready proxies. In HA the leader
-//! counts the proxies of every replica: see `fleet.rs` and `registry.rs`.
+//! A proxy counts as *ready* while its stream is open and it has acknowledged a snapshot.
+//! `Programmed` for an object whose current content first appeared in snapshot version `v` is
+//! `True` when every ready proxy's last successfully applied version is `>= v` (and it did not
+//! leave the object out). In HA the leader counts the proxies of every replica: see `fleet.rs`
+//! and `registry.rs`.
 //!
 //! The lag gauge counts, per proxy, the published versions newer than the one it applied
 //! (out of the last [`versions::WINDOW`]).

@@ -130,11 +130,14 @@ impl StatusLoop {
                     let window = self.proxies.published();
                     self.sync(&published, &generations, &view, &window, &mut written)
                         .await;
+                    // After the pass: a reader that sees N here sees statuses written for N.
+                    self.metrics.fleet_proxies.set(view.len() as i64);
                 }
                 last_view = Some(view);
             } else {
                 written.clear();
                 last_view = None;
+                self.metrics.fleet_proxies.set(0);
             }
             registry_only = false;
             tokio::select! {

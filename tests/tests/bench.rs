@@ -289,7 +289,8 @@ async fn ten_thousand_routes() {
         started.elapsed()
     );
     let rss_all = rss_mib();
-    // Every Route's `Programmed` changes from 0/0 to 2/2 proxies: 10,000 more patches.
+    // Every Route goes from `NoProxies` to `Programmed` when the first proxy acks (10,000
+    // patches); the second proxy joining adds none.
     settle_status_writes(&fake, "status writes for the proxies' acks").await;
     let live_proxies = live_mib(&fake) - live_before_proxies;
 

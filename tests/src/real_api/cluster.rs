@@ -63,6 +63,8 @@ pub struct Cluster {
     pub controller_admin: SocketAddr,
     /// The controller's latest compiled snapshot.
     pub snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
+    /// The controller's metrics (`fleet_proxies`: how many proxies its status pass counted).
+    pub controller_metrics: hookway_controller::metrics::Metrics,
     /// The proxies' plain-HTTP listeners.
     pub proxies: Vec<SocketAddr>,
     running: Mutex<(Option<Controller>, Vec<RunningProxy>)>,
@@ -91,6 +93,7 @@ impl Cluster {
             controller_token: parts.controller_token,
             controller_admin: parts.controller.admin_addr,
             snapshots: parts.controller.snapshots.clone(),
+            controller_metrics: parts.controller.metrics.clone(),
             proxies: parts.proxies.iter().map(|p| p.http).collect(),
             running: Mutex::new((Some(parts.controller), parts.proxies)),
             _pki: parts.pki,

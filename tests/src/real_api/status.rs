@@ -22,7 +22,7 @@ pub struct Condition {
     /// Machine-readable reason.
     #[serde(default)]
     pub reason: String,
-    /// Human-readable message (`2/2 proxies`).
+    /// Human-readable message (`served by every ready proxy`).
     #[serde(default)]
     pub message: String,
     /// The generation this condition was written for.

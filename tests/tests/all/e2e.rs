@@ -206,6 +206,24 @@ impl Env {
     }
 }
 
+impl Env {
+    /// Waits until `controller` leads a fleet of `proxies` proxies holding a snapshot (its last
+    /// status pass counted them) and `route` is `Programmed` on all of them.
+    async fn wait_programmed(&self, controller: &Controller, route: &str, proxies: i64) {
+        let deadline = Instant::now() + WAIT;
+        while controller.metrics.fleet_proxies.get() != proxies {
+            assert!(
+                Instant::now() < deadline,
+                "fleet of {} proxies, want {proxies}",
+                controller.metrics.fleet_proxies.get()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.wait_condition(route, "Programmed", "True", "Programmed")
+            .await;
+    }
+}
+
 async fn wait_snapshot(
     rx: &mut watch::Receiver<Option<Arc<Snapshot>>>,
     what: &str,
@@ -239,8 +257,7 @@ async fn create_update_reject_delete() {
     wait_snapshot(&mut proxy, "route a is served", |s| route(s, "a").is_some()).await;
     env.wait_condition("a", "Accepted", "True", "Accepted")
         .await;
-    env.wait_condition("a", "Programmed", "True", "1/1 proxies")
-        .await;
+    env.wait_programmed(&controller, "a", 1).await;
 
     // Update: the proxy has it within a second.
     let mut a = env.routes().get("a").await.unwrap();
@@ -277,13 +294,13 @@ async fn create_update_reject_delete() {
     // `bad`) is Programmed, those passes have been through `bad`.
     if let Some(fake) = &env.fake {
         let env = &env;
+        let controller = &controller;
         let later = |n: u32| async move {
             let name = format!("zz-later-{n}");
             let host = format!("z{n}.example.com");
             env.create_route(&name, json!({"hosts": [host], "service": "web"}))
                 .await;
-            env.wait_condition(&name, "Programmed", "True", "1/1 proxies")
-                .await;
+            env.wait_programmed(controller, &name, 1).await;
         };
         later(1).await;
         let before = fake.status_patches("routes", &env.ns, "bad");
@@ -306,6 +323,97 @@ async fn create_update_reject_delete() {
     controller.shutdown().await;
 }
 
+/// A proxy joining or leaving the fleet rewrites no status: `Programmed` names no proxy count,
+/// and a proxy counts only once it holds a snapshot. A change to one Route patches that Route
+/// only. (With `n/m proxies` in the message, two proxies joining a 10,000-Route cluster cost
+/// 20,000 patches.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxies_joining_and_leaving_write_no_status() {
+    const ROUTES: usize = 12;
+    let env = env("fleet").await;
+    let controller = env.controller("127.0.0.1:0", "controller-0").await;
+    let (_p1, t1) = env.proxy(&controller, "proxy-1");
+    env.create_service("web").await;
+    for i in 0..ROUTES {
+        env.create_route(
+            &format!("r{i}"),
+            json!({"hosts": [format!("r{i}.example.com")], "service": "web"}),
+        )
+        .await;
+    }
+    for i in 0..ROUTES {
+        env.wait_programmed(&controller, &format!("r{i}"), 1).await;
+    }
+    let Some(fake) = &env.fake else {
+        eprintln!("patch counts need the fake API server; joined and left without them");
+        t1.abort();
+        controller.shutdown().await;
+        return;
+    };
+    let patches = |fake: &hookway_tests::fake_api::FakeApi| {
+        (0..ROUTES)
+            .map(|i| fake.status_patches("routes", &env.ns, &format!("r{i}")))
+            .collect::<Vec<_>>()
+    };
+    let before = patches(fake);
+
+    // Two proxies join; once the leader's status pass has counted them, nothing was patched.
+    let (mut p2, t2) = env.proxy(&controller, "proxy-2");
+    let (_p3, t3) = env.proxy(&controller, "proxy-3");
+    wait_snapshot(&mut p2, "proxy-2 holds the routes", |s| {
+        s.routes.len() == ROUTES
+    })
+    .await;
+    for i in 0..ROUTES {
+        env.wait_programmed(&controller, &format!("r{i}"), 3).await;
+    }
+    assert_eq!(patches(fake), before, "proxies joining patched statuses");
+
+    // They leave: still nothing.
+    t2.abort();
+    t3.abort();
+    let deadline = Instant::now() + WAIT;
+    while controller.metrics.fleet_proxies.get() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the leaving proxies are still counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(patches(fake), before, "proxies leaving patched statuses");
+
+    // One Route changes: only it is patched.
+    let mut r0 = env.routes().get("r0").await.unwrap();
+    r0.spec.priority = 3;
+    env.routes()
+        .replace("r0", &PostParams::default(), &r0)
+        .await
+        .unwrap();
+    let generation = env.routes().get("r0").await.unwrap().metadata.generation;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r0 = env.routes().get("r0").await.unwrap();
+        let programmed = r0.status.and_then(|s| {
+            s.conditions
+                .into_iter()
+                .find(|c| c.type_ == "Programmed" && c.status == "True")
+        });
+        if programmed.is_some_and(|c| c.observed_generation == generation) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "r0's new generation never Programmed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = patches(fake);
+    assert!(after[0] > before[0], "r0 was patched");
+    assert_eq!(after[1..], before[1..], "only r0 was patched");
+    t1.abort();
+    controller.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxies_survive_a_controller_restart_and_resync() {
     let env = env("restart").await;
@@ -318,8 +426,7 @@ async fn proxies_survive_a_controller_restart_and_resync() {
         .await;
     let first = wait_snapshot(&mut p1, "route a is served", |s| route(s, "a").is_some()).await;
     wait_snapshot(&mut p2, "route a is served", |s| route(s, "a").is_some()).await;
-    env.wait_condition("a", "Programmed", "True", "2/2 proxies")
-        .await;
+    env.wait_programmed(&controller, "a", 2).await;
 
     controller.shutdown().await;
     // Two redials: the proxies have noticed (usually one each; a check that cannot fail falsely).
@@ -340,8 +447,7 @@ async fn proxies_survive_a_controller_restart_and_resync() {
         "versions keep growing across restarts"
     );
     wait_snapshot(&mut p2, "route b is served", |s| route(s, "b").is_some()).await;
-    env.wait_condition("b", "Programmed", "True", "2/2 proxies")
-        .await;
+    env.wait_programmed(&controller, "b", 2).await;
 
     // A proxy restarted gets the current snapshot.
     t2.abort();
@@ -545,8 +651,7 @@ async fn one_leader_writes_status_and_a_standby_takes_over() {
         snapshots: _snapshots,
     } = two_replicas_serving_route_a(&env).await;
     // Only the leader writes status; it counts the proxies of both replicas.
-    env.wait_condition("a", "Programmed", "True", "2/2 proxies")
-        .await;
+    env.wait_programmed(&c0, "a", 2).await;
     assert!(!*c1.leader.borrow(), "the standby does not lead");
 
     // Admin endpoint of the leader.
@@ -572,8 +677,7 @@ async fn one_leader_writes_status_and_a_standby_takes_over() {
         .unwrap();
     env.create_route("b", json!({"hosts": ["b.example.com"], "service": "web"}))
         .await;
-    env.wait_condition("b", "Programmed", "True", "1/1 proxies")
-        .await;
+    env.wait_programmed(&c1, "b", 1).await;
     t1.abort();
     c1.shutdown().await;
 }
@@ -610,8 +714,7 @@ async fn programmed_counts_the_proxies_of_every_replica() {
 
     // The leader counts proxy-1 (connected to the follower) through the follower's Lease,
     // although each replica numbers its snapshots on its own.
-    env.wait_condition("a", "Programmed", "True", "2/2 proxies")
-        .await;
+    env.wait_programmed(&c0, "a", 2).await;
     assert!(!*c1.leader.borrow(), "controller-1 follows");
     assert_eq!(
         registry_holders(&env).await,
@@ -636,8 +739,7 @@ async fn programmed_counts_the_proxies_of_every_replica() {
     // expired (3 s here), its proxy is no longer counted.
     let crashed = Instant::now();
     drop(c1);
-    env.wait_condition("a", "Programmed", "True", "1/1 proxies")
-        .await;
+    env.wait_programmed(&c0, "a", 1).await;
     assert!(
         crashed.elapsed() >= Duration::from_secs(1),
         "counted until the Lease expired"
