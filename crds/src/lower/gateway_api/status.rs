@@ -1,0 +1,1 @@
+//! Gateway API status, computed without I/O from the objects and the compile's reports.
