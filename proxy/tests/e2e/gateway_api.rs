@@ -422,3 +422,272 @@ async fn header_query_and_method_matching() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn header_modifiers_redirects_and_rewrites() {
+    // httproute-request-header-modifier, httproute-response-header-modifier,
+    // httproute-redirect-{path,scheme,port,host-and-status}, httproute-rewrite-{path,host}.
+    let manifests = [
+        route(
+            "request-header-modifier",
+            "  hostnames: [reqhdr.example]\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /set}}]\n    filters:\n    - type: RequestHeaderModifier\n      requestHeaderModifier:\n        set: [{name: X-Header-Set, value: set-overwrites-values}]\n    backendRefs: [{name: infra-backend-v1, port: 8080}]\n  - matches: [{path: {type: PathPrefix, value: /add}}]\n    filters:\n    - type: RequestHeaderModifier\n      requestHeaderModifier:\n        add: [{name: X-Header-Add, value: add-appends-values}]\n    backendRefs: [{name: infra-backend-v1, port: 8080}]\n  - matches: [{path: {type: PathPrefix, value: /remove}}]\n    filters:\n    - type: RequestHeaderModifier\n      requestHeaderModifier:\n        remove: [X-Header-Remove]\n    backendRefs: [{name: infra-backend-v1, port: 8080}]",
+        ),
+        route(
+            "response-header-modifier",
+            "  hostnames: [resphdr.example]\n  rules:\n  - filters:\n    - type: ResponseHeaderModifier\n      responseHeaderModifier:\n        set: [{name: X-Header-Set, value: set-overwrites-values}]\n        add: [{name: X-Header-Add, value: header-val-1}]\n        remove: [Content-Type]\n    backendRefs: [{name: infra-backend-v1, port: 8080}]",
+        ),
+        route(
+            "redirects",
+            "  hostnames: [redirect.example]\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /original-prefix}}]\n    filters:\n    - type: RequestRedirect\n      requestRedirect:\n        path: {type: ReplacePrefixMatch, replacePrefixMatch: /replacement-prefix}\n  - matches: [{path: {type: PathPrefix, value: /full}}]\n    filters:\n    - type: RequestRedirect\n      requestRedirect:\n        path: {type: ReplaceFullPath, replaceFullPath: /full-path-replacement}\n  - matches: [{path: {type: PathPrefix, value: /scheme}}]\n    filters:\n    - type: RequestRedirect\n      requestRedirect: {scheme: https}\n  - matches: [{path: {type: PathPrefix, value: /port}}]\n    filters:\n    - type: RequestRedirect\n      requestRedirect: {port: 8083}\n  - matches: [{path: {type: PathPrefix, value: /host}}]\n    filters:\n    - type: RequestRedirect\n      requestRedirect: {hostname: example.org, statusCode: 301}\n  - matches: [{path: {type: PathPrefix, value: /scheme-and-port}}]\n    filters:\n    - type: RequestRedirect\n      requestRedirect: {scheme: https, port: 8443, statusCode: 308}",
+        ),
+        route(
+            "rewrite-path",
+            "  hostnames: [rewrite.example]\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /prefix/one}}]\n    filters:\n    - type: URLRewrite\n      urlRewrite:\n        path: {type: ReplacePrefixMatch, replacePrefixMatch: /one}\n    backendRefs: [{name: infra-backend-v1, port: 8080}]\n  - matches: [{path: {type: PathPrefix, value: /full/one}}]\n    filters:\n    - type: URLRewrite\n      urlRewrite:\n        path: {type: ReplaceFullPath, replaceFullPath: /one}\n    backendRefs: [{name: infra-backend-v1, port: 8080}]\n  - matches: [{path: {type: PathPrefix, value: /strip-prefix}}]\n    filters:\n    - type: URLRewrite\n      urlRewrite:\n        path: {type: ReplacePrefixMatch, replacePrefixMatch: /}\n    backendRefs: [{name: infra-backend-v1, port: 8080}]\n  - matches: [{path: {type: PathPrefix, value: /host}}]\n    filters:\n    - type: URLRewrite\n      urlRewrite: {hostname: one.example.org}\n    backendRefs: [{name: infra-backend-v2, port: 8080}]",
+        ),
+    ]
+    .concat();
+    let world = World::start(&manifests).await;
+
+    let a = world
+        .send(
+            "GET",
+            "reqhdr.example",
+            "/set",
+            &[("x-header-set", "some-other-value")],
+        )
+        .await;
+    assert_eq!(
+        a.request_headers["x-header-set"], "set-overwrites-values",
+        "{a:?}"
+    );
+    let a = world
+        .send(
+            "GET",
+            "reqhdr.example",
+            "/add",
+            &[("x-header-add", "some-other-value")],
+        )
+        .await;
+    assert_eq!(
+        a.request_headers["x-header-add"], "some-other-value, add-appends-values",
+        "{a:?}"
+    );
+    let a = world
+        .send(
+            "GET",
+            "reqhdr.example",
+            "/remove",
+            &[("x-header-remove", "val"), ("x-header-keep", "k")],
+        )
+        .await;
+    assert!(!a.request_headers.contains_key("x-header-remove"), "{a:?}");
+    assert_eq!(a.request_headers["x-header-keep"], "k");
+
+    let a = world.get("resphdr.example", "/").await;
+    assert_eq!(a.status, 200);
+    assert_eq!(
+        a.response_headers["x-header-set"], "set-overwrites-values",
+        "{a:?}"
+    );
+    assert_eq!(a.response_headers["x-header-add"], "header-val-1");
+    assert!(!a.response_headers.contains_key("content-type"), "{a:?}");
+
+    // (path, status, Location) — the client sends Host `redirect.example` (port 80 implied).
+    let redirects = [
+        (
+            "/original-prefix/lemon",
+            302,
+            "http://redirect.example/replacement-prefix/lemon",
+        ),
+        (
+            "/full/path/original",
+            302,
+            "http://redirect.example/full-path-replacement",
+        ),
+        ("/scheme", 302, "https://redirect.example/scheme"),
+        ("/port", 302, "http://redirect.example:8083/port"),
+        ("/host?q=1", 301, "http://example.org/host?q=1"),
+        (
+            "/scheme-and-port",
+            308,
+            "https://redirect.example:8443/scheme-and-port",
+        ),
+    ];
+    for (path, status, location) in redirects {
+        let a = world.get("redirect.example", path).await;
+        assert_eq!(
+            (
+                a.status,
+                a.response_headers.get("location").map(String::as_str)
+            ),
+            (status, Some(location)),
+            "{path}: {a:?}"
+        );
+    }
+    // A Host with a port: the port the client used is kept unless the scheme changes.
+    let a = world.get("redirect.example:8080", "/original-prefix").await;
+    assert_eq!(
+        a.response_headers["location"],
+        "http://redirect.example:8080/replacement-prefix"
+    );
+
+    // (path sent, path the backend sees)
+    for (sent, seen) in [
+        ("/prefix/one/two", "/one/two"),
+        ("/prefix/one", "/one"),
+        ("/full/one/two?q=1", "/one?q=1"),
+        ("/strip-prefix/three", "/three"),
+        ("/strip-prefix", "/"),
+    ] {
+        let a = world.get("rewrite.example", sent).await;
+        assert_eq!((a.status, a.path.as_str()), (200, seen), "{sent}: {a:?}");
+    }
+    let a = world.get("rewrite.example", "/host").await;
+    assert_eq!(
+        (a.backend.as_str(), a.request_headers["host"].as_str()),
+        ("infra-backend-v2", "one.example.org")
+    );
+}
+
+#[tokio::test]
+async fn weights_backends_and_namespaces() {
+    // httproute-weight, httproute-omitted-backendrefs, httproute-invalid-nonexistent-backendref,
+    // httproute-invalid-backendref-unknown-kind, httproute-reference-grant,
+    // httproute-invalid-cross-namespace-backend-ref, gateway with disallowed namespaces.
+    let manifests = [
+        route(
+            "weighted-backends",
+            "  hostnames: [weights.example]\n  rules:\n  - backendRefs:\n    - {name: infra-backend-v1, port: 8080, weight: 70}\n    - {name: infra-backend-v2, port: 8080, weight: 30}\n    - {name: infra-backend-v3, port: 8080, weight: 0}",
+        ),
+        route(
+            "omitted-backendrefs",
+            "  hostnames: [omitted.example]\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /forward}}]\n    backendRefs: [{name: infra-backend-v1, port: 8080}]\n  - matches: [{path: {type: PathPrefix, value: /omitted-no-forward}}]\n  - matches: [{path: {type: PathPrefix, value: /empty-no-forward}}]\n    backendRefs: []",
+        ),
+        route(
+            "invalid-backends",
+            "  hostnames: [invalid.example]\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /nonexistent}}]\n    backendRefs: [{name: nonexistent, port: 8080}]\n  - matches: [{path: {type: PathPrefix, value: /unknown-kind}}]\n    backendRefs: [{group: unknown.example, kind: Unknown, name: x, port: 8080}]\n  - matches: [{path: {type: PathPrefix, value: /no-grant}}]\n    backendRefs: [{name: web-backend, namespace: gateway-conformance-web-backend, port: 8080}]",
+        ),
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: all-namespaces, namespace: gateway-conformance-infra}
+spec:
+  gatewayClassName: hookway
+  listeners:
+  - name: http
+    port: 80
+    protocol: HTTP
+    hostname: shared.example
+    allowedRoutes:
+      namespaces:
+        from: Selector
+        selector: {matchLabels: {gateway-conformance: web-backend}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: granted, namespace: gateway-conformance-web-backend}
+spec:
+  parentRefs: [{name: all-namespaces, namespace: gateway-conformance-infra}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /granted}}]
+    backendRefs: [{name: infra-backend-v3, namespace: gateway-conformance-infra, port: 8080}]
+  - backendRefs: [{name: web-backend, port: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: web-to-infra, namespace: gateway-conformance-infra}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: gateway-conformance-web-backend}]
+  to: [{group: "", kind: Service, name: infra-backend-v3}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: disallowed, namespace: gateway-conformance-web-backend}
+spec:
+  parentRefs: [{name: same-namespace, namespace: gateway-conformance-infra}]
+  hostnames: [disallowed.example]
+  rules:
+  - backendRefs: [{name: web-backend, port: 8080}]
+---
+"#
+        .to_string(),
+    ]
+    .concat();
+    let world = World::start(&manifests).await;
+
+    let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+    for _ in 0..100 {
+        let a = world.get("weights.example", "/").await;
+        *counts.entry(a.backend).or_default() += 1;
+    }
+    // Smooth weighted round-robin is exact over a full cycle.
+    assert_eq!(counts.get("infra-backend-v1"), Some(&70), "{counts:?}");
+    assert_eq!(counts.get("infra-backend-v2"), Some(&30), "{counts:?}");
+    assert_eq!(counts.get("infra-backend-v3"), None, "{counts:?}");
+
+    expect(
+        &world,
+        &[
+            (
+                "GET",
+                "omitted.example",
+                "/forward",
+                &[],
+                200,
+                "infra-backend-v1",
+            ),
+            (
+                "GET",
+                "omitted.example",
+                "/omitted-no-forward",
+                &[],
+                500,
+                "no usable backend for this HTTPRoute rule (see the HTTPRoute's status)\n",
+            ),
+            (
+                "GET",
+                "omitted.example",
+                "/empty-no-forward",
+                &[],
+                500,
+                "no usable backend for this HTTPRoute rule (see the HTTPRoute's status)\n",
+            ),
+            (
+                "GET",
+                "invalid.example",
+                "/unknown-kind",
+                &[],
+                500,
+                "no usable backend for this HTTPRoute rule (see the HTTPRoute's status)\n",
+            ),
+            (
+                "GET",
+                "invalid.example",
+                "/no-grant",
+                &[],
+                500,
+                "no usable backend for this HTTPRoute rule (see the HTTPRoute's status)\n",
+            ),
+            (
+                "GET",
+                "shared.example",
+                "/granted",
+                &[],
+                200,
+                "infra-backend-v3",
+            ),
+            ("GET", "shared.example", "/", &[], 200, "web-backend"),
+            (
+                "GET",
+                "disallowed.example",
+                "/",
+                &[],
+                404,
+                "no route matched\n",
+            ),
+        ],
+    )
+    .await;
+    let a = world.get("invalid.example", "/nonexistent").await;
+    assert_eq!(a.status, 500, "{a:?}");
+}

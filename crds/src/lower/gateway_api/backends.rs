@@ -13,6 +13,7 @@ pub(crate) fn backends(
     refs: &[HTTPBackendRef],
     namespace: &str,
     grants: &Grants<'_>,
+    service_exists: &dyn Fn(&str, &str) -> bool,
 ) -> (Vec<WeightedBackendRef>, Vec<Refused>) {
     let mut ok = Vec::new();
     let mut refused = Vec::new();
@@ -35,6 +36,13 @@ pub(crate) fn backends(
                     "backendRef Service {ns}/{} is in another namespace and no ReferenceGrant there permits it",
                     b.name
                 ),
+            ));
+            continue;
+        }
+        if !service_exists(ns, &b.name) {
+            refused.push((
+                "BackendNotFound",
+                format!("backendRef Service {ns}/{} not found", b.name),
             ));
             continue;
         }

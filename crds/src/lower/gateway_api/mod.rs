@@ -62,6 +62,16 @@ pub(crate) fn lower(objects: &Objects, _options: &Options, out: &mut Lowered) {
         .collect();
     let exists = |ns: &str, name: &str| secrets.contains(&(ns, name));
     let index = Index::new(objects, &exists);
+    let core_services: HashSet<(&str, &str)> = objects
+        .core_services
+        .iter()
+        .filter_map(|s| {
+            Some((
+                s.metadata.namespace.as_deref()?,
+                s.metadata.name.as_deref()?,
+            ))
+        })
+        .collect();
 
     for (name, class) in &index.classes {
         let mut report = ObjectReport::new(class.metadata.generation);
@@ -93,7 +103,7 @@ pub(crate) fn lower(objects: &Objects, _options: &Options, out: &mut Lowered) {
                 }
             }
         }
-        lower_route(objects, &index, route, &key, &outcomes, out);
+        lower_route(objects, &index, &core_services, route, &key, &outcomes, out);
     }
 
     for (gkey, g) in &index.gateways {
@@ -192,6 +202,7 @@ fn synthetic_meta(source: &ObjectMeta, namespace: &str, name: String) -> ObjectM
 fn lower_route(
     objects: &Objects,
     index: &Index<'_>,
+    core_services: &HashSet<(&str, &str)>,
     route: &HTTPRoute,
     key: &ObjectKey,
     outcomes: &[Outcome],
@@ -258,7 +269,8 @@ fn lower_route(
             );
             continue;
         }
-        let (list, problems) = backends::backends(&rule.backend_refs, ns, &index.grants);
+        let exists = |ns: &str, name: &str| core_services.contains(&(ns, name));
+        let (list, problems) = backends::backends(&rule.backend_refs, ns, &index.grants, &exists);
         for (why, message) in problems {
             report.unresolved(why, format!("rules[{i}]: {message}"));
         }
