@@ -691,3 +691,117 @@ spec:
     let a = world.get("invalid.example", "/nonexistent").await;
     assert_eq!(a.status, 500, "{a:?}");
 }
+
+/// A `kubernetes.io/tls` Secret as YAML.
+fn tls_secret(ns: &str, name: &str, (cert, key): &(String, String)) -> String {
+    let indent = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {ns}}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}---\n",
+        indent(cert),
+        indent(key)
+    )
+}
+
+#[tokio::test]
+async fn extension_ref_plugins_and_https_listeners() {
+    // ExtensionRef → a GatewayPlugin in the route's chain, with the namespace's global plugin
+    // still applied; an HTTPS listener serving a certificate from another namespace's Secret
+    // (permitted by a ReferenceGrant) for its hostname (httproute-https-listener).
+    let ca = Ca::new();
+    let cert = ca.leaf(&["secure.example"]);
+    let manifests = [
+        r#"
+apiVersion: hookway.dev/v1alpha1
+kind: GatewayPlugin
+metadata: {name: deny-teapots, namespace: gateway-conformance-infra}
+spec:
+  plugin: mock
+  config: {status: 418, body: "short and stout\n"}
+---
+apiVersion: hookway.dev/v1alpha1
+kind: GatewayPlugin
+metadata: {name: stamp, namespace: gateway-conformance-infra}
+spec:
+  plugin: headers
+  status: global
+  order: 10
+  config: {response: {set: {x-stamped: "yes"}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: secure, namespace: gateway-conformance-infra}
+spec:
+  gatewayClassName: hookway
+  listeners:
+  - name: https
+    port: 443
+    protocol: HTTPS
+    hostname: secure.example
+    tls:
+      certificateRefs: [{name: secure-cert, namespace: gateway-conformance-web-backend}]
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: gateways-read-certs, namespace: gateway-conformance-web-backend}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: Gateway, namespace: gateway-conformance-infra}]
+  to: [{group: "", kind: Secret}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: secure, namespace: gateway-conformance-infra}
+spec:
+  parentRefs: [{name: secure}]
+  rules:
+  - backendRefs: [{name: infra-backend-v2, port: 8080}]
+---
+"#
+        .to_string(),
+        tls_secret("gateway-conformance-web-backend", "secure-cert", &cert),
+        route(
+            "extension-ref",
+            "  hostnames: [ext.example]\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /teapot}}]\n    filters:\n    - type: ExtensionRef\n      extensionRef: {group: hookway.dev, kind: GatewayPlugin, name: deny-teapots}\n    backendRefs: [{name: infra-backend-v1, port: 8080}]\n  - matches: [{path: {type: PathPrefix, value: /missing}}]\n    filters:\n    - type: ExtensionRef\n      extensionRef: {group: hookway.dev, kind: GatewayPlugin, name: no-such-plugin}\n    backendRefs: [{name: infra-backend-v1, port: 8080}]\n  - backendRefs: [{name: infra-backend-v1, port: 8080}]",
+        ),
+    ]
+    .concat();
+    let world = World::start(&manifests).await;
+    let a = world.get("ext.example", "/teapot").await;
+    assert_eq!(
+        (a.status, a.backend.as_str()),
+        (418, "short and stout\n"),
+        "{a:?}"
+    );
+    assert_eq!(
+        a.response_headers.get("x-stamped").map(String::as_str),
+        Some("yes"),
+        "{a:?}"
+    );
+    let a = world.get("ext.example", "/").await;
+    assert_eq!((a.status, a.backend.as_str()), (200, "infra-backend-v1"));
+    assert_eq!(
+        a.response_headers.get("x-stamped").map(String::as_str),
+        Some("yes")
+    );
+    // A reference to a GatewayPlugin that does not exist fails closed: the match is not served
+    // (the HTTPRoute reports PluginNotFound), so the rule without matches answers instead.
+    let a = world.get("ext.example", "/missing").await;
+    assert_eq!(
+        (a.status, a.backend.as_str()),
+        (200, "infra-backend-v1"),
+        "{a:?}"
+    );
+
+    let https = world.proxy.https.expect("https listener");
+    let c = tls_client(&ca.pem, &["secure.example"], https);
+    let resp = c
+        .get(format!("https://secure.example:{}/", https.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(json(resp).await["server"], "infra-backend-v2");
+}
