@@ -48,8 +48,6 @@ impl ListenerInfo<'_> {
 pub(crate) struct GatewayInfo<'a> {
     /// The Gateway.
     pub gateway: &'a Gateway,
-    /// Its key.
-    pub key: ObjectKey,
     /// Its listeners, in spec order.
     pub listeners: Vec<ListenerInfo<'a>>,
 }
@@ -98,9 +96,8 @@ impl<'a> Index<'a> {
             };
             let key = ObjectKey::new(ns.as_str(), name.as_str());
             let listeners = listeners(g, ns, &grants, secret_exists);
-            gateways.entry(key.clone()).or_insert(GatewayInfo {
+            gateways.entry(key).or_insert(GatewayInfo {
                 gateway: g.as_ref(),
-                key,
                 listeners,
             });
         }
