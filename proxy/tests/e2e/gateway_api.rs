@@ -805,3 +805,45 @@ spec:
     assert_eq!(resp.status(), 200);
     assert_eq!(json(resp).await["server"], "infra-backend-v2");
 }
+
+#[tokio::test]
+async fn cors_and_timeouts() {
+    // httproute-cors (preflight and simple request), httproute-request-timeout.
+    let manifests = [
+        route(
+            "cors",
+            "  hostnames: [cors.example]\n  rules:\n  - filters:\n    - type: CORS\n      cors:\n        allowOrigins: [\"https://www.foo.com\", \"https://*.bar.com\"]\n        allowMethods: [GET, OPTIONS]\n        allowHeaders: [x-header-1, x-header-2]\n        exposeHeaders: [x-header-3, x-header-4]\n        allowCredentials: true\n        maxAge: 3600\n    backendRefs: [{name: infra-backend-v1, port: 8080}]",
+        ),
+        route(
+            "request-timeout",
+            "  hostnames: [timeout.example]\n  rules:\n  - timeouts: {request: 200ms}\n    backendRefs: [{name: infra-backend-v1, port: 8080}]",
+        ),
+    ]
+    .concat();
+    let world = World::start(&manifests).await;
+    let a = world
+        .send(
+            "OPTIONS",
+            "cors.example",
+            "/",
+            &[("origin", "https://www.foo.com"), ("access-control-request-method", "GET")],
+        )
+        .await;
+    assert!(a.status == 200 || a.status == 204, "{a:?}");
+    let h = &a.response_headers;
+    assert_eq!(h.get("access-control-allow-origin").map(String::as_str), Some("https://www.foo.com"), "{a:?}");
+    assert_eq!(h.get("access-control-allow-credentials").map(String::as_str), Some("true"));
+    assert_eq!(h.get("access-control-max-age").map(String::as_str), Some("3600"));
+    let a = world
+        .send("GET", "cors.example", "/", &[("origin", "https://api.bar.com")])
+        .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.response_headers.get("access-control-allow-origin").map(String::as_str), Some("https://api.bar.com"));
+
+    let fast = world.get("timeout.example", "/").await;
+    assert_eq!(fast.status, 200);
+    let slow = world
+        .send("GET", "timeout.example", "/", &[("x-delay-ms", "2000")])
+        .await;
+    assert_eq!(slow.status, 504, "{slow:?}");
+}

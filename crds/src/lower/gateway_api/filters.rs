@@ -112,6 +112,7 @@ pub(crate) fn lower(f: &HTTPRouteFilter, prefix: Option<&str>) -> Result<Lowered
         "CORS" => {
             let c = f.cors.as_ref().ok_or_else(missing)?;
             let mut config = Map::new();
+            // Empty lists: nothing is allowed (the spec), not the plugin's `*` defaults.
             config.insert("allow_origins".into(), json!(c.allow_origins));
             config.insert("allow_methods".into(), json!(c.allow_methods));
             config.insert("allow_headers".into(), json!(c.allow_headers));
