@@ -241,6 +241,9 @@ pub fn kind_name(kind: Kind) -> &'static str {
         Kind::Service => "Service",
         Kind::Route => "Route",
         Kind::PlatformPolicy => "PlatformPolicy",
+        Kind::GatewayClass => "GatewayClass",
+        Kind::Gateway => "Gateway",
+        Kind::HTTPRoute => "HTTPRoute",
     }
 }
 

@@ -73,10 +73,13 @@ impl Stores {
         let services = self.services.state();
         let referenced: std::collections::HashSet<(String, String)> = services
             .iter()
-            .filter_map(|s| {
-                let ns = s.metadata.namespace.clone()?;
-                let backend = s.spec.backend.as_ref()?;
-                Some((ns, backend.name.clone()))
+            .flat_map(|s| {
+                let ns = s.metadata.namespace.clone().unwrap_or_default();
+                let one = s.spec.backend.iter().map(|b| b.name.clone());
+                let many = s.spec.backends.iter().flatten().map(|b| b.name.clone());
+                one.chain(many)
+                    .map(move |name| (ns.clone(), name))
+                    .collect::<Vec<_>>()
             })
             .collect();
         let is_referenced = |ns: Option<&String>, name: Option<&String>| match (ns, name) {
@@ -113,6 +116,7 @@ impl Stores {
             secrets,
             namespaces: self.namespaces.state(),
             policies: self.policies.state(),
+            ..Objects::default()
         }
     }
 }

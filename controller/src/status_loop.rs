@@ -201,6 +201,9 @@ impl StatusLoop {
                     )
                     .await
                 }
+                // Gateway API statuses have their own shape
+                // (`hookway_crds::lower::status`); the controller does not write them yet.
+                Kind::GatewayClass | Kind::Gateway | Kind::HTTPRoute => {}
             }
         }
     }

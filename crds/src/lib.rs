@@ -4,6 +4,8 @@
 //!
 //! ```text
 //!   api/        GatewayPlugin, Service, Route, PlatformPolicy  (kube CustomResource types)
+//!   gateway_api/ GatewayClass, Gateway, HTTPRoute, ReferenceGrant (what hookway reads of them)
+//!   lower/      Gateway API (and other standard kinds) -> synthetic hookway objects
 //!   crdgen      the CRD YAML generated from those types
 //!   catalogue   plugin kinds by name, each with a typed config validator
 //!   manifests   multi-document YAML -> typed objects (standalone mode, `--check`)
@@ -24,6 +26,8 @@ pub mod catalogue;
 pub mod compiler;
 pub mod crdgen;
 pub mod duration;
+pub mod gateway_api;
+pub mod lower;
 pub mod manifests;
 pub mod snapshot;
 pub mod tls;

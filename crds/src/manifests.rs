@@ -11,6 +11,10 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::Deserialize;
 
 use crate::compiler::Objects;
+use crate::gateway_api::{
+    Gateway, GatewayClass, HTTPRoute, ReferenceGrant, API_VERSION_V1 as GW_V1,
+    API_VERSION_V1BETA1 as GW_V1BETA1,
+};
 use crate::{GatewayPlugin, PlatformPolicy, Route, Service};
 
 /// A document that could not be read.
@@ -80,6 +84,20 @@ pub fn parse_into(
             (crate::API_VERSION, "PlatformPolicy") => {
                 decode::<PlatformPolicy>(value, default_namespace)
                     .map(|o| into.policies.push(Arc::new(o)))
+            }
+            (GW_V1, "GatewayClass") | (GW_V1BETA1, "GatewayClass") => {
+                decode::<GatewayClass>(value, "").map(|o| into.gateway_classes.push(Arc::new(o)))
+            }
+            (GW_V1, "Gateway") | (GW_V1BETA1, "Gateway") => {
+                decode::<Gateway>(value, default_namespace).map(|o| into.gateways.push(Arc::new(o)))
+            }
+            (GW_V1, "HTTPRoute") | (GW_V1BETA1, "HTTPRoute") => {
+                decode::<HTTPRoute>(value, default_namespace)
+                    .map(|o| into.http_routes.push(Arc::new(o)))
+            }
+            (GW_V1, "ReferenceGrant") | (GW_V1BETA1, "ReferenceGrant") => {
+                decode::<ReferenceGrant>(value, default_namespace)
+                    .map(|o| into.reference_grants.push(Arc::new(o)))
             }
             ("v1", "Secret") => decode::<Secret>(value, default_namespace)
                 .map(fold_string_data)

@@ -27,16 +27,23 @@ use super::{Conditions, PluginRefs};
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "has(self.backend) != has(self.nodes)", "message": "exactly one of backend or nodes must be set"},
+    {"rule": "(has(self.backend) ? 1 : 0) + (has(self.backends) ? 1 : 0) + (has(self.nodes) ? 1 : 0) == 1", "message": "exactly one of backend, backends or nodes must be set"},
     {"rule": "self.balance != 'header-hash' || has(self.hashHeader)", "message": "hashHeader is required when balance is header-hash"}
 ]))]
 pub struct ServiceSpec {
     /// A core Service in the same namespace; its ready endpoints (from EndpointSlices) become
-    /// the upstream's nodes. Exactly one of `backend` and `nodes` is set.
+    /// the upstream's nodes. Exactly one of `backend`, `backends` and `nodes` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<BackendRef>,
-    /// Static upstream nodes (what standalone mode uses). Exactly one of `backend` and `nodes`
-    /// is set.
+    /// Several core Services of the same namespace sharing the traffic by `weight` (each
+    /// Service gets `weight / sum of weights` of the requests, however many endpoints it has;
+    /// weight 0 gets none). `balance` must be left at `round-robin` or set to `weighted`.
+    /// Exactly one of `backend`, `backends` and `nodes` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 16))]
+    pub backends: Option<Vec<WeightedBackendRef>>,
+    /// Static upstream nodes (what standalone mode uses). Exactly one of `backend`, `backends`
+    /// and `nodes` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 1024))]
     pub nodes: Option<Vec<Node>>,
@@ -75,6 +82,22 @@ pub struct BackendRef {
     /// The Service port (`spec.ports[].port`); traffic goes to the matching endpoint port.
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
+}
+
+/// A core Service, one of its ports and its share of the traffic.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WeightedBackendRef {
+    /// Name of the core Service, in the same namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The Service port (`spec.ports[].port`).
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// Relative share of the requests (0: none).
+    #[serde(default = "default_weight")]
+    #[schemars(range(min = 0, max = 1000000))]
+    pub weight: u32,
 }
 
 /// A static upstream node.

@@ -18,6 +18,9 @@ use crate::snapshot::ObjectKey;
 pub(crate) struct Claim<'a> {
     /// The Route.
     pub key: &'a ObjectKey,
+    /// The namespace claiming: the Route's own, or for a Route lowered from a Gateway API route
+    /// (and a Gateway listener's own claim) the Gateway's.
+    pub namespace: &'a str,
     /// `creationTimestamp` (unix seconds; 0 when unknown).
     pub created: i64,
     /// Its validated hosts.
@@ -27,8 +30,8 @@ pub(crate) struct Claim<'a> {
 /// Who owns which host, and which claims were refused.
 #[derive(Debug, Default)]
 pub(crate) struct Ownership {
-    /// Host pattern → the Route that claimed it first.
-    owners: HashMap<String, ObjectKey>,
+    /// Host pattern → the Route that claimed it first, and for which namespace.
+    owners: HashMap<String, (ObjectKey, String)>,
     /// Refused Routes → why.
     pub refused: HashMap<ObjectKey, String>,
     /// Claim order of each accepted claimant (smaller claimed first).
@@ -41,16 +44,17 @@ impl Ownership {
         claims.sort_by(|a, b| (a.created, a.key).cmp(&(b.created, b.key)));
         let mut out = Ownership::default();
         for claim in &claims {
-            let ns = claim.key.namespace.as_str();
+            let ns = claim.namespace;
             let conflicts: Vec<String> = claim
                 .hosts
                 .iter()
                 .filter_map(|host| {
                     let owner = out.earlier_owner(host, ns)?;
+                    let (owner, owner_ns) = owner;
                     (!policy.may_share(ns, host)).then(|| {
                         format!(
-                            "host {host:?} belongs to namespace {:?} (claimed first by Route {owner})",
-                            owner.namespace
+                            "host {host:?} belongs to namespace {owner_ns:?} (claimed first by {})",
+                            describe(owner)
                         )
                     })
                 })
@@ -70,7 +74,7 @@ impl Ownership {
             for host in claim.hosts {
                 out.owners
                     .entry(host.clone())
-                    .or_insert_with(|| claim.key.clone());
+                    .or_insert_with(|| (claim.key.clone(), ns.to_string()));
             }
         }
         out
@@ -78,18 +82,18 @@ impl Ownership {
 
     /// A Route of another namespace than `namespace` that claimed `host`, or a wildcard
     /// covering it, before.
-    fn earlier_owner(&self, host: &str, namespace: &str) -> Option<&ObjectKey> {
-        let foreign = |k: &&ObjectKey| k.namespace != namespace;
-        if let Some(owner) = self.owners.get(host).filter(foreign) {
-            return Some(owner);
+    fn earlier_owner(&self, host: &str, namespace: &str) -> Option<(&ObjectKey, &str)> {
+        let foreign = |k: &&(ObjectKey, String)| k.1 != namespace;
+        if let Some((owner, ns)) = self.owners.get(host).filter(foreign) {
+            return Some((owner, ns));
         }
         let name = host.strip_prefix("*.").unwrap_or(host);
         let mut rest = name;
         while let Some((_, suffix)) = rest.split_once('.') {
             let wildcard = format!("*.{suffix}");
             if covers(&wildcard, host) {
-                if let Some(owner) = self.owners.get(&wildcard).filter(foreign) {
-                    return Some(owner);
+                if let Some((owner, ns)) = self.owners.get(&wildcard).filter(foreign) {
+                    return Some((owner, ns));
                 }
             }
             rest = suffix;
@@ -99,6 +103,18 @@ impl Ownership {
 
     /// The namespace that owns `host` (its first claimant's).
     pub fn owner(&self, host: &str) -> Option<&str> {
-        self.owners.get(host).map(|k| k.namespace.as_str())
+        self.owners.get(host).map(|(_, ns)| ns.as_str())
+    }
+}
+
+/// How a claimant is named in messages: `Route ns/name`, or for a synthetic claim (lowered from
+/// the Gateway API) its source, e.g. `Gateway listener ns/gw#listener.https`.
+fn describe(key: &ObjectKey) -> String {
+    match key.name.split_once(crate::lower::SYNTHETIC_MARK) {
+        None => format!("Route {key}"),
+        Some((source, part)) if part.starts_with("listener.") => {
+            format!("Gateway {}/{source} {part}", key.namespace)
+        }
+        Some((source, _)) => format!("HTTPRoute {}/{source}", key.namespace),
     }
 }

@@ -23,10 +23,10 @@ mod plugins;
 mod policy;
 mod precedence;
 mod refs;
-mod report;
+pub(crate) mod report;
 mod routes;
 mod secrets;
-mod selector;
+pub(crate) mod selector;
 mod services;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -39,6 +39,7 @@ use serde::Serialize;
 use kube::Resource;
 
 use crate::api::{ChainStatusEntry, PluginRefs};
+use crate::gateway_api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use crate::snapshot::{CertificateEntry, ObjectKey, RouteEntry, RuleEntry, Snapshot};
 use crate::{Catalogue, GatewayPlugin, PlatformPolicy, Route, Service};
 
@@ -64,6 +65,14 @@ pub struct Objects {
     pub namespaces: Vec<Arc<Namespace>>,
     /// PlatformPolicies (honoured in the root namespace only).
     pub policies: Vec<Arc<PlatformPolicy>>,
+    /// Gateway API GatewayClasses (those of `hookway.dev/gateway-controller` are served).
+    pub gateway_classes: Vec<Arc<GatewayClass>>,
+    /// Gateway API Gateways.
+    pub gateways: Vec<Arc<Gateway>>,
+    /// Gateway API HTTPRoutes.
+    pub http_routes: Vec<Arc<HTTPRoute>>,
+    /// Gateway API ReferenceGrants.
+    pub reference_grants: Vec<Arc<ReferenceGrant>>,
 }
 
 /// Compiler settings.
@@ -96,6 +105,12 @@ pub enum Kind {
     Route,
     /// `PlatformPolicy`.
     PlatformPolicy,
+    /// Gateway API `GatewayClass` (cluster-scoped: empty namespace).
+    GatewayClass,
+    /// Gateway API `Gateway`.
+    Gateway,
+    /// Gateway API `HTTPRoute`.
+    HTTPRoute,
 }
 
 /// Which object a report is about.
@@ -292,6 +307,8 @@ fn duplicate_warning(reports: &mut BTreeMap<ObjectKey, ObjectReport>, keys: Vec<
 /// - A name in a plugin config resolves in the namespace of the object whose config it is
 ///   (`refs`); the result is bound into the chain entry.
 pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> Compiled {
+    let lowered = crate::lower::lower(objects, options);
+    let objects = lowered.objects(objects);
     let mut dup_plugins = Vec::new();
     let mut dup_services = Vec::new();
     let mut dup_routes = Vec::new();
@@ -373,6 +390,7 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
         .iter()
         .map(|r| created_secs(r.object))
         .collect();
+    let extra_claims: Vec<ObjectKey> = lowered.claims.iter().map(|c| c.key.clone()).collect();
     let ownership = hosts::Ownership::settle(
         route_keys
             .iter()
@@ -381,14 +399,29 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
             .filter_map(|((key, m), &created)| {
                 Some(hosts::Claim {
                     key,
+                    namespace: lowered
+                        .claim_namespace
+                        .get(key)
+                        .map_or(key.namespace.as_str(), String::as_str),
                     created,
                     hosts: &m.as_ref().ok()?.0,
                 })
             })
+            .chain(
+                lowered
+                    .claims
+                    .iter()
+                    .zip(&extra_claims)
+                    .map(|(c, key)| hosts::Claim {
+                        key,
+                        namespace: &c.namespace,
+                        created: c.created,
+                        hosts: &c.hosts,
+                    }),
+            )
             .collect(),
         &policy,
     );
-
     let no_refs = PluginRefs::new();
     let no_bindings = precedence::RefBindings::new();
     let mut served: Vec<RouteEntry> = Vec::with_capacity(inputs.routes.len());
@@ -486,6 +519,34 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
         route_reports.insert(key, report);
     }
 
+    // Gateway listeners: their host claims and certificates (reported on the Gateway).
+    for key in &extra_claims {
+        if let Some(why) = ownership.refused.get(key) {
+            let mut report = ObjectReport::new(None);
+            report.reject(reason::HOST_CONFLICT, why.clone());
+            route_reports.insert(key.clone(), report);
+        }
+    }
+    for c in &lowered.certificates {
+        let report = route_reports
+            .entry(c.claim.clone())
+            .or_insert_with(|| ObjectReport::new(None));
+        if let Some(certificate) = route_certificate(
+            &secrets,
+            &c.secret.namespace,
+            &c.secret.name,
+            options.now,
+            report,
+        ) {
+            tls_claims.push(TlsClaim {
+                order: ownership.order.get(&c.claim).copied().unwrap_or(usize::MAX),
+                namespace: &c.namespace,
+                hosts: c.hosts.clone(),
+                certificate,
+            });
+        }
+    }
+
     for (loser, message) in routes::conflicts(&served) {
         if let Some(report) = route_reports.get_mut(&served[loser].key) {
             report.warn(reason::CONFLICTED, message);
@@ -525,6 +586,8 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
             .map(move |(key, r)| (ObjectId { kind, key }, r))
     })
     .collect();
+    let mut reports = reports;
+    lowered.fold(&mut reports);
     Compiled { snapshot, reports }
 }
 

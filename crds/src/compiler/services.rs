@@ -9,7 +9,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use super::policy::Policy;
 use super::report::reason;
 use super::{Inputs, ObjectReport};
-use crate::api::service::{BackendRef, Node};
+use crate::api::service::{BackendRef, Node, WeightedBackendRef};
 use crate::duration;
 use crate::snapshot::{Balance, Endpoint, ObjectKey, UpstreamEntry};
 use crate::ServiceSpec;
@@ -149,24 +149,33 @@ pub(crate) fn upstream(
             "spec.retries.onStatus: {code} is not an HTTP status code"
         ));
     }
-    let mut endpoints = match (&spec.backend, &spec.nodes) {
-        (Some(_), Some(_)) | (None, None) => {
-            return Err("exactly one of spec.backend and spec.nodes must be set".into())
-        }
-        (None, Some(nodes)) => static_nodes(nodes)?,
-        (Some(backend), None) => {
-            if !(1..=65535).contains(&backend.port) {
-                return Err(format!(
-                    "spec.backend.port: {} is not in 1..65535",
-                    backend.port
-                ));
-            }
+    let mut balance = spec.balance;
+    let mut endpoints = match (&spec.backend, &spec.backends, &spec.nodes) {
+        (None, None, Some(nodes)) => static_nodes(nodes)?,
+        (Some(backend), None, None) => {
+            check_port("spec.backend.port", backend.port)?;
             backends
                 .endpoints(&key.namespace, backend)
                 .unwrap_or_else(|e| {
                     report.unresolved(reason::BACKEND_NOT_FOUND, e);
                     Vec::new()
                 })
+        }
+        (None, Some(list), None) => {
+            balance = match spec.balance {
+                Balance::RoundRobin | Balance::Weighted => Balance::Weighted,
+                other => {
+                    return Err(format!(
+                        "spec.balance: {other:?} cannot honour spec.backends' weights; leave it unset or use weighted"
+                    ))
+                }
+            };
+            weighted_endpoints(key, list, backends, report)?
+        }
+        _ => {
+            return Err(
+                "exactly one of spec.backend, spec.backends and spec.nodes must be set".into(),
+            )
         }
     };
     endpoints.sort();
@@ -176,7 +185,7 @@ pub(crate) fn upstream(
     Ok(UpstreamEntry {
         key: key.clone(),
         scheme: spec.scheme,
-        balance: spec.balance,
+        balance,
         hash_header,
         endpoints,
         connect_timeout_ms: millis(connect),
@@ -186,6 +195,89 @@ pub(crate) fn upstream(
         tls_server_name: tls.and_then(|t| t.sni.clone()),
         tls_insecure_skip_verify: tls.is_some_and(|t| t.insecure_skip_verify),
     })
+}
+
+fn check_port(field: &str, port: i32) -> Result<(), String> {
+    if (1..=65535).contains(&port) {
+        Ok(())
+    } else {
+        Err(format!("{field}: {port} is not in 1..65535"))
+    }
+}
+
+/// Endpoints of weighted core Services: each Service's ready endpoints share its weight, so
+/// every Service gets `weight / total` of the requests whatever its endpoint count. Same-node
+/// endpoints of different Services add up. Unresolved Services are reported (their share goes
+/// to the others).
+///
+/// A name `namespace/name` is honoured only for Services the lowering synthesised (their names
+/// contain [`crate::lower::SYNTHETIC_MARK`], which Kubernetes names cannot): the lowering has
+/// already checked the ReferenceGrant that permits it.
+fn weighted_endpoints(
+    key: &ObjectKey,
+    list: &[WeightedBackendRef],
+    backends: &Backends<'_>,
+    report: &mut ObjectReport,
+) -> Result<Vec<Endpoint>, String> {
+    let synthetic = crate::lower::is_synthetic(&key.name);
+    let mut groups: Vec<(u64, Vec<Endpoint>)> = Vec::new();
+    for (i, b) in list.iter().enumerate() {
+        check_port(&format!("spec.backends[{i}].port"), b.port)?;
+        let (namespace, name) = match b.name.split_once('/') {
+            Some((ns, name)) if synthetic => (ns, name),
+            Some(_) => {
+                return Err(format!(
+                    "spec.backends[{i}].name: {:?} must be a Service name of this namespace",
+                    b.name
+                ))
+            }
+            None => (key.namespace.as_str(), b.name.as_str()),
+        };
+        let backend = BackendRef {
+            name: name.to_string(),
+            port: b.port,
+        };
+        match backends.endpoints(namespace, &backend) {
+            Ok(eps) if b.weight > 0 && !eps.is_empty() => groups.push((u64::from(b.weight), eps)),
+            Ok(_) => {}
+            Err(e) => report.unresolved(reason::BACKEND_NOT_FOUND, e),
+        }
+    }
+    // Per-endpoint weight = weight * L / n (L = lcm of the endpoint counts), scaled down into u32.
+    let lcm = groups
+        .iter()
+        .fold(1u64, |l, (_, eps)| lcm(l, eps.len() as u64).min(1 << 20));
+    let mut out: BTreeMap<(String, u16), u64> = BTreeMap::new();
+    for (weight, eps) in &groups {
+        let each = (weight * lcm / eps.len() as u64).max(1);
+        for e in eps {
+            *out.entry((e.address.clone(), e.port)).or_default() += each;
+        }
+    }
+    let max = out.values().copied().max().unwrap_or(0);
+    let scale = max.div_ceil(u64::from(u32::MAX / 2)).max(1);
+    Ok(out
+        .into_iter()
+        .map(|((address, port), w)| Endpoint {
+            address,
+            port,
+            weight: u32::try_from((w / scale).max(1)).unwrap_or(u32::MAX),
+        })
+        .collect())
+}
+
+fn lcm(a: u64, b: u64) -> u64 {
+    fn gcd(a: u64, b: u64) -> u64 {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    if a == 0 || b == 0 {
+        return a.max(b);
+    }
+    a / gcd(a, b) * b
 }
 
 fn millis(d: std::time::Duration) -> u64 {

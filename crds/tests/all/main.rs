@@ -5,4 +5,5 @@ mod support;
 mod compiler_props;
 mod compiler_rules;
 mod crd_drift;
+mod gateway_api;
 mod tenancy_rules;

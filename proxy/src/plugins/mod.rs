@@ -25,11 +25,13 @@ pub mod lobe_gateway;
 pub mod mock;
 pub mod params;
 pub mod params_transformer;
+pub mod path_prefix;
 pub mod proxy_rewrite;
 pub mod rate_limiting;
 pub mod redirect;
 pub mod referer_restriction;
 pub mod request_id;
+pub mod request_redirect;
 pub mod response_rewrite;
 pub mod restriction;
 pub mod spike_arrest;
@@ -72,6 +74,7 @@ pub fn builtin() -> Registry {
     registry.register::<redirect::Redirect>();
     registry.register::<referer_restriction::RefererRestriction>();
     registry.register::<request_id::RequestId>();
+    registry.register::<request_redirect::RequestRedirect>();
     registry.register::<response_rewrite::ResponseRewrite>();
     registry.register::<spike_arrest::SpikeArrest>();
     registry.register::<sub_filter::SubFilter>();
@@ -109,6 +112,7 @@ mod tests {
                 "redirect",
                 "referer_restriction",
                 "request_id",
+                "request_redirect",
                 "response_rewrite",
                 "spike_arrest",
                 "sub_filter",

@@ -33,6 +33,10 @@ pub struct ProxyRewriteConfig {
     /// `[pattern, replacement]`: when the path matches, every match is replaced (`$1` groups).
     #[serde(default)]
     pub regex_uri: Option<Vec<String>>,
+    /// `{prefix, with}`: a path under `prefix` (by whole segments) gets `with` in its place (the
+    /// Gateway API's `ReplacePrefixMatch`). Used when neither `uri` nor `regex_uri` is set.
+    #[serde(default)]
+    pub replace_prefix: Option<ReplacePrefix>,
     /// The Host header sent upstream.
     #[serde(default)]
     pub host: Option<String>,
@@ -42,6 +46,16 @@ pub struct ProxyRewriteConfig {
     /// Retargets the upstream call.
     #[serde(default)]
     pub target: Option<TargetConfig>,
+}
+
+/// A prefix replacement.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ReplacePrefix {
+    /// The prefix (starts with `/`).
+    pub prefix: String,
+    /// What replaces it (starts with `/`).
+    pub with: String,
 }
 
 /// Where to send the request instead of the Service's balanced nodes.
@@ -76,6 +90,7 @@ enum PathRewrite {
     None,
     Replace(String),
     Regex(Regex, String),
+    Prefix(String, String),
 }
 
 /// A running `proxy_rewrite`.
@@ -118,7 +133,14 @@ impl ProxyRewriteConfig {
                 let re = Regex::new(pattern).map_err(|e| format!("regex_uri: {e}"))?;
                 PathRewrite::Regex(re, replacement.clone())
             }
-            (None, None) => PathRewrite::None,
+            (None, None) => match &self.replace_prefix {
+                Some(r) => {
+                    parse_path("replace_prefix.prefix", &r.prefix)?;
+                    parse_path("replace_prefix.with", &r.with)?;
+                    PathRewrite::Prefix(r.prefix.clone(), r.with.clone())
+                }
+                None => PathRewrite::None,
+            },
         };
         let host = match &self.host {
             Some(h) if h.is_empty() => return Err("host: must not be empty".into()),
@@ -211,6 +233,9 @@ impl ProxyRewrite {
                     return;
                 }
                 std::borrow::Cow::Owned(re.replace_all(path, replacement.as_str()).into_owned())
+            }
+            PathRewrite::Prefix(prefix, with) => {
+                std::borrow::Cow::Owned(super::path_prefix::replace(req.uri.path(), prefix, with))
             }
         };
         match with_path(&req.uri, &new_path) {

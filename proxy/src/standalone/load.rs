@@ -128,6 +128,10 @@ fn extend(into: &mut Objects, from: &Objects) {
         secrets,
         namespaces,
         policies,
+        gateway_classes,
+        gateways,
+        http_routes,
+        reference_grants,
     } = from;
     into.plugins.extend(plugins.iter().cloned());
     into.services.extend(services.iter().cloned());
@@ -137,6 +141,11 @@ fn extend(into: &mut Objects, from: &Objects) {
     into.secrets.extend(secrets.iter().cloned());
     into.namespaces.extend(namespaces.iter().cloned());
     into.policies.extend(policies.iter().cloned());
+    into.gateway_classes.extend(gateway_classes.iter().cloned());
+    into.gateways.extend(gateways.iter().cloned());
+    into.http_routes.extend(http_routes.iter().cloned());
+    into.reference_grants
+        .extend(reference_grants.iter().cloned());
 }
 
 /// A manifest file that could not be used as it is now.

@@ -1,0 +1,127 @@
+//! Host names: validation and the intersection of a listener's hostname with a route's
+//! hostnames (Gateway API spec, `HTTPRoute.spec.hostnames`).
+
+/// Whether `pattern` (exact or `*.` wildcard) matches host `host` (exact or wildcard): a
+/// wildcard matches one or more labels in front of its suffix, never the suffix itself.
+fn covers(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        None => pattern == host,
+        Some(suffix) => {
+            let name = host.strip_prefix("*.").unwrap_or(host);
+            if host.starts_with("*.") {
+                // A wildcard is covered by a wildcard whose suffix is its own or shorter.
+                name == suffix || name.ends_with(&format!(".{suffix}"))
+            } else {
+                name.ends_with(&format!(".{suffix}"))
+            }
+        }
+    }
+}
+
+/// The hosts a route serves through a listener: `None` means every host; `Some(empty)` means
+/// no intersection (the route does not attach to that listener).
+pub(crate) fn intersect(listener: Option<&str>, route: &[String]) -> Option<Vec<String>> {
+    let route: Vec<String> = route.iter().map(|h| h.to_ascii_lowercase()).collect();
+    let Some(listener) = listener.map(str::to_ascii_lowercase) else {
+        return (!route.is_empty()).then_some(route);
+    };
+    if route.is_empty() {
+        return Some(vec![listener]);
+    }
+    let mut out: Vec<String> = Vec::new();
+    for host in &route {
+        let common = if covers(&listener, host) {
+            Some(host.clone())
+        } else if covers(host, &listener) {
+            Some(listener.clone())
+        } else {
+            None
+        };
+        if let Some(h) = common.filter(|h| !out.contains(h)) {
+            out.push(h);
+        }
+    }
+    Some(out)
+}
+
+/// Union of host sets (`None` = every host absorbs everything).
+pub(crate) fn union(a: Option<Vec<String>>, b: Option<Vec<String>>) -> Option<Vec<String>> {
+    let (mut a, b) = (a?, b?);
+    for h in b {
+        if !a.contains(&h) {
+            a.push(h);
+        }
+    }
+    Some(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn intersection_follows_the_spec() {
+        // (listener, route hostnames, expected)
+        let cases: &[(Option<&str>, &[&str], Option<&[&str]>)] = &[
+            (None, &[], None),
+            (None, &["a.com"], Some(&["a.com"])),
+            (Some("a.com"), &[], Some(&["a.com"])),
+            (
+                Some("very.specific.com"),
+                &[
+                    "non.matching.com",
+                    "*.nonmatchingwildcard.io",
+                    "very.specific.com",
+                ],
+                Some(&["very.specific.com"]),
+            ),
+            (
+                Some("*.wildcard.io"),
+                &[
+                    "non.matching.com",
+                    "wildcard.io",
+                    "foo.wildcard.io",
+                    "bar.wildcard.io",
+                    "foo.bar.wildcard.io",
+                ],
+                Some(&["foo.wildcard.io", "bar.wildcard.io", "foo.bar.wildcard.io"]),
+            ),
+            (
+                Some("*.anotherwildcard.io"),
+                &["*.anotherwildcard.io"],
+                Some(&["*.anotherwildcard.io"]),
+            ),
+            (
+                Some("*.anotherwildcard.io"),
+                &["*.io"],
+                Some(&["*.anotherwildcard.io"]),
+            ),
+            (
+                Some("very.specific.com"),
+                &["*.specific.com"],
+                Some(&["very.specific.com"]),
+            ),
+            (Some("*.a.io"), &["*.b.a.io"], Some(&["*.b.a.io"])),
+            (Some("a.io"), &["*.a.io"], Some(&[])),
+            (Some("*.a.io"), &["a.io"], Some(&[])),
+            (Some("A.COM"), &["a.com"], Some(&["a.com"])),
+        ];
+        for (listener, route, want) in cases {
+            let got = intersect(*listener, &s(route));
+            assert_eq!(got, want.map(s), "listener {listener:?}, route {route:?}");
+        }
+    }
+
+    #[test]
+    fn union_of_any_is_any() {
+        assert_eq!(union(None, Some(s(&["a"]))), None);
+        assert_eq!(
+            union(Some(s(&["a"])), Some(s(&["b", "a"]))),
+            Some(s(&["a", "b"]))
+        );
+    }
+}
