@@ -81,6 +81,9 @@ pub struct Published {
     /// Content digests of the served Routes (entry and dependencies) and Services (upstream)
     /// of the snapshot `version` (see `hookway_crds::applied::digests`).
     pub digests: Arc<BTreeMap<ObjectId, String>>,
+    /// The compiled objects when any is of the Gateway API, whose statuses are computed from
+    /// the objects as well as the reports (`gateway_status.rs`).
+    pub gateway_api: Option<Arc<Objects>>,
 }
 
 /// The digests of `snapshot`'s Routes and Services, by object.
@@ -185,15 +188,22 @@ where
             Some(self.version)
         };
         let reports = Arc::new(reports);
+        let gateway_api = (!objects.gateway_classes.is_empty()
+            || !objects.gateways.is_empty()
+            || !objects.http_routes.is_empty())
+        .then(|| Arc::new(objects));
         self.published.send_if_modified(|current| {
-            let same = current
-                .as_ref()
-                .is_some_and(|p| p.version == self.version && *p.reports == *reports);
+            // With Gateway API objects, their statuses depend on the objects too: always resync.
+            let same = gateway_api.is_none()
+                && current.as_ref().is_some_and(|p| {
+                    p.version == self.version && *p.reports == *reports && p.gateway_api.is_none()
+                });
             if !same {
                 *current = Some(Published {
                     version: self.version,
                     reports: reports.clone(),
                     digests: self.digests.clone(),
+                    gateway_api: gateway_api.clone(),
                 });
             }
             !same

@@ -1,6 +1,7 @@
 //! Reflector stores -> the compiler's [`Objects`]. Pure: no I/O, no async.
 
 use hookway_crds::compiler::Objects;
+use hookway_crds::gateway_api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use hookway_crds::{GatewayPlugin, PlatformPolicy, Route, Service};
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service as CoreService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -64,6 +65,61 @@ pub struct Stores {
     pub policies: MultiStore<PlatformPolicy>,
     /// Namespaces (metadata only matters: labels).
     pub namespaces: Store<Namespace>,
+    /// Gateway API kinds, when the API server serves them (`watch::gateway_api_served`).
+    pub gateway_api: Option<GatewayApiStores>,
+    /// The proxy Service (its addresses become Gateways' `status.addresses`).
+    pub proxy_service: Option<Store<CoreService>>,
+}
+
+/// The Gateway API's reflector stores.
+#[derive(Clone)]
+pub struct GatewayApiStores {
+    /// GatewayClasses (cluster-scoped).
+    pub classes: Store<GatewayClass>,
+    /// Gateways.
+    pub gateways: MultiStore<Gateway>,
+    /// HTTPRoutes.
+    pub http_routes: MultiStore<HTTPRoute>,
+    /// ReferenceGrants.
+    pub reference_grants: MultiStore<ReferenceGrant>,
+}
+
+impl GatewayApiStores {
+    /// Waits until every store has completed its first list.
+    pub async fn wait_until_ready(&self) -> bool {
+        self.classes.wait_until_ready().await.is_ok()
+            && self.gateways.wait_until_ready().await
+            && self.http_routes.wait_until_ready().await
+            && self.reference_grants.wait_until_ready().await
+    }
+}
+
+/// Core Services (namespace, name) an HTTPRoute sends traffic or mirrors to.
+fn http_route_backends(route: &HTTPRoute) -> impl Iterator<Item = (String, String)> + '_ {
+    let ns = route.metadata.namespace.clone().unwrap_or_default();
+    route.spec.rules.iter().flat_map(move |rule| {
+        let mirrors = rule
+            .filters
+            .iter()
+            .chain(rule.backend_refs.iter().flat_map(|b| &b.filters))
+            .filter_map(|f| f.request_mirror.as_ref().map(|m| &m.backend_ref));
+        let ns = ns.clone();
+        rule.backend_refs
+            .iter()
+            .map(|b| &b.backend)
+            .chain(mirrors)
+            .filter(|b| {
+                b.group.as_deref().unwrap_or("").is_empty()
+                    && b.kind.as_deref().unwrap_or("Service") == "Service"
+            })
+            .map(move |b| {
+                (
+                    b.namespace.clone().unwrap_or_else(|| ns.clone()),
+                    b.name.clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    })
 }
 
 impl Stores {
@@ -82,6 +138,18 @@ impl Stores {
                     .collect::<Vec<_>>()
             })
             .collect();
+        let gateway_api = self.gateway_api.as_ref().map(|g| {
+            (
+                g.classes.state(),
+                g.gateways.state(),
+                g.http_routes.state(),
+                g.reference_grants.state(),
+            )
+        });
+        let mut referenced = referenced;
+        if let Some((_, _, routes, _)) = &gateway_api {
+            referenced.extend(routes.iter().flat_map(|r| http_route_backends(r)));
+        }
         let is_referenced = |ns: Option<&String>, name: Option<&String>| match (ns, name) {
             (Some(ns), Some(name)) => referenced.contains(&(ns.clone(), name.clone())),
             _ => false,
@@ -116,7 +184,15 @@ impl Stores {
             secrets,
             namespaces: self.namespaces.state(),
             policies: self.policies.state(),
-            ..Objects::default()
+            ..gateway_api.map_or_else(Objects::default, |(classes, gateways, routes, grants)| {
+                Objects {
+                    gateway_classes: classes,
+                    gateways,
+                    http_routes: routes,
+                    reference_grants: grants,
+                    ..Objects::default()
+                }
+            })
         }
     }
 }
@@ -182,6 +258,8 @@ mod tests {
                 writer.apply_watcher_event(&Event::Apply(meta(Namespace::default(), "", "a")));
                 store
             },
+            gateway_api: None,
+            proxy_service: None,
         }
     }
 
@@ -216,6 +294,35 @@ mod tests {
         assert_eq!(objects.secrets.len(), 2);
         assert_eq!(objects.services.len(), 1);
         assert_eq!(objects.namespaces.len(), 1);
+    }
+
+    #[test]
+    fn http_route_backends_are_core_services_in_the_route_or_named_namespace() {
+        let route: HTTPRoute = serde_json::from_value(serde_json::json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "r", "namespace": "app"},
+            "spec": {"rules": [
+                {"backendRefs": [
+                    {"name": "web", "port": 80},
+                    {"name": "other", "namespace": "shared", "port": 80},
+                    {"group": "example.com", "kind": "Bucket", "name": "not-a-service"},
+                    {"kind": "Service", "name": "explicit", "port": 80}
+                ],
+                 "filters": [{"type": "RequestMirror",
+                              "requestMirror": {"backendRef": {"name": "mirror", "port": 80}}}]}
+            ]}
+        }))
+        .unwrap();
+        let mut got: Vec<(String, String)> = http_route_backends(&route).collect();
+        got.sort();
+        let want = [
+            ("app", "explicit"),
+            ("app", "mirror"),
+            ("app", "web"),
+            ("shared", "other"),
+        ]
+        .map(|(n, s)| (n.to_string(), s.to_string()));
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod admin;
 pub mod compile_loop;
 pub mod events;
 pub mod fleet;
+pub mod gateway_status;
 pub mod index;
 pub mod leader;
 pub mod metrics;

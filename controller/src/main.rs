@@ -68,6 +68,10 @@ struct RunArgs {
     /// Lease duration in seconds.
     #[arg(long, env = "HOOKWAY_LEASE_SECONDS", default_value_t = 15)]
     lease_seconds: u64,
+    /// The proxies' Service, `namespace/name` (or `name` in the root namespace); its addresses (load balancer, external or
+    /// cluster IPs) become Gateways' `status.addresses`.
+    #[arg(long, env = "HOOKWAY_PROXY_SERVICE")]
+    proxy_service: Option<String>,
     /// Log format.
     #[arg(long, env = "HOOKWAY_LOG_FORMAT", value_enum, default_value = "json")]
     log_format: LogFormat,
@@ -142,6 +146,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         identity,
         lease_duration: Duration::from_secs(args.lease_seconds.max(3)),
         debounce: Debounce::default(),
+        proxy_service: args.proxy_service.filter(|s| !s.is_empty()),
     };
     let controller = Controller::start(client(args.kubeconfig).await?, config).await?;
     shutdown_signal().await;

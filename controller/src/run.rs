@@ -69,6 +69,9 @@ pub struct Config {
     pub debounce: Debounce,
     /// The compiler.
     pub compile: CompileFn,
+    /// The proxies' Service, `namespace/name` (or `name` in the root namespace): its addresses are written into Gateways'
+    /// `status.addresses`. `None`: Gateways get no address (`Programmed=False`).
+    pub proxy_service: Option<String>,
 }
 
 /// A running controller.
@@ -102,7 +105,15 @@ impl Controller {
             root: config.root_namespace.clone(),
         };
         let poke = Poke::default();
-        let stores = watching::start(&client, &scope, &poke, &mut tasks);
+        let gateway_api = watching::gateway_api_served(&client).await;
+        let stores = watching::start(
+            &client,
+            &scope,
+            &poke,
+            &mut tasks,
+            gateway_api,
+            config.proxy_service.as_deref(),
+        );
 
         let (snap_tx, snap_rx) = watch::channel(None);
         let (pub_tx, pub_rx) = watch::channel::<Option<Published>>(None);

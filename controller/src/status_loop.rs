@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 use crate::compile_loop::{kind_name, Published};
 use crate::events::Events;
 use crate::fleet::{self, Programmed, View};
+use crate::gateway_status;
 use crate::index::{MultiStore, Stores};
 use crate::metrics::Metrics;
 use crate::proxies::Proxies;
@@ -103,6 +104,7 @@ impl StatusLoop {
     pub async fn run(mut self) {
         let mut generations = Generations::default();
         let mut written = Written::new();
+        let mut gateway_written = gateway_status::Written::new();
         let mut acks = self.proxies.subscribe();
         let mut last_view: Option<View> = None;
         let mut registry_only = false;
@@ -130,12 +132,21 @@ impl StatusLoop {
                     let window = self.proxies.published();
                     self.sync(&published, &generations, &view, &window, &mut written)
                         .await;
+                    self.sync_gateway_api(
+                        &published,
+                        &generations,
+                        &view,
+                        &window,
+                        &mut gateway_written,
+                    )
+                    .await;
                     // After the pass: a reader that sees N here sees statuses written for N.
                     self.metrics.fleet_proxies.set(view.len() as i64);
                 }
                 last_view = Some(view);
             } else {
                 written.clear();
+                gateway_written.clear();
                 last_view = None;
                 self.metrics.fleet_proxies.set(0);
             }
@@ -201,11 +212,46 @@ impl StatusLoop {
                     )
                     .await
                 }
-                // Gateway API statuses have their own shape
-                // (`hookway_crds::lower::status`); the controller does not write them yet.
+                // Gateway API statuses have their own shape: `sync_gateway_api`.
                 Kind::GatewayClass | Kind::Gateway | Kind::HTTPRoute => {}
             }
         }
+    }
+
+    /// Gateway API statuses (`gateway_status.rs`), when the compile held Gateway API objects.
+    async fn sync_gateway_api(
+        &self,
+        published: &Published,
+        generations: &Generations,
+        view: &View,
+        window: &versions::Published,
+        written: &mut gateway_status::Written,
+    ) {
+        let (Some(stores), Some(_)) = (&self.stores.gateway_api, &published.gateway_api) else {
+            return;
+        };
+        if !*self.leader.borrow() {
+            return;
+        }
+        let addresses = self
+            .stores
+            .proxy_service
+            .as_ref()
+            .and_then(|s| s.state().into_iter().next())
+            .map(|s| gateway_status::addresses(&s))
+            .unwrap_or_default();
+        let programmed = gateway_status::programmed(published, |id| {
+            let version = generations.version(id).unwrap_or(published.version);
+            let count = view.programmed(id, version, window).count;
+            count.ready > 0 && count.applied == count.ready
+        });
+        gateway_status::Writer {
+            client: &self.client,
+            stores,
+            metrics: &self.metrics,
+        }
+        .sync(published, &addresses, programmed, written)
+        .await;
     }
 
     async fn one<K: StatusObject>(
@@ -327,6 +373,7 @@ mod tests {
             version,
             reports: Arc::new(reports),
             digests: Arc::new(digests),
+            gateway_api: None,
         }
     }
 
@@ -350,6 +397,7 @@ mod tests {
             version: 13,
             reports: Arc::default(),
             digests: Arc::default(),
+            gateway_api: None,
         });
         assert_eq!(g.version(&id), None, "deleted objects are forgotten");
     }

@@ -9,6 +9,9 @@
 //! | Secret with credentials for plugins | watched namespaces | `labelSelector=hookway.dev/credentials=true` |
 //! | PlatformPolicy (hookway.dev) | the root namespace only | — (honoured only there) |
 //! | Namespace | cluster | — (labels for `policy.namespaces`) |
+//! | GatewayClass (gateway.networking.k8s.io) | cluster | — (only when the API server serves the Gateway API) |
+//! | Gateway, HTTPRoute, ReferenceGrant | watched namespaces | — (likewise) |
+//! | the proxy Service (`--proxy-service`) | its namespace | `metadata.name` |
 //!
 //! No other Secret is ever loaded: a plugin config's Secret must carry the label
 //! `hookway.dev/credentials=true` to be visible to the controller. The root namespace is always
@@ -17,6 +20,7 @@
 use std::fmt::Debug;
 
 use futures::StreamExt;
+use hookway_crds::gateway_api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use hookway_crds::{GatewayPlugin, PlatformPolicy, Route, Service};
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service as CoreService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -25,10 +29,10 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::compile_loop::Poke;
-use crate::index::{MultiStore, Stores};
+use crate::index::{GatewayApiStores, MultiStore, Stores};
 
 /// Label that makes a Secret visible to plugin configs.
 pub const CREDENTIALS_LABEL: &str = "hookway.dev/credentials=true";
@@ -172,11 +176,74 @@ where
     }
 }
 
+/// Whether the API server serves the Gateway API's `gateway.networking.k8s.io/v1` Gateways and
+/// HTTPRoutes (its CRDs are installed). Asked once at start: installing the CRDs later needs a
+/// controller restart (docs/gateway-api.md).
+pub async fn gateway_api_served(client: &Client) -> bool {
+    match client
+        .list_api_group_resources(hookway_crds::gateway_api::API_VERSION_V1)
+        .await
+    {
+        Ok(list) => {
+            let has = |name: &str| list.resources.iter().any(|r| r.name == name);
+            let served = [
+                "gatewayclasses",
+                "gateways",
+                "httproutes",
+                "referencegrants",
+            ]
+            .into_iter()
+            .all(has);
+            if served {
+                info!("Gateway API served by the API server; watching it");
+            } else {
+                warn!("Gateway API v1 is only partly installed (need gatewayclasses, gateways, httproutes, referencegrants); not watching it");
+            }
+            served
+        }
+        Err(e) => {
+            info!(error = %e, "Gateway API not installed; Gateway API support is off until the controller restarts after its CRDs are applied");
+            false
+        }
+    }
+}
+
 /// Starts every reflector; their tasks live in `tasks`. The stores fill asynchronously: wait
-/// with [`wait_ready`] before the first compile.
-pub fn start(client: &Client, scope: &Scope, poke: &Poke, tasks: &mut JoinSet<()>) -> Stores {
+/// with [`wait_ready`] before the first compile. With `gateway_api`, the Gateway API kinds are
+/// watched too; with `proxy_service` (`namespace/name`, or `name` in the root namespace), that
+/// Service.
+pub fn start(
+    client: &Client,
+    scope: &Scope,
+    poke: &Poke,
+    tasks: &mut JoinSet<()>,
+    gateway_api: bool,
+    proxy_service: Option<&str>,
+) -> Stores {
     let any = watcher::Config::default().any_semantic();
+    let gateway_api = gateway_api.then(|| GatewayApiStores {
+        classes: reflect::<GatewayClass>(
+            tasks,
+            Api::all(client.clone()),
+            any.clone(),
+            poke.clone(),
+        ),
+        gateways: multi::<Gateway>(tasks, client, scope, &any, poke),
+        http_routes: multi::<HTTPRoute>(tasks, client, scope, &any, poke),
+        reference_grants: multi::<ReferenceGrant>(tasks, client, scope, &any, poke),
+    });
+    let proxy_service = proxy_service.map(|service| {
+        let (namespace, name) = service.split_once('/').unwrap_or((&scope.root, service));
+        reflect::<CoreService>(
+            tasks,
+            Api::namespaced(client.clone(), namespace),
+            any.clone().fields(&format!("metadata.name={name}")),
+            poke.clone(),
+        )
+    });
     Stores {
+        gateway_api,
+        proxy_service,
         plugins: multi::<GatewayPlugin>(tasks, client, scope, &any, poke),
         services: multi::<Service>(tasks, client, scope, &any, poke),
         routes: multi::<Route>(tasks, client, scope, &any, poke),
@@ -217,6 +284,14 @@ pub async fn wait_ready(stores: &Stores) -> bool {
         && stores.credential_secrets.wait_until_ready().await
         && stores.policies.wait_until_ready().await
         && stores.namespaces.wait_until_ready().await.is_ok()
+        && match &stores.gateway_api {
+            Some(g) => g.wait_until_ready().await,
+            None => true,
+        }
+        && match &stores.proxy_service {
+            Some(s) => s.wait_until_ready().await.is_ok(),
+            None => true,
+        }
 }
 
 #[cfg(test)]

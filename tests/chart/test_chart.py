@@ -114,10 +114,18 @@ def test_controller_rbac_is_least_privilege():
         ("hookway.dev", "gatewayplugins/status", "patch"),
         ("hookway.dev", "services/status", "patch"),
         ("hookway.dev", "routes/status", "patch"),
+        ("gateway.networking.k8s.io", "gatewayclasses/status", "patch"),
+        ("gateway.networking.k8s.io", "gateways/status", "patch"),
+        ("gateway.networking.k8s.io", "httproutes/status", "patch"),
         ("events.k8s.io", "events", "create"),
         ("events.k8s.io", "events", "patch"),
     }
     assert ("", "secrets", "get") not in grants
+    # The Gateway API is read (list/watch), never written but for status.
+    gateway_reads = {(r, v) for (g, r, v) in grants if g == "gateway.networking.k8s.io" and "/" not in r}
+    assert gateway_reads == {
+        (r, v) for r in ("gatewayclasses", "gateways", "httproutes", "referencegrants") for v in ("list", "watch")
+    }
     # Leases only in the release namespace; PlatformPolicies only in the root namespace (the
     # release namespace by default), read and their status patched.
     roles = by_kind(objects, "Role")
@@ -282,3 +290,11 @@ def test_rules_and_dashboard_use_only_exported_metric_names():
     assert len(used) > 15
     unknown = {name: where for name, where in used.items() if name not in exported}
     assert unknown == {}
+
+
+def test_controller_knows_the_proxy_service_for_gateway_addresses():
+    objects = render({})
+    controller = next(o for o in by_kind(objects, "Deployment") if o["metadata"]["name"] == "hookway-controller")
+    args = controller["spec"]["template"]["spec"]["containers"][0]["args"]
+    proxy_service = next(o for o in by_kind(objects, "Service") if o["metadata"]["name"] == "hookway-proxy")
+    assert f"--proxy-service={NAMESPACE}/{proxy_service['metadata']['name']}" in args

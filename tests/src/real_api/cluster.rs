@@ -49,6 +49,8 @@ pub const CONTROLLER_IDENTITY: &str = "hookway-controller-0";
 
 /// The example folders applied at setup, relative to the repository root.
 pub const EXAMPLES: [&str; 2] = ["examples/quickstart", "examples/multi-tenant"];
+/// The Gateway API standard channel CRDs (upstream v1.6.1, unmodified), relative to the repository.
+pub const GATEWAY_API_CRDS: &str = "../shared/gateway-api/standard-install-v1.6.1.yaml";
 
 /// hookway on a real API server: chart installed, controller and two proxies running, the
 /// examples applied.
@@ -193,7 +195,40 @@ async fn setup(server: &ApiServer) -> Result<Parts, Error> {
         .await?;
     }
 
+    // The Gateway API's standard channel, when the workspace has it, before the controller
+    // starts (it asks discovery once whether the Gateway API is served).
+    let gateway_api = root.join(GATEWAY_API_CRDS);
+    if gateway_api.exists() {
+        for applied in apply_path(&admin, &gateway_api).await? {
+            if applied.object.types.as_ref().map(|t| t.kind.as_str())
+                == Some("CustomResourceDefinition")
+            {
+                established(
+                    &admin,
+                    applied.object.metadata.name.as_deref().unwrap_or_default(),
+                )
+                .await?;
+            }
+        }
+    }
+
     let chart = chart::install(&admin, &json!({})).await?;
+    // What the chart passes as `--proxy-service`.
+    let proxy_service = chart
+        .objects
+        .iter()
+        .filter(|o| o["kind"] == "Deployment")
+        .flat_map(|o| {
+            o["spec"]["template"]["spec"]["containers"][0]["args"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .find_map(|a| {
+            a.as_str()?
+                .strip_prefix("--proxy-service=")
+                .map(String::from)
+        });
 
     // The controller runs as the chart's ServiceAccount: whatever its RBAC lacks fails here.
     let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), &chart.namespace);
@@ -245,6 +280,7 @@ async fn setup(server: &ApiServer) -> Result<Parts, Error> {
         identity: CONTROLLER_IDENTITY.into(),
         lease_duration: Duration::from_secs(15),
         debounce: Debounce::default(),
+        proxy_service,
         compile: default_compile(&chart.root_namespace),
     };
     let controller = Controller::start(controller_client, config)

@@ -112,6 +112,7 @@ impl Env {
             identity: identity.into(),
             lease_duration: Duration::from_secs(3),
             debounce: Debounce::default(),
+            proxy_service: None,
             compile: compiler(&self.ns),
         };
         Controller::start(self.client.clone(), config)

@@ -67,6 +67,7 @@ impl Env {
             identity: "controller-0".into(),
             lease_duration: Duration::from_secs(3),
             debounce: Debounce::default(),
+            proxy_service: None,
             compile: default_compile(ROOT),
         };
         Controller::start(self.client.clone(), config)

@@ -5,4 +5,5 @@ mod e2e;
 mod isolation;
 mod prometheus;
 mod real_api;
+mod real_api_gateway;
 mod traffic;

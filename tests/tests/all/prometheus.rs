@@ -370,6 +370,7 @@ async fn controller(pki: &Pki) -> (FakeApi, Controller, tokio::task::JoinHandle<
         identity: "controller-0".into(),
         lease_duration: Duration::from_secs(3),
         debounce: Debounce::default(),
+        proxy_service: None,
         compile: default_compile(ROOT),
     };
     let controller = Controller::start(client, config)

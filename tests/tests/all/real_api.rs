@@ -320,6 +320,42 @@ fn the_controller_runs_as_the_charts_service_account_with_its_rbac() {
             ("create", "coordination.k8s.io", "leases", "team-a", false),
             ("create", "events.k8s.io", "events", "team-b", true),
             ("create", "", "pods", ns, false),
+            ("watch", "gateway.networking.k8s.io", "httproutes", "", true),
+            (
+                "list",
+                "gateway.networking.k8s.io",
+                "gatewayclasses",
+                "",
+                true,
+            ),
+            (
+                "patch",
+                "gateway.networking.k8s.io",
+                "gateways/status",
+                "team-a",
+                true,
+            ),
+            (
+                "patch",
+                "gateway.networking.k8s.io",
+                "httproutes/status",
+                "team-a",
+                true,
+            ),
+            (
+                "update",
+                "gateway.networking.k8s.io",
+                "httproutes",
+                "team-a",
+                false,
+            ),
+            (
+                "patch",
+                "gateway.networking.k8s.io",
+                "gateways",
+                "team-a",
+                false,
+            ),
         ];
         let reviews: Api<SelfSubjectAccessReview> = Api::all(client);
         for (verb, group, resource, namespace, allowed) in cases {
