@@ -217,6 +217,7 @@ where
             Kind::Service,
             Kind::Route,
             Kind::PlatformPolicy,
+            Kind::Ingress,
         ] {
             counts.insert((kind, true), 0);
             counts.insert((kind, false), 0);
@@ -241,6 +242,7 @@ pub fn kind_name(kind: Kind) -> &'static str {
         Kind::Service => "Service",
         Kind::Route => "Route",
         Kind::PlatformPolicy => "PlatformPolicy",
+        Kind::Ingress => "Ingress",
     }
 }
 

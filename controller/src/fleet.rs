@@ -64,7 +64,8 @@ fn failed_kind(kind: Kind) -> Option<FailedKind> {
         Kind::Route => Some(FailedKind::Route),
         Kind::Service => Some(FailedKind::Service),
         Kind::GatewayPlugin => Some(FailedKind::GatewayPlugin),
-        Kind::PlatformPolicy => None,
+        // Not yet watched by the controller (standalone mode serves Ingresses).
+        Kind::PlatformPolicy | Kind::Ingress => None,
     }
 }
 

@@ -113,6 +113,7 @@ impl Stores {
             secrets,
             namespaces: self.namespaces.state(),
             policies: self.policies.state(),
+            ..Objects::default()
         }
     }
 }

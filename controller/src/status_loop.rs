@@ -198,6 +198,9 @@ impl StatusLoop {
                     )
                     .await
                 }
+                // Ingress status (loadBalancer, Events from warnings) is written by a later
+                // change; the controller does not watch Ingresses yet.
+                Kind::Ingress => {}
             }
         }
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service as CoreService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde::Deserialize;
 
 use crate::compiler::Objects;
@@ -66,40 +67,44 @@ pub fn parse_into(
                 continue;
             }
         };
-        let result = match (meta.api_version.as_str(), meta.kind.as_str()) {
-            (crate::API_VERSION, "GatewayPlugin") => {
-                decode::<GatewayPlugin>(value, default_namespace)
-                    .map(|o| into.plugins.push(Arc::new(o)))
-            }
-            (crate::API_VERSION, "Service") => {
-                decode::<Service>(value, default_namespace).map(|o| into.services.push(Arc::new(o)))
-            }
-            (crate::API_VERSION, "Route") => {
-                decode::<Route>(value, default_namespace).map(|o| into.routes.push(Arc::new(o)))
-            }
-            (crate::API_VERSION, "PlatformPolicy") => {
-                decode::<PlatformPolicy>(value, default_namespace)
-                    .map(|o| into.policies.push(Arc::new(o)))
-            }
-            ("v1", "Secret") => decode::<Secret>(value, default_namespace)
-                .map(fold_string_data)
-                .map(|o| into.secrets.push(Arc::new(o))),
-            ("v1", "Service") => decode::<CoreService>(value, default_namespace)
-                .map(|o| into.core_services.push(Arc::new(o))),
-            ("v1", "Namespace") => {
-                decode::<Namespace>(value, "").map(|o| into.namespaces.push(Arc::new(o)))
-            }
-            ("discovery.k8s.io/v1", "EndpointSlice") => {
-                decode::<EndpointSlice>(value, default_namespace)
-                    .map(|o| into.endpoint_slices.push(Arc::new(o)))
-            }
-            (api, kind) => {
-                notes.push(format!(
-                    "{source_name}: document {index}: skipped {api} {kind}"
-                ));
-                Ok(())
-            }
-        };
+        let result =
+            match (meta.api_version.as_str(), meta.kind.as_str()) {
+                (crate::API_VERSION, "GatewayPlugin") => {
+                    decode::<GatewayPlugin>(value, default_namespace)
+                        .map(|o| into.plugins.push(Arc::new(o)))
+                }
+                (crate::API_VERSION, "Service") => decode::<Service>(value, default_namespace)
+                    .map(|o| into.services.push(Arc::new(o))),
+                (crate::API_VERSION, "Route") => {
+                    decode::<Route>(value, default_namespace).map(|o| into.routes.push(Arc::new(o)))
+                }
+                (crate::API_VERSION, "PlatformPolicy") => {
+                    decode::<PlatformPolicy>(value, default_namespace)
+                        .map(|o| into.policies.push(Arc::new(o)))
+                }
+                ("v1", "Secret") => decode::<Secret>(value, default_namespace)
+                    .map(fold_string_data)
+                    .map(|o| into.secrets.push(Arc::new(o))),
+                ("v1", "Service") => decode::<CoreService>(value, default_namespace)
+                    .map(|o| into.core_services.push(Arc::new(o))),
+                ("v1", "Namespace") => {
+                    decode::<Namespace>(value, "").map(|o| into.namespaces.push(Arc::new(o)))
+                }
+                ("discovery.k8s.io/v1", "EndpointSlice") => {
+                    decode::<EndpointSlice>(value, default_namespace)
+                        .map(|o| into.endpoint_slices.push(Arc::new(o)))
+                }
+                ("networking.k8s.io/v1", "Ingress") => decode::<Ingress>(value, default_namespace)
+                    .map(|o| into.ingresses.push(Arc::new(o))),
+                ("networking.k8s.io/v1", "IngressClass") => decode::<IngressClass>(value, "")
+                    .map(|o| into.ingress_classes.push(Arc::new(o))),
+                (api, kind) => {
+                    notes.push(format!(
+                        "{source_name}: document {index}: skipped {api} {kind}"
+                    ));
+                    Ok(())
+                }
+            };
         if let Err(message) = result {
             errors.push(err(message));
         }

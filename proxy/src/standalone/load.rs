@@ -128,6 +128,8 @@ fn extend(into: &mut Objects, from: &Objects) {
         secrets,
         namespaces,
         policies,
+        ingresses,
+        ingress_classes,
     } = from;
     into.plugins.extend(plugins.iter().cloned());
     into.services.extend(services.iter().cloned());
@@ -137,6 +139,8 @@ fn extend(into: &mut Objects, from: &Objects) {
     into.secrets.extend(secrets.iter().cloned());
     into.namespaces.extend(namespaces.iter().cloned());
     into.policies.extend(policies.iter().cloned());
+    into.ingresses.extend(ingresses.iter().cloned());
+    into.ingress_classes.extend(ingress_classes.iter().cloned());
 }
 
 /// A manifest file that could not be used as it is now.
