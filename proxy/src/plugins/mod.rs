@@ -3,6 +3,7 @@
 pub mod access_log;
 pub mod accumulate;
 pub mod auth;
+pub mod body_limit;
 #[cfg(test)]
 mod bench;
 pub mod circuit_breaker;
@@ -55,6 +56,7 @@ pub fn builtin() -> Registry {
     registry.register::<access_log::AccessLog>();
     registry.register::<accumulate::Accumulate>();
     registry.register::<auth::Auth>();
+    registry.register::<body_limit::BodyLimit>();
     registry.register::<circuit_breaker::CircuitBreaker>();
     registry.register::<compression::Compression>();
     registry.register::<compression::Gzip>();
