@@ -83,9 +83,7 @@ impl Plugin for BodyLimitPlugin {
         _req: &request::Parts,
         _ctx: &mut Ctx,
     ) -> Option<Box<dyn BodyFilter>> {
-        Some(Box::new(Counter {
-            left: self.max,
-        }))
+        Some(Box::new(Counter { left: self.max }))
     }
 }
 
@@ -131,7 +129,9 @@ mod tests {
         let cases = [("10", false), ("11", true), ("0", false), ("nonsense", false)];
         for (len, refused) in cases {
             let mut req = request("POST", "/", &[("content-length", len)]);
-            let flow = on_request(plugin.as_ref(), &mut req, &mut ctx()).await.unwrap();
+            let flow = on_request(plugin.as_ref(), &mut req, &mut ctx())
+                .await
+                .unwrap();
             match flow {
                 Flow::Respond(r) => {
                     assert!(refused, "{len}");

@@ -3,9 +3,9 @@
 pub mod access_log;
 pub mod accumulate;
 pub mod auth;
-pub mod body_limit;
 #[cfg(test)]
 mod bench;
+pub mod body_limit;
 pub mod circuit_breaker;
 pub mod client_ip;
 pub mod compression;

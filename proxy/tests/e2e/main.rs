@@ -6,6 +6,7 @@ mod admin;
 mod binary;
 mod desync;
 mod examples;
+mod ingress;
 mod isolation;
 mod lifecycle;
 mod limits;
