@@ -133,7 +133,7 @@ pub(crate) fn synthetic(
             },
             retries: Retries::default(),
             // ingress-nginx does not verify HTTPS backends by default (proxy-ssl-verify off).
-            tls: (upstream.scheme == Scheme::Https).then(|| UpstreamTls {
+            tls: (upstream.scheme == Scheme::Https).then_some(UpstreamTls {
                 sni: None,
                 insecure_skip_verify: true,
             }),

@@ -79,6 +79,15 @@ impl Classes {
 mod tests {
     use super::*;
 
+    /// (case, classes, ingressClassName, class annotation, served).
+    type Case<'a> = (
+        &'a str,
+        Vec<Arc<IngressClass>>,
+        Option<&'a str>,
+        Option<&'a str>,
+        bool,
+    );
+
     fn class(name: &str, controller: &str, default: bool) -> Arc<IngressClass> {
         let mut c: IngressClass = serde_json::from_value(serde_json::json!({
             "metadata": {"name": name},
@@ -112,7 +121,7 @@ mod tests {
         let nginx = class("nginx", "k8s.io/ingress-nginx", false);
         let nginx_default = class("nginx", "k8s.io/ingress-nginx", true);
         #[rustfmt::skip]
-        let cases: Vec<(&str, Vec<Arc<IngressClass>>, Option<&str>, Option<&str>, bool)> = vec![
+        let cases: Vec<Case> = vec![
             ("ingressClassName ours", vec![hookway.clone()], Some("hookway"), None, true),
             ("ingressClassName other", vec![hookway.clone(), nginx.clone()], Some("nginx"), None, false),
             ("unknown class", vec![hookway.clone()], Some("missing"), None, false),

@@ -38,11 +38,13 @@ pub(crate) fn lower(path: Option<&str>, path_type: &str, regex: bool) -> Result<
 mod tests {
     use super::*;
 
+    type Want<'a> = Result<(PathMatchType, &'a str), &'a str>;
+
     #[test]
     fn path_table() {
         use PathMatchType::*;
         #[rustfmt::skip]
-        let cases: &[(Option<&str>, &str, bool, Result<(PathMatchType, &str), &str>)] = &[
+        let cases: &[(Option<&str>, &str, bool, Want)] = &[
             (Some("/foo"), "Exact", false, Ok((Exact, "/foo"))),
             (Some("/foo/"), "Exact", false, Ok((Exact, "/foo/"))),
             (Some("/foo"), "Exact", true, Ok((Exact, "/foo"))),

@@ -73,10 +73,12 @@ mod tests {
     use super::super::tests::{errors, ok};
     use serde_json::json;
 
+    type Pairs<'a> = &'a [(&'a str, &'a str)];
+
     #[test]
     fn canary_table() {
         #[rustfmt::skip]
-        let cases: &[(&[(&str, &str)], Option<serde_json::Value>)] = &[
+        let cases: &[(Pairs, Option<serde_json::Value>)] = &[
             (&[("canary", "true"), ("canary-weight", "20")], Some(json!({"service": "s", "weight": 20}))),
             (&[("canary", "true"), ("canary-weight", "1"), ("canary-weight-total", "4")], Some(json!({"service": "s", "weight": 25}))),
             (&[("canary", "true"), ("canary-by-header", "X-Canary")], Some(json!({"service": "s", "weight": 0, "header": {"name": "X-Canary", "values": ["always"]}}))),

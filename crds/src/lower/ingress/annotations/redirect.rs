@@ -63,10 +63,12 @@ mod tests {
     use super::super::tests::{config, errors, ok};
     use serde_json::json;
 
+    type Pairs<'a> = &'a [(&'a str, &'a str)];
+
     #[test]
     fn redirect_table() {
         #[rustfmt::skip]
-        let cases: &[(&[(&str, &str)], u16, &str)] = &[
+        let cases: &[(Pairs, u16, &str)] = &[
             (&[("permanent-redirect", "https://new.example.com/x")], 301, "https://new.example.com/x"),
             (&[("permanent-redirect", "https://a.example.com"), ("permanent-redirect-code", "308")], 308, "https://a.example.com"),
             (&[("temporal-redirect", "http://b.example.com/")], 302, "http://b.example.com/"),
