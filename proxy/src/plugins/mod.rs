@@ -22,6 +22,7 @@ pub mod headers;
 mod hot_path_cost;
 pub mod ip_restriction;
 pub mod ip_set;
+pub mod limit_conn;
 pub mod lobe_gateway;
 pub mod mock;
 pub mod params;
@@ -66,6 +67,7 @@ pub fn builtin() -> Registry {
     registry.register::<forward_auth::ForwardAuth>();
     registry.register::<headers::Headers>();
     registry.register::<ip_restriction::IpRestriction>();
+    registry.register::<limit_conn::LimitConn>();
     registry.register::<lobe_gateway::LobeGateway>();
     registry.register::<mock::Mock>();
     registry.register::<params_transformer::ParamsTransformer>();

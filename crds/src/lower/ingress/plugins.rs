@@ -42,6 +42,7 @@ synthetic! {
     ALLOWLIST = "ingress:allowlist", "ip_restriction", -9000;
     DENYLIST = "ingress:denylist", "ip_restriction", -8900;
     CORS = "ingress:cors", "cors", -8000;
+    LIMIT_CONN = "ingress:limit-connections", "limit_conn", -7100;
     RATE_LIMIT = "ingress:limit-rate", "rate_limiting", -7000;
     BODY_SIZE = "ingress:body-size", "body_limit", -6900;
     AUTH_URL = "ingress:auth-url", "forward_auth", -6000;

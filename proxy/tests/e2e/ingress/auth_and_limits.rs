@@ -98,3 +98,35 @@ async fn limit_rps_refuses_the_excess_and_body_size_answers_413() {
     assert_eq!(post(1024).await.unwrap().status(), 200);
     assert_eq!(post(1025).await.unwrap().status(), 413);
 }
+
+#[tokio::test]
+async fn limit_connections_answers_503_while_the_limit_is_in_flight() {
+    let mut held = HeldServer::start().await;
+    let files = [(
+        "c.yaml",
+        ingress_yaml(
+            "c",
+            &[("limit-connections", "1")],
+            &host_rule("c.example.com"),
+        ),
+    )];
+    let (_dir, proxy) = serve(held.addr, None, &files).await;
+    let first = tokio::spawn({
+        let url = proxy.url("/first");
+        async move {
+            no_redirects()
+                .get(url)
+                .header("host", "c.example.com")
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    held.arrived().await;
+    assert_eq!(get(&proxy, "c.example.com", "/second").await.status(), 503);
+    held.release();
+    assert_eq!(first.await.unwrap(), 200);
+    // The finished request no longer counts.
+    assert_eq!(get(&proxy, "c.example.com", "/third").await.status(), 200);
+}

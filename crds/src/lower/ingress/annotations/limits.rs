@@ -1,12 +1,13 @@
 //! `limit-rps` / `limit-rpm` (requests per client address per second / minute, as a route-level
 //! `rate_limiting` instance) and `proxy-body-size` (nginx size syntax: `8m`, `512k`, `1g`, bytes;
 //! `0` = no limit beyond the proxy's own `--max-body-bytes`; larger bodies get 413, as a
-//! route-level `body_limit` instance). `limit-connections` is not translated yet (warning).
+//! route-level `body_limit` instance) and `limit-connections` (requests in flight per client
+//! address, 503 beyond, as a route-level `limit_conn` instance).
 
 use serde_json::json;
 
 use super::{Annotations, Reader};
-use crate::lower::ingress::plugins::{BODY_SIZE, RATE_LIMIT};
+use crate::lower::ingress::plugins::{BODY_SIZE, LIMIT_CONN, RATE_LIMIT};
 
 pub(super) fn parse(r: &mut Reader<'_>, out: &mut Annotations) {
     let rps = r.number("limit-rps", 1, 1_000_000);
@@ -21,11 +22,8 @@ pub(super) fn parse(r: &mut Reader<'_>, out: &mut Annotations) {
         }
         out.plugins.push((&RATE_LIMIT, config));
     }
-    if r.raw("limit-connections").is_some() {
-        r.warn(
-            "limit-connections",
-            "not translated yet: concurrent connections per client are not limited",
-        );
+    if let Some(n) = r.number("limit-connections", 1, 1_000_000) {
+        out.plugins.push((&LIMIT_CONN, json!({"max": n})));
     }
     if let Some(v) = r.raw("proxy-body-size") {
         match size(v) {
@@ -92,18 +90,17 @@ mod tests {
             config(&ok(&[("proxy-body-size", "0")]), "ingress:body-size"),
             None
         );
-        let (result, warnings) =
-            super::super::parse(&super::super::tests::map(&[("limit-connections", "3")]));
-        assert!(result.is_ok());
-        assert!(
-            warnings[0].contains("limit-connections: not translated"),
-            "{warnings:?}"
+        let a = ok(&[("limit-connections", "3")]);
+        assert_eq!(
+            config(&a, "ingress:limit-connections"),
+            Some(json!({"max": 3}))
         );
         #[rustfmt::skip]
         let bad: &[(&str, &str, &str)] = &[
             ("limit-rps", "0", "limit-rps: \"0\" is not a whole number"),
             ("limit-rps", "ten", "limit-rps: \"ten\""),
             ("limit-rpm", "1.5", "limit-rpm: \"1.5\""),
+            ("limit-connections", "0", "limit-connections: \"0\""),
             ("proxy-body-size", "8mb", "proxy-body-size: \"8mb\" is not a size"),
         ];
         for (name, value, want) in bad {
