@@ -22,6 +22,20 @@ async fn auth_url_lets_2xx_through_and_returns_the_refusal() {
             ),
         ),
         (
+            "s.yaml",
+            ingress_yaml(
+                "s",
+                &[
+                    ("auth-url", &format!("http://{}/check", deny.addr)),
+                    (
+                        "auth-signin",
+                        "https://$host/oauth2/start?rd=$escaped_request_uri",
+                    ),
+                ],
+                &host_rule("s.example.com"),
+            ),
+        ),
+        (
             "d.yaml",
             ingress_yaml(
                 "d",
@@ -39,10 +53,17 @@ async fn auth_url_lets_2xx_through_and_returns_the_refusal() {
     let (status, _) = server(&proxy, "d.example.com", "/x").await;
     assert_eq!(status, 401);
     assert_eq!(deny.hits(), 1);
+    // auth-signin: the 401 becomes a redirect to the sign-in page.
+    let resp = get(&proxy, "s.example.com", "/cart?x=1").await;
+    assert_eq!(resp.status(), 302);
+    assert_eq!(
+        resp.headers()["location"],
+        "https://s.example.com/oauth2/start?rd=%2Fcart%3Fx%3D1"
+    );
     assert_eq!(
         web.hits(),
         1,
-        "the refused request never reached the upstream"
+        "the refused requests never reached the upstream"
     );
 }
 

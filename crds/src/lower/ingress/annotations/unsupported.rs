@@ -14,6 +14,7 @@ pub(crate) const TRANSLATED: &[&str] = &[
     "auth-secret-type",
     "auth-realm",
     "auth-signin",
+    "auth-signin-redirect-param",
     "auth-type",
     "auth-url",
     "backend-protocol",
