@@ -227,6 +227,7 @@ where
             Kind::Service,
             Kind::Route,
             Kind::PlatformPolicy,
+            Kind::Ingress,
         ] {
             counts.insert((kind, true), 0);
             counts.insert((kind, false), 0);
@@ -254,6 +255,7 @@ pub fn kind_name(kind: Kind) -> &'static str {
         Kind::GatewayClass => "GatewayClass",
         Kind::Gateway => "Gateway",
         Kind::HTTPRoute => "HTTPRoute",
+        Kind::Ingress => "Ingress",
     }
 }
 

@@ -68,7 +68,11 @@ fn failed_kind(kind: Kind) -> Option<FailedKind> {
         Kind::Route => Some(FailedKind::Route),
         Kind::Service => Some(FailedKind::Service),
         Kind::GatewayPlugin => Some(FailedKind::GatewayPlugin),
-        Kind::PlatformPolicy | Kind::GatewayClass | Kind::Gateway | Kind::HTTPRoute => None,
+        Kind::PlatformPolicy
+        | Kind::GatewayClass
+        | Kind::Gateway
+        | Kind::HTTPRoute
+        | Kind::Ingress => None,
     }
 }
 

@@ -214,6 +214,9 @@ impl StatusLoop {
                 }
                 // Gateway API statuses have their own shape: `sync_gateway_api`.
                 Kind::GatewayClass | Kind::Gateway | Kind::HTTPRoute => {}
+                // Ingress status (loadBalancer, Events from warnings) is written by a later
+                // change; the controller does not watch Ingresses yet.
+                Kind::Ingress => {}
             }
         }
     }

@@ -9,6 +9,7 @@
 //!   crdgen      the CRD YAML generated from those types
 //!   catalogue   plugin kinds by name, each with a typed config validator
 //!   manifests   multi-document YAML -> typed objects (standalone mode, `--check`)
+//!   lower       Ingress (and Gateway API) objects -> synthetic hookway objects [pure]
 //!   compiler    objects -> (Snapshot, per-object statuses)   [pure]
 //!   snapshot    what proxies run: routes, upstreams, chains, certificates
 //!   applied     what a proxy reports it applied, object by object; what a Route depends on

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service as CoreService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde::Deserialize;
 
 use crate::compiler::Objects;
@@ -110,6 +111,11 @@ pub fn parse_into(
             ("discovery.k8s.io/v1", "EndpointSlice") => {
                 decode::<EndpointSlice>(value, default_namespace)
                     .map(|o| into.endpoint_slices.push(Arc::new(o)))
+            }
+            ("networking.k8s.io/v1", "Ingress") => decode::<Ingress>(value, default_namespace)
+                .map(|o| into.ingresses.push(Arc::new(o))),
+            ("networking.k8s.io/v1", "IngressClass") => {
+                decode::<IngressClass>(value, "").map(|o| into.ingress_classes.push(Arc::new(o)))
             }
             (api, kind) => {
                 notes.push(format!(

@@ -34,6 +34,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service as CoreService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde::Serialize;
 
 use kube::Resource;
@@ -45,6 +46,7 @@ use crate::{Catalogue, GatewayPlugin, PlatformPolicy, Route, Service};
 
 use precedence::Scope;
 use report::reason;
+pub(crate) use routes::valid_host;
 
 /// Everything the compiler reads. Reflector stores hand out `Arc<K>`, so do we.
 #[derive(Clone, Debug, Default)]
@@ -73,6 +75,10 @@ pub struct Objects {
     pub http_routes: Vec<Arc<HTTPRoute>>,
     /// Gateway API ReferenceGrants.
     pub reference_grants: Vec<Arc<ReferenceGrant>>,
+    /// Ingresses (`networking.k8s.io/v1`); only those of a hookway IngressClass are served.
+    pub ingresses: Vec<Arc<Ingress>>,
+    /// IngressClasses: which class names are hookway's, and which one is the default.
+    pub ingress_classes: Vec<Arc<IngressClass>>,
 }
 
 /// Compiler settings.
@@ -111,6 +117,9 @@ pub enum Kind {
     Gateway,
     /// Gateway API `HTTPRoute`.
     HTTPRoute,
+    /// `Ingress` (networking.k8s.io/v1), lowered into synthetic Routes and Services whose
+    /// findings are reported here.
+    Ingress,
 }
 
 /// Which object a report is about.
@@ -166,7 +175,7 @@ pub struct ObjectReport {
     pub resolved_refs: ConditionResult,
     /// Non-fatal findings.
     pub warnings: Vec<String>,
-    /// Routes only: the effective chain in run order.
+    /// Routes (and Ingresses) only: the effective chain in run order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub chain: Vec<ChainStatusEntry>,
     /// GatewayPlugins only: Routes this instance runs on.
@@ -306,9 +315,12 @@ fn duplicate_warning(reports: &mut BTreeMap<ObjectKey, ObjectReport>, keys: Vec<
 ///   `routes::conflicts` (losers get a `Conflicted` warning naming the winner).
 /// - A name in a plugin config resolves in the namespace of the object whose config it is
 ///   (`refs`); the result is bound into the chain entry.
+///
+/// Ingresses (and other standard-API objects) are first lowered into synthetic hookway objects
+/// (`crate::lower`); their findings are reported under the source object.
 pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> Compiled {
     let lowered = crate::lower::lower(objects, options);
-    let objects = lowered.objects(objects);
+    let objects = lowered.objects();
     let mut dup_plugins = Vec::new();
     let mut dup_services = Vec::new();
     let mut dup_routes = Vec::new();

@@ -31,7 +31,8 @@ pub(crate) fn host_list(hosts: &[String], field: &str) -> Result<Vec<String>, St
     Ok(out)
 }
 
-fn valid_host(host: &str) -> bool {
+/// Whether `host` is an exact host name or a leading `*.` wildcard, lower-case.
+pub(crate) fn valid_host(host: &str) -> bool {
     let name = host.strip_prefix("*.").unwrap_or(host);
     !name.is_empty()
         && name.len() <= 253

@@ -3,18 +3,20 @@
 //! model serve them all.
 //!
 //! ```text
-//!  Objects ──► gateway_api::lower ──► Objects + synthetic Routes / Services / GatewayPlugins
-//!                                     + origins (synthetic → source object)
+//!  Objects ──► gateway_api::lower ─┐ Objects + synthetic Routes / Services / GatewayPlugins
+//!          ──► ingress::lower ─────┴► + origins (synthetic → source object, and which part)
 //!                                     + host claims and certificates of Gateway listeners
 //!  compile … reports of synthetic objects ──► fold ──► reports of the source objects
 //! ```
 //!
-//! Synthetic objects are never written to the API. Their names contain [`SYNTHETIC_MARK`],
-//! which Kubernetes names cannot, so they never collide with real objects; the mark sorts before
-//! every character a name may hold, so a lowered object's name sorts with its source's name
-//! (the router's last tie-breaker, `namespace/name`, keeps the source order).
+//! Synthetic objects are never written to the API. Their names contain [`SYNTHETIC_MARK`]
+//! (Gateway API) or `:` (Ingress), which Kubernetes names cannot, so they never collide with
+//! real objects; `#` sorts before every character a name may hold, so a lowered object's name
+//! sorts with its source's name (the router's last tie-breaker, `namespace/name`, keeps the
+//! source order).
 
 mod gateway_api;
+pub(crate) mod ingress;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -28,7 +30,7 @@ pub const SYNTHETIC_MARK: char = '#';
 
 /// Whether `name` is a synthetic object's.
 pub fn is_synthetic(name: &str) -> bool {
-    name.contains(SYNTHETIC_MARK)
+    name.contains(SYNTHETIC_MARK) || name.contains(':')
 }
 
 /// A host claim that is not a Route's: a Gateway listener's hostname, claimed by the Gateway's
@@ -61,10 +63,11 @@ pub(crate) struct ListenerCertificate {
 /// What lowering produced.
 #[derive(Debug, Default)]
 pub(crate) struct Lowered {
-    /// The input objects plus the synthetic ones; `None` when nothing was lowered.
-    pub objects: Option<Objects>,
-    /// Synthetic object (kind Route, Service or GatewayPlugin) → its source object.
-    pub origins: HashMap<ObjectId, ObjectId>,
+    /// The input objects plus the synthetic ones.
+    pub objects: Objects,
+    /// Synthetic object (kind Route, Service or GatewayPlugin) → its source object and which
+    /// part of it the synthetic object stands for.
+    pub origins: HashMap<ObjectId, (ObjectId, String)>,
     /// Synthetic Route → the namespace whose host claim it is served under.
     pub claim_namespace: HashMap<ObjectKey, String>,
     /// Host claims of Gateway listeners.
@@ -77,56 +80,79 @@ pub(crate) struct Lowered {
 
 /// Lowers every standard kind of `objects`.
 pub(crate) fn lower(objects: &Objects, options: &Options) -> Lowered {
-    let mut out = Lowered::default();
+    let mut out = Lowered {
+        objects: objects.clone(),
+        ..Lowered::default()
+    };
     gateway_api::lower(objects, options, &mut out);
+    ingress::lower(objects, &mut out);
     out
 }
 
 impl Lowered {
     /// The objects to compile.
-    pub fn objects<'a>(&'a self, input: &'a Objects) -> &'a Objects {
-        self.objects.as_ref().unwrap_or(input)
+    pub fn objects(&self) -> &Objects {
+        &self.objects
     }
 
-    /// The objects to add to, created from `input` on first use.
-    pub(crate) fn objects_mut(&mut self, input: &Objects) -> &mut Objects {
-        self.objects.get_or_insert_with(|| input.clone())
+    /// The objects to add to.
+    pub(crate) fn objects_mut(&mut self) -> &mut Objects {
+        &mut self.objects
     }
 
-    /// Records that synthetic `kind` `key` comes from `source`.
+    /// Records that synthetic `kind` `key` comes from `source`; the part it stands for is the
+    /// name after [`SYNTHETIC_MARK`].
     pub(crate) fn origin(&mut self, kind: Kind, key: ObjectKey, source: ObjectId) {
-        self.origins.insert(ObjectId { kind, key }, source);
+        let part = key
+            .name
+            .split_once(SYNTHETIC_MARK)
+            .map_or("", |(_, rest)| rest)
+            .to_string();
+        self.origins.insert(ObjectId { kind, key }, (source, part));
+    }
+
+    /// Records that synthetic `kind` `key` is part `what` of `source`.
+    pub(crate) fn origin_part(
+        &mut self,
+        kind: Kind,
+        key: ObjectKey,
+        source: &ObjectId,
+        what: String,
+    ) {
+        self.origins
+            .insert(ObjectId { kind, key }, (source.clone(), what));
     }
 
     /// Moves the reports of synthetic objects onto their sources (failures and warnings, each
     /// message prefixed with what the synthetic object stands for) and adds the sources' own.
+    /// Synthetic objects without a source (helpers shared by a namespace's Ingresses) are never
+    /// reported.
     pub fn fold(self, reports: &mut BTreeMap<ObjectId, ObjectReport>) {
         let mut sources = self.reports;
         let synthetic: Vec<ObjectId> = reports
             .keys()
-            .filter(|id| self.origins.contains_key(id))
+            .filter(|id| self.origins.contains_key(*id) || is_synthetic(&id.key.name))
             .cloned()
             .collect();
         for id in synthetic {
             let Some(report) = reports.remove(&id) else {
                 continue;
             };
-            let source = &self.origins[&id];
+            let Some((source, part)) = self.origins.get(&id) else {
+                continue;
+            };
             let target = sources
                 .entry(source.clone())
                 .or_insert_with(|| ObjectReport::new(Some(report.generation)));
-            target.absorb(&id.key.name, report);
+            target.absorb(part, report);
         }
         reports.extend(sources);
     }
 }
 
 impl ObjectReport {
-    /// Adds a synthetic object's findings to this (its source's) report.
-    fn absorb(&mut self, synthetic_name: &str, other: ObjectReport) {
-        let part = synthetic_name
-            .split_once(SYNTHETIC_MARK)
-            .map_or("", |(_, rest)| rest);
+    /// Adds a synthetic object's findings (`part` of this object) to this (its source's) report.
+    fn absorb(&mut self, part: &str, other: ObjectReport) {
         let prefix = |m: &str| {
             if part.is_empty() {
                 m.to_string()
@@ -148,8 +174,10 @@ impl ObjectReport {
                 self.warnings.push(w);
             }
         }
-        if self.chain.is_empty() {
-            self.chain = other.chain;
+        for entry in other.chain {
+            if !self.chain.contains(&entry) {
+                self.chain.push(entry);
+            }
         }
         self.endpoints += other.endpoints;
     }

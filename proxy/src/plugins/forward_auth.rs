@@ -74,6 +74,36 @@ pub struct Config {
     /// PEM certificates trusted for an `https://` address instead of the system roots.
     #[serde(default)]
     pub tls_ca: Option<String>,
+    /// A sign-in page: a 401 from the auth service becomes a 302 to this URL with the original
+    /// URL in the query parameter `signin_redirect_param` unless the URL already sets it
+    /// (ingress-nginx's `auth-signin`). May use `$host`, `$scheme`, `$request_uri` and
+    /// `$escaped_request_uri`.
+    #[serde(default)]
+    pub signin_url: Option<String>,
+    /// The query parameter carrying the original URL to the sign-in page.
+    #[serde(default = "default_redirect_param")]
+    pub signin_redirect_param: String,
+}
+
+fn default_redirect_param() -> String {
+    "rd".into()
+}
+
+/// The variables a `signin_url` may use.
+const SIGNIN_VARIABLES: [&str; 4] = ["$escaped_request_uri", "$request_uri", "$scheme", "$host"];
+
+/// `url` with every variable replaced by a placeholder, or which `$name` is unknown.
+fn check_signin_variables(url: &str) -> Result<String, String> {
+    let mut out = url.to_string();
+    for v in SIGNIN_VARIABLES {
+        out = out.replace(v, "x");
+    }
+    if out.contains('$') {
+        return Err(format!(
+            "signin_url: {url:?} uses a variable other than $host, $scheme, $request_uri, $escaped_request_uri"
+        ));
+    }
+    Ok(out)
 }
 
 fn header_names(field: &str, list: &[String]) -> Result<Vec<HeaderName>, String> {
@@ -121,6 +151,28 @@ impl PluginConfig for Config {
         if self.tls_ca.is_some() {
             tls_config(self.tls_ca.as_deref())?;
         }
+        if let Some(url) = &self.signin_url {
+            let url = &check_signin_variables(url)?;
+            let ok = url.parse::<Uri>().is_ok_and(|u| {
+                matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+            }) && HeaderValue::from_str(url).is_ok();
+            if !ok {
+                return Err(format!(
+                    "signin_url: {url:?} must be an http:// or https:// URL with a host"
+                ));
+            }
+        }
+        if self.signin_redirect_param.is_empty()
+            || !self
+                .signin_redirect_param
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(format!(
+                "signin_redirect_param: {:?} is not a query parameter name",
+                self.signin_redirect_param
+            ));
+        }
         Ok(())
     }
 }
@@ -133,6 +185,8 @@ pub struct ForwardAuth {
     timeout: Duration,
     failure_policy: FailurePolicy,
     error_type: ErrorType,
+    /// Sign-in URL and redirect parameter (302 on a 401 answer).
+    signin: Option<(String, String)>,
     client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
 }
 
@@ -159,6 +213,9 @@ impl PluginFactory for ForwardAuth {
             timeout,
             failure_policy: config.failure_policy,
             error_type: config.error_type,
+            signin: config
+                .signin_url
+                .map(|url| (url, config.signin_redirect_param)),
             client: Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(30))
                 .build(connector),
@@ -240,6 +297,37 @@ impl ForwardAuth {
             .map_err(|e| PluginError::internal(format!("forward_auth request: {e}")))
     }
 
+    /// `signin_url?rd=<the original URL>`, when a sign-in page is configured.
+    fn signin_location(&self, req: &request::Parts, ctx: &Ctx) -> Option<HeaderValue> {
+        let (url, param) = self.signin.as_ref()?;
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri.authority().map(|a| a.as_str()))
+            .unwrap_or("");
+        let target = ctx
+            .original_target
+            .as_ref()
+            .map(|t| t.as_str())
+            .or_else(|| req.uri.path_and_query().map(|p| p.as_str()))
+            .unwrap_or("/");
+        let scheme = if ctx.tls { "https" } else { "http" };
+        let escaped: String = form_urlencoded::byte_serialize(target.as_bytes()).collect();
+        let expanded = url
+            .replace("$escaped_request_uri", &escaped)
+            .replace("$request_uri", target)
+            .replace("$scheme", scheme)
+            .replace("$host", host);
+        if url.contains(&format!("{param}=")) {
+            return HeaderValue::from_str(&expanded).ok();
+        }
+        let original = format!("{scheme}://{host}{target}");
+        let encoded: String = form_urlencoded::byte_serialize(original.as_bytes()).collect();
+        let sep = if expanded.contains('?') { '&' } else { '?' };
+        HeaderValue::from_str(&format!("{expanded}{sep}{param}={encoded}")).ok()
+    }
+
     fn failed(&self, reason: &str, route: Option<&ObjectKey>) -> Flow {
         tracing::warn!(address = %self.address, reason, policy = ?self.failure_policy,
                        "forward_auth: auth service failed");
@@ -289,6 +377,17 @@ impl Plugin for ForwardAuth {
                 return Ok(Flow::Continue);
             }
             decisions::record(Self::NAME, ctx.route.as_deref(), Decision::Denied);
+            if answer.status() == StatusCode::UNAUTHORIZED {
+                if let Some(location) = self.signin_location(req, ctx) {
+                    let mut resp = respond::with_body(
+                        StatusCode::FOUND,
+                        "text/plain; charset=utf-8",
+                        format!("Redirecting to {}\n", location.to_str().unwrap_or("")),
+                    );
+                    resp.headers_mut().insert(http::header::LOCATION, location);
+                    return Ok(Flow::Respond(resp));
+                }
+            }
             let (mut parts, body) = answer.into_parts();
             // Hop-by-hop headers belong to the connection to the auth service (as for an
             // upstream's answer).
@@ -414,6 +513,63 @@ mod tests {
         assert_eq!(resp.status(), 401);
         assert_eq!(resp.headers()["www-authenticate"], "Bearer realm=\"sso\"");
         assert_eq!(body_string(resp).await, "login first");
+    }
+
+    #[tokio::test]
+    async fn a_401_redirects_to_the_signin_page_with_the_original_url() {
+        let p = plugin(
+            auth_server().await,
+            json!({"signin_url": "https://login.example.com/start?app=shop"}),
+        );
+        let mut req = parts(
+            "GET",
+            "/orders?id=7",
+            &[("authorization", "bad"), ("host", "shop.test")],
+        );
+        let resp = testing::request(&*p, &mut req, &mut ctx("10.1.2.3:9"))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 302);
+        assert_eq!(
+            resp.headers()["location"],
+            "https://login.example.com/start?app=shop&rd=http%3A%2F%2Fshop.test%2Forders%3Fid%3D7"
+        );
+        // The oauth2-proxy form: variables expanded, `rd` already set.
+        let p = plugin(
+            auth_server().await,
+            json!({"signin_url": "https://$host/oauth2/start?rd=$escaped_request_uri"}),
+        );
+        let resp = testing::request(&*p, &mut req, &mut ctx("10.1.2.3:9"))
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.headers()["location"],
+            "https://shop.test/oauth2/start?rd=%2Forders%3Fid%3D7"
+        );
+    }
+
+    #[test]
+    fn signin_config_table() {
+        let base = |extra: serde_json::Value| {
+            let mut c = json!({"address": "http://auth.test/check"});
+            c.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            crate::plugins::harness::validate("forward_auth", c)
+        };
+        assert!(base(json!({"signin_url": "https://l.test/"})).is_ok());
+        assert!(base(json!({"signin_url": "https://$host/start?rd=$escaped_request_uri"})).is_ok());
+        assert!(base(json!({"signin_url": "https://$http_host/"}))
+            .unwrap_err()
+            .contains("variable"));
+        assert!(base(json!({"signin_url": "/login"}))
+            .unwrap_err()
+            .contains("signin_url"));
+        assert!(
+            base(json!({"signin_url": "https://l.test/", "signin_redirect_param": "a b"}))
+                .unwrap_err()
+                .contains("signin_redirect_param")
+        );
     }
 
     #[tokio::test]

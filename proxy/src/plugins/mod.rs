@@ -5,6 +5,7 @@ pub mod accumulate;
 pub mod auth;
 #[cfg(test)]
 mod bench;
+pub mod body_limit;
 pub mod circuit_breaker;
 pub mod client_ip;
 pub mod compression;
@@ -21,6 +22,7 @@ pub mod headers;
 mod hot_path_cost;
 pub mod ip_restriction;
 pub mod ip_set;
+pub mod limit_conn;
 pub mod lobe_gateway;
 pub mod mock;
 pub mod params;
@@ -57,6 +59,7 @@ pub fn builtin() -> Registry {
     registry.register::<access_log::AccessLog>();
     registry.register::<accumulate::Accumulate>();
     registry.register::<auth::Auth>();
+    registry.register::<body_limit::BodyLimit>();
     registry.register::<circuit_breaker::CircuitBreaker>();
     registry.register::<compression::Compression>();
     registry.register::<compression::Gzip>();
@@ -66,6 +69,7 @@ pub fn builtin() -> Registry {
     registry.register::<forward_auth::ForwardAuth>();
     registry.register::<headers::Headers>();
     registry.register::<ip_restriction::IpRestriction>();
+    registry.register::<limit_conn::LimitConn>();
     registry.register::<lobe_gateway::LobeGateway>();
     registry.register::<mock::Mock>();
     registry.register::<params_transformer::ParamsTransformer>();
@@ -95,6 +99,7 @@ mod tests {
                 "access_log",
                 "accumulate",
                 "auth",
+                "body_limit",
                 "circuit_breaker",
                 "compression",
                 "cors",
@@ -104,6 +109,7 @@ mod tests {
                 "gzip",
                 "headers",
                 "ip_restriction",
+                "limit_conn",
                 "lobe_gateway",
                 "mock",
                 "params_transformer",

@@ -61,7 +61,13 @@ impl PluginConfig for TrafficSplittingConfig {
 
     fn validate(&self) -> Result<(), String> {
         let parts: Vec<&str> = self.service.split('/').collect();
-        if parts.len() > 2 || !parts.iter().all(|p| is_dns_label_path(p)) {
+        // The name may hold `:`: the synthetic Services of Ingress backends
+        // (`<ingress>:<service>:<port>`, crds/src/lower/ingress) are named so.
+        let name_ok = parts
+            .last()
+            .is_some_and(|name| name.split(':').all(is_dns_label_path));
+        let namespace_ok = parts.len() == 1 || is_dns_label_path(parts[0]);
+        if parts.len() > 2 || !name_ok || !namespace_ok {
             return Err(format!(
                 "service: {:?} is not `name` or `namespace/name`",
                 self.service

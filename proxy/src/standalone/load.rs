@@ -132,6 +132,8 @@ fn extend(into: &mut Objects, from: &Objects) {
         gateways,
         http_routes,
         reference_grants,
+        ingresses,
+        ingress_classes,
     } = from;
     into.plugins.extend(plugins.iter().cloned());
     into.services.extend(services.iter().cloned());
@@ -146,6 +148,8 @@ fn extend(into: &mut Objects, from: &Objects) {
     into.http_routes.extend(http_routes.iter().cloned());
     into.reference_grants
         .extend(reference_grants.iter().cloned());
+    into.ingresses.extend(ingresses.iter().cloned());
+    into.ingress_classes.extend(ingress_classes.iter().cloned());
 }
 
 /// A manifest file that could not be used as it is now.

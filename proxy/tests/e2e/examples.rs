@@ -154,3 +154,50 @@ fn multi_tenant_check_passes_and_prints_the_warning() {
     assert!(text.contains("Route team-a/status"), "{text}");
     assert!(text.contains("PluginLocked"), "{text}");
 }
+
+#[test]
+fn ingress_compiles_clean_with_the_annotations_translated() {
+    let compiled = compile("ingress");
+    let rejected: Vec<_> = compiled.rejected().collect();
+    assert!(rejected.is_empty(), "{rejected:?}");
+    for (id, report) in &compiled.reports {
+        assert!(report.warnings.is_empty(), "{id:?}: {:?}", report.warnings);
+        assert!(
+            !id.key.name.contains(':'),
+            "a synthetic object is reported: {id:?}"
+        );
+    }
+    let ingresses: Vec<_> = compiled
+        .reports
+        .keys()
+        .filter(|id| id.kind == Kind::Ingress)
+        .map(|id| id.key.name.as_str())
+        .collect();
+    assert_eq!(ingresses, ["api", "api-canary", "old-domain", "storefront"]);
+    let aliases = |name: &str| -> Vec<String> {
+        chain(&compiled, "shop", name)
+            .into_iter()
+            .map(|(alias, _)| alias)
+            .collect()
+    };
+    assert_eq!(
+        aliases("storefront:r0p0"),
+        [
+            "ingress:cors",
+            "ingress:limit-rate",
+            "ingress:body-size",
+            "request-id",
+            "served-by"
+        ]
+    );
+    assert_eq!(
+        aliases("api:r0p0"),
+        [
+            "ingress:allowlist",
+            "ingress:canary",
+            "request-id",
+            "ingress:rewrite"
+        ]
+    );
+    assert_eq!(aliases("old-domain:r0p0"), ["ingress:redirect"]);
+}

@@ -117,3 +117,73 @@ fn a_broken_manifest_is_reported_by_file_and_document() {
     assert!(text.contains("hostz"), "{text}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn ingresses_are_reported_by_their_own_name_with_annotation_findings() {
+    let class = "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: hookway}\nspec: {controller: hookway.dev/ingress-controller}\n";
+    let ingress = |name: &str, annotations: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\nspec:\n  ingressClassName: hookway\n  rules:\n  - host: {name}.example.com\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}\n"
+        )
+    };
+    let good = ingress(
+        "good",
+        "nginx.ingress.kubernetes.io/configuration-snippet: 'return 200;', nginx.ingress.kubernetes.io/proxy-buffering: 'off'",
+    );
+    let bad = ingress("bad", "nginx.ingress.kubernetes.io/limit-rps: 'ten'");
+    let dir = temp_dir_with(&[
+        ("class.yaml", class),
+        ("good.yaml", &good),
+        ("bad.yaml", &bad),
+    ]);
+    let (ok, text) = run_check(&dir, OutputFormat::Json);
+    assert!(!ok, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let objects = v["objects"].as_array().unwrap();
+    assert!(
+        objects
+            .iter()
+            .all(|o| !o["name"].as_str().unwrap().contains(':')),
+        "only real objects are reported: {text}"
+    );
+    let find = |name: &str| {
+        objects
+            .iter()
+            .find(|o| o["kind"] == "Ingress" && o["name"] == name)
+            .unwrap_or_else(|| panic!("no Ingress {name}: {text}"))
+    };
+    let good = find("good");
+    assert_eq!(good["accepted"]["status"], true);
+    let warnings: Vec<&str> = good["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("UnsupportedAnnotation: ")
+                && w.contains("configuration-snippet: snippet annotations are never executed")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("proxy-buffering: not supported")),
+        "{warnings:?}"
+    );
+    let bad = find("bad");
+    assert_eq!(bad["accepted"]["status"], false);
+    assert_eq!(bad["accepted"]["reason"], "InvalidAnnotation");
+    assert!(
+        bad["accepted"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("annotation nginx.ingress.kubernetes.io/limit-rps: \"ten\""),
+        "{text}"
+    );
+    let (_, text) = run_check(&dir, OutputFormat::Text);
+    assert!(text.contains("Ingress default/bad"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

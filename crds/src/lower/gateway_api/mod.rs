@@ -200,7 +200,7 @@ fn synthetic_meta(source: &ObjectMeta, namespace: &str, name: String) -> ObjectM
 }
 
 fn lower_route(
-    objects: &Objects,
+    _objects: &Objects,
     index: &Index<'_>,
     core_services: &HashSet<(&str, &str)>,
     route: &HTTPRoute,
@@ -388,7 +388,7 @@ fn lower_route(
             }
         }
     }
-    let objects = out.objects_mut(objects);
+    let objects = out.objects_mut();
     objects.services.extend(new_services);
     objects.plugins.extend(new_plugins);
     objects.routes.extend(new_routes);
