@@ -188,13 +188,17 @@ where
             Some(self.version)
         };
         let reports = Arc::new(reports);
+        // Ingress and Gateway statuses also depend on the proxy Service's addresses (a change
+        // of it pokes a compile): resync them after every compile.
+        let standard = !objects.ingresses.is_empty();
         let gateway_api = (!objects.gateway_classes.is_empty()
             || !objects.gateways.is_empty()
             || !objects.http_routes.is_empty())
         .then(|| Arc::new(objects));
         self.published.send_if_modified(|current| {
-            // With Gateway API objects, their statuses depend on the objects too: always resync.
+            // Gateway API statuses depend on the objects too.
             let same = gateway_api.is_none()
+                && !standard
                 && current.as_ref().is_some_and(|p| {
                     p.version == self.version && *p.reports == *reports && p.gateway_api.is_none()
                 });

@@ -5,6 +5,7 @@ use hookway_crds::gateway_api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant
 use hookway_crds::{GatewayPlugin, PlatformPolicy, Route, Service};
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service as CoreService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use std::sync::Arc;
 
 use kube::runtime::reflector::Store;
@@ -69,6 +70,31 @@ pub struct Stores {
     pub gateway_api: Option<GatewayApiStores>,
     /// The proxy Service (its addresses become Gateways' `status.addresses`).
     pub proxy_service: Option<Store<CoreService>>,
+    /// Ingresses (`networking.k8s.io/v1`).
+    pub ingresses: MultiStore<Ingress>,
+    /// IngressClasses (cluster-scoped).
+    pub ingress_classes: Store<IngressClass>,
+}
+
+/// Core Services (namespace, name) an Ingress sends traffic to (its rules and default backend).
+fn ingress_backends(ingress: &Ingress) -> Vec<(String, String)> {
+    let ns = ingress.metadata.namespace.clone().unwrap_or_default();
+    let Some(spec) = &ingress.spec else {
+        return Vec::new();
+    };
+    let paths = spec
+        .rules
+        .iter()
+        .flatten()
+        .filter_map(|r| r.http.as_ref())
+        .flat_map(|h| &h.paths)
+        .map(|p| &p.backend);
+    spec.default_backend
+        .iter()
+        .chain(paths)
+        .filter_map(|b| b.service.as_ref())
+        .map(|s| (ns.clone(), s.name.clone()))
+        .collect()
 }
 
 /// The Gateway API's reflector stores.
@@ -150,6 +176,8 @@ impl Stores {
         if let Some((_, _, routes, _)) = &gateway_api {
             referenced.extend(routes.iter().flat_map(|r| http_route_backends(r)));
         }
+        let ingresses = self.ingresses.state();
+        referenced.extend(ingresses.iter().flat_map(|i| ingress_backends(i)));
         let is_referenced = |ns: Option<&String>, name: Option<&String>| match (ns, name) {
             (Some(ns), Some(name)) => referenced.contains(&(ns.clone(), name.clone())),
             _ => false,
@@ -184,6 +212,8 @@ impl Stores {
             secrets,
             namespaces: self.namespaces.state(),
             policies: self.policies.state(),
+            ingresses,
+            ingress_classes: self.ingress_classes.state(),
             ..gateway_api.map_or_else(Objects::default, |(classes, gateways, routes, grants)| {
                 Objects {
                     gateway_classes: classes,
@@ -260,6 +290,8 @@ mod tests {
             },
             gateway_api: None,
             proxy_service: None,
+            ingresses: multi(vec![]),
+            ingress_classes: reflector::store().0,
         }
     }
 
@@ -323,6 +355,32 @@ mod tests {
         ]
         .map(|(n, s)| (n.to_string(), s.to_string()));
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn ingress_backends_are_its_rules_and_default_backend() {
+        let ingress: Ingress = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "i", "namespace": "app"},
+            "spec": {
+                "defaultBackend": {"service": {"name": "fallback", "port": {"number": 80}}},
+                "rules": [{"host": "a.example.com", "http": {"paths": [
+                    {"path": "/", "pathType": "Prefix",
+                     "backend": {"service": {"name": "web", "port": {"name": "http"}}}},
+                    {"path": "/files", "pathType": "Prefix",
+                     "backend": {"resource": {"kind": "Bucket", "name": "files"}}}
+                ]}}]
+            }
+        }))
+        .unwrap();
+        let mut got = ingress_backends(&ingress);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("app".to_string(), "fallback".to_string()),
+                ("app".into(), "web".into())
+            ]
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod events;
 pub mod fleet;
 pub mod gateway_status;
 pub mod index;
+pub mod ingress_status;
 pub mod leader;
 pub mod metrics;
 pub mod proxies;

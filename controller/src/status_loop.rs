@@ -24,13 +24,13 @@ use tracing::{debug, info, warn};
 use crate::compile_loop::{kind_name, Published};
 use crate::events::Events;
 use crate::fleet::{self, Programmed, View};
-use crate::gateway_status;
 use crate::index::{MultiStore, Stores};
 use crate::metrics::Metrics;
 use crate::proxies::Proxies;
 use crate::registry::Leases;
 use crate::status::{self, StatusObject};
 use crate::versions;
+use crate::{gateway_status, ingress_status};
 
 /// The snapshot version in which each object's current content first appeared: its
 /// generation and, for served Routes and Services, the digest of what the snapshot holds for
@@ -105,6 +105,7 @@ impl StatusLoop {
         let mut generations = Generations::default();
         let mut written = Written::new();
         let mut gateway_written = gateway_status::Written::new();
+        let mut ingress_written = ingress_status::Written::default();
         let mut acks = self.proxies.subscribe();
         let mut last_view: Option<View> = None;
         let mut registry_only = false;
@@ -140,6 +141,16 @@ impl StatusLoop {
                         &mut gateway_written,
                     )
                     .await;
+                    if published.reports.keys().any(|id| id.kind == Kind::Ingress) {
+                        ingress_status::Writer {
+                            client: &self.client,
+                            ingresses: &self.stores.ingresses,
+                            events: self.events.as_ref(),
+                            metrics: &self.metrics,
+                        }
+                        .sync(&published, &self.proxy_addresses(), &mut ingress_written)
+                        .await;
+                    }
                     // After the pass: a reader that sees N here sees statuses written for N.
                     self.metrics.fleet_proxies.set(view.len() as i64);
                 }
@@ -147,6 +158,7 @@ impl StatusLoop {
             } else {
                 written.clear();
                 gateway_written.clear();
+                ingress_written.clear();
                 last_view = None;
                 self.metrics.fleet_proxies.set(0);
             }
@@ -214,11 +226,20 @@ impl StatusLoop {
                 }
                 // Gateway API statuses have their own shape: `sync_gateway_api`.
                 Kind::GatewayClass | Kind::Gateway | Kind::HTTPRoute => {}
-                // Ingress status (loadBalancer, Events from warnings) is written by a later
-                // change; the controller does not watch Ingresses yet.
+                // Ingress status (loadBalancer) and Events: `ingress_status.rs`.
                 Kind::Ingress => {}
             }
         }
+    }
+
+    /// The proxy Service's addresses (none without `--proxy-service` or before it has any).
+    fn proxy_addresses(&self) -> Vec<hookway_crds::gateway_api::gateway::GatewayStatusAddress> {
+        self.stores
+            .proxy_service
+            .as_ref()
+            .and_then(|s| s.state().into_iter().next())
+            .map(|s| gateway_status::addresses(&s))
+            .unwrap_or_default()
     }
 
     /// Gateway API statuses (`gateway_status.rs`), when the compile held Gateway API objects.
@@ -236,13 +257,7 @@ impl StatusLoop {
         if !*self.leader.borrow() {
             return;
         }
-        let addresses = self
-            .stores
-            .proxy_service
-            .as_ref()
-            .and_then(|s| s.state().into_iter().next())
-            .map(|s| gateway_status::addresses(&s))
-            .unwrap_or_default();
+        let addresses = self.proxy_addresses();
         let programmed = gateway_status::programmed(published, |id| {
             let version = generations.version(id).unwrap_or(published.version);
             let count = view.programmed(id, version, window).count;

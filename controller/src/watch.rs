@@ -9,6 +9,8 @@
 //! | Secret with credentials for plugins | watched namespaces | `labelSelector=hookway.dev/credentials=true` |
 //! | PlatformPolicy (hookway.dev) | the root namespace only | — (honoured only there) |
 //! | Namespace | cluster | — (labels for `policy.namespaces`) |
+//! | Ingress (networking.k8s.io) | watched namespaces | — |
+//! | IngressClass (networking.k8s.io) | cluster | — |
 //! | GatewayClass (gateway.networking.k8s.io) | cluster | — (only when the API server serves the Gateway API) |
 //! | Gateway, HTTPRoute, ReferenceGrant | watched namespaces | — (likewise) |
 //! | the proxy Service (`--proxy-service`) | its namespace | `metadata.name` |
@@ -24,6 +26,7 @@ use hookway_crds::gateway_api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant
 use hookway_crds::{GatewayPlugin, PlatformPolicy, Route, Service};
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service as CoreService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource};
@@ -244,6 +247,13 @@ pub fn start(
     Stores {
         gateway_api,
         proxy_service,
+        ingresses: multi::<Ingress>(tasks, client, scope, &any, poke),
+        ingress_classes: reflect::<IngressClass>(
+            tasks,
+            Api::all(client.clone()),
+            any.clone(),
+            poke.clone(),
+        ),
         plugins: multi::<GatewayPlugin>(tasks, client, scope, &any, poke),
         services: multi::<Service>(tasks, client, scope, &any, poke),
         routes: multi::<Route>(tasks, client, scope, &any, poke),
@@ -284,6 +294,8 @@ pub async fn wait_ready(stores: &Stores) -> bool {
         && stores.credential_secrets.wait_until_ready().await
         && stores.policies.wait_until_ready().await
         && stores.namespaces.wait_until_ready().await.is_ok()
+        && stores.ingresses.wait_until_ready().await
+        && stores.ingress_classes.wait_until_ready().await.is_ok()
         && match &stores.gateway_api {
             Some(g) => g.wait_until_ready().await,
             None => true,

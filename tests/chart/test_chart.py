@@ -117,10 +117,13 @@ def test_controller_rbac_is_least_privilege():
         ("gateway.networking.k8s.io", "gatewayclasses/status", "patch"),
         ("gateway.networking.k8s.io", "gateways/status", "patch"),
         ("gateway.networking.k8s.io", "httproutes/status", "patch"),
+        ("networking.k8s.io", "ingresses/status", "patch"),
         ("events.k8s.io", "events", "create"),
         ("events.k8s.io", "events", "patch"),
     }
     assert ("", "secrets", "get") not in grants
+    ingress_reads = {(r, v) for (g, r, v) in grants if g == "networking.k8s.io" and "/" not in r}
+    assert ingress_reads == {(r, v) for r in ("ingresses", "ingressclasses") for v in ("list", "watch")}
     # The Gateway API is read (list/watch), never written but for status.
     gateway_reads = {(r, v) for (g, r, v) in grants if g == "gateway.networking.k8s.io" and "/" not in r}
     assert gateway_reads == {

@@ -6,4 +6,5 @@ mod isolation;
 mod prometheus;
 mod real_api;
 mod real_api_gateway;
+mod real_api_ingress;
 mod traffic;
