@@ -6,3 +6,4 @@ mod compiler_props;
 mod compiler_rules;
 mod crd_drift;
 mod tenancy_rules;
+mod upstream_protocol;
