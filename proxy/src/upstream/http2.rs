@@ -2,14 +2,14 @@
 //!
 //! An HTTP/2 connection carries many requests at once (streams), so an endpoint keeps a few
 //! shared connections instead of lending one per request: a request takes the oldest connection
-//! with a free stream (below the server's `SETTINGS_MAX_CONCURRENT_STREAMS`, read from the
-//! connection as it changes), and only when every connection is saturated is another opened.
+//! with a free stream (below the server's current `SETTINGS_MAX_CONCURRENT_STREAMS`), and only
+//! when every connection is saturated is another opened.
 //! Requests that find no connection while one is being opened wait for it (one handshake, not
 //! one per request). A connection that received GOAWAY or broke accepts no new streams and leaves
 //! the list at the next checkout; a request hyper hands back unsent goes to another connection.
 
 use std::future::{poll_fn, Future};
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -34,27 +34,65 @@ const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
 /// ...closes the connection if unanswered this long.
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// What a connection shares with its driver task and its streams.
+/// What a connection shares with its streams.
 #[derive(Debug)]
 struct Shared {
     /// Streams open on the connection (requests whose response has not ended).
     in_flight: AtomicUsize,
-    /// The server's current `SETTINGS_MAX_CONCURRENT_STREAMS`.
-    max_streams: AtomicUsize,
     /// Whether the connection has carried a response (it speaks HTTP/2).
     answered: AtomicBool,
+}
+
+/// The server's current `SETTINGS_MAX_CONCURRENT_STREAMS` on a connection.
+trait StreamLimit: Send + Sync {
+    fn max_streams(&self) -> usize;
+}
+
+/// hyper's connection future, polled by its driver task and asked for the server's stream
+/// limit at checkout (hyper only tells it there; the value changes when SETTINGS arrive, which
+/// the future itself does not learn until a request wakes it). The driver drops it when it
+/// ends, so that waiting requests are handed back.
+type Driven<I> = Mutex<Option<http2::Connection<I, ProxyBody, TokioExecutor>>>;
+
+impl<I> StreamLimit for Driven<I>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    fn max_streams(&self) -> usize {
+        self.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map_or(0, |conn| conn.current_max_send_streams())
+    }
 }
 
 /// A new HTTP/2 connection, ready to be added to an endpoint's list.
 pub struct NewConn {
     sender: SendRequest<ProxyBody>,
     shared: Arc<Shared>,
+    limit: Arc<dyn StreamLimit>,
 }
 
 struct Conn {
     sender: SendRequest<ProxyBody>,
     shared: Arc<Shared>,
+    limit: Arc<dyn StreamLimit>,
     last_used: Instant,
+}
+
+impl Conn {
+    fn new(conn: NewConn) -> Self {
+        Self {
+            sender: conn.sender,
+            shared: conn.shared,
+            limit: conn.limit,
+            last_used: Instant::now(),
+        }
+    }
+
+    fn has_free_stream(&self) -> bool {
+        self.shared.in_flight.load(Ordering::Relaxed) < self.limit.max_streams()
+    }
 }
 
 /// One stream on a shared connection, counted in flight until dropped (when the response body
@@ -108,11 +146,7 @@ impl Connecting<'_> {
         self.finished = true;
         let mut state = self.conns.lock();
         state.connecting = None;
-        state.conns.push(Conn {
-            sender: conn.sender,
-            shared: conn.shared,
-            last_used: Instant::now(),
-        });
+        state.conns.push(Conn::new(conn));
         drop(state);
         self.tx.send_replace(Some(Ok(())));
     }
@@ -162,11 +196,7 @@ impl H2Conns {
     /// Adds a connection opened outside a [`Connecting`] (an `auto` endpoint whose HTTP/1.1
     /// connect was answered with ALPN `h2`).
     pub fn add(&self, conn: NewConn) {
-        self.lock().conns.push(Conn {
-            sender: conn.sender,
-            shared: conn.shared,
-            last_used: Instant::now(),
-        });
+        self.lock().conns.push(Conn::new(conn));
     }
 
     /// The oldest open connection with a free stream, else a wait for the one being opened, else
@@ -174,10 +204,7 @@ impl H2Conns {
     pub fn checkout(&self) -> Checkout<'_> {
         let mut state = self.lock();
         state.conns.retain(|c| !c.sender.is_closed());
-        let free = state.conns.iter().position(|c| {
-            c.shared.in_flight.load(Ordering::Relaxed)
-                < c.shared.max_streams.load(Ordering::Relaxed)
-        });
+        let free = state.conns.iter().position(Conn::has_free_stream);
         let chosen = match free {
             Some(i) => i,
             None => {
@@ -233,8 +260,7 @@ pub async fn wait(mut rx: watch::Receiver<Outcome>) -> Option<Arc<str>> {
     }
 }
 
-/// The HTTP/2 handshake on `io`; the connection is driven by a task of its own, which keeps the
-/// server's stream limit current.
+/// The HTTP/2 handshake on `io`; the connection is driven by a task of its own.
 pub async fn handshake<I>(io: I, authority: &Authority) -> Result<NewConn, hyper::Error>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -247,18 +273,21 @@ where
         .await?;
     let shared = Arc::new(Shared {
         in_flight: AtomicUsize::new(0),
-        max_streams: AtomicUsize::new(conn.current_max_send_streams()),
         answered: AtomicBool::new(false),
     });
-    let driver = shared.clone();
+    let conn: Arc<Driven<I>> = Arc::new(Mutex::new(Some(conn)));
+    let driver = conn.clone();
     let authority = authority.clone();
     tokio::spawn(async move {
-        let mut conn = pin!(conn);
         let ended = poll_fn(|cx| {
-            let polled = conn.as_mut().poll(cx);
-            driver
-                .max_streams
-                .store(conn.current_max_send_streams(), Ordering::Relaxed);
+            let mut slot = driver.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(conn) = slot.as_mut() else {
+                return Poll::Ready(Ok(()));
+            };
+            let polled = Pin::new(conn).poll(cx);
+            if polled.is_ready() {
+                *slot = None;
+            }
             polled
         })
         .await;
@@ -266,7 +295,11 @@ where
             tracing::debug!(upstream = %authority, error = %err, "upstream HTTP/2 connection ended");
         }
     });
-    Ok(NewConn { sender, shared })
+    Ok(NewConn {
+        sender,
+        shared,
+        limit: conn,
+    })
 }
 
 /// Rewrites an origin-form request with `Host` for HTTP/2: the authority goes into the URI (and
@@ -358,9 +391,25 @@ pub fn classify(err: &hyper::Error, answered: bool) -> Failure {
         Some(e) if !answered && (e.is_io() || (e.is_go_away() && !e.is_remote())) => {
             Failure::NotHttp2
         }
-        None if !answered && (err.is_closed() || err.is_incomplete_message()) => Failure::NotHttp2,
+        // hyper turns h2's I/O errors into its own (a peer that closed on the preface).
+        None if !answered
+            && (err.is_closed() || err.is_incomplete_message() || has_io_error(err)) =>
+        {
+            Failure::NotHttp2
+        }
         _ => Failure::Other,
     }
+}
+
+fn has_io_error(err: &hyper::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if e.is::<std::io::Error>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
 }
 
 /// Where a request body's own error is kept, since HTTP/2 turns it into a stream reset.
