@@ -247,7 +247,13 @@ async fn handle(
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").into()))
                 .collect();
-            let body = req.into_body().collect().await.unwrap().to_bytes();
+            // A body the proxy cut (over its limit) reads as empty.
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             let json = serde_json::json!({
                 "version": version,
                 "authority": authority,
@@ -637,4 +643,101 @@ async fn standalone_service_selects_h2c_by_http2_or_app_protocol() {
         assert_eq!(seen["version"], "HTTP/2.0", "{path}");
         assert_eq!(seen["path"], path);
     }
+}
+
+/// A raw HTTP/2 upstream (the h2 crate) that refuses the first `refuse` streams it is sent with
+/// `REFUSED_STREAM` and answers the rest `200 ok`; it counts the streams it saw.
+async fn refusing_upstream(refuse: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let count = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    if count.fetch_add(1, Ordering::SeqCst) < refuse {
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        continue;
+                    }
+                    let resp = Response::new(());
+                    if let Ok(mut body) = respond.send_response(resp, false) {
+                        let _ = body.send_data(Bytes::from_static(b"ok"), true);
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn a_refused_stream_is_retried_like_a_connect_failure() {
+    let (addr, seen) = refusing_upstream(1).await;
+    let proxy = Proxy::start(Some(h2_snapshot(
+        addr,
+        Scheme::Http,
+        UpstreamProtocol::Http2,
+    )))
+    .await;
+    // Idempotent and bodiless: sent again (the retry budget is 1).
+    let resp = client().get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "ok");
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        2,
+        "refused once, then answered"
+    );
+
+    // A POST with a body is not retried (its body is gone), but the answer says why.
+    let (addr, seen) = refusing_upstream(1).await;
+    proxy
+        .apply({
+            let mut s = h2_snapshot(addr, Scheme::Http, UpstreamProtocol::Http2);
+            s.version = 2;
+            s
+        })
+        .await;
+    let resp = client()
+        .post(proxy.url("/"))
+        .body("payload")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("did not process"), "{body}");
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_streamed_body_over_the_limit_is_413_on_an_h2_upstream_too() {
+    let up = H2Upstream::start(Behaviour::default()).await;
+    let mut config = test_config();
+    config.limits.max_body_bytes = 1024;
+    let proxy = Proxy::start_with(
+        Some(h2_snapshot(up.addr, Scheme::Http, UpstreamProtocol::Http2)),
+        config,
+    )
+    .await;
+    // No Content-Length: the limit is only found while the body streams upstream.
+    let frames: Vec<Result<Frame<Bytes>, Infallible>> = (0..8)
+        .map(|_| Ok(Frame::data(Bytes::from(vec![b'x'; 512]))))
+        .collect();
+    let req = Request::post("http://big.test/echo")
+        .body(StreamBody::new(futures::stream::iter(frames)).boxed_unsync())
+        .unwrap();
+    let mut h2 = h2_client(proxy.http).await;
+    let resp = tokio::time::timeout(WAIT, h2.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"request body too large\n");
 }
