@@ -163,6 +163,7 @@ async fn serve_conn(
             } else {
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
+                    .with_upgrades()
                     .await;
             }
         }
@@ -195,14 +196,31 @@ fn grpc_ok() -> HeaderMap {
     trailers
 }
 
-/// `/grpc`: the request body back, then trailers `grpc-status: 0`; `/stream`: each request
+/// An Upgrade (HTTP/1.1 only): 101 and an echoing tunnel; `/grpc`: the request body back, then trailers `grpc-status: 0`; `/stream`: each request
 /// data frame echoed at once, trailers when the request ends; `/barrier`: waits for the
 /// barrier, then echoes; anything else: the request as JSON (`version`, `authority`, `path`,
 /// `headers`, `body`).
 async fn handle(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     barrier: Option<Arc<Barrier>>,
 ) -> Result<Response<Body>, Infallible> {
+    if req.headers().contains_key("upgrade") {
+        // HTTP/1.1 only: 101, then the tunnel echoes.
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = upgrade.await {
+                let mut io = TokioIo::new(upgraded);
+                let (mut r, mut w) = tokio::io::split(&mut io);
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            }
+        });
+        return Ok(Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .body(full(Bytes::new()))
+            .unwrap());
+    }
     let te = req.headers().get("te").cloned();
     match req.uri().path() {
         "/grpc" => {
@@ -528,6 +546,55 @@ async fn tls_upstream_speaks_what_alpn_picked() {
             "{alpn:?} {protocol:?}: one kept-alive connection"
         );
     }
+}
+
+#[tokio::test]
+async fn an_upgrade_to_an_alpn_upstream_goes_over_http1() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = H2Upstream::start(Behaviour {
+        tls: Some(vec![b"h2".to_vec(), b"http/1.1".to_vec()]),
+        ..Behaviour::default()
+    })
+    .await;
+    let proxy = Proxy::start(Some(h2_snapshot(
+        up.addr,
+        Scheme::Https,
+        UpstreamProtocol::Auto,
+    )))
+    .await;
+    assert_eq!(get_json(&proxy).await["version"], "HTTP/2.0", "h2 by ALPN");
+    let mut conn = TcpStream::connect(proxy.http).await.unwrap();
+    conn.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tokio::time::timeout(WAIT, conn.read_exact(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    conn.write_all(b"over http/1.1").await.unwrap();
+    let mut echoed = [0u8; 13];
+    tokio::time::timeout(WAIT, conn.read_exact(&mut echoed))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&echoed, b"over http/1.1");
+    assert_eq!(
+        up.accepted(),
+        2,
+        "the h2 connection, and one HTTP/1.1 for the tunnel"
+    );
+    // Plain requests stay on the HTTP/2 connection.
+    assert_eq!(get_json(&proxy).await["version"], "HTTP/2.0");
+    assert_eq!(up.accepted(), 2);
 }
 
 #[tokio::test]
