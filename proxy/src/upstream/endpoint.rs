@@ -87,7 +87,7 @@ enum Lent {
         sender: SendRequest<ProxyBody>,
         endpoint: Arc<Endpoint>,
     },
-    Http2(#[allow(dead_code)] Slot),
+    Http2(Slot),
 }
 
 impl Checkin {
@@ -343,7 +343,6 @@ impl Endpoint {
                             self.authority()
                         );
                         connecting.fail(&message);
-                        tracing::warn!(upstream = %self.authority(), "{message}");
                         return Err(SendError::Protocol(message));
                     }
                     let offer = self.protocol;
@@ -382,7 +381,6 @@ impl Endpoint {
                     self.authority(),
                     root_cause(&err)
                 );
-                tracing::warn!(upstream = %self.authority(), error = %root_cause(&err), "upstream does not seem to speak HTTP/2");
                 SendError::Protocol(message)
             }
             Failure::Other => SendError::Request(err),

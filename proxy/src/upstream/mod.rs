@@ -294,6 +294,8 @@ impl ProxyUpstream<'_> {
                     );
                 }
                 Ok(Err(SendError::Protocol(message))) => {
+                    // A configuration mismatch (h2c to an HTTP/1.1-only server), not a passing
+                    // fault: worth a line at the default level.
                     tracing::warn!(upstream = %pool.key, node, error = %message, "upstream protocol error");
                     return Err(fail(StatusCode::BAD_GATEWAY, message));
                 }

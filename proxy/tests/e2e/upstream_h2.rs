@@ -597,8 +597,34 @@ async fn an_upgrade_to_an_alpn_upstream_goes_over_http1() {
     assert_eq!(up.accepted(), 2);
 }
 
+/// Log output, shared.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[tokio::test]
 async fn an_http1_only_upstream_on_an_h2c_service_is_a_clear_502() {
+    // `#[tokio::test]` runs the proxy's tasks on this thread: its log lines are captured.
+    let logs = Captured::default();
+    let _capture = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer({
+                let logs = logs.clone();
+                move || logs.clone()
+            })
+            .with_ansi(false)
+            .finish(),
+    );
     let http1 = EchoServer::start("http1-only").await;
     let proxy = Proxy::start(Some(h2_snapshot(
         http1.addr,
@@ -612,6 +638,15 @@ async fn an_http1_only_upstream_on_an_h2c_service_is_a_clear_502() {
     assert!(
         body.contains("HTTP/2") && body.contains("h2c") && body.contains(&http1.addr.to_string()),
         "{body}"
+    );
+    let logged = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let line = logged
+        .lines()
+        .find(|l| l.contains("upstream protocol error"))
+        .unwrap_or_else(|| panic!("no log line: {logged}"));
+    assert!(
+        line.contains("WARN") && line.contains("default/svc") && line.contains("h2c"),
+        "{line}"
     );
     // TLS offering only `h2` to an HTTP/1.1-only server fails the handshake, also a 502.
     let tls = H2Upstream::start(Behaviour {
