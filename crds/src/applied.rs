@@ -219,6 +219,7 @@ mod tests {
             upstreams: vec![UpstreamEntry {
                 key: ObjectKey::new("a", "svc"),
                 scheme: Scheme::Http,
+                protocol: Default::default(),
                 balance: Balance::RoundRobin,
                 hash_header: None,
                 endpoints: vec![],

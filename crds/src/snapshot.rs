@@ -169,6 +169,11 @@ pub struct UpstreamEntry {
     pub key: ObjectKey,
     /// http or https.
     pub scheme: Scheme,
+    /// The HTTP version spoken to the nodes (resolved from the Service's `http2` and its
+    /// backend port's `appProtocol`; what Ingress `backend-protocol: GRPC` and GRPCRoute lower
+    /// to). Absent in older snapshots: `auto`.
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
     /// Balancing algorithm.
     pub balance: Balance,
     /// Header hashed for `header-hash` (lower-case).
@@ -187,6 +192,20 @@ pub struct UpstreamEntry {
     pub tls_server_name: Option<String>,
     /// Skip upstream certificate verification.
     pub tls_insecure_skip_verify: bool,
+}
+
+/// The HTTP version an upstream is spoken to with.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 only (over TLS, ALPN offers `http/1.1` alone).
+    Http1,
+    /// Over TLS, ALPN offers `h2` and `http/1.1` and the connection speaks what the upstream
+    /// picked; cleartext is HTTP/1.1.
+    #[default]
+    Auto,
+    /// HTTP/2 only: ALPN `h2` over TLS, prior knowledge (h2c) in cleartext.
+    Http2,
 }
 
 /// One upstream node.

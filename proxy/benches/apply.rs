@@ -63,6 +63,7 @@ fn snapshot() -> Snapshot {
         upstreams: vec![UpstreamEntry {
             key: upstream,
             scheme: Scheme::Http,
+            protocol: Default::default(),
             balance: Balance::RoundRobin,
             hash_header: None,
             endpoints: vec![Endpoint {

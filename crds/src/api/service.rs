@@ -50,6 +50,12 @@ pub struct ServiceSpec {
     /// Protocol spoken to the upstream.
     #[serde(default)]
     pub scheme: Scheme,
+    /// HTTP/2 towards the upstream. `auto`: over `https`, offer `h2` and `http/1.1` by ALPN and
+    /// speak what the upstream picks; over `http`, HTTP/1.1 unless the backend port's
+    /// `appProtocol` is `kubernetes.io/h2c`. `always`: HTTP/2 only (ALPN `h2` over `https`,
+    /// cleartext HTTP/2 with prior knowledge, h2c, over `http`). `never`: HTTP/1.1 only.
+    #[serde(default)]
+    pub http2: Http2,
     /// How a node is chosen for each request.
     #[serde(default)]
     pub balance: Balance,
@@ -124,11 +130,25 @@ fn default_weight() -> u32 {
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Scheme {
-    /// Plain HTTP/1.1.
+    /// Plain HTTP (HTTP/1.1, or h2c as `http2` says).
     #[default]
     Http,
-    /// HTTP over TLS (HTTP/2 when the upstream offers it by ALPN).
+    /// HTTP over TLS (HTTP/2 when the upstream offers it by ALPN, as `http2` says).
     Https,
+}
+
+/// Whether HTTP/2 is spoken to the upstream.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Http2 {
+    /// HTTP/2 when the upstream offers it by ALPN (`https`) or its backend port's `appProtocol`
+    /// is `kubernetes.io/h2c` (`http`); HTTP/1.1 otherwise.
+    #[default]
+    Auto,
+    /// HTTP/2 only: ALPN `h2` over `https`, prior knowledge (h2c) over `http`.
+    Always,
+    /// HTTP/1.1 only (ALPN offers `http/1.1` alone).
+    Never,
 }
 
 /// Load-balancing algorithm.

@@ -9,9 +9,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use super::policy::Policy;
 use super::report::reason;
 use super::{Inputs, ObjectReport};
-use crate::api::service::{BackendRef, Node, WeightedBackendRef};
+use crate::api::service::{BackendRef, Http2, Node, Scheme, WeightedBackendRef};
 use crate::duration;
-use crate::snapshot::{Balance, Endpoint, ObjectKey, UpstreamEntry};
+use crate::snapshot::{Balance, Endpoint, ObjectKey, UpstreamEntry, UpstreamProtocol};
 use crate::ServiceSpec;
 
 /// The label linking an EndpointSlice to its core Service.
@@ -62,8 +62,13 @@ impl<'a> Backends<'a> {
         this
     }
 
-    /// Ready endpoints of core Service `namespace/backend.name` at port `backend.port`.
-    fn endpoints(&self, namespace: &str, backend: &BackendRef) -> Result<Vec<Endpoint>, String> {
+    /// Ready endpoints of core Service `namespace/backend.name` at port `backend.port`, and the
+    /// port's `appProtocol` (the Service port's, else the one its EndpointSlices carry).
+    fn endpoints(
+        &self,
+        namespace: &str,
+        backend: &BackendRef,
+    ) -> Result<(Vec<Endpoint>, Option<&'a str>), String> {
         let svc = self
             .core
             .get(&(namespace, backend.name.as_str()))
@@ -80,6 +85,7 @@ impl<'a> Backends<'a> {
                 )
             })?;
         let port_name = port.name.as_deref().unwrap_or("");
+        let mut app_protocol = port.app_protocol.as_deref();
         let mut out = Vec::new();
         for slice in self
             .slices
@@ -90,11 +96,15 @@ impl<'a> Backends<'a> {
             if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
                 continue;
             }
-            let target = slice
+            let slice_port = slice
                 .ports
                 .iter()
                 .flatten()
-                .find(|p| p.name.as_deref().unwrap_or("") == port_name)
+                .find(|p| p.name.as_deref().unwrap_or("") == port_name);
+            if app_protocol.is_none() {
+                app_protocol = slice_port.and_then(|p| p.app_protocol.as_deref());
+            }
+            let target = slice_port
                 .and_then(|p| p.port)
                 .and_then(|p| u16::try_from(p).ok())
                 .filter(|p| *p != 0);
@@ -113,7 +123,28 @@ impl<'a> Backends<'a> {
                 }
             }
         }
-        Ok(out)
+        Ok((out, app_protocol))
+    }
+}
+
+/// The `appProtocol` that selects cleartext HTTP/2 with prior knowledge (KEP-3726).
+const APP_PROTOCOL_H2C: &str = "kubernetes.io/h2c";
+
+/// The HTTP version spoken to an upstream: the Service's `http2` first, then (for `auto`) its
+/// backend port's `appProtocol`. Only `kubernetes.io/h2c` changes anything (over `http`); other
+/// values (`kubernetes.io/ws`, `http`, …) keep the default.
+pub(crate) fn protocol(
+    scheme: Scheme,
+    http2: Http2,
+    app_protocol: Option<&str>,
+) -> UpstreamProtocol {
+    match http2 {
+        Http2::Never => UpstreamProtocol::Http1,
+        Http2::Always => UpstreamProtocol::Http2,
+        Http2::Auto if scheme == Scheme::Http && app_protocol == Some(APP_PROTOCOL_H2C) => {
+            UpstreamProtocol::Http2
+        }
+        Http2::Auto => UpstreamProtocol::Auto,
     }
 }
 
@@ -150,16 +181,22 @@ pub(crate) fn upstream(
         ));
     }
     let mut balance = spec.balance;
+    // The backend port's `appProtocol` (one core Service only; weighted backends: none).
+    let mut app_protocol = None;
     let mut endpoints = match (&spec.backend, &spec.backends, &spec.nodes) {
         (None, None, Some(nodes)) => static_nodes(nodes)?,
         (Some(backend), None, None) => {
             check_port("spec.backend.port", backend.port)?;
-            backends
-                .endpoints(&key.namespace, backend)
-                .unwrap_or_else(|e| {
+            match backends.endpoints(&key.namespace, backend) {
+                Ok((endpoints, app)) => {
+                    app_protocol = app;
+                    endpoints
+                }
+                Err(e) => {
                     report.unresolved(reason::BACKEND_NOT_FOUND, e);
                     Vec::new()
-                })
+                }
+            }
         }
         (None, Some(list), None) => {
             balance = match spec.balance {
@@ -185,6 +222,7 @@ pub(crate) fn upstream(
     Ok(UpstreamEntry {
         key: key.clone(),
         scheme: spec.scheme,
+        protocol: protocol(spec.scheme, spec.http2, app_protocol),
         balance,
         hash_header,
         endpoints,
@@ -238,7 +276,7 @@ fn weighted_endpoints(
             port: b.port,
         };
         match backends.endpoints(namespace, &backend) {
-            Ok(eps) if b.weight > 0 && !eps.is_empty() => groups.push((u64::from(b.weight), eps)),
+            Ok((eps, _)) if b.weight > 0 && !eps.is_empty() => groups.push((u64::from(b.weight), eps)),
             Ok(_) => {}
             Err(e) => report.unresolved(reason::BACKEND_NOT_FOUND, e),
         }

@@ -7,3 +7,4 @@ mod compiler_rules;
 mod crd_drift;
 mod gateway_api;
 mod tenancy_rules;
+mod upstream_protocol;

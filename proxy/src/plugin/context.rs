@@ -26,6 +26,9 @@ pub struct Ctx {
     pub original_target: Option<http::uri::PathAndQuery>,
     /// Whether the client connection is TLS.
     pub tls: bool,
+    /// Whether the client accepts trailers (`TE: trailers`): forwarded to HTTP/2 upstreams,
+    /// where it is the one `TE` allowed (gRPC needs it).
+    pub te_trailers: bool,
     /// The matched Route, if any (`None` on the no-route chain).
     pub route: Option<Arc<ObjectKey>>,
     /// The upstream (hookway Service) the request will go to; a plugin may change it
@@ -61,6 +64,7 @@ impl Ctx {
             trusted_peer: false,
             original_target: None,
             tls,
+            te_trailers: false,
             route: None,
             upstream: None,
             target: TargetOverride::default(),

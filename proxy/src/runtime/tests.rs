@@ -97,6 +97,7 @@ fn upstream(name: &str) -> UpstreamEntry {
     UpstreamEntry {
         key: key(name),
         scheme: Scheme::Http,
+        protocol: Default::default(),
         balance: Balance::RoundRobin,
         hash_header: None,
         endpoints: vec![],

@@ -135,7 +135,7 @@ pub async fn handle(
     // The client's hop-by-hop headers go before any plugin sees the request, so a client-chosen
     // `Connection` value can never remove a header a plugin adds.
     let upgrade = headers::is_upgrade(req.headers());
-    headers::remove_hop_by_hop(req.headers_mut(), upgrade);
+    ctx.te_trailers = headers::remove_hop_by_hop(req.headers_mut(), upgrade);
     if !shared.rules.client_ip.trusts_nobody() {
         let peer = conn.peer.ip();
         ctx.trusted_peer = shared.rules.client_ip.is_trusted(peer);

@@ -13,49 +13,92 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
+use hookway_crds::snapshot::UpstreamProtocol;
+
 use super::endpoint::{Endpoint, IdleSettings};
 
 /// Opens TCP connections, with TLS for `https` endpoints.
 pub type Connector = HttpsConnector<HttpConnector>;
+
+/// One connector per ALPN offer (they differ only in the TLS config's ALPN list).
+#[derive(Clone)]
+pub struct Connectors {
+    /// No ALPN: HTTP/1.1 (also what Upgrade requests use on an `auto` endpoint).
+    pub http1: Connector,
+    /// ALPN `h2`, `http/1.1`: the upstream picks.
+    pub auto: Connector,
+    /// ALPN `h2` only.
+    pub http2: Connector,
+}
+
+impl Connectors {
+    /// The connector whose ALPN offer matches `protocol`.
+    pub fn for_protocol(&self, protocol: UpstreamProtocol) -> &Connector {
+        match protocol {
+            UpstreamProtocol::Http1 => &self.http1,
+            UpstreamProtocol::Auto => &self.auto,
+            UpstreamProtocol::Http2 => &self.http2,
+        }
+    }
+}
 
 /// How long an idle upstream connection is kept.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle connections kept per endpoint.
 const MAX_IDLE_PER_ENDPOINT: usize = 1024;
 
-/// Endpoints by scheme and `host:port`; weak, so an endpoint no snapshot uses goes away.
-type EndpointMap = HashMap<(Scheme, Authority), Weak<Endpoint>>;
+/// Endpoints by scheme, `host:port` and protocol; weak, so an endpoint no snapshot uses goes
+/// away.
+type EndpointMap = HashMap<(Scheme, Authority, UpstreamProtocol), Weak<Endpoint>>;
 
-/// A connector and the endpoints reached with it.
+/// Connectors and the endpoints reached with them.
 #[derive(Clone)]
 pub struct HttpClient {
-    connector: Connector,
+    connectors: Connectors,
     endpoints: Arc<Mutex<EndpointMap>>,
 }
 
+/// The protocol an endpoint really has: cleartext `auto` is HTTP/1.1 (there is no ALPN to ask
+/// with), so it shares the HTTP/1.1 endpoint.
+pub fn effective_protocol(scheme: &Scheme, protocol: UpstreamProtocol) -> UpstreamProtocol {
+    if protocol == UpstreamProtocol::Auto && *scheme != Scheme::HTTPS {
+        UpstreamProtocol::Http1
+    } else {
+        protocol
+    }
+}
+
 impl HttpClient {
-    fn new(connector: Connector) -> Self {
+    fn new(connectors: Connectors) -> Self {
         Self {
-            connector,
+            connectors,
             endpoints: Arc::default(),
         }
     }
 
-    /// The endpoint for `scheme://authority`, shared with every snapshot that uses it: its
-    /// idle connections live as long as some snapshot (or request) holds it.
-    pub fn endpoint(&self, scheme: &Scheme, authority: &Authority) -> Arc<Endpoint> {
+    /// The endpoint for `scheme://authority` spoken to with `protocol`, shared with every
+    /// snapshot that uses it: its idle connections live as long as some snapshot (or request)
+    /// holds it.
+    pub fn endpoint(
+        &self,
+        scheme: &Scheme,
+        authority: &Authority,
+        protocol: UpstreamProtocol,
+    ) -> Arc<Endpoint> {
+        let protocol = effective_protocol(scheme, protocol);
         let mut endpoints = self
             .endpoints
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let key = (scheme.clone(), authority.clone());
+        let key = (scheme.clone(), authority.clone(), protocol);
         if let Some(endpoint) = endpoints.get(&key).and_then(Weak::upgrade) {
             return endpoint;
         }
         let endpoint = Arc::new(Endpoint::new(
             scheme.clone(),
             authority.clone(),
-            self.connector.clone(),
+            protocol,
+            self.connectors.clone(),
             IdleSettings {
                 timeout: IDLE_TIMEOUT,
                 max: MAX_IDLE_PER_ENDPOINT,
@@ -66,9 +109,9 @@ impl HttpClient {
         endpoint
     }
 
-    /// The connector.
-    pub fn connector(&self) -> &Connector {
-        &self.connector
+    /// The connectors.
+    pub fn connectors(&self) -> &Connectors {
+        &self.connectors
     }
 
     /// Closes expired idle connections of every live endpoint.
@@ -167,18 +210,30 @@ impl ClientCache {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_millis(key.connect_timeout_ms.max(1))));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http();
-        let https = match &key.server_name {
-            Some(name) => {
-                let name = ServerName::try_from(name.clone())
-                    .map_err(|e| format!("tls server name {name:?}: {e}"))?;
-                https.with_server_name_resolver(FixedServerNameResolver::new(name))
+        let server_name = key
+            .server_name
+            .as_ref()
+            .map(|name| {
+                ServerName::try_from(name.clone())
+                    .map_err(|e| format!("tls server name {name:?}: {e}"))
+            })
+            .transpose()?;
+        let builder = || {
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls.clone())
+                .https_or_http();
+            match &server_name {
+                Some(name) => {
+                    https.with_server_name_resolver(FixedServerNameResolver::new(name.clone()))
+                }
+                None => https,
             }
-            None => https,
         };
-        Ok(HttpClient::new(https.enable_http1().wrap_connector(http)))
+        Ok(HttpClient::new(Connectors {
+            http1: builder().enable_http1().wrap_connector(http.clone()),
+            auto: builder().enable_all_versions().wrap_connector(http.clone()),
+            http2: builder().enable_http2().wrap_connector(http),
+        }))
     }
 }
 

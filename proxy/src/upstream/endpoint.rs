@@ -1,4 +1,6 @@
-//! One upstream endpoint (`scheme://host:port`) and its idle keep-alive connections.
+//! One upstream endpoint (`scheme://host:port`, spoken to with HTTP/1.1, HTTP/2 or whichever
+//! the upstream picks by ALPN) and its connections: idle HTTP/1.1 keep-alive connections, and
+//! HTTP/2 connections shared by concurrent requests ([`super::http2`]).
 //!
 //! The pool is ours rather than hyper-util's legacy client: a [`UpstreamPool`] node holds its
 //! [`Endpoint`] directly (resolved once per snapshot), so a request neither hashes a pool key
@@ -10,17 +12,21 @@
 //!
 //! [`UpstreamPool`]: super::pool::UpstreamPool
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use hookway_crds::snapshot::UpstreamProtocol;
 use http::uri::{Authority, Scheme};
-use http::{Request, Response, Uri};
+use http::{header, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::client::legacy::connect::Connection as _;
 use tower_service::Service;
 
-use super::client::Connector;
-use crate::plugin::ProxyBody;
+use super::client::Connectors;
+use super::http2::{self as h2conn, Checkout, Failure, H2Conns, NewConn, Slot};
+use crate::plugin::{BoxError, ProxyBody};
 
 /// Why a request could not be sent.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +37,17 @@ pub enum SendError {
     /// The request failed on an open connection.
     #[error(transparent)]
     Request(#[from] hyper::Error),
+    /// The upstream did not process the request (HTTP/2 `REFUSED_STREAM`, or a stream above a
+    /// graceful GOAWAY's last stream id): as safe to send again as a connect failure.
+    #[error("upstream did not process the request: {0}")]
+    Unprocessed(String),
+    /// The request body failed while an HTTP/2 connection sent it (the body's own error).
+    #[error("request body: {0}")]
+    Body(BoxError),
+    /// The request cannot be carried by the upstream's protocol, or the upstream does not speak
+    /// the protocol it was configured with.
+    #[error("{0}")]
+    Protocol(String),
 }
 
 /// How an endpoint keeps idle connections.
@@ -47,47 +64,80 @@ struct Idle {
     since: Instant,
 }
 
-/// An upstream endpoint: where to connect, and the idle connections to it.
+/// An upstream endpoint: where to connect, with which protocol, and its connections (idle
+/// HTTP/1.1 ones, shared HTTP/2 ones).
 pub struct Endpoint {
     uri: Uri,
-    connector: Connector,
+    protocol: UpstreamProtocol,
+    connectors: Connectors,
     settings: IdleSettings,
     idle: Mutex<Vec<Idle>>,
+    h2: H2Conns,
+    /// `auto`: whether the last connection opened negotiated `h2` (new requests then go to the
+    /// shared HTTP/2 connections).
+    speaks_h2: AtomicBool,
 }
 
-/// A connection lent to one request, returned to its endpoint by [`Checkin::done`].
-pub struct Checkin {
-    sender: SendRequest<ProxyBody>,
-    endpoint: Arc<Endpoint>,
+/// A connection (HTTP/1.1) or a stream (HTTP/2) lent to one request, given back by
+/// [`Checkin::done`] when the response body has been read to its end.
+pub struct Checkin(Lent);
+
+enum Lent {
+    Http1 {
+        sender: SendRequest<ProxyBody>,
+        endpoint: Arc<Endpoint>,
+    },
+    Http2(Slot),
 }
 
 impl Checkin {
-    /// The response has been read to its end: the connection may serve another request.
+    /// The response has been read to its end: the connection may serve another request (an
+    /// HTTP/2 stream is freed when this is dropped, read or not).
     pub fn done(self) {
-        self.endpoint.put(self.sender);
+        match self.0 {
+            Lent::Http1 { sender, endpoint } => endpoint.put(sender),
+            Lent::Http2(_) => {}
+        }
     }
 }
 
 impl std::fmt::Debug for Checkin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Checkin")
-            .field("endpoint", &self.endpoint.uri)
-            .finish()
+        match &self.0 {
+            Lent::Http1 { endpoint, .. } => f
+                .debug_struct("Checkin")
+                .field("endpoint", &endpoint.uri)
+                .finish(),
+            Lent::Http2(slot) => f.debug_tuple("Checkin").field(slot).finish(),
+        }
     }
 }
 
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Endpoint").field("uri", &self.uri).finish()
+        f.debug_struct("Endpoint")
+            .field("uri", &self.uri)
+            .field("protocol", &self.protocol)
+            .finish()
     }
 }
+
+/// A new connection: HTTP/1.1, or HTTP/2 (by ALPN or prior knowledge).
+enum Conn {
+    Http1(SendRequest<ProxyBody>),
+    Http2(NewConn),
+}
+
+/// How many new HTTP/2 connections one request may open when each closes before taking it.
+const MAX_FRESH_CONNECTIONS: u32 = 3;
 
 impl Endpoint {
     /// An endpoint with no connections yet.
     pub fn new(
         scheme: Scheme,
         authority: Authority,
-        connector: Connector,
+        protocol: UpstreamProtocol,
+        connectors: Connectors,
         settings: IdleSettings,
     ) -> Self {
         let uri = Uri::builder()
@@ -98,9 +148,12 @@ impl Endpoint {
             .expect("a scheme and an authority make a URI");
         Self {
             uri,
-            connector,
+            protocol,
+            connectors,
             settings,
             idle: Mutex::new(Vec::new()),
+            h2: H2Conns::default(),
+            speaks_h2: AtomicBool::new(false),
         }
     }
 
@@ -109,9 +162,24 @@ impl Endpoint {
         self.uri.authority().expect("built with an authority")
     }
 
-    /// Idle connections now (for tests and the reaper).
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &Scheme {
+        self.uri.scheme().expect("built with a scheme")
+    }
+
+    /// The protocol spoken to this endpoint.
+    pub fn protocol(&self) -> UpstreamProtocol {
+        self.protocol
+    }
+
+    /// Idle HTTP/1.1 connections now (for tests and the reaper).
     pub fn idle_count(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Open HTTP/2 connections now (for tests).
+    pub fn h2_count(&self) -> usize {
+        self.h2.open_count()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
@@ -151,14 +219,54 @@ impl Endpoint {
         self.lock().retain(|conn| {
             !conn.sender.is_closed() && now.duration_since(conn.since) < self.settings.timeout
         });
+        if self.protocol != UpstreamProtocol::Http1 {
+            self.h2.evict_expired(self.settings.timeout);
+        }
     }
 
-    /// Sends `req` (origin-form URI, `Host` set) on an idle connection or a new one. The
-    /// connection comes back to this endpoint when the response body ends ([`Checkin`]).
+    /// Sends `req` (origin-form URI, `Host` set) on a connection of this endpoint's protocol: an
+    /// idle HTTP/1.1 connection or a new one, or a stream on a shared HTTP/2 connection. The
+    /// connection (or stream) comes back when the response body ends ([`Checkin`]).
     pub async fn send(
         self: &Arc<Self>,
-        mut req: Request<ProxyBody>,
+        req: Request<ProxyBody>,
     ) -> Result<(Response<Incoming>, Option<Checkin>), SendError> {
+        match self.protocol {
+            UpstreamProtocol::Http1 => self.send_http1(req, UpstreamProtocol::Http1).await,
+            UpstreamProtocol::Http2 => {
+                if super::headers::is_upgrade(req.headers()) {
+                    return Err(SendError::Protocol(format!(
+                        "upstream {} is spoken to with HTTP/2 only (http2: always, or appProtocol kubernetes.io/h2c): an Upgrade (WebSocket) request cannot be carried",
+                        self.authority()
+                    )));
+                }
+                // Boxed: an HTTP/1.1 request's future stays as small as before.
+                Box::pin(self.send_http2(req)).await
+            }
+            UpstreamProtocol::Auto => {
+                if super::headers::is_upgrade(req.headers()) {
+                    // An Upgrade needs HTTP/1.1: a connection that offered nothing else.
+                    self.send_http1(req, UpstreamProtocol::Http1).await
+                } else if self.speaks_h2.load(Ordering::Relaxed) {
+                    Box::pin(self.send_http2(req)).await
+                } else {
+                    self.send_http1(req, UpstreamProtocol::Auto).await
+                }
+            }
+        }
+    }
+
+    /// HTTP/1.1: an idle connection, else a new one opened offering `offer` (which, for an
+    /// `auto` endpoint, the upstream may answer with `h2`).
+    async fn send_http1(
+        self: &Arc<Self>,
+        mut req: Request<ProxyBody>,
+        offer: UpstreamProtocol,
+    ) -> Result<(Response<Incoming>, Option<Checkin>), SendError> {
+        if self.protocol == UpstreamProtocol::Auto {
+            // `te: trailers` was kept for HTTP/2; it is hop-by-hop in HTTP/1.1.
+            req.headers_mut().remove(header::TE);
+        }
         // Idle connections first; one the upstream closed hands the request back unsent.
         while let Some(mut sender) = self.take() {
             if sender.ready().await.is_err() {
@@ -174,9 +282,109 @@ impl Endpoint {
         }
         // Boxed: the connect and handshake state (TLS included) would otherwise sit in every
         // request's future, which is moved whole; a new connection is the rare case.
-        let mut sender = Box::pin(self.connect()).await?;
-        let resp = sender.send_request(req).await?;
-        Ok(self.lend(resp, sender))
+        match Box::pin(self.connect(offer)).await? {
+            Conn::Http1(mut sender) => {
+                let resp = sender.send_request(req).await?;
+                Ok(self.lend(resp, sender))
+            }
+            Conn::Http2(conn) => {
+                self.h2.add(conn);
+                Box::pin(self.send_http2(req)).await
+            }
+        }
+    }
+
+    /// HTTP/2: a stream on a shared connection, opening one when none has a free stream.
+    async fn send_http2(
+        self: &Arc<Self>,
+        req: Request<ProxyBody>,
+    ) -> Result<(Response<Incoming>, Option<Checkin>), SendError> {
+        let (mut req, body_error) = h2conn::tap_body(req);
+        let mut fresh = 0;
+        loop {
+            match self.h2.checkout() {
+                Checkout::Use(mut sender, slot) => {
+                    h2conn::to_http2(&mut req, self.scheme(), self.authority())
+                        .map_err(SendError::Protocol)?;
+                    match sender.try_send_request(req).await {
+                        Ok(mut resp) => {
+                            slot.answered();
+                            // The client side answers in its own version; hyper writes an
+                            // HTTP/1.1 response head for a response marked HTTP/1.1.
+                            *resp.version_mut() = Version::HTTP_11;
+                            if http_body::Body::is_end_stream(resp.body()) {
+                                return Ok((resp, None));
+                            }
+                            return Ok((resp, Some(Checkin(Lent::Http2(slot)))));
+                        }
+                        Err(mut err) => match err.take_message() {
+                            // The connection closed before taking it: another connection.
+                            Some(unsent) => req = unsent,
+                            None => {
+                                let err = err.into_error();
+                                if let Some(body) = h2conn::body_error(body_error.as_ref()) {
+                                    return Err(SendError::Body(body));
+                                }
+                                return Err(self.h2_failure(err, slot.was_answered()));
+                            }
+                        },
+                    }
+                }
+                Checkout::Wait(rx) => {
+                    if let Some(message) = h2conn::wait(rx).await {
+                        return Err(SendError::Connect(message.to_string()));
+                    }
+                }
+                Checkout::Connect(connecting) => {
+                    fresh += 1;
+                    if fresh > MAX_FRESH_CONNECTIONS {
+                        let message = format!(
+                            "upstream {} closed {MAX_FRESH_CONNECTIONS} new HTTP/2 connections before taking the request",
+                            self.authority()
+                        );
+                        connecting.fail(&message);
+                        return Err(SendError::Protocol(message));
+                    }
+                    let offer = self.protocol;
+                    match self.connect(offer).await {
+                        Ok(Conn::Http2(conn)) => connecting.done(conn),
+                        Ok(Conn::Http1(mut sender)) => {
+                            // `auto`, and the upstream picked HTTP/1.1 this time.
+                            drop(connecting);
+                            h2conn::to_http1(&mut req);
+                            req.headers_mut().remove(header::TE);
+                            let resp = sender.send_request(req).await?;
+                            return Ok(self.lend(resp, sender));
+                        }
+                        Err(err) => {
+                            connecting.fail(&err.to_string());
+                            return Err(err);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The error of a request that failed on an HTTP/2 connection.
+    fn h2_failure(&self, err: hyper::Error, answered: bool) -> SendError {
+        match h2conn::classify(&err, answered) {
+            Failure::Unprocessed => SendError::Unprocessed(root_cause(&err)),
+            Failure::NotHttp2 => {
+                let how = match (self.protocol, self.scheme() == &Scheme::HTTPS) {
+                    (UpstreamProtocol::Http2, false) => "cleartext HTTP/2 with prior knowledge (h2c: http2: always, or appProtocol kubernetes.io/h2c)",
+                    (UpstreamProtocol::Http2, true) => "HTTP/2 over TLS (http2: always)",
+                    _ => "HTTP/2 (negotiated by ALPN)",
+                };
+                let message = format!(
+                    "upstream {} broke the connection before answering {how}: {}; does it speak HTTP/2? (http2: never speaks HTTP/1.1)",
+                    self.authority(),
+                    root_cause(&err)
+                );
+                SendError::Protocol(message)
+            }
+            Failure::Other => SendError::Request(err),
+        }
     }
 
     fn lend(
@@ -194,10 +402,10 @@ impl Endpoint {
             tracing::debug!(endpoint = %self.authority(), "upstream response with both Content-Length and Transfer-Encoding; connection not reused");
             return (resp, None);
         }
-        let checkin = Checkin {
+        let checkin = Checkin(Lent::Http1 {
             sender,
             endpoint: self.clone(),
-        };
+        });
         if http_body::Body::is_end_stream(resp.body()) {
             checkin.done();
             return (resp, None);
@@ -205,12 +413,29 @@ impl Endpoint {
         (resp, Some(checkin))
     }
 
-    async fn connect(&self) -> Result<SendRequest<ProxyBody>, SendError> {
-        let mut connector = self.connector.clone();
+    /// Opens a connection offering `offer` by ALPN (over TLS). HTTP/2 when the endpoint is
+    /// HTTP/2-only, or `auto` and the upstream picked `h2`; HTTP/1.1 otherwise.
+    async fn connect(&self, offer: UpstreamProtocol) -> Result<Conn, SendError> {
+        let mut connector = self.connectors.for_protocol(offer).clone();
         let io = connector
             .call(self.uri.clone())
             .await
             .map_err(|err| SendError::Connect(root_cause(&*err)))?;
+        let h2 = match offer {
+            UpstreamProtocol::Http2 => true,
+            UpstreamProtocol::Http1 => false,
+            UpstreamProtocol::Auto => {
+                let negotiated = io.connected().is_negotiated_h2();
+                self.speaks_h2.store(negotiated, Ordering::Relaxed);
+                negotiated
+            }
+        };
+        if h2 {
+            return h2conn::handshake(io, self.authority())
+                .await
+                .map(Conn::Http2)
+                .map_err(|err| SendError::Connect(root_cause(&err)));
+        }
         let (sender, conn) = http1::Builder::new()
             .handshake(io)
             .await
@@ -221,7 +446,7 @@ impl Endpoint {
                 tracing::debug!(upstream = %authority, error = %err, "upstream connection ended");
             }
         });
-        Ok(sender)
+        Ok(Conn::Http1(sender))
     }
 }
 
@@ -306,7 +531,11 @@ mod tests {
                 server_name: None,
             })
             .unwrap();
-        client.endpoint(uri.scheme().unwrap(), uri.authority().unwrap())
+        client.endpoint(
+            uri.scheme().unwrap(),
+            uri.authority().unwrap(),
+            UpstreamProtocol::Http1,
+        )
     }
 
     fn request(host: &str) -> Request<ProxyBody> {
@@ -385,7 +614,8 @@ mod tests {
         let ep = Arc::new(Endpoint::new(
             uri.scheme().unwrap().clone(),
             uri.authority().unwrap().clone(),
-            client.connector().clone(),
+            UpstreamProtocol::Http1,
+            client.connectors().clone(),
             IdleSettings {
                 timeout: Duration::from_millis(30),
                 max: 4,
@@ -410,11 +640,11 @@ mod tests {
             })
             .unwrap();
         let (scheme, authority) = (uri.scheme().unwrap(), uri.authority().unwrap());
-        let first = client.endpoint(scheme, authority);
-        let second = client.endpoint(scheme, authority);
+        let first = client.endpoint(scheme, authority, UpstreamProtocol::Auto);
+        let second = client.endpoint(scheme, authority, UpstreamProtocol::Http1);
         assert!(Arc::ptr_eq(&first, &second));
         drop((first, second));
-        let third = client.endpoint(scheme, authority);
+        let third = client.endpoint(scheme, authority, UpstreamProtocol::Http1);
         assert_eq!(
             third.idle_count(),
             0,

@@ -27,8 +27,9 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 
 /// Removes hop-by-hop headers: `Connection` and the headers it names, `Keep-Alive`,
 /// `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`. With `upgrade`, keeps
-/// `Connection: upgrade` and `Upgrade` so the upgrade reaches the other side.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+/// `Connection: upgrade` and `Upgrade` so the upgrade reaches the other side. Returns whether a
+/// removed `TE` accepted `trailers` (what an HTTP/2 upstream is told again).
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) -> bool {
     // One pass over the headers finds which hop-by-hop headers are there (usually none, or only
     // `Connection`); only those are removed, since every removal hashes the name.
     let mut present = 0u16;
@@ -44,8 +45,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         }
     }
     if present == 0 && !upgrade {
-        return;
+        return false;
     }
+    let te_trailers = present & TE_BIT != 0 && accepts_trailers(headers);
     if let Some(conn) = connection {
         let token = conn.as_bytes().trim_ascii();
         if connections > 1 || token.contains(&b',') {
@@ -69,6 +71,20 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
             headers.remove(header::UPGRADE);
         }
     }
+    te_trailers
+}
+
+/// Whether a `TE` header lists `trailers` (RFC 9110 §10.1.4: a comma-separated list of
+/// codings, `trailers` among them, with optional parameters).
+fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|t| {
+            let coding = t.split(|b| *b == b';').next().unwrap_or_default();
+            coding.trim_ascii().eq_ignore_ascii_case(b"trailers")
+        })
 }
 
 /// The header a single `Connection` option names, when it is there and not removed anyway.
@@ -82,6 +98,8 @@ fn named_header(headers: &HeaderMap, token: &[u8]) -> Option<HeaderName> {
     hop_by_hop_bit(name).is_none().then(|| name.clone())
 }
 
+/// The bit of `TE` (its index in [`HOP_BY_HOP`]).
+const TE_BIT: u16 = 1 << 4;
 /// Bits of [`hop_by_hop_bit`] past those of [`HOP_BY_HOP`].
 const CONNECTION_BIT: u16 = 1 << HOP_BY_HOP.len();
 const UPGRADE_BIT: u16 = 1 << (HOP_BY_HOP.len() + 1);
@@ -245,6 +263,25 @@ mod tests {
         remove_hop_by_hop(&mut h, false);
         let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, vec!["x-keep"]);
+    }
+
+    #[test]
+    fn te_trailers_is_reported_when_removed() {
+        let cases: &[(&[(&str, &str)], bool)] = &[
+            (&[("te", "trailers")], true),
+            (&[("te", "Trailers"), ("connection", "TE")], true),
+            (&[("te", "gzip;q=0.5, trailers")], true),
+            (&[("te", "gzip"), ("te", "trailers;q=1")], true),
+            (&[("te", "gzip")], false),
+            (&[("te", "trailersx")], false),
+            (&[("x-te", "trailers")], false),
+            (&[], false),
+        ];
+        for (headers, expected) in cases {
+            let mut h = map(headers);
+            assert_eq!(remove_hop_by_hop(&mut h, false), *expected, "{headers:?}");
+            assert!(!h.contains_key(header::TE), "{headers:?}: TE removed");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod client;
 pub mod endpoint;
 mod guarded;
 pub mod headers;
+mod http2;
 pub mod pool;
 
 use std::time::Instant;
@@ -17,6 +18,8 @@ use http::{header, request, HeaderValue, Request, Response, StatusCode, Uri, Ver
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
+
+use hookway_crds::snapshot::UpstreamProtocol;
 
 use crate::chain::{BodyFilterError, Upstream, UpstreamError};
 use crate::plugin::{BoxFuture, Ctx, ProxyBody};
@@ -91,6 +94,19 @@ fn body_too_large(err: &(dyn std::error::Error + 'static)) -> bool {
         cur = e.source();
     }
     false
+}
+
+/// The answer for a request whose body failed on the way (413 over the body limit, a body
+/// filter's status), if that is why.
+fn request_body_failure(err: &(dyn std::error::Error + 'static)) -> Option<UpstreamError> {
+    if body_too_large(err) {
+        return Some(fail(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large",
+        ));
+    }
+    body_filter_failure(err)
+        .map(|failure| fail(failure.status, format!("plugin {} failed", failure.alias)))
 }
 
 fn is_idempotent(method: &http::Method) -> bool {
@@ -217,7 +233,7 @@ impl ProxyUpstream<'_> {
         // A plugin's target (or scheme) is an endpoint looked up by name; nodes carry theirs.
         let fixed_endpoint = fixed
             .as_ref()
-            .map(|authority| pool.client.endpoint(&scheme, authority));
+            .map(|authority| pool.client.endpoint(&scheme, authority, pool.protocol));
         let rescheme = fixed.is_none() && scheme != pool.scheme;
         let retryable = !upgrade && is_idempotent(&parts.method) && body.is_end_stream();
         let attempts = if retryable { 1 + pool.retries } else { 1 };
@@ -239,13 +255,20 @@ impl ProxyUpstream<'_> {
             let endpoint: &Arc<Endpoint> = match &fixed_endpoint {
                 Some(e) => e,
                 None if rescheme => {
-                    rescheme_endpoint = pool.client.endpoint(&scheme, &pool.nodes[node].authority);
+                    rescheme_endpoint =
+                        pool.client
+                            .endpoint(&scheme, &pool.nodes[node].authority, pool.protocol);
                     &rescheme_endpoint
                 }
                 None => &pool.nodes[node].endpoint,
             };
             // Origin form: the connection is already to the endpoint; `Host` is set above.
             head.uri = Uri::from(path_and_query.clone());
+            if ctx.te_trailers && endpoint.protocol() != UpstreamProtocol::Http1 {
+                // The one `TE` HTTP/2 allows (gRPC needs it); an HTTP/1.1 connection drops it.
+                head.headers
+                    .insert(header::TE, HeaderValue::from_static("trailers"));
+            }
             let guard = fixed.is_none().then(|| pool.balancer.start(node));
             let started = Instant::now();
             let sent =
@@ -262,6 +285,27 @@ impl ProxyUpstream<'_> {
                         StatusCode::BAD_GATEWAY,
                         format!("upstream connect error: {cause}"),
                     );
+                }
+                Ok(Err(SendError::Unprocessed(cause))) => {
+                    tracing::debug!(upstream = %pool.key, node, attempt, error = %cause, "upstream did not process the request");
+                    last_error = fail(
+                        StatusCode::BAD_GATEWAY,
+                        format!("upstream did not process the request: {cause}"),
+                    );
+                }
+                Ok(Err(SendError::Protocol(message))) => {
+                    // A configuration mismatch (h2c to an HTTP/1.1-only server), not a passing
+                    // fault: worth a line at the default level.
+                    tracing::warn!(upstream = %pool.key, node, error = %message, "upstream protocol error");
+                    return Err(fail(StatusCode::BAD_GATEWAY, message));
+                }
+                Ok(Err(SendError::Body(err))) => {
+                    return Err(request_body_failure(&*err).unwrap_or_else(|| {
+                        fail(
+                            StatusCode::BAD_GATEWAY,
+                            format!("upstream error: request body: {}", root_cause(&*err)),
+                        )
+                    }));
                 }
                 Ok(Err(SendError::Request(err))) if body_too_large(&err) => {
                     return Err(fail(

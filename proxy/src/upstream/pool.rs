@@ -7,7 +7,7 @@ use http::uri::{Authority, Scheme as UriScheme};
 use http::HeaderName;
 use prometheus::{Histogram, IntCounter};
 
-use hookway_crds::snapshot::{ObjectKey, Scheme, UpstreamEntry};
+use hookway_crds::snapshot::{ObjectKey, Scheme, UpstreamEntry, UpstreamProtocol};
 
 use super::balancer::Balancer;
 use super::client::{ClientCache, ClientKey, HttpClient};
@@ -39,6 +39,8 @@ pub struct UpstreamPool {
     pub key: ObjectKey,
     /// `http` or `https`.
     pub scheme: UriScheme,
+    /// The HTTP version spoken to the nodes (and to a plugin's target).
+    pub protocol: UpstreamProtocol,
     /// Nodes in snapshot order.
     pub nodes: Box<[Node]>,
     /// Node selection.
@@ -101,7 +103,7 @@ impl UpstreamPool {
             .map(|e| {
                 authority(&e.address, e.port)
                     .map(|authority| Node {
-                        endpoint: client.endpoint(&scheme, &authority),
+                        endpoint: client.endpoint(&scheme, &authority, entry.protocol),
                         authority,
                     })
                     .map_err(|err| fail(format!("node {}:{}: {err}", e.address, e.port)))
@@ -119,6 +121,7 @@ impl UpstreamPool {
         Ok(Self {
             key: entry.key.clone(),
             scheme,
+            protocol: entry.protocol,
             balancer: Balancer::new(entry.balance, &entry.endpoints),
             nodes,
             hash_header,

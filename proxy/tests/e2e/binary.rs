@@ -34,6 +34,7 @@ fn snapshot(port: u16) -> Snapshot {
         upstreams: vec![UpstreamEntry {
             key: ObjectKey::new("t", "up"),
             scheme: Scheme::Http,
+            protocol: Default::default(),
             balance: Balance::RoundRobin,
             hash_header: None,
             endpoints: vec![Endpoint {

@@ -21,4 +21,5 @@ mod routing;
 mod standalone;
 mod standalone_check;
 mod tls;
+mod upstream_h2;
 mod upstreams;

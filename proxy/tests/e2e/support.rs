@@ -306,6 +306,7 @@ pub fn upstream(name: &str, addrs: &[SocketAddr]) -> UpstreamEntry {
     UpstreamEntry {
         key: key(name),
         scheme: Scheme::Http,
+        protocol: Default::default(),
         balance: Balance::RoundRobin,
         hash_header: None,
         endpoints: addrs

@@ -123,6 +123,7 @@ pub(crate) fn synthetic(
                 port: target.port,
             }),
             backends: None,
+            http2: Default::default(),
             nodes: None,
             scheme: upstream.scheme,
             balance: Balance::RoundRobin,
