@@ -301,3 +301,28 @@ def test_controller_knows_the_proxy_service_for_gateway_addresses():
     args = controller["spec"]["template"]["spec"]["containers"][0]["args"]
     proxy_service = next(o for o in by_kind(objects, "Service") if o["metadata"]["name"] == "hookway-proxy")
     assert f"--proxy-service={NAMESPACE}/{proxy_service['metadata']['name']}" in args
+
+
+GATEWAY_API_FILE = CHART / "files/gateway-api/standard-install-v1.6.1.yaml"
+
+
+def test_gateway_api_crds_are_optional_unmodified_and_kept_on_uninstall():
+    def gateway_objects(objects):
+        return [o for o in objects if "gateway.networking.k8s.io" in (o.get("metadata") or {}).get("name", "")
+                or o.get("kind", "").startswith("ValidatingAdmissionPolicy")]
+
+    assert gateway_objects(render({})) == [], "installed without gatewayAPI.installCRDs"
+    rendered = gateway_objects(render({"gatewayAPI": {"installCRDs": True}}))
+    upstream = [d for d in yaml.safe_load_all(GATEWAY_API_FILE.read_text()) if d]
+    assert len(rendered) == len(upstream) == 12
+    names = {o["metadata"]["name"] for o in rendered if o["kind"] == "CustomResourceDefinition"}
+    for plural in ("gatewayclasses", "gateways", "httproutes", "grpcroutes", "referencegrants"):
+        assert f"{plural}.gateway.networking.k8s.io" in names
+    for got, want in zip(rendered, upstream):
+        annotations = got["metadata"]["annotations"]
+        assert annotations.pop("helm.sh/resource-policy") == "keep", got["metadata"]["name"]
+        assert got == want, f"{got['metadata']['name']} differs from the upstream file"
+    # The chart's copy is the upstream release file, byte for byte (when the workspace has it).
+    shared = CHART.parent.parent.parent / "shared/gateway-api/standard-install-v1.6.1.yaml"
+    if shared.exists():
+        assert GATEWAY_API_FILE.read_bytes() == shared.read_bytes()
