@@ -104,6 +104,10 @@ pub struct Programmed {
     pub count: Count,
     /// Ready proxies that applied a version holding it but left it out, with their reasons.
     pub failures: Vec<ProxyFailure>,
+    /// The fleet is not known yet: this replica has just started leading and counts no proxy
+    /// (they are reconnecting). A `Programmed=True` condition for the current generation is then
+    /// kept rather than written as `NoProxies` (see `status::desired`).
+    pub settling: bool,
 }
 
 /// Ready proxies by id.
@@ -194,6 +198,7 @@ impl View {
     /// (translated as in [`View::count`]) and did not list `id` as failed.
     pub fn programmed(&self, id: &ObjectId, version: u64, published: &Published) -> Programmed {
         let mut out = Programmed {
+            settling: false,
             count: Count {
                 applied: 0,
                 ready: self.proxies.len(),

@@ -241,6 +241,7 @@ impl Controller {
             published: pub_rx,
             events: Some(Events::new(client, &config.identity)),
             metrics: metrics.clone(),
+            grace: config.lease_duration,
         };
         tasks.spawn(status.run());
         info!(%stream_addr, %admin_addr, identity = %config.identity, "controller started");

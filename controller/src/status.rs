@@ -206,13 +206,32 @@ pub fn conditions(
 }
 
 /// The status `obj` should have, or `None` when its current status already says it.
+///
+/// While the fleet is settling (`count.settling`: a replica that just took the lead counts no
+/// proxy yet), an object whose `Programmed` is `True` for its current generation keeps it instead
+/// of flipping to `NoProxies` and back once the proxies reconnect: a controller restart or
+/// failover would otherwise rewrite every object's status twice.
 pub fn desired<K: StatusObject>(
     obj: &K,
     report: &ObjectReport,
     count: &Programmed,
     now: &Time,
 ) -> Option<K::Status> {
-    let conditions = conditions(report, count, obj.conditions(), now);
+    let mut conditions = conditions(report, count, obj.conditions(), now);
+    if count.settling {
+        let previous = obj
+            .conditions()
+            .iter()
+            .find(|c| c.type_ == "Programmed" && c.status == "True");
+        if let (Some(previous), Some(new)) = (
+            previous.filter(|c| c.observed_generation == Some(report.generation)),
+            conditions
+                .iter_mut()
+                .find(|c| c.type_ == "Programmed" && c.reason == "NoProxies"),
+        ) {
+            *new = previous.clone();
+        }
+    }
     let status = K::build(report, conditions);
     (obj.status() != Some(&status)).then_some(status)
 }
@@ -267,6 +286,7 @@ mod tests {
     /// `applied` of `ready` proxies serve it; `failures` are (proxy, reason).
     fn count(applied: usize, ready: usize, failures: &[(&str, &str)]) -> Programmed {
         Programmed {
+            settling: false,
             count: Count { applied, ready },
             failures: failures
                 .iter()
@@ -315,6 +335,28 @@ mod tests {
             .find(|c| c.type_ == "Accepted")
             .unwrap();
         assert_eq!(accepted.last_transition_time, at(100));
+    }
+
+    #[test]
+    fn a_settling_fleet_keeps_programmed_instead_of_no_proxies() {
+        let mut r = route();
+        r.status = Some(desired(&r, &report(true), &all(), &at(100)).unwrap());
+        let mut settling = count(0, 0, &[]);
+        settling.settling = true;
+        assert_eq!(
+            desired(&r, &report(true), &settling, &at(200)),
+            None,
+            "kept while the proxies reconnect"
+        );
+        // Settled with no proxy: NoProxies is written.
+        let settled = desired(&r, &report(true), &count(0, 0, &[]), &at(300)).unwrap();
+        assert_eq!(settled.conditions[2].reason, "NoProxies");
+        // A new generation is never reported Programmed by a settling fleet.
+        r.metadata.generation = Some(4);
+        let mut newer = report(true);
+        newer.generation = 4;
+        let s = desired(&r, &newer, &settling, &at(400)).unwrap();
+        assert_eq!(s.conditions[2].reason, "NoProxies");
     }
 
     #[test]

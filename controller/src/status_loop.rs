@@ -94,6 +94,9 @@ pub struct StatusLoop {
     pub events: Option<Events>,
     /// Metrics.
     pub metrics: Metrics,
+    /// How long after taking the lead an empty fleet counts as *settling* (proxies
+    /// reconnecting): `Programmed=True` is not flipped to `NoProxies` meanwhile.
+    pub grace: Duration,
 }
 
 /// Statuses this replica wrote, to avoid re-patching before the watch catches up.
@@ -110,6 +113,8 @@ impl StatusLoop {
         let mut last_view: Option<View> = None;
         let mut registry_only = false;
         let mut registry_open = true;
+        let mut leading_since: Option<tokio::time::Instant> = None;
+        let mut settle_deadline: Option<tokio::time::Instant> = None;
         loop {
             let leading = *self.leader.borrow_and_update();
             let leases = self.registry.borrow_and_update().clone();
@@ -120,19 +125,32 @@ impl StatusLoop {
                     &self.identity,
                     Timestamp::now(),
                 );
+                let since = *leading_since.get_or_insert_with(tokio::time::Instant::now);
+                let settling = view.is_empty() && since.elapsed() < self.grace;
+                let woken_to_settle = settle_deadline.is_some() && !settling;
+                settle_deadline = settling.then(|| since + self.grace);
                 let unchanged = last_view.as_ref() == Some(&view);
                 if !unchanged {
                     debug!(replica = %self.identity, proxies = view.len(), "proxies across replicas changed");
                 }
                 // Woken by the registry alone without a change of the merged view: nothing to do.
-                let idle =
-                    registry_only && unchanged && !self.published.has_changed().unwrap_or(true);
+                let idle = registry_only
+                    && unchanged
+                    && !woken_to_settle
+                    && !self.published.has_changed().unwrap_or(true);
                 let published = self.published.borrow_and_update().clone();
                 if let Some(published) = published.filter(|_| !idle) {
                     generations.update(&published);
                     let window = self.proxies.published();
-                    self.sync(&published, &generations, &view, &window, &mut written)
-                        .await;
+                    self.sync(
+                        &published,
+                        &generations,
+                        &view,
+                        &window,
+                        settling,
+                        &mut written,
+                    )
+                    .await;
                     self.sync_gateway_api(
                         &published,
                         &generations,
@@ -156,6 +174,8 @@ impl StatusLoop {
                 }
                 last_view = Some(view);
             } else {
+                leading_since = None;
+                settle_deadline = None;
                 written.clear();
                 gateway_written.clear();
                 ingress_written.clear();
@@ -171,6 +191,9 @@ impl StatusLoop {
                     Ok(()) => registry_only = true,
                     Err(_) => registry_open = false,
                 },
+                // The grace ended with no proxy: write what the fleet now says.
+                _ = tokio::time::sleep_until(settle_deadline.unwrap_or_else(tokio::time::Instant::now)),
+                    if settle_deadline.is_some() => {}
             }
             // Let a burst of acks settle.
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -183,6 +206,7 @@ impl StatusLoop {
         generations: &Generations,
         view: &View,
         window: &versions::Published,
+        settling: bool,
         written: &mut Written,
     ) {
         let now = Time(Timestamp::now());
@@ -192,7 +216,8 @@ impl StatusLoop {
                 return;
             }
             let version = generations.version(id).unwrap_or(published.version);
-            let count = view.programmed(id, version, window);
+            let mut count = view.programmed(id, version, window);
+            count.settling = settling;
             match id.kind {
                 Kind::Route => {
                     self.one::<Route>(&self.stores.routes, id, report, &count, &now, written)

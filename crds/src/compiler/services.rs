@@ -276,7 +276,9 @@ fn weighted_endpoints(
             port: b.port,
         };
         match backends.endpoints(namespace, &backend) {
-            Ok((eps, _)) if b.weight > 0 && !eps.is_empty() => groups.push((u64::from(b.weight), eps)),
+            Ok((eps, _)) if b.weight > 0 && !eps.is_empty() => {
+                groups.push((u64::from(b.weight), eps))
+            }
             Ok(_) => {}
             Err(e) => report.unresolved(reason::BACKEND_NOT_FOUND, e),
         }

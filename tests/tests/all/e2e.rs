@@ -428,6 +428,10 @@ async fn proxies_survive_a_controller_restart_and_resync() {
     let first = wait_snapshot(&mut p1, "route a is served", |s| route(s, "a").is_some()).await;
     wait_snapshot(&mut p2, "route a is served", |s| route(s, "a").is_some()).await;
     env.wait_programmed(&controller, "a", 2).await;
+    let patches_of_a = env
+        .fake
+        .as_ref()
+        .map(|f| f.status_patches("routes", &env.ns, "a"));
 
     controller.shutdown().await;
     // Two redials: the proxies have noticed (usually one each; a check that cannot fail falsely).
@@ -449,6 +453,16 @@ async fn proxies_survive_a_controller_restart_and_resync() {
     );
     wait_snapshot(&mut p2, "route b is served", |s| route(s, "b").is_some()).await;
     env.wait_programmed(&controller, "b", 2).await;
+    // The new leader kept `a`'s Programmed while the proxies reconnected: no NoProxies flip
+    // and back (a restart or failover would otherwise rewrite every status twice).
+    if let (Some(fake), Some(before)) = (&env.fake, patches_of_a) {
+        env.wait_programmed(&controller, "a", 2).await;
+        assert_eq!(
+            fake.status_patches("routes", &env.ns, "a"),
+            before,
+            "route a was patched across the restart"
+        );
+    }
 
     // A proxy restarted gets the current snapshot.
     t2.abort();
