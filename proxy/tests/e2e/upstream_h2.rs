@@ -843,3 +843,39 @@ async fn a_streamed_body_over_the_limit_is_413_on_an_h2_upstream_too() {
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"request body too large\n");
 }
+
+/// An Ingress with ingress-nginx's `backend-protocol: GRPC` reaches its backend over
+/// prior-knowledge HTTP/2, and a gRPC call's trailers come back to the client.
+#[tokio::test]
+async fn an_ingress_with_backend_protocol_grpc_speaks_h2c() {
+    let up = H2Upstream::start(Behaviour::default()).await;
+    let port = up.addr.port();
+    let dir = ManifestDir::new();
+    dir.write(
+        "grpc-ingress.yaml",
+        &format!(
+            "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {{name: hookway}}\nspec: {{controller: hookway.dev/ingress-controller}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: greeter, namespace: default}}\nspec:\n  ports: [{{name: grpc, port: 50051}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: greeter-1\n  namespace: default\n  labels: {{kubernetes.io/service-name: greeter}}\naddressType: IPv4\nendpoints: [{{addresses: [127.0.0.1]}}]\nports: [{{name: grpc, port: {port}}}]\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: greeter\n  namespace: default\n  annotations: {{nginx.ingress.kubernetes.io/backend-protocol: GRPC}}\nspec:\n  ingressClassName: hookway\n  rules:\n  - host: grpc.test\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: greeter, port: {{name: grpc}}}}}}}}\n"
+        ),
+    );
+    let proxy = standalone_proxy(&dir).await;
+    let mut h2 = h2_client(proxy.http).await;
+    // The test upstream answers gRPC on `/grpc`.
+    let req = Request::post("http://grpc.test/grpc")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(full(&b"\x00\x00\x00\x00\x02hi"[..]))
+        .unwrap();
+    let resp = tokio::time::timeout(WAIT, h2.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["x-seen-te"], "trailers");
+    let collected = resp.into_body().collect().await.unwrap();
+    let trailers = collected
+        .trailers()
+        .cloned()
+        .expect("trailers reach the client");
+    assert_eq!(trailers["grpc-status"], "0");
+    assert_eq!(&collected.to_bytes()[..], b"\x00\x00\x00\x00\x02hi");
+}

@@ -123,7 +123,7 @@ pub(crate) fn synthetic(
                 port: target.port,
             }),
             backends: None,
-            http2: Default::default(),
+            http2: upstream.http2,
             nodes: None,
             scheme: upstream.scheme,
             balance: Balance::RoundRobin,

@@ -1,18 +1,20 @@
 //! The synthetic Service's settings: `proxy-connect-timeout` (→ `timeout.connect`),
 //! `proxy-read-timeout` (→ `timeout.request`, the wait for the response head), `backend-protocol`
-//! (→ `scheme`). `proxy-send-timeout` has no hookway equivalent (warning). `HTTPS` backends are
-//! not verified, as ingress-nginx does not verify them by default. `GRPC`/`GRPCS` need HTTP/2 to
-//! upstreams, which is being added: until then they are served as HTTP/1.1 over `http`/`https`
-//! with an `UnsupportedValue` warning.
+//! (→ `scheme` and `http2`). `proxy-send-timeout` has no hookway equivalent (warning). `HTTPS`
+//! backends are not verified, as ingress-nginx does not verify them by default. `GRPC` is
+//! prior-knowledge HTTP/2 (h2c, `http2: always`), `GRPCS` HTTP/2 over TLS (ALPN `h2` only),
+//! `AUTO_HTTP` plain HTTP with `http2: auto` (h2c when the port's `appProtocol` says so).
 
 use super::Reader;
-use crate::api::service::Scheme;
+use crate::api::service::{Http2, Scheme};
 
 /// How the synthetic Service talks to the backend.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Upstream {
     /// `http` or `https`.
     pub scheme: Scheme,
+    /// HTTP/2 to the backend (`always` for gRPC).
+    pub http2: Http2,
     /// `timeout.connect` (`5s`).
     pub connect: Option<String>,
     /// `timeout.request` (`60s`).
@@ -35,18 +37,15 @@ pub(super) fn parse(r: &mut Reader<'_>) -> Upstream {
         out.scheme = match p.to_ascii_uppercase().as_str() {
             "HTTP" => Scheme::Http,
             "HTTPS" => Scheme::Https,
-            "GRPC" | "GRPCS" | "AUTO_HTTP" => {
-                let scheme = if p.eq_ignore_ascii_case("GRPCS") {
-                    Scheme::Https
-                } else {
-                    Scheme::Http
-                };
-                r.warn(
-                    "backend-protocol",
-                    format!("UnsupportedValue: {p:?} needs HTTP/2 to upstreams, not available yet; served as HTTP/1.1"),
-                );
-                scheme
+            "GRPC" => {
+                out.http2 = Http2::Always;
+                Scheme::Http
             }
+            "GRPCS" => {
+                out.http2 = Http2::Always;
+                Scheme::Https
+            }
+            "AUTO_HTTP" => Scheme::Http,
             _ => {
                 r.error(
                     "backend-protocol",
@@ -91,14 +90,27 @@ mod tests {
             a.upstream,
             Upstream {
                 scheme: Scheme::Https,
+                http2: Http2::Auto,
                 connect: Some("3s".into()),
                 request: Some("120s".into())
             }
         );
         assert_eq!(ok(&[]).upstream, Upstream::default());
-        let (a, warnings) = super::super::parse(&map(&[("backend-protocol", "GRPC")]));
-        assert_eq!(a.unwrap().upstream.scheme, Scheme::Http);
-        assert!(warnings[0].contains("UnsupportedValue"), "{warnings:?}");
+        for (protocol, scheme, http2) in [
+            ("GRPC", Scheme::Http, Http2::Always),
+            ("grpcs", Scheme::Https, Http2::Always),
+            ("AUTO_HTTP", Scheme::Http, Http2::Auto),
+            ("HTTP", Scheme::Http, Http2::Auto),
+        ] {
+            let (a, warnings) = super::super::parse(&map(&[("backend-protocol", protocol)]));
+            let upstream = a.unwrap().upstream;
+            assert_eq!(
+                (upstream.scheme, upstream.http2),
+                (scheme, http2),
+                "{protocol}"
+            );
+            assert!(warnings.is_empty(), "{protocol}: {warnings:?}");
+        }
         #[rustfmt::skip]
         let bad: &[(&str, &str, &str)] = &[
             ("proxy-connect-timeout", "0", "proxy-connect-timeout: \"0\""),
