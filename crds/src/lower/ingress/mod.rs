@@ -96,7 +96,7 @@ pub(crate) fn lower(objects: &Objects, out: &mut Lowered) {
             .annotations
             .as_ref()
             .unwrap_or(&no_annotations);
-        let (result, warnings) = annotations::parse(map);
+        let (result, warnings) = annotations::parse_in(map, &id.key.namespace);
         for w in warnings {
             match w.split_once(": UnsupportedValue: ") {
                 Some((name, why)) => {

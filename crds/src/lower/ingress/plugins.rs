@@ -46,6 +46,7 @@ synthetic! {
     RATE_LIMIT = "ingress:limit-rate", "rate_limiting", -7000;
     BODY_SIZE = "ingress:body-size", "body_limit", -6900;
     AUTH_URL = "ingress:auth-url", "forward_auth", -6000;
+    BASIC_AUTH = "ingress:basic-auth", "htpasswd_auth", -5900;
     CANARY = "ingress:canary", "traffic_splitting", -5000;
     REWRITE = "ingress:rewrite", "proxy_rewrite", 100000;
 }
