@@ -130,16 +130,16 @@ pub(crate) fn lower(objects: &Objects, out: &mut Lowered) {
             ingress,
             annotations: a,
         };
-        let report = out.reports.get_mut(id).expect("reported above");
+        let Some(report) = out.reports.get_mut(id) else {
+            continue;
+        };
         let mut found = Vec::new();
-        for (ri, pi, host, path, _, backend) in rules::rule_paths(ingress) {
-            match backend::resolve(&core, &id.key.namespace, &backend) {
-                Ok(target) => found.push((host.unwrap_or_default(), path, target)),
+        for rp in rules::rule_paths(ingress) {
+            match backend::resolve(&core, &id.key.namespace, &rp.backend) {
+                Ok(target) => found.push((rp.host.unwrap_or_default(), rp.path, target)),
                 Err(e) => report.unresolved(
                     reason::BACKEND_NOT_FOUND,
-                    format!(
-                        "spec.rules[{ri}].http.paths[{pi}]: {e}; the canary gets no traffic there"
-                    ),
+                    format!("{}: {e}; the canary gets no traffic there", rp.field()),
                 ),
             }
         }
@@ -186,7 +186,9 @@ pub(crate) fn lower(objects: &Objects, out: &mut Lowered) {
             ingress,
             annotations: a,
         };
-        let mut report = out.reports.remove(id).expect("reported above");
+        let Some(mut report) = out.reports.remove(id) else {
+            continue;
+        };
         rules::lower(&src, &core, &mut canaries, &mut report, out);
         out.reports.insert(id.clone(), report);
     }

@@ -54,26 +54,49 @@ struct Planned {
     target: Target,
     tls: Option<String>,
     priority: i32,
+    /// `(host, path as written)` for a rule path (where a canary may attach); `None` for the
+    /// default backend and app-root Routes.
     canary_key: Option<(String, String)>,
 }
 
-/// The rule paths of `src` as (host, path as written, pathType, backend).
-pub(crate) fn rule_paths(
-    ingress: &Ingress,
-) -> Vec<(usize, usize, Option<String>, String, String, IngressBackend)> {
+/// One path of one rule of an Ingress.
+pub(crate) struct RulePath {
+    /// Index of the rule in `spec.rules`.
+    pub rule: usize,
+    /// Index of the path in the rule's `http.paths`.
+    pub index: usize,
+    /// The rule's host, lower-cased (`None`: every host).
+    pub host: Option<String>,
+    /// The path as written (`/` when absent).
+    pub path: String,
+    /// `pathType`.
+    pub path_type: String,
+    /// The backend.
+    pub backend: IngressBackend,
+}
+
+impl RulePath {
+    /// `spec.rules[i].http.paths[j]`, for messages.
+    pub fn field(&self) -> String {
+        format!("spec.rules[{}].http.paths[{}]", self.rule, self.index)
+    }
+}
+
+/// Every rule path of `ingress`, in order.
+pub(crate) fn rule_paths(ingress: &Ingress) -> Vec<RulePath> {
     let mut out = Vec::new();
     let rules = ingress.spec.as_ref().and_then(|s| s.rules.as_ref());
     for (ri, rule) in rules.into_iter().flatten().enumerate() {
         let host = rule.host.as_ref().map(|h| h.to_ascii_lowercase());
         for (pi, p) in rule.http.iter().flat_map(|h| &h.paths).enumerate() {
-            out.push((
-                ri,
-                pi,
-                host.clone(),
-                p.path.clone().unwrap_or_else(|| "/".into()),
-                p.path_type.clone(),
-                p.backend.clone(),
-            ));
+            out.push(RulePath {
+                rule: ri,
+                index: pi,
+                host: host.clone(),
+                path: p.path.clone().unwrap_or_else(|| "/".into()),
+                path_type: p.path_type.clone(),
+                backend: p.backend.clone(),
+            });
         }
     }
     out
@@ -121,23 +144,30 @@ pub(crate) fn lower(
     };
     let mut planned = Vec::new();
     let mut rule_hosts: Vec<Option<String>> = Vec::new();
-    for (ri, pi, host, path, path_type, backend) in rule_paths(src.ingress) {
-        if !rule_hosts.contains(&host) {
+    for rp in rule_paths(src.ingress) {
+        let RulePath {
+            host,
+            path,
+            path_type,
+            backend,
+            ..
+        } = &rp;
+        if !rule_hosts.contains(host) {
             rule_hosts.push(host.clone());
         }
         let what = format!(
             "rule host {:?} path {path:?}",
             host.as_deref().unwrap_or("*")
         );
-        let field = format!("spec.rules[{ri}].http.paths[{pi}]");
-        let matched = match paths::lower(Some(&path), &path_type, a.regex) {
+        let field = rp.field();
+        let matched = match paths::lower(Some(path), path_type, a.regex) {
             Ok(m) => m,
             Err(e) => {
                 report.reject(reason::INVALID_SPEC, format!("{field}: {e}"));
                 continue;
             }
         };
-        let target = match backend::resolve(core, src.namespace(), &backend) {
+        let target = match backend::resolve(core, src.namespace(), backend) {
             Ok(t) => t,
             Err(e) => {
                 report.unresolved(
@@ -148,13 +178,13 @@ pub(crate) fn lower(
             }
         };
         planned.push(Planned {
-            name: format!("{}:r{ri}p{pi}", src.name()),
+            name: format!("{}:r{}p{}", src.name(), rp.rule, rp.index),
             what,
             tls: host.as_ref().and_then(|h| tls_hosts.get(h)).cloned(),
-            hosts: with_aliases(&host),
+            hosts: with_aliases(host),
             path: matched,
             canary_key: Some((host.clone().unwrap_or_default(), path.clone())),
-            source_path: path,
+            source_path: path.clone(),
             target,
             priority: 0,
         });
