@@ -173,7 +173,7 @@ fn ingress_compiles_clean_with_the_annotations_translated() {
         .filter(|id| id.kind == Kind::Ingress)
         .map(|id| id.key.name.as_str())
         .collect();
-    assert_eq!(ingresses, ["api", "api-canary", "old-domain", "storefront"]);
+    assert_eq!(ingresses, ["admin", "api", "api-canary", "old-domain", "storefront"]);
     let aliases = |name: &str| -> Vec<String> {
         chain(&compiled, "shop", name)
             .into_iter()
@@ -200,4 +200,5 @@ fn ingress_compiles_clean_with_the_annotations_translated() {
         ]
     );
     assert_eq!(aliases("old-domain:r0p0"), ["ingress:redirect"]);
+    assert_eq!(aliases("admin:r0p0"), ["ingress:basic-auth"]);
 }
