@@ -173,7 +173,10 @@ fn ingress_compiles_clean_with_the_annotations_translated() {
         .filter(|id| id.kind == Kind::Ingress)
         .map(|id| id.key.name.as_str())
         .collect();
-    assert_eq!(ingresses, ["admin", "api", "api-canary", "old-domain", "storefront"]);
+    assert_eq!(
+        ingresses,
+        ["admin", "api", "api-canary", "old-domain", "storefront"]
+    );
     let aliases = |name: &str| -> Vec<String> {
         chain(&compiled, "shop", name)
             .into_iter()
