@@ -176,6 +176,12 @@ pub(crate) fn lower(objects: &Objects, out: &mut Lowered) {
         }
     }
 
+    let regex_hosts: rules::RegexHosts = parsed
+        .iter()
+        .filter(|(_, _, a)| a.regex && a.canary.is_none())
+        .flat_map(|(_, ingress, _)| rules::rule_paths(ingress))
+        .map(|rp| rp.host)
+        .collect();
     for (id, ingress, a) in &parsed {
         if a.canary.is_some() {
             continue;
@@ -189,7 +195,7 @@ pub(crate) fn lower(objects: &Objects, out: &mut Lowered) {
         let Some(mut report) = out.reports.remove(id) else {
             continue;
         };
-        rules::lower(&src, &core, &mut canaries, &mut report, out);
+        rules::lower(&src, &core, &mut canaries, &regex_hosts, &mut report, out);
         out.reports.insert(id.clone(), report);
     }
 

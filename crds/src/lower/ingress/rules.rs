@@ -1,4 +1,8 @@
 //! One Ingress → synthetic Routes: one per rule path (`<ingress>:r<i>p<j>`), one for
+//! On a host where any Ingress is in regex mode (`use-regex`, `rewrite-target`), every Ingress
+//! path on that host is a regex (as ingress-nginx does), and regex Routes get their path's length
+//! as priority, so the longest path is tried first (ingress-nginx's location order).
+//!
 //! `defaultBackend` (`<ingress>:default`, its hosts' catch-all at priority -1 so that a rule's own
 //! `/` wins), one per host for `app-root` (`<ingress>:app-root:<i>`, `Exact /`).
 //!
@@ -107,10 +111,12 @@ pub(crate) fn lower(
     src: &Source<'_>,
     core: &CoreIndex<'_>,
     canaries: &mut Canaries,
+    regex_hosts: &RegexHosts,
     report: &mut ObjectReport,
     out: &mut Lowered,
 ) {
     let a = src.annotations;
+    let regex_host = |host: &Option<String>| a.regex || regex_hosts.contains(host);
     let spec = src.ingress.spec.clone().unwrap_or_default();
     let mut tls_hosts: BTreeMap<String, String> = BTreeMap::new();
     for (i, tls) in spec.tls.iter().flatten().enumerate() {
@@ -160,7 +166,8 @@ pub(crate) fn lower(
             host.as_deref().unwrap_or("*")
         );
         let field = rp.field();
-        let matched = match paths::lower(Some(path), path_type, a.regex) {
+        let regex = regex_host(host);
+        let matched = match paths::lower(Some(path), path_type, regex) {
             Ok(m) => m,
             Err(e) => {
                 report.reject(reason::INVALID_SPEC, format!("{field}: {e}"));
@@ -177,6 +184,7 @@ pub(crate) fn lower(
                 continue;
             }
         };
+        let matched_regex = matched.kind == PathMatchType::Regex;
         planned.push(Planned {
             name: format!("{}:r{}p{}", src.name(), rp.rule, rp.index),
             what,
@@ -186,7 +194,11 @@ pub(crate) fn lower(
             canary_key: Some((host.clone().unwrap_or_default(), path.clone())),
             source_path: path.clone(),
             target,
-            priority: 0,
+            priority: if matched_regex {
+                regex_priority(path)
+            } else {
+                0
+            },
         });
     }
     if let Some(backend) = &spec.default_backend {
@@ -202,9 +214,18 @@ pub(crate) fn lower(
                     what: "defaultBackend".into(),
                     tls: None,
                     hosts,
-                    path: PathMatch {
-                        kind: PathMatchType::Prefix,
-                        value: "/".into(),
+                    // On a host in regex mode, a plain `/` prefix would win over every regex
+                    // path (prefixes match first): the catch-all becomes the widest regex.
+                    path: if rule_hosts.iter().any(regex_host) {
+                        PathMatch {
+                            kind: PathMatchType::Regex,
+                            value: "(?i)/.*".into(),
+                        }
+                    } else {
+                        PathMatch {
+                            kind: PathMatchType::Prefix,
+                            value: "/".into(),
+                        }
                     },
                     source_path: "/".into(),
                     target,
@@ -271,6 +292,16 @@ pub(crate) fn lower(
             emit_route(src, &app, &service, refs, out);
         }
     }
+}
+
+/// Hosts (`None`: rules without a host) on which some Ingress asks for regex paths: as in
+/// ingress-nginx, every Ingress path on such a host is then a regex.
+pub(crate) type RegexHosts = std::collections::HashSet<Option<String>>;
+
+/// The priority of a regex path: the longer path wins, as ingress-nginx orders its locations
+/// by path length (hookway tries regexes by priority).
+fn regex_priority(path: &str) -> i32 {
+    i32::try_from(path.len().min(999)).unwrap_or(999)
 }
 
 fn ssl_redirect() -> serde_json::Value {

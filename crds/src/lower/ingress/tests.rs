@@ -177,8 +177,8 @@ fn default_backend_tls_and_regex() {
         .iter()
         .map(|r| (r.key.name.as_str(), r.priority, r.rules[0].path.as_str()))
         .collect();
-    assert!(names.contains(&("d:default", -1, "/")), "{names:?}");
-    assert!(names.contains(&("d:r0p0", 0, "(?i)/api.*")), "{names:?}");
+    assert!(names.contains(&("d:default", -1, "(?i)/.*")), "{names:?}");
+    assert!(names.contains(&("d:r0p0", 4, "(?i)/api.*")), "{names:?}");
     assert!(names.contains(&("d:r0p1", 0, "/exact")), "{names:?}");
     let r = report(&c, "d");
     assert_eq!(r.resolved_refs.reason, "SecretNotFound", "{r:?}");
@@ -297,4 +297,47 @@ fn host_claims_follow_route_ownership() {
     };
     let r = &c.reports[&id];
     assert_eq!(r.accepted.reason, "HostConflict", "{r:?}");
+}
+
+#[test]
+fn regex_mode_spreads_to_every_ingress_of_the_host_and_longer_paths_win() {
+    let regex = ingress(
+        "rx",
+        "nginx.ingress.kubernetes.io/rewrite-target: /$2",
+        "  rules:\n  - host: shop.example.com\n    http:\n      paths:\n      - {path: /api(/|$)(.*), pathType: ImplementationSpecific, backend: {service: {name: web, port: {number: 80}}}}\n",
+    );
+    let plain = ingress(
+        "plain",
+        "",
+        "  defaultBackend: {service: {name: web, port: {number: 80}}}\n  rules:\n  - host: shop.example.com\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}\n      - {path: /x, pathType: Exact, backend: {service: {name: web, port: {number: 80}}}}\n  - host: other.example.com\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}\n",
+    );
+    let c = compiled(&format!("{regex}\n---\n{plain}"));
+    assert!(report(&c, "plain").is_ok(), "{:?}", report(&c, "plain"));
+    let got = |name: &str| {
+        let r = c
+            .snapshot
+            .routes
+            .iter()
+            .find(|r| r.key.name == name)
+            .unwrap();
+        (r.rules[0].path_type, r.rules[0].path.clone(), r.priority)
+    };
+    use PathMatchType::*;
+    assert_eq!(got("rx:r0p0"), (Regex, "(?i)/api(/|$)(.*).*".into(), 13));
+    assert_eq!(
+        got("plain:r0p0"),
+        (Regex, "(?i)/.*".into(), 1),
+        "same host: regex too"
+    );
+    assert_eq!(
+        got("plain:r0p1"),
+        (Exact, "/x".into(), 0),
+        "Exact stays exact"
+    );
+    assert_eq!(
+        got("plain:r1p0"),
+        (Prefix, "/".into(), 0),
+        "another host is untouched"
+    );
+    assert_eq!(got("plain:default"), (Regex, "(?i)/.*".into(), -1));
 }
