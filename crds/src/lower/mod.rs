@@ -11,10 +11,18 @@
 //! ```
 //!
 //! Synthetic objects live only in the compiler's input (never written to the API). Their names
-//! contain `:`, which no Kubernetes object name may hold, so they cannot collide with real
-//! objects.
+//! contain [`SYNTHETIC_MARK`], which no Kubernetes object name may hold, so they cannot collide
+//! with real objects.
 
 pub(crate) mod ingress;
+
+/// The character every synthetic object's name contains.
+pub const SYNTHETIC_MARK: char = '#';
+
+/// Whether `name` is a synthetic object's.
+pub fn is_synthetic(name: &str) -> bool {
+    name.contains(SYNTHETIC_MARK)
+}
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -58,9 +66,9 @@ impl Lowered {
         let mut out = BTreeMap::new();
         for (id, report) in compiled {
             match self.origins.get(&id) {
-                // A name with ':' is synthetic by construction (shared helpers such as the
-                // namespace's synthetic GatewayPlugins): never reported.
-                None if id.key.name.contains(':') => {}
+                // Synthetic without a single source (the namespace's synthetic GatewayPlugins,
+                // shared by its Ingresses): never reported.
+                None if is_synthetic(&id.key.name) => {}
                 None => {
                     out.insert(id, report);
                 }

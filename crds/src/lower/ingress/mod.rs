@@ -4,9 +4,9 @@
 //!  IngressClasses ──► which Ingresses are hookway's (class.rs); others are ignored
 //!  each Ingress   ──► annotations read and checked (annotations/); a bad value rejects it
 //!  canary Ingress ──► its backends, waiting for the main Ingress of the same host and path
-//!  main Ingress   ──► per rule path: a Route `<ingress>:r<i>p<j>` (paths.rs, rules.rs)
-//!                     per backend:   a Service `<ingress>:<service>:<port>` (backend.rs)
-//!                     annotations:   route-level refs to `ingress:*` GatewayPlugins (plugins.rs)
+//!  main Ingress   ──► per rule path: a Route `<ingress>#r<i>p<j>` (paths.rs, rules.rs)
+//!                     per backend:   a Service `<ingress>#<service>-<port>` (backend.rs)
+//!                     annotations:   route-level refs to `ingress#*` GatewayPlugins (plugins.rs)
 //! ```
 //!
 //! Everything found is reported on the Ingress (`Kind::Ingress`), never on synthetic names.

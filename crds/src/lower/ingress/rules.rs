@@ -1,10 +1,10 @@
-//! One Ingress → synthetic Routes: one per rule path (`<ingress>:r<i>p<j>`), one for
+//! One Ingress → synthetic Routes: one per rule path (`<ingress>#r<i>p<j>`), one for
 //! On a host where any Ingress is in regex mode (`use-regex`, `rewrite-target`), every Ingress
 //! path on that host is a regex (as ingress-nginx does), and regex Routes get their path's length
 //! as priority, so the longest path is tried first (ingress-nginx's location order).
 //!
-//! `defaultBackend` (`<ingress>:default`, its hosts' catch-all at priority -1 so that a rule's own
-//! `/` wins), one per host for `app-root` (`<ingress>:app-root:<i>`, `Exact /`).
+//! `defaultBackend` (`<ingress>#default`, its hosts' catch-all at priority -1 so that a rule's own
+//! `/` wins), one per host for `app-root` (`<ingress>#app-root-<i>`, `Exact /`).
 //!
 //! Each Route gets the rule's host plus `server-alias` hosts, the TLS Secret of the `spec.tls`
 //! entry listing the host (host ownership between namespaces then applies as for any Route),
@@ -186,7 +186,7 @@ pub(crate) fn lower(
         };
         let matched_regex = matched.kind == PathMatchType::Regex;
         planned.push(Planned {
-            name: format!("{}:r{}p{}", src.name(), rp.rule, rp.index),
+            name: format!("{}#r{}p{}", src.name(), rp.rule, rp.index),
             what,
             tls: host.as_ref().and_then(|h| tls_hosts.get(h)).cloned(),
             hosts: with_aliases(host),
@@ -210,7 +210,7 @@ pub(crate) fn lower(
                     rule_hosts.iter().flat_map(with_aliases).collect()
                 };
                 planned.push(Planned {
-                    name: format!("{}:default", src.name()),
+                    name: format!("{}#default", src.name()),
                     what: "defaultBackend".into(),
                     tls: None,
                     hosts,
@@ -272,7 +272,7 @@ pub(crate) fn lower(
                 json!({"status": 302, "headers": {"Location": root}, "body": ""}),
             );
             let app = Planned {
-                name: format!("{}:app-root:{i}", src.name()),
+                name: format!("{}#app-root-{i}", src.name()),
                 what: format!(
                     "app-root for host {:?}",
                     p.hosts.first().map_or("*", String::as_str)

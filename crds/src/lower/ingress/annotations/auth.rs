@@ -136,7 +136,7 @@ mod tests {
             ("auth-response-headers", "X-User, X-Email"),
         ]);
         assert_eq!(
-            config(&a, "ingress:auth-url"),
+            config(&a, "ingress#auth-url"),
             Some(json!({
                 "address": "http://auth.example.com/check",
                 "auth_request_headers": ["Authorization", "Cookie"],
@@ -151,7 +151,7 @@ mod tests {
             ),
             ("auth-signin-redirect-param", "next"),
         ]);
-        let c = config(&a, "ingress:auth-url").unwrap();
+        let c = config(&a, "ingress#auth-url").unwrap();
         assert_eq!(
             c["signin_url"],
             "https://$host/oauth2/start?rd=$escaped_request_uri"
