@@ -9,14 +9,21 @@
 //!  compile … reports of synthetic objects ──► fold ──► reports of the source objects
 //! ```
 //!
-//! Synthetic objects are never written to the API. Their names contain [`SYNTHETIC_MARK`]
-//! (Gateway API) or `:` (Ingress), which Kubernetes names cannot, so they never collide with
-//! real objects; `#` sorts before every character a name may hold, so a lowered object's name
-//! sorts with its source's name (the router's last tie-breaker, `namespace/name`, keeps the
-//! source order).
+//! Synthetic objects are never written to the API. Their names contain [`SYNTHETIC_MARK`],
+//! which Kubernetes names cannot, so they never collide with real objects; `#` sorts before
+//! every character a name may hold, so a lowered object's name sorts with its source's name
+//! (the router's last tie-breaker, `namespace/name`, keeps the source order).
 
 mod gateway_api;
 pub(crate) mod ingress;
+
+/// The character every synthetic object's name contains.
+pub const SYNTHETIC_MARK: char = '#';
+
+/// Whether `name` is a synthetic object's.
+pub fn is_synthetic(name: &str) -> bool {
+    name.contains(SYNTHETIC_MARK)
+}
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -24,14 +31,6 @@ use crate::compiler::{Kind, ObjectId, ObjectReport, Objects, Options};
 use crate::snapshot::ObjectKey;
 
 pub use gateway_api::status;
-
-/// The character every synthetic object's name contains.
-pub const SYNTHETIC_MARK: char = '#';
-
-/// Whether `name` is a synthetic object's.
-pub fn is_synthetic(name: &str) -> bool {
-    name.contains(SYNTHETIC_MARK) || name.contains(':')
-}
 
 /// A host claim that is not a Route's: a Gateway listener's hostname, claimed by the Gateway's
 /// namespace (docs/gateway-api.md, "Host ownership").

@@ -20,6 +20,8 @@ mod header_config;
 pub mod headers;
 #[cfg(test)]
 mod hot_path_cost;
+pub mod htpasswd;
+pub mod htpasswd_auth;
 pub mod ip_restriction;
 pub mod ip_set;
 pub mod limit_conn;
@@ -68,6 +70,7 @@ pub fn builtin() -> Registry {
     registry.register::<extra_params::ExtraParams>();
     registry.register::<forward_auth::ForwardAuth>();
     registry.register::<headers::Headers>();
+    registry.register::<htpasswd_auth::HtpasswdAuth>();
     registry.register::<ip_restriction::IpRestriction>();
     registry.register::<limit_conn::LimitConn>();
     registry.register::<lobe_gateway::LobeGateway>();
@@ -108,6 +111,7 @@ mod tests {
                 "forward_auth",
                 "gzip",
                 "headers",
+                "htpasswd_auth",
                 "ip_restriction",
                 "limit_conn",
                 "lobe_gateway",

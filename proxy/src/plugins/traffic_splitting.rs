@@ -61,11 +61,11 @@ impl PluginConfig for TrafficSplittingConfig {
 
     fn validate(&self) -> Result<(), String> {
         let parts: Vec<&str> = self.service.split('/').collect();
-        // The name may hold `:`: the synthetic Services of Ingress backends
-        // (`<ingress>:<service>:<port>`, crds/src/lower/ingress) are named so.
+        // The name may hold `#`: the synthetic Services of Ingress backends
+        // (`<ingress>#<service>-<port>`, crds/src/lower/ingress) are named so.
         let name_ok = parts
             .last()
-            .is_some_and(|name| name.split(':').all(is_dns_label_path));
+            .is_some_and(|name| name.split('#').all(is_dns_label_path));
         let namespace_ok = parts.len() == 1 || is_dns_label_path(parts[0]);
         if parts.len() > 2 || !name_ok || !namespace_ok {
             return Err(format!(

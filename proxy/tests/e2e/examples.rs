@@ -163,7 +163,7 @@ fn ingress_compiles_clean_with_the_annotations_translated() {
     for (id, report) in &compiled.reports {
         assert!(report.warnings.is_empty(), "{id:?}: {:?}", report.warnings);
         assert!(
-            !id.key.name.contains(':'),
+            !id.key.name.contains('#'),
             "a synthetic object is reported: {id:?}"
         );
     }
@@ -173,7 +173,10 @@ fn ingress_compiles_clean_with_the_annotations_translated() {
         .filter(|id| id.kind == Kind::Ingress)
         .map(|id| id.key.name.as_str())
         .collect();
-    assert_eq!(ingresses, ["api", "api-canary", "old-domain", "storefront"]);
+    assert_eq!(
+        ingresses,
+        ["admin", "api", "api-canary", "old-domain", "storefront"]
+    );
     let aliases = |name: &str| -> Vec<String> {
         chain(&compiled, "shop", name)
             .into_iter()
@@ -181,23 +184,24 @@ fn ingress_compiles_clean_with_the_annotations_translated() {
             .collect()
     };
     assert_eq!(
-        aliases("storefront:r0p0"),
+        aliases("storefront#r0p0"),
         [
-            "ingress:cors",
-            "ingress:limit-rate",
-            "ingress:body-size",
+            "ingress#cors",
+            "ingress#limit-rate",
+            "ingress#body-size",
             "request-id",
             "served-by"
         ]
     );
     assert_eq!(
-        aliases("api:r0p0"),
+        aliases("api#r0p0"),
         [
-            "ingress:allowlist",
-            "ingress:canary",
+            "ingress#allowlist",
+            "ingress#canary",
             "request-id",
-            "ingress:rewrite"
+            "ingress#rewrite"
         ]
     );
-    assert_eq!(aliases("old-domain:r0p0"), ["ingress:redirect"]);
+    assert_eq!(aliases("old-domain#r0p0"), ["ingress#redirect"]);
+    assert_eq!(aliases("admin#r0p0"), ["ingress#basic-auth"]);
 }

@@ -143,7 +143,7 @@ fn ingresses_are_reported_by_their_own_name_with_annotation_findings() {
     assert!(
         objects
             .iter()
-            .all(|o| !o["name"].as_str().unwrap().contains(':')),
+            .all(|o| !o["name"].as_str().unwrap().contains('#')),
         "only real objects are reported: {text}"
     );
     let find = |name: &str| {

@@ -1,5 +1,5 @@
 //! Ingress backends → synthetic hookway Services: one per (Ingress, core Service, port), named
-//! `<ingress>:<service>:<port>`, whose `backend` is the core Service (its ready endpoints from
+//! `<ingress>#<service>-<port>`, whose `backend` is the core Service (its ready endpoints from
 //! EndpointSlices, as for any hookway Service). A port given by name is looked up in the core
 //! Service's `spec.ports`.
 
@@ -44,7 +44,7 @@ pub(crate) struct Target {
 impl Target {
     /// The synthetic Service's name for Ingress `ingress`.
     pub fn synthetic_name(&self, ingress: &str) -> String {
-        format!("{ingress}:{}:{}", self.service, self.port)
+        format!("{ingress}#{}-{}", self.service, self.port)
     }
 }
 
@@ -187,6 +187,6 @@ mod tests {
             service: "web".into(),
             port: 80,
         };
-        assert_eq!(t.synthetic_name("shop"), "shop:web:80");
+        assert_eq!(t.synthetic_name("shop"), "shop#web-80");
     }
 }

@@ -4,9 +4,9 @@
 //!  IngressClasses ──► which Ingresses are hookway's (class.rs); others are ignored
 //!  each Ingress   ──► annotations read and checked (annotations/); a bad value rejects it
 //!  canary Ingress ──► its backends, waiting for the main Ingress of the same host and path
-//!  main Ingress   ──► per rule path: a Route `<ingress>:r<i>p<j>` (paths.rs, rules.rs)
-//!                     per backend:   a Service `<ingress>:<service>:<port>` (backend.rs)
-//!                     annotations:   route-level refs to `ingress:*` GatewayPlugins (plugins.rs)
+//!  main Ingress   ──► per rule path: a Route `<ingress>#r<i>p<j>` (paths.rs, rules.rs)
+//!                     per backend:   a Service `<ingress>#<service>-<port>` (backend.rs)
+//!                     annotations:   route-level refs to `ingress#*` GatewayPlugins (plugins.rs)
 //! ```
 //!
 //! Everything found is reported on the Ingress (`Kind::Ingress`), never on synthetic names.
@@ -96,7 +96,7 @@ pub(crate) fn lower(objects: &Objects, out: &mut Lowered) {
             .annotations
             .as_ref()
             .unwrap_or(&no_annotations);
-        let (result, warnings) = annotations::parse(map);
+        let (result, warnings) = annotations::parse_in(map, &id.key.namespace);
         for w in warnings {
             match w.split_once(": UnsupportedValue: ") {
                 Some((name, why)) => {
@@ -130,16 +130,16 @@ pub(crate) fn lower(objects: &Objects, out: &mut Lowered) {
             ingress,
             annotations: a,
         };
-        let report = out.reports.get_mut(id).expect("reported above");
+        let Some(report) = out.reports.get_mut(id) else {
+            continue;
+        };
         let mut found = Vec::new();
-        for (ri, pi, host, path, _, backend) in rules::rule_paths(ingress) {
-            match backend::resolve(&core, &id.key.namespace, &backend) {
-                Ok(target) => found.push((host.unwrap_or_default(), path, target)),
+        for rp in rules::rule_paths(ingress) {
+            match backend::resolve(&core, &id.key.namespace, &rp.backend) {
+                Ok(target) => found.push((rp.host.unwrap_or_default(), rp.path, target)),
                 Err(e) => report.unresolved(
                     reason::BACKEND_NOT_FOUND,
-                    format!(
-                        "spec.rules[{ri}].http.paths[{pi}]: {e}; the canary gets no traffic there"
-                    ),
+                    format!("{}: {e}; the canary gets no traffic there", rp.field()),
                 ),
             }
         }
@@ -176,6 +176,12 @@ pub(crate) fn lower(objects: &Objects, out: &mut Lowered) {
         }
     }
 
+    let regex_hosts: rules::RegexHosts = parsed
+        .iter()
+        .filter(|(_, _, a)| a.regex && a.canary.is_none())
+        .flat_map(|(_, ingress, _)| rules::rule_paths(ingress))
+        .map(|rp| rp.host)
+        .collect();
     for (id, ingress, a) in &parsed {
         if a.canary.is_some() {
             continue;
@@ -186,8 +192,10 @@ pub(crate) fn lower(objects: &Objects, out: &mut Lowered) {
             ingress,
             annotations: a,
         };
-        let mut report = out.reports.remove(id).expect("reported above");
-        rules::lower(&src, &core, &mut canaries, &mut report, out);
+        let Some(mut report) = out.reports.remove(id) else {
+            continue;
+        };
+        rules::lower(&src, &core, &mut canaries, &regex_hosts, &mut report, out);
         out.reports.insert(id.clone(), report);
     }
 

@@ -5,7 +5,7 @@
 //! | `Exact`                  | `Exact` (always, even in regex mode, like ingress-nginx)    |
 //! | `Prefix`                 | `Prefix`, by whole segments as the Ingress spec says (`/foo` matches `/foo` and `/foo/x`, not `/foox`; a trailing `/` is ignored) |
 //! | `ImplementationSpecific` | `Prefix` as above                                           |
-//! | regex mode (`use-regex`, `rewrite-target`), `Prefix` or `ImplementationSpecific` | `Regex` `(?i)<path>.*`: case-insensitive, matched at the start of the path, as nginx's `location ~* ^<path>` |
+//! | regex mode (`use-regex`, `rewrite-target`, on any Ingress of the host), `Prefix` or `ImplementationSpecific` | `Regex` `(?i)<path>.*`: case-insensitive, matched at the start of the path, as nginx's `location ~* ^<path>` |
 
 use crate::api::route::{PathMatch, PathMatchType};
 

@@ -2,7 +2,7 @@
 //! references built from an Ingress's annotations.
 //!
 //! Each translated behaviour is a route-level reference (with its config) to a synthetic
-//! GatewayPlugin of the Ingress's namespace, status `enable`, named `ingress:<what>` (a `:`
+//! GatewayPlugin of the Ingress's namespace, status `enable`, named `ingress#<what>` (the `#`
 //! keeps it apart from real GatewayPlugins). Their orders run them in ingress-nginx's phase
 //! order — redirects (rewrite phase), then access checks, CORS preflights, limits, auth — and
 //! before user plugins (default order 1000); the path rewrite runs last.
@@ -36,18 +36,19 @@ macro_rules! synthetic {
 }
 
 synthetic! {
-    SSL_REDIRECT = "ingress:ssl-redirect", "redirect", -10000;
-    REDIRECT = "ingress:redirect", "mock", -9900;
-    APP_ROOT = "ingress:app-root", "mock", -9800;
-    ALLOWLIST = "ingress:allowlist", "ip_restriction", -9000;
-    DENYLIST = "ingress:denylist", "ip_restriction", -8900;
-    CORS = "ingress:cors", "cors", -8000;
-    LIMIT_CONN = "ingress:limit-connections", "limit_conn", -7100;
-    RATE_LIMIT = "ingress:limit-rate", "rate_limiting", -7000;
-    BODY_SIZE = "ingress:body-size", "body_limit", -6900;
-    AUTH_URL = "ingress:auth-url", "forward_auth", -6000;
-    CANARY = "ingress:canary", "traffic_splitting", -5000;
-    REWRITE = "ingress:rewrite", "proxy_rewrite", 100000;
+    SSL_REDIRECT = "ingress#ssl-redirect", "redirect", -10000;
+    REDIRECT = "ingress#redirect", "mock", -9900;
+    APP_ROOT = "ingress#app-root", "mock", -9800;
+    ALLOWLIST = "ingress#allowlist", "ip_restriction", -9000;
+    DENYLIST = "ingress#denylist", "ip_restriction", -8900;
+    CORS = "ingress#cors", "cors", -8000;
+    LIMIT_CONN = "ingress#limit-connections", "limit_conn", -7100;
+    RATE_LIMIT = "ingress#limit-rate", "rate_limiting", -7000;
+    BODY_SIZE = "ingress#body-size", "body_limit", -6900;
+    AUTH_URL = "ingress#auth-url", "forward_auth", -6000;
+    BASIC_AUTH = "ingress#basic-auth", "htpasswd_auth", -5900;
+    CANARY = "ingress#canary", "traffic_splitting", -5000;
+    REWRITE = "ingress#rewrite", "proxy_rewrite", 100000;
 }
 
 /// The synthetic GatewayPlugins of `namespace` (config-less: every use brings its config).

@@ -1,6 +1,10 @@
-//! One Ingress → synthetic Routes: one per rule path (`<ingress>:r<i>p<j>`), one for
-//! `defaultBackend` (`<ingress>:default`, its hosts' catch-all at priority -1 so that a rule's own
-//! `/` wins), one per host for `app-root` (`<ingress>:app-root:<i>`, `Exact /`).
+//! One Ingress → synthetic Routes: one per rule path (`<ingress>#r<i>p<j>`), one for
+//! On a host where any Ingress is in regex mode (`use-regex`, `rewrite-target`), every Ingress
+//! path on that host is a regex (as ingress-nginx does), and regex Routes get their path's length
+//! as priority, so the longest path is tried first (ingress-nginx's location order).
+//!
+//! `defaultBackend` (`<ingress>#default`, its hosts' catch-all at priority -1 so that a rule's own
+//! `/` wins), one per host for `app-root` (`<ingress>#app-root-<i>`, `Exact /`).
 //!
 //! Each Route gets the rule's host plus `server-alias` hosts, the TLS Secret of the `spec.tls`
 //! entry listing the host (host ownership between namespaces then applies as for any Route),
@@ -54,26 +58,49 @@ struct Planned {
     target: Target,
     tls: Option<String>,
     priority: i32,
+    /// `(host, path as written)` for a rule path (where a canary may attach); `None` for the
+    /// default backend and app-root Routes.
     canary_key: Option<(String, String)>,
 }
 
-/// The rule paths of `src` as (host, path as written, pathType, backend).
-pub(crate) fn rule_paths(
-    ingress: &Ingress,
-) -> Vec<(usize, usize, Option<String>, String, String, IngressBackend)> {
+/// One path of one rule of an Ingress.
+pub(crate) struct RulePath {
+    /// Index of the rule in `spec.rules`.
+    pub rule: usize,
+    /// Index of the path in the rule's `http.paths`.
+    pub index: usize,
+    /// The rule's host, lower-cased (`None`: every host).
+    pub host: Option<String>,
+    /// The path as written (`/` when absent).
+    pub path: String,
+    /// `pathType`.
+    pub path_type: String,
+    /// The backend.
+    pub backend: IngressBackend,
+}
+
+impl RulePath {
+    /// `spec.rules[i].http.paths[j]`, for messages.
+    pub fn field(&self) -> String {
+        format!("spec.rules[{}].http.paths[{}]", self.rule, self.index)
+    }
+}
+
+/// Every rule path of `ingress`, in order.
+pub(crate) fn rule_paths(ingress: &Ingress) -> Vec<RulePath> {
     let mut out = Vec::new();
     let rules = ingress.spec.as_ref().and_then(|s| s.rules.as_ref());
     for (ri, rule) in rules.into_iter().flatten().enumerate() {
         let host = rule.host.as_ref().map(|h| h.to_ascii_lowercase());
         for (pi, p) in rule.http.iter().flat_map(|h| &h.paths).enumerate() {
-            out.push((
-                ri,
-                pi,
-                host.clone(),
-                p.path.clone().unwrap_or_else(|| "/".into()),
-                p.path_type.clone(),
-                p.backend.clone(),
-            ));
+            out.push(RulePath {
+                rule: ri,
+                index: pi,
+                host: host.clone(),
+                path: p.path.clone().unwrap_or_else(|| "/".into()),
+                path_type: p.path_type.clone(),
+                backend: p.backend.clone(),
+            });
         }
     }
     out
@@ -84,10 +111,12 @@ pub(crate) fn lower(
     src: &Source<'_>,
     core: &CoreIndex<'_>,
     canaries: &mut Canaries,
+    regex_hosts: &RegexHosts,
     report: &mut ObjectReport,
     out: &mut Lowered,
 ) {
     let a = src.annotations;
+    let regex_host = |host: &Option<String>| a.regex || regex_hosts.contains(host);
     let spec = src.ingress.spec.clone().unwrap_or_default();
     let mut tls_hosts: BTreeMap<String, String> = BTreeMap::new();
     for (i, tls) in spec.tls.iter().flatten().enumerate() {
@@ -121,23 +150,31 @@ pub(crate) fn lower(
     };
     let mut planned = Vec::new();
     let mut rule_hosts: Vec<Option<String>> = Vec::new();
-    for (ri, pi, host, path, path_type, backend) in rule_paths(src.ingress) {
-        if !rule_hosts.contains(&host) {
+    for rp in rule_paths(src.ingress) {
+        let RulePath {
+            host,
+            path,
+            path_type,
+            backend,
+            ..
+        } = &rp;
+        if !rule_hosts.contains(host) {
             rule_hosts.push(host.clone());
         }
         let what = format!(
             "rule host {:?} path {path:?}",
             host.as_deref().unwrap_or("*")
         );
-        let field = format!("spec.rules[{ri}].http.paths[{pi}]");
-        let matched = match paths::lower(Some(&path), &path_type, a.regex) {
+        let field = rp.field();
+        let regex = regex_host(host);
+        let matched = match paths::lower(Some(path), path_type, regex) {
             Ok(m) => m,
             Err(e) => {
                 report.reject(reason::INVALID_SPEC, format!("{field}: {e}"));
                 continue;
             }
         };
-        let target = match backend::resolve(core, src.namespace(), &backend) {
+        let target = match backend::resolve(core, src.namespace(), backend) {
             Ok(t) => t,
             Err(e) => {
                 report.unresolved(
@@ -147,16 +184,21 @@ pub(crate) fn lower(
                 continue;
             }
         };
+        let matched_regex = matched.kind == PathMatchType::Regex;
         planned.push(Planned {
-            name: format!("{}:r{ri}p{pi}", src.name()),
+            name: format!("{}#r{}p{}", src.name(), rp.rule, rp.index),
             what,
             tls: host.as_ref().and_then(|h| tls_hosts.get(h)).cloned(),
-            hosts: with_aliases(&host),
+            hosts: with_aliases(host),
             path: matched,
             canary_key: Some((host.clone().unwrap_or_default(), path.clone())),
-            source_path: path,
+            source_path: path.clone(),
             target,
-            priority: 0,
+            priority: if matched_regex {
+                regex_priority(path)
+            } else {
+                0
+            },
         });
     }
     if let Some(backend) = &spec.default_backend {
@@ -168,13 +210,22 @@ pub(crate) fn lower(
                     rule_hosts.iter().flat_map(with_aliases).collect()
                 };
                 planned.push(Planned {
-                    name: format!("{}:default", src.name()),
+                    name: format!("{}#default", src.name()),
                     what: "defaultBackend".into(),
                     tls: None,
                     hosts,
-                    path: PathMatch {
-                        kind: PathMatchType::Prefix,
-                        value: "/".into(),
+                    // On a host in regex mode, a plain `/` prefix would win over every regex
+                    // path (prefixes match first): the catch-all becomes the widest regex.
+                    path: if rule_hosts.iter().any(regex_host) {
+                        PathMatch {
+                            kind: PathMatchType::Regex,
+                            value: "(?i)/.*".into(),
+                        }
+                    } else {
+                        PathMatch {
+                            kind: PathMatchType::Prefix,
+                            value: "/".into(),
+                        }
                     },
                     source_path: "/".into(),
                     target,
@@ -221,7 +272,7 @@ pub(crate) fn lower(
                 json!({"status": 302, "headers": {"Location": root}, "body": ""}),
             );
             let app = Planned {
-                name: format!("{}:app-root:{i}", src.name()),
+                name: format!("{}#app-root-{i}", src.name()),
                 what: format!(
                     "app-root for host {:?}",
                     p.hosts.first().map_or("*", String::as_str)
@@ -241,6 +292,16 @@ pub(crate) fn lower(
             emit_route(src, &app, &service, refs, out);
         }
     }
+}
+
+/// Hosts (`None`: rules without a host) on which some Ingress asks for regex paths: as in
+/// ingress-nginx, every Ingress path on such a host is then a regex.
+pub(crate) type RegexHosts = std::collections::HashSet<Option<String>>;
+
+/// The priority of a regex path: the longer path wins, as ingress-nginx orders its locations
+/// by path length (hookway tries regexes by priority).
+fn regex_priority(path: &str) -> i32 {
+    i32::try_from(path.len().min(999)).unwrap_or(999)
 }
 
 fn ssl_redirect() -> serde_json::Value {

@@ -66,7 +66,7 @@ fn report<'a>(c: &'a Compiled, name: &str) -> &'a ObjectReport {
 }
 
 fn routes<'a>(c: &'a Compiled, ingress: &str) -> Vec<&'a RouteEntry> {
-    let prefix = format!("{ingress}:");
+    let prefix = format!("{ingress}#");
     c.snapshot
         .routes
         .iter()
@@ -111,25 +111,25 @@ fn rules_become_routes_to_synthetic_services() {
         got,
         vec![
             (
-                "a:r0p0".into(),
+                "a#r0p0".into(),
                 host.clone(),
                 PathMatchType::Prefix,
                 "/api".into(),
-                "a:web:80".into()
+                "a#web-80".into()
             ),
             (
-                "a:r0p1".into(),
+                "a#r0p1".into(),
                 host.clone(),
                 PathMatchType::Exact,
                 "/exact".into(),
-                "a:web:80".into()
+                "a#web-80".into()
             ),
             (
-                "a:r0p2".into(),
+                "a#r0p2".into(),
                 host,
                 PathMatchType::Prefix,
                 "/impl".into(),
-                "a:web:80".into()
+                "a#web-80".into()
             ),
         ]
     );
@@ -137,13 +137,13 @@ fn rules_become_routes_to_synthetic_services() {
         .snapshot
         .upstreams
         .iter()
-        .find(|u| u.key == ObjectKey::new("shop", "a:web:80"))
+        .find(|u| u.key == ObjectKey::new("shop", "a#web-80"))
         .expect("synthetic upstream");
     assert_eq!(upstream.endpoints.len(), 1);
     assert_eq!(upstream.endpoints[0].port, 8080);
     // No report carries a synthetic name.
     assert!(
-        c.reports.keys().all(|id| !id.key.name.contains(':')),
+        c.reports.keys().all(|id| !id.key.name.contains('#')),
         "{:?}",
         c.reports.keys()
     );
@@ -177,9 +177,9 @@ fn default_backend_tls_and_regex() {
         .iter()
         .map(|r| (r.key.name.as_str(), r.priority, r.rules[0].path.as_str()))
         .collect();
-    assert!(names.contains(&("d:default", -1, "/")), "{names:?}");
-    assert!(names.contains(&("d:r0p0", 0, "(?i)/api.*")), "{names:?}");
-    assert!(names.contains(&("d:r0p1", 0, "/exact")), "{names:?}");
+    assert!(names.contains(&("d#default", -1, "(?i)/.*")), "{names:?}");
+    assert!(names.contains(&("d#r0p0", 4, "(?i)/api.*")), "{names:?}");
+    assert!(names.contains(&("d#r0p1", 0, "/exact")), "{names:?}");
     let r = report(&c, "d");
     assert_eq!(r.resolved_refs.reason, "SecretNotFound", "{r:?}");
     assert!(
@@ -192,13 +192,13 @@ fn default_backend_tls_and_regex() {
     // TLS hosts get the ssl-redirect (ingress-nginx's default).
     let route = routes(&c, "d")
         .into_iter()
-        .find(|r| r.key.name == "d:r0p0")
+        .find(|r| r.key.name == "d#r0p0")
         .unwrap();
     assert!(
         route
             .chain
             .iter()
-            .any(|e| e.alias == "ingress:ssl-redirect"),
+            .any(|e| e.alias == "ingress#ssl-redirect"),
         "{:?}",
         route.chain
     );
@@ -266,14 +266,14 @@ fn canary_adds_traffic_splitting_to_the_main_ingress() {
     assert!(routes(&c, "c").is_empty(), "a canary serves nothing itself");
     let api = routes(&c, "m")
         .into_iter()
-        .find(|r| r.key.name == "m:r0p0")
+        .find(|r| r.key.name == "m#r0p0")
         .unwrap();
     let entry = api
         .chain
         .iter()
-        .find(|e| e.alias == "ingress:canary")
+        .find(|e| e.alias == "ingress#canary")
         .expect("canary plugin");
-    assert_eq!(entry.config["service"], "c:web:81");
+    assert_eq!(entry.config["service"], "c#web-81");
     assert_eq!(entry.config["header"]["name"], "X-Canary");
     let w = &report(&c, "c").warnings;
     assert!(
@@ -297,4 +297,47 @@ fn host_claims_follow_route_ownership() {
     };
     let r = &c.reports[&id];
     assert_eq!(r.accepted.reason, "HostConflict", "{r:?}");
+}
+
+#[test]
+fn regex_mode_spreads_to_every_ingress_of_the_host_and_longer_paths_win() {
+    let regex = ingress(
+        "rx",
+        "nginx.ingress.kubernetes.io/rewrite-target: /$2",
+        "  rules:\n  - host: shop.example.com\n    http:\n      paths:\n      - {path: /api(/|$)(.*), pathType: ImplementationSpecific, backend: {service: {name: web, port: {number: 80}}}}\n",
+    );
+    let plain = ingress(
+        "plain",
+        "",
+        "  defaultBackend: {service: {name: web, port: {number: 80}}}\n  rules:\n  - host: shop.example.com\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}\n      - {path: /x, pathType: Exact, backend: {service: {name: web, port: {number: 80}}}}\n  - host: other.example.com\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}\n",
+    );
+    let c = compiled(&format!("{regex}\n---\n{plain}"));
+    assert!(report(&c, "plain").is_ok(), "{:?}", report(&c, "plain"));
+    let got = |name: &str| {
+        let r = c
+            .snapshot
+            .routes
+            .iter()
+            .find(|r| r.key.name == name)
+            .unwrap();
+        (r.rules[0].path_type, r.rules[0].path.clone(), r.priority)
+    };
+    use PathMatchType::*;
+    assert_eq!(got("rx#r0p0"), (Regex, "(?i)/api(/|$)(.*).*".into(), 13));
+    assert_eq!(
+        got("plain#r0p0"),
+        (Regex, "(?i)/.*".into(), 1),
+        "same host: regex too"
+    );
+    assert_eq!(
+        got("plain#r0p1"),
+        (Exact, "/x".into(), 0),
+        "Exact stays exact"
+    );
+    assert_eq!(
+        got("plain#r1p0"),
+        (Prefix, "/".into(), 0),
+        "another host is untouched"
+    );
+    assert_eq!(got("plain#default"), (Regex, "(?i)/.*".into(), -1));
 }

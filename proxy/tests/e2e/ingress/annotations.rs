@@ -9,6 +9,14 @@ fn host_rule(host: &str, path: &str, kind: &str) -> String {
 #[tokio::test]
 async fn rewrite_target_with_capture_groups_and_upstream_vhost() {
     let web = EchoServer::start("web").await;
+    let api = EchoServer::start("api").await;
+    // Another Ingress of the same host with a plain `/`: the host is in regex mode, so `/` is a
+    // regex too and the longer rewrite path wins (as in ingress-nginx), not the `/` prefix.
+    let site = ingress_yaml(
+        "site",
+        &[],
+        &rules(&[rule("rw.example.com", "/", "Prefix", "api")]),
+    );
     let rewrite = ingress_yaml(
         "rewrite",
         &[
@@ -21,7 +29,12 @@ async fn rewrite_target_with_capture_groups_and_upstream_vhost() {
             "ImplementationSpecific",
         ),
     );
-    let (_dir, proxy) = serve(web.addr, None, &[("i.yaml", rewrite)]).await;
+    let (_dir, proxy) = serve(
+        web.addr,
+        Some(api.addr),
+        &[("i.yaml", rewrite), ("site.yaml", site)],
+    )
+    .await;
     #[rustfmt::skip]
     let cases = [
         ("/something/new?x=1", "/new?x=1"),
@@ -33,10 +46,13 @@ async fn rewrite_target_with_capture_groups_and_upstream_vhost() {
         let resp = get(&proxy, "rw.example.com", path).await;
         assert_eq!(resp.status(), 200, "{path}");
         let body = json(resp).await;
+        assert_eq!(body["server"], "web", "{path}");
         assert_eq!(body["path"], want, "{path}");
         assert_eq!(body["headers"]["host"], "internal.example", "{path}");
     }
-    assert_eq!(get(&proxy, "rw.example.com", "/other").await.status(), 404);
+    let other = json(get(&proxy, "rw.example.com", "/other").await).await;
+    assert_eq!(other["server"], "api");
+    assert_eq!(other["path"], "/other", "no rewrite on the other Ingress");
 }
 
 #[tokio::test]

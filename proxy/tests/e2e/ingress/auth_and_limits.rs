@@ -67,21 +67,79 @@ async fn auth_url_lets_2xx_through_and_returns_the_refusal() {
     );
 }
 
+/// An htpasswd Secret: alice ("secret pass", APR1-MD5 as `htpasswd` writes it) and bob
+/// ("secret", `{SHA}` as `htpasswd -s` writes it).
+const HTPASSWD: &str = "apiVersion: v1
+kind: Secret
+metadata: {name: users, namespace: default}
+type: Opaque
+stringData:
+  auth: |
+    alice:$apr1$abcdefgh$ZAdX7G.l3eDbgTYbm5ePE0
+    bob:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=
+";
+
 #[tokio::test]
-async fn basic_auth_with_an_htpasswd_secret_fails_closed() {
+async fn basic_auth_checks_the_htpasswd_secret_and_fails_closed() {
     let web = EchoServer::start("web").await;
-    let basic = ingress_yaml(
-        "basic",
-        &[
-            ("auth-type", "basic"),
-            ("auth-secret", "htpasswd"),
-            ("auth-realm", "shop"),
-        ],
-        &host_rule("basic.example.com"),
+    let files = [
+        ("users.yaml", HTPASSWD.to_string()),
+        (
+            "basic.yaml",
+            ingress_yaml(
+                "basic",
+                &[
+                    ("auth-type", "basic"),
+                    ("auth-secret", "users"),
+                    ("auth-realm", "Shop"),
+                ],
+                &host_rule("basic.example.com"),
+            ),
+        ),
+        (
+            "missing.yaml",
+            ingress_yaml(
+                "missing",
+                &[("auth-type", "basic"), ("auth-secret", "nobody")],
+                &host_rule("missing.example.com"),
+            ),
+        ),
+        (
+            "digest.yaml",
+            ingress_yaml(
+                "digest",
+                &[("auth-type", "digest"), ("auth-secret", "users")],
+                &host_rule("digest.example.com"),
+            ),
+        ),
+    ];
+    let (_dir, proxy) = serve(web.addr, None, &files).await;
+    let with = |user: Option<(&str, &str)>| {
+        let mut req = no_redirects()
+            .get(proxy.url("/"))
+            .header("host", "basic.example.com");
+        if let Some((u, p)) = user {
+            req = req.basic_auth(u, Some(p));
+        }
+        req.send()
+    };
+    let refused = with(None).await.unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(
+        refused.headers()["www-authenticate"],
+        "Basic realm=\"Shop\""
     );
-    let (_dir, proxy) = serve(web.addr, None, &[("b.yaml", basic)]).await;
-    assert_eq!(get(&proxy, "basic.example.com", "/").await.status(), 404);
-    assert_eq!(web.hits(), 0, "never served unprotected");
+    assert_eq!(
+        with(Some(("alice", "secret pass"))).await.unwrap().status(),
+        200
+    );
+    assert_eq!(with(Some(("alice", "secret"))).await.unwrap().status(), 401);
+    assert_eq!(with(Some(("bob", "secret"))).await.unwrap().status(), 200);
+    assert_eq!(web.hits(), 2);
+    // A missing Secret or an unsupported auth-type: never served unprotected.
+    assert_eq!(get(&proxy, "missing.example.com", "/").await.status(), 404);
+    assert_eq!(get(&proxy, "digest.example.com", "/").await.status(), 404);
+    assert_eq!(web.hits(), 2);
 }
 
 #[tokio::test]

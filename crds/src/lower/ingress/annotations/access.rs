@@ -69,7 +69,7 @@ mod tests {
     fn source_range_table() {
         let a = ok(&[("whitelist-source-range", "10.0.0.0/8, 192.168.1.1")]);
         assert_eq!(
-            config(&a, "ingress:allowlist"),
+            config(&a, "ingress#allowlist"),
             Some(json!({"ip_list_type": "white", "ip_white_list": ["10.0.0.0/8", "192.168.1.1"]}))
         );
         let a = ok(&[
@@ -77,12 +77,12 @@ mod tests {
             ("allowlist-source-range", "127.0.0.1/32"),
         ]);
         assert_eq!(
-            config(&a, "ingress:allowlist"),
+            config(&a, "ingress#allowlist"),
             Some(json!({"ip_list_type": "white", "ip_white_list": ["127.0.0.1/32"]}))
         );
         let a = ok(&[("denylist-source-range", "2001:db8::/32")]);
         assert_eq!(
-            config(&a, "ingress:denylist"),
+            config(&a, "ingress#denylist"),
             Some(json!({"ip_list_type": "black", "ip_black_list": ["2001:db8::/32"]}))
         );
         #[rustfmt::skip]

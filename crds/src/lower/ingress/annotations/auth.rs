@@ -5,14 +5,17 @@
 //!
 //! `auth-signin` (+ `auth-signin-redirect-param`): a 401 from the auth service becomes a 302 to
 //! the sign-in page with the original URL in `rd`, unless the URL sets it (the oauth2-proxy form
-//! `https://$host/oauth2/start?rd=$escaped_request_uri` works). `auth-type: basic` with an htpasswd `auth-secret` is refused: hookway's
-//! `auth` plugin does not read htpasswd hashes yet, and serving the routes without the
-//! protection they ask for is not an option.
+//! `https://$host/oauth2/start?rd=$escaped_request_uri` works).
+//!
+//! `auth-type: basic` + `auth-secret` (+ `auth-secret-type`, `auth-realm`): HTTP Basic against
+//! the htpasswd Secret, as a route-level `htpasswd_auth` instance (bcrypt, APR1/MD5-crypt,
+//! `{SHA}`, `{PLAIN}` hashes; others are refused when the Secret is checked). `digest` is
+//! refused: serving the routes without the protection they ask for is not an option.
 
 use serde_json::json;
 
 use super::{Annotations, Reader};
-use crate::lower::ingress::plugins::AUTH_URL;
+use crate::lower::ingress::plugins::{AUTH_URL, BASIC_AUTH};
 
 pub(super) fn parse(r: &mut Reader<'_>, out: &mut Annotations) {
     if let Some(url) = r.string("auth-url") {
@@ -55,12 +58,48 @@ pub(super) fn parse(r: &mut Reader<'_>, out: &mut Annotations) {
     }
     match r.raw("auth-type") {
         None => {}
-        Some("basic" | "digest") => r.error(
+        Some("basic") => basic(r, out),
+        Some("digest") => r.error(
             "auth-type",
-            "UnsupportedValue: htpasswd Secrets (auth-secret) are not supported yet; use the hookway.dev/plugins annotation with an auth GatewayPlugin (type basic) instead",
+            "UnsupportedValue: digest authentication is not supported; use basic",
         ),
         Some(other) => r.error("auth-type", format!("{other:?} is not basic or digest")),
     }
+}
+
+/// `auth-type: basic` with `auth-secret` (`name` or `<own namespace>/name`), `auth-secret-type`
+/// (`auth-file`: key `auth` holds an htpasswd file; `auth-map`: user → hash) and `auth-realm`.
+fn basic(r: &mut Reader<'_>, out: &mut Annotations) {
+    let Some(secret) = r.string("auth-secret") else {
+        r.error("auth-secret", "is required with auth-type: basic");
+        return;
+    };
+    let name = match secret.split_once('/') {
+        None => secret.clone(),
+        Some((ns, name)) if ns == r.namespace => name.to_string(),
+        Some((ns, _)) => {
+            r.error(
+                "auth-secret",
+                format!("{secret:?}: the Secret must be in the Ingress's namespace, not {ns:?}"),
+            );
+            return;
+        }
+    };
+    let secret_type = match r.raw("auth-secret-type").unwrap_or("auth-file") {
+        t @ ("auth-file" | "auth-map") => t,
+        other => {
+            r.error(
+                "auth-secret-type",
+                format!("{other:?} is not auth-file or auth-map"),
+            );
+            return;
+        }
+    };
+    let mut config = json!({"secret": name, "secret_type": secret_type});
+    if let Some(realm) = r.string("auth-realm") {
+        config["realm"] = json!(realm);
+    }
+    out.plugins.push((&BASIC_AUTH, config));
 }
 
 /// Checks an `auth-signin` URL: absolute http(s), nginx variables limited to `$host`,
@@ -97,7 +136,7 @@ mod tests {
             ("auth-response-headers", "X-User, X-Email"),
         ]);
         assert_eq!(
-            config(&a, "ingress:auth-url"),
+            config(&a, "ingress#auth-url"),
             Some(json!({
                 "address": "http://auth.example.com/check",
                 "auth_request_headers": ["Authorization", "Cookie"],
@@ -112,7 +151,7 @@ mod tests {
             ),
             ("auth-signin-redirect-param", "next"),
         ]);
-        let c = config(&a, "ingress:auth-url").unwrap();
+        let c = config(&a, "ingress#auth-url").unwrap();
         assert_eq!(
             c["signin_url"],
             "https://$host/oauth2/start?rd=$escaped_request_uri"
@@ -123,7 +162,10 @@ mod tests {
             (&[("auth-url", "/check")], "auth-url: \"/check\" is not an absolute"),
             (&[("auth-url", "http://$host/auth")], "auth-url: nginx variables"),
             (&[("auth-url", "http://a.example.com"), ("auth-response-headers", "bad header")], "auth-response-headers: \"bad header\""),
-            (&[("auth-type", "basic"), ("auth-secret", "s")], "auth-type: UnsupportedValue"),
+            (&[("auth-type", "digest"), ("auth-secret", "s")], "auth-type: UnsupportedValue"),
+            (&[("auth-type", "basic")], "auth-secret: is required"),
+            (&[("auth-type", "basic"), ("auth-secret", "other/s")], "auth-secret: \"other/s\": the Secret must be in the Ingress's namespace"),
+            (&[("auth-type", "basic"), ("auth-secret", "s"), ("auth-secret-type", "file")], "auth-secret-type: \"file\""),
             (&[("auth-type", "jwt")], "auth-type: \"jwt\""),
             (&[("auth-url", "http://a.example.com"), ("auth-signin", "https://$http_host/start")], "auth-signin: \"https://$http_host/start\": only the nginx variables"),
             (&[("auth-url", "http://a.example.com"), ("auth-signin", "/start")], "auth-signin: \"/start\" is not an absolute"),

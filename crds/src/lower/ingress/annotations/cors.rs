@@ -80,7 +80,7 @@ mod tests {
     #[test]
     fn cors_defaults_are_ingress_nginx_ones() {
         let a = ok(&[("enable-cors", "true")]);
-        let c = config(&a, "ingress:cors").unwrap();
+        let c = config(&a, "ingress#cors").unwrap();
         assert_eq!(c["allow_origins"], json!(["*"]));
         assert_eq!(
             c["allow_methods"],
@@ -93,7 +93,7 @@ mod tests {
         assert_eq!(
             config(
                 &ok(&[("cors-allow-origin", "https://a.example.com")]),
-                "ingress:cors"
+                "ingress#cors"
             ),
             None,
             "needs enable-cors"
@@ -115,7 +115,7 @@ mod tests {
             ("cors-max-age", "600"),
         ]);
         assert_eq!(
-            config(&a, "ingress:cors"),
+            config(&a, "ingress#cors"),
             Some(json!({
                 "allow_origins": ["https://a.example.com", "https://*.b.example.com"],
                 "allow_methods": ["GET", "POST"],

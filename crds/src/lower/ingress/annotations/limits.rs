@@ -73,26 +73,26 @@ mod tests {
     fn limits_table() {
         let a = ok(&[("limit-rps", "5")]);
         assert_eq!(
-            config(&a, "ingress:limit-rate"),
+            config(&a, "ingress#limit-rate"),
             Some(json!({"key": "ip", "second": 5}))
         );
         let a = ok(&[("limit-rps", "5"), ("limit-rpm", "100")]);
         assert_eq!(
-            config(&a, "ingress:limit-rate"),
+            config(&a, "ingress#limit-rate"),
             Some(json!({"key": "ip", "second": 5, "minute": 100}))
         );
         let a = ok(&[("proxy-body-size", "1k")]);
         assert_eq!(
-            config(&a, "ingress:body-size"),
+            config(&a, "ingress#body-size"),
             Some(json!({"max_bytes": 1024}))
         );
         assert_eq!(
-            config(&ok(&[("proxy-body-size", "0")]), "ingress:body-size"),
+            config(&ok(&[("proxy-body-size", "0")]), "ingress#body-size"),
             None
         );
         let a = ok(&[("limit-connections", "3")]);
         assert_eq!(
-            config(&a, "ingress:limit-connections"),
+            config(&a, "ingress#limit-connections"),
             Some(json!({"max": 3}))
         );
         #[rustfmt::skip]

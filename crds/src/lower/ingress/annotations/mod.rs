@@ -31,6 +31,8 @@ pub(crate) const PLUGINS: &str = "hookway.dev/plugins";
 /// Reads annotation values, collecting errors that name the annotation.
 pub(crate) struct Reader<'a> {
     map: &'a BTreeMap<String, String>,
+    /// The Ingress's namespace (for `namespace/name` references).
+    pub namespace: &'a str,
     /// `annotation <name>: <why>` for each bad value.
     pub errors: Vec<String>,
     /// Non-fatal findings.
@@ -39,9 +41,10 @@ pub(crate) struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     /// A reader of `map`.
-    pub fn new(map: &'a BTreeMap<String, String>) -> Self {
+    pub fn new(map: &'a BTreeMap<String, String>, namespace: &'a str) -> Self {
         Self {
             map,
+            namespace,
             errors: Vec::new(),
             warnings: Vec::new(),
         }
@@ -144,12 +147,21 @@ pub(crate) struct Annotations {
     pub references: Vec<String>,
 }
 
-/// Reads every annotation of an Ingress. `Err` lists every bad value (each naming its
+/// Reads every annotation of an Ingress (tests: in namespace `default`). `Err` lists every bad value (each naming its
 /// annotation); warnings (unsupported annotations, approximations) come either way.
+#[cfg(test)]
 pub(crate) fn parse(
     map: &BTreeMap<String, String>,
 ) -> (Result<Annotations, Vec<String>>, Vec<String>) {
-    let mut r = Reader::new(map);
+    parse_in(map, "default")
+}
+
+/// [`parse`] for an Ingress of `namespace`.
+pub(crate) fn parse_in(
+    map: &BTreeMap<String, String>,
+    namespace: &str,
+) -> (Result<Annotations, Vec<String>>, Vec<String>) {
+    let mut r = Reader::new(map, namespace);
     let mut out = Annotations {
         ssl_redirect: r.bool("ssl-redirect").unwrap_or(true),
         force_ssl_redirect: r.bool("force-ssl-redirect").unwrap_or(false),
@@ -266,7 +278,7 @@ pub(crate) mod tests {
     #[test]
     fn reader_values_table() {
         let m = map(&[("b", "yes"), ("n", "12"), ("big", "1000"), ("l", " , ")]);
-        let mut r = Reader::new(&m);
+        let mut r = Reader::new(&m, "default");
         assert_eq!(r.bool("b"), None);
         assert_eq!(r.number("n", 1, 100), Some(12));
         assert_eq!(r.number("big", 1, 100), None);

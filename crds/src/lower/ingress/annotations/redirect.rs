@@ -78,12 +78,12 @@ mod tests {
         for (pairs, status, url) in cases {
             let a = ok(pairs);
             assert_eq!(
-                config(&a, "ingress:redirect"),
+                config(&a, "ingress#redirect"),
                 Some(json!({"status": status, "headers": {"Location": url}, "body": ""})),
                 "{pairs:?}"
             );
         }
-        assert_eq!(config(&ok(&[]), "ingress:redirect"), None);
+        assert_eq!(config(&ok(&[]), "ingress#redirect"), None);
     }
 
     #[test]
