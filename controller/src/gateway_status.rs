@@ -18,13 +18,12 @@ use hookway_crds::gateway_api::{
 };
 use hookway_crds::lower::status::{self, Environment, Statuses};
 use hookway_crds::snapshot::ObjectKey;
-use hookway_crds::FIELD_MANAGER;
 use k8s_openapi::api::core::v1::Service as CoreService;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Patch, PatchParams};
+
 use kube::{Api, Client, Resource};
 use serde::Serialize;
-use tracing::{debug, info, warn};
+use tracing::warn;
 
 use crate::compile_loop::Published;
 use crate::index::GatewayApiStores;
@@ -229,37 +228,8 @@ impl Writer<'_> {
         if written.get(&id) == Some(&value) {
             return; // written already; the watch has not caught up yet
         }
-        let mut metadata = serde_json::json!({"name": key.name});
-        if !key.namespace.is_empty() {
-            metadata["namespace"] = key.namespace.clone().into();
-        }
-        let body = serde_json::json!({
-            "apiVersion": K::api_version(&()),
-            "kind": K::kind(&()),
-            "metadata": metadata,
-            "status": value,
-        });
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        let kind_name = K::kind(&()).to_string();
-        match api
-            .patch_status(&key.name, &params, &Patch::Apply(&body))
-            .await
-        {
-            Ok(_) => {
-                self.metrics
-                    .status_patches
-                    .with_label_values(&[kind_name.as_str()])
-                    .inc();
-                info!(kind = %kind_name, namespace = %key.namespace, name = %key.name, "status updated");
-                written.insert(id, body["status"].clone());
-            }
-            Err(kube::Error::Api(e)) if e.code == 404 => {
-                debug!(kind = %kind_name, namespace = %key.namespace, name = %key.name, "object gone")
-            }
-            Err(e) => {
-                self.metrics.status_patch_errors.inc();
-                warn!(kind = %kind_name, namespace = %key.namespace, name = %key.name, error = %e, "status patch failed");
-            }
+        if crate::apply_status::apply(&api, key, &value, self.metrics).await {
+            written.insert(id, value);
         }
     }
 }

@@ -10,13 +10,12 @@ use std::collections::{HashMap, HashSet};
 use hookway_crds::compiler::{Kind, ObjectReport};
 use hookway_crds::gateway_api::gateway::GatewayStatusAddress;
 use hookway_crds::snapshot::ObjectKey;
-use hookway_crds::FIELD_MANAGER;
 use k8s_openapi::api::networking::v1::{
     Ingress, IngressLoadBalancerIngress, IngressLoadBalancerStatus, IngressStatus,
 };
-use kube::api::{Patch, PatchParams};
+
 use kube::{Api, Client, Resource};
-use tracing::{debug, info, warn};
+use tracing::warn;
 
 use crate::compile_loop::Published;
 use crate::events::Events;
@@ -148,32 +147,11 @@ impl Writer<'_> {
 
     async fn patch(&self, key: &ObjectKey, status: &IngressStatus, written: &mut Written) {
         let api: Api<Ingress> = Api::namespaced(self.client.clone(), &key.namespace);
-        let body = serde_json::json!({
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "Ingress",
-            "metadata": {"name": key.name, "namespace": key.namespace},
-            "status": status,
-        });
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        match api
-            .patch_status(&key.name, &params, &Patch::Apply(&body))
-            .await
-        {
-            Ok(_) => {
-                self.metrics
-                    .status_patches
-                    .with_label_values(&["Ingress"])
-                    .inc();
-                info!(namespace = %key.namespace, name = %key.name, "Ingress status updated");
-                written.statuses.insert(key.clone(), status.clone());
-            }
-            Err(kube::Error::Api(e)) if e.code == 404 => {
-                debug!(namespace = %key.namespace, name = %key.name, "Ingress gone")
-            }
-            Err(e) => {
-                self.metrics.status_patch_errors.inc();
-                warn!(namespace = %key.namespace, name = %key.name, error = %e, "Ingress status patch failed");
-            }
+        let Ok(value) = serde_json::to_value(status) else {
+            return;
+        };
+        if crate::apply_status::apply(&api, key, &value, self.metrics).await {
+            written.statuses.insert(key.clone(), status.clone());
         }
     }
 }

@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod apply_status;
 pub mod compile_loop;
 pub mod events;
 pub mod fleet;

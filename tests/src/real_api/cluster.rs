@@ -161,6 +161,20 @@ impl Cluster {
         Ok((status, headers, String::from_utf8_lossy(&body).into_owned()))
     }
 
+    /// Waits (at most `timeout`) until the controller's snapshot serves a Route for `host`;
+    /// whether it did.
+    pub async fn wait_host_compiled(&self, host: &str, timeout: Duration) -> bool {
+        let mut snapshots = self.snapshots.clone();
+        let serves = |s: &Option<Arc<Snapshot>>| {
+            s.as_ref()
+                .is_some_and(|s| s.routes.iter().any(|r| r.hosts.iter().any(|h| h == host)))
+        };
+        let served = tokio::time::timeout(timeout, snapshots.wait_for(serves))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        served
+    }
+
     /// Stops the controller and the proxies (the API server stops when the cluster is dropped or
     /// the process ends).
     pub fn stop(&self) {

@@ -244,20 +244,10 @@ fn gateway_api_statuses_are_written_as_the_spec_says() {
         .await;
 
         // The attached route is in the snapshot the proxies get.
-        let mut snapshots = cluster.snapshots.clone();
-        let served = tokio::time::timeout(
-            WAIT,
-            snapshots.wait_for(|s| {
-                s.as_ref().is_some_and(|s| {
-                    s.routes
-                        .iter()
-                        .any(|r| r.hosts.iter().any(|h| h == "web.gateway.example"))
-                })
-            }),
-        )
-        .await;
         assert!(
-            served.is_ok_and(|r| r.is_ok()),
+            cluster
+                .wait_host_compiled("web.gateway.example", WAIT)
+                .await,
             "web.gateway.example is never compiled"
         );
     });

@@ -102,20 +102,10 @@ fn ingress_status_events_and_snapshot_on_a_real_api_server() {
         .unwrap_or_else(|e| panic!("{e}"));
         assert!(note.contains("never executed"), "{note}");
 
-        let mut snapshots = cluster.snapshots.clone();
-        let served = tokio::time::timeout(
-            WAIT,
-            snapshots.wait_for(|s| {
-                s.as_ref().is_some_and(|s| {
-                    s.routes
-                        .iter()
-                        .any(|r| r.hosts.iter().any(|h| h == "web.ingress.example"))
-                })
-            }),
-        )
-        .await;
         assert!(
-            served.is_ok_and(|r| r.is_ok()),
+            cluster
+                .wait_host_compiled("web.ingress.example", WAIT)
+                .await,
             "web.ingress.example is never compiled"
         );
         // Another class's Ingress: not compiled, no status written.
