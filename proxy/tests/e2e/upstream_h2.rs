@@ -295,6 +295,19 @@ fn h2_snapshot(addr: SocketAddr, scheme: Scheme, protocol: UpstreamProtocol) -> 
 }
 
 /// An HTTP/2 (prior knowledge) client connection to the proxy's plain listener.
+/// An h2c test upstream with `behaviour` and a proxy whose snapshot sends everything to it over
+/// prior-knowledge HTTP/2.
+async fn h2c_proxy(behaviour: Behaviour) -> (H2Upstream, Proxy) {
+    let up = H2Upstream::start(behaviour).await;
+    let proxy = Proxy::start(Some(h2_snapshot(
+        up.addr,
+        Scheme::Http,
+        UpstreamProtocol::Http2,
+    )))
+    .await;
+    (up, proxy)
+}
+
 async fn h2_client(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Body> {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let (sender, conn) =
@@ -316,13 +329,7 @@ async fn get_json(proxy: &Proxy) -> serde_json::Value {
 
 #[tokio::test]
 async fn h2c_upstream_by_snapshot_protocol_serves_http1_clients() {
-    let up = H2Upstream::start(Behaviour::default()).await;
-    let proxy = Proxy::start(Some(h2_snapshot(
-        up.addr,
-        Scheme::Http,
-        UpstreamProtocol::Http2,
-    )))
-    .await;
+    let (up, proxy) = h2c_proxy(Behaviour::default()).await;
     let resp = client()
         .get(proxy.url("/echo?q=1"))
         .header("host", "grpc.test:8080")
@@ -375,18 +382,20 @@ async fn h2c_upstream_by_snapshot_protocol_serves_http1_clients() {
 
 #[tokio::test]
 async fn grpc_unary_call_gets_its_trailers_through() {
-    let up = H2Upstream::start(Behaviour::default()).await;
-    let proxy = Proxy::start(Some(h2_snapshot(
-        up.addr,
-        Scheme::Http,
-        UpstreamProtocol::Http2,
-    )))
-    .await;
-    let mut h2 = h2_client(proxy.http).await;
+    let (_up, proxy) = h2c_proxy(Behaviour::default()).await;
+    grpc_call_through(proxy.http, b"\x00\x00\x00\x00\x05hello").await;
+}
+
+/// A unary gRPC-style call through the proxy at `addr` to the test upstream (which echoes the
+/// message on `/grpc` with `grpc-status: 0` trailers); asserts what reaches the client: the
+/// status, `te: trailers` seen upstream (only an HTTP/2 upstream gets it), the trailers and the
+/// message.
+async fn grpc_call_through(addr: SocketAddr, message: &'static [u8]) {
+    let mut h2 = h2_client(addr).await;
     let req = Request::post("http://grpc.test/grpc")
         .header("content-type", "application/grpc")
         .header("te", "trailers")
-        .body(full(&b"\x00\x00\x00\x00\x05hello"[..]))
+        .body(full(message))
         .unwrap();
     let resp = tokio::time::timeout(WAIT, h2.send_request(req))
         .await
@@ -406,7 +415,7 @@ async fn grpc_unary_call_gets_its_trailers_through() {
         .expect("trailers reach the client");
     assert_eq!(trailers["grpc-status"], "0");
     assert_eq!(trailers["grpc-message"], "fine");
-    assert_eq!(&collected.to_bytes()[..], b"\x00\x00\x00\x00\x05hello");
+    assert_eq!(&collected.to_bytes()[..], message);
 }
 
 /// The next data frame of `body` (bounded wait).
@@ -425,13 +434,7 @@ async fn next_data(body: &mut Incoming) -> Bytes {
 
 #[tokio::test]
 async fn bidirectional_stream_echoes_while_the_request_is_open() {
-    let up = H2Upstream::start(Behaviour::default()).await;
-    let proxy = Proxy::start(Some(h2_snapshot(
-        up.addr,
-        Scheme::Http,
-        UpstreamProtocol::Http2,
-    )))
-    .await;
+    let (_up, proxy) = h2c_proxy(Behaviour::default()).await;
     let mut h2 = h2_client(proxy.http).await;
     let (tx, rx) = mpsc::unbounded::<Result<Frame<Bytes>, Infallible>>();
     let req = Request::post("http://grpc.test/stream")
@@ -669,13 +672,7 @@ async fn an_http1_only_upstream_on_an_h2c_service_is_a_clear_502() {
 
 #[tokio::test]
 async fn an_upgrade_cannot_cross_an_http2_only_upstream() {
-    let up = H2Upstream::start(Behaviour::default()).await;
-    let proxy = Proxy::start(Some(h2_snapshot(
-        up.addr,
-        Scheme::Http,
-        UpstreamProtocol::Http2,
-    )))
-    .await;
+    let (up, proxy) = h2c_proxy(Behaviour::default()).await;
     let resp = client()
         .get(proxy.url("/ws"))
         .header("connection", "upgrade")
@@ -858,24 +855,5 @@ async fn an_ingress_with_backend_protocol_grpc_speaks_h2c() {
         ),
     );
     let proxy = standalone_proxy(&dir).await;
-    let mut h2 = h2_client(proxy.http).await;
-    // The test upstream answers gRPC on `/grpc`.
-    let req = Request::post("http://grpc.test/grpc")
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(full(&b"\x00\x00\x00\x00\x02hi"[..]))
-        .unwrap();
-    let resp = tokio::time::timeout(WAIT, h2.send_request(req))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(resp.headers()["x-seen-te"], "trailers");
-    let collected = resp.into_body().collect().await.unwrap();
-    let trailers = collected
-        .trailers()
-        .cloned()
-        .expect("trailers reach the client");
-    assert_eq!(trailers["grpc-status"], "0");
-    assert_eq!(&collected.to_bytes()[..], b"\x00\x00\x00\x00\x02hi");
+    grpc_call_through(proxy.http, b"\x00\x00\x00\x00\x02hi").await;
 }
