@@ -826,19 +826,43 @@ async fn cors_and_timeouts() {
             "OPTIONS",
             "cors.example",
             "/",
-            &[("origin", "https://www.foo.com"), ("access-control-request-method", "GET")],
+            &[
+                ("origin", "https://www.foo.com"),
+                ("access-control-request-method", "GET"),
+            ],
         )
         .await;
     assert!(a.status == 200 || a.status == 204, "{a:?}");
     let h = &a.response_headers;
-    assert_eq!(h.get("access-control-allow-origin").map(String::as_str), Some("https://www.foo.com"), "{a:?}");
-    assert_eq!(h.get("access-control-allow-credentials").map(String::as_str), Some("true"));
-    assert_eq!(h.get("access-control-max-age").map(String::as_str), Some("3600"));
+    assert_eq!(
+        h.get("access-control-allow-origin").map(String::as_str),
+        Some("https://www.foo.com"),
+        "{a:?}"
+    );
+    assert_eq!(
+        h.get("access-control-allow-credentials")
+            .map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(
+        h.get("access-control-max-age").map(String::as_str),
+        Some("3600")
+    );
     let a = world
-        .send("GET", "cors.example", "/", &[("origin", "https://api.bar.com")])
+        .send(
+            "GET",
+            "cors.example",
+            "/",
+            &[("origin", "https://api.bar.com")],
+        )
         .await;
     assert_eq!(a.status, 200);
-    assert_eq!(a.response_headers.get("access-control-allow-origin").map(String::as_str), Some("https://api.bar.com"));
+    assert_eq!(
+        a.response_headers
+            .get("access-control-allow-origin")
+            .map(String::as_str),
+        Some("https://api.bar.com")
+    );
 
     let fast = world.get("timeout.example", "/").await;
     assert_eq!(fast.status, 200);

@@ -348,7 +348,15 @@ fn lower_route(
                 ));
             }
             for (name, kind, config, order) in plugins {
-                refs.insert(name.clone(), PluginRef::default());
+                // The config sits on the Route's reference: a route-level setting (tier
+                // `route`), as a filter is; the synthetic GatewayPlugin only names the kind.
+                refs.insert(
+                    name.clone(),
+                    PluginRef {
+                        config: Some(config),
+                        ..PluginRef::default()
+                    },
+                );
                 out.origin(
                     Kind::GatewayPlugin,
                     ObjectKey::new(ns, name.clone()),
@@ -360,7 +368,7 @@ fn lower_route(
                         plugin: kind.to_string(),
                         status: PluginStatus::Enable,
                         order,
-                        config: Some(config),
+                        config: None,
                         exclude_paths: Vec::new(),
                         policy: None,
                     },
