@@ -301,7 +301,8 @@ fn c3(t: &str, s: &str, r: &str) -> (String, String, String) {
 #[test]
 fn route_parent_status_has_the_spec_reasons() {
     // (route namespace, spec, expected (Accepted reason, ResolvedRefs reason) per parent)
-    let cases: &[(&str, &str, &[(&str, &str)])] = &[
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let cases: &[Case<'_>] = &[
         ("team", "  parentRefs: [{name: gw, namespace: infra, sectionName: web}]\n  hostnames: [a.example.com]\n  rules: [{backendRefs: [{name: web, port: 80}]}]", &[("Accepted", "ResolvedRefs")]),
         ("team", "  parentRefs: [{name: gw, namespace: infra, sectionName: same}]\n  rules: [{backendRefs: [{name: web, port: 80}]}]", &[("NotAllowedByListeners", "ResolvedRefs")]),
         ("team", "  parentRefs: [{name: gw, namespace: infra, sectionName: nope}]", &[("NoMatchingParent", "ResolvedRefs")]),

@@ -22,7 +22,7 @@ pub(crate) fn backends(
         let group = b.group.as_deref().unwrap_or("");
         let kind = b.kind.as_deref().unwrap_or("Service");
         let ns = b.namespace.as_deref().unwrap_or(namespace);
-        if group != "" || kind != "Service" {
+        if !group.is_empty() || kind != "Service" {
             refused.push((
                 "InvalidKind",
                 format!("backendRef {group}/{kind} {} is not a core Service", b.name),

@@ -88,7 +88,7 @@ pub(crate) fn lower(objects: &Objects, _options: &Options, out: &mut Lowered) {
     // Hosts served through each listener, for listeners without a hostname of their own.
     let mut listener_hosts: BTreeMap<(ObjectKey, usize), Option<Vec<String>>> = BTreeMap::new();
     let mut routes: Vec<&Arc<HTTPRoute>> = objects.http_routes.iter().collect();
-    routes.sort_by(|a, b| key_of(&a.metadata).cmp(&key_of(&b.metadata)));
+    routes.sort_by_key(|r| key_of(&r.metadata));
     routes.dedup_by(|a, b| key_of(&a.metadata) == key_of(&b.metadata));
     for route in routes {
         let key = key_of(&route.metadata);
