@@ -56,7 +56,7 @@ fn backend_yaml(ns: &str, name: &str, addrs: &[SocketAddr]) -> String {
 struct World {
     _dir: ManifestDir,
     proxy: Proxy,
-    _servers: Vec<EchoServer>,
+    servers: Vec<EchoServer>,
 }
 
 impl World {
@@ -81,7 +81,7 @@ impl World {
         Self {
             _dir: dir,
             proxy,
-            _servers: servers,
+            servers,
         }
     }
 
@@ -870,4 +870,25 @@ async fn cors_and_timeouts() {
         .send("GET", "timeout.example", "/", &[("x-delay-ms", "2000")])
         .await;
     assert_eq!(slow.status, 504, "{slow:?}");
+}
+
+#[tokio::test]
+async fn request_mirror_sends_a_copy() {
+    // httproute-request-mirror: the client is answered by v1; v2 receives a copy.
+    let manifests = route(
+        "request-mirror",
+        "  hostnames: [mirror.example]\n  rules:\n  - filters:\n    - type: RequestMirror\n      requestMirror:\n        backendRef: {name: infra-backend-v2, port: 8080}\n    backendRefs: [{name: infra-backend-v1, port: 8080}]",
+    );
+    let world = World::start(&manifests).await;
+    let mirror = &world.servers[1];
+    let before = mirror.hits();
+    for _ in 0..3 {
+        let a = world.get("mirror.example", "/mirrored").await;
+        assert_eq!((a.status, a.backend.as_str()), (200, "infra-backend-v1"));
+    }
+    wait_until("three copies reach the mirror", || async {
+        mirror.hits() >= before + 3
+    })
+    .await;
+    assert_eq!(world.servers[0].hits(), 3);
 }

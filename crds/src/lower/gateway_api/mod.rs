@@ -45,6 +45,9 @@ pub(crate) use index::Index;
 /// else of the route (its plugins, redirects, auth) had its say.
 const STATUS_500_ORDER: i32 = 100_000;
 
+/// Order of mirrors: after the request header modifiers (1000), so the copy carries their edits.
+const MIRROR_ORDER: i32 = 1_100;
+
 /// Lowers every Gateway API object of `objects` into `out`.
 pub(crate) fn lower(objects: &Objects, _options: &Options, out: &mut Lowered) {
     if objects.gateway_classes.is_empty() {
@@ -298,6 +301,46 @@ fn lower_route(
             status: None,
         }));
 
+        // Mirror targets: one synthetic Service per RequestMirror filter of the rule.
+        let mut mirrors: BTreeMap<usize, String> = BTreeMap::new();
+        for (k, f) in rule.filters.iter().enumerate() {
+            let Some(m) = f
+                .request_mirror
+                .as_ref()
+                .filter(|_| f.kind == "RequestMirror")
+            else {
+                continue;
+            };
+            let one = [crate::gateway_api::http_route::HTTPBackendRef {
+                backend: m.backend_ref.clone(),
+                ..Default::default()
+            }];
+            let (list, problems) = backends::backends(&one, ns, &index.grants, &exists);
+            for (why, message) in problems {
+                report.unresolved(
+                    why,
+                    format!("rules[{i}].filters[{k}].requestMirror: {message}"),
+                );
+            }
+            if list.is_empty() {
+                continue;
+            }
+            let name = format!("{rule_name}.mirror{k:02}");
+            out.origin(
+                Kind::Service,
+                ObjectKey::new(ns, name.clone()),
+                source.clone(),
+            );
+            new_services.push(Arc::new(Service {
+                metadata: synthetic_meta(&route.metadata, ns, name.clone()),
+                spec: serde_json::from_value(
+                    json!({ "backends": list, "retries": {"attempts": 0} }),
+                )
+                .expect("a backends list is a valid Service spec"),
+                status: None,
+            }));
+            mirrors.insert(k, name);
+        }
         let matches = if rule.matches.is_empty() {
             &default_match[..]
         } else {
@@ -325,6 +368,19 @@ fn lower_route(
                     }) => {
                         answers |= kind == "request_redirect";
                         plugins.push((format!("{match_name}.f{k:02}"), kind, config, order));
+                    }
+                    Ok(filters::Lowered::Mirror {
+                        numerator,
+                        denominator,
+                    }) => {
+                        if let Some(service) = mirrors.get(&k) {
+                            plugins.push((
+                                format!("{match_name}.f{k:02}"),
+                                "request_mirror",
+                                json!({"service": service, "numerator": numerator, "denominator": denominator}),
+                                MIRROR_ORDER,
+                            ));
+                        }
                     }
                     Ok(filters::Lowered::Extension(alias)) => {
                         refs.insert(alias, PluginRef::default());
