@@ -1,10 +1,12 @@
 //! The compiler: a pure function from the current objects to `(Snapshot, per-object reports)`.
 //!
 //! ```text
-//!  Objects ──► validate GatewayPlugins ──► index by (namespace, alias)
+//!  Objects ──► lower (crate::lower: Gateway API → synthetic Routes, Services, GatewayPlugins)
+//!          ──► validate GatewayPlugins ──► index by (namespace, alias)
 //!          ──► resolve Services (nodes | core Service + EndpointSlices)
 //!          ──► for each Route: resolve Service, TLS Secret, effective chain (precedence.rs)
 //!          ──► Snapshot (sorted, hashed) + ObjectReport per object
+//!          ──► fold the synthetic objects' reports onto their sources
 //! ```
 //!
 //! Rules (DESIGN.md §2) live in `precedence.rs`; this module wires them. Nothing here does I/O

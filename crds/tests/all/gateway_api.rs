@@ -438,3 +438,67 @@ spec: {gatewayClassName: other, listeners: [{name: h, port: 80, protocol: HTTP}]
         c3("Accepted", "True", "Accepted")
     );
 }
+
+#[test]
+fn hookway_service_backends_share_by_weight() {
+    // `spec.backends` is a plain hookway feature: (spec, expected endpoints or error reason).
+    let base = BASE.to_string();
+    let service = |spec: &str| {
+        format!("apiVersion: hookway.dev/v1alpha1\nkind: Service\nmetadata: {{name: s, namespace: team}}\nspec: {spec}\n")
+    };
+    let cases: &[(&str, Result<&[(&str, u32)], &str>)] = &[
+        (
+            "{backends: [{name: web, port: 80, weight: 1}, {name: canary, port: 80, weight: 1}]}",
+            Ok(&[("10.0.0.1", 1), ("10.0.0.2", 1), ("10.0.1.1", 2)]),
+        ),
+        (
+            "{backends: [{name: web, port: 80}, {name: canary, port: 80, weight: 0}]}",
+            Ok(&[("10.0.0.1", 1), ("10.0.0.2", 1)]),
+        ),
+        (
+            "{backends: [{name: web, port: 80}, {name: missing, port: 80}]}",
+            Ok(&[("10.0.0.1", 1), ("10.0.0.2", 1)]),
+        ),
+        (
+            "{backends: [{name: web, port: 80}], balance: ip-hash}",
+            Err("InvalidSpec"),
+        ),
+        (
+            "{backends: [{name: infra/web, port: 80}]}",
+            Err("InvalidSpec"),
+        ),
+        (
+            "{backends: [{name: web, port: 80}], nodes: [{address: 10.9.9.9, port: 80}]}",
+            Err("InvalidSpec"),
+        ),
+    ];
+    for (spec, want) in cases {
+        let (_, c) = compiled(&(base.clone() + &service(spec)));
+        let report = &c.reports[&ObjectId {
+            kind: Kind::Service,
+            key: ObjectKey::new("team", "s"),
+        }];
+        match want {
+            Ok(endpoints) => {
+                assert!(report.accepted.status, "{spec}: {report:?}");
+                let got: Vec<(String, u32)> = c
+                    .snapshot
+                    .upstream(&ObjectKey::new("team", "s"))
+                    .unwrap()
+                    .endpoints
+                    .iter()
+                    .map(|e| (e.address.clone(), e.weight))
+                    .collect();
+                let want: Vec<(String, u32)> =
+                    endpoints.iter().map(|(a, w)| (a.to_string(), *w)).collect();
+                assert_eq!(got, want, "{spec}");
+                assert_eq!(
+                    report.resolved_refs.status,
+                    !spec.contains("missing"),
+                    "{spec}: {report:?}"
+                );
+            }
+            Err(reason) => assert_eq!(report.accepted.reason, *reason, "{spec}: {report:?}"),
+        }
+    }
+}
