@@ -564,6 +564,10 @@ async fn weights_backends_and_namespaces() {
             "  hostnames: [omitted.example]\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /forward}}]\n    backendRefs: [{name: infra-backend-v1, port: 8080}]\n  - matches: [{path: {type: PathPrefix, value: /omitted-no-forward}}]\n  - matches: [{path: {type: PathPrefix, value: /empty-no-forward}}]\n    backendRefs: []",
         ),
         route(
+            "partially-invalid",
+            "  hostnames: [partial.example]\n  rules:\n  - backendRefs:\n    - {name: infra-backend-v1, port: 8080, weight: 3}\n    - {name: nonexistent, port: 8080, weight: 1}",
+        ),
+        route(
             "invalid-backends",
             "  hostnames: [invalid.example]\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /nonexistent}}]\n    backendRefs: [{name: nonexistent, port: 8080}]\n  - matches: [{path: {type: PathPrefix, value: /unknown-kind}}]\n    backendRefs: [{group: unknown.example, kind: Unknown, name: x, port: 8080}]\n  - matches: [{path: {type: PathPrefix, value: /no-grant}}]\n    backendRefs: [{name: web-backend, namespace: gateway-conformance-web-backend, port: 8080}]",
         ),
@@ -688,6 +692,14 @@ spec:
         ],
     )
     .await;
+    // One invalid backend of weight 1 next to a valid one of weight 3: a quarter answers 500.
+    let mut statuses: BTreeMap<u16, u32> = BTreeMap::new();
+    for _ in 0..40 {
+        *statuses
+            .entry(world.get("partial.example", "/").await.status)
+            .or_default() += 1;
+    }
+    assert_eq!(statuses, BTreeMap::from([(200, 30), (500, 10)]));
     let a = world.get("invalid.example", "/nonexistent").await;
     assert_eq!(a.status, 500, "{a:?}");
 }

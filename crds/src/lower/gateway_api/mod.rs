@@ -9,7 +9,8 @@
 //!                                                               one rule = the match
 //!  rule i × match j × filter k → GatewayPlugin "<route>#r<i>.m<j>.f<k>" (built-in kind; see filters)
 //!  ExtensionRef           → a route-level reference to the GatewayPlugin alias
-//!  no usable backend      → GatewayPlugin "<route>#r<i>.m<j>.status500" (`mock`, answers 500)
+//!  no usable backend      → GatewayPlugin "<route>#r<i>.m<j>.status500" (`mock`, answers 500;
+//!                           with some usable backends, only the invalid ones' share)
 //! ```
 //!
 //! Lowered Routes claim their hosts for the Gateway's namespace (the listener's `allowedRoutes`
@@ -274,10 +275,12 @@ fn lower_route(
         }
         let exists = |ns: &str, name: &str| core_services.contains(&(ns, name));
         let (list, problems) = backends::backends(&rule.backend_refs, ns, &index.grants, &exists);
-        for (why, message) in problems {
+        let bad_weight: u64 = problems.iter().map(|(_, _, w)| u64::from(*w)).sum();
+        for (why, message, _) in problems {
             report.unresolved(why, format!("rules[{i}]: {message}"));
         }
-        let no_backend = list.iter().all(|b| b.weight == 0);
+        let good_weight: u64 = list.iter().map(|b| u64::from(b.weight)).sum();
+        let no_backend = good_weight == 0;
         let mut spec = json!({ "backends": list });
         let timeouts = rule.timeouts.as_ref();
         let timeout = timeouts
@@ -316,7 +319,7 @@ fn lower_route(
                 ..Default::default()
             }];
             let (list, problems) = backends::backends(&one, ns, &index.grants, &exists);
-            for (why, message) in problems {
+            for (why, message, _) in problems {
                 report.unresolved(
                     why,
                     format!("rules[{i}].filters[{k}].requestMirror: {message}"),
@@ -395,13 +398,27 @@ fn lower_route(
                     }
                 }
             }
-            if (no_backend || broken) && !answers {
-                plugins.push((
-                    format!("{match_name}.status500"),
-                    "mock",
-                    json!({"status": 500, "body": "no usable backend for this HTTPRoute rule (see the HTTPRoute's status)\n"}),
-                    STATUS_500_ORDER,
-                ));
+            if !answers {
+                let body =
+                    "no usable backend for this HTTPRoute rule (see the HTTPRoute's status)\n";
+                if no_backend || broken {
+                    plugins.push((
+                        format!("{match_name}.status500"),
+                        "mock",
+                        json!({"status": 500, "body": body}),
+                        STATUS_500_ORDER,
+                    ));
+                } else if bad_weight > 0 {
+                    // The spec: the share of the requests an invalid backend would have had is
+                    // answered 500.
+                    plugins.push((
+                        format!("{match_name}.status500"),
+                        "mock",
+                        json!({"status": 500, "body": body,
+                               "share": {"numerator": bad_weight, "denominator": bad_weight + good_weight}}),
+                        STATUS_500_ORDER,
+                    ));
+                }
             }
             for (name, kind, config, order) in plugins {
                 // The config sits on the Route's reference: a route-level setting (tier
