@@ -502,3 +502,48 @@ fn hookway_service_backends_share_by_weight() {
         }
     }
 }
+
+#[test]
+fn a_listener_hostname_owned_by_another_namespace_is_conflicted() {
+    let yaml = BASE.to_string()
+        + r#"
+apiVersion: hookway.dev/v1alpha1
+kind: Service
+metadata: {name: s, namespace: third}
+spec: {nodes: [{address: 10.9.9.9, port: 80}]}
+---
+apiVersion: hookway.dev/v1alpha1
+kind: Route
+metadata: {name: first, namespace: third, creationTimestamp: '2020-01-01T00:00:00Z'}
+spec: {hosts: [taken.example.org], service: s}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: late, namespace: infra, creationTimestamp: '2030-01-01T00:00:00Z'}
+spec:
+  gatewayClassName: hookway
+  listeners:
+  - {name: taken, port: 80, protocol: HTTP, hostname: taken.example.org}
+  - {name: free, port: 80, protocol: HTTP, hostname: free.example.org}
+"#;
+    let s = statuses(&yaml);
+    let late = &s.gateways[&ObjectKey::new("infra", "late")];
+    let conflicted: Vec<(&str, String, String)> = late
+        .listeners
+        .iter()
+        .map(|l| {
+            let c = &l.conditions[3];
+            (l.name.as_str(), c.status.clone(), c.reason.clone())
+        })
+        .collect();
+    assert_eq!(
+        conflicted,
+        vec![
+            ("taken", "True".to_string(), "HostnameConflict".to_string()),
+            ("free", "False".to_string(), "NoConflicts".to_string()),
+        ]
+    );
+    assert!(late.listeners[0].conditions[3]
+        .message
+        .contains("namespace \"third\""));
+}
