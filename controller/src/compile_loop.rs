@@ -156,6 +156,7 @@ where
         let Compiled {
             mut snapshot,
             reports,
+            ..
         } = compiled;
         if snapshot.hash.is_empty() {
             snapshot = snapshot.seal();
@@ -302,6 +303,7 @@ mod tests {
         Compiled {
             snapshot: snapshot.seal(),
             reports,
+            origins: BTreeMap::new(),
         }
     }
 

@@ -189,8 +189,13 @@ impl ObjectReport {
 pub struct Compiled {
     /// The snapshot (sealed: `hash` set, `version` 0 for the producer to set).
     pub snapshot: Snapshot,
-    /// One report per GatewayPlugin, Service and Route, sorted.
+    /// One report per source object (GatewayPlugin, Service, Route, PlatformPolicy and the
+    /// Gateway API kinds), sorted; never one for a synthetic object.
     pub reports: BTreeMap<ObjectId, ObjectReport>,
+    /// Synthetic object (a lowered Route, Service or GatewayPlugin, as keyed in the snapshot)
+    /// → the source object it stands for (`crate::lower`): how a proxy's report about a
+    /// snapshot entry finds the object whose status it concerns.
+    pub origins: BTreeMap<ObjectId, ObjectId>,
 }
 
 impl Compiled {
@@ -589,8 +594,13 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
     })
     .collect();
     let mut reports = reports;
+    let origins = lowered.origins.clone().into_iter().collect();
     lowered.fold(&mut reports);
-    Compiled { snapshot, reports }
+    Compiled {
+        snapshot,
+        reports,
+        origins,
+    }
 }
 
 /// A Route's validated hosts and rules, or why they are invalid.

@@ -24,7 +24,7 @@ fn crds_carry_cel_rules_and_metadata() {
     for needle in [
         "x-kubernetes-validations",
         "config is required when status is global",
-        "exactly one of backend or nodes must be set",
+        "exactly one of backend, backends or nodes must be set",
         "path must start with /",
         "x-kubernetes-preserve-unknown-fields: true",
         "- hookway",

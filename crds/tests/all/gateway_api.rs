@@ -172,6 +172,18 @@ fn lowering_gives_the_expected_snapshot() {
             (Kind::HTTPRoute, "team/shop".to_string()),
         ]
     );
+    // Every synthetic object of the snapshot maps back to its source.
+    let shop = ObjectId {
+        kind: Kind::HTTPRoute,
+        key: ObjectKey::new("team", "shop"),
+    };
+    for r in &c.snapshot.routes {
+        let id = ObjectId {
+            kind: Kind::Route,
+            key: r.key.clone(),
+        };
+        assert_eq!(c.origins.get(&id), Some(&shop), "{id:?}");
+    }
     let s = &c.snapshot;
     let routes: Vec<(&str, Vec<&str>, PathMatchType, &str)> = s
         .routes
