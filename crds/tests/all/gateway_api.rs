@@ -458,7 +458,8 @@ fn hookway_service_backends_share_by_weight() {
     let service = |spec: &str| {
         format!("apiVersion: hookway.dev/v1alpha1\nkind: Service\nmetadata: {{name: s, namespace: team}}\nspec: {spec}\n")
     };
-    let cases: &[(&str, Result<&[(&str, u32)], &str>)] = &[
+    type Case<'a> = (&'a str, Result<&'a [(&'a str, u32)], &'a str>);
+    let cases: &[Case<'_>] = &[
         (
             "{backends: [{name: web, port: 80, weight: 1}, {name: canary, port: 80, weight: 1}]}",
             Ok(&[("10.0.0.1", 1), ("10.0.0.2", 1), ("10.0.1.1", 2)]),
