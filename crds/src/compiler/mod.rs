@@ -513,6 +513,16 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
                     certificate,
                 });
             }
+            let rules = match lowered.transport.get(&key) {
+                Some(&tls) => rules
+                    .into_iter()
+                    .map(|r| RuleEntry {
+                        tls: Some(tls),
+                        ..r
+                    })
+                    .collect(),
+                None => rules,
+            };
             served.push(RouteEntry {
                 key: key.clone(),
                 hosts,

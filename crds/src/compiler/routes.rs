@@ -55,6 +55,7 @@ pub(crate) fn rules(spec: &RouteSpec) -> Result<Vec<RuleEntry>, String> {
             methods: Vec::new(),
             headers: Vec::new(),
             query: Vec::new(),
+            tls: None,
         }]);
     }
     spec.rules
@@ -91,6 +92,7 @@ fn compile_rule(rule: &RouteRule) -> Result<RuleEntry, String> {
         methods,
         headers,
         query,
+        tls: None,
     })
 }
 

@@ -904,3 +904,68 @@ async fn request_mirror_sends_a_copy() {
     .await;
     assert_eq!(world.servers[0].hits(), 3);
 }
+
+#[tokio::test]
+async fn http_and_https_listeners_of_one_host_serve_their_own_routes() {
+    // The usual pattern: the HTTP listener's route redirects to HTTPS, the HTTPS listener's
+    // route serves the application — same host, same path. Each is served on its own port.
+    let ca = Ca::new();
+    let cert = ca.leaf(&["app.example"]);
+    let manifests = [
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: dual, namespace: gateway-conformance-infra}
+spec:
+  gatewayClassName: hookway
+  listeners:
+  - {name: http, port: 80, protocol: HTTP, hostname: app.example}
+  - name: https
+    port: 443
+    protocol: HTTPS
+    hostname: app.example
+    tls: {certificateRefs: [{name: app-cert}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: app-redirect, namespace: gateway-conformance-infra}
+spec:
+  parentRefs: [{name: dual, sectionName: http}]
+  rules:
+  - filters:
+    - type: RequestRedirect
+      requestRedirect: {scheme: https, statusCode: 301}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: app, namespace: gateway-conformance-infra}
+spec:
+  parentRefs: [{name: dual, sectionName: https}]
+  rules:
+  - backendRefs: [{name: infra-backend-v1, port: 8080}]
+---
+"#
+        .to_string(),
+        tls_secret(NS, "app-cert", &cert),
+    ]
+    .concat();
+    let world = World::start(&manifests).await;
+    let a = world.get("app.example", "/shop?x=1").await;
+    assert_eq!(
+        (
+            a.status,
+            a.response_headers.get("location").map(String::as_str)
+        ),
+        (301, Some("https://app.example/shop?x=1")),
+        "{a:?}"
+    );
+    let https = world.proxy.https.expect("https listener");
+    let c = tls_client(&ca.pem, &["app.example"], https);
+    let resp = c
+        .get(format!("https://app.example:{}/shop", https.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(json(resp).await["server"], "infra-backend-v1");
+}

@@ -332,6 +332,7 @@ pub fn rule(kind: PathMatchType, path: &str) -> RuleEntry {
         methods: vec![],
         headers: vec![],
         query: vec![],
+        tls: None,
     }
 }
 

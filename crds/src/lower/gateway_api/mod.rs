@@ -216,6 +216,8 @@ fn lower_route(
     let mut report = ObjectReport::new(route.metadata.generation);
     // Gateway → hosts (union over its attached listeners).
     let mut gateways: BTreeMap<ObjectKey, Option<Vec<String>>> = BTreeMap::new();
+    // Gateway → (attached to an HTTP listener, attached to an HTTPS listener).
+    let mut protocols: BTreeMap<ObjectKey, (bool, bool)> = BTreeMap::new();
     let mut refused = Vec::new();
     for o in outcomes {
         match o {
@@ -227,6 +229,16 @@ fn lower_route(
                         .entry(a.gateway.clone())
                         .or_insert_with(|| Some(Vec::new()));
                     *slot = hostnames::union(slot.take(), a.hosts.clone());
+                    let https = index.gateways[&a.gateway].listeners[a.listener]
+                        .listener
+                        .protocol
+                        == "HTTPS";
+                    let seen = protocols.entry(a.gateway.clone()).or_default();
+                    if https {
+                        seen.1 = true;
+                    } else {
+                        seen.0 = true;
+                    }
                 }
             }
         }
@@ -453,7 +465,16 @@ fn lower_route(
                 let route_key = ObjectKey::new(ns, name.clone());
                 out.origin(Kind::Route, route_key.clone(), source.clone());
                 out.claim_namespace
-                    .insert(route_key, gateway.namespace.clone());
+                    .insert(route_key.clone(), gateway.namespace.clone());
+                match protocols.get(gateway) {
+                    Some((true, false)) => {
+                        out.transport.insert(route_key, false);
+                    }
+                    Some((false, true)) => {
+                        out.transport.insert(route_key, true);
+                    }
+                    _ => {}
+                }
                 new_routes.push(Arc::new(Route {
                     metadata: synthetic_meta(&route.metadata, ns, name),
                     spec: RouteSpec {
