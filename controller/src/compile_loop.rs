@@ -159,6 +159,7 @@ where
         let Compiled {
             mut snapshot,
             reports,
+            ..
         } = compiled;
         if snapshot.hash.is_empty() {
             snapshot = snapshot.seal();
@@ -318,6 +319,7 @@ mod tests {
         Compiled {
             snapshot: snapshot.seal(),
             reports,
+            origins: BTreeMap::new(),
         }
     }
 

@@ -138,6 +138,7 @@ impl Writer<'_> {
         let compiled = Compiled {
             snapshot: Default::default(),
             reports: (*published.reports).clone(),
+            origins: Default::default(),
         };
         let env = Environment {
             addresses,

@@ -95,6 +95,11 @@ pub struct RuleEntry {
     pub headers: Vec<ValueMatchEntry>,
     /// Query matches.
     pub query: Vec<ValueMatchEntry>,
+    /// `Some(true)`: only requests that arrived over TLS; `Some(false)`: only plain HTTP;
+    /// `None` (the default, and every hookway Route's): both. Set on Routes lowered from a
+    /// Gateway API route attached only to HTTPS, or only to HTTP, listeners of a Gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<bool>,
 }
 
 /// A header or query match.

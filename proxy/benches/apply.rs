@@ -45,6 +45,7 @@ fn snapshot() -> Snapshot {
                 methods: vec![],
                 headers: vec![],
                 query: vec![],
+                tls: None,
             }],
             priority: 0,
             created: 0,

@@ -129,6 +129,7 @@ pub fn router_target(data: &[u8]) {
                 methods: vec![],
                 headers: vec![],
                 query: vec![],
+                tls: None,
             }],
             priority: 0,
             created: 0,
@@ -147,6 +148,7 @@ pub fn router_target(data: &[u8]) {
             path,
             query: None,
             headers: &headers,
+            tls: false,
         })
     };
     let first = find(&path);

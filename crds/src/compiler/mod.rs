@@ -1,10 +1,12 @@
 //! The compiler: a pure function from the current objects to `(Snapshot, per-object reports)`.
 //!
 //! ```text
-//!  Objects ──► validate GatewayPlugins ──► index by (namespace, alias)
+//!  Objects ──► lower (crate::lower: Gateway API → synthetic Routes, Services, GatewayPlugins)
+//!          ──► validate GatewayPlugins ──► index by (namespace, alias)
 //!          ──► resolve Services (nodes | core Service + EndpointSlices)
 //!          ──► for each Route: resolve Service, TLS Secret, effective chain (precedence.rs)
 //!          ──► Snapshot (sorted, hashed) + ObjectReport per object
+//!          ──► fold the synthetic objects' reports onto their sources
 //! ```
 //!
 //! Rules (DESIGN.md §2) live in `precedence.rs`; this module wires them. Nothing here does I/O
@@ -196,8 +198,13 @@ impl ObjectReport {
 pub struct Compiled {
     /// The snapshot (sealed: `hash` set, `version` 0 for the producer to set).
     pub snapshot: Snapshot,
-    /// One report per GatewayPlugin, Service and Route, sorted.
+    /// One report per source object (GatewayPlugin, Service, Route, PlatformPolicy and the
+    /// Gateway API kinds), sorted; never one for a synthetic object.
     pub reports: BTreeMap<ObjectId, ObjectReport>,
+    /// Synthetic object (a lowered Route, Service or GatewayPlugin, as keyed in the snapshot)
+    /// → the source object it stands for (`crate::lower`): how a proxy's report about a
+    /// snapshot entry finds the object whose status it concerns.
+    pub origins: BTreeMap<ObjectId, ObjectId>,
 }
 
 impl Compiled {
@@ -518,6 +525,16 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
                     certificate,
                 });
             }
+            let rules = match lowered.transport.get(&key) {
+                Some(&tls) => rules
+                    .into_iter()
+                    .map(|r| RuleEntry {
+                        tls: Some(tls),
+                        ..r
+                    })
+                    .collect(),
+                None => rules,
+            };
             served.push(RouteEntry {
                 key: key.clone(),
                 hosts,
@@ -599,8 +616,17 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
     })
     .collect();
     let mut reports = reports;
+    let origins = lowered
+        .origins
+        .iter()
+        .map(|(synthetic, (source, _))| (synthetic.clone(), source.clone()))
+        .collect();
     lowered.fold(&mut reports);
-    Compiled { snapshot, reports }
+    Compiled {
+        snapshot,
+        reports,
+        origins,
+    }
 }
 
 /// A Route's validated hosts and rules, or why they are invalid.

@@ -56,6 +56,7 @@ pub(crate) fn rules(spec: &RouteSpec) -> Result<Vec<RuleEntry>, String> {
             methods: Vec::new(),
             headers: Vec::new(),
             query: Vec::new(),
+            tls: None,
         }]);
     }
     spec.rules
@@ -92,6 +93,7 @@ fn compile_rule(rule: &RouteRule) -> Result<RuleEntry, String> {
         methods,
         headers,
         query,
+        tls: None,
     })
 }
 

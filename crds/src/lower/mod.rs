@@ -69,6 +69,9 @@ pub(crate) struct Lowered {
     pub origins: HashMap<ObjectId, (ObjectId, String)>,
     /// Synthetic Route → the namespace whose host claim it is served under.
     pub claim_namespace: HashMap<ObjectKey, String>,
+    /// Synthetic Route → served only over TLS (`true`) or only over plain HTTP (`false`): it
+    /// attaches only to HTTPS, or only to HTTP, listeners (`RuleEntry::tls`).
+    pub transport: HashMap<ObjectKey, bool>,
     /// Host claims of Gateway listeners.
     pub claims: Vec<ExtraClaim>,
     /// Certificates of HTTPS listeners.

@@ -172,6 +172,18 @@ fn lowering_gives_the_expected_snapshot() {
             (Kind::HTTPRoute, "team/shop".to_string()),
         ]
     );
+    // Every synthetic object of the snapshot maps back to its source.
+    let shop = ObjectId {
+        kind: Kind::HTTPRoute,
+        key: ObjectKey::new("team", "shop"),
+    };
+    for r in &c.snapshot.routes {
+        let id = ObjectId {
+            kind: Kind::Route,
+            key: r.key.clone(),
+        };
+        assert_eq!(c.origins.get(&id), Some(&shop), "{id:?}");
+    }
     let s = &c.snapshot;
     let routes: Vec<(&str, Vec<&str>, PathMatchType, &str)> = s
         .routes
@@ -301,7 +313,8 @@ fn c3(t: &str, s: &str, r: &str) -> (String, String, String) {
 #[test]
 fn route_parent_status_has_the_spec_reasons() {
     // (route namespace, spec, expected (Accepted reason, ResolvedRefs reason) per parent)
-    let cases: &[(&str, &str, &[(&str, &str)])] = &[
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let cases: &[Case<'_>] = &[
         ("team", "  parentRefs: [{name: gw, namespace: infra, sectionName: web}]\n  hostnames: [a.example.com]\n  rules: [{backendRefs: [{name: web, port: 80}]}]", &[("Accepted", "ResolvedRefs")]),
         ("team", "  parentRefs: [{name: gw, namespace: infra, sectionName: same}]\n  rules: [{backendRefs: [{name: web, port: 80}]}]", &[("NotAllowedByListeners", "ResolvedRefs")]),
         ("team", "  parentRefs: [{name: gw, namespace: infra, sectionName: nope}]", &[("NoMatchingParent", "ResolvedRefs")]),
@@ -310,7 +323,8 @@ fn route_parent_status_has_the_spec_reasons() {
         ("team", "  parentRefs: [{name: gw, namespace: infra}]\n  hostnames: [a.example.com]\n  rules: [{backendRefs: [{name: missing, port: 80}]}]", &[("Accepted", "BackendNotFound")]),
         ("team", "  parentRefs: [{name: gw, namespace: infra}]\n  hostnames: [a.example.com]\n  rules: [{backendRefs: [{name: web, namespace: infra, port: 80}]}]", &[("Accepted", "RefNotPermitted")]),
         ("team", "  parentRefs: [{name: gw, namespace: infra}]\n  hostnames: [a.example.com]\n  rules: [{backendRefs: [{group: example.com, kind: Bucket, name: b}]}]", &[("Accepted", "InvalidKind")]),
-        ("team", "  parentRefs: [{name: gw, namespace: infra}]\n  hostnames: [a.example.com]\n  rules: [{filters: [{type: RequestMirror, requestMirror: {backendRef: {name: web, port: 80}}}], backendRefs: [{name: web, port: 80}]}]", &[("UnsupportedValue", "ResolvedRefs")]),
+        ("team", "  parentRefs: [{name: gw, namespace: infra}]\n  hostnames: [a.example.com]\n  rules: [{backendRefs: [{name: web, port: 80, filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: a, value: b}]}}]}]}]", &[("UnsupportedValue", "ResolvedRefs")]),
+        ("team", "  parentRefs: [{name: gw, namespace: infra}]\n  hostnames: [a.example.com]\n  rules: [{filters: [{type: RequestMirror, requestMirror: {backendRef: {name: gone, port: 80}}}], backendRefs: [{name: web, port: 80}]}]", &[("Accepted", "BackendNotFound")]),
         ("team", "  parentRefs: [{name: gw, namespace: infra}]\n  hostnames: [a.example.com]\n  rules: [{filters: [{type: ExtensionRef, extensionRef: {group: hookway.dev, kind: GatewayPlugin, name: nope}}], backendRefs: [{name: web, port: 80}]}]", &[("Accepted", "PluginNotFound")]),
         ("infra", "  parentRefs: [{name: gw, sectionName: same}, {name: gw, sectionName: web}, {name: elsewhere}]\n  hostnames: [b.example.org]", &[("Accepted", "ResolvedRefs"), ("NoMatchingListenerHostname", "ResolvedRefs")]),
     ];
@@ -435,4 +449,114 @@ spec: {gatewayClassName: other, listeners: [{name: h, port: 80, protocol: HTTP}]
         conds(&broken.conditions)[0],
         c3("Accepted", "True", "Accepted")
     );
+}
+
+#[test]
+fn hookway_service_backends_share_by_weight() {
+    // `spec.backends` is a plain hookway feature: (spec, expected endpoints or error reason).
+    let base = BASE.to_string();
+    let service = |spec: &str| {
+        format!("apiVersion: hookway.dev/v1alpha1\nkind: Service\nmetadata: {{name: s, namespace: team}}\nspec: {spec}\n")
+    };
+    type Case<'a> = (&'a str, Result<&'a [(&'a str, u32)], &'a str>);
+    let cases: &[Case<'_>] = &[
+        (
+            "{backends: [{name: web, port: 80, weight: 1}, {name: canary, port: 80, weight: 1}]}",
+            Ok(&[("10.0.0.1", 1), ("10.0.0.2", 1), ("10.0.1.1", 2)]),
+        ),
+        (
+            "{backends: [{name: web, port: 80}, {name: canary, port: 80, weight: 0}]}",
+            Ok(&[("10.0.0.1", 1), ("10.0.0.2", 1)]),
+        ),
+        (
+            "{backends: [{name: web, port: 80}, {name: missing, port: 80}]}",
+            Ok(&[("10.0.0.1", 1), ("10.0.0.2", 1)]),
+        ),
+        (
+            "{backends: [{name: web, port: 80}], balance: ip-hash}",
+            Err("InvalidSpec"),
+        ),
+        (
+            "{backends: [{name: infra/web, port: 80}]}",
+            Err("InvalidSpec"),
+        ),
+        (
+            "{backends: [{name: web, port: 80}], nodes: [{address: 10.9.9.9, port: 80}]}",
+            Err("InvalidSpec"),
+        ),
+    ];
+    for (spec, want) in cases {
+        let (_, c) = compiled(&(base.clone() + &service(spec)));
+        let report = &c.reports[&ObjectId {
+            kind: Kind::Service,
+            key: ObjectKey::new("team", "s"),
+        }];
+        match want {
+            Ok(endpoints) => {
+                assert!(report.accepted.status, "{spec}: {report:?}");
+                let got: Vec<(String, u32)> = c
+                    .snapshot
+                    .upstream(&ObjectKey::new("team", "s"))
+                    .unwrap()
+                    .endpoints
+                    .iter()
+                    .map(|e| (e.address.clone(), e.weight))
+                    .collect();
+                let want: Vec<(String, u32)> =
+                    endpoints.iter().map(|(a, w)| (a.to_string(), *w)).collect();
+                assert_eq!(got, want, "{spec}");
+                assert_eq!(
+                    report.resolved_refs.status,
+                    !spec.contains("missing"),
+                    "{spec}: {report:?}"
+                );
+            }
+            Err(reason) => assert_eq!(report.accepted.reason, *reason, "{spec}: {report:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_listener_hostname_owned_by_another_namespace_is_conflicted() {
+    let yaml = BASE.to_string()
+        + r#"
+apiVersion: hookway.dev/v1alpha1
+kind: Service
+metadata: {name: s, namespace: third}
+spec: {nodes: [{address: 10.9.9.9, port: 80}]}
+---
+apiVersion: hookway.dev/v1alpha1
+kind: Route
+metadata: {name: first, namespace: third, creationTimestamp: '2020-01-01T00:00:00Z'}
+spec: {hosts: [taken.example.org], service: s}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: late, namespace: infra, creationTimestamp: '2030-01-01T00:00:00Z'}
+spec:
+  gatewayClassName: hookway
+  listeners:
+  - {name: taken, port: 80, protocol: HTTP, hostname: taken.example.org}
+  - {name: free, port: 80, protocol: HTTP, hostname: free.example.org}
+"#;
+    let s = statuses(&yaml);
+    let late = &s.gateways[&ObjectKey::new("infra", "late")];
+    let conflicted: Vec<(&str, String, String)> = late
+        .listeners
+        .iter()
+        .map(|l| {
+            let c = &l.conditions[3];
+            (l.name.as_str(), c.status.clone(), c.reason.clone())
+        })
+        .collect();
+    assert_eq!(
+        conflicted,
+        vec![
+            ("taken", "True".to_string(), "HostnameConflict".to_string()),
+            ("free", "False".to_string(), "NoConflicts".to_string()),
+        ]
+    );
+    assert!(late.listeners[0].conditions[3]
+        .message
+        .contains("namespace \"third\""));
 }

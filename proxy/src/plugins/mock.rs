@@ -34,6 +34,20 @@ pub struct MockConfig {
     /// Wait this long before answering (`500ms`, `2s`).
     #[serde(default)]
     pub delay: Option<String>,
+    /// Answer only this share of the requests, spread evenly (`{numerator, denominator}`); the
+    /// others pass on. Absent: every request.
+    #[serde(default)]
+    pub share: Option<Share>,
+}
+
+/// `numerator / denominator` of the requests.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Share {
+    /// Answered out of every `denominator` requests.
+    pub numerator: u64,
+    /// The cycle length (> 0, ≥ `numerator`).
+    pub denominator: u64,
 }
 
 fn default_status() -> u16 {
@@ -48,6 +62,7 @@ impl PluginConfig for MockConfig {
 
 /// A running `mock`: everything pre-built.
 pub struct MockPlugin {
+    share: Option<(Share, std::sync::atomic::AtomicU64)>,
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
@@ -76,12 +91,33 @@ impl MockPlugin {
             .map(hookway_crds::duration::parse)
             .transpose()
             .map_err(|e| format!("delay: {e}"))?;
+        if let Some(s) = config.share {
+            if s.denominator == 0 || s.numerator > s.denominator {
+                return Err(format!(
+                    "share: {}/{} is not a fraction between 0 and 1",
+                    s.numerator, s.denominator
+                ));
+            }
+        }
         Ok(Self {
+            share: config
+                .share
+                .map(|s| (s, std::sync::atomic::AtomicU64::new(0))),
             status,
             headers,
             body: Bytes::from(config.body.clone()),
             delay,
         })
+    }
+
+    /// Whether this request is in the answered share: request `n` is when
+    /// `⌊(n+1)·num/den⌋ > ⌊n·num/den⌋`, so every `den` requests exactly `num` are, evenly spread.
+    fn selected(&self) -> bool {
+        let Some((share, counter)) = &self.share else {
+            return true;
+        };
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % share.denominator;
+        (n + 1) * share.numerator / share.denominator > n * share.numerator / share.denominator
     }
 
     fn answer(&self) -> Response<crate::plugin::ProxyBody> {
@@ -111,6 +147,9 @@ impl Plugin for MockPlugin {
         _req: &'a mut request::Parts,
         _ctx: &'a mut Ctx,
     ) -> Hook<'a, Result<Flow, PluginError>> {
+        if !self.selected() {
+            return Hook::Ready(Ok(Flow::Continue));
+        }
         match self.delay {
             None => Hook::Ready(Ok(Flow::Respond(self.answer()))),
             Some(delay) => Hook::from_async(async move {
@@ -124,6 +163,25 @@ impl Plugin for MockPlugin {
 #[cfg(test)]
 mod tests {
     use std::time::Instant;
+
+    #[test]
+    fn share_answers_exactly_numerator_of_every_denominator() {
+        for (num, den) in [(0, 4), (1, 4), (3, 10), (7, 7)] {
+            let plugin = super::MockPlugin::new(
+                &serde_json::from_value(json!({
+                    "status": 500, "share": {"numerator": num, "denominator": den}
+                }))
+                .unwrap(),
+            )
+            .unwrap();
+            let answered = (0..den * 3).filter(|_| plugin.selected()).count() as u64;
+            assert_eq!(answered, num * 3, "{num}/{den}");
+        }
+        assert!(super::MockPlugin::new(
+            &serde_json::from_value(json!({"share": {"numerator": 2, "denominator": 1}})).unwrap()
+        )
+        .is_err());
+    }
 
     use serde_json::json;
 

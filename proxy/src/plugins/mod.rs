@@ -35,6 +35,7 @@ pub mod rate_limiting;
 pub mod redirect;
 pub mod referer_restriction;
 pub mod request_id;
+pub mod request_mirror;
 pub mod request_redirect;
 pub mod response_rewrite;
 pub mod restriction;
@@ -81,6 +82,7 @@ pub fn builtin() -> Registry {
     registry.register::<redirect::Redirect>();
     registry.register::<referer_restriction::RefererRestriction>();
     registry.register::<request_id::RequestId>();
+    registry.register::<request_mirror::RequestMirror>();
     registry.register::<request_redirect::RequestRedirect>();
     registry.register::<response_rewrite::ResponseRewrite>();
     registry.register::<spike_arrest::SpikeArrest>();
@@ -122,6 +124,7 @@ mod tests {
                 "redirect",
                 "referer_restriction",
                 "request_id",
+                "request_mirror",
                 "request_redirect",
                 "response_rewrite",
                 "spike_arrest",

@@ -52,6 +52,8 @@ pub struct RequestView<'a> {
     pub query: Option<&'a str>,
     /// Headers.
     pub headers: &'a HeaderMap,
+    /// Whether the request arrived over TLS.
+    pub tls: bool,
 }
 
 /// Lower-cases `host` and strips a port, without allocating when it is already lower-case.
@@ -120,7 +122,7 @@ impl Router {
 
     /// The index of the Route serving `req`, if any.
     pub fn find(&self, req: &RequestView<'_>) -> Option<usize> {
-        let find_in = |t: &HostTable| t.find(req.method, req.path, req.headers, req.query);
+        let find_in = |t: &HostTable| t.find(req.method, req.path, req.headers, req.query, req.tls);
         if let Some(raw) = req.host {
             let host = normalise_host(raw);
             if let Some(route) = self.exact.get(host.as_ref()).and_then(find_in) {

@@ -90,6 +90,8 @@ pub struct Conditions {
     methods: MethodSet,
     headers: Vec<ValueMatch>,
     query: Vec<ValueMatch>,
+    /// Only TLS (`Some(true)`) or only plain HTTP (`Some(false)`) requests.
+    tls: Option<bool>,
     // Tie-break key (see docs/routing.md).
     priority: i32,
     created: i64,
@@ -135,6 +137,7 @@ impl Conditions {
             methods: MethodSet::from_methods(&rule.methods),
             headers: compile_values(&rule.headers, "header")?,
             query: compile_values(&rule.query, "query")?,
+            tls: rule.tls,
             priority: entry.priority,
             created: entry.created,
             namespace: entry.key.namespace.clone(),
@@ -142,9 +145,15 @@ impl Conditions {
         })
     }
 
-    /// Whether the request's method, headers and query satisfy this rule.
-    pub fn matches(&self, method: &http::Method, headers: &HeaderMap, query: Option<&str>) -> bool {
-        if !self.methods.contains(method) {
+    /// Whether the request's method, headers, query and transport (`tls`) satisfy this rule.
+    pub fn matches(
+        &self,
+        method: &http::Method,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        tls: bool,
+    ) -> bool {
+        if self.tls.is_some_and(|want| want != tls) || !self.methods.contains(method) {
             return false;
         }
         let headers_ok = self.headers.iter().all(|h| {

@@ -69,10 +69,11 @@ impl HostTable {
         path: &str,
         headers: &HeaderMap,
         query: Option<&str>,
+        tls: bool,
     ) -> Option<usize> {
         let first = |list: &Candidates| {
             list.iter()
-                .find(|c| c.matches(method, headers, query))
+                .find(|c| c.matches(method, headers, query, tls))
                 .map(|c| c.route)
         };
         if let Some(route) = self.exact.get(path).and_then(first) {
@@ -110,7 +111,7 @@ impl HostTable {
         }
         self.regexes
             .iter()
-            .find(|(re, c)| re.is_match(path) && c.matches(method, headers, query))
+            .find(|(re, c)| re.is_match(path) && c.matches(method, headers, query, tls))
             .map(|(_, c)| c.route)
     }
 }

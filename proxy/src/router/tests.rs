@@ -22,6 +22,7 @@ fn rule(kind: PathMatchType, path: &str) -> RuleEntry {
         methods: vec![],
         headers: vec![],
         query: vec![],
+        tls: None,
     }
 }
 
@@ -64,6 +65,7 @@ fn pick(
         path,
         query,
         headers: &headers,
+        tls: false,
     };
     router.find(&view).map(|i| routes[i].key.name.clone())
 }
@@ -281,9 +283,41 @@ fn ten_thousand_routes_stay_fast() {
             path: &path,
             query: None,
             headers: &headers,
+            tls: false,
         };
         assert_eq!(router.find(&view), Some(i));
     }
     // A linear scan would be ~10^8 rule checks; the index does a handful per request.
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}
+
+#[test]
+fn transport_conditions_split_one_host_between_http_and_https() {
+    let with_tls = |tls| RuleEntry { tls, ..prefix("/") };
+    let routes = vec![
+        route("plain-only", &["app.example"], vec![with_tls(Some(false))]),
+        route("tls-only", &["app.example"], vec![with_tls(Some(true))]),
+        route("either", &["other.example"], vec![with_tls(None)]),
+    ];
+    let router = Router::new(&routes).unwrap();
+    let headers = HeaderMap::new();
+    // (host, tls, expected)
+    let cases = [
+        ("app.example", false, Some("plain-only")),
+        ("app.example", true, Some("tls-only")),
+        ("other.example", false, Some("either")),
+        ("other.example", true, Some("either")),
+    ];
+    for (host, tls, want) in cases {
+        let view = RequestView {
+            host: Some(host),
+            method: &http::Method::GET,
+            path: "/x",
+            query: None,
+            headers: &headers,
+            tls,
+        };
+        let got = router.find(&view).map(|i| routes[i].key.name.as_str());
+        assert_eq!(got, want, "{host} tls={tls}");
+    }
 }

@@ -70,6 +70,7 @@ fn route(name: &str, priority: i32) -> RouteEntry {
             methods: vec![],
             headers: vec![],
             query: vec![],
+            tls: None,
         }],
         priority,
         created: 0,
@@ -170,6 +171,7 @@ fn routes_host(rt: &Runtime, host: &str) -> Option<String> {
         path: "/",
         query: None,
         headers: &headers,
+        tls: false,
     })?;
     Some(rt.routes[idx].key.name.clone())
 }

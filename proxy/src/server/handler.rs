@@ -162,6 +162,7 @@ pub async fn handle(
         path: req.uri().path(),
         query: req.uri().query(),
         headers: req.headers(),
+        tls: conn.tls,
     });
     let method = method_label(req.method());
     if let Some(id) = req

@@ -25,6 +25,7 @@ fn snapshot(port: u16) -> Snapshot {
                 methods: vec![],
                 headers: vec![],
                 query: vec![],
+                tls: None,
             }],
             priority: 0,
             created: 0,

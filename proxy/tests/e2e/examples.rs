@@ -205,3 +205,72 @@ fn ingress_compiles_clean_with_the_annotations_translated() {
     assert_eq!(aliases("old-domain#r0p0"), ["ingress#redirect"]);
     assert_eq!(aliases("admin#r0p0"), ["ingress#basic-auth"]);
 }
+
+#[test]
+fn gateway_api_compiles_clean_with_the_extension_ref_in_the_chain() {
+    let compiled = compile("gateway-api");
+    let rejected: Vec<_> = compiled.rejected().collect();
+    assert!(rejected.is_empty(), "{rejected:?}");
+    for (id, report) in &compiled.reports {
+        assert!(report.warnings.is_empty(), "{id:?}: {:?}", report.warnings);
+    }
+    // store: 3 rules; beta: 2 matches + 1 rule without matches → 6 lowered Routes.
+    assert_eq!(compiled.snapshot.routes.len(), 6);
+    assert_eq!(
+        chain(&compiled, "shop", "store#r00.m00@infra.public"),
+        entries(&[
+            ("request-id", Tier::Namespace),
+            ("api-limit", Tier::Namespace),
+            ("store#r00.m00.f00", Tier::Route),
+        ])
+    );
+    let canary = compiled
+        .snapshot
+        .upstream(&ObjectKey::new("shop", "store#r00"))
+        .unwrap();
+    let weights: Vec<(u16, u32)> = canary
+        .endpoints
+        .iter()
+        .map(|e| (e.port, e.weight))
+        .collect();
+    assert_eq!(weights, vec![(8081, 90), (8082, 10)]);
+}
+
+#[test]
+fn gateway_api_check_json_reports_the_source_objects() {
+    let mut out = Vec::new();
+    let ok = check(
+        &example("gateway-api"),
+        &StandaloneOptions::default(),
+        builtin().catalogue(),
+        OutputFormat::Json,
+        &mut out,
+    )
+    .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert!(ok, "{json:#}");
+    let objects: Vec<(String, String)> = json["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap().to_string(),
+                o["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (kind, name) in [
+        ("GatewayClass", "hookway"),
+        ("Gateway", "public"),
+        ("HTTPRoute", "store"),
+        ("HTTPRoute", "beta"),
+    ] {
+        assert!(
+            objects.contains(&(kind.to_string(), name.to_string())),
+            "{objects:?}"
+        );
+    }
+    // Synthetic objects never show: every name is a real one.
+    assert!(objects.iter().all(|(_, n)| !n.contains('#')), "{objects:?}");
+}

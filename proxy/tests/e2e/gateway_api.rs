@@ -56,7 +56,7 @@ fn backend_yaml(ns: &str, name: &str, addrs: &[SocketAddr]) -> String {
 struct World {
     _dir: ManifestDir,
     proxy: Proxy,
-    _servers: Vec<EchoServer>,
+    servers: Vec<EchoServer>,
 }
 
 impl World {
@@ -81,7 +81,7 @@ impl World {
         Self {
             _dir: dir,
             proxy,
-            _servers: servers,
+            servers,
         }
     }
 
@@ -564,6 +564,10 @@ async fn weights_backends_and_namespaces() {
             "  hostnames: [omitted.example]\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /forward}}]\n    backendRefs: [{name: infra-backend-v1, port: 8080}]\n  - matches: [{path: {type: PathPrefix, value: /omitted-no-forward}}]\n  - matches: [{path: {type: PathPrefix, value: /empty-no-forward}}]\n    backendRefs: []",
         ),
         route(
+            "partially-invalid",
+            "  hostnames: [partial.example]\n  rules:\n  - backendRefs:\n    - {name: infra-backend-v1, port: 8080, weight: 3}\n    - {name: nonexistent, port: 8080, weight: 1}",
+        ),
+        route(
             "invalid-backends",
             "  hostnames: [invalid.example]\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /nonexistent}}]\n    backendRefs: [{name: nonexistent, port: 8080}]\n  - matches: [{path: {type: PathPrefix, value: /unknown-kind}}]\n    backendRefs: [{group: unknown.example, kind: Unknown, name: x, port: 8080}]\n  - matches: [{path: {type: PathPrefix, value: /no-grant}}]\n    backendRefs: [{name: web-backend, namespace: gateway-conformance-web-backend, port: 8080}]",
         ),
@@ -688,6 +692,14 @@ spec:
         ],
     )
     .await;
+    // One invalid backend of weight 1 next to a valid one of weight 3: a quarter answers 500.
+    let mut statuses: BTreeMap<u16, u32> = BTreeMap::new();
+    for _ in 0..40 {
+        *statuses
+            .entry(world.get("partial.example", "/").await.status)
+            .or_default() += 1;
+    }
+    assert_eq!(statuses, BTreeMap::from([(200, 30), (500, 10)]));
     let a = world.get("invalid.example", "/nonexistent").await;
     assert_eq!(a.status, 500, "{a:?}");
 }
@@ -870,4 +882,90 @@ async fn cors_and_timeouts() {
         .send("GET", "timeout.example", "/", &[("x-delay-ms", "2000")])
         .await;
     assert_eq!(slow.status, 504, "{slow:?}");
+}
+
+#[tokio::test]
+async fn request_mirror_sends_a_copy() {
+    // httproute-request-mirror: the client is answered by v1; v2 receives a copy.
+    let manifests = route(
+        "request-mirror",
+        "  hostnames: [mirror.example]\n  rules:\n  - filters:\n    - type: RequestMirror\n      requestMirror:\n        backendRef: {name: infra-backend-v2, port: 8080}\n    backendRefs: [{name: infra-backend-v1, port: 8080}]",
+    );
+    let world = World::start(&manifests).await;
+    let mirror = &world.servers[1];
+    let before = mirror.hits();
+    for _ in 0..3 {
+        let a = world.get("mirror.example", "/mirrored").await;
+        assert_eq!((a.status, a.backend.as_str()), (200, "infra-backend-v1"));
+    }
+    wait_until("three copies reach the mirror", || async {
+        mirror.hits() >= before + 3
+    })
+    .await;
+    assert_eq!(world.servers[0].hits(), 3);
+}
+
+#[tokio::test]
+async fn http_and_https_listeners_of_one_host_serve_their_own_routes() {
+    // The usual pattern: the HTTP listener's route redirects to HTTPS, the HTTPS listener's
+    // route serves the application — same host, same path. Each is served on its own port.
+    let ca = Ca::new();
+    let cert = ca.leaf(&["app.example"]);
+    let manifests = [
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: dual, namespace: gateway-conformance-infra}
+spec:
+  gatewayClassName: hookway
+  listeners:
+  - {name: http, port: 80, protocol: HTTP, hostname: app.example}
+  - name: https
+    port: 443
+    protocol: HTTPS
+    hostname: app.example
+    tls: {certificateRefs: [{name: app-cert}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: app-redirect, namespace: gateway-conformance-infra}
+spec:
+  parentRefs: [{name: dual, sectionName: http}]
+  rules:
+  - filters:
+    - type: RequestRedirect
+      requestRedirect: {scheme: https, statusCode: 301}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: app, namespace: gateway-conformance-infra}
+spec:
+  parentRefs: [{name: dual, sectionName: https}]
+  rules:
+  - backendRefs: [{name: infra-backend-v1, port: 8080}]
+---
+"#
+        .to_string(),
+        tls_secret(NS, "app-cert", &cert),
+    ]
+    .concat();
+    let world = World::start(&manifests).await;
+    let a = world.get("app.example", "/shop?x=1").await;
+    assert_eq!(
+        (
+            a.status,
+            a.response_headers.get("location").map(String::as_str)
+        ),
+        (301, Some("https://app.example/shop?x=1")),
+        "{a:?}"
+    );
+    let https = world.proxy.https.expect("https listener");
+    let c = tls_client(&ca.pem, &["app.example"], https);
+    let resp = c
+        .get(format!("https://app.example:{}/shop", https.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(json(resp).await["server"], "infra-backend-v1");
 }

@@ -333,6 +333,7 @@ pub fn rule(kind: PathMatchType, path: &str) -> RuleEntry {
         methods: vec![],
         headers: vec![],
         query: vec![],
+        tls: None,
     }
 }
 

@@ -4,8 +4,8 @@ use super::grants::{self, Grants};
 use crate::api::service::WeightedBackendRef;
 use crate::gateway_api::http_route::HTTPBackendRef;
 
-/// One backendRef that cannot be used: `(ResolvedRefs reason, message)`.
-pub(crate) type Refused = (&'static str, String);
+/// One backendRef that cannot be used: `(ResolvedRefs reason, message, its weight)`.
+pub(crate) type Refused = (&'static str, String, u32);
 
 /// The usable backends (a foreign namespace's as `namespace/name`, already permitted) and the
 /// refused ones.
@@ -19,13 +19,15 @@ pub(crate) fn backends(
     let mut refused = Vec::new();
     for r in refs {
         let b = &r.backend;
+        let weight = u32::try_from(r.weight.unwrap_or(1)).unwrap_or(0);
         let group = b.group.as_deref().unwrap_or("");
         let kind = b.kind.as_deref().unwrap_or("Service");
         let ns = b.namespace.as_deref().unwrap_or(namespace);
-        if group != "" || kind != "Service" {
+        if !group.is_empty() || kind != "Service" {
             refused.push((
                 "InvalidKind",
                 format!("backendRef {group}/{kind} {} is not a core Service", b.name),
+                weight,
             ));
             continue;
         }
@@ -36,6 +38,7 @@ pub(crate) fn backends(
                     "backendRef Service {ns}/{} is in another namespace and no ReferenceGrant there permits it",
                     b.name
                 ),
+                weight,
             ));
             continue;
         }
@@ -43,6 +46,7 @@ pub(crate) fn backends(
             refused.push((
                 "BackendNotFound",
                 format!("backendRef Service {ns}/{} not found", b.name),
+                weight,
             ));
             continue;
         }
@@ -50,6 +54,7 @@ pub(crate) fn backends(
             refused.push((
                 "UnsupportedValue",
                 format!("backendRef Service {ns}/{} has no port", b.name),
+                weight,
             ));
             continue;
         };
@@ -58,11 +63,7 @@ pub(crate) fn backends(
         } else {
             format!("{ns}/{}", b.name)
         };
-        ok.push(WeightedBackendRef {
-            name,
-            port,
-            weight: u32::try_from(r.weight.unwrap_or(1)).unwrap_or(0),
-        });
+        ok.push(WeightedBackendRef { name, port, weight });
     }
     (ok, refused)
 }

@@ -8,6 +8,7 @@
 //! | RequestRedirect         | `request_redirect` |
 //! | URLRewrite              | `proxy_rewrite` (`host`, `uri`, `replace_prefix`) |
 //! | CORS                    | `cors`            |
+//! | RequestMirror           | `request_mirror` (to a synthetic Service of the mirror backend) |
 //! | ExtensionRef            | the GatewayPlugin alias it names (group `hookway.dev`, kind `GatewayPlugin`) |
 
 use serde_json::{json, Map, Value};
@@ -34,6 +35,13 @@ pub(crate) enum Lowered {
     },
     /// A reference to the GatewayPlugin alias.
     Extension(String),
+    /// A `request_mirror` to the backend (the caller makes it a Service): the share mirrored.
+    Mirror {
+        /// `numerator / denominator` of the requests.
+        numerator: i32,
+        /// See `numerator`.
+        denominator: i32,
+    },
 }
 
 /// Why a filter cannot be lowered.
@@ -123,6 +131,23 @@ pub(crate) fn lower(f: &HTTPRouteFilter, prefix: Option<&str>) -> Result<Lowered
             );
             config.insert("max_age".into(), json!(c.max_age.unwrap_or(5).max(0)));
             plugin("cors", Value::Object(config), CORS_ORDER)
+        }
+        "RequestMirror" => {
+            let m = f.request_mirror.as_ref().ok_or_else(missing)?;
+            let (numerator, denominator) = match (&m.fraction, m.percent) {
+                (Some(f), _) => (f.numerator, f.denominator.unwrap_or(100)),
+                (None, Some(p)) => (p, 100),
+                (None, None) => (100, 100),
+            };
+            if denominator <= 0 || !(0..=denominator).contains(&numerator) {
+                return Err(Problem::Unsupported(format!(
+                    "requestMirror: {numerator}/{denominator} is not a fraction between 0 and 1"
+                )));
+            }
+            Ok(Lowered::Mirror {
+                numerator,
+                denominator,
+            })
         }
         "ExtensionRef" => {
             let e = f.extension_ref.as_ref().ok_or_else(missing)?;

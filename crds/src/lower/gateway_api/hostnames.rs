@@ -66,7 +66,8 @@ mod tests {
     #[test]
     fn intersection_follows_the_spec() {
         // (listener, route hostnames, expected)
-        let cases: &[(Option<&str>, &[&str], Option<&[&str]>)] = &[
+        type Case<'a> = (Option<&'a str>, &'a [&'a str], Option<&'a [&'a str]>);
+        let cases: &[Case<'_>] = &[
             (None, &[], None),
             (None, &["a.com"], Some(&["a.com"])),
             (Some("a.com"), &[], Some(&["a.com"])),

@@ -294,7 +294,7 @@ fn check_listener<'a>(
         let group = r.group.as_deref().unwrap_or("");
         let kind = r.kind.as_deref().unwrap_or("Secret");
         let ns = r.namespace.as_deref().unwrap_or(namespace);
-        if group != "" || kind != "Secret" {
+        if !group.is_empty() || kind != "Secret" {
             problems.push((
                 "InvalidCertificateRef",
                 format!("certificateRef {group}/{kind} {} is not a Secret", r.name),

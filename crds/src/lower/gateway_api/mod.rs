@@ -9,7 +9,8 @@
 //!                                                               one rule = the match
 //!  rule i × match j × filter k → GatewayPlugin "<route>#r<i>.m<j>.f<k>" (built-in kind; see filters)
 //!  ExtensionRef           → a route-level reference to the GatewayPlugin alias
-//!  no usable backend      → GatewayPlugin "<route>#r<i>.m<j>.status500" (`mock`, answers 500)
+//!  no usable backend      → GatewayPlugin "<route>#r<i>.m<j>.status500" (`mock`, answers 500;
+//!                           with some usable backends, only the invalid ones' share)
 //! ```
 //!
 //! Lowered Routes claim their hosts for the Gateway's namespace (the listener's `allowedRoutes`
@@ -44,6 +45,9 @@ pub(crate) use index::Index;
 /// Order of the `mock` that answers 500 for a rule without a usable backend: after everything
 /// else of the route (its plugins, redirects, auth) had its say.
 const STATUS_500_ORDER: i32 = 100_000;
+
+/// Order of mirrors: after the request header modifiers (1000), so the copy carries their edits.
+const MIRROR_ORDER: i32 = 1_100;
 
 /// Lowers every Gateway API object of `objects` into `out`.
 pub(crate) fn lower(objects: &Objects, _options: &Options, out: &mut Lowered) {
@@ -88,7 +92,7 @@ pub(crate) fn lower(objects: &Objects, _options: &Options, out: &mut Lowered) {
     // Hosts served through each listener, for listeners without a hostname of their own.
     let mut listener_hosts: BTreeMap<(ObjectKey, usize), Option<Vec<String>>> = BTreeMap::new();
     let mut routes: Vec<&Arc<HTTPRoute>> = objects.http_routes.iter().collect();
-    routes.sort_by(|a, b| key_of(&a.metadata).cmp(&key_of(&b.metadata)));
+    routes.sort_by_key(|r| key_of(&r.metadata));
     routes.dedup_by(|a, b| key_of(&a.metadata) == key_of(&b.metadata));
     for route in routes {
         let key = key_of(&route.metadata);
@@ -212,6 +216,8 @@ fn lower_route(
     let mut report = ObjectReport::new(route.metadata.generation);
     // Gateway → hosts (union over its attached listeners).
     let mut gateways: BTreeMap<ObjectKey, Option<Vec<String>>> = BTreeMap::new();
+    // Gateway → (attached to an HTTP listener, attached to an HTTPS listener).
+    let mut protocols: BTreeMap<ObjectKey, (bool, bool)> = BTreeMap::new();
     let mut refused = Vec::new();
     for o in outcomes {
         match o {
@@ -223,6 +229,16 @@ fn lower_route(
                         .entry(a.gateway.clone())
                         .or_insert_with(|| Some(Vec::new()));
                     *slot = hostnames::union(slot.take(), a.hosts.clone());
+                    let https = index.gateways[&a.gateway].listeners[a.listener]
+                        .listener
+                        .protocol
+                        == "HTTPS";
+                    let seen = protocols.entry(a.gateway.clone()).or_default();
+                    if https {
+                        seen.1 = true;
+                    } else {
+                        seen.0 = true;
+                    }
                 }
             }
         }
@@ -271,10 +287,12 @@ fn lower_route(
         }
         let exists = |ns: &str, name: &str| core_services.contains(&(ns, name));
         let (list, problems) = backends::backends(&rule.backend_refs, ns, &index.grants, &exists);
-        for (why, message) in problems {
+        let bad_weight: u64 = problems.iter().map(|(_, _, w)| u64::from(*w)).sum();
+        for (why, message, _) in problems {
             report.unresolved(why, format!("rules[{i}]: {message}"));
         }
-        let no_backend = list.iter().all(|b| b.weight == 0);
+        let good_weight: u64 = list.iter().map(|b| u64::from(b.weight)).sum();
+        let no_backend = good_weight == 0;
         let mut spec = json!({ "backends": list });
         let timeouts = rule.timeouts.as_ref();
         let timeout = timeouts
@@ -298,6 +316,46 @@ fn lower_route(
             status: None,
         }));
 
+        // Mirror targets: one synthetic Service per RequestMirror filter of the rule.
+        let mut mirrors: BTreeMap<usize, String> = BTreeMap::new();
+        for (k, f) in rule.filters.iter().enumerate() {
+            let Some(m) = f
+                .request_mirror
+                .as_ref()
+                .filter(|_| f.kind == "RequestMirror")
+            else {
+                continue;
+            };
+            let one = [crate::gateway_api::http_route::HTTPBackendRef {
+                backend: m.backend_ref.clone(),
+                ..Default::default()
+            }];
+            let (list, problems) = backends::backends(&one, ns, &index.grants, &exists);
+            for (why, message, _) in problems {
+                report.unresolved(
+                    why,
+                    format!("rules[{i}].filters[{k}].requestMirror: {message}"),
+                );
+            }
+            if list.is_empty() {
+                continue;
+            }
+            let name = format!("{rule_name}.mirror{k:02}");
+            out.origin(
+                Kind::Service,
+                ObjectKey::new(ns, name.clone()),
+                source.clone(),
+            );
+            new_services.push(Arc::new(Service {
+                metadata: synthetic_meta(&route.metadata, ns, name.clone()),
+                spec: serde_json::from_value(
+                    json!({ "backends": list, "retries": {"attempts": 0} }),
+                )
+                .expect("a backends list is a valid Service spec"),
+                status: None,
+            }));
+            mirrors.insert(k, name);
+        }
         let matches = if rule.matches.is_empty() {
             &default_match[..]
         } else {
@@ -326,6 +384,19 @@ fn lower_route(
                         answers |= kind == "request_redirect";
                         plugins.push((format!("{match_name}.f{k:02}"), kind, config, order));
                     }
+                    Ok(filters::Lowered::Mirror {
+                        numerator,
+                        denominator,
+                    }) => {
+                        if let Some(service) = mirrors.get(&k) {
+                            plugins.push((
+                                format!("{match_name}.f{k:02}"),
+                                "request_mirror",
+                                json!({"service": service, "numerator": numerator, "denominator": denominator}),
+                                MIRROR_ORDER,
+                            ));
+                        }
+                    }
                     Ok(filters::Lowered::Extension(alias)) => {
                         refs.insert(alias, PluginRef::default());
                     }
@@ -339,16 +410,38 @@ fn lower_route(
                     }
                 }
             }
-            if (no_backend || broken) && !answers {
-                plugins.push((
-                    format!("{match_name}.status500"),
-                    "mock",
-                    json!({"status": 500, "body": "no usable backend for this HTTPRoute rule (see the HTTPRoute's status)\n"}),
-                    STATUS_500_ORDER,
-                ));
+            if !answers {
+                let body =
+                    "no usable backend for this HTTPRoute rule (see the HTTPRoute's status)\n";
+                if no_backend || broken {
+                    plugins.push((
+                        format!("{match_name}.status500"),
+                        "mock",
+                        json!({"status": 500, "body": body}),
+                        STATUS_500_ORDER,
+                    ));
+                } else if bad_weight > 0 {
+                    // The spec: the share of the requests an invalid backend would have had is
+                    // answered 500.
+                    plugins.push((
+                        format!("{match_name}.status500"),
+                        "mock",
+                        json!({"status": 500, "body": body,
+                               "share": {"numerator": bad_weight, "denominator": bad_weight + good_weight}}),
+                        STATUS_500_ORDER,
+                    ));
+                }
             }
             for (name, kind, config, order) in plugins {
-                refs.insert(name.clone(), PluginRef::default());
+                // The config sits on the Route's reference: a route-level setting (tier
+                // `route`), as a filter is; the synthetic GatewayPlugin only names the kind.
+                refs.insert(
+                    name.clone(),
+                    PluginRef {
+                        config: Some(config),
+                        ..PluginRef::default()
+                    },
+                );
                 out.origin(
                     Kind::GatewayPlugin,
                     ObjectKey::new(ns, name.clone()),
@@ -360,7 +453,7 @@ fn lower_route(
                         plugin: kind.to_string(),
                         status: PluginStatus::Enable,
                         order,
-                        config: Some(config),
+                        config: None,
                         exclude_paths: Vec::new(),
                         policy: None,
                     },
@@ -372,7 +465,16 @@ fn lower_route(
                 let route_key = ObjectKey::new(ns, name.clone());
                 out.origin(Kind::Route, route_key.clone(), source.clone());
                 out.claim_namespace
-                    .insert(route_key, gateway.namespace.clone());
+                    .insert(route_key.clone(), gateway.namespace.clone());
+                match protocols.get(gateway) {
+                    Some((true, false)) => {
+                        out.transport.insert(route_key, false);
+                    }
+                    Some((false, true)) => {
+                        out.transport.insert(route_key, true);
+                    }
+                    _ => {}
+                }
                 new_routes.push(Arc::new(Route {
                     metadata: synthetic_meta(&route.metadata, ns, name),
                     spec: RouteSpec {
