@@ -49,33 +49,23 @@ const STATUS_500_ORDER: i32 = 100_000;
 /// Order of mirrors: after the request header modifiers (1000), so the copy carries their edits.
 const MIRROR_ORDER: i32 = 1_100;
 
+/// `(namespace, name)` of every named, namespaced object of `items`.
+pub(crate) fn names<K: kube::Resource>(items: &[Arc<K>]) -> HashSet<(&str, &str)> {
+    items
+        .iter()
+        .filter_map(|o| Some((o.meta().namespace.as_deref()?, o.meta().name.as_deref()?)))
+        .collect()
+}
+
 /// Lowers every Gateway API object of `objects` into `out`.
 pub(crate) fn lower(objects: &Objects, _options: &Options, out: &mut Lowered) {
     if objects.gateway_classes.is_empty() {
         return;
     }
-    let secrets: HashSet<(&str, &str)> = objects
-        .secrets
-        .iter()
-        .filter_map(|s| {
-            Some((
-                s.metadata.namespace.as_deref()?,
-                s.metadata.name.as_deref()?,
-            ))
-        })
-        .collect();
+    let secrets = names(&objects.secrets);
     let exists = |ns: &str, name: &str| secrets.contains(&(ns, name));
     let index = Index::new(objects, &exists);
-    let core_services: HashSet<(&str, &str)> = objects
-        .core_services
-        .iter()
-        .filter_map(|s| {
-            Some((
-                s.metadata.namespace.as_deref()?,
-                s.metadata.name.as_deref()?,
-            ))
-        })
-        .collect();
+    let core_services = names(&objects.core_services);
 
     for (name, class) in &index.classes {
         let mut report = ObjectReport::new(class.metadata.generation);

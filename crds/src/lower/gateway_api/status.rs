@@ -71,16 +71,7 @@ pub struct Statuses {
 
 /// Computes every status. Pure: the same inputs give the same output.
 pub fn compute(objects: &Objects, compiled: &Compiled, env: &Environment<'_>) -> Statuses {
-    let secrets: HashSet<(&str, &str)> = objects
-        .secrets
-        .iter()
-        .filter_map(|s| {
-            Some((
-                s.metadata.namespace.as_deref()?,
-                s.metadata.name.as_deref()?,
-            ))
-        })
-        .collect();
+    let secrets = super::names(&objects.secrets);
     let exists = |ns: &str, name: &str| secrets.contains(&(ns, name));
     let index = Index::new(objects, &exists);
     let report = |kind, key: ObjectKey| compiled.reports.get(&ObjectId { kind, key });
