@@ -26,6 +26,10 @@ use crate::upstream::headers::remove_hop_by_hop;
 
 /// How long a mirrored request may take before it is dropped.
 const MIRROR_TIMEOUT: Duration = Duration::from_secs(10);
+/// Copies in flight per plugin instance at most. Without a bound, a slow mirror backend would
+/// hold `rate × MIRROR_TIMEOUT` tasks (half a million at 50k requests/s); past it, copies are
+/// dropped (mirroring is best effort, as the Gateway API allows) and counted in a debug log.
+const MAX_IN_FLIGHT: usize = 1024;
 
 /// The `request_mirror` plugin kind.
 pub struct RequestMirror;
@@ -75,6 +79,8 @@ struct Running {
     numerator: u32,
     denominator: u32,
     client: Client<HttpConnector, Empty<Bytes>>,
+    /// Permits for copies in flight ([`MAX_IN_FLIGHT`]).
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl PluginFactory for RequestMirror {
@@ -112,6 +118,7 @@ impl PluginFactory for RequestMirror {
             client: Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(30))
                 .build_http(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
         }))
     }
 }
@@ -153,10 +160,15 @@ impl Plugin for Running {
         _ctx: &'a mut Ctx,
     ) -> Hook<'a, Result<Flow, PluginError>> {
         if !self.targets.is_empty() && self.sampled() {
+            let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
+                tracing::debug!("request_mirror: {MAX_IN_FLIGHT} copies in flight; copy dropped");
+                return Hook::Ready(Ok(Flow::Continue));
+            };
             let i = self.next.fetch_add(1, Ordering::Relaxed) % self.targets.len();
             if let Some(copy) = Self::copy(req, &self.targets[i]) {
                 let client = self.client.clone();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     match tokio::time::timeout(MIRROR_TIMEOUT, client.request(copy)).await {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => tracing::debug!(error = %e, "request_mirror: copy failed"),
@@ -191,6 +203,54 @@ mod tests {
         ] {
             assert!(validate("request_mirror", bad.clone()).is_err(), "{bad}");
         }
+    }
+
+    /// A mirror backend that accepts and never answers holds at most the instance's permits of
+    /// copies; the rest are dropped, and the permits come back when the copies end.
+    #[tokio::test]
+    async fn copies_in_flight_are_bounded() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (held_tx, mut held_rx) = tokio::sync::mpsc::unbounded_channel();
+        let server = tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                let _ = held_tx.send(conn); // held open, never answered
+            }
+        });
+        let running = Running {
+            targets: vec![addr.to_string()],
+            next: AtomicUsize::new(0),
+            numerator: 1,
+            denominator: 1,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(2)),
+        };
+        for _ in 0..5 {
+            let mut req = crate::plugins::testing::parts("GET", "/m", &[]);
+            let mut cx = crate::plugins::testing::ctx("1.2.3.4:5");
+            assert!(
+                crate::plugins::testing::request(&running, &mut req, &mut cx)
+                    .await
+                    .is_none()
+            );
+        }
+        assert_eq!(
+            running.in_flight.available_permits(),
+            0,
+            "two copies hold both permits"
+        );
+        let mut held = vec![held_rx.recv().await.unwrap(), held_rx.recv().await.unwrap()];
+        // The backend goes away: both copies fail, their permits return.
+        server.abort();
+        held.clear();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while running.in_flight.available_permits() < 2 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("permits returned");
+        assert!(held_rx.try_recv().is_err(), "only two copies were sent");
     }
 
     #[test]
