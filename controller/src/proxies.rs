@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use hookway_proxy::source::controller::Ack;
+use hookway_crds::stream::Ack;
 use tokio::sync::watch;
 use tracing::{info, warn};
 

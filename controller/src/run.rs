@@ -27,10 +27,11 @@ use crate::watch::{self as watching, Scope};
 /// The compile step (the real compiler, or a stand-in in tests).
 pub type CompileFn = Arc<dyn Fn(&Objects) -> Compiled + Send + Sync>;
 
-/// The real compiler with the proxy's built-in plugin catalogue.
+/// The real compiler with the built-in plugin catalogue (data: the kinds' config schemas,
+/// `hookway_crds::catalogue::BUILTIN_DOCUMENT`; the controller links no plugin code).
 pub fn default_compile(root_namespace: &str) -> CompileFn {
     let root_namespace = root_namespace.to_string();
-    let catalogue = hookway_proxy::plugins::builtin().catalogue().clone();
+    let catalogue = hookway_crds::Catalogue::builtin();
     Arc::new(move |objects| {
         // The clock only feeds certificate expiry warnings on statuses, never the snapshot.
         let options = Options {

@@ -31,6 +31,7 @@ pub mod gateway_api;
 pub mod lower;
 pub mod manifests;
 pub mod snapshot;
+pub mod stream;
 pub mod tls;
 
 pub use api::{

@@ -124,6 +124,10 @@ struct Args {
     /// debugging and benchmarks.
     #[arg(long, env = "HOOKWAY_SNAPSHOT", conflicts_with_all = ["manifests", "controller"])]
     snapshot: Option<PathBuf>,
+    /// Print the plugin catalogue (every kind this proxy runs, with its config's JSON Schema) and
+    /// exit. The controller validates with this document (`crds/src/catalogue/builtin.json`).
+    #[arg(long)]
+    print_catalogue: bool,
 }
 
 fn init_logs(args: &Args) -> anyhow::Result<()> {
@@ -166,6 +170,13 @@ async fn shutdown_signal() {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.print_catalogue {
+        print!(
+            "{}",
+            hookway_proxy::plugins::builtin().catalogue().document()
+        );
+        return Ok(());
+    }
     init_logs(&args)?;
     let runtime = match args.worker_threads {
         Some(1) => tokio::runtime::Builder::new_current_thread()

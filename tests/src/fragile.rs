@@ -12,7 +12,7 @@ use serde::Deserialize;
 pub struct Fragile;
 
 /// Its config: `fail` makes building fail; `tag` tells configs apart.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FragileConfig {
     #[serde(default)]

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use hookway_crds::stream::{Ack, Hello, ACK_PATH, STREAM_PATH};
 use hookway_crds::Snapshot;
-use hookway_proxy::source::controller::{Ack, Hello, ACK_PATH, STREAM_PATH};
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};

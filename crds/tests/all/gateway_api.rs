@@ -13,7 +13,7 @@ use hookway_crds::Catalogue;
 use serde::Deserialize;
 
 /// Any config is valid (the plugin kinds lowering uses, checked in the proxy's own tests).
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct Any(#[allow(dead_code)] serde_json::Value);
 impl PluginConfig for Any {}
 

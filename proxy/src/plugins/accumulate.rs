@@ -24,7 +24,7 @@ fn default_limit() -> usize {
 }
 
 /// The `accumulate` config.
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, Debug, Clone, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccumulateConfig {
     /// Buffer the request body.

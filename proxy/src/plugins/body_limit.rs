@@ -20,7 +20,7 @@ use crate::plugin::{
 pub struct BodyLimit;
 
 /// The `body_limit` config.
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, Debug, Clone, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BodyLimitConfig {
     /// Largest accepted request body, in bytes (at least 1).

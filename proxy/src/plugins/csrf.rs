@@ -43,6 +43,7 @@ pub struct Config {
     #[serde(default = "default_name")]
     pub name: String,
     /// Secret (namespace of the GatewayPlugin) whose `key` entry signs tokens.
+    #[schemars(extend("x-hookway-ref" = "secret"))]
     pub secret: String,
     /// Token lifetime (`30m`, `1h`).
     #[serde(default = "default_ttl")]
@@ -78,10 +79,6 @@ impl PluginConfig for Config {
         }
         self.ttl_secs()?;
         Ok(())
-    }
-
-    fn secret_refs(&self) -> Vec<String> {
-        vec![self.secret.clone()]
     }
 
     fn check_secrets(&self, secrets: &ResolvedSecrets) -> Result<(), String> {

@@ -23,7 +23,7 @@ use crate::plugin::{BodyFilter, BuildEnv, Ctx, Flow, Hook, Plugin, PluginError, 
 const PLUGIN: &str = "extra_params";
 
 /// What to do when the client already sent the parameter.
-#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Conflict {
     /// Overwrite the client's value (default).
@@ -36,7 +36,7 @@ pub enum Conflict {
 }
 
 /// One parameter to add.
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, Debug, Clone, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Param {
     /// Header name, query name, form field or JSON path (`$.a.b`) for JSON bodies.
@@ -56,7 +56,7 @@ fn default_max_body() -> usize {
 }
 
 /// The `extra_params` config.
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, Debug, Clone, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtraParamsConfig {
     /// Parameters, applied in order.

@@ -53,6 +53,7 @@ fn default_timeout() -> String {
 /// Config of `forward_auth`.
 #[derive(Deserialize, Clone, Debug, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("x-hookway-reaches-network" = true))]
 pub struct Config {
     /// The auth service URL (`http://auth.default.svc:8080/check`).
     pub address: String,
@@ -139,10 +140,6 @@ impl Config {
 
 impl PluginConfig for Config {
     /// The auth service's address is the config's choice: tenants need a PlatformPolicy.
-    fn reaches_network(&self) -> bool {
-        true
-    }
-
     fn validate(&self) -> Result<(), String> {
         self.address()?;
         self.timeout()?;

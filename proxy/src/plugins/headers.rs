@@ -20,7 +20,7 @@ use hookway_crds::catalogue::PluginConfig;
 pub struct Headers;
 
 /// `headers` config.
-#[derive(Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Deserialize, Debug, Clone, Default, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeadersConfig {
     /// Changes to the request sent upstream.
@@ -32,7 +32,7 @@ pub struct HeadersConfig {
 }
 
 /// The operations on one side.
-#[derive(Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Deserialize, Debug, Clone, Default, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderOpsConfig {
     /// Appended (existing values of the same name are kept).

@@ -25,7 +25,7 @@ use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Phases, Plugin, PluginError, Plug
 pub struct HtpasswdAuth;
 
 /// How the Secret holds the users.
-#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SecretType {
     /// Data key `auth` holds an htpasswd file (`user:hash` lines).
@@ -36,10 +36,11 @@ pub enum SecretType {
 }
 
 /// The `htpasswd_auth` config.
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, Debug, Clone, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HtpasswdAuthConfig {
     /// The Secret (in the namespace of the object whose config this is).
+    #[schemars(extend("x-hookway-ref" = "secret"))]
     pub secret: String,
     /// `auth-file` (default) or `auth-map`.
     #[serde(default)]
@@ -86,10 +87,6 @@ impl HtpasswdAuthConfig {
 impl PluginConfig for HtpasswdAuthConfig {
     fn validate(&self) -> Result<(), String> {
         self.challenge().map(drop)
-    }
-
-    fn secret_refs(&self) -> Vec<String> {
-        vec![self.secret.clone()]
     }
 
     fn check_secrets(&self, secrets: &ResolvedSecrets) -> Result<(), String> {

@@ -20,7 +20,7 @@ use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Phases, Plugin, PluginError, Plug
 pub struct LimitConn;
 
 /// The `limit_conn` config.
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, Debug, Clone, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitConnConfig {
     /// Requests in flight allowed per client address (at least 1).

@@ -19,7 +19,7 @@ use hookway_crds::catalogue::PluginConfig;
 pub struct Mock;
 
 /// `mock` config.
-#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MockConfig {
     /// Status answered (default 200).
@@ -41,7 +41,7 @@ pub struct MockConfig {
 }
 
 /// `numerator / denominator` of the requests.
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Share {
     /// Answered out of every `denominator` requests.

@@ -94,6 +94,17 @@ pub fn builtin() -> Registry {
 
 #[cfg(test)]
 mod tests {
+    /// The controller validates configs with the committed document alone, so it must be
+    /// exactly what the typed configs generate.
+    #[test]
+    fn committed_catalogue_matches_the_configs() {
+        let generated = super::builtin().catalogue().document();
+        assert!(
+            generated == hookway_crds::catalogue::BUILTIN_DOCUMENT,
+            "crds/src/catalogue/builtin.json differs from the plugins' configs; run `cargo run --workspace --bin hookway-proxy -- --print-catalogue > crds/src/catalogue/builtin.json`"
+        );
+    }
+
     #[test]
     fn every_builtin_kind_is_registered() {
         let registry = super::builtin();

@@ -26,7 +26,7 @@ use crate::plugin::{BodyFilter, BuildEnv, Ctx, Flow, Hook, Plugin, PluginError, 
 const PLUGIN: &str = "params_transformer";
 
 /// One parameter to copy.
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, Debug, Clone, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Param {
     /// Source name (JSON path for JSON bodies).
@@ -47,7 +47,7 @@ fn default_max_body() -> usize {
 }
 
 /// The `params_transformer` config.
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, Debug, Clone, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParamsTransformerConfig {
     /// Parameters, in order.

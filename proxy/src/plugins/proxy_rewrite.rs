@@ -24,7 +24,7 @@ use serde::Deserialize;
 use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Phases, Plugin, PluginError, PluginFactory};
 
 /// The `proxy_rewrite` config.
-#[derive(Deserialize, Debug, Clone, Default)]
+#[derive(Deserialize, Debug, Clone, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyRewriteConfig {
     /// New path (must start with `/`); the query string is kept. Wins over `regex_uri`.
@@ -49,7 +49,7 @@ pub struct ProxyRewriteConfig {
 }
 
 /// A prefix replacement.
-#[derive(Deserialize, Debug, Clone, Default)]
+#[derive(Deserialize, Debug, Clone, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplacePrefix {
     /// The prefix (starts with `/`).
@@ -59,7 +59,7 @@ pub struct ReplacePrefix {
 }
 
 /// Where to send the request instead of the Service's balanced nodes.
-#[derive(Deserialize, Debug, Clone, Default)]
+#[derive(Deserialize, Debug, Clone, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     /// `http` or `https`.

@@ -15,7 +15,7 @@ fn default_status() -> u16 {
 }
 
 /// The `redirect` config.
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, Debug, Clone, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedirectConfig {
     /// Redirect plain-HTTP requests to `https://`.

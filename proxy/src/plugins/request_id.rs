@@ -21,7 +21,7 @@ pub const MAX_INCOMING_LEN: usize = 200;
 pub struct RequestId;
 
 /// `request_id` config.
-#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestIdConfig {
     /// The header carrying the id (default `X-Request-Id`).

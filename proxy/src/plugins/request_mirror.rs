@@ -39,10 +39,11 @@ fn hundred() -> u32 {
 }
 
 /// The `request_mirror` config.
-#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestMirrorConfig {
     /// The hookway Service copies go to (`name`, or `namespace/name` where a grant allows it).
+    #[schemars(extend("x-hookway-ref" = "service"))]
     pub service: String,
     /// Share of the requests mirrored: `numerator / denominator` (default 100/100).
     #[serde(default = "hundred")]
@@ -64,10 +65,6 @@ impl PluginConfig for RequestMirrorConfig {
             ));
         }
         Ok(())
-    }
-
-    fn service_refs(&self) -> Vec<String> {
-        vec![self.service.clone()]
     }
 }
 

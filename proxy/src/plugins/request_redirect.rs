@@ -21,7 +21,7 @@ use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Phases, Plugin, PluginError, Plug
 pub struct RequestRedirect;
 
 /// A path change.
-#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PathChange {
     /// `ReplaceFullPath` or `ReplacePrefixMatch`.
@@ -35,7 +35,7 @@ pub struct PathChange {
 }
 
 /// The `request_redirect` config.
-#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestRedirectConfig {
     /// `http` or `https` (default: the request's).

@@ -16,7 +16,7 @@ use crate::plugin::{
 };
 
 /// The `response_rewrite` config.
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, Debug, Clone, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResponseRewriteConfig {
     /// Which responses are rewritten.
@@ -37,7 +37,7 @@ pub struct ResponseRewriteConfig {
 }
 
 /// Response matching.
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, Debug, Clone, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MatchConfig {
     /// Status codes to rewrite (at least one).

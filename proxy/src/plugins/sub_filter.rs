@@ -35,7 +35,7 @@ fn default_window() -> usize {
 }
 
 /// One find/replace rule.
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, Debug, Clone, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// The text (or regex with `regex: true`) to find.
@@ -51,7 +51,7 @@ pub struct Rule {
 }
 
 /// The `sub_filter` config.
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, Debug, Clone, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubFilterConfig {
     /// Rules; at each position the earliest match wins, ties go to the first rule.

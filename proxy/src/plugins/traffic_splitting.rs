@@ -19,7 +19,7 @@ use serde::Deserialize;
 use crate::plugin::{BuildEnv, Ctx, Flow, Hook, Phases, Plugin, PluginError, PluginFactory};
 
 /// Requests selected by a header or cookie.
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, Debug, Clone, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Selector {
     /// Header or cookie name.
@@ -30,11 +30,12 @@ pub struct Selector {
 }
 
 /// The `traffic_splitting` config.
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, Debug, Clone, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrafficSplittingConfig {
     /// The other Service: `name` (the namespace of the object whose config this is) or
     /// `namespace/name` (needs a PlatformPolicy `referenceGrants` entry).
+    #[schemars(extend("x-hookway-ref" = "service"))]
     pub service: String,
     /// Percentage (0-100) of the requests not selected by header/cookie sent there.
     #[serde(default)]
@@ -55,10 +56,6 @@ fn is_dns_label_path(s: &str) -> bool {
 }
 
 impl PluginConfig for TrafficSplittingConfig {
-    fn service_refs(&self) -> Vec<String> {
-        vec![self.service.clone()]
-    }
-
     fn validate(&self) -> Result<(), String> {
         let parts: Vec<&str> = self.service.split('/').collect();
         // The name may hold `#`: the synthetic Services of Ingress backends

@@ -22,7 +22,7 @@ use crate::plugin::{BuildEnv, Plugin, PluginFactory, Registry};
 /// compiler cannot see).
 struct Fragile;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct FragileConfig {
     #[serde(default)]

@@ -25,58 +25,10 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_pki_types::pem::PemObject;
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-/// Path of the snapshot stream.
-pub const STREAM_PATH: &str = "/v1/stream";
-/// Path acknowledgements are posted to.
-pub const ACK_PATH: &str = "/v1/ack";
-/// Largest frame accepted (a snapshot of 10,000 Routes is a few MiB).
-pub const MAX_FRAME_BYTES: usize = 256 * 1024 * 1024;
-
-/// The request body that opens a stream.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct Hello {
-    /// Stable identity of this proxy (pod name), used for `Programmed` counts and metrics.
-    pub proxy_id: String,
-    /// Hash of the snapshot the proxy already serves, if any (informational).
-    #[serde(default)]
-    pub hash: Option<String>,
-}
-
-/// One frame of the stream: one line of JSON.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct Frame {
-    /// Snapshot version (monotonic per controller process).
-    pub version: u64,
-    /// Content hash of the snapshot.
-    pub hash: String,
-    /// The snapshot.
-    pub snapshot: Snapshot,
-}
-
-/// An acknowledgement: the proxy applied a version (`ok`, except the objects listed in
-/// `failed`), or could not apply it at all (`error`).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct Ack {
-    /// Who acknowledges.
-    pub proxy_id: String,
-    /// The version acknowledged.
-    pub version: u64,
-    /// Its hash.
-    pub hash: String,
-    /// Applied (perhaps without the objects in `failed`) or not at all.
-    pub ok: bool,
-    /// Why nothing was applied, when `ok` is false.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// The objects of this version the proxy left out, each with its reason. Everything else
-    /// was applied as the version describes it.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub failed: Vec<FailedObject>,
-}
+pub use hookway_crds::stream::{Ack, Frame, Hello, ACK_PATH, MAX_FRAME_BYTES, STREAM_PATH};
 
 /// What the proxy runtime reports after trying to apply a published snapshot.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,4 +7,5 @@ mod prometheus;
 mod real_api;
 mod real_api_gateway;
 mod real_api_ingress;
+mod stream;
 mod traffic;

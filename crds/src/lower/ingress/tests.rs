@@ -6,7 +6,7 @@ use crate::snapshot::{ObjectKey, PathMatchType, RouteEntry};
 use crate::Catalogue;
 
 /// Accepts any config (the real validators live in the proxy crate).
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 struct Any(#[allow(dead_code)] serde_json::Value);
 impl PluginConfig for Any {}
 

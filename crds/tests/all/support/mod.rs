@@ -19,6 +19,7 @@ use hookway_crds::{
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::ByteString;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -35,12 +36,12 @@ fn meta(ns: &str, name: &str) -> ObjectMeta {
 
 // ---- catalogue -------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtraParams {
     pub params: Vec<Param>,
 }
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Param {
     pub name: String,
@@ -48,7 +49,7 @@ pub struct Param {
 }
 impl PluginConfig for ExtraParams {}
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limit {
     pub second: u32,
@@ -62,22 +63,20 @@ impl PluginConfig for Limit {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccessLog {
     pub output: String,
 }
 impl PluginConfig for AccessLog {}
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Creds {
+    #[schemars(extend("x-hookway-ref" = "secret"))]
     pub secret: String,
 }
 impl PluginConfig for Creds {
-    fn secret_refs(&self) -> Vec<String> {
-        vec![self.secret.clone()]
-    }
     /// A credential whose value is `bad` is refused, as a data plane would refuse a key that
     /// does not parse.
     fn check_secrets(&self, secrets: &ResolvedSecrets) -> Result<(), String> {
@@ -89,27 +88,21 @@ impl PluginConfig for Creds {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Split {
+    #[schemars(extend("x-hookway-ref" = "service"))]
     pub service: String,
 }
-impl PluginConfig for Split {
-    fn service_refs(&self) -> Vec<String> {
-        vec![self.service.clone()]
-    }
-}
+impl PluginConfig for Split {}
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("x-hookway-reaches-network" = true))]
 pub struct Remote {
     pub address: String,
 }
-impl PluginConfig for Remote {
-    fn reaches_network(&self) -> bool {
-        true
-    }
-}
+impl PluginConfig for Remote {}
 
 /// `extra_params`, `limit`, `access_log`, `creds` (names a Secret), `split` (names a Service),
 /// `remote` (reaches the network).

@@ -12,7 +12,7 @@ use crate::plugin::{BuildEnv, Plugin, PluginFactory, Registry};
 
 struct Counter;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CounterConfig {
     #[allow(dead_code)]

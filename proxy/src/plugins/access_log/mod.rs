@@ -27,7 +27,7 @@ fn default_buffer() -> usize {
 }
 
 /// Line format.
-#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// One JSON object per line with every field.
@@ -38,7 +38,7 @@ pub enum Format {
 }
 
 /// Where lines go.
-#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Output {
     /// Standard output.
@@ -49,7 +49,7 @@ pub enum Output {
 }
 
 /// The `access_log` config.
-#[derive(Deserialize, Debug, Clone, Default)]
+#[derive(Deserialize, Debug, Clone, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccessLogConfig {
     /// `json` (default) or `template`.

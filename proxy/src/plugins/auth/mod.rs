@@ -59,6 +59,7 @@ pub enum CredentialConfig {
     /// Api keys: Secret data `<id>: <key>`.
     Apikey {
         /// Secret holding the keys.
+        #[schemars(extend("x-hookway-ref" = "secret"))]
         secret: String,
         /// Header carrying the key (an optional `Bearer `/`Apikey ` prefix is accepted).
         #[serde(default = "authorization")]
@@ -70,11 +71,13 @@ pub enum CredentialConfig {
     /// HTTP Basic: Secret data `<user>: <password>`.
     Basic {
         /// Secret holding the users.
+        #[schemars(extend("x-hookway-ref" = "secret"))]
         secret: String,
     },
     /// JWT: Secret data `<kid>: <HS secret | PEM public key>`.
     Jwt {
         /// Secret holding the keys.
+        #[schemars(extend("x-hookway-ref" = "secret"))]
         secret: String,
         /// Signing algorithm of every key in the Secret.
         #[serde(default)]
@@ -101,6 +104,7 @@ pub enum CredentialConfig {
     /// Access key / secret key signatures: Secret data `<access key>: <secret key>`.
     Aksk {
         /// Secret holding the key pairs.
+        #[schemars(extend("x-hookway-ref" = "secret"))]
         secret: String,
         /// Largest allowed distance between `X-Gateway-Date` and the proxy clock, seconds.
         #[serde(default = "default_skew")]
@@ -178,17 +182,6 @@ impl PluginConfig for Config {
             build_verifier(c, find).map_err(|e| format!("credentials[{i}]: {e}"))?;
         }
         no_shared_api_keys(self, |name| secrets.get(name))
-    }
-
-    fn secret_refs(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .credentials
-            .iter()
-            .map(|c| c.secret().to_string())
-            .collect();
-        names.sort();
-        names.dedup();
-        names
     }
 }
 

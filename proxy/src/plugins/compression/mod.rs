@@ -73,7 +73,7 @@ fn default_true() -> bool {
 }
 
 /// The `compression` config.
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, Debug, Clone, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompressionConfig {
     /// Codings offered, in server preference order (ties in the client's q-values).
@@ -101,7 +101,7 @@ pub struct CompressionConfig {
 }
 
 /// The `gzip` config (Apinto's field names and defaults).
-#[derive(Deserialize, Debug, Clone, Default)]
+#[derive(Deserialize, Debug, Clone, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GzipConfig {
     /// Content types compressed (substring match as in Apinto); empty: every type.

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 /// A content coding hookway can produce.
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, schemars::JsonSchema)]
 pub enum Encoding {
     /// `gzip` (flate2).
     #[serde(rename = "gzip")]

@@ -67,8 +67,9 @@ fn default_max_cache_bytes() -> u64 {
 }
 
 /// The `lobe_gateway` config.
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, Debug, Clone, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("x-hookway-reaches-network" = true))]
 pub struct LobeGatewayConfig {
     /// Market index used when the payload has neither `manifest` nor `indexUrl`.
     #[serde(default)]
@@ -119,10 +120,6 @@ fn duration(field: &str, s: &str) -> Result<Duration, String> {
 impl PluginConfig for LobeGatewayConfig {
     /// Index, manifest and plugin API URLs are the config's choice: tenants need a
     /// PlatformPolicy.
-    fn reaches_network(&self) -> bool {
-        true
-    }
-
     fn validate(&self) -> Result<(), String> {
         duration("cache_ttl", &self.cache_ttl)?;
         duration("fetch_timeout", &self.fetch_timeout)?;
@@ -157,7 +154,7 @@ impl PluginConfig for LobeGatewayConfig {
 }
 
 /// The request payload LobeChat sends.
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct Payload {
     api_name: String,

@@ -18,7 +18,7 @@ pub use multipart::Multipart;
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 
 /// Where a parameter lives.
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Position {
     /// A request header.

@@ -69,6 +69,7 @@ pub struct RedisConfig {
     pub url: String,
     /// Secret (namespace of the GatewayPlugin) whose `password` key holds the Redis password.
     #[serde(default)]
+    #[schemars(extend("x-hookway-ref" = "secret"))]
     pub password_secret: Option<String>,
     /// Prefix of every counter key.
     #[serde(default = "default_key_prefix")]
@@ -206,17 +207,11 @@ impl PluginConfig for Config {
         Ok(())
     }
 
-    fn secret_refs(&self) -> Vec<String> {
-        self.redis
-            .iter()
-            .filter_map(|r| r.password_secret.clone())
-            .collect()
-    }
-
     fn check_secrets(&self, secrets: &ResolvedSecrets) -> Result<(), String> {
-        for name in self.secret_refs() {
+        let names = self.redis.iter().filter_map(|r| r.password_secret.as_ref());
+        for name in names {
             let secret = secrets
-                .get(&name)
+                .get(name)
                 .ok_or_else(|| format!("redis.password_secret: Secret {name:?} not resolved"))?;
             redis_password(secret)?;
         }

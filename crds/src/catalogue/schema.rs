@@ -1,0 +1,318 @@
+//! One plugin kind as data: the JSON Schema of its config, compiled once, and what the schema
+//! says a config references.
+//!
+//! A config field that names a Secret or a Service carries `x-hookway-ref: secret` or
+//! `x-hookway-ref: service` in the schema (the built-ins' typed configs say so with
+//! `#[schemars(extend("x-hookway-ref" = "secret"))]`); a kind whose configs make the proxy call
+//! addresses the config chooses carries `x-hookway-reaches-network: true` at the schema's root.
+//! The compiler learns everything it needs from these, so the controller validates plugin
+//! configs without linking the code that runs them.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use super::Validated;
+
+/// The schema extension that marks a field naming a Secret or a Service.
+pub const REF_KEYWORD: &str = "x-hookway-ref";
+/// The schema extension (at the root) of kinds that call addresses their config chooses.
+pub const REACHES_NETWORK_KEYWORD: &str = "x-hookway-reaches-network";
+
+/// How deep the reference walk follows `$ref`s and nesting before it gives up (schemas of
+/// recursive types would otherwise never end; no built-in comes close).
+const MAX_DEPTH: usize = 64;
+
+/// A compiled config schema.
+pub struct KindSchema {
+    schema: Value,
+    validator: jsonschema::Validator,
+    reaches_network: bool,
+}
+
+impl std::fmt::Debug for KindSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KindSchema")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KindSchema {
+    /// Compiles `schema` (JSON Schema, draft 2020-12 unless `$schema` says otherwise).
+    pub fn new(schema: Value) -> Result<Self, String> {
+        let validator =
+            jsonschema::validator_for(&schema).map_err(|e| format!("invalid schema: {e}"))?;
+        let reaches_network = schema
+            .get(REACHES_NETWORK_KEYWORD)
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Ok(Self {
+            schema,
+            validator,
+            reaches_network,
+        })
+    }
+
+    /// The schema as given.
+    pub fn schema(&self) -> &Value {
+        &self.schema
+    }
+
+    /// Validates `config`; on success returns the Secrets and Services it names.
+    pub fn validate(&self, config: &Value) -> Result<Validated, String> {
+        let errors: Vec<String> = self
+            .validator
+            .iter_errors(config)
+            .take(5)
+            .map(|e| {
+                let path = e.instance_path().as_str().to_string();
+                if path.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{}: {e}", dotted(&path))
+                }
+            })
+            .collect();
+        if !errors.is_empty() {
+            return Err(errors.join("; "));
+        }
+        let mut refs = Refs::default();
+        walk(&self.schema, &self.schema, config, &mut refs, 0);
+        Ok(Validated {
+            secret_refs: refs.secrets.into_iter().collect(),
+            service_refs: refs.services.into_iter().collect(),
+            reaches_network: self.reaches_network,
+        })
+    }
+}
+
+/// `/credentials/0/secret` → `credentials[0].secret`, the shape serde's paths have.
+fn dotted(pointer: &str) -> String {
+    let mut out = String::with_capacity(pointer.len());
+    for part in pointer.split('/').skip(1) {
+        let part = part.replace("~1", "/").replace("~0", "~");
+        if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+            out.push('[');
+            out.push_str(&part);
+            out.push(']');
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&part);
+        }
+    }
+    out
+}
+
+#[derive(Default)]
+struct Refs {
+    secrets: BTreeSet<String>,
+    services: BTreeSet<String>,
+}
+
+/// Follows `instance` through `schema` (a valid instance: validation ran first) and collects
+/// the strings at fields marked with [`REF_KEYWORD`].
+fn walk(root: &Value, schema: &Value, instance: &Value, refs: &mut Refs, depth: usize) {
+    if depth > MAX_DEPTH || instance.is_null() {
+        return;
+    }
+    let Some(schema) = schema.as_object() else {
+        return;
+    };
+    if let Some(kind) = schema.get(REF_KEYWORD).and_then(Value::as_str) {
+        let set = match kind {
+            "secret" => &mut refs.secrets,
+            "service" => &mut refs.services,
+            _ => return,
+        };
+        match instance {
+            Value::String(s) => {
+                set.insert(s.clone());
+            }
+            Value::Array(items) => {
+                set.extend(items.iter().filter_map(Value::as_str).map(str::to_string));
+            }
+            _ => {}
+        }
+        return;
+    }
+    if let Some(target) = schema.get("$ref").and_then(Value::as_str) {
+        if let Some(resolved) = resolve(root, target) {
+            walk(root, resolved, instance, refs, depth + 1);
+        }
+    }
+    for keyword in ["allOf", "anyOf", "oneOf"] {
+        for branch in schema
+            .get(keyword)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if keyword == "allOf" || discriminators_match(root, branch, instance) {
+                walk(root, branch, instance, refs, depth + 1);
+            }
+        }
+    }
+    match instance {
+        Value::Object(fields) => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties");
+            for (name, value) in fields {
+                match properties.and_then(|p| p.get(name)) {
+                    Some(sub) => walk(root, sub, value, refs, depth + 1),
+                    None => {
+                        if let Some(sub) = additional {
+                            walk(root, sub, value, refs, depth + 1);
+                        }
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(sub) = schema.get("items") {
+                for item in items {
+                    walk(root, sub, item, refs, depth + 1);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether a `oneOf`/`anyOf` branch can describe `instance`: every property the branch pins
+/// with `const` or a one-value `enum` (serde's internally tagged enums) has that value. A
+/// branch that pins nothing may describe anything.
+fn discriminators_match(root: &Value, branch: &Value, instance: &Value) -> bool {
+    let branch = match branch.get("$ref").and_then(Value::as_str) {
+        Some(target) => resolve(root, target).unwrap_or(branch),
+        None => branch,
+    };
+    if branch.get("type").and_then(Value::as_str) == Some("string") && !instance.is_string() {
+        return false;
+    }
+    let Some(properties) = branch.get("properties").and_then(Value::as_object) else {
+        return true;
+    };
+    properties.iter().all(|(name, sub)| {
+        let pinned = sub.get("const").or_else(|| {
+            sub.get("enum")
+                .and_then(Value::as_array)
+                .filter(|values| values.len() == 1)
+                .and_then(|values| values.first())
+        });
+        match pinned {
+            Some(value) => instance.get(name) == Some(value),
+            None => true,
+        }
+    })
+}
+
+/// Resolves a local reference (`#/$defs/Name`, `#/definitions/Name`).
+fn resolve<'a>(root: &'a Value, target: &str) -> Option<&'a Value> {
+    root.pointer(target.strip_prefix('#')?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn schema() -> KindSchema {
+        KindSchema::new(json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "credentials": {"type": "array", "items": {"$ref": "#/$defs/Credential"}},
+                "mirror": {"type": ["string", "null"], "x-hookway-ref": "service"},
+                "limit": {"type": "integer", "minimum": 1}
+            },
+            "$defs": {
+                "Credential": {"oneOf": [
+                    {"type": "object", "properties": {
+                        "type": {"const": "apikey"},
+                        "secret": {"type": "string", "x-hookway-ref": "secret"}
+                    }, "required": ["type", "secret"]},
+                    {"type": "object", "properties": {
+                        "type": {"const": "static"},
+                        "secret": {"type": "string"}
+                    }, "required": ["type", "secret"]}
+                ]}
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn references_are_collected_by_table() {
+        let cases = [
+            (json!({}), vec![], vec![]),
+            (json!({"mirror": "ns/svc"}), vec![], vec!["ns/svc"]),
+            (json!({"mirror": null}), vec![], vec![]),
+            (
+                json!({"credentials": [
+                    {"type": "apikey", "secret": "b"},
+                    {"type": "apikey", "secret": "a"},
+                    {"type": "apikey", "secret": "a"}
+                ]}),
+                vec!["a", "b"],
+                vec![],
+            ),
+            // The branch whose discriminator does not match marks nothing.
+            (
+                json!({"credentials": [{"type": "static", "secret": "literal"}]}),
+                vec![],
+                vec![],
+            ),
+        ];
+        for (config, secrets, services) in cases {
+            let validated = schema().validate(&config).unwrap();
+            assert_eq!(validated.secret_refs, secrets, "{config}");
+            assert_eq!(validated.service_refs, services, "{config}");
+            assert!(!validated.reaches_network);
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (json!({"limit": 0}), "limit: "),
+            (json!({"limit": "x"}), "limit: "),
+            (
+                json!({"credentials": [{"type": "apikey"}]}),
+                "credentials[0]: ",
+            ),
+            (json!({"nope": 1}), "nope"),
+        ];
+        for (config, needle) in cases {
+            let err = schema().validate(&config).unwrap_err();
+            assert!(err.contains(needle), "{config}: {err}");
+        }
+    }
+
+    #[test]
+    fn reaches_network_is_read_from_the_root() {
+        let kind =
+            KindSchema::new(json!({"type": "object", "x-hookway-reaches-network": true})).unwrap();
+        assert!(kind.validate(&json!({})).unwrap().reaches_network);
+    }
+
+    #[test]
+    fn a_broken_schema_is_refused() {
+        assert!(KindSchema::new(json!({"type": 12})).is_err());
+    }
+
+    #[test]
+    fn pointers_become_serde_paths() {
+        for (pointer, path) in [
+            ("/a", "a"),
+            ("/a/0/b", "a[0].b"),
+            ("/0", "[0]"),
+            ("/a~1b", "a/b"),
+        ] {
+            assert_eq!(dotted(pointer), path);
+        }
+    }
+}
