@@ -193,7 +193,10 @@ impl Stores {
                 g.classes.state(),
                 g.gateways.state(),
                 g.http_routes.state(),
-                g.grpc_routes.as_ref().map(MultiStore::state).unwrap_or_default(),
+                g.grpc_routes
+                    .as_ref()
+                    .map(MultiStore::state)
+                    .unwrap_or_default(),
                 g.reference_grants.state(),
             )
         });

@@ -618,9 +618,24 @@ fn grpc_route_lowering_gives_the_expected_snapshot() {
     assert_eq!(
         routes,
         vec![
-            ("shop#grpc.r00.m00@infra.gw", PathMatchType::Exact, "/shop.Cart/Add", 0),
-            ("shop#grpc.r00.m01@infra.gw", PathMatchType::Prefix, "/shop.Orders", 1),
-            ("shop#grpc.r00.m02@infra.gw", PathMatchType::Regex, "/[^/]+/Health", 0),
+            (
+                "shop#grpc.r00.m00@infra.gw",
+                PathMatchType::Exact,
+                "/shop.Cart/Add",
+                0
+            ),
+            (
+                "shop#grpc.r00.m01@infra.gw",
+                PathMatchType::Prefix,
+                "/shop.Orders",
+                1
+            ),
+            (
+                "shop#grpc.r00.m02@infra.gw",
+                PathMatchType::Regex,
+                "/[^/]+/Health",
+                0
+            ),
             (
                 "shop#grpc.r00.m03@infra.gw",
                 PathMatchType::Regex,
@@ -645,7 +660,9 @@ fn grpc_route_lowering_gives_the_expected_snapshot() {
             vec!["headers"]
         );
     }
-    let upstream = s.upstream(&ObjectKey::new("team", "shop#grpc.r00")).unwrap();
+    let upstream = s
+        .upstream(&ObjectKey::new("team", "shop#grpc.r00"))
+        .unwrap();
     assert_eq!(upstream.protocol, UpstreamProtocol::Http2);
     assert_eq!(upstream.endpoints.len(), 3);
     let http = s.upstream(&ObjectKey::new("team", "shop#r00")).unwrap();
@@ -681,8 +698,7 @@ fn grpc_route_without_usable_backend_answers_unavailable() {
         assert_eq!(mock.config["status"], 200, "{refs}");
         assert_eq!(mock.config["headers"]["grpc-status"], "14", "{refs}");
         assert_eq!(
-            mock.config["headers"]["content-type"],
-            "application/grpc",
+            mock.config["headers"]["content-type"], "application/grpc",
             "{refs}"
         );
         assert_eq!(mock.config.get("share"), share.as_ref(), "{refs}");
@@ -744,17 +760,49 @@ fn an_http_route_and_a_grpc_route_on_one_listener_host_accept_the_older() {
         format!("apiVersion: gateway.networking.k8s.io/v1\nkind: {kind}\nmetadata: {{name: {name}, namespace: team, creationTimestamp: '{created}'}}\nspec:\n  parentRefs: [{{name: gw, namespace: infra, sectionName: web}}]\n  hostnames: {hosts}\n  rules: [{{backendRefs: [{{name: web, port: 80}}]}}]\n---\n")
     };
     let yaml = BASE.to_string()
-        + &route("HTTPRoute", "old-http", "2020-01-01T00:00:00Z", "[a.example.com]")
-        + &route("GRPCRoute", "new-grpc", "2021-01-01T00:00:00Z", "['*.example.com']")
-        + &route("GRPCRoute", "old-grpc", "2019-01-01T00:00:00Z", "[b.example.com]")
-        + &route("HTTPRoute", "new-http", "2022-01-01T00:00:00Z", "[b.example.com]")
-        + &route("GRPCRoute", "alone", "2022-01-01T00:00:00Z", "[c.example.org]")
-        + &route("HTTPRoute", "twin", "2020-01-01T00:00:00Z", "[a.example.com]");
+        + &route(
+            "HTTPRoute",
+            "old-http",
+            "2020-01-01T00:00:00Z",
+            "[a.example.com]",
+        )
+        + &route(
+            "GRPCRoute",
+            "new-grpc",
+            "2021-01-01T00:00:00Z",
+            "['*.example.com']",
+        )
+        + &route(
+            "GRPCRoute",
+            "old-grpc",
+            "2019-01-01T00:00:00Z",
+            "[b.example.com]",
+        )
+        + &route(
+            "HTTPRoute",
+            "new-http",
+            "2022-01-01T00:00:00Z",
+            "[b.example.com]",
+        )
+        + &route(
+            "GRPCRoute",
+            "alone",
+            "2022-01-01T00:00:00Z",
+            "[c.example.org]",
+        )
+        + &route(
+            "HTTPRoute",
+            "twin",
+            "2020-01-01T00:00:00Z",
+            "[a.example.com]",
+        );
     let s = statuses(&yaml);
-    let accepted = |map: &std::collections::BTreeMap<ObjectKey, hookway_crds::gateway_api::RouteStatus>, name: &str| {
-        let c = &map[&ObjectKey::new("team", name)].parents[0].conditions[0];
-        (c.reason.clone(), c.message.clone())
-    };
+    let accepted =
+        |map: &std::collections::BTreeMap<ObjectKey, hookway_crds::gateway_api::RouteStatus>,
+         name: &str| {
+            let c = &map[&ObjectKey::new("team", name)].parents[0].conditions[0];
+            (c.reason.clone(), c.message.clone())
+        };
     assert_eq!(accepted(&s.http_routes, "old-http").0, "Accepted");
     assert_eq!(accepted(&s.http_routes, "twin").0, "Accepted");
     let (reason, message) = accepted(&s.grpc_routes, "new-grpc");

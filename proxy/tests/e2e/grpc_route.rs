@@ -171,16 +171,20 @@ impl World {
     }
 
     /// A unary call of `service`/`method` on `host` with `headers`.
-    async fn call(&self, host: &str, service: &str, method: &str, headers: &[(&str, &str)]) -> Reply {
+    async fn call(
+        &self,
+        host: &str,
+        service: &str,
+        method: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut req = Request::post(format!("http://{host}/{service}/{method}"))
             .header("content-type", "application/grpc")
             .header("te", "trailers");
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let req = req
-            .body(Full::new(frame(b"{}")).boxed_unsync())
-            .unwrap();
+        let req = req.body(Full::new(frame(b"{}")).boxed_unsync()).unwrap();
         let resp = self
             .client
             .clone()
@@ -280,10 +284,7 @@ async fn grpc_methods_route_to_their_backends_with_trailers() {
     )
     .await;
     // No rule matches: the proxy's 404 (a gRPC client reads it as UNIMPLEMENTED).
-    for (host, method) in [
-        ("exact.example", "EchoThree"),
-        ("shapes.example", "Other"),
-    ] {
+    for (host, method) in [("exact.example", "EchoThree"), ("shapes.example", "Other")] {
         let r = world.call(host, ECHO, method, &[]).await;
         assert_eq!((r.status, r.server()), (404, "-"), "{host} {method}: {r:?}");
     }
@@ -304,7 +305,13 @@ async fn grpc_header_matching() {
         &[
             (h, ECHO, "Echo", &[("version", "one")], v1),
             (h, ECHO, "Echo", &[("version", "two")], v2),
-            (h, ECHO, "Echo", &[("version", "two"), ("color", "orange")], v1),
+            (
+                h,
+                ECHO,
+                "Echo",
+                &[("version", "two"), ("color", "orange")],
+                v1,
+            ),
             (h, ECHO, "Echo", &[("color", "blue")], v1),
             (h, ECHO, "Echo", &[("color", "green")], v1),
             (h, ECHO, "Echo", &[("color", "red")], v2),
@@ -312,7 +319,11 @@ async fn grpc_header_matching() {
         ],
     )
     .await;
-    for headers in [&[][..], &[("version", "three")][..], &[("color", "purple")][..]] {
+    for headers in [
+        &[][..],
+        &[("version", "three")][..],
+        &[("color", "purple")][..],
+    ] {
         let r = world.call(h, ECHO, "Echo", headers).await;
         assert_eq!(r.status, 404, "{headers:?}: {r:?}");
     }
@@ -396,10 +407,11 @@ async fn grpc_weights_share_the_calls() {
         *seen.entry(r.server().to_string()).or_default() += 1;
     }
     // Smooth weighted round-robin: exactly the weights over one cycle of 100 calls.
-    let want: BTreeMap<String, u32> = [("grpc-infra-backend-v1", 70), ("grpc-infra-backend-v2", 30)]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+    let want: BTreeMap<String, u32> =
+        [("grpc-infra-backend-v1", 70), ("grpc-infra-backend-v2", 30)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
     assert_eq!(seen, want);
 }
 

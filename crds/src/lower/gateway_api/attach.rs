@@ -49,14 +49,16 @@ fn parents(index: &Index<'_>, route: &Source<'_>) -> Vec<Outcome> {
         .collect()
 }
 
+/// One attachment: (route, parent reference, attachment) indices.
+type Slot = (usize, usize, usize);
+
 /// The spec (`GRPCRouteSpec.hostnames`): when an HTTPRoute and a GRPCRoute attach to one
 /// listener with intersecting hostnames, exactly one is accepted there — the older by
 /// `creationTimestamp`, then the first by `namespace/name`. The other loses that listener; a
 /// parent reference left with no listener is refused (`HostConflict`).
 fn settle_conflicts(routes: &[Source<'_>], outcomes: &mut [Vec<Outcome>]) {
     // (Gateway, listener) → (route, parent, attachment) in acceptance order.
-    let mut by_listener: BTreeMap<(ObjectKey, usize), Vec<(usize, usize, usize)>> =
-        BTreeMap::new();
+    let mut by_listener: BTreeMap<(ObjectKey, usize), Vec<Slot>> = BTreeMap::new();
     for (r, list) in outcomes.iter().enumerate() {
         for (p, o) in list.iter().enumerate() {
             if let Outcome::Attached(attached) = o {
@@ -71,15 +73,18 @@ fn settle_conflicts(routes: &[Source<'_>], outcomes: &mut [Vec<Outcome>]) {
     }
     let mut lost: BTreeMap<(usize, usize), Vec<(usize, String)>> = BTreeMap::new();
     for ((gateway, listener), mut list) in by_listener {
-        if !list.iter().any(|x| routes[x.0].kind != routes[list[0].0].kind) {
+        if !list
+            .iter()
+            .any(|x| routes[x.0].kind != routes[list[0].0].kind)
+        {
             continue;
         }
         list.sort_by_key(|&(r, _, _)| (routes[r].created(), &routes[r].key));
-        let hosts = |&(r, p, a): &(usize, usize, usize)| match &outcomes[r][p] {
+        let hosts = |&(r, p, a): &Slot| match &outcomes[r][p] {
             Outcome::Attached(v) => v[a].hosts.clone(),
             _ => None,
         };
-        let mut accepted: Vec<(usize, usize, usize)> = Vec::new();
+        let mut accepted: Vec<Slot> = Vec::new();
         for x in list {
             let winner = accepted.iter().find(|y| {
                 routes[y.0].kind != routes[x.0].kind && hostnames::overlap(&hosts(y), &hosts(&x))

@@ -33,7 +33,13 @@ pub(crate) fn backends(
             ));
             continue;
         }
-        if !grants.permits(grants::route(route_kind, namespace), "", "Service", ns, &b.name) {
+        if !grants.permits(
+            grants::route(route_kind, namespace),
+            "",
+            "Service",
+            ns,
+            &b.name,
+        ) {
             refused.push((
                 "RefNotPermitted",
                 format!(

@@ -304,8 +304,13 @@ mod tests {
         // GRPCRoute: the header modifiers, mirrors and ExtensionRefs only.
         let grpc = |v: Value| lower(&f(v), None, RouteKind::Grpc);
         assert!(matches!(
-            grpc(json!({"type": "ResponseHeaderModifier", "responseHeaderModifier": {"add": [{"name": "a", "value": "1"}]}})),
-            Ok(Lowered::Plugin { kind: "headers", .. })
+            grpc(
+                json!({"type": "ResponseHeaderModifier", "responseHeaderModifier": {"add": [{"name": "a", "value": "1"}]}})
+            ),
+            Ok(Lowered::Plugin {
+                kind: "headers",
+                ..
+            })
         ));
         assert_eq!(
             grpc(json!({"type": "RequestRedirect", "requestRedirect": {"scheme": "https"}})),

@@ -54,7 +54,11 @@ pub(crate) fn rule(m: &GRPCRouteMatch) -> Result<RouteRule, String> {
 /// Whether `s` is a valid `Exact` service or method name (the CRD's patterns: dotted
 /// identifiers for a service, an identifier for a method).
 fn identifier(s: &str, dots: bool) -> bool {
-    let s = if dots { s.strip_prefix('.').unwrap_or(s) } else { s };
+    let s = if dots {
+        s.strip_prefix('.').unwrap_or(s)
+    } else {
+        s
+    };
     !s.is_empty()
         && s.split('.').all(|part| {
             part.chars()
@@ -74,10 +78,14 @@ fn path(m: &GRPCMethodMatch) -> Result<PathMatch, String> {
     match m.kind.as_deref().unwrap_or("Exact") {
         "Exact" => {
             if let Some(s) = service.filter(|s| !identifier(s, true)) {
-                return Err(format!("method.service {s:?} is not a valid gRPC service name"));
+                return Err(format!(
+                    "method.service {s:?} is not a valid gRPC service name"
+                ));
             }
             if let Some(x) = method.filter(|x| !identifier(x, false)) {
-                return Err(format!("method.method {x:?} is not a valid gRPC method name"));
+                return Err(format!(
+                    "method.method {x:?} is not a valid gRPC method name"
+                ));
             }
             Ok(match (service, method) {
                 (Some(s), Some(x)) => PathMatch {
@@ -96,7 +104,8 @@ fn path(m: &GRPCMethodMatch) -> Result<PathMatch, String> {
             })
         }
         "RegularExpression" => {
-            let side = |v: Option<&str>| v.map_or_else(|| "[^/]+".to_string(), |v| format!("(?:{v})"));
+            let side =
+                |v: Option<&str>| v.map_or_else(|| "[^/]+".to_string(), |v| format!("(?:{v})"));
             Ok(PathMatch {
                 kind: PathMatchType::Regex,
                 value: format!("/{}/{}", side(service), side(method)),
@@ -155,7 +164,14 @@ mod tests {
             let got = rule(&serde_json::from_value(m.clone()).unwrap());
             match (got, want) {
                 (Ok(r), Ok((kind, value))) => {
-                    assert_eq!(r.path, Some(PathMatch { kind, value: value.into() }), "{m}");
+                    assert_eq!(
+                        r.path,
+                        Some(PathMatch {
+                            kind,
+                            value: value.into()
+                        }),
+                        "{m}"
+                    );
                     assert!(r.methods.is_empty(), "{m}");
                 }
                 (Err(e), Err(start)) => assert!(e.starts_with(start), "{m}: {e}"),
@@ -178,8 +194,10 @@ mod tests {
         assert_eq!(r.headers.len(), 2);
         assert_eq!(r.headers[0].value.as_deref(), Some("one"));
         assert_eq!(r.headers[1].kind, ValueMatchType::Regex);
-        let bad = serde_json::from_value(json!({"headers": [{"type": "Prefix", "name": "a", "value": "b"}]}))
-            .unwrap();
+        let bad = serde_json::from_value(
+            json!({"headers": [{"type": "Prefix", "name": "a", "value": "b"}]}),
+        )
+        .unwrap();
         assert!(rule(&bad).is_err());
     }
 }

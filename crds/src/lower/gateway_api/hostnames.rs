@@ -129,7 +129,8 @@ mod tests {
 
     #[test]
     fn overlap_of_host_sets() {
-        let cases: &[(Option<&[&str]>, Option<&[&str]>, bool)] = &[
+        type Case<'a> = (Option<&'a [&'a str]>, Option<&'a [&'a str]>, bool);
+        let cases: &[Case<'_>] = &[
             (None, Some(&["a.com"]), true),
             (Some(&["a.com"]), Some(&["a.com"]), true),
             (Some(&["a.com"]), Some(&["b.com"]), false),

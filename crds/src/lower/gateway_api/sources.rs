@@ -176,20 +176,32 @@ fn http_backend(b: &GRPCBackendRef) -> HTTPBackendRef {
 pub(crate) fn all(objects: &Objects) -> Vec<Source<'_>> {
     let mut out: Vec<Source<'_>> = Vec::new();
     for r in &objects.http_routes {
-        out.extend(source(RouteKind::Http, &r.metadata, &r.spec.parent_refs, &r.spec.hostnames).map(
-            |s| Source {
+        out.extend(
+            source(
+                RouteKind::Http,
+                &r.metadata,
+                &r.spec.parent_refs,
+                &r.spec.hostnames,
+            )
+            .map(|s| Source {
                 http: Some(r.as_ref()),
                 ..s
-            },
-        ));
+            }),
+        );
     }
     for r in &objects.grpc_routes {
-        out.extend(source(RouteKind::Grpc, &r.metadata, &r.spec.parent_refs, &r.spec.hostnames).map(
-            |s| Source {
+        out.extend(
+            source(
+                RouteKind::Grpc,
+                &r.metadata,
+                &r.spec.parent_refs,
+                &r.spec.hostnames,
+            )
+            .map(|s| Source {
                 grpc: Some(r.as_ref()),
                 ..s
-            },
-        ));
+            }),
+        );
     }
     out.sort_by(|a, b| (a.kind, &a.key).cmp(&(b.kind, &b.key)));
     out.dedup_by(|a, b| (a.kind, &a.key) == (b.kind, &b.key));
