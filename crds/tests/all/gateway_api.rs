@@ -22,6 +22,7 @@ fn catalogue() -> Catalogue {
     for kind in [
         "headers",
         "mock",
+        "request_mirror",
         "request_redirect",
         "proxy_rewrite",
         "cors",
@@ -881,4 +882,48 @@ spec:
         .map(|f| f.name.as_str())
         .collect();
     assert!(features.contains(&"GRPCRoute"), "{features:?}");
+}
+
+#[test]
+fn grpc_route_mirrors_speak_http2_and_host_claims_name_the_grpc_route() {
+    // A RequestMirror of a GRPCRoute goes to a synthetic Service that speaks HTTP/2 as the
+    // rule's does; a hookway Route of another namespace claiming the GRPCRoute's host later is
+    // refused with a message naming the GRPCRoute.
+    let yaml = BASE.to_string()
+        + &grpc_route(
+            "infra",
+            "g",
+            "  parentRefs: [{name: gw}]\n  hostnames: [grpc.example.com]\n  rules:\n  - filters:\n    - type: RequestMirror\n      requestMirror: {backendRef: {name: web, namespace: team, port: 80}}\n    backendRefs: [{name: web, namespace: team, port: 80}]",
+        )
+        + "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: grpc, namespace: team}\nspec:\n  from: [{group: gateway.networking.k8s.io, kind: GRPCRoute, namespace: infra}]\n  to: [{group: '', kind: Service}]\n---\n"
+        + "apiVersion: hookway.dev/v1alpha1\nkind: Service\nmetadata: {name: s, namespace: third}\nspec: {nodes: [{address: 10.9.9.9, port: 80}]}\n---\napiVersion: hookway.dev/v1alpha1\nkind: Route\nmetadata: {name: late, namespace: third, creationTimestamp: '2030-01-01T00:00:00Z'}\nspec: {hosts: [grpc.example.com], service: s}\n";
+    let (_, c) = compiled(&yaml);
+    let g = ObjectId {
+        kind: Kind::GRPCRoute,
+        key: ObjectKey::new("infra", "g"),
+    };
+    assert!(c.reports[&g].is_ok(), "{:?}", c.reports[&g]);
+    for name in ["g#grpc.r00", "g#grpc.r00.mirror00"] {
+        let up = c
+            .snapshot
+            .upstream(&ObjectKey::new("infra", name))
+            .unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(up.protocol, UpstreamProtocol::Http2, "{name}");
+    }
+    let chain: Vec<&str> = c.snapshot.routes[0]
+        .chain
+        .iter()
+        .map(|e| e.plugin.as_str())
+        .collect();
+    assert_eq!(chain, vec!["request_mirror"]);
+    let late = &c.reports[&ObjectId {
+        kind: Kind::Route,
+        key: ObjectKey::new("third", "late"),
+    }];
+    assert_eq!(late.accepted.reason, "HostConflict");
+    assert!(
+        late.accepted.message.contains("GRPCRoute infra/g"),
+        "{}",
+        late.accepted.message
+    );
 }
