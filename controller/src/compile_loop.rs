@@ -194,7 +194,8 @@ where
         let standard = !objects.ingresses.is_empty();
         let gateway_api = (!objects.gateway_classes.is_empty()
             || !objects.gateways.is_empty()
-            || !objects.http_routes.is_empty())
+            || !objects.http_routes.is_empty()
+            || !objects.grpc_routes.is_empty())
         .then(|| Arc::new(objects));
         self.published.send_if_modified(|current| {
             // Gateway API statuses depend on the objects too.
@@ -260,6 +261,7 @@ pub fn kind_name(kind: Kind) -> &'static str {
         Kind::GatewayClass => "GatewayClass",
         Kind::Gateway => "Gateway",
         Kind::HTTPRoute => "HTTPRoute",
+        Kind::GRPCRoute => "GRPCRoute",
         Kind::Ingress => "Ingress",
     }
 }

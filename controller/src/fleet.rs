@@ -72,6 +72,7 @@ fn failed_kind(kind: Kind) -> Option<FailedKind> {
         | Kind::GatewayClass
         | Kind::Gateway
         | Kind::HTTPRoute
+        | Kind::GRPCRoute
         | Kind::Ingress => None,
     }
 }

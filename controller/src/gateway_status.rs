@@ -1,4 +1,5 @@
-//! Writes Gateway API statuses (GatewayClass, Gateway, HTTPRoute) while this replica leads.
+//! Writes Gateway API statuses (GatewayClass, Gateway, HTTPRoute, GRPCRoute) while this replica
+//! leads.
 //!
 //! What the statuses say is computed purely by `hookway_crds::lower::status::compute`; this
 //! module adds what only the controller knows (the proxy Service's addresses, whether the proxies
@@ -6,7 +7,7 @@
 //! patches only real changes (server-side apply on `/status`, field manager
 //! `hookway-controller`).
 //!
-//! An HTTPRoute's `status.parents` is shared with other controllers (one entry per parent and
+//! A route's (HTTPRoute's, GRPCRoute's) `status.parents` is shared with other controllers (one entry per parent and
 //! controller): the entries of other controllers are written back as read, ours replaced.
 
 use std::collections::HashMap;
@@ -14,7 +15,7 @@ use std::collections::HashMap;
 use hookway_crds::compiler::{Compiled, Kind, ObjectId};
 use hookway_crds::gateway_api::gateway::GatewayStatusAddress;
 use hookway_crds::gateway_api::{
-    Gateway, GatewayClass, HTTPRoute, RouteParentStatus, RouteStatus, CONTROLLER_NAME,
+    GRPCRoute, Gateway, GatewayClass, HTTPRoute, RouteParentStatus, RouteStatus, CONTROLLER_NAME,
 };
 use hookway_crds::lower::status::{self, Environment, Statuses};
 use hookway_crds::snapshot::ObjectKey;
@@ -149,6 +150,7 @@ impl Writer<'_> {
             gateway_classes,
             gateways,
             http_routes,
+            grpc_routes,
         } = status::compute(objects, &compiled, &env);
 
         for (name, mut desired) in gateway_classes {
@@ -199,6 +201,19 @@ impl Writer<'_> {
             self.write(api, Kind::HTTPRoute, &key, previous, &desired, written)
                 .await;
         }
+        for (key, ours) in grpc_routes {
+            let Some(store) = &self.stores.grpc_routes else {
+                break;
+            };
+            let Some(current) = store.get(&key.namespace, &key.name) else {
+                continue;
+            };
+            let previous = current.status.as_ref();
+            let desired = merge_parents(previous, ours);
+            let api = Api::<GRPCRoute>::namespaced(self.client.clone(), &key.namespace);
+            self.write(api, Kind::GRPCRoute, &key, previous, &desired, written)
+                .await;
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -243,7 +258,7 @@ pub fn programmed(published: &Published, is_programmed: impl Fn(&ObjectId) -> bo
         .filter(|id| {
             matches!(
                 id.kind,
-                Kind::GatewayClass | Kind::Gateway | Kind::HTTPRoute
+                Kind::GatewayClass | Kind::Gateway | Kind::HTTPRoute | Kind::GRPCRoute
             )
         })
         .all(is_programmed)

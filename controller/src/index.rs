@@ -1,7 +1,8 @@
 //! Reflector stores -> the compiler's [`Objects`]. Pure: no I/O, no async.
 
 use hookway_crds::compiler::Objects;
-use hookway_crds::gateway_api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
+use hookway_crds::gateway_api::http_route::BackendObjectReference;
+use hookway_crds::gateway_api::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use hookway_crds::{GatewayPlugin, PlatformPolicy, Route, Service};
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service as CoreService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -106,6 +107,8 @@ pub struct GatewayApiStores {
     pub gateways: MultiStore<Gateway>,
     /// HTTPRoutes.
     pub http_routes: MultiStore<HTTPRoute>,
+    /// GRPCRoutes, when the API server serves them (`watch::gateway_api_served`).
+    pub grpc_routes: Option<MultiStore<GRPCRoute>>,
     /// ReferenceGrants.
     pub reference_grants: MultiStore<ReferenceGrant>,
 }
@@ -116,36 +119,57 @@ impl GatewayApiStores {
         self.classes.wait_until_ready().await.is_ok()
             && self.gateways.wait_until_ready().await
             && self.http_routes.wait_until_ready().await
+            && match &self.grpc_routes {
+                Some(s) => s.wait_until_ready().await,
+                None => true,
+            }
             && self.reference_grants.wait_until_ready().await
     }
 }
 
+/// The core Services (namespace, name) among `refs` of a route in `ns`.
+fn core_services<'a>(
+    ns: &'a str,
+    refs: impl Iterator<Item = &'a BackendObjectReference> + 'a,
+) -> impl Iterator<Item = (String, String)> + 'a {
+    refs.filter(|b| {
+        b.group.as_deref().unwrap_or("").is_empty()
+            && b.kind.as_deref().unwrap_or("Service") == "Service"
+    })
+    .map(move |b| {
+        (
+            b.namespace.clone().unwrap_or_else(|| ns.to_string()),
+            b.name.clone(),
+        )
+    })
+}
+
 /// Core Services (namespace, name) an HTTPRoute sends traffic or mirrors to.
-fn http_route_backends(route: &HTTPRoute) -> impl Iterator<Item = (String, String)> + '_ {
-    let ns = route.metadata.namespace.clone().unwrap_or_default();
-    route.spec.rules.iter().flat_map(move |rule| {
+fn http_route_backends(route: &HTTPRoute) -> Vec<(String, String)> {
+    let ns = route.metadata.namespace.as_deref().unwrap_or_default();
+    let refs = route.spec.rules.iter().flat_map(|rule| {
         let mirrors = rule
             .filters
             .iter()
             .chain(rule.backend_refs.iter().flat_map(|b| &b.filters))
             .filter_map(|f| f.request_mirror.as_ref().map(|m| &m.backend_ref));
-        let ns = ns.clone();
-        rule.backend_refs
+        rule.backend_refs.iter().map(|b| &b.backend).chain(mirrors)
+    });
+    core_services(ns, refs).collect()
+}
+
+/// Core Services (namespace, name) a GRPCRoute sends traffic or mirrors to.
+fn grpc_route_backends(route: &GRPCRoute) -> Vec<(String, String)> {
+    let ns = route.metadata.namespace.as_deref().unwrap_or_default();
+    let refs = route.spec.rules.iter().flat_map(|rule| {
+        let mirrors = rule
+            .filters
             .iter()
-            .map(|b| &b.backend)
-            .chain(mirrors)
-            .filter(|b| {
-                b.group.as_deref().unwrap_or("").is_empty()
-                    && b.kind.as_deref().unwrap_or("Service") == "Service"
-            })
-            .map(move |b| {
-                (
-                    b.namespace.clone().unwrap_or_else(|| ns.clone()),
-                    b.name.clone(),
-                )
-            })
-            .collect::<Vec<_>>()
-    })
+            .chain(rule.backend_refs.iter().flat_map(|b| &b.filters))
+            .filter_map(|f| f.request_mirror.as_ref().map(|m| &m.backend_ref));
+        rule.backend_refs.iter().map(|b| &b.backend).chain(mirrors)
+    });
+    core_services(ns, refs).collect()
 }
 
 impl Stores {
@@ -169,12 +193,17 @@ impl Stores {
                 g.classes.state(),
                 g.gateways.state(),
                 g.http_routes.state(),
+                g.grpc_routes
+                    .as_ref()
+                    .map(MultiStore::state)
+                    .unwrap_or_default(),
                 g.reference_grants.state(),
             )
         });
         let mut referenced = referenced;
-        if let Some((_, _, routes, _)) = &gateway_api {
+        if let Some((_, _, routes, grpc_routes, _)) = &gateway_api {
             referenced.extend(routes.iter().flat_map(|r| http_route_backends(r)));
+            referenced.extend(grpc_routes.iter().flat_map(|r| grpc_route_backends(r)));
         }
         let ingresses = self.ingresses.state();
         referenced.extend(ingresses.iter().flat_map(|i| ingress_backends(i)));
@@ -214,15 +243,17 @@ impl Stores {
             policies: self.policies.state(),
             ingresses,
             ingress_classes: self.ingress_classes.state(),
-            ..gateway_api.map_or_else(Objects::default, |(classes, gateways, routes, grants)| {
-                Objects {
+            ..gateway_api.map_or_else(
+                Objects::default,
+                |(classes, gateways, routes, grpc_routes, grants)| Objects {
                     gateway_classes: classes,
                     gateways,
                     http_routes: routes,
+                    grpc_routes,
                     reference_grants: grants,
                     ..Objects::default()
-                }
-            })
+                },
+            )
         }
     }
 }
@@ -345,7 +376,7 @@ mod tests {
             ]}
         }))
         .unwrap();
-        let mut got: Vec<(String, String)> = http_route_backends(&route).collect();
+        let mut got: Vec<(String, String)> = http_route_backends(&route);
         got.sort();
         let want = [
             ("app", "explicit"),
@@ -354,6 +385,29 @@ mod tests {
             ("shared", "other"),
         ]
         .map(|(n, s)| (n.to_string(), s.to_string()));
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn grpc_route_backends_are_core_services_in_the_route_or_named_namespace() {
+        let route: GRPCRoute = serde_json::from_value(serde_json::json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute",
+            "metadata": {"name": "r", "namespace": "app"},
+            "spec": {"rules": [
+                {"backendRefs": [
+                    {"name": "grpc", "port": 50051},
+                    {"name": "other", "namespace": "shared", "port": 50051},
+                    {"group": "example.com", "kind": "Bucket", "name": "not-a-service"}
+                ],
+                 "filters": [{"type": "RequestMirror",
+                              "requestMirror": {"backendRef": {"name": "mirror", "port": 80}}}]}
+            ]}
+        }))
+        .unwrap();
+        let mut got: Vec<(String, String)> = grpc_route_backends(&route);
+        got.sort();
+        let want = [("app", "grpc"), ("app", "mirror"), ("shared", "other")]
+            .map(|(n, s)| (n.to_string(), s.to_string()));
         assert_eq!(got, want);
     }
 

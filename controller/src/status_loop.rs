@@ -250,7 +250,7 @@ impl StatusLoop {
                     .await
                 }
                 // Gateway API statuses have their own shape: `sync_gateway_api`.
-                Kind::GatewayClass | Kind::Gateway | Kind::HTTPRoute => {}
+                Kind::GatewayClass | Kind::Gateway | Kind::HTTPRoute | Kind::GRPCRoute => {}
                 // Ingress status (loadBalancer) and Events: `ingress_status.rs`.
                 Kind::Ingress => {}
             }

@@ -13,6 +13,7 @@
 //! | IngressClass (networking.k8s.io) | cluster | — |
 //! | GatewayClass (gateway.networking.k8s.io) | cluster | — (only when the API server serves the Gateway API) |
 //! | Gateway, HTTPRoute, ReferenceGrant | watched namespaces | — (likewise) |
+//! | GRPCRoute | watched namespaces | — (when the API server serves it too) |
 //! | the proxy Service (`--proxy-service`) | its namespace | `metadata.name` |
 //!
 //! No other Secret is ever loaded: a plugin config's Secret must carry the label
@@ -22,7 +23,7 @@
 use std::fmt::Debug;
 
 use futures::StreamExt;
-use hookway_crds::gateway_api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
+use hookway_crds::gateway_api::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use hookway_crds::{GatewayPlugin, PlatformPolicy, Route, Service};
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service as CoreService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -179,10 +180,19 @@ where
     }
 }
 
+/// Which Gateway API kinds the API server serves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GatewayApiServed {
+    /// GatewayClasses, Gateways, HTTPRoutes and ReferenceGrants (all needed to watch any).
+    pub core: bool,
+    /// GRPCRoutes too (standard channel since v1.1; older installs lack them).
+    pub grpc_routes: bool,
+}
+
 /// Whether the API server serves the Gateway API's `gateway.networking.k8s.io/v1` Gateways and
-/// HTTPRoutes (its CRDs are installed). Asked once at start: installing the CRDs later needs a
-/// controller restart (docs/gateway-api.md).
-pub async fn gateway_api_served(client: &Client) -> bool {
+/// HTTPRoutes (its CRDs are installed), and GRPCRoutes. Asked once at start: installing the
+/// CRDs later needs a controller restart (docs/gateway-api.md).
+pub async fn gateway_api_served(client: &Client) -> GatewayApiServed {
     match client
         .list_api_group_resources(hookway_crds::gateway_api::API_VERSION_V1)
         .await
@@ -197,16 +207,22 @@ pub async fn gateway_api_served(client: &Client) -> bool {
             ]
             .into_iter()
             .all(has);
-            if served {
-                info!("Gateway API served by the API server; watching it");
+            let grpc_routes = served && has("grpcroutes");
+            if grpc_routes {
+                info!("Gateway API (with GRPCRoute) served by the API server; watching it");
+            } else if served {
+                info!("Gateway API served by the API server without grpcroutes; watching it, GRPCRoutes are not served");
             } else {
                 warn!("Gateway API v1 is only partly installed (need gatewayclasses, gateways, httproutes, referencegrants); not watching it");
             }
-            served
+            GatewayApiServed {
+                core: served,
+                grpc_routes,
+            }
         }
         Err(e) => {
             info!(error = %e, "Gateway API not installed; Gateway API support is off until the controller restarts after its CRDs are applied");
-            false
+            GatewayApiServed::default()
         }
     }
 }
@@ -220,11 +236,11 @@ pub fn start(
     scope: &Scope,
     poke: &Poke,
     tasks: &mut JoinSet<()>,
-    gateway_api: bool,
+    gateway_api: GatewayApiServed,
     proxy_service: Option<&str>,
 ) -> Stores {
     let any = watcher::Config::default().any_semantic();
-    let gateway_api = gateway_api.then(|| GatewayApiStores {
+    let gateway_api = gateway_api.core.then(|| GatewayApiStores {
         classes: reflect::<GatewayClass>(
             tasks,
             Api::all(client.clone()),
@@ -233,6 +249,9 @@ pub fn start(
         ),
         gateways: multi::<Gateway>(tasks, client, scope, &any, poke),
         http_routes: multi::<HTTPRoute>(tasks, client, scope, &any, poke),
+        grpc_routes: gateway_api
+            .grpc_routes
+            .then(|| multi::<GRPCRoute>(tasks, client, scope, &any, poke)),
         reference_grants: multi::<ReferenceGrant>(tasks, client, scope, &any, poke),
     });
     let proxy_service = proxy_service.map(|service| {

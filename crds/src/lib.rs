@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!   api/        GatewayPlugin, Service, Route, PlatformPolicy  (kube CustomResource types)
-//!   gateway_api/ GatewayClass, Gateway, HTTPRoute, ReferenceGrant (what hookway reads of them)
+//!   gateway_api/ GatewayClass, Gateway, HTTPRoute, GRPCRoute, ReferenceGrant (what hookway reads of them)
 //!   lower/      Gateway API (and other standard kinds) -> synthetic hookway objects
 //!   crdgen      the CRD YAML generated from those types
 //!   catalogue   plugin kinds by name, each with a typed config validator

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::compiler::Objects;
 use crate::gateway_api::{
-    Gateway, GatewayClass, HTTPRoute, ReferenceGrant, API_VERSION_V1 as GW_V1,
+    GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant, API_VERSION_V1 as GW_V1,
     API_VERSION_V1BETA1 as GW_V1BETA1,
 };
 use crate::{GatewayPlugin, PlatformPolicy, Route, Service};
@@ -96,6 +96,8 @@ pub fn parse_into(
                 decode::<HTTPRoute>(value, default_namespace)
                     .map(|o| into.http_routes.push(Arc::new(o)))
             }
+            (GW_V1, "GRPCRoute") => decode::<GRPCRoute>(value, default_namespace)
+                .map(|o| into.grpc_routes.push(Arc::new(o))),
             (GW_V1, "ReferenceGrant") | (GW_V1BETA1, "ReferenceGrant") => {
                 decode::<ReferenceGrant>(value, default_namespace)
                     .map(|o| into.reference_grants.push(Arc::new(o)))

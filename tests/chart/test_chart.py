@@ -117,6 +117,7 @@ def test_controller_rbac_is_least_privilege():
         ("gateway.networking.k8s.io", "gatewayclasses/status", "patch"),
         ("gateway.networking.k8s.io", "gateways/status", "patch"),
         ("gateway.networking.k8s.io", "httproutes/status", "patch"),
+        ("gateway.networking.k8s.io", "grpcroutes/status", "patch"),
         ("networking.k8s.io", "ingresses/status", "patch"),
         ("events.k8s.io", "events", "create"),
         ("events.k8s.io", "events", "patch"),
@@ -127,7 +128,9 @@ def test_controller_rbac_is_least_privilege():
     # The Gateway API is read (list/watch), never written but for status.
     gateway_reads = {(r, v) for (g, r, v) in grants if g == "gateway.networking.k8s.io" and "/" not in r}
     assert gateway_reads == {
-        (r, v) for r in ("gatewayclasses", "gateways", "httproutes", "referencegrants") for v in ("list", "watch")
+        (r, v)
+        for r in ("gatewayclasses", "gateways", "httproutes", "grpcroutes", "referencegrants")
+        for v in ("list", "watch")
     }
     # Leases only in the release namespace; PlatformPolicies only in the root namespace (the
     # release namespace by default), read and their status patched.

@@ -115,6 +115,9 @@ fn describe(key: &ObjectKey) -> String {
         Some((source, part)) if part.starts_with("listener.") => {
             format!("Gateway {}/{source} {part}", key.namespace)
         }
+        Some((source, part)) if part.starts_with("grpc.") => {
+            format!("GRPCRoute {}/{source}", key.namespace)
+        }
         Some((source, _)) => format!("HTTPRoute {}/{source}", key.namespace),
     }
 }

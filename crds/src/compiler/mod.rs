@@ -42,7 +42,7 @@ use serde::Serialize;
 use kube::Resource;
 
 use crate::api::{ChainStatusEntry, PluginRefs};
-use crate::gateway_api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
+use crate::gateway_api::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use crate::snapshot::{CertificateEntry, ObjectKey, RouteEntry, RuleEntry, Snapshot};
 use crate::{Catalogue, GatewayPlugin, PlatformPolicy, Route, Service};
 
@@ -75,6 +75,8 @@ pub struct Objects {
     pub gateways: Vec<Arc<Gateway>>,
     /// Gateway API HTTPRoutes.
     pub http_routes: Vec<Arc<HTTPRoute>>,
+    /// Gateway API GRPCRoutes.
+    pub grpc_routes: Vec<Arc<GRPCRoute>>,
     /// Gateway API ReferenceGrants.
     pub reference_grants: Vec<Arc<ReferenceGrant>>,
     /// Ingresses (`networking.k8s.io/v1`); only those of a hookway IngressClass are served.
@@ -119,6 +121,8 @@ pub enum Kind {
     Gateway,
     /// Gateway API `HTTPRoute`.
     HTTPRoute,
+    /// Gateway API `GRPCRoute`.
+    GRPCRoute,
     /// `Ingress` (networking.k8s.io/v1), lowered into synthetic Routes and Services whose
     /// findings are reported here.
     Ingress,

@@ -1,5 +1,5 @@
 //! The Gateway API kinds hookway reads (`gateway.networking.k8s.io`, standard channel v1.6.1):
-//! `GatewayClass`, `Gateway`, `HTTPRoute`, `ReferenceGrant`.
+//! `GatewayClass`, `Gateway`, `HTTPRoute`, `GRPCRoute`, `ReferenceGrant`.
 //!
 //! Hand-written with `kube::CustomResource` + serde because the `gateway-api` crate is built on
 //! an older kube. Only the fields hookway reads are typed; every other field is tolerated on
@@ -9,12 +9,14 @@
 pub mod common;
 pub mod gateway;
 pub mod gateway_class;
+pub mod grpc_route;
 pub mod http_route;
 pub mod reference_grant;
 
 pub use common::{ParentReference, RouteParentStatus, RouteStatus};
 pub use gateway::{Gateway, GatewaySpec, GatewayStatus, Listener, ListenerStatus};
 pub use gateway_class::{GatewayClass, GatewayClassSpec, GatewayClassStatus};
+pub use grpc_route::{GRPCRoute, GRPCRouteSpec};
 pub use http_route::{HTTPRoute, HTTPRouteSpec};
 pub use reference_grant::{ReferenceGrant, ReferenceGrantSpec};
 

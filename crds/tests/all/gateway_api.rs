@@ -8,7 +8,7 @@ use hookway_crds::compiler::{compile, Compiled, Kind, ObjectId, Objects, Options
 use hookway_crds::gateway_api::gateway::GatewayStatusAddress;
 use hookway_crds::lower::status::{compute, Environment, Statuses};
 use hookway_crds::manifests::parse_into;
-use hookway_crds::snapshot::{ObjectKey, PathMatchType};
+use hookway_crds::snapshot::{ObjectKey, PathMatchType, UpstreamProtocol};
 use hookway_crds::Catalogue;
 use serde::Deserialize;
 
@@ -22,6 +22,7 @@ fn catalogue() -> Catalogue {
     for kind in [
         "headers",
         "mock",
+        "request_mirror",
         "request_redirect",
         "proxy_rewrite",
         "cors",
@@ -59,15 +60,29 @@ fn upstream_examples_read_and_round_trip() {
         let text = std::fs::read_to_string(path).unwrap();
         let notes = parse_into(&text, &path.display().to_string(), "default", &mut all)
             .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
-        assert!(
-            notes
-                .iter()
-                .all(|n| n.contains("Namespace") || n.contains("GRPCRoute")),
-            "{notes:?}"
-        );
+        assert!(notes.iter().all(|n| n.contains("Namespace")), "{notes:?}");
     }
     assert!(all.gateways.len() >= 5, "{}", all.gateways.len());
     assert!(all.http_routes.len() >= 8, "{}", all.http_routes.len());
+    assert!(all.grpc_routes.len() >= 6, "{}", all.grpc_routes.len());
+    for r in &all.grpc_routes {
+        let json = serde_json::to_value(r.as_ref()).unwrap();
+        let back: hookway_crds::gateway_api::GRPCRoute = serde_json::from_value(json).unwrap();
+        assert_eq!((&back.metadata, &back.spec), (&r.metadata, &r.spec));
+    }
+    // The upstream basic example's second rule: a header and a method match in one match.
+    let basic = all
+        .grpc_routes
+        .iter()
+        .find(|r| r.metadata.name.as_deref() == Some("grpc-app-1"))
+        .unwrap();
+    let m = &basic.spec.rules[1].matches[0];
+    assert_eq!(m.headers[0].name, "magic");
+    let method = m.method.as_ref().unwrap();
+    assert_eq!(
+        (method.service.as_deref(), method.method.as_deref()),
+        (Some("com.example.Things"), Some("DoThing"))
+    );
     assert!(!all.reference_grants.is_empty());
     // Serialising what was read and reading it back gives the same objects.
     for r in &all.http_routes {
@@ -559,4 +574,356 @@ spec:
     assert!(late.listeners[0].conditions[3]
         .message
         .contains("namespace \"third\""));
+}
+
+fn grpc_route(ns: &str, name: &str, spec: &str) -> String {
+    format!("apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n{spec}\n---\n")
+}
+
+#[test]
+fn grpc_route_lowering_gives_the_expected_snapshot() {
+    // Method matches become paths, the rule's Service speaks HTTP/2 only, filters are plugins,
+    // and an HTTPRoute of the same name lowers to other synthetic names.
+    let yaml = BASE.to_string()
+        + &grpc_route(
+            "team",
+            "shop",
+            "  parentRefs: [{name: gw, namespace: infra, sectionName: web}]\n  hostnames: [grpc.example.com]\n  rules:\n  - matches:\n    - method: {service: shop.Cart, method: Add}\n    - method: {service: shop.Orders}\n      headers: [{name: X-Env, value: canary}]\n    - method: {method: Health}\n    - method: {type: RegularExpression, service: 'shop\\.v[0-9]+\\.Cart'}\n    filters:\n    - type: RequestHeaderModifier\n      requestHeaderModifier: {set: [{name: X-Via, value: hookway}]}\n    backendRefs:\n    - {name: web, port: 80, weight: 3}\n    - {name: canary, port: 80, weight: 1}",
+        )
+        + &http_route(
+            "team",
+            "shop",
+            "  parentRefs: [{name: gw, namespace: infra, sectionName: web}]\n  hostnames: [www.example.com]\n  rules: [{backendRefs: [{name: web, port: 80}]}]",
+        );
+    let (_, c) = compiled(&yaml);
+    let rejected: Vec<_> = c.rejected().collect();
+    assert!(rejected.is_empty(), "{rejected:#?}");
+    let grpc = ObjectId {
+        kind: Kind::GRPCRoute,
+        key: ObjectKey::new("team", "shop"),
+    };
+    assert!(c.reports[&grpc].is_ok(), "{:?}", c.reports[&grpc]);
+    let s = &c.snapshot;
+    let routes: Vec<(&str, PathMatchType, &str, usize)> = s
+        .routes
+        .iter()
+        .map(|r| {
+            (
+                r.key.name.as_str(),
+                r.rules[0].path_type,
+                r.rules[0].path.as_str(),
+                r.rules[0].headers.len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        routes,
+        vec![
+            (
+                "shop#grpc.r00.m00@infra.gw",
+                PathMatchType::Exact,
+                "/shop.Cart/Add",
+                0
+            ),
+            (
+                "shop#grpc.r00.m01@infra.gw",
+                PathMatchType::Prefix,
+                "/shop.Orders",
+                1
+            ),
+            (
+                "shop#grpc.r00.m02@infra.gw",
+                PathMatchType::Regex,
+                "/[^/]+/Health",
+                0
+            ),
+            (
+                "shop#grpc.r00.m03@infra.gw",
+                PathMatchType::Regex,
+                "/(?:shop\\.v[0-9]+\\.Cart)/[^/]+",
+                0
+            ),
+            ("shop#r00.m00@infra.gw", PathMatchType::Prefix, "/", 0),
+        ]
+    );
+    for r in &s.routes[..4] {
+        let id = ObjectId {
+            kind: Kind::Route,
+            key: r.key.clone(),
+        };
+        assert_eq!(c.origins.get(&id), Some(&grpc), "{id:?}");
+        assert_eq!(r.hosts, vec!["grpc.example.com".to_string()]);
+        assert_eq!(
+            r.chain
+                .iter()
+                .map(|e| e.plugin.as_str())
+                .collect::<Vec<_>>(),
+            vec!["headers"]
+        );
+    }
+    let upstream = s
+        .upstream(&ObjectKey::new("team", "shop#grpc.r00"))
+        .unwrap();
+    assert_eq!(upstream.protocol, UpstreamProtocol::Http2);
+    assert_eq!(upstream.endpoints.len(), 3);
+    let http = s.upstream(&ObjectKey::new("team", "shop#r00")).unwrap();
+    assert_eq!(http.protocol, UpstreamProtocol::Auto);
+}
+
+#[test]
+fn grpc_route_without_usable_backend_answers_unavailable() {
+    // (backendRefs, expected mock share): none usable → every call; half the weight invalid →
+    // half of the calls. HTTP 200 + `grpc-status: 14`, the spec's UNAVAILABLE.
+    let cases: &[(&str, Option<serde_json::Value>)] = &[
+        ("[]", None),
+        ("[{name: missing, port: 80}]", None),
+        (
+            "[{name: web, port: 80}, {name: missing, port: 80}]",
+            Some(serde_json::json!({"numerator": 1, "denominator": 2})),
+        ),
+    ];
+    for (refs, share) in cases {
+        let yaml = BASE.to_string()
+            + &grpc_route(
+                "team",
+                "g",
+                &format!("  parentRefs: [{{name: gw, namespace: infra}}]\n  hostnames: [g.example.com]\n  rules: [{{backendRefs: {refs}}}]"),
+            );
+        let (_, c) = compiled(&yaml);
+        let route = &c.snapshot.routes[0];
+        let mock = route
+            .chain
+            .iter()
+            .find(|e| e.plugin == "mock")
+            .unwrap_or_else(|| panic!("{refs}: {:?}", route.chain));
+        assert_eq!(mock.config["status"], 200, "{refs}");
+        assert_eq!(mock.config["headers"]["grpc-status"], "14", "{refs}");
+        assert_eq!(
+            mock.config["headers"]["content-type"], "application/grpc",
+            "{refs}"
+        );
+        assert_eq!(mock.config.get("share"), share.as_ref(), "{refs}");
+    }
+}
+
+#[test]
+fn grpc_route_parent_status_has_the_spec_reasons() {
+    // (spec, expected (Accepted reason, ResolvedRefs reason) per parent), for a GRPCRoute in
+    // namespace team.
+    let grant = "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: from-http, namespace: infra}\nspec:\n  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: team}]\n  to: [{group: '', kind: Service}]\n---\n";
+    let cases: &[(&str, &[(&str, &str)])] = &[
+        ("  parentRefs: [{name: gw, namespace: infra, sectionName: web}]\n  hostnames: [a.example.com]\n  rules: [{backendRefs: [{name: web, port: 80}]}]", &[("Accepted", "ResolvedRefs")]),
+        ("  parentRefs: [{name: gw, namespace: infra, sectionName: same}]\n  rules: [{backendRefs: [{name: web, port: 80}]}]", &[("NotAllowedByListeners", "ResolvedRefs")]),
+        ("  parentRefs: [{name: gw, namespace: infra}]\n  hostnames: [a.example.org]", &[("NoMatchingListenerHostname", "ResolvedRefs")]),
+        ("  parentRefs: [{name: gw, namespace: infra}]\n  hostnames: [a.example.com]\n  rules: [{backendRefs: [{name: missing, port: 80}]}]", &[("Accepted", "BackendNotFound")]),
+        // A grant to HTTPRoutes does not cover GRPCRoutes.
+        ("  parentRefs: [{name: gw, namespace: infra}]\n  hostnames: [a.example.com]\n  rules: [{backendRefs: [{name: web, namespace: infra, port: 80}]}]", &[("Accepted", "RefNotPermitted")]),
+        ("  parentRefs: [{name: gw, namespace: infra}]\n  hostnames: [a.example.com]\n  rules: [{backendRefs: [{group: example.com, kind: Bucket, name: b}]}]", &[("Accepted", "InvalidKind")]),
+        ("  parentRefs: [{name: gw, namespace: infra}]\n  hostnames: [a.example.com]\n  rules: [{filters: [{type: RequestRedirect, requestRedirect: {scheme: https}}], backendRefs: [{name: web, port: 80}]}]", &[("UnsupportedValue", "ResolvedRefs")]),
+        ("  parentRefs: [{name: gw, namespace: infra}]\n  hostnames: [a.example.com]\n  rules: [{matches: [{method: {type: Prefix, service: a}}], backendRefs: [{name: web, port: 80}]}]", &[("UnsupportedValue", "ResolvedRefs")]),
+        ("  parentRefs: [{name: gw, namespace: infra}]\n  hostnames: [a.example.com]\n  rules: [{matches: [{headers: [{type: Glob, name: a, value: b}]}], backendRefs: [{name: web, port: 80}]}]", &[("UnsupportedValue", "ResolvedRefs")]),
+        ("  parentRefs: [{name: gw, namespace: infra}]\n  hostnames: [a.example.com]\n  rules: [{filters: [{type: ExtensionRef, extensionRef: {group: hookway.dev, kind: GatewayPlugin, name: nope}}], backendRefs: [{name: web, port: 80}]}]", &[("Accepted", "PluginNotFound")]),
+    ];
+    for (i, (spec, want)) in cases.iter().enumerate() {
+        let yaml = BASE.to_string() + grant + &grpc_route("team", "g", spec);
+        let s = statuses(&yaml);
+        assert!(s.http_routes.is_empty());
+        let got: Vec<(String, String)> = s
+            .grpc_routes
+            .get(&ObjectKey::new("team", "g"))
+            .map(|st| {
+                st.parents
+                    .iter()
+                    .map(|p| {
+                        assert_eq!(p.controller_name, "hookway.dev/gateway-controller");
+                        (
+                            p.conditions[0].reason.clone(),
+                            p.conditions[1].reason.clone(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(got, want, "case {i}: {spec}");
+    }
+}
+
+#[test]
+fn an_http_route_and_a_grpc_route_on_one_listener_host_accept_the_older() {
+    // The spec (GRPCRouteSpec.hostnames): of an HTTPRoute and a GRPCRoute attached to one
+    // listener with intersecting hostnames, only the older (then `namespace/name` first) is
+    // accepted. Disjoint hostnames, or two routes of one kind, do not conflict.
+    let route = |kind: &str, name: &str, created: &str, hosts: &str| {
+        format!("apiVersion: gateway.networking.k8s.io/v1\nkind: {kind}\nmetadata: {{name: {name}, namespace: team, creationTimestamp: '{created}'}}\nspec:\n  parentRefs: [{{name: gw, namespace: infra, sectionName: web}}]\n  hostnames: {hosts}\n  rules: [{{backendRefs: [{{name: web, port: 80}}]}}]\n---\n")
+    };
+    let yaml = BASE.to_string()
+        + &route(
+            "HTTPRoute",
+            "old-http",
+            "2020-01-01T00:00:00Z",
+            "[a.example.com]",
+        )
+        + &route(
+            "GRPCRoute",
+            "new-grpc",
+            "2021-01-01T00:00:00Z",
+            "['*.example.com']",
+        )
+        + &route(
+            "GRPCRoute",
+            "old-grpc",
+            "2019-01-01T00:00:00Z",
+            "[b.example.com]",
+        )
+        + &route(
+            "HTTPRoute",
+            "new-http",
+            "2022-01-01T00:00:00Z",
+            "[b.example.com]",
+        )
+        + &route(
+            "GRPCRoute",
+            "alone",
+            "2022-01-01T00:00:00Z",
+            "[c.example.org]",
+        )
+        + &route(
+            "HTTPRoute",
+            "twin",
+            "2020-01-01T00:00:00Z",
+            "[a.example.com]",
+        );
+    let s = statuses(&yaml);
+    let accepted =
+        |map: &std::collections::BTreeMap<ObjectKey, hookway_crds::gateway_api::RouteStatus>,
+         name: &str| {
+            let c = &map[&ObjectKey::new("team", name)].parents[0].conditions[0];
+            (c.reason.clone(), c.message.clone())
+        };
+    assert_eq!(accepted(&s.http_routes, "old-http").0, "Accepted");
+    assert_eq!(accepted(&s.http_routes, "twin").0, "Accepted");
+    let (reason, message) = accepted(&s.grpc_routes, "new-grpc");
+    assert_eq!(reason, "HostConflict");
+    assert!(message.contains("HTTPRoute team/old-http"), "{message}");
+    assert_eq!(accepted(&s.grpc_routes, "old-grpc").0, "Accepted");
+    let (reason, message) = accepted(&s.http_routes, "new-http");
+    assert_eq!(reason, "HostConflict");
+    assert!(message.contains("GRPCRoute team/old-grpc"), "{message}");
+    // c.example.org does not match the listener's *.example.com at all.
+    assert_eq!(
+        accepted(&s.grpc_routes, "alone").0,
+        "NoMatchingListenerHostname"
+    );
+    // The refused ones are not served; the accepted ones are.
+    let (_, c) = compiled(&yaml);
+    let served: std::collections::BTreeSet<&str> = c
+        .snapshot
+        .routes
+        .iter()
+        .map(|r| r.key.name.split('#').next().unwrap())
+        .collect();
+    assert_eq!(
+        served,
+        ["old-grpc", "old-http", "twin"].into_iter().collect()
+    );
+    let gw = &s.gateways[&ObjectKey::new("infra", "gw")];
+    assert_eq!(gw.listeners[0].attached_routes, 3);
+}
+
+#[test]
+fn listeners_list_and_count_grpc_routes() {
+    let yaml = BASE.to_string()
+        + &grpc_route("team", "g", "  parentRefs: [{name: gw, namespace: infra}]\n  hostnames: [g.example.com]\n  rules: [{backendRefs: [{name: web, port: 80}]}]")
+        + &grpc_route("infra", "h", "  parentRefs: [{name: only-grpc}, {name: only-http}]\n  rules: [{backendRefs: [{name: web, namespace: team, port: 80}]}]")
+        + r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: only-grpc, namespace: infra}
+spec:
+  gatewayClassName: hookway
+  listeners: [{name: g, port: 80, protocol: HTTP, allowedRoutes: {kinds: [{kind: GRPCRoute}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: only-http, namespace: infra}
+spec:
+  gatewayClassName: hookway
+  listeners: [{name: h, port: 80, protocol: HTTP, allowedRoutes: {kinds: [{kind: HTTPRoute}]}}]
+"#;
+    let s = statuses(&yaml);
+    let gw = &s.gateways[&ObjectKey::new("infra", "gw")];
+    let kinds: Vec<&str> = gw.listeners[0]
+        .supported_kinds
+        .iter()
+        .map(|k| k.kind.as_str())
+        .collect();
+    assert_eq!(kinds, vec!["HTTPRoute", "GRPCRoute"]);
+    assert_eq!(gw.listeners[0].attached_routes, 1);
+    let only = &s.gateways[&ObjectKey::new("infra", "only-grpc")];
+    assert_eq!(only.listeners[0].supported_kinds.len(), 1);
+    assert_eq!(only.listeners[0].attached_routes, 1);
+    assert_eq!(
+        s.gateways[&ObjectKey::new("infra", "only-http")].listeners[0].attached_routes,
+        0
+    );
+    let parents: Vec<String> = s.grpc_routes[&ObjectKey::new("infra", "h")]
+        .parents
+        .iter()
+        .map(|p| p.conditions[0].reason.clone())
+        .collect();
+    assert_eq!(parents, vec!["Accepted", "NotAllowedByListeners"]);
+    let features: Vec<&str> = s.gateway_classes["hookway"]
+        .supported_features
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
+    assert!(features.contains(&"GRPCRoute"), "{features:?}");
+}
+
+#[test]
+fn grpc_route_mirrors_speak_http2_and_host_claims_name_the_grpc_route() {
+    // A RequestMirror of a GRPCRoute goes to a synthetic Service that speaks HTTP/2 as the
+    // rule's does; a hookway Route of another namespace claiming the GRPCRoute's host later is
+    // refused with a message naming the GRPCRoute.
+    let yaml = BASE.to_string()
+        + &grpc_route(
+            "infra",
+            "g",
+            "  parentRefs: [{name: gw}]\n  hostnames: [grpc.example.com]\n  rules:\n  - filters:\n    - type: RequestMirror\n      requestMirror: {backendRef: {name: web, namespace: team, port: 80}}\n    backendRefs: [{name: web, namespace: team, port: 80}]",
+        )
+        + "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: grpc, namespace: team}\nspec:\n  from: [{group: gateway.networking.k8s.io, kind: GRPCRoute, namespace: infra}]\n  to: [{group: '', kind: Service}]\n---\n"
+        + "apiVersion: hookway.dev/v1alpha1\nkind: Service\nmetadata: {name: s, namespace: third}\nspec: {nodes: [{address: 10.9.9.9, port: 80}]}\n---\napiVersion: hookway.dev/v1alpha1\nkind: Route\nmetadata: {name: late, namespace: third, creationTimestamp: '2030-01-01T00:00:00Z'}\nspec: {hosts: [grpc.example.com], service: s}\n";
+    let (_, c) = compiled(&yaml);
+    let g = ObjectId {
+        kind: Kind::GRPCRoute,
+        key: ObjectKey::new("infra", "g"),
+    };
+    assert!(c.reports[&g].is_ok(), "{:?}", c.reports[&g]);
+    for name in ["g#grpc.r00", "g#grpc.r00.mirror00"] {
+        let up = c
+            .snapshot
+            .upstream(&ObjectKey::new("infra", name))
+            .unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(up.protocol, UpstreamProtocol::Http2, "{name}");
+    }
+    let chain: Vec<&str> = c.snapshot.routes[0]
+        .chain
+        .iter()
+        .map(|e| e.plugin.as_str())
+        .collect();
+    assert_eq!(chain, vec!["request_mirror"]);
+    let late = &c.reports[&ObjectId {
+        kind: Kind::Route,
+        key: ObjectKey::new("third", "late"),
+    }];
+    assert_eq!(late.accepted.reason, "HostConflict");
+    assert!(
+        late.accepted.message.contains("GRPCRoute infra/g"),
+        "{}",
+        late.accepted.message
+    );
 }

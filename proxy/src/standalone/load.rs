@@ -131,6 +131,7 @@ fn extend(into: &mut Objects, from: &Objects) {
         gateway_classes,
         gateways,
         http_routes,
+        grpc_routes,
         reference_grants,
         ingresses,
         ingress_classes,
@@ -146,6 +147,7 @@ fn extend(into: &mut Objects, from: &Objects) {
     into.gateway_classes.extend(gateway_classes.iter().cloned());
     into.gateways.extend(gateways.iter().cloned());
     into.http_routes.extend(http_routes.iter().cloned());
+    into.grpc_routes.extend(grpc_routes.iter().cloned());
     into.reference_grants
         .extend(reference_grants.iter().cloned());
     into.ingresses.extend(ingresses.iter().cloned());

@@ -214,8 +214,9 @@ fn gateway_api_compiles_clean_with_the_extension_ref_in_the_chain() {
     for (id, report) in &compiled.reports {
         assert!(report.warnings.is_empty(), "{id:?}: {:?}", report.warnings);
     }
-    // store: 3 rules; beta: 2 matches + 1 rule without matches → 6 lowered Routes.
-    assert_eq!(compiled.snapshot.routes.len(), 6);
+    // store: 3 rules; beta: 2 matches + 1 rule without matches → 6 lowered Routes; the
+    // GRPCRoute inventory: 2 + 4 matches → 6 more.
+    assert_eq!(compiled.snapshot.routes.len(), 12);
     assert_eq!(
         chain(&compiled, "shop", "store#r00.m00@infra.public"),
         entries(&[
@@ -234,6 +235,23 @@ fn gateway_api_compiles_clean_with_the_extension_ref_in_the_chain() {
         .map(|e| (e.port, e.weight))
         .collect();
     assert_eq!(weights, vec![(8081, 90), (8082, 10)]);
+    // The GRPCRoute: exact methods, the rate limit on reads, HTTP/2 to the backend.
+    assert_eq!(
+        chain(&compiled, "shop", "inventory#grpc.r00.m00@infra.public"),
+        entries(&[
+            ("request-id", Tier::Namespace),
+            ("api-limit", Tier::Namespace),
+            ("inventory#grpc.r00.m00.f00", Tier::Route),
+        ])
+    );
+    let inventory = compiled
+        .snapshot
+        .upstream(&ObjectKey::new("shop", "inventory#grpc.r00"))
+        .unwrap();
+    assert_eq!(
+        inventory.protocol,
+        hookway_crds::snapshot::UpstreamProtocol::Http2
+    );
 }
 
 #[test]
@@ -265,6 +283,7 @@ fn gateway_api_check_json_reports_the_source_objects() {
         ("Gateway", "public"),
         ("HTTPRoute", "store"),
         ("HTTPRoute", "beta"),
+        ("GRPCRoute", "inventory"),
     ] {
         assert!(
             objects.contains(&(kind.to_string(), name.to_string())),

@@ -8,11 +8,12 @@ use std::net::SocketAddr;
 
 use crate::support::*;
 
-const NS: &str = "gateway-conformance-infra";
+/// The conformance suite's infra namespace.
+pub(super) const NS: &str = "gateway-conformance-infra";
 
 /// The suite's base: GatewayClass `hookway`, Gateway `same-namespace` (one HTTP listener,
 /// routes from its own namespace), namespaces with labels, and three backends.
-const BASE: &str = r#"
+pub(super) const BASE: &str = r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
 metadata: {name: hookway}
@@ -41,7 +42,7 @@ spec:
 "#;
 
 /// A core Service `name` (port 8080) in `ns` with an EndpointSlice pointing at `addrs`.
-fn backend_yaml(ns: &str, name: &str, addrs: &[SocketAddr]) -> String {
+pub(super) fn backend_yaml(ns: &str, name: &str, addrs: &[SocketAddr]) -> String {
     let endpoints: String = addrs
         .iter()
         .map(|a| format!("- addresses: [\"{}\"]\n", a.ip()))

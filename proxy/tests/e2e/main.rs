@@ -7,6 +7,7 @@ mod binary;
 mod desync;
 mod examples;
 mod gateway_api;
+mod grpc_route;
 mod ingress;
 mod isolation;
 mod lifecycle;

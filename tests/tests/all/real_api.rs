@@ -321,6 +321,21 @@ fn the_controller_runs_as_the_charts_service_account_with_its_rbac() {
             ("create", "events.k8s.io", "events", "team-b", true),
             ("create", "", "pods", ns, false),
             ("watch", "gateway.networking.k8s.io", "httproutes", "", true),
+            ("watch", "gateway.networking.k8s.io", "grpcroutes", "", true),
+            (
+                "patch",
+                "gateway.networking.k8s.io",
+                "grpcroutes/status",
+                "team-a",
+                true,
+            ),
+            (
+                "update",
+                "gateway.networking.k8s.io",
+                "grpcroutes",
+                "team-a",
+                false,
+            ),
             (
                 "list",
                 "gateway.networking.k8s.io",

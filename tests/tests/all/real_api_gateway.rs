@@ -5,8 +5,9 @@
 //! `Accepted`/`Programmed` with the proxy Service's address and `attachedRoutes`, HTTPRoute
 //! parents with `Accepted`/`ResolvedRefs` and the spec's reasons (a parent that names no
 //! listener of the Gateway is `NoMatchingParent`; a route whose parent Gateway does not exist gets
-//! no entry from hookway, since no controller can tell it is theirs). The compiled snapshot serves
-//! the attached route's host.
+//! no entry from hookway, since no controller can tell it is theirs), GRPCRoute parents likewise
+//! (and `HostConflict` for a GRPCRoute on the host of an older HTTPRoute of the same listener,
+//! as the spec says). The compiled snapshot serves the attached routes' hosts.
 
 use hookway_crds::gateway_api::{GatewayClass, CONTROLLER_NAME};
 use hookway_tests::real_api::{self, apply, wait, WAIT};
@@ -84,6 +85,43 @@ metadata: {name: no-parent, namespace: gw-app}
 spec:
   parentRefs:
   - {name: public, namespace: gw-infra, sectionName: no-such-listener}
+  rules:
+  - backendRefs:
+    - {name: web, port: 80}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: grpc, namespace: gw-app}
+spec:
+  parentRefs:
+  - {name: public, namespace: gw-infra}
+  hostnames: [grpc.gateway.example]
+  rules:
+  - matches:
+    - method: {service: shop.Inventory, method: Get}
+    backendRefs:
+    - {name: web, port: 80}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: grpc-missing-backend, namespace: gw-app}
+spec:
+  parentRefs:
+  - {name: public, namespace: gw-infra}
+  hostnames: [grpc-missing.gateway.example]
+  rules:
+  - backendRefs:
+    - {name: nowhere, port: 80}
+---
+# Same listener and host as HTTPRoute web, and never older than it (same second: `web` sorts
+# first): refused.
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: zz-grpc-on-web, namespace: gw-app}
+spec:
+  parentRefs:
+  - {name: public, namespace: gw-infra}
+  hostnames: [web.gateway.example]
   rules:
   - backendRefs:
     - {name: web, port: 80}
@@ -182,7 +220,8 @@ fn gateway_api_statuses_are_written_as_the_spec_says() {
         assert!(
             class["supportedFeatures"]
                 .as_array()
-                .is_some_and(|f| f.iter().any(|f| f["name"] == "HTTPRoute")),
+                .is_some_and(|f| f.iter().any(|f| f["name"] == "HTTPRoute")
+                    && f.iter().any(|f| f["name"] == "GRPCRoute")),
             "{class}"
         );
         // Another controller's class is left alone.
@@ -201,7 +240,7 @@ fn gateway_api_statuses_are_written_as_the_spec_says() {
         let gateway = wait_status(&gateways, "public", |s| {
             has(&s["conditions"], "Accepted", "True", "Accepted")
                 && has(&s["conditions"], "Programmed", "True", "Programmed")
-                && s["listeners"][0]["attachedRoutes"] == json!(2)
+                && s["listeners"][0]["attachedRoutes"] == json!(4)
         })
         .await;
         let address = gateway["addresses"][0]["value"]
@@ -212,6 +251,13 @@ fn gateway_api_statuses_are_written_as_the_spec_says() {
             "the proxy Service's cluster IP: {gateway}"
         );
         let listener = &gateway["listeners"][0];
+        let kinds: Vec<&str> = listener["supportedKinds"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|k| k["kind"].as_str())
+            .collect();
+        assert_eq!(kinds, ["HTTPRoute", "GRPCRoute"], "{listener}");
         for type_ in ["Accepted", "Programmed", "ResolvedRefs"] {
             assert!(
                 summary(&listener["conditions"])
@@ -243,7 +289,38 @@ fn gateway_api_statuses_are_written_as_the_spec_says() {
         })
         .await;
 
-        // The attached route is in the snapshot the proxies get.
+        let grpc_routes = namespaced(&admin, "gw-app", "grpcroutes");
+        wait_status(&grpc_routes, "grpc", |s| {
+            our_parent(s).is_some_and(|p| {
+                has(&p["conditions"], "Accepted", "True", "Accepted")
+                    && has(&p["conditions"], "ResolvedRefs", "True", "ResolvedRefs")
+            })
+        })
+        .await;
+        wait_status(&grpc_routes, "grpc-missing-backend", |s| {
+            our_parent(s).is_some_and(|p| {
+                has(&p["conditions"], "Accepted", "True", "Accepted")
+                    && has(&p["conditions"], "ResolvedRefs", "False", "BackendNotFound")
+            })
+        })
+        .await;
+        let conflict = wait_status(&grpc_routes, "zz-grpc-on-web", |s| {
+            our_parent(s)
+                .is_some_and(|p| has(&p["conditions"], "Accepted", "False", "HostConflict"))
+        })
+        .await;
+        assert!(
+            conflict.to_string().contains("HTTPRoute gw-app/web"),
+            "{conflict}"
+        );
+
+        // The attached routes are in the snapshot the proxies get.
+        assert!(
+            cluster
+                .wait_host_compiled("grpc.gateway.example", WAIT)
+                .await,
+            "grpc.gateway.example is never compiled"
+        );
         assert!(
             cluster
                 .wait_host_compiled("web.gateway.example", WAIT)

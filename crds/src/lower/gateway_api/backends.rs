@@ -8,9 +8,11 @@ use crate::gateway_api::http_route::HTTPBackendRef;
 pub(crate) type Refused = (&'static str, String, u32);
 
 /// The usable backends (a foreign namespace's as `namespace/name`, already permitted) and the
-/// refused ones.
+/// refused ones, for a route of `kind` (`HTTPRoute`, `GRPCRoute`: what a ReferenceGrant must
+/// permit) in `namespace`.
 pub(crate) fn backends(
     refs: &[HTTPBackendRef],
+    route_kind: &str,
     namespace: &str,
     grants: &Grants<'_>,
     service_exists: &dyn Fn(&str, &str) -> bool,
@@ -31,7 +33,13 @@ pub(crate) fn backends(
             ));
             continue;
         }
-        if !grants.permits(grants::http_route(namespace), "", "Service", ns, &b.name) {
+        if !grants.permits(
+            grants::route(route_kind, namespace),
+            "",
+            "Service",
+            ns,
+            &b.name,
+        ) {
             refused.push((
                 "RefNotPermitted",
                 format!(

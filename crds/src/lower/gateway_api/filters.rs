@@ -13,7 +13,16 @@
 
 use serde_json::{json, Map, Value};
 
+use super::sources::RouteKind;
 use crate::gateway_api::http_route::{HTTPHeaderFilter, HTTPPathModifier, HTTPRouteFilter};
+
+/// The filter types of a GRPCRoute (the rest are HTTPRoute's only).
+const GRPC_FILTERS: &[&str] = &[
+    "RequestHeaderModifier",
+    "ResponseHeaderModifier",
+    "RequestMirror",
+    "ExtensionRef",
+];
 
 /// Order of the synthetic plugins: redirects answer before anything else of the route runs,
 /// CORS preflights next; the rest in the middle of the default order (1000).
@@ -53,8 +62,19 @@ pub(crate) enum Problem {
     InvalidKind(String),
 }
 
-/// Lowers one filter. `prefix` is the match's path prefix (for `ReplacePrefixMatch`).
-pub(crate) fn lower(f: &HTTPRouteFilter, prefix: Option<&str>) -> Result<Lowered, Problem> {
+/// Lowers one filter of a route of `kind`. `prefix` is the match's path prefix (for
+/// `ReplacePrefixMatch`).
+pub(crate) fn lower(
+    f: &HTTPRouteFilter,
+    prefix: Option<&str>,
+    kind: RouteKind,
+) -> Result<Lowered, Problem> {
+    if kind == RouteKind::Grpc && !GRPC_FILTERS.contains(&f.kind.as_str()) {
+        return Err(Problem::Unsupported(format!(
+            "filter type {:?} is not supported on a GRPCRoute",
+            f.kind
+        )));
+    }
     let missing =
         || Problem::Unsupported(format!("filter {} has no {} field", f.kind, field(&f.kind)));
     let plugin = |kind, config, order| {
@@ -275,7 +295,28 @@ mod tests {
             ),
         ];
         for (filter, prefix, want) in cases {
-            assert_eq!(lower(&f(filter.clone()), prefix), want, "{filter}");
+            assert_eq!(
+                lower(&f(filter.clone()), prefix, RouteKind::Http),
+                want,
+                "{filter}"
+            );
         }
+        // GRPCRoute: the header modifiers, mirrors and ExtensionRefs only.
+        let grpc = |v: Value| lower(&f(v), None, RouteKind::Grpc);
+        assert!(matches!(
+            grpc(
+                json!({"type": "ResponseHeaderModifier", "responseHeaderModifier": {"add": [{"name": "a", "value": "1"}]}})
+            ),
+            Ok(Lowered::Plugin {
+                kind: "headers",
+                ..
+            })
+        ));
+        assert_eq!(
+            grpc(json!({"type": "RequestRedirect", "requestRedirect": {"scheme": "https"}})),
+            Err(Problem::Unsupported(
+                "filter type \"RequestRedirect\" is not supported on a GRPCRoute".into()
+            ))
+        );
     }
 }

@@ -58,11 +58,11 @@ impl<'a> Grants<'a> {
     }
 }
 
-/// The referring side for an HTTPRoute in `namespace`.
-pub(crate) fn http_route(namespace: &str) -> From<'_> {
+/// The referring side for a route of `kind` (`HTTPRoute`, `GRPCRoute`) in `namespace`.
+pub(crate) fn route<'a>(kind: &'a str, namespace: &'a str) -> From<'a> {
     From {
         group: GROUP,
-        kind: "HTTPRoute",
+        kind,
         namespace,
     }
 }
@@ -104,11 +104,13 @@ mod tests {
         ];
         for (from, to, name, want) in cases {
             assert_eq!(
-                grants.permits(http_route(from), "", "Service", to, name),
+                grants.permits(route("HTTPRoute", from), "", "Service", to, name),
                 want,
                 "{from} -> {to}/{name}"
             );
         }
         assert!(!grants.permits(gateway("apps"), "", "Service", "backends", "x"));
+        // A grant from HTTPRoutes does not permit GRPCRoutes.
+        assert!(!grants.permits(route("GRPCRoute", "apps"), "", "Service", "backends", "x"));
     }
 }

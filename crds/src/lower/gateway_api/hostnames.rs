@@ -1,5 +1,5 @@
 //! Host names: validation and the intersection of a listener's hostname with a route's
-//! hostnames (Gateway API spec, `HTTPRoute.spec.hostnames`).
+//! hostnames (Gateway API spec, `HTTPRoute.spec.hostnames`, `GRPCRoute.spec.hostnames`).
 
 /// Whether `pattern` (exact or `*.` wildcard) matches host `host` (exact or wildcard): a
 /// wildcard matches one or more labels in front of its suffix, never the suffix itself.
@@ -42,6 +42,16 @@ pub(crate) fn intersect(listener: Option<&str>, route: &[String]) -> Option<Vec<
         }
     }
     Some(out)
+}
+
+/// Whether two host sets (`None` = every host) share a host: some host of one covers, or is
+/// covered by, some host of the other.
+pub(crate) fn overlap(a: &Option<Vec<String>>, b: &Option<Vec<String>>) -> bool {
+    let (Some(a), Some(b)) = (a, b) else {
+        return true;
+    };
+    a.iter()
+        .any(|x| b.iter().any(|y| x == y || covers(x, y) || covers(y, x)))
 }
 
 /// Union of host sets (`None` = every host absorbs everything).
@@ -114,6 +124,23 @@ mod tests {
         for (listener, route, want) in cases {
             let got = intersect(*listener, &s(route));
             assert_eq!(got, want.map(s), "listener {listener:?}, route {route:?}");
+        }
+    }
+
+    #[test]
+    fn overlap_of_host_sets() {
+        type Case<'a> = (Option<&'a [&'a str]>, Option<&'a [&'a str]>, bool);
+        let cases: &[Case<'_>] = &[
+            (None, Some(&["a.com"]), true),
+            (Some(&["a.com"]), Some(&["a.com"]), true),
+            (Some(&["a.com"]), Some(&["b.com"]), false),
+            (Some(&["*.a.com"]), Some(&["x.a.com"]), true),
+            (Some(&["x.a.com"]), Some(&["*.a.com"]), true),
+            (Some(&["*.a.com"]), Some(&["a.com"]), false),
+            (Some(&["*.a.com"]), Some(&["*.b.a.com"]), true),
+        ];
+        for (a, b, want) in cases {
+            assert_eq!(overlap(&a.map(s), &b.map(s)), *want, "{a:?} {b:?}");
         }
     }
 

@@ -37,9 +37,9 @@ impl ListenerInfo<'_> {
         self.accepted.is_ok() && self.conflicted.is_ok()
     }
 
-    /// Whether HTTPRoutes may attach.
-    pub fn allows_http_route(&self) -> bool {
-        self.kinds.iter().any(|k| k.kind == "HTTPRoute")
+    /// Whether routes of `kind` may attach.
+    pub fn allows(&self, kind: super::sources::RouteKind) -> bool {
+        self.kinds.iter().any(|k| k.kind == kind.name())
     }
 }
 
@@ -64,8 +64,9 @@ pub(crate) struct Index<'a> {
     pub labels: HashMap<&'a str, &'a BTreeMap<String, String>>,
 }
 
-/// The route kinds hookway serves on HTTP and HTTPS listeners.
-pub(crate) const SUPPORTED_KINDS: &[&str] = &["HTTPRoute"];
+/// The route kinds hookway serves on HTTP and HTTPS listeners (the default `allowedRoutes.kinds`
+/// of both: the spec's defaults for HTTP and HTTPS listeners that support GRPCRoute).
+pub(crate) const SUPPORTED_KINDS: &[&str] = &["HTTPRoute", "GRPCRoute"];
 
 impl<'a> Index<'a> {
     /// Builds the index. `secrets` tells whether a Secret exists (its content is checked by the

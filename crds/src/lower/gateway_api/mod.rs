@@ -1,16 +1,20 @@
 //! Gateway API → synthetic hookway objects (docs/gateway-api.md).
 //!
-//! For each HTTPRoute attached to a listener of a Gateway of a hookway GatewayClass:
+//! For each HTTPRoute or GRPCRoute attached to a listener of a Gateway of a hookway
+//! GatewayClass (`<t>` is empty for an HTTPRoute and `grpc.` for a GRPCRoute, so the two kinds
+//! never share a synthetic name):
 //!
 //! ```text
-//!  rule i                 → Service  "<route>#r<i>"            backends = backendRefs (weighted),
-//!                                                               timeout = timeouts
-//!  rule i × match j × gw  → Route    "<route>#r<i>.m<j>@<gw-ns>.<gw>"  hosts = hostnames ∩ listeners,
+//!  rule i                 → Service  "<route>#<t>r<i>"         backends = backendRefs (weighted),
+//!                                                               timeout = timeouts (HTTPRoute),
+//!                                                               http2 = always (GRPCRoute)
+//!  rule i × match j × gw  → Route    "<route>#<t>r<i>.m<j>@<gw-ns>.<gw>"  hosts = hostnames ∩ listeners,
 //!                                                               one rule = the match
-//!  rule i × match j × filter k → GatewayPlugin "<route>#r<i>.m<j>.f<k>" (built-in kind; see filters)
+//!  rule i × match j × filter k → GatewayPlugin "<route>#<t>r<i>.m<j>.f<k>" (built-in kind; see filters)
 //!  ExtensionRef           → a route-level reference to the GatewayPlugin alias
-//!  no usable backend      → GatewayPlugin "<route>#r<i>.m<j>.status500" (`mock`, answers 500;
-//!                           with some usable backends, only the invalid ones' share)
+//!  no usable backend      → GatewayPlugin "<route>#<t>r<i>.m<j>.status500" (`mock`: HTTP 500 for an
+//!                           HTTPRoute, gRPC UNAVAILABLE for a GRPCRoute; with some usable
+//!                           backends, only the invalid ones' share)
 //! ```
 //!
 //! Lowered Routes claim their hosts for the Gateway's namespace (the listener's `allowedRoutes`
@@ -20,9 +24,11 @@ mod attach;
 mod backends;
 mod filters;
 mod grants;
+mod grpc_matches;
 mod hostnames;
 mod index;
 mod matches;
+mod sources;
 pub mod status;
 
 use std::collections::{BTreeMap, HashSet};
@@ -35,12 +41,12 @@ use super::{ExtraClaim, ListenerCertificate, Lowered, SYNTHETIC_MARK};
 use crate::api::gateway_plugin::PluginStatus;
 use crate::api::{PluginRef, PluginRefs};
 use crate::compiler::{Kind, ObjectId, ObjectReport, Objects, Options};
-use crate::gateway_api::HTTPRoute;
 use crate::snapshot::ObjectKey;
 use crate::{GatewayPlugin, GatewayPluginSpec, Route, RouteSpec, Service};
 
 pub(crate) use attach::Outcome;
 pub(crate) use index::Index;
+use sources::{RouteKind, Source};
 
 /// Order of the `mock` that answers 500 for a rule without a usable backend: after everything
 /// else of the route (its plugins, redirects, auth) had its say.
@@ -81,13 +87,10 @@ pub(crate) fn lower(objects: &Objects, _options: &Options, out: &mut Lowered) {
 
     // Hosts served through each listener, for listeners without a hostname of their own.
     let mut listener_hosts: BTreeMap<(ObjectKey, usize), Option<Vec<String>>> = BTreeMap::new();
-    let mut routes: Vec<&Arc<HTTPRoute>> = objects.http_routes.iter().collect();
-    routes.sort_by_key(|r| key_of(&r.metadata));
-    routes.dedup_by(|a, b| key_of(&a.metadata) == key_of(&b.metadata));
-    for route in routes {
-        let key = key_of(&route.metadata);
-        let outcomes = attach::parents(&index, route, &key.namespace);
-        for o in &outcomes {
+    let routes = sources::all(objects);
+    let outcomes = attach::all(&index, &routes);
+    for (route, outcomes) in routes.iter().zip(&outcomes) {
+        for o in outcomes {
             if let Outcome::Attached(list) = o {
                 for a in list {
                     let slot = listener_hosts
@@ -97,7 +100,7 @@ pub(crate) fn lower(objects: &Objects, _options: &Options, out: &mut Lowered) {
                 }
             }
         }
-        lower_route(objects, &index, &core_services, route, &key, &outcomes, out);
+        lower_route(&index, &core_services, route, outcomes, out);
     }
 
     for (gkey, g) in &index.gateways {
@@ -169,13 +172,6 @@ fn id(kind: Kind, key: ObjectKey) -> ObjectId {
     ObjectId { kind, key }
 }
 
-fn key_of(meta: &ObjectMeta) -> ObjectKey {
-    ObjectKey::new(
-        meta.namespace.as_deref().unwrap_or("default"),
-        meta.name.as_deref().unwrap_or(""),
-    )
-}
-
 fn created_secs(meta: &ObjectMeta) -> i64 {
     meta.creation_timestamp
         .as_ref()
@@ -193,17 +189,43 @@ fn synthetic_meta(source: &ObjectMeta, namespace: &str, name: String) -> ObjectM
     }
 }
 
+/// The `mock` config answering the requests a rule cannot serve (no usable backend, an
+/// ExtensionRef of another kind), `share` of them when given: HTTP 500 for an HTTPRoute (the
+/// spec), gRPC `UNAVAILABLE` (HTTP 200, `grpc-status: 14`, no body: a trailers-only response)
+/// for a GRPCRoute (the spec: "MUST receive an `UNAVAILABLE` status").
+fn unavailable(kind: RouteKind, share: Option<(u64, u64)>) -> serde_json::Value {
+    let mut config = match kind {
+        RouteKind::Http => json!({
+            "status": 500,
+            "body": "no usable backend for this HTTPRoute rule (see the HTTPRoute's status)\n",
+        }),
+        RouteKind::Grpc => json!({
+            "status": 200,
+            "headers": {
+                "content-type": "application/grpc",
+                "grpc-status": "14",
+                "grpc-message": "no usable backend for this GRPCRoute rule (see the GRPCRoute's status)",
+            },
+        }),
+    };
+    if let Some((numerator, denominator)) = share {
+        config["share"] = json!({"numerator": numerator, "denominator": denominator});
+    }
+    config
+}
+
 fn lower_route(
-    _objects: &Objects,
     index: &Index<'_>,
     core_services: &HashSet<(&str, &str)>,
-    route: &HTTPRoute,
-    key: &ObjectKey,
+    route: &Source<'_>,
     outcomes: &[Outcome],
     out: &mut Lowered,
 ) {
-    let source = id(Kind::HTTPRoute, key.clone());
-    let mut report = ObjectReport::new(route.metadata.generation);
+    let key = &route.key;
+    let meta = route.meta;
+    let kind_name = route.kind.name();
+    let source = id(route.kind.report_kind(), key.clone());
+    let mut report = ObjectReport::new(meta.generation);
     // Gateway → hosts (union over its attached listeners).
     let mut gateways: BTreeMap<ObjectKey, Option<Vec<String>>> = BTreeMap::new();
     // Gateway → (attached to an HTTP listener, attached to an HTTPS listener).
@@ -254,19 +276,23 @@ fn lower_route(
     }
 
     let ns = key.namespace.as_str();
-    let default_rule = [Default::default()];
-    let rules = if route.spec.rules.is_empty() {
-        &default_rule[..]
-    } else {
-        &route.spec.rules[..]
+    let tag = route.kind.tag();
+    // Synthetic `kind` `name` of this route: its origin part is the name after the tag.
+    let origin = |out: &mut Lowered, kind: Kind, name: &str| {
+        let part = name
+            .split_once(SYNTHETIC_MARK)
+            .map_or("", |(_, rest)| rest)
+            .strip_prefix(tag)
+            .unwrap_or_default()
+            .to_string();
+        out.origin_part(kind, ObjectKey::new(ns, name), &source, part);
     };
-    let default_match = [Default::default()];
     let mut new_services = Vec::new();
     let mut new_plugins = Vec::new();
     let mut new_routes = Vec::new();
-    for (i, rule) in rules.iter().enumerate() {
-        let rule_name = format!("{}{SYNTHETIC_MARK}r{i:02}", key.name);
-        if rule.backend_refs.iter().any(|b| !b.filters.is_empty()) {
+    for (i, rule) in route.rules().iter().enumerate() {
+        let rule_name = format!("{}{SYNTHETIC_MARK}{tag}r{i:02}", key.name);
+        if rule.backend_filters {
             report.reject(
                 "UnsupportedValue",
                 format!(
@@ -276,7 +302,8 @@ fn lower_route(
             continue;
         }
         let exists = |ns: &str, name: &str| core_services.contains(&(ns, name));
-        let (list, problems) = backends::backends(&rule.backend_refs, ns, &index.grants, &exists);
+        let (list, problems) =
+            backends::backends(&rule.backend_refs, kind_name, ns, &index.grants, &exists);
         let bad_weight: u64 = problems.iter().map(|(_, _, w)| u64::from(*w)).sum();
         for (why, message, _) in problems {
             report.unresolved(why, format!("rules[{i}]: {message}"));
@@ -284,6 +311,10 @@ fn lower_route(
         let good_weight: u64 = list.iter().map(|b| u64::from(b.weight)).sum();
         let no_backend = good_weight == 0;
         let mut spec = json!({ "backends": list });
+        if route.kind == RouteKind::Grpc {
+            // gRPC needs HTTP/2: h2c with prior knowledge in plaintext, ALPN `h2` over TLS.
+            spec["http2"] = json!("always");
+        }
         let timeouts = rule.timeouts.as_ref();
         let timeout = timeouts
             .and_then(|t| t.backend_request.as_ref().or(t.request.as_ref()))
@@ -298,10 +329,9 @@ fn lower_route(
                 continue;
             }
         };
-        let service_key = ObjectKey::new(ns, rule_name.clone());
-        out.origin(Kind::Service, service_key, source.clone());
+        origin(out, Kind::Service, &rule_name);
         new_services.push(Arc::new(Service {
-            metadata: synthetic_meta(&route.metadata, ns, rule_name.clone()),
+            metadata: synthetic_meta(meta, ns, rule_name.clone()),
             spec,
             status: None,
         }));
@@ -320,7 +350,7 @@ fn lower_route(
                 backend: m.backend_ref.clone(),
                 ..Default::default()
             }];
-            let (list, problems) = backends::backends(&one, ns, &index.grants, &exists);
+            let (list, problems) = backends::backends(&one, kind_name, ns, &index.grants, &exists);
             for (why, message, _) in problems {
                 report.unresolved(
                     why,
@@ -331,29 +361,22 @@ fn lower_route(
                 continue;
             }
             let name = format!("{rule_name}.mirror{k:02}");
-            out.origin(
-                Kind::Service,
-                ObjectKey::new(ns, name.clone()),
-                source.clone(),
-            );
+            origin(out, Kind::Service, &name);
+            let mut spec = json!({ "backends": list, "retries": {"attempts": 0} });
+            if route.kind == RouteKind::Grpc {
+                spec["http2"] = json!("always");
+            }
             new_services.push(Arc::new(Service {
-                metadata: synthetic_meta(&route.metadata, ns, name.clone()),
-                spec: serde_json::from_value(
-                    json!({ "backends": list, "retries": {"attempts": 0} }),
-                )
-                .expect("a backends list is a valid Service spec"),
+                metadata: synthetic_meta(meta, ns, name.clone()),
+                spec: serde_json::from_value(spec)
+                    .expect("a backends list is a valid Service spec"),
                 status: None,
             }));
             mirrors.insert(k, name);
         }
-        let matches = if rule.matches.is_empty() {
-            &default_match[..]
-        } else {
-            &rule.matches[..]
-        };
-        'matches: for (j, m) in matches.iter().enumerate() {
+        'matches: for (j, m) in rule.matches.iter().enumerate() {
             let match_name = format!("{rule_name}.m{j:02}");
-            let (route_rule, prefix) = match matches::rule(m) {
+            let (route_rule, prefix) = match m {
                 Ok(r) => r,
                 Err(e) => {
                     report.reject("UnsupportedValue", format!("rules[{i}].matches[{j}]: {e}"));
@@ -365,7 +388,7 @@ fn lower_route(
             let mut answers = false;
             let mut broken = false;
             for (k, f) in rule.filters.iter().enumerate() {
-                match filters::lower(f, prefix.as_deref()) {
+                match filters::lower(f, prefix.as_deref(), route.kind) {
                     Ok(filters::Lowered::Plugin {
                         kind,
                         config,
@@ -401,23 +424,20 @@ fn lower_route(
                 }
             }
             if !answers {
-                let body =
-                    "no usable backend for this HTTPRoute rule (see the HTTPRoute's status)\n";
                 if no_backend || broken {
                     plugins.push((
                         format!("{match_name}.status500"),
                         "mock",
-                        json!({"status": 500, "body": body}),
+                        unavailable(route.kind, None),
                         STATUS_500_ORDER,
                     ));
                 } else if bad_weight > 0 {
                     // The spec: the share of the requests an invalid backend would have had is
-                    // answered 500.
+                    // answered 500 (HTTPRoute) or UNAVAILABLE (GRPCRoute).
                     plugins.push((
                         format!("{match_name}.status500"),
                         "mock",
-                        json!({"status": 500, "body": body,
-                               "share": {"numerator": bad_weight, "denominator": bad_weight + good_weight}}),
+                        unavailable(route.kind, Some((bad_weight, bad_weight + good_weight))),
                         STATUS_500_ORDER,
                     ));
                 }
@@ -432,13 +452,9 @@ fn lower_route(
                         ..PluginRef::default()
                     },
                 );
-                out.origin(
-                    Kind::GatewayPlugin,
-                    ObjectKey::new(ns, name.clone()),
-                    source.clone(),
-                );
+                origin(out, Kind::GatewayPlugin, &name);
                 new_plugins.push(Arc::new(GatewayPlugin {
-                    metadata: synthetic_meta(&route.metadata, ns, name),
+                    metadata: synthetic_meta(meta, ns, name),
                     spec: GatewayPluginSpec {
                         plugin: kind.to_string(),
                         status: PluginStatus::Enable,
@@ -453,7 +469,7 @@ fn lower_route(
             for (gateway, hosts) in &gateways {
                 let name = format!("{match_name}@{}.{}", gateway.namespace, gateway.name);
                 let route_key = ObjectKey::new(ns, name.clone());
-                out.origin(Kind::Route, route_key.clone(), source.clone());
+                origin(out, Kind::Route, &name);
                 out.claim_namespace
                     .insert(route_key.clone(), gateway.namespace.clone());
                 match protocols.get(gateway) {
@@ -466,7 +482,7 @@ fn lower_route(
                     _ => {}
                 }
                 new_routes.push(Arc::new(Route {
-                    metadata: synthetic_meta(&route.metadata, ns, name),
+                    metadata: synthetic_meta(meta, ns, name),
                     spec: RouteSpec {
                         hosts: hosts.clone().unwrap_or_default(),
                         rules: vec![route_rule.clone()],

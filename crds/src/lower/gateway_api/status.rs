@@ -4,8 +4,8 @@
 //! - GatewayClass: `Accepted`, `SupportedVersion`, `supportedFeatures`;
 //! - Gateway: `Accepted`, `Programmed`, `addresses`, and per listener `Accepted`, `Programmed`,
 //!   `ResolvedRefs`, `Conflicted`, `supportedKinds`, `attachedRoutes`;
-//! - HTTPRoute: one `status.parents[]` entry per parent reference to a Gateway of a hookway
-//!   GatewayClass, with `Accepted` and `ResolvedRefs`.
+//! - HTTPRoute and GRPCRoute: one `status.parents[]` entry per parent reference to a Gateway of
+//!   a hookway GatewayClass, with `Accepted` and `ResolvedRefs` (one function for both kinds).
 //!
 //! Only objects hookway is responsible for get an entry. `lastTransitionTime` is `now` on every
 //! condition: the writer keeps the previous time of a condition whose status did not change.
@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::attach::{self, Outcome};
 use super::index::{Index, ListenerInfo, Verdict};
+use super::sources::{self, RouteKind};
 use crate::compiler::{Compiled, Kind, ObjectId, ObjectReport, Objects};
 use crate::gateway_api::gateway::{GatewayStatusAddress, ListenerStatus};
 use crate::gateway_api::gateway_class::SupportedFeature;
@@ -27,6 +28,8 @@ use crate::snapshot::ObjectKey;
 
 /// The conformance features hookway claims (docs/gateway-api.md), sorted.
 pub const SUPPORTED_FEATURES: &[&str] = &[
+    "GRPCRoute",
+    "GRPCRouteNamedRouteRule",
     "Gateway",
     "GatewayPort8080",
     "HTTPRoute",
@@ -67,6 +70,8 @@ pub struct Statuses {
     pub gateways: BTreeMap<ObjectKey, GatewayStatus>,
     /// HTTPRoute → status (only the parents hookway is responsible for).
     pub http_routes: BTreeMap<ObjectKey, RouteStatus>,
+    /// GRPCRoute → status (only the parents hookway is responsible for).
+    pub grpc_routes: BTreeMap<ObjectKey, RouteStatus>,
 }
 
 /// Computes every status. Pure: the same inputs give the same output.
@@ -116,16 +121,14 @@ pub fn compute(objects: &Objects, compiled: &Compiled, env: &Environment<'_>) ->
 
     // Routes attached per (Gateway, listener).
     let mut attached: HashMap<(ObjectKey, usize), i32> = HashMap::new();
-    for route in &objects.http_routes {
-        let (Some(ns), Some(name)) = (&route.metadata.namespace, &route.metadata.name) else {
-            continue;
-        };
-        let key = ObjectKey::new(ns.as_str(), name.as_str());
-        let outcomes = attach::parents(&index, route, ns);
-        let compiled_report = report(Kind::HTTPRoute, key.clone());
+    let routes = sources::all(objects);
+    let outcomes = attach::all(&index, &routes);
+    for (route, outcomes) in routes.iter().zip(&outcomes) {
+        let key = route.key.clone();
+        let compiled_report = report(route.kind.report_kind(), key.clone());
         let mut parents = Vec::new();
-        for (p, outcome) in route.spec.parent_refs.iter().zip(&outcomes) {
-            let gen = route.metadata.generation;
+        for (p, outcome) in route.parent_refs.iter().zip(outcomes) {
+            let gen = route.meta.generation;
             let accepted = match outcome {
                 Outcome::NotOurs => continue,
                 Outcome::Refused(why, message) => {
@@ -166,7 +169,11 @@ pub fn compute(objects: &Objects, compiled: &Compiled, env: &Environment<'_>) ->
             });
         }
         if !parents.is_empty() {
-            out.http_routes.insert(key, RouteStatus { parents });
+            let statuses = match route.kind {
+                RouteKind::Http => &mut out.http_routes,
+                RouteKind::Grpc => &mut out.grpc_routes,
+            };
+            statuses.insert(key, RouteStatus { parents });
         }
     }
 
