@@ -16,6 +16,11 @@
 #   hookway-acl      ip_restriction (white 127.0.0.0/8) + auth (apikey from a Secret, sent by wrk)
 #                    + rate_limiting (local, a limit never reached)
 #   hookway-log      access_log, JSON lines to a file (the file is emptied after each run)
+#   hookway-hm2      a hookway Route with two `headers` plugins (one sets a request header, the
+#                    other a response header) to a core Service (Service.spec.backends)
+#   gateway-hm2      the same as a Gateway API HTTPRoute with RequestHeaderModifier and
+#                    ResponseHeaderModifier filters to the same core Service: lowered onto the
+#                    same plugins, it must cost no more per request (issue 16)
 #   *-tls            the same over TLS 1.3 (nginx, hookway empty chain, hookway-hdr3)
 #   nginx-json       nginx proxying a 64 KiB JSON file, no compression
 #   hookway-json     hookway proxying the same file, empty chain
@@ -256,6 +261,67 @@ spec:
   order: 5
   config: {algorithms: [gzip], gzip_level: 6}
 YAML
+# The Gateway API pair: the same core Service and EndpointSlice behind both.
+cat >>"$work/manifests/bench.yaml" <<YAML
+---
+apiVersion: v1
+kind: Service
+metadata: {name: core-up, namespace: bench}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: core-up-1, namespace: bench, labels: {kubernetes.io/service-name: core-up}}
+addressType: IPv4
+ports: [{name: http, port: $UP_PORT}]
+endpoints: [{addresses: [127.0.0.1]}]
+---
+apiVersion: hookway.dev/v1alpha1
+kind: Service
+metadata: {name: core, namespace: bench}
+spec: {backends: [{name: core-up, port: 80}]}
+---
+apiVersion: hookway.dev/v1alpha1
+kind: GatewayPlugin
+metadata: {name: hm-req, namespace: bench}
+spec: {plugin: headers, status: enable, config: {request: {set: {x-env: bench}}}}
+---
+apiVersion: hookway.dev/v1alpha1
+kind: GatewayPlugin
+metadata: {name: hm-resp, namespace: bench}
+spec: {plugin: headers, status: enable, config: {response: {set: {x-served-by: hookway}}}}
+---
+apiVersion: hookway.dev/v1alpha1
+kind: Route
+metadata: {name: hm2, namespace: bench}
+spec: {rules: [{path: {type: Prefix, value: /hm2/}}], service: core, plugins: {hm-req: {}, hm-resp: {}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: hookway}
+spec: {controllerName: hookway.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: bench}
+spec:
+  gatewayClassName: hookway
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: gw-hm2, namespace: bench}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /gw-hm2/}}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {set: [{name: x-env, value: bench}]}
+    - type: ResponseHeaderModifier
+      responseHeaderModifier: {set: [{name: x-served-by, value: hookway}]}
+    backendRefs: [{name: core-up, port: 80}]
+YAML
 route() { # name, path prefix, plugin aliases (space-separated)
   local refs="{}"
   if [ -n "$3" ]; then refs="{$(printf '%s: {}, ' $3 | sed 's/, $//')}"; fi
@@ -333,6 +399,8 @@ targets=(
   "hookway-rewrite|$H:$HW_PORT/rewrite/||nginx|hookway"
   "hookway-acl|$H:$HW_PORT/acl/|$AUTH|nginx|hookway"
   "hookway-log|$H:$HW_PORT/log/||nginx|hookway"
+  "hookway-hm2|$H:$HW_PORT/hm2/||nginx|hookway"
+  "gateway-hm2|$H:$HW_PORT/gw-hm2/||nginx|hookway-hm2"
   "nginx-tls|$S:$NGINX_TLS_PORT/||nginx-tls|"
   "hookway-tls|$S:$HW_TLS_PORT/empty/||nginx-tls|hookway-tls"
   "hookway-hdr3-tls|$S:$HW_TLS_PORT/hdr3/||nginx-tls|hookway-tls"
@@ -505,7 +573,7 @@ if [ "${INSTR:-0}" = 1 ]; then
   base_ir=""
   for t in "${targets[@]}"; do
     name=$(field "$t" 0) url=$(field "$t" 1) header=$(field "$t" 2)
-    [[ "$name" == hookway* && "$url" == "$H:$HW_PORT/"* ]] || continue
+    [[ "$name" =~ ^(hookway|gateway) && "$url" == "$H:$HW_PORT/"* ]] || continue
     selected "$name" || continue
     url="$H:$cg_port/${url#"$H:$HW_PORT/"}"
     urls=()

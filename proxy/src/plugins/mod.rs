@@ -106,6 +106,22 @@ mod tests {
     }
 
     #[test]
+    fn the_catalogue_page_names_every_kind() {
+        let page = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/plugins/catalogue.md"
+        ))
+        .unwrap();
+        let registry = super::builtin();
+        for kind in registry.catalogue().kinds() {
+            assert!(
+                page.contains(&format!("`{kind}`")),
+                "docs/plugins/catalogue.md does not name {kind}"
+            );
+        }
+    }
+
+    #[test]
     fn every_builtin_kind_is_registered() {
         let registry = super::builtin();
         let kinds: Vec<&str> = registry.catalogue().kinds().collect();

@@ -312,10 +312,17 @@ async fn a_tenant_that_breaks_a_proxy_build_freezes_no_one_else() {
         .await
         .unwrap();
     }
-    let pki = Pki::new("isolation");
+    let pki = Pki::new("proxy-build-isolation");
     let upstream = upstream::start().await;
-    let registry = hookway_tests::fragile::registry();
-    let catalogue = registry.catalogue().clone();
+    // The controller's own catalogue (data: the built-ins' schemas) plus `fragile`'s schema:
+    // the checks only proxies can run (the key material of Secrets) happen on the proxies.
+    let mut catalogue = hookway_crds::Catalogue::builtin();
+    catalogue
+        .insert_schema(
+            "fragile",
+            hookway_crds::catalogue::schema_of::<hookway_tests::fragile::FragileConfig>(),
+        )
+        .unwrap();
     let options = hookway_crds::compiler::Options {
         root_namespace: ROOT.into(),
         ..Default::default()
@@ -464,6 +471,47 @@ async fn a_tenant_that_breaks_a_proxy_build_freezes_no_one_else() {
             get_host(p.http, "b.example.com", "/").await.0,
             404,
             "b left out"
+        );
+    }
+
+    // team-b: a JWT key that is not a key. The controller cannot parse key material (it links
+    // no plugin code), so the proxies refuse to build the plugin: the Route is left out — never
+    // served without its auth — and its status carries the proxies' reason.
+    create(
+        "team-b",
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "jwt-keys", "labels": {"hookway.dev/credentials": "true"}},
+               "type": "Opaque", "stringData": {"k1": "not a key"}}),
+    )
+    .await;
+    create(
+        "team-b",
+        json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "GatewayPlugin",
+               "metadata": {"name": "jwt"},
+               "spec": {"plugin": "auth", "status": "enable", "config":
+                   {"credentials": [{"type": "jwt", "secret": "jwt-keys", "algorithm": "RS256"}]}}}),
+    )
+    .await;
+    create(
+        "team-b",
+        route(
+            "b-jwt",
+            "jwt.example.com",
+            "/",
+            json!({"plugins": {"jwt": {}}}),
+        ),
+    )
+    .await;
+    let (_, _, message) = wait_programmed(&client, "team-b", "b-jwt", |s, r, m| {
+        s == "False" && r == "ApplyFailed" && m.starts_with("proxy-1, proxy-2:")
+    })
+    .await;
+    assert!(message.contains("k1"), "{message}");
+    for p in [&p1, &p2] {
+        assert_eq!(
+            get_host(p.http, "jwt.example.com", "/").await.0,
+            404,
+            "b-jwt left out, not served without its auth"
         );
     }
 
