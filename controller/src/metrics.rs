@@ -33,6 +33,10 @@ pub struct Metrics {
     pub status_patches: IntCounterVec,
     /// Status patch errors.
     pub status_patch_errors: IntCounter,
+    /// Stream frames sent, by kind (`snapshot`: whole, `delta`).
+    pub frames_sent: IntCounterVec,
+    /// Bytes of stream frames sent, by kind.
+    pub frame_bytes_sent: IntCounterVec,
     /// 1 while this replica holds the lease.
     pub leader: IntGauge,
 }
@@ -78,6 +82,14 @@ impl Metrics {
                 "status_patch_errors_total",
                 "Status patches that failed",
             )?,
+            frames_sent: IntCounterVec::new(
+                Opts::new("frames_sent_total", "Stream frames sent, by kind"),
+                &["kind"],
+            )?,
+            frame_bytes_sent: IntCounterVec::new(
+                Opts::new("frame_bytes_sent_total", "Bytes of stream frames sent, by kind"),
+                &["kind"],
+            )?,
             leader: IntGauge::new("leader", "1 while this replica writes status")?,
             registry,
         };
@@ -93,6 +105,8 @@ impl Metrics {
         r.register(Box::new(m.proxy_lag.clone()))?;
         r.register(Box::new(m.status_patches.clone()))?;
         r.register(Box::new(m.status_patch_errors.clone()))?;
+        r.register(Box::new(m.frames_sent.clone()))?;
+        r.register(Box::new(m.frame_bytes_sent.clone()))?;
         r.register(Box::new(m.leader.clone()))?;
         Ok(m)
     }

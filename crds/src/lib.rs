@@ -26,6 +26,7 @@ pub mod applied;
 pub mod catalogue;
 pub mod compiler;
 pub mod crdgen;
+pub mod delta;
 pub mod duration;
 pub mod gateway_api;
 pub mod lower;

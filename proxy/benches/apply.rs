@@ -93,14 +93,35 @@ fn apply(c: &mut Criterion) {
     let frame = serde_json::to_vec(&Frame {
         version: 1,
         hash: sealed.hash.clone(),
-        snapshot: sealed.clone(),
+        snapshot: Some(sealed.clone()),
+        delta: None,
     })
     .expect("frame");
     eprintln!("frame: {} bytes", frame.len());
+    // One Route changed: the frame a proxy gets with deltas.
+    let mut changed = sealed.clone();
+    changed.routes[0].priority += 1;
+    let changed = changed.seal();
+    let delta_frame = serde_json::to_vec(&Frame {
+        version: 2,
+        hash: changed.hash.clone(),
+        snapshot: None,
+        delta: Some(hookway_crds::delta::SnapshotDelta::between(
+            &sealed, &changed,
+        )),
+    })
+    .expect("frame");
+    eprintln!(
+        "delta frame (one Route changed): {} bytes",
+        delta_frame.len()
+    );
     let mut group = c.benchmark_group("10k_routes");
     group.sample_size(10);
     group.bench_function("decode_frame", |b| {
-        b.iter(|| decode_frame(black_box(&frame)).expect("valid frame"))
+        b.iter(|| decode_frame(black_box(&frame), None).expect("valid frame"))
+    });
+    group.bench_function("decode_delta_frame", |b| {
+        b.iter(|| decode_frame(black_box(&delta_frame), Some(&sealed)).expect("valid delta"))
     });
     let state = RuntimeState::new(
         ChainBuilder::new(hookway_proxy::plugins::builtin()),

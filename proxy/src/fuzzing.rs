@@ -188,7 +188,11 @@ pub fn manifests_target(data: &[u8]) {
 /// The stream's frame and snapshot decoders: never a panic; a decoded snapshot builds a router
 /// or is refused with an error.
 pub fn snapshot_target(data: &[u8]) {
-    let _ = crate::source::controller::decode_frame(data);
+    let _ = crate::source::controller::decode_frame(data, None);
+    let _ = crate::source::controller::decode_frame(
+        data,
+        Some(&hookway_crds::Snapshot::default().seal()),
+    );
     if let Ok(snapshot) = serde_json::from_slice::<hookway_crds::snapshot::Snapshot>(data) {
         let _ = crate::router::Router::new(&snapshot.routes);
     }

@@ -11,11 +11,12 @@
 //! Protocol details: docs/stream.md.
 
 pub mod auth;
+mod frames;
 pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -37,6 +38,7 @@ pub use auth::Token;
 
 use crate::metrics::Metrics;
 use crate::proxies::Proxies;
+use frames::{FrameCache, StreamState};
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -54,7 +56,7 @@ pub struct StreamServer {
     token: Token,
     tls: Arc<rustls::ServerConfig>,
     metrics: Metrics,
-    cache: Arc<Mutex<Option<(u64, Bytes)>>>,
+    frames: FrameCache,
 }
 
 impl StreamServer {
@@ -72,7 +74,7 @@ impl StreamServer {
             token,
             tls,
             metrics,
-            cache: Arc::default(),
+            frames: FrameCache::default(),
         }
     }
 
@@ -156,13 +158,21 @@ impl StreamServer {
         if hello.proxy_id.is_empty() || hello.proxy_id.len() > 253 {
             return plain(StatusCode::BAD_REQUEST, "proxy_id must be 1..253 bytes\n");
         }
-        info!(%peer, proxy_id = %hello.proxy_id, held = ?hello.hash, "stream opened");
+        info!(%peer, proxy_id = %hello.proxy_id, held = ?hello.hash, deltas = hello.deltas, "stream opened");
         // The guard lives inside the body stream: it drops when the proxy goes away.
         let guard = self.proxies.connect(&hello.proxy_id);
         let server = self.clone();
+        let mut state = StreamState {
+            deltas: hello.deltas,
+            held: hello.hash,
+            sent: None,
+        };
         let frames = WatchStream::new(self.snapshots.clone()).filter_map(move |snapshot| {
             let _alive = &guard;
-            let frame = snapshot.map(|s| Ok::<_, Infallible>(Frame::data(server.encode(&s))));
+            let frame = snapshot.map(|s| {
+                let bytes = server.frames.next(&mut state, &s, &server.metrics);
+                Ok::<_, Infallible>(Frame::data(bytes))
+            });
             futures::future::ready(frame)
         });
         Response::builder()
@@ -170,33 +180,6 @@ impl StreamServer {
             .header(header::CONTENT_TYPE, "application/x-ndjson")
             .body(StreamBody::new(frames).boxed_unsync())
             .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, ""))
-    }
-
-    /// Encodes a snapshot as one frame line, once per version for all streams.
-    fn encode(&self, snapshot: &Snapshot) -> Bytes {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((version, bytes)) = cache.as_ref() {
-            if *version == snapshot.version {
-                return bytes.clone();
-            }
-        }
-        #[derive(serde::Serialize)]
-        struct FrameRef<'a> {
-            version: u64,
-            hash: &'a str,
-            snapshot: &'a Snapshot,
-        }
-        let mut bytes = serde_json::to_vec(&FrameRef {
-            version: snapshot.version,
-            hash: &snapshot.hash,
-            snapshot,
-        })
-        .unwrap_or_default();
-        bytes.push(b'\n');
-        let bytes = Bytes::from(bytes);
-        self.metrics.snapshot_bytes.set(bytes.len() as i64);
-        *cache = Some((snapshot.version, bytes.clone()));
-        bytes
     }
 }
 

@@ -18,6 +18,8 @@ fn populated() -> Metrics {
     m.proxy_lag.with_label_values(&["hookway-proxy-0"]).set(0);
     m.proxy_lag.with_label_values(&["hookway-proxy-1"]).set(1);
     m.status_patches.with_label_values(&["Route"]).inc();
+    m.frames_sent.with_label_values(&["delta"]).inc();
+    m.frame_bytes_sent.with_label_values(&["delta"]).inc_by(300);
     m.status_patch_errors.inc();
     m.leader.set(1);
     m
@@ -39,6 +41,8 @@ fn every_metric_is_exposed_with_its_type() {
         ("hookway_controller_connected_proxies", "gauge"),
         ("hookway_controller_proxy_lag_versions", "gauge"),
         ("hookway_controller_status_patches_total", "counter"),
+        ("hookway_controller_frames_sent_total", "counter"),
+        ("hookway_controller_frame_bytes_sent_total", "counter"),
         ("hookway_controller_status_patch_errors_total", "counter"),
         ("hookway_controller_leader", "gauge"),
     ] {

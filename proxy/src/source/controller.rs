@@ -261,6 +261,7 @@ async fn session(
     let hello = Hello {
         proxy_id: config.proxy_id.clone(),
         hash: tx.borrow().as_ref().map(|s| s.hash.clone()),
+        deltas: true,
     };
     let request = json_post(base, STREAM_PATH, &token, &hello)?;
     let response = client
@@ -286,9 +287,12 @@ async fn session(
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue; // keep-alive
             }
-            let frame = decode_frame(&line)?;
+            // A delta applies to the snapshot the previous frame gave, which is what `tx` holds
+            // (a frame's content is published before it is applied).
+            let held = tx.borrow().clone();
+            let snapshot = decode_frame(&line, held.as_deref())?;
             *attempt = 0;
-            handle_frame(config, client, base, &token, tx, applied, frame).await?;
+            handle_frame(config, client, base, &token, tx, applied, snapshot).await?;
         }
     }
 }
@@ -308,19 +312,36 @@ fn next_line(buf: &mut BytesMut) -> Result<Option<Bytes>, Error> {
     }
 }
 
-/// Decodes and checks one frame: the snapshot's content must match the announced hash.
-pub fn decode_frame(line: &[u8]) -> Result<Frame, Error> {
-    let mut frame: Frame = serde_json::from_slice(line).map_err(|e| Error::Frame(e.to_string()))?;
-    let actual = frame.snapshot.content_hash();
-    if actual != frame.hash {
-        return Err(Error::Frame(format!(
-            "hash mismatch: announced {}, content {actual}",
-            frame.hash
-        )));
+/// Decodes and checks one frame into the snapshot it describes: a whole snapshot whose content
+/// must match the announced hash, or a delta applied to `held` (the stream's previous snapshot)
+/// whose result must. Either failure is an error: the stream is dropped and the reconnection
+/// starts with a whole snapshot.
+pub fn decode_frame(line: &[u8], held: Option<&Snapshot>) -> Result<Snapshot, Error> {
+    let frame: Frame = serde_json::from_slice(line).map_err(|e| Error::Frame(e.to_string()))?;
+    match (frame.snapshot, frame.delta) {
+        (Some(mut snapshot), None) => {
+            let actual = snapshot.content_hash();
+            if actual != frame.hash {
+                return Err(Error::Frame(format!(
+                    "hash mismatch: announced {}, content {actual}",
+                    frame.hash
+                )));
+            }
+            snapshot.version = frame.version;
+            snapshot.hash = actual;
+            Ok(snapshot)
+        }
+        (None, Some(delta)) => {
+            let held = held
+                .ok_or_else(|| Error::Frame("a delta arrived before any snapshot".to_string()))?;
+            delta
+                .apply(held, frame.version, &frame.hash)
+                .map_err(|e| Error::Frame(e.to_string()))
+        }
+        _ => Err(Error::Frame(
+            "a frame carries exactly one of snapshot and delta".to_string(),
+        )),
     }
-    frame.snapshot.version = frame.version;
-    frame.snapshot.hash = actual;
-    Ok(frame)
 }
 
 async fn handle_frame(
@@ -330,9 +351,9 @@ async fn handle_frame(
     token: &str,
     tx: &watch::Sender<Option<Arc<Snapshot>>>,
     applied: &mut Option<watch::Receiver<Option<Applied>>>,
-    frame: Frame,
+    snapshot: Snapshot,
 ) -> Result<(), Error> {
-    let (version, hash) = (frame.version, frame.hash.clone());
+    let (version, hash) = (snapshot.version, snapshot.hash.clone());
     let same = tx
         .borrow()
         .as_ref()
@@ -358,7 +379,7 @@ async fn handle_frame(
             _ => Verdict::default(),
         }
     } else {
-        let snapshot = Arc::new(frame.snapshot);
+        let snapshot = Arc::new(snapshot);
         if tx.send(Some(snapshot.clone())).is_err() {
             return Err(Error::Closed);
         }
@@ -513,19 +534,65 @@ mod tests {
         let frame = Frame {
             version: 7,
             hash: snapshot.hash.clone(),
-            snapshot,
+            snapshot: Some(snapshot),
+            delta: None,
         };
         let mut buf = BytesMut::new();
         buf.extend_from_slice(&serde_json::to_vec(&frame).unwrap());
         assert!(next_line(&mut buf).unwrap().is_none(), "no newline yet");
         buf.extend_from_slice(b"\n");
         let line = next_line(&mut buf).unwrap().unwrap();
-        assert_eq!(decode_frame(&line).unwrap().snapshot.version, 7);
+        assert_eq!(decode_frame(&line, None).unwrap().version, 7);
 
         let mut bad = frame.clone();
         bad.hash = "00".into();
-        let err = decode_frame(&serde_json::to_vec(&bad).unwrap()).unwrap_err();
+        let err = decode_frame(&serde_json::to_vec(&bad).unwrap(), None).unwrap_err();
         assert!(err.to_string().contains("hash mismatch"), "{err}");
+    }
+
+    #[test]
+    fn deltas_apply_to_the_held_snapshot_only() {
+        let held = Snapshot::default().seal();
+        let mut next = Snapshot::default();
+        next.secrets.push(hookway_crds::snapshot::SecretEntry {
+            key: hookway_crds::snapshot::ObjectKey::new("ns", "s"),
+            data: [("k".to_string(), "v".to_string())].into(),
+        });
+        let next = next.seal();
+        let delta = hookway_crds::delta::SnapshotDelta::between(&held, &next);
+        let frame = |delta: Option<hookway_crds::delta::SnapshotDelta>, snapshot, hash: &str| {
+            serde_json::to_vec(&Frame {
+                version: 8,
+                hash: hash.to_string(),
+                snapshot,
+                delta,
+            })
+            .unwrap()
+        };
+        let line = frame(Some(delta.clone()), None, &next.hash);
+        let got = decode_frame(&line, Some(&held)).unwrap();
+        assert_eq!(
+            (got.version, &got.hash, &got.secrets),
+            (8, &next.hash, &next.secrets)
+        );
+        for (line, held, needle) in [
+            (line.clone(), None, "before any snapshot"),
+            (line.clone(), Some(&next), "delta applies to snapshot"),
+            (
+                frame(Some(delta.clone()), None, "00"),
+                Some(&held),
+                "hash mismatch",
+            ),
+            (frame(None, None, &next.hash), Some(&held), "exactly one"),
+            (
+                frame(Some(delta), Some(next.clone()), &next.hash),
+                Some(&held),
+                "exactly one",
+            ),
+        ] {
+            let err = decode_frame(&line, held).unwrap_err().to_string();
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
     }
 
     #[test]

@@ -342,3 +342,108 @@ async fn client_keeps_its_snapshot_and_resyncs_after_a_controller_restart() {
     server.stop().await;
     std::fs::remove_dir_all(&pki.dir).ok();
 }
+
+/// 1,000 Routes; Route `i == changed` gets priority 1.
+fn many_routes(version: u64, changed: Option<usize>) -> Arc<Snapshot> {
+    let mut s = Snapshot {
+        routes: (0..1000)
+            .map(|i| RouteEntry {
+                key: ObjectKey::new("ns", format!("r{i:04}")),
+                hosts: vec![format!("h{i}.example.com")],
+                rules: vec![],
+                priority: i32::from(changed == Some(i)),
+                created: 0,
+                upstream: ObjectKey::new("ns", "s"),
+                chain: vec![],
+            })
+            .collect(),
+        ..Default::default()
+    }
+    .seal();
+    s.version = version;
+    Arc::new(s)
+}
+
+fn sent(metrics: &Metrics, kind: &str) -> (u64, u64) {
+    (
+        metrics.frames_sent.with_label_values(&[kind]).get(),
+        metrics.frame_bytes_sent.with_label_values(&[kind]).get(),
+    )
+}
+
+#[tokio::test]
+async fn a_change_travels_as_a_delta_and_a_reconnection_resends_nothing() {
+    let pki = pki("deltas");
+    let (snap_tx, snap_rx) = watch::channel(Some(many_routes(1, None)));
+    let metrics = Metrics::new().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = StreamServer::new(
+        snap_rx,
+        Proxies::new(metrics.clone()),
+        Token::new("t0ken").unwrap(),
+        tls::server_config(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes()).unwrap(),
+        metrics.clone(),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+
+    let (tx, mut rx) = watch::channel(None);
+    let client = tokio::spawn(source::run(client_config(&pki, addr, "p1"), tx, None));
+    wait_version(&mut rx, 1).await;
+    let (whole_frames, whole_bytes) = sent(&metrics, "snapshot");
+    assert_eq!(whole_frames, 1);
+
+    // One Route of 1,000 changes: the proxy gets only that Route, and ends with exactly the
+    // controller's snapshot.
+    let v2 = many_routes(2, Some(7));
+    snap_tx.send_replace(Some(v2.clone()));
+    let got = wait_version(&mut rx, 2).await;
+    assert_eq!(got.hash, v2.hash);
+    assert_eq!(*got, *v2);
+    let (delta_frames, delta_bytes) = sent(&metrics, "delta");
+    assert_eq!((delta_frames, sent(&metrics, "snapshot").0), (1, 1));
+    assert!(
+        delta_bytes < 1024 && delta_bytes * 100 < whole_bytes,
+        "a one-Route delta is {delta_bytes} bytes, the whole snapshot {whole_bytes}"
+    );
+
+    // A removal travels as a key.
+    let mut v3 = Snapshot::clone(&v2);
+    v3.routes.remove(500);
+    let mut v3 = v3.seal();
+    v3.version = 3;
+    snap_tx.send_replace(Some(Arc::new(v3.clone())));
+    let got = wait_version(&mut rx, 3).await;
+    assert_eq!((got.routes.len(), &got.hash), (999, &v3.hash));
+    assert_eq!(sent(&metrics, "delta").0, 2);
+
+    // A proxy that reconnects holding the current content gets an empty delta, not the whole
+    // snapshot again.
+    client.abort();
+    let _ = client.await;
+    let (tx, mut rx) = watch::channel(Some(got.clone()));
+    let client = tokio::spawn(source::run(client_config(&pki, addr, "p1"), tx, None));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while sent(&metrics, "delta").0 < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no frame after the reconnection"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sent(&metrics, "snapshot").0, 1, "nothing whole was resent");
+    assert_eq!(
+        rx.borrow_and_update().as_ref().map(|s| s.hash.clone()),
+        Some(v3.hash.clone())
+    );
+
+    client.abort();
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
+}

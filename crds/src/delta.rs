@@ -1,0 +1,384 @@
+//! Snapshot deltas: what changed between two snapshots, keyed by object, so a change to one
+//! Route sends that Route and not the whole configuration (DESIGN.md, "The stream").
+//!
+//! A delta names the content hash of the snapshot it applies to (`base`); applying it to any
+//! other snapshot is refused, and the result's content hash is recomputed and must equal the
+//! frame's hash, so a proxy never serves a configuration the controller did not compile.
+
+use serde::{Deserialize, Serialize};
+
+use crate::snapshot::{
+    CertificateEntry, ChainEntry, ObjectKey, RouteEntry, SecretEntry, UpstreamEntry,
+};
+use crate::Snapshot;
+
+/// The changes to one keyed collection of a snapshot.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
+pub struct Changes<T> {
+    /// Entries added or changed (the whole new entry), sorted by key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upsert: Vec<T>,
+    /// Keys of entries removed, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<ObjectKey>,
+}
+
+impl<T> Default for Changes<T> {
+    fn default() -> Self {
+        Self {
+            upsert: Vec::new(),
+            remove: Vec::new(),
+        }
+    }
+}
+
+impl<T> Changes<T> {
+    /// Nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.upsert.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// What turns the snapshot whose content hash is `base` into the next one.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct SnapshotDelta {
+    /// Content hash of the snapshot this delta applies to.
+    pub base: String,
+    /// Routes.
+    #[serde(default, skip_serializing_if = "Changes::is_empty")]
+    pub routes: Changes<RouteEntry>,
+    /// Upstreams.
+    #[serde(default, skip_serializing_if = "Changes::is_empty")]
+    pub upstreams: Changes<UpstreamEntry>,
+    /// Certificates.
+    #[serde(default, skip_serializing_if = "Changes::is_empty")]
+    pub certificates: Changes<CertificateEntry>,
+    /// Credential Secrets.
+    #[serde(default, skip_serializing_if = "Changes::is_empty")]
+    pub secrets: Changes<SecretEntry>,
+    /// The new default chain, when it changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_chain: Option<Vec<ChainEntry>>,
+}
+
+/// A delta that cannot be applied.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DeltaError {
+    /// The delta was computed against another snapshot.
+    #[error("delta applies to snapshot {want}, this one is {have}")]
+    Base {
+        /// The delta's base.
+        want: String,
+        /// The snapshot's hash.
+        have: String,
+    },
+    /// The result is not the announced snapshot.
+    #[error("delta result hash mismatch: announced {announced}, content {actual}")]
+    Hash {
+        /// The frame's hash.
+        announced: String,
+        /// The result's content hash.
+        actual: String,
+    },
+}
+
+/// Keyed entries of a collection.
+trait Keyed {
+    fn key(&self) -> &ObjectKey;
+}
+
+macro_rules! keyed {
+    ($($t:ty),*) => {$(
+        impl Keyed for $t {
+            fn key(&self) -> &ObjectKey {
+                &self.key
+            }
+        }
+    )*};
+}
+keyed!(RouteEntry, UpstreamEntry, CertificateEntry, SecretEntry);
+
+/// The changes from `old` to `new`, both sorted by key (as every snapshot collection is).
+fn diff<T: Keyed + PartialEq + Clone>(old: &[T], new: &[T]) -> Changes<T> {
+    let mut changes = Changes::default();
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() || j < new.len() {
+        match (old.get(i), new.get(j)) {
+            (Some(o), Some(n)) if o.key() == n.key() => {
+                if o != n {
+                    changes.upsert.push(n.clone());
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(o), Some(n)) if o.key() < n.key() => {
+                changes.remove.push(o.key().clone());
+                i += 1;
+            }
+            (Some(_), Some(n)) | (None, Some(n)) => {
+                changes.upsert.push(n.clone());
+                j += 1;
+            }
+            (Some(o), None) => {
+                changes.remove.push(o.key().clone());
+                i += 1;
+            }
+            (None, None) => unreachable!("the loop condition"),
+        }
+    }
+    changes
+}
+
+/// `base` with `changes` applied, still sorted by key.
+fn patch<T: Keyed + Clone>(base: &[T], changes: &Changes<T>) -> Vec<T> {
+    let mut out = Vec::with_capacity(base.len() + changes.upsert.len());
+    let (mut i, mut j) = (0, 0);
+    while i < base.len() || j < changes.upsert.len() {
+        match (base.get(i), changes.upsert.get(j)) {
+            (Some(b), Some(u)) if b.key() == u.key() => {
+                out.push(u.clone());
+                i += 1;
+                j += 1;
+            }
+            (Some(b), Some(u)) if b.key() < u.key() => {
+                out.push(b.clone());
+                i += 1;
+            }
+            (Some(_), Some(u)) | (None, Some(u)) => {
+                out.push(u.clone());
+                j += 1;
+            }
+            (Some(b), None) => {
+                out.push(b.clone());
+                i += 1;
+            }
+            (None, None) => unreachable!("the loop condition"),
+        }
+    }
+    if !changes.remove.is_empty() {
+        out.retain(|e| changes.remove.binary_search(e.key()).is_err());
+    }
+    out
+}
+
+impl SnapshotDelta {
+    /// What changed from `old` to `new`.
+    pub fn between(old: &Snapshot, new: &Snapshot) -> Self {
+        Self {
+            base: old.hash.clone(),
+            routes: diff(&old.routes, &new.routes),
+            upstreams: diff(&old.upstreams, &new.upstreams),
+            certificates: diff(&old.certificates, &new.certificates),
+            secrets: diff(&old.secrets, &new.secrets),
+            default_chain: (old.default_chain != new.default_chain)
+                .then(|| new.default_chain.clone()),
+        }
+    }
+
+    /// How many entries the delta carries (upserts and removals).
+    pub fn len(&self) -> usize {
+        self.routes.upsert.len()
+            + self.routes.remove.len()
+            + self.upstreams.upsert.len()
+            + self.upstreams.remove.len()
+            + self.certificates.upsert.len()
+            + self.certificates.remove.len()
+            + self.secrets.upsert.len()
+            + self.secrets.remove.len()
+            + usize::from(self.default_chain.is_some())
+    }
+
+    /// Whether the delta changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Applies the delta to `base` (whose `hash` must be the delta's base), giving version
+    /// `version` whose content hash must be `hash`.
+    pub fn apply(&self, base: &Snapshot, version: u64, hash: &str) -> Result<Snapshot, DeltaError> {
+        if base.hash != self.base {
+            return Err(DeltaError::Base {
+                want: self.base.clone(),
+                have: base.hash.clone(),
+            });
+        }
+        let mut next = Snapshot {
+            version,
+            hash: String::new(),
+            routes: patch(&base.routes, &self.routes),
+            upstreams: patch(&base.upstreams, &self.upstreams),
+            certificates: patch(&base.certificates, &self.certificates),
+            secrets: patch(&base.secrets, &self.secrets),
+            default_chain: self
+                .default_chain
+                .clone()
+                .unwrap_or_else(|| base.default_chain.clone()),
+        };
+        let actual = next.content_hash();
+        if actual != hash {
+            return Err(DeltaError::Hash {
+                announced: hash.to_string(),
+                actual,
+            });
+        }
+        next.hash = actual;
+        Ok(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn secret(name: &str, value: &str) -> SecretEntry {
+        SecretEntry {
+            key: ObjectKey::new("ns", name),
+            data: BTreeMap::from([("k".to_string(), value.to_string())]),
+        }
+    }
+
+    fn snapshot(secrets: &[(&str, &str)]) -> Snapshot {
+        let mut secrets: Vec<SecretEntry> = secrets.iter().map(|(n, v)| secret(n, v)).collect();
+        secrets.sort_by(|a, b| a.key.cmp(&b.key));
+        Snapshot {
+            secrets,
+            ..Snapshot::default()
+        }
+        .seal()
+    }
+
+    /// Old secrets, new secrets, the names upserted, the names removed.
+    type Case<'a> = (
+        &'a [(&'a str, &'a str)],
+        &'a [(&'a str, &'a str)],
+        &'a [&'a str],
+        &'a [&'a str],
+    );
+
+    #[test]
+    fn deltas_carry_only_what_changed_by_table() {
+        let cases: [Case; 5] = [
+            (&[("a", "1")], &[("a", "1")], &[], &[]),
+            (&[("a", "1")], &[("a", "2")], &["a"], &[]),
+            (&[("a", "1"), ("b", "1")], &[("b", "1")], &[], &["a"]),
+            (
+                &[("b", "1")],
+                &[("a", "1"), ("b", "1"), ("c", "1")],
+                &["a", "c"],
+                &[],
+            ),
+            (
+                &[("a", "1"), ("c", "1")],
+                &[("b", "1"), ("c", "2")],
+                &["b", "c"],
+                &["a"],
+            ),
+        ];
+        for (old, new, upserted, removed) in cases {
+            let (old, new) = (snapshot(old), snapshot(new));
+            let delta = SnapshotDelta::between(&old, &new);
+            let names = |keys: Vec<&ObjectKey>| -> Vec<String> {
+                keys.into_iter().map(|k| k.name.clone()).collect()
+            };
+            assert_eq!(
+                names(delta.secrets.upsert.iter().map(|s| &s.key).collect()),
+                upserted
+            );
+            assert_eq!(names(delta.secrets.remove.iter().collect()), removed);
+            assert!(delta.routes.is_empty() && delta.default_chain.is_none());
+            assert_eq!(delta.apply(&old, 7, &new.hash).unwrap().hash, new.hash);
+        }
+    }
+
+    #[test]
+    fn a_delta_refuses_another_base_and_a_wrong_result() {
+        let (a, b, c) = (
+            snapshot(&[("a", "1")]),
+            snapshot(&[("a", "2")]),
+            snapshot(&[("z", "1")]),
+        );
+        let delta = SnapshotDelta::between(&a, &b);
+        assert!(matches!(
+            delta.apply(&c, 2, &b.hash),
+            Err(DeltaError::Base { .. })
+        ));
+        assert!(matches!(
+            delta.apply(&a, 2, &c.hash),
+            Err(DeltaError::Hash { .. })
+        ));
+    }
+
+    #[test]
+    fn routes_and_the_default_chain_travel_too() {
+        let route = |name: &str, path: &str| -> RouteEntry {
+            serde_json::from_value(serde_json::json!({
+                "key": {"namespace": "ns", "name": name}, "hosts": [],
+                "rules": [{"path_type": "Prefix", "path": path, "methods": [], "headers": [], "query": []}],
+                "priority": 0, "created": 0,
+                "upstream": {"namespace": "ns", "name": "up"}, "chain": []
+            }))
+            .unwrap()
+        };
+        let old = Snapshot {
+            routes: vec![route("a", "/a"), route("b", "/b")],
+            ..Snapshot::default()
+        }
+        .seal();
+        let new = Snapshot {
+            routes: vec![route("a", "/a2"), route("b", "/b")],
+            default_chain: vec![ChainEntry {
+                alias: "log".into(),
+                plugin_ref: ObjectKey::new("root", "log"),
+                plugin: "access_log".into(),
+                tier: crate::snapshot::Tier::Cluster,
+                order: 1,
+                config: serde_json::json!({}),
+                exclude_paths: vec![],
+                secrets: BTreeMap::new(),
+                services: BTreeMap::new(),
+            }],
+            ..Snapshot::default()
+        }
+        .seal();
+        let delta = SnapshotDelta::between(&old, &new);
+        assert_eq!(delta.routes.upsert.len(), 1);
+        assert_eq!(delta.routes.upsert[0].key.name, "a");
+        assert_eq!(delta.default_chain.as_ref().map(Vec::len), Some(1));
+        let wire = serde_json::to_string(&delta).unwrap();
+        assert!(
+            !wire.contains("\"/b\""),
+            "the unchanged Route is not sent: {wire}"
+        );
+        let back: SnapshotDelta = serde_json::from_str(&wire).unwrap();
+        assert_eq!(
+            back.apply(&old, 2, &new.hash).unwrap(),
+            Snapshot { version: 2, ..new }
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn applying_the_delta_gives_the_new_snapshot(
+            old in proptest::collection::btree_map("[a-f]", "[0-2]", 0..6),
+            new in proptest::collection::btree_map("[a-f]", "[0-2]", 0..6),
+        ) {
+            let as_pairs = |m: &BTreeMap<String, String>| -> Vec<(String, String)> {
+                m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+            };
+            let (o, n) = (as_pairs(&old), as_pairs(&new));
+            fn borrow(v: &[(String, String)]) -> Vec<(&str, &str)> {
+                v.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect()
+            }
+            let (old, new) = (snapshot(&borrow(&o)), snapshot(&borrow(&n)));
+            let delta = SnapshotDelta::between(&old, &new);
+            prop_assert!(delta.len() <= old.secrets.len() + new.secrets.len());
+            let applied = delta.apply(&old, new.version, &new.hash).unwrap();
+            prop_assert_eq!(applied, new);
+        }
+    }
+}
