@@ -343,8 +343,28 @@ async fn ten_thousand_routes() {
             || l.starts_with("hookway_controller_compile_duration_seconds_count")
             || l.starts_with("hookway_controller_reconciles_total")
             || l.starts_with("hookway_controller_status_patches_total")
+            || l.starts_with("hookway_controller_frames_sent_total")
+            || l.starts_with("hookway_controller_frame_bytes_sent_total")
     }) {
         eprintln!("{l}");
+    }
+    let sent = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{kind=\"delta\"}}")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let (frames, bytes) = (
+        sent("hookway_controller_frames_sent_total"),
+        sent("hookway_controller_frame_bytes_sent_total"),
+    );
+    if frames > 0.0 {
+        eprintln!(
+            "bytes sent per Route change per proxy (delta frames): {:.0}",
+            bytes / frames
+        );
     }
     let live_all = live_mib(&fake);
     drop(compiled);
