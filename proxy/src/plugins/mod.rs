@@ -12,6 +12,8 @@ pub mod compression;
 pub mod cors;
 pub mod csrf;
 pub mod decisions;
+#[cfg(feature = "envoy-ext")]
+pub mod envoy;
 pub mod extra_params;
 pub mod forward_auth;
 #[cfg(test)]
@@ -68,6 +70,10 @@ pub fn builtin() -> Registry {
     registry.register::<compression::Gzip>();
     registry.register::<cors::Cors>();
     registry.register::<csrf::Csrf>();
+    #[cfg(feature = "envoy-ext")]
+    registry.register::<envoy::ext_authz::ExtAuthz>();
+    #[cfg(feature = "envoy-ext")]
+    registry.register::<envoy::ext_proc::ExtProc>();
     registry.register::<extra_params::ExtraParams>();
     registry.register::<forward_auth::ForwardAuth>();
     registry.register::<headers::Headers>();
@@ -98,40 +104,41 @@ mod tests {
     fn every_builtin_kind_is_registered() {
         let registry = super::builtin();
         let kinds: Vec<&str> = registry.catalogue().kinds().collect();
-        assert_eq!(
-            kinds,
-            [
-                "access_log",
-                "accumulate",
-                "auth",
-                "body_limit",
-                "circuit_breaker",
-                "compression",
-                "cors",
-                "csrf",
-                "extra_params",
-                "forward_auth",
-                "gzip",
-                "headers",
-                "htpasswd_auth",
-                "ip_restriction",
-                "limit_conn",
-                "lobe_gateway",
-                "mock",
-                "params_transformer",
-                "proxy_rewrite",
-                "rate_limiting",
-                "redirect",
-                "referer_restriction",
-                "request_id",
-                "request_mirror",
-                "request_redirect",
-                "response_rewrite",
-                "spike_arrest",
-                "sub_filter",
-                "traffic_splitting",
-                "ua_restriction",
-            ]
-        );
+        let mut expected = vec![
+            "access_log",
+            "accumulate",
+            "auth",
+            "body_limit",
+            "circuit_breaker",
+            "compression",
+            "cors",
+            "csrf",
+            "extra_params",
+            "forward_auth",
+            "gzip",
+            "headers",
+            "htpasswd_auth",
+            "ip_restriction",
+            "limit_conn",
+            "lobe_gateway",
+            "mock",
+            "params_transformer",
+            "proxy_rewrite",
+            "rate_limiting",
+            "redirect",
+            "referer_restriction",
+            "request_id",
+            "request_mirror",
+            "request_redirect",
+            "response_rewrite",
+            "spike_arrest",
+            "sub_filter",
+            "traffic_splitting",
+            "ua_restriction",
+        ];
+        if cfg!(feature = "envoy-ext") {
+            expected.splice(8..8, ["ext_authz", "ext_proc"]);
+        }
+        assert_eq!(kinds, expected);
     }
 }
