@@ -139,8 +139,8 @@ impl Channels {
         http.set_connect_timeout(Some(connect_timeout));
         http.set_nodelay(true);
         http.enforce_http(false);
-        let mut tls = crate::plugins::forward_auth::tls_config(target.tls_ca.as_deref())?;
-        tls.alpn_protocols = vec![b"h2".to_vec()];
+        // ALPN `h2` is set by the builder (`enable_http2`).
+        let tls = crate::plugins::forward_auth::tls_config(target.tls_ca.as_deref())?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
