@@ -266,7 +266,8 @@ async fn ext_authz_server_down_fails_closed_or_open_and_a_timeout_is_bounded() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 403);
-    assert!(resp.text().await.unwrap().contains("timeout"));
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("timeout"), "{body}");
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "{:?}",
@@ -356,15 +357,15 @@ impl ExternalProcessor for Processor {
 }
 
 fn headers_answer(msg: &ProcessingRequest, mutation: Option<HeaderMutation>) -> ProcessingResponse {
-    let common = Some(HeadersResponse {
+    let common = HeadersResponse {
         response: Some(CommonResponse {
             header_mutation: mutation,
             ..Default::default()
         }),
-    });
+    };
     let response = match &msg.request {
-        Some(Msg::ResponseHeaders(_)) => Answer::ResponseHeaders(common.unwrap()),
-        _ => Answer::RequestHeaders(common.unwrap()),
+        Some(Msg::ResponseHeaders(_)) => Answer::ResponseHeaders(common),
+        _ => Answer::RequestHeaders(common),
     };
     ProcessingResponse {
         response: Some(response),
@@ -752,4 +753,72 @@ async fn ext_proc_skipped_phases_send_nothing() {
     assert_eq!(c.get(proxy.url("/req")).send().await.unwrap().status(), 200);
     assert_eq!(processor.seen(), ["request_headers"], "one round trip");
     assert_eq!(processor.streams(), 1);
+}
+
+fn immediate(code: i32, body: &str) -> ProcessingResponse {
+    ProcessingResponse {
+        response: Some(Answer::ImmediateResponse(ImmediateResponse {
+            status: Some(HttpStatus { code }),
+            body: body.as_bytes().to_vec(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// Lets the request headers pass, answers a request body chunk with 429 and the response
+/// headers with 418.
+fn late_refuser(msg: &ProcessingRequest) -> Option<ProcessingResponse> {
+    Some(match &msg.request {
+        Some(Msg::RequestBody(_)) => immediate(429, "too much"),
+        Some(Msg::ResponseHeaders(_)) => immediate(418, "teapot"),
+        _ => headers_answer(msg, None),
+    })
+}
+
+#[tokio::test]
+async fn ext_proc_immediate_responses_after_the_request_head_replace_the_answer() {
+    let echo = EchoServer::start("echo").await;
+    let addr = serve(ExternalProcessorServer::new(Processor::new(late_refuser))).await;
+    let (_dir, proxy) = proxy_with(
+        echo.addr,
+        &[
+            (
+                "body.yaml",
+                plugin_yaml("body", "ext_proc", &format!("{{target: {{address: \"http://{addr}\"}}, message_timeout: 2s, processing_mode: {{response_header_mode: SKIP, request_body_mode: STREAMED}}}}")),
+            ),
+            (
+                "head.yaml",
+                plugin_yaml("head", "ext_proc", &format!("{{target: {{address: \"http://{addr}\"}}, message_timeout: 2s}}")),
+            ),
+            ("r1.yaml", route_yaml("r1", "/body", "body: {}")),
+            ("r2.yaml", route_yaml("r2", "/head", "head: {}")),
+        ],
+    )
+    .await;
+    let c = client();
+    let resp = c
+        .post(proxy.url("/body"))
+        .body("some body")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        429,
+        "an immediate response to a streamed chunk"
+    );
+    assert_eq!(resp.text().await.unwrap(), "too much");
+
+    let resp = c.get(proxy.url("/head")).send().await.unwrap();
+    assert_eq!(
+        resp.status(),
+        418,
+        "an immediate response to the response headers"
+    );
+    assert_eq!(
+        resp.text().await.unwrap(),
+        "teapot",
+        "replaces the upstream's body"
+    );
 }

@@ -54,8 +54,12 @@ impl Failure {
     /// A gRPC status from the client: unavailable / timeout / an error status.
     pub(crate) fn from_status(status: &tonic::Status) -> Self {
         let reason = match status.code() {
-            tonic::Code::Unavailable | tonic::Code::Cancelled => Reason::Unavailable,
             tonic::Code::DeadlineExceeded => Reason::Timeout,
+            // A server enforcing the `grpc-timeout` we send cancels with "Timeout expired".
+            tonic::Code::Cancelled if status.message().to_ascii_lowercase().contains("timeout") => {
+                Reason::Timeout
+            }
+            tonic::Code::Unavailable | tonic::Code::Cancelled => Reason::Unavailable,
             tonic::Code::Internal if status.message().contains("decode") => Reason::Malformed,
             _ => Reason::Status,
         };

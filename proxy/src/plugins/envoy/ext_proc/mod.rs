@@ -30,7 +30,7 @@ use bytes::Bytes;
 use envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request as Msg;
 use envoy_types::pb::envoy::service::ext_proc::v3::processing_response::Response as Answer;
 use envoy_types::pb::envoy::service::ext_proc::v3::{
-    CommonResponse, HttpBody, HttpHeaders, ProcessingRequest, ProcessingResponse,
+    CommonResponse, HttpBody, HttpHeaders, ImmediateResponse, ProcessingRequest, ProcessingResponse,
 };
 use http::{header, request, response, StatusCode};
 use serde::Deserialize;
@@ -122,6 +122,10 @@ pub struct ExtProc {
 /// The shared state of each `ext_proc` alias on this request.
 #[derive(Default)]
 struct States(Vec<(Arc<str>, Shared)>);
+
+/// An answer of the expected kind (its `CommonResponse`, and the whole answer), or an
+/// immediate response.
+type Expected = Result<(Option<CommonResponse>, ProcessingResponse), ImmediateResponse>;
 
 /// A fail-closed failure: the status and body to answer.
 struct Refusal {
@@ -220,13 +224,7 @@ impl ExtProc {
     fn expect(
         answer: ProcessingResponse,
         want: fn(&Answer) -> Option<Option<&CommonResponse>>,
-    ) -> Result<
-        Result<
-            (Option<CommonResponse>, ProcessingResponse),
-            envoy_types::pb::envoy::service::ext_proc::v3::ImmediateResponse,
-        >,
-        Failure,
-    > {
+    ) -> Result<Expected, Failure> {
         match &answer.response {
             Some(Answer::ImmediateResponse(ir)) => Ok(Err(ir.clone())),
             Some(other) => match want(other) {
@@ -573,5 +571,62 @@ impl Plugin for ExtProc {
 
     fn response_body_stream(&self, _resp: &response::Parts, ctx: &mut Ctx) -> Option<BodyStream> {
         self.body_stream(Direction::Response, ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plugins::harness::validate;
+    use serde_json::json;
+
+    #[test]
+    fn config_table() {
+        let ok = [
+            json!({"target": {"service": "proc"}}),
+            json!({"target": {"address": "https://proc.test:443"}, "message_timeout": "1s",
+                   "failure_mode_allow": true, "status_on_error": 503, "max_buffered_bytes": 4096,
+                   "allow_mode_override": true,
+                   "processing_mode": {"request_header_mode": "DEFAULT", "response_header_mode": "SKIP",
+                                       "request_body_mode": "STREAMED", "response_body_mode": "BUFFERED",
+                                       "request_trailer_mode": "SEND", "response_trailer_mode": "SKIP"}}),
+        ];
+        for c in ok {
+            assert!(validate("ext_proc", c.clone()).is_ok(), "{c}");
+        }
+        let bad = [
+            (json!({}), "target"),
+            (
+                json!({"target": {"service": "a", "address": "http://a:1"}}),
+                "not both",
+            ),
+            (
+                json!({"target": {"service": "a"}, "message_timeout": "0ms"}),
+                "message_timeout",
+            ),
+            (
+                json!({"target": {"service": "a"}, "status_on_error": 1000}),
+                "status_on_error",
+            ),
+            (
+                json!({"target": {"service": "a"}, "max_buffered_bytes": 0}),
+                "max_buffered_bytes",
+            ),
+            (
+                json!({"target": {"service": "a"}, "processing_mode": {"request_body_mode": "BUFFERED_PARTIAL"}}),
+                "unknown variant",
+            ),
+            (
+                json!({"target": {"service": "a"}, "processing_mode": {"request_header_mode": "NONE"}}),
+                "unknown variant",
+            ),
+            (
+                json!({"target": {"service": "a"}, "processing_mode": {"bogus": 1}}),
+                "unknown field",
+            ),
+        ];
+        for (c, part) in bad {
+            let err = validate("ext_proc", c.clone()).unwrap_err();
+            assert!(err.contains(part), "{c}: {err}");
+        }
     }
 }

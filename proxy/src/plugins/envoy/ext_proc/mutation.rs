@@ -139,7 +139,12 @@ mod tests {
     fn request_mutations_table() {
         // (set, remove, check)
         type Check = fn(&request::Parts) -> bool;
-        let rows: Vec<(Vec<HeaderValueOption>, Vec<String>, Result<Check, &str>)> = vec![
+        type Row = (
+            Vec<HeaderValueOption>,
+            Vec<String>,
+            Result<Check, &'static str>,
+        );
+        let rows: Vec<Row> = vec![
             (
                 vec![set("x-a", "1")],
                 vec![],
