@@ -2,11 +2,11 @@
 //!
 //! ```text
 //!  on_request  ascending ──(Flow::Respond / failure)──┐
-//!  request body filters ascending                     │
+//!  request body filters / streams ascending           │
 //!  whole body (opt-in): 413 / on_request_body ascending─┤
 //!  Upstream::call (errors become short 502/503/504)   │
 //!  on_response descending  ◄──────────────────────────┘  (only the plugins that ran)
-//!  response body filters descending (Content-Length removed when any)
+//!  response body filters / streams descending (Content-Length removed when any)
 //!  completion tracker ─► on_complete descending, when the body ends / fails / is dropped
 //! ```
 

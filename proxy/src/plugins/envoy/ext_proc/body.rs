@@ -98,6 +98,7 @@ impl ProcBody {
             send_trailers: false,
             sent: VecDeque::new(),
             eos_sent: false,
+            chunks: 0,
             buffer: BytesMut::new(),
             buffer_sent: false,
             trailers_pending: None,
@@ -128,6 +129,8 @@ struct Running {
     sent: VecDeque<Bytes>,
     /// STREAMED: the end of stream was sent.
     eos_sent: bool,
+    /// STREAMED: chunks sent so far.
+    chunks: usize,
     /// BUFFERED: the body so far, and whether it was sent.
     buffer: BytesMut,
     buffer_sent: bool,
@@ -352,6 +355,7 @@ impl Running {
                     let eos = self.inner.is_end_stream();
                     let msg = self.body_msg(&data, eos);
                     let sent = self.send(msg);
+                    self.chunks += 1;
                     self.sent.push_back(data);
                     if eos {
                         self.eos_sent = true;
@@ -415,7 +419,8 @@ impl Running {
     fn on_end(&mut self) -> Result<(), BoxError> {
         self.inner_done = true;
         let sent = match self.mode {
-            BodyMode::Streamed if !self.eos_sent => {
+            // An empty body sends nothing (as in Envoy, where the head carried the end).
+            BodyMode::Streamed if !self.eos_sent && self.chunks > 0 => {
                 self.eos_sent = true;
                 let msg = self.body_msg(&[], true);
                 let sent = self.send(msg);
