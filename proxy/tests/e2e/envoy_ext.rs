@@ -295,6 +295,9 @@ type Behaviour = fn(&ProcessingRequest) -> Option<ProcessingResponse>;
 #[derive(Clone)]
 struct Processor {
     behaviour: Behaviour,
+    /// Hold every answer until a body message with `end_of_stream` arrives (a server that
+    /// needs to see the whole body before answering any chunk).
+    hold_until_end: bool,
     seen: Arc<Mutex<Vec<String>>>,
     streams: Arc<Mutex<usize>>,
 }
@@ -303,6 +306,7 @@ impl Processor {
     fn new(behaviour: Behaviour) -> Self {
         Self {
             behaviour,
+            hold_until_end: false,
             seen: Arc::default(),
             streams: Arc::default(),
         }
@@ -343,9 +347,15 @@ impl ExternalProcessor for Processor {
         let (tx, rx) = futures::channel::mpsc::unbounded();
         let this = self.clone();
         tokio::spawn(async move {
+            let mut held = Vec::new();
             while let Some(Ok(msg)) = inbound.next().await {
                 this.seen.lock().unwrap().push(kind(&msg));
-                if let Some(answer) = (this.behaviour)(&msg) {
+                held.extend((this.behaviour)(&msg));
+                let end = matches!(&msg.request, Some(Msg::RequestBody(b) | Msg::ResponseBody(b)) if b.end_of_stream);
+                if this.hold_until_end && !end {
+                    continue;
+                }
+                for answer in held.drain(..) {
                     if tx.unbounded_send(Ok(answer)).is_err() {
                         return;
                     }
@@ -820,5 +830,65 @@ async fn ext_proc_immediate_responses_after_the_request_head_replace_the_answer(
         resp.text().await.unwrap(),
         "teapot",
         "replaces the upstream's body"
+    );
+}
+
+#[tokio::test]
+async fn ext_proc_streamed_chunks_do_not_wait_for_each_answer() {
+    let echo = EchoServer::start("echo").await;
+    let mut holder = Processor::new(shouter);
+    holder.hold_until_end = true;
+    let addr = serve(ExternalProcessorServer::new(holder.clone())).await;
+    let config = format!(
+        "{{target: {{address: \"http://{addr}\"}}, message_timeout: 2s, processing_mode: {{request_header_mode: SKIP, response_header_mode: SKIP, request_body_mode: STREAMED}}}}"
+    );
+    let (_dir, proxy) = proxy_with(
+        echo.addr,
+        &[
+            ("p.yaml", plugin_yaml("proc", "ext_proc", &config)),
+            ("route.yaml", route_yaml("r", "/", "proc: {}")),
+        ],
+    )
+    .await;
+    let chunks = futures::stream::iter(["one ", "two ", "three"].map(|c| {
+        Ok::<_, std::io::Error>(http_body::Frame::data(bytes::Bytes::from_static(
+            c.as_bytes(),
+        )))
+    }));
+    let resp = client()
+        .post(proxy.url("/upload"))
+        .body(reqwest::Body::wrap(http_body_util::StreamBody::new(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "the server answered every chunk at the end of the stream"
+    );
+    assert_eq!(json(resp).await["body"], "ONE TWO THREE");
+}
+
+#[tokio::test]
+async fn ext_proc_buffered_response_body_is_replaced() {
+    let echo = EchoServer::start("echo").await;
+    let addr = serve(ExternalProcessorServer::new(Processor::new(shouter))).await;
+    let config = format!(
+        "{{target: {{address: \"http://{addr}\"}}, message_timeout: 2s, processing_mode: {{request_header_mode: SKIP, response_header_mode: SKIP, response_body_mode: BUFFERED}}}}"
+    );
+    let (_dir, proxy) = proxy_with(
+        echo.addr,
+        &[
+            ("p.yaml", plugin_yaml("proc", "ext_proc", &config)),
+            ("route.yaml", route_yaml("r", "/", "proc: {}")),
+        ],
+    )
+    .await;
+    let resp = client().get(proxy.url("/quiet")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(
+        seen["PATH"], "/QUIET",
+        "the whole body, upper-cased in one answer"
     );
 }

@@ -522,9 +522,20 @@ fn answer_name(answer: &Answer) -> &'static str {
 
 impl Plugin for ExtProc {
     fn phases(&self) -> Phases {
-        // The response body phase is always needed: an immediate response decided after the
-        // upstream was called replaces the upstream's body there.
-        Phases::REQUEST_BODY | Phases::RESPONSE_BODY
+        let m = &self.mode;
+        let request_body = self.allow_mode_override
+            || m.request_body_mode != BodyMode::None
+            || m.request_trailer_mode == HeaderMode::Send;
+        // The response body phase also carries the body of an immediate response (or of a
+        // fail-closed answer) decided after the upstream was called: to the response headers,
+        // or to a streamed request body.
+        let response_body = request_body || m.response_side();
+        match (request_body, response_body) {
+            (true, _) => Phases::REQUEST_BODY | Phases::RESPONSE_BODY,
+            (false, true) => Phases::RESPONSE_BODY,
+            // Request headers only: the chain skips every body step for this plugin.
+            (false, false) => Phases::HEADS,
+        }
     }
 
     fn on_request<'a>(
