@@ -559,3 +559,153 @@ impl Body for Running {
         SizeHint::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::{
+        ExternalProcessor, ExternalProcessorServer,
+    };
+    use envoy_types::pb::envoy::service::ext_proc::v3::{
+        BodyResponse, HeaderMutation, ProcessingRequest, TrailersResponse,
+    };
+    use futures::StreamExt;
+    use http::StatusCode;
+    use http_body_util::StreamBody;
+
+    use super::*;
+    use crate::plugins::envoy::ext_proc::mode::ProcessingMode;
+    use crate::plugins::envoy::headers::pb_header;
+
+    /// Answers body chunks unchanged and trailers with `x-t: mutated`, `x-gone` removed; with
+    /// `silent`, answers nothing.
+    #[derive(Clone)]
+    struct Server {
+        silent: bool,
+    }
+
+    #[tonic::async_trait]
+    impl ExternalProcessor for Server {
+        type ProcessStream =
+            Pin<Box<dyn futures::Stream<Item = Result<ProcessingResponse, tonic::Status>> + Send>>;
+
+        async fn process(
+            &self,
+            request: tonic::Request<tonic::Streaming<ProcessingRequest>>,
+        ) -> Result<tonic::Response<Self::ProcessStream>, tonic::Status> {
+            let silent = self.silent;
+            let answers = request.into_inner().filter_map(move |msg| async move {
+                if silent {
+                    return None;
+                }
+                let response = match msg.ok()?.request? {
+                    Msg::ResponseBody(_) => Answer::ResponseBody(BodyResponse::default()),
+                    Msg::ResponseTrailers(_) => Answer::ResponseTrailers(TrailersResponse {
+                        header_mutation: Some(HeaderMutation {
+                            set_headers: vec![
+                                envoy_types::pb::envoy::config::core::v3::HeaderValueOption {
+                                    header: Some(pb_header("x-t", b"mutated")),
+                                    append_action: 2,
+                                    ..Default::default()
+                                },
+                            ],
+                            remove_headers: vec!["x-gone".into()],
+                        }),
+                    }),
+                    _ => return None,
+                };
+                Some(Ok(ProcessingResponse {
+                    response: Some(response),
+                    ..Default::default()
+                }))
+            });
+            Ok(tonic::Response::new(Box::pin(answers)))
+        }
+    }
+
+    async fn serve(silent: bool) -> tonic::transport::Channel {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let incoming = futures::stream::unfold(listener, |l| async move {
+            Some((l.accept().await.map(|(s, _)| s), l))
+        });
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .serve_with_incoming(ExternalProcessorServer::new(Server { silent }), incoming),
+        );
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_lazy()
+    }
+
+    fn body_with_trailers() -> ProxyBody {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-t", http::HeaderValue::from_static("original"));
+        trailers.insert("x-gone", http::HeaderValue::from_static("1"));
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"ab"))),
+            Ok(Frame::data(Bytes::from_static(b"cd"))),
+            Ok(Frame::trailers(trailers)),
+        ];
+        StreamBody::new(futures::stream::iter(frames)).boxed_unsync()
+    }
+
+    fn proc_body(channel: Option<tonic::transport::Channel>, allow: bool) -> ProxyBody {
+        let mode = ProcessingMode {
+            response_body_mode: BodyMode::Streamed,
+            response_trailer_mode: HeaderMode::Send,
+            ..ProcessingMode::default()
+        };
+        let shared = Arc::new(tokio::sync::Mutex::new(State::new(channel, mode)));
+        let failure = FailureMode {
+            kind: "ext_proc",
+            alias: "t".into(),
+            target: "test".into(),
+            allow,
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ProcBody::new(
+            Direction::Response,
+            shared,
+            Duration::from_millis(500),
+            1024,
+            failure,
+            RequestInfo::default(),
+        )
+        .wrap(body_with_trailers())
+    }
+
+    #[tokio::test]
+    async fn trailers_follow_the_chunks_and_are_mutated() {
+        let body = proc_body(Some(serve(false).await), false);
+        let collected = body.collect().await.unwrap();
+        let trailers = collected.trailers().cloned().unwrap();
+        assert_eq!(trailers["x-t"], "mutated");
+        assert!(trailers.get("x-gone").is_none());
+        assert_eq!(collected.to_bytes(), "abcd");
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_ends_the_body_within_the_timeout_or_lets_it_through() {
+        let started = std::time::Instant::now();
+        let err = proc_body(Some(serve(true).await), false)
+            .collect()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no answer"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+
+        // Fail open: what the server held, and the rest, pass through unchanged.
+        let collected = proc_body(Some(serve(true).await), true)
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(collected.trailers().unwrap()["x-t"], "original");
+        assert_eq!(collected.to_bytes(), "abcd");
+
+        // No endpoint at all.
+        let collected = proc_body(None, true).collect().await.unwrap();
+        assert_eq!(collected.to_bytes(), "abcd");
+    }
+}
