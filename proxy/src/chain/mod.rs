@@ -21,6 +21,9 @@
 //!   the client gets `plugin <alias> failed` with the failure's status (413 over a plugin's
 //!   body limit, 400 for a bad body, 500 for a panic).
 //! - Body filters are not asked for on HEAD answers and 204/304 (they carry no body).
+//! - A plugin may also wrap a whole body stream (`request_body_stream` /
+//!   `response_body_stream`, for bodies that wait on something, e.g. ext_proc's gRPC stream):
+//!   the wrapper sits at the plugin's place among the filters, in the same order.
 //! - A non-empty request body is wrapped to count its bytes even without filters (for
 //!   [`crate::plugin::Completion::bytes_received`]); an empty one is passed as is.
 //!

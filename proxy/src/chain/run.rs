@@ -2,11 +2,11 @@
 //!
 //! ```text
 //!  on_request  ascending ──(Flow::Respond / failure)──┐
-//!  request body filters ascending                     │
+//!  request body filters / streams ascending           │
 //!  whole body (opt-in): 413 / on_request_body ascending─┤
 //!  Upstream::call (errors become short 502/503/504)   │
 //!  on_response descending  ◄──────────────────────────┘  (only the plugins that ran)
-//!  response body filters descending (Content-Length removed when any)
+//!  response body filters / streams descending (Content-Length removed when any)
 //!  completion tracker ─► on_complete descending, when the body ends / fails / is dropped
 //! ```
 
@@ -24,7 +24,7 @@ use super::lap::Lap;
 use super::link_set::LinkSet;
 use super::whole_body::{self, Stop};
 use super::{Chain, ChainObserver, HookPhase, Link, Upstream};
-use crate::plugin::{respond, BodyFilter, Ctx, Flow, Phases, PluginsRan, ProxyBody};
+use crate::plugin::{respond, BodyFilter, BodyStream, Ctx, Flow, Phases, PluginsRan, ProxyBody};
 
 /// A plugin failure that ended the request.
 pub(super) struct Failed {
@@ -132,7 +132,7 @@ pub(super) async fn run(
             // The request body: streaming filters, then the opt-in whole-body hook.
             let prepared = if !chain.takes_part(Phases::REQUEST_BODY) {
                 // No plugin of this chain touches request bodies.
-                let (body, counter) = counted(body, completion, None, links, observer);
+                let (body, counter) = counted(body, completion, Layers::default(), links, observer);
                 received = counter;
                 Ok(body)
             } else {
@@ -233,8 +233,48 @@ fn may_have_body(head_request: bool, status: StatusCode) -> bool {
 
 type RequestBody = (ProxyBody, Option<Arc<AtomicU64>>);
 
-/// Asks the plugins at `order` (indices into `links`) for a body filter of `phase`; the stack
-/// of the filters they returned, if any did. A failure (error or panic) names the plugin.
+/// What the plugins of one body phase asked for, in run order: runs of streaming filters
+/// (one [`FilterStack`] each) between the body streams of plugins that wrap the body
+/// ([`Plugin::request_body_stream`](crate::plugin::Plugin::request_body_stream)).
+#[derive(Default)]
+struct Layers(Vec<Layer>);
+
+enum Layer {
+    Filters(FilterStack),
+    Stream(BodyStream),
+}
+
+impl Layers {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `body` run through every layer, in order; `counter`, when given, counts the bytes read
+    /// from `body` itself (an empty filter stack is put first when a stream comes first).
+    fn wrap(
+        self,
+        mut body: ProxyBody,
+        mut counter: Option<Arc<AtomicU64>>,
+        empty_stack: impl FnOnce() -> FilterStack,
+    ) -> ProxyBody {
+        let mut layers = self.0.into_iter().peekable();
+        if counter.is_some() && matches!(layers.peek(), None | Some(Layer::Stream(_))) {
+            body = FilteredBody::new(body, empty_stack(), counter.take()).boxed_unsync();
+        }
+        for layer in layers {
+            body = match layer {
+                Layer::Filters(stack) => {
+                    FilteredBody::new(body, stack, counter.take()).boxed_unsync()
+                }
+                Layer::Stream(stream) => stream(body),
+            };
+        }
+        body
+    }
+}
+
+/// Asks the plugins at `order` (indices into `links`) for a body filter and a body stream of
+/// `phase`; the layers they returned, in order. A failure (error or panic) names the plugin.
 fn collect_filters(
     links: &Arc<[Link]>,
     order: impl Iterator<Item = usize>,
@@ -242,25 +282,42 @@ fn collect_filters(
     ctx: &mut Ctx,
     observer: &Arc<dyn ChainObserver>,
     mut ask: impl FnMut(&Link, &mut Ctx) -> Option<Box<dyn BodyFilter>>,
-) -> Result<Option<FilterStack>, Box<Failed>> {
-    let mut stack: Option<FilterStack> = None;
+    mut ask_stream: impl FnMut(&Link, &mut Ctx) -> Option<BodyStream>,
+) -> Result<Layers, Box<Failed>> {
+    let mut layers = Layers::default();
     for i in order {
         let link = &links[i];
         if !link.has(declared) {
             debug_assert!(
-                ask(link, ctx).is_none(),
+                ask(link, ctx).is_none() && ask_stream(link, ctx).is_none(),
                 "plugin {} returned a {phase} filter but does not declare {declared:?}",
                 link.alias
             );
             continue;
         }
-        match guard::call(|| ask(link, ctx)) {
-            Ok(None) => {}
-            Ok(Some(filter)) => stack
-                .get_or_insert_with(|| {
-                    FilterStack::new(links.clone(), ctx.route.clone(), observer.clone(), phase)
-                })
-                .push(i, filter),
+        let asked = guard::call(|| {
+            let filter = ask(link, ctx);
+            (filter, ask_stream(link, ctx))
+        });
+        match asked {
+            Ok((filter, stream)) => {
+                if let Some(filter) = filter {
+                    if !matches!(layers.0.last(), Some(Layer::Filters(_))) {
+                        layers.0.push(Layer::Filters(FilterStack::new(
+                            links.clone(),
+                            ctx.route.clone(),
+                            observer.clone(),
+                            phase,
+                        )));
+                    }
+                    if let Some(Layer::Filters(stack)) = layers.0.last_mut() {
+                        stack.push(i, filter);
+                    }
+                }
+                if let Some(stream) = stream {
+                    layers.0.push(Layer::Stream(stream));
+                }
+            }
             Err(failure) => {
                 return Err(Box::new(Failed::new(
                     links,
@@ -273,12 +330,12 @@ fn collect_filters(
             }
         }
     }
-    Ok(stack)
+    Ok(layers)
 }
 
-/// Asks the plugins that ran for request body filters (ascending) and wraps the body when any
-/// did; a non-empty body is also wrapped to count its bytes when a completion hook will want
-/// them.
+/// Asks the plugins that ran for request body filters and streams (ascending) and wraps the
+/// body when any did; a non-empty body is also wrapped to count its bytes when a completion
+/// hook will want them.
 fn request_body(
     links: &Arc<[Link]>,
     ran: &Ran,
@@ -288,48 +345,49 @@ fn request_body(
     ctx: &mut Ctx,
     observer: &Arc<dyn ChainObserver>,
 ) -> Result<RequestBody, Box<Failed>> {
-    let stack = collect_filters(
+    let layers = collect_filters(
         links,
         ran.ascending(),
         (HookPhase::RequestBody, Phases::REQUEST_BODY),
         ctx,
         observer,
         |link, ctx| link.plugin.request_body_filter(parts, ctx),
+        |link, ctx| link.plugin.request_body_stream(parts, ctx),
     )?;
-    if stack.is_some() {
+    if !layers.is_empty() {
         // The filters may change the length: the body is re-framed.
         parts.headers.remove(header::CONTENT_LENGTH);
     }
-    Ok(counted(body, completion, stack, links, observer))
+    Ok(counted(body, completion, layers, links, observer))
 }
 
-/// Wraps `body` in the filters of `stack`, counting its bytes; without filters, a body is
-/// only wrapped to count its bytes when it has some and a completion hook will want them.
+/// Wraps `body` in `layers`, counting its bytes; without layers, a body is only wrapped to
+/// count its bytes when it has some and a completion hook will want them.
 fn counted(
     body: ProxyBody,
     completion: bool,
-    stack: Option<FilterStack>,
+    layers: Layers,
     links: &Arc<[Link]>,
     observer: &Arc<dyn ChainObserver>,
 ) -> RequestBody {
-    let stack = match stack {
-        Some(stack) => stack,
+    if layers.is_empty() && (body.is_end_stream() || !completion) {
         // Nothing to count for: an empty body, or no plugin to tell.
-        None if body.is_end_stream() || !completion => return (body, None),
-        None => FilterStack::new(
+        return (body, None);
+    }
+    let counter = Arc::new(AtomicU64::new(0));
+    let body = layers.wrap(body, Some(counter.clone()), || {
+        FilterStack::new(
             links.clone(),
             None,
             observer.clone(),
             HookPhase::RequestBody,
-        ),
-    };
-    let counter = Arc::new(AtomicU64::new(0));
-    let body = FilteredBody::new(body, stack, Some(counter.clone())).boxed_unsync();
+        )
+    });
     (body, Some(counter))
 }
 
-/// Asks the plugins that ran for response body filters (descending) and wraps the body when
-/// any did, removing `Content-Length`; otherwise the body is returned untouched.
+/// Asks the plugins that ran for response body filters and streams (descending) and wraps the
+/// body when any did, removing `Content-Length`; otherwise the body is returned untouched.
 fn response_body(
     links: &Arc<[Link]>,
     ran: &Ran,
@@ -338,19 +396,18 @@ fn response_body(
     ctx: &mut Ctx,
     observer: &Arc<dyn ChainObserver>,
 ) -> Result<ProxyBody, Box<Failed>> {
-    let stack = collect_filters(
+    let layers = collect_filters(
         links,
         ran.descending(),
         (HookPhase::ResponseBody, Phases::RESPONSE_BODY),
         ctx,
         observer,
         |link, ctx| link.plugin.response_body_filter(head, ctx),
+        |link, ctx| link.plugin.response_body_stream(head, ctx),
     )?;
-    match stack {
-        None => Ok(body),
-        Some(stack) => {
-            head.headers.remove(header::CONTENT_LENGTH);
-            Ok(FilteredBody::new(body, stack, None).boxed_unsync())
-        }
+    if layers.is_empty() {
+        return Ok(body);
     }
+    head.headers.remove(header::CONTENT_LENGTH);
+    Ok(layers.wrap(body, None, || unreachable!("no counter")))
 }

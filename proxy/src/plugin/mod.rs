@@ -4,10 +4,12 @@
 //! ```text
 //!  request head   on_request            ascending   change / retarget / answer now
 //!  request body   request_body_filter   ascending   pass, transform, buffer, replace
+//!                 request_body_stream   ascending   wrap the body stream (async: ext_proc)
 //!  whole body     on_request_body       ascending   opt-in (request_body_limit): answer from it
 //!  ─────────────────────────── upstream (or the early answer) ───────────────────────────
 //!  response head  on_response           descending  change status and headers
 //!  response body  response_body_filter  descending  pass, transform, buffer, replace whole
+//!                 response_body_stream  descending  wrap the body stream
 //!  completion     on_complete           descending  observe (logs, metrics, breaker state)
 //! ```
 //!
@@ -35,6 +37,9 @@ pub use registry::{BuildEnv, PluginFactory, Registry};
 pub type ProxyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 /// Errors inside bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// A plugin's wrapper around a whole body stream (see [`Plugin::request_body_stream`]): takes
+/// the body as the plugins before it left it and returns the body the next ones see.
+pub type BodyStream = Box<dyn FnOnce(ProxyBody) -> ProxyBody + Send>;
 /// A boxed future, for hooks that really wait on something.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -143,6 +148,15 @@ pub trait Plugin: Send + Sync + 'static {
         None
     }
 
+    /// Called once per request right after [`Plugin::request_body_filter`]: return a wrapper
+    /// to replace the request body stream with one of the plugin's own (a [`http_body::Body`]
+    /// that may wait, e.g. on a gRPC stream, between chunks, and sees trailers). `None` (the
+    /// default) costs nothing. It is the plugin's job to bound the memory and time it spends;
+    /// `Content-Length` is removed, as for a filter.
+    fn request_body_stream(&self, _req: &request::Parts, _ctx: &mut Ctx) -> Option<BodyStream> {
+        None
+    }
+
     /// For plugins that answer from the complete request body (gateways such as
     /// `lobe_gateway`): `Some(limit)` asks the chain to buffer the request body (up to `limit`
     /// bytes, 413 beyond) after the request-body filters and to call
@@ -179,6 +193,12 @@ pub trait Plugin: Send + Sync + 'static {
         _resp: &response::Parts,
         _ctx: &mut Ctx,
     ) -> Option<Box<dyn BodyFilter>> {
+        None
+    }
+
+    /// Like [`Plugin::request_body_stream`], for the response body, right after
+    /// [`Plugin::response_body_filter`], in descending order.
+    fn response_body_stream(&self, _resp: &response::Parts, _ctx: &mut Ctx) -> Option<BodyStream> {
         None
     }
 

@@ -19,9 +19,9 @@ pub struct Phases(u8);
 impl Phases {
     /// Only the head hooks (`on_request`, `on_response`).
     pub const HEADS: Phases = Phases(0);
-    /// `request_body_filter`, `request_body_limit` / `on_request_body`.
+    /// `request_body_filter`, `request_body_stream`, `request_body_limit` / `on_request_body`.
     pub const REQUEST_BODY: Phases = Phases(1);
-    /// `response_body_filter`.
+    /// `response_body_filter`, `response_body_stream`.
     pub const RESPONSE_BODY: Phases = Phases(1 << 1);
     /// `on_complete`.
     pub const COMPLETE: Phases = Phases(1 << 2);

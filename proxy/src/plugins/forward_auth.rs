@@ -222,7 +222,7 @@ impl PluginFactory for ForwardAuth {
 
 /// The rustls client config for `https://` auth services: `tls_ca` when given, else the
 /// system's roots (loaded once per process).
-fn tls_config(ca: Option<&str>) -> Result<rustls::ClientConfig, String> {
+pub(crate) fn tls_config(ca: Option<&str>) -> Result<rustls::ClientConfig, String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     static SYSTEM: std::sync::OnceLock<Arc<rustls::RootCertStore>> = std::sync::OnceLock::new();

@@ -12,6 +12,8 @@ pub mod compression;
 pub mod cors;
 pub mod csrf;
 pub mod decisions;
+#[cfg(feature = "envoy-ext")]
+pub mod envoy;
 pub mod extra_params;
 pub mod forward_auth;
 #[cfg(test)]
@@ -68,6 +70,10 @@ pub fn builtin() -> Registry {
     registry.register::<compression::Gzip>();
     registry.register::<cors::Cors>();
     registry.register::<csrf::Csrf>();
+    #[cfg(feature = "envoy-ext")]
+    registry.register::<envoy::ext_authz::ExtAuthz>();
+    #[cfg(feature = "envoy-ext")]
+    registry.register::<envoy::ext_proc::ExtProc>();
     registry.register::<extra_params::ExtraParams>();
     registry.register::<forward_auth::ForwardAuth>();
     registry.register::<headers::Headers>();
@@ -124,7 +130,12 @@ mod tests {
     #[test]
     fn every_builtin_kind_is_registered() {
         let registry = super::builtin();
-        let kinds: Vec<&str> = registry.catalogue().kinds().collect();
+        let mut kinds: Vec<&str> = registry.catalogue().kinds().collect();
+        if !cfg!(feature = "envoy-ext") {
+            // The list below is the default build's.
+            kinds.extend(["ext_authz", "ext_proc"]);
+            kinds.sort_unstable();
+        }
         assert_eq!(
             kinds,
             [
@@ -136,6 +147,8 @@ mod tests {
                 "compression",
                 "cors",
                 "csrf",
+                "ext_authz",
+                "ext_proc",
                 "extra_params",
                 "forward_auth",
                 "gzip",

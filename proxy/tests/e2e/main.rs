@@ -5,6 +5,8 @@ mod support;
 mod admin;
 mod binary;
 mod desync;
+#[cfg(feature = "envoy-ext")]
+mod envoy_ext;
 mod examples;
 mod gateway_api;
 mod grpc_route;

@@ -129,3 +129,56 @@ async fn head_responses_get_no_body_filters() {
     assert_eq!(resp.headers()[CONTENT_LENGTH], "0");
     assert_eq!(text(resp).await, "");
 }
+
+/// A plugin that wraps body streams, appending `s` to every data frame.
+struct Streamer;
+
+impl crate::plugin::Plugin for Streamer {
+    fn phases(&self) -> Phases {
+        Phases::REQUEST_BODY | Phases::RESPONSE_BODY
+    }
+
+    fn request_body_stream(
+        &self,
+        _req: &request::Parts,
+        _ctx: &mut Ctx,
+    ) -> Option<crate::plugin::BodyStream> {
+        Some(Box::new(append_s))
+    }
+
+    fn response_body_stream(
+        &self,
+        _resp: &response::Parts,
+        _ctx: &mut Ctx,
+    ) -> Option<crate::plugin::BodyStream> {
+        Some(Box::new(append_s))
+    }
+}
+
+fn append_s(body: ProxyBody) -> ProxyBody {
+    body.map_frame(|f| f.map_data(|d| Bytes::from([&d[..], b"s"].concat())))
+        .boxed_unsync()
+}
+
+#[tokio::test]
+async fn body_streams_sit_at_their_plugins_place_among_the_filters() {
+    let log = Arc::new(Log::default());
+    let links = vec![
+        probe("outer", &log)
+            .request_filter(Filter::Upper)
+            .response_filter(Filter::Upper)
+            .link(),
+        Link::new("streamer", "streamer", Arc::new(Streamer)),
+        probe("inner", &log)
+            .request_filter(Filter::Accumulate)
+            .response_filter(Filter::Replace("x"))
+            .link(),
+    ];
+    let upstream = TestUpstream::new(Answer::Stream(vec!["upstream"]));
+    let (resp, _) = run(links, post("/", &["ab", "cd"]), &upstream).await;
+    assert!(resp.headers().get(CONTENT_LENGTH).is_none(), "re-framed");
+    // Response, descending: inner's replacement, the stream's `s`, then outer's upper-casing.
+    assert_eq!(text(resp).await, "XS");
+    // Request, ascending: outer's upper-casing, the stream's `s` per chunk, inner's buffer.
+    assert_eq!(upstream.last().body, "ABsCDs");
+}
