@@ -4,7 +4,9 @@
 //! A config field that names a Secret or a Service carries `x-hookway-ref: secret` or
 //! `x-hookway-ref: service` in the schema (the built-ins' typed configs say so with
 //! `#[schemars(extend("x-hookway-ref" = "secret"))]`); a kind whose configs make the proxy call
-//! addresses the config chooses carries `x-hookway-reaches-network: true` at the schema's root.
+//! addresses the config chooses carries `x-hookway-reaches-network: true` at the schema's root,
+//! and a kind where only some field does (a URL beside a Service reference) carries it on that
+//! field: a config that sets the field reaches the network.
 //! The compiler learns everything it needs from these, so the controller validates plugin
 //! configs without linking the code that runs them.
 
@@ -16,7 +18,8 @@ use super::Validated;
 
 /// The schema extension that marks a field naming a Secret or a Service.
 pub const REF_KEYWORD: &str = "x-hookway-ref";
-/// The schema extension (at the root) of kinds that call addresses their config chooses.
+/// The schema extension of kinds (at the root) or fields (set in the config) that make the
+/// proxy call addresses the config chooses.
 pub const REACHES_NETWORK_KEYWORD: &str = "x-hookway-reaches-network";
 
 /// How deep the reference walk follows `$ref`s and nesting before it gives up (schemas of
@@ -27,7 +30,6 @@ const MAX_DEPTH: usize = 64;
 pub struct KindSchema {
     schema: Value,
     validator: jsonschema::Validator,
-    reaches_network: bool,
 }
 
 impl std::fmt::Debug for KindSchema {
@@ -43,15 +45,7 @@ impl KindSchema {
     pub fn new(schema: Value) -> Result<Self, String> {
         let validator =
             jsonschema::validator_for(&schema).map_err(|e| format!("invalid schema: {e}"))?;
-        let reaches_network = schema
-            .get(REACHES_NETWORK_KEYWORD)
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        Ok(Self {
-            schema,
-            validator,
-            reaches_network,
-        })
+        Ok(Self { schema, validator })
     }
 
     /// The schema as given.
@@ -82,7 +76,7 @@ impl KindSchema {
         Ok(Validated {
             secret_refs: refs.secrets.into_iter().collect(),
             service_refs: refs.services.into_iter().collect(),
-            reaches_network: self.reaches_network,
+            reaches_network: refs.reaches_network,
         })
     }
 }
@@ -110,10 +104,12 @@ fn dotted(pointer: &str) -> String {
 struct Refs {
     secrets: BTreeSet<String>,
     services: BTreeSet<String>,
+    reaches_network: bool,
 }
 
 /// Follows `instance` through `schema` (a valid instance: validation ran first) and collects
-/// the strings at fields marked with [`REF_KEYWORD`].
+/// the strings at fields marked with [`REF_KEYWORD`], and whether a schema node the instance
+/// fills carries [`REACHES_NETWORK_KEYWORD`].
 fn walk(root: &Value, schema: &Value, instance: &Value, refs: &mut Refs, depth: usize) {
     if depth > MAX_DEPTH || instance.is_null() {
         return;
@@ -121,6 +117,9 @@ fn walk(root: &Value, schema: &Value, instance: &Value, refs: &mut Refs, depth: 
     let Some(schema) = schema.as_object() else {
         return;
     };
+    if schema.get(REACHES_NETWORK_KEYWORD).and_then(Value::as_bool) == Some(true) {
+        refs.reaches_network = true;
+    }
     if let Some(kind) = schema.get(REF_KEYWORD).and_then(Value::as_str) {
         let set = match kind {
             "secret" => &mut refs.secrets,

@@ -133,14 +133,6 @@ impl PluginConfig for Config {
         }
         Ok(())
     }
-
-    fn service_refs(&self) -> Vec<String> {
-        self.target.service_refs()
-    }
-
-    fn reaches_network(&self) -> bool {
-        self.target.reaches_network()
-    }
 }
 
 /// The `ext_authz` plugin kind.

@@ -23,10 +23,12 @@ pub struct Target {
     /// A hookway Service (`name`, or `namespace/name` where a grant allows it) whose endpoints
     /// serve gRPC over plain HTTP/2 (h2c).
     #[serde(default)]
+    #[schemars(extend("x-hookway-ref" = "service"))]
     pub service: Option<String>,
     /// A URL, `http://host:port` (h2c) or `https://host:port` (TLS): the config chooses where
     /// the proxy connects, so outside the root namespace it needs a `PlatformPolicy`.
     #[serde(default)]
+    #[schemars(extend("x-hookway-reaches-network" = true))]
     pub address: Option<String>,
     /// PEM certificates trusted for an `https://` address instead of the system roots.
     #[serde(default)]
@@ -71,16 +73,6 @@ impl Target {
             ));
         }
         Ok(uri)
-    }
-
-    /// The Service named, for the compiler to resolve.
-    pub fn service_refs(&self) -> Vec<String> {
-        self.service.iter().cloned().collect()
-    }
-
-    /// Whether the config chooses the address (a URL).
-    pub fn reaches_network(&self) -> bool {
-        self.address.is_some()
     }
 }
 
@@ -204,8 +196,24 @@ mod tests {
                 (got, want) => panic!("{target:?}: got {got:?}, want {want:?}"),
             }
         }
-        assert!(t(Some("a"), None, None).service_refs() == ["a"]);
-        assert!(!t(Some("a"), None, None).reaches_network());
-        assert!(t(None, Some("http://a:1"), None).reaches_network());
+        // What the compiler learns from the schema: a Service to resolve, or a URL that
+        // needs a PlatformPolicy.
+        let registry = crate::plugins::builtin();
+        for kind in ["ext_authz", "ext_proc"] {
+            let service = registry
+                .catalogue()
+                .validate(kind, &serde_json::json!({"target": {"service": "a"}}))
+                .unwrap();
+            assert_eq!(service.service_refs, ["a"], "{kind}");
+            assert!(!service.reaches_network, "{kind}");
+            let url = registry
+                .catalogue()
+                .validate(
+                    kind,
+                    &serde_json::json!({"target": {"address": "http://a:1"}}),
+                )
+                .unwrap();
+            assert!(url.service_refs.is_empty() && url.reaches_network, "{kind}");
+        }
     }
 }
