@@ -41,7 +41,6 @@ impl std::fmt::Display for CallError {
 type Call3 = TypedFunc<(i32, i32, i32), i32>;
 
 /// The module's entry points.
-#[derive(Clone)]
 struct Exports {
     on_context_create: TypedFunc<(i32, i32), ()>,
     on_request_headers: Option<Call3>,
@@ -91,7 +90,7 @@ impl Template {
     }
 
     /// A new instance with its root context created, started and configured.
-    fn instantiate(&self) -> Result<Instance, CallError> {
+    fn instantiate(&self) -> Result<Box<Instance>, CallError> {
         engine::start_ticker();
         let mut store = Store::new(
             engine::engine(),
@@ -159,12 +158,12 @@ impl Template {
                 });
             }
         }
-        Ok(Instance {
+        Ok(Box::new(Instance {
             store,
             exports,
             next_context: ROOT_CONTEXT + 1,
             deadline_ticks: self.deadline_ticks,
-        })
+        }))
     }
 }
 
@@ -259,6 +258,7 @@ impl Instance {
             return Ok(false);
         };
         self.store.set_epoch_deadline(self.deadline_ticks);
+        self.store.data_mut().limiter.denied = false;
         let args = (context, size as i32, i32::from(end_of_stream));
         let action = f.call(&mut self.store, args).map_err(|e| self.fail(e))?;
         Ok(action != 0)
@@ -266,18 +266,20 @@ impl Instance {
 
     /// The end of a stream: `proxy_on_log`, `proxy_on_done`, `proxy_on_delete`.
     pub fn finish(&mut self, context: i32) -> Result<(), CallError> {
-        let exports = self.exports.clone();
-        if let Some(f) = exports.on_log {
+        if let Some(f) = &self.exports.on_log {
             self.store.set_epoch_deadline(self.deadline_ticks);
-            f.call(&mut self.store, context).map_err(|e| self.fail(e))?;
+            f.call(&mut self.store, context)
+                .map_err(|e| classify(&self.store, e))?;
         }
-        if let Some(f) = exports.on_done {
+        if let Some(f) = &self.exports.on_done {
             self.store.set_epoch_deadline(self.deadline_ticks);
-            f.call(&mut self.store, context).map_err(|e| self.fail(e))?;
+            f.call(&mut self.store, context)
+                .map_err(|e| classify(&self.store, e))?;
         }
-        if let Some(f) = exports.on_delete {
+        if let Some(f) = &self.exports.on_delete {
             self.store.set_epoch_deadline(self.deadline_ticks);
-            f.call(&mut self.store, context).map_err(|e| self.fail(e))?;
+            f.call(&mut self.store, context)
+                .map_err(|e| classify(&self.store, e))?;
         }
         Ok(())
     }
@@ -286,7 +288,7 @@ impl Instance {
 /// The instances of one filter config.
 pub struct Pool {
     template: Template,
-    idle: Mutex<Vec<Instance>>,
+    idle: Mutex<Vec<Box<Instance>>>,
     /// Instances alive (idle or lent).
     live: AtomicUsize,
     max: usize,
@@ -345,7 +347,7 @@ impl Pool {
 /// An instance lent to one request. Dropped, it goes back to the pool only when marked
 /// [`Lease::reusable`] (its context finished cleanly); otherwise it is discarded.
 pub struct Lease {
-    instance: Option<Instance>,
+    instance: Option<Box<Instance>>,
     pool: Arc<Pool>,
     reusable: bool,
 }
@@ -353,7 +355,7 @@ pub struct Lease {
 impl Lease {
     /// The instance (`None` once discarded).
     pub fn instance(&mut self) -> Option<&mut Instance> {
-        self.instance.as_mut()
+        self.instance.as_deref_mut()
     }
 
     /// Marks the instance clean: it goes back to the pool when the lease is dropped.

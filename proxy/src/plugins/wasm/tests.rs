@@ -346,3 +346,55 @@ fn a_module_that_is_not_a_proxy_wasm_filter_is_refused() {
         .unwrap();
     assert!(error.contains("proxy_abi_version"), "{error}");
 }
+
+/// Per-request cost of the hooks of a filter that sets one request and one response header
+/// (`proxy/tests/wasm/set_headers.wat`), beside the built-in `headers` doing the same and no
+/// plugin. Ignored: a measurement, not a check. `HOOKWAY_WASM_BENCH=wasm|headers|none` runs one
+/// kind only (for `valgrind --tool=callgrind` or `perf stat`: subtract `none`).
+#[tokio::test]
+#[ignore = "measurement, not a check"]
+async fn header_filter_cost() {
+    let n: u32 = std::env::var("HOOKWAY_WASM_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let only = std::env::var("HOOKWAY_WASM_BENCH").ok();
+    let bytes = wat::parse_str(include_str!("../../../tests/wasm/set_headers.wat")).unwrap();
+    let wasm: std::sync::Arc<dyn Plugin> = std::sync::Arc::new(
+        WasmPlugin::from_module(&bytes, &config(json!({"sha256": digest(&bytes)})), "bench")
+            .unwrap(),
+    );
+    let headers = harness::build(
+        "headers",
+        json!({"request": {"set": {"x-wasm-request": "1"}}, "response": {"set": {"x-wasm-response": "1"}}}),
+    )
+    .unwrap();
+    for (name, plugin) in [
+        ("none", None),
+        ("headers", Some(headers)),
+        ("wasm", Some(wasm)),
+    ] {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
+        let started = Instant::now();
+        for _ in 0..n {
+            let mut ctx = harness::ctx();
+            let mut req = harness::request("GET", "/bench", &[("host", "bench.test")]);
+            let mut resp = harness::response(200, &[("content-type", "text/plain")]);
+            if let Some(plugin) = &plugin {
+                harness::on_request(&**plugin, &mut req, &mut ctx)
+                    .await
+                    .unwrap();
+                harness::on_response(&**plugin, &mut resp, &mut ctx)
+                    .await
+                    .unwrap();
+                plugin.on_complete(&ctx, &completion());
+                assert_eq!(resp.headers["x-wasm-response"], "1");
+            }
+            std::hint::black_box((&req, &resp));
+        }
+        let per = started.elapsed() / n;
+        println!("{name}: {per:?} per request ({n} requests)");
+    }
+}
