@@ -103,6 +103,20 @@ async fn a_wasm_filter_keeps_the_onion_order_with_a_builtin() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().await.unwrap(), "replaced by wasm\n");
 
+    // Paused request headers: the whole body comes with the headers still open.
+    let resp = client()
+        .post(proxy.url("/"))
+        .header("x-pause", "1")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let echoed = json(resp).await;
+    assert_eq!(echoed["headers"]["x-body-seen"], "yes");
+    assert_eq!(echoed["headers"]["content-length"], "9");
+    assert_eq!(echoed["body"], "rewritten");
+
     let metrics = metrics(&proxy).await;
     let counted = metrics
         .lines()
@@ -110,7 +124,7 @@ async fn a_wasm_filter_keeps_the_onion_order_with_a_builtin() {
         .unwrap_or_else(|| panic!("the filter's counter is exported:\n{metrics}"));
     assert!(counted.contains("name=\"requests\""), "{counted}");
     let n: f64 = counted.rsplit(' ').next().unwrap().parse().unwrap();
-    assert!(n >= 3.0, "{counted}");
+    assert!(n >= 4.0, "{counted}");
 }
 
 async fn get_with(proxy: &Proxy, header: &str) -> (u16, String) {

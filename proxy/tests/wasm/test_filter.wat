@@ -4,6 +4,9 @@
 ;;   x-grow          request headers: grows memory by 64 MiB, traps when refused
 ;;   x-deny          request headers: answers 403 "denied by wasm" (send_local_response)
 ;;   x-replace-body  response body: buffers to the end, replaces it with "replaced by wasm"
+;;   x-pause         request headers: Pause (after the headers below); the whole request body
+;;                   then comes with the headers open: adds `x-body-seen: yes`, replaces the
+;;                   body with "rewritten"
 ;; otherwise it adds `x-trace: wasm` to the request and the response, `x-wasm-config` (the
 ;; plugin configuration) and `x-wasm-path` (property request.path) to the request, and
 ;; `x-unimplemented: yes` when proxy_http_call answers Unimplemented (12). It defines the
@@ -37,6 +40,9 @@
   (data (i32.const 208) "x-replace-body")
   (data (i32.const 224) "replaced by wasm\n")
   (data (i32.const 256) "requests")
+  (data (i32.const 288) "x-pause")
+  (data (i32.const 304) "x-body-seen")
+  (data (i32.const 320) "rewritten")
   ;; 1024: returned pointer, 1028: returned size, 1032: the counter's id.
 
   ;; A bump allocator, reset for every HTTP context.
@@ -85,6 +91,17 @@
           (i32.const 12))
       (then
         (drop (call $add (i32.const 0) (i32.const 176) (i32.const 15) (i32.const 192) (i32.const 3)))))
+    (if (result i32) (call $has (i32.const 288) (i32.const 7))
+      (then (i32.const 1))
+      (else (i32.const 0))))
+
+  (func (export "proxy_on_request_body") (param $context i32) (param $size i32) (param $end i32)
+    (result i32)
+    (if (i32.eqz (call $has (i32.const 288) (i32.const 7))) (then (return (i32.const 0))))
+    (if (i32.eqz (local.get $end)) (then (return (i32.const 1))))
+    (drop (call $add (i32.const 0) (i32.const 304) (i32.const 11) (i32.const 192) (i32.const 3)))
+    (drop (call $set_buffer (i32.const 0) (i32.const 0) (local.get $size)
+      (i32.const 320) (i32.const 9)))
     (i32.const 0))
 
   (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)

@@ -65,9 +65,48 @@ async fn adds_headers_both_ways_with_its_configuration_and_properties() {
         .unwrap();
     assert_eq!(header(&resp.headers, "x-trace"), ["upstream", "wasm"]);
     assert!(
-        filter.request_body_filter(&req, &mut ctx).is_none(),
-        "no request body callback"
+        filter.request_body_limit(&req, &ctx).is_none(),
+        "headers not paused: no whole-body buffering"
     );
+}
+
+#[tokio::test]
+async fn paused_request_headers_get_the_whole_body_with_the_headers_open() {
+    let filter = plugin("wasm-pause", json!({"max_body_bytes": 1000}));
+    let mut ctx = harness::ctx();
+    let mut req = harness::request("POST", "/", &[("x-pause", "1")]);
+    harness::on_request(&filter, &mut req, &mut ctx)
+        .await
+        .unwrap();
+    assert!(
+        filter.request_body_filter(&req, &mut ctx).is_none(),
+        "no streaming"
+    );
+    assert_eq!(filter.request_body_limit(&req, &ctx), Some(1000));
+    let mut body = Bytes::from("hello");
+    let flow = filter
+        .on_request_body(&mut req, &mut body, &mut ctx)
+        .resolve()
+        .await
+        .unwrap();
+    assert!(matches!(flow, Flow::Continue));
+    assert_eq!(header(&req.headers, "x-body-seen"), ["yes"]);
+    assert_eq!(body, "rewritten");
+}
+
+#[tokio::test]
+async fn a_streamed_request_body_passes_chunk_by_chunk() {
+    let filter = plugin("wasm-request-stream", json!({}));
+    let mut ctx = harness::ctx();
+    let mut req = harness::request("POST", "/", &[]);
+    harness::on_request(&filter, &mut req, &mut ctx)
+        .await
+        .unwrap();
+    let mut body = filter
+        .request_body_filter(&req, &mut ctx)
+        .expect("a body filter");
+    let out = drive(&mut *body, &[b"a", b"b"]).unwrap();
+    assert_eq!(out, [Bytes::from("a"), Bytes::from("b"), Bytes::new()]);
 }
 
 #[tokio::test]
