@@ -296,6 +296,10 @@ impl Host {
             }
         }
         for (name, value) in pairs {
+            // Read-only pseudo-headers come back from a get-modify-set round trip: skipped.
+            if name == b":authority" || name == b":scheme" {
+                continue;
+            }
             let op = if name.starts_with(b":") {
                 MapOp::Replace(name, value)
             } else {
@@ -467,5 +471,194 @@ fn change_response(head: &mut ResponseHead, op: MapOp<'_>) -> i32 {
             status::BAD_ARGUMENT
         }
         op => change_headers(&mut head.headers, op),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host() -> Host {
+        let shared = Arc::new(Shared {
+            alias: "f".into(),
+            configuration: Vec::new(),
+            root_id: "root".into(),
+            metrics: FilterMetrics::new("host-tests"),
+        });
+        let mut host = Host::new(shared, 1 << 20);
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("example.test"));
+        headers.append("x-a", HeaderValue::from_static("1"));
+        headers.append("x-a", HeaderValue::from_static("2"));
+        host.request = Some(RequestHead {
+            method: Method::GET,
+            uri: Uri::from_static("/p?q=1"),
+            headers,
+            scheme: "http",
+        });
+        host.request_writable = true;
+        host
+    }
+
+    fn get(host: &Host, map: MapType, name: &str) -> Option<String> {
+        host.map_get(map, name.as_bytes())
+            .map(|v| String::from_utf8(v).unwrap())
+    }
+
+    #[test]
+    fn map_reads() {
+        let host = host();
+        let req = MapType::RequestHeaders;
+        for (name, expected) in [
+            (":path", Some("/p?q=1")),
+            (":method", Some("GET")),
+            (":authority", Some("example.test")),
+            (":scheme", Some("http")),
+            ("x-a", Some("1,2")),
+            ("X-A", Some("1,2")),
+            ("missing", None),
+            ("bad name", None),
+        ] {
+            assert_eq!(get(&host, req, name).as_deref(), expected, "{name}");
+        }
+        assert_eq!(get(&host, MapType::ResponseHeaders, ":status"), None);
+        for (path, expected) in [
+            ("request.path", Some("/p?q=1")),
+            ("request.url_path", Some("/p")),
+            ("request.query", Some("q=1")),
+            ("request.host", Some("example.test")),
+            ("plugin_name", Some("f")),
+            ("plugin_root_id", Some("root")),
+            ("source.address", None),
+            ("unknown.property", None),
+        ] {
+            let value = host.property(path).map(|v| String::from_utf8(v).unwrap());
+            assert_eq!(value.as_deref(), expected, "{path}");
+        }
+    }
+
+    #[test]
+    fn map_changes() {
+        let req = MapType::RequestHeaders;
+        let ok = status::OK;
+        let bad = status::BAD_ARGUMENT;
+        type Row = (
+            fn(&mut Host) -> i32,
+            i32,
+            &'static str,
+            Option<&'static str>,
+        );
+        let rows: [Row; 9] = [
+            (
+                |h| h.map_change(MapType::RequestHeaders, MapOp::Replace(b"x-a", b"3")),
+                ok,
+                "x-a",
+                Some("3"),
+            ),
+            (
+                |h| h.map_change(MapType::RequestHeaders, MapOp::Add(b"x-a", b"3")),
+                ok,
+                "x-a",
+                Some("1,2,3"),
+            ),
+            (
+                |h| h.map_change(MapType::RequestHeaders, MapOp::Remove(b"x-a")),
+                ok,
+                "x-a",
+                None,
+            ),
+            (
+                |h| h.map_change(MapType::RequestHeaders, MapOp::Replace(b":path", b"/new")),
+                ok,
+                ":path",
+                Some("/new"),
+            ),
+            (
+                |h| h.map_change(MapType::RequestHeaders, MapOp::Replace(b":method", b"POST")),
+                ok,
+                ":method",
+                Some("POST"),
+            ),
+            (
+                |h| {
+                    h.map_change(
+                        MapType::RequestHeaders,
+                        MapOp::Replace(b":path", b"no slash"),
+                    )
+                },
+                bad,
+                ":path",
+                Some("/p?q=1"),
+            ),
+            (
+                |h| h.map_change(MapType::RequestHeaders, MapOp::Replace(b":authority", b"x")),
+                bad,
+                ":authority",
+                Some("example.test"),
+            ),
+            (
+                |h| h.map_change(MapType::RequestHeaders, MapOp::Replace(b"bad name", b"v")),
+                bad,
+                "x-a",
+                Some("1,2"),
+            ),
+            (
+                |h| {
+                    h.map_change(
+                        MapType::RequestHeaders,
+                        MapOp::Replace(b"x-b", b"bad\nvalue"),
+                    )
+                },
+                bad,
+                "x-b",
+                None,
+            ),
+        ];
+        for (i, (change, status, name, expected)) in rows.into_iter().enumerate() {
+            let mut host = host();
+            assert_eq!(change(&mut host), status, "row {i}");
+            assert_eq!(get(&host, req, name).as_deref(), expected, "row {i}");
+        }
+    }
+
+    #[test]
+    fn pairs_round_trip_and_read_only_heads() {
+        let mut host = host();
+        let req = MapType::RequestHeaders;
+        let pairs = host.map_pairs(req);
+        let mut changed = abi::deserialize_pairs(&pairs).unwrap();
+        changed.retain(|(k, _)| *k != b"x-a");
+        changed.push((&b"x-c"[..], &b"c"[..]));
+        let bytes = abi::serialize_pairs(&changed);
+        assert_eq!(host.map_set_pairs(req, &bytes), status::OK);
+        assert_eq!(get(&host, req, "x-a"), None);
+        assert_eq!(get(&host, req, "x-c").as_deref(), Some("c"));
+        assert_eq!(
+            get(&host, req, ":authority").as_deref(),
+            Some("example.test")
+        );
+        assert_eq!(host.map_set_pairs(req, &[1]), status::SERIALIZATION_FAILURE);
+
+        host.request_writable = false;
+        assert_eq!(host.map_change(req, MapOp::Remove(b"x-c")), status::OK);
+        assert_eq!(get(&host, req, "x-c").as_deref(), Some("c"), "ignored");
+    }
+
+    #[test]
+    fn body_splices() {
+        let mut host = host();
+        host.body = Some((BufferType::RequestBody, b"hello world".to_vec()));
+        let body = BufferType::RequestBody;
+        assert_eq!(host.set_body(body, 0, 5, b"HELLO"), status::OK);
+        assert_eq!(host.body(body), Some(&b"HELLO world"[..]));
+        assert_eq!(host.set_body(body, 11, 0, b"!"), status::OK);
+        assert_eq!(host.body(body), Some(&b"HELLO world!"[..]));
+        assert_eq!(host.set_body(body, 0, usize::MAX, b"x"), status::OK);
+        assert_eq!(host.body(body), Some(&b"x"[..]));
+        assert_eq!(
+            host.set_body(BufferType::ResponseBody, 0, 0, b"x"),
+            status::NOT_FOUND
+        );
+        assert_eq!(host.body(BufferType::ResponseBody), None);
     }
 }
