@@ -286,6 +286,8 @@ impl Instance {
 }
 
 /// The instances of one filter config.
+// Boxed: an instance moves between the pool and a request's lease by pointer.
+#[allow(clippy::vec_box)]
 pub struct Pool {
     template: Template,
     idle: Mutex<Vec<Box<Instance>>>,
