@@ -33,8 +33,9 @@ fn ordered_plugin(name: &str, kind: &str, order: u32, config: &str) -> String {
     )
 }
 
-/// The WAT filter (order 20) after the built-in `headers` (order 10), both adding `x-trace`.
-async fn chain(filter_config: &str) -> (EchoServer, ManifestDir, Proxy) {
+/// The WAT filter `alias` (order 20) after the built-in `headers` (order 10), both adding
+/// `x-trace`. Each test has its own alias: the metrics are process-wide.
+async fn chain(alias: &str, filter_config: &str) -> (EchoServer, ManifestDir, Proxy) {
     hookway_proxy::plugins::wasm::allow_file_modules();
     let echo = EchoServer::start("echo").await;
     let dir = ManifestDir::new();
@@ -51,11 +52,9 @@ async fn chain(filter_config: &str) -> (EchoServer, ManifestDir, Proxy) {
         "headers.yaml",
         &ordered_plugin("builtin", "headers", 10, headers),
     );
-    dir.write("wasm.yaml", &ordered_plugin("filter", "wasm", 20, &wasm));
-    dir.write(
-        "route.yaml",
-        &route_yaml("r", "/", "builtin: {}, filter: {}"),
-    );
+    dir.write("wasm.yaml", &ordered_plugin(alias, "wasm", 20, &wasm));
+    let refs = format!("builtin: {{}}, {alias}: {{}}");
+    dir.write("route.yaml", &route_yaml("r", "/", &refs));
     let proxy = standalone_proxy(&dir).await;
     (echo, dir, proxy)
 }
@@ -70,7 +69,7 @@ fn values(resp: &reqwest::Response, name: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_wasm_filter_keeps_the_onion_order_with_a_builtin() {
-    let (_echo, _dir, proxy) = chain("").await;
+    let (_echo, _dir, proxy) = chain("onion", "").await;
     let resp = client().get(proxy.url("/hello?x=1")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     // Response hooks descending: the filter (order 20) first, then `headers` (order 10).
@@ -120,7 +119,7 @@ async fn a_wasm_filter_keeps_the_onion_order_with_a_builtin() {
     let metrics = metrics(&proxy).await;
     let counted = metrics
         .lines()
-        .find(|l| l.starts_with("hookway_wasm_counter_total{") && l.contains("plugin=\"filter\""))
+        .find(|l| l.starts_with("hookway_wasm_counter_total{") && l.contains("plugin=\"onion\""))
         .unwrap_or_else(|| panic!("the filter's counter is exported:\n{metrics}"));
     assert!(counted.contains("name=\"requests\""), "{counted}");
     let n: f64 = counted.rsplit(' ').next().unwrap().parse().unwrap();
@@ -137,12 +136,12 @@ async fn get_with(proxy: &Proxy, header: &str) -> (u16, String) {
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
-fn failures(metrics: &str, reason: &str) -> f64 {
+fn failures(metrics: &str, alias: &str, reason: &str) -> f64 {
     metrics
         .lines()
         .find(|l| {
             l.starts_with("hookway_wasm_failures_total{")
-                && l.contains("plugin=\"filter\"")
+                && l.contains(&format!("plugin=\"{alias}\""))
                 && l.contains(&format!("reason=\"{reason}\""))
         })
         .and_then(|l| l.rsplit(' ').next())
@@ -152,7 +151,7 @@ fn failures(metrics: &str, reason: &str) -> f64 {
 
 #[tokio::test]
 async fn a_trap_a_loop_and_a_memory_blowup_fail_only_their_own_request() {
-    let (echo, _dir, proxy) = chain("").await;
+    let (echo, _dir, proxy) = chain("failing", "").await;
     let before = metrics(&proxy).await;
     for (header, reason) in [
         ("x-trap", "trap"),
@@ -162,7 +161,7 @@ async fn a_trap_a_loop_and_a_memory_blowup_fail_only_their_own_request() {
         let started = Instant::now();
         let (status, body) = get_with(&proxy, header).await;
         assert_eq!(status, 500, "{header}: {body}");
-        assert_eq!(body, "plugin filter failed\n", "{header}");
+        assert_eq!(body, "plugin failing failed\n", "{header}");
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "{header}: bounded"
@@ -173,8 +172,8 @@ async fn a_trap_a_loop_and_a_memory_blowup_fail_only_their_own_request() {
         assert_eq!(values(&resp, "x-trace"), ["wasm", "builtin"]);
         let after = metrics(&proxy).await;
         assert_eq!(
-            failures(&after, reason),
-            failures(&before, reason) + 1.0,
+            failures(&after, "failing", reason),
+            failures(&before, "failing", reason) + 1.0,
             "{reason}"
         );
     }
@@ -183,7 +182,7 @@ async fn a_trap_a_loop_and_a_memory_blowup_fail_only_their_own_request() {
 
 #[tokio::test]
 async fn fail_open_serves_the_request_without_the_filter() {
-    let (echo, _dir, proxy) = chain(", fail_open: true").await;
+    let (echo, _dir, proxy) = chain("open", ", fail_open: true").await;
     let resp = client()
         .get(proxy.url("/"))
         .header("x-trap", "1")
