@@ -1,11 +1,14 @@
 //! Shared data (`proxy_get_shared_data` / `proxy_set_shared_data`): one key-value table for
 //! every Wasm filter instance of this proxy process, with compare-and-swap versions. Bounded:
-//! at most [`MAX_KEYS`] keys of [`MAX_KEY_BYTES`] and values of [`MAX_VALUE_BYTES`].
+//! at most [`MAX_KEYS`] keys of [`MAX_KEY_BYTES`] and values of [`MAX_VALUE_BYTES`]; when full,
+//! new keys are refused (`InternalFailure`). Its size is exported as the bounded table
+//! `wasm_shared_data` (`hookway_table_entries{plugin="wasm",table="wasm_shared_data"}`).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 use super::abi::status;
+use crate::metrics::tables::{LimitUnit, TableStats};
 
 /// Most keys in the table.
 pub const MAX_KEYS: usize = 4096;
@@ -19,6 +22,18 @@ type Table = HashMap<Vec<u8>, (Vec<u8>, u32)>;
 fn table() -> &'static Mutex<Table> {
     static TABLE: OnceLock<Mutex<Table>> = OnceLock::new();
     TABLE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn stats() -> &'static TableStats {
+    static STATS: OnceLock<std::sync::Arc<TableStats>> = OnceLock::new();
+    STATS.get_or_init(|| {
+        TableStats::register(
+            "wasm".into(),
+            "wasm_shared_data",
+            LimitUnit::Entries,
+            MAX_KEYS as u64,
+        )
+    })
 }
 
 /// The value of `key` and its CAS version.
@@ -52,6 +67,7 @@ pub fn set(key: &[u8], value: &[u8], cas: u32) -> i32 {
                 return status::INTERNAL_FAILURE;
             }
             table.insert(key.to_vec(), (value.to_vec(), 1));
+            stats().added((key.len() + value.len()) as u64);
         }
     }
     status::OK
@@ -66,7 +82,10 @@ mod tests {
         let key = b"wasm-shared-data-test-cas";
         assert_eq!(get(key), None);
         assert_eq!(set(key, b"a", 7), status::CAS_MISMATCH);
+        let entries = stats().entries();
         assert_eq!(set(key, b"a", 0), status::OK);
+        assert!(stats().entries() > entries, "a new key is counted");
+        assert_eq!(stats().limit(), MAX_KEYS as u64);
         let (value, cas) = get(key).unwrap();
         assert_eq!(value, b"a");
         assert_eq!(set(key, b"b", cas + 1), status::CAS_MISMATCH);
