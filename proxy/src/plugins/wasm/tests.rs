@@ -437,3 +437,22 @@ async fn header_filter_cost() {
         println!("{name}: {per:?} per request ({n} requests)");
     }
 }
+
+/// `bench/wasm/set_headers.wasm` (the `hookway-wasm` target of `bench/proxy.sh`) is
+/// `proxy/tests/wasm/set_headers.wat` compiled; `HOOKWAY_WRITE_WASM=1` rewrites it.
+#[test]
+fn the_bench_module_is_the_compiled_wat() {
+    let bytes = wat::parse_str(include_str!("../../../tests/wasm/set_headers.wat")).unwrap();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../bench/wasm/set_headers.wasm"
+    );
+    if std::env::var_os("HOOKWAY_WRITE_WASM").is_some() {
+        std::fs::write(path, &bytes).unwrap();
+    }
+    let committed = std::fs::read(path).unwrap_or_default();
+    assert!(
+        committed == bytes,
+        "{path} is stale: run with HOOKWAY_WRITE_WASM=1"
+    );
+}
