@@ -12,6 +12,8 @@
 #   hookway          wrk -> hookway-proxy, empty chain -> upstream
 #   hookway-hdr1     one `headers` plugin (sets a request and a response header)
 #   hookway-hdr3     three `headers` plugins (a header-only chain)
+#   hookway-wasm     one `wasm` filter doing what hookway-hdr1 does (a request and a response header;
+#                    bench/wasm/set_headers.wasm, from proxy/tests/wasm/set_headers.wat)
 #   hookway-rewrite  one `proxy_rewrite` plugin (Host and one request header)
 #   hookway-acl      ip_restriction (white 127.0.0.0/8) + auth (apikey from a Secret, sent by wrk)
 #                    + rate_limiting (local, a limit never reached)
@@ -168,6 +170,7 @@ CFG
 
 # hookway: one route per chain, all to the same upstream.
 mkdir -p "$work/manifests"
+wasm_sha=$(sha256sum "$root/bench/wasm/set_headers.wasm" | cut -d" " -f1)
 cat >"$work/manifests/bench.yaml" <<YAML
 apiVersion: hookway.dev/v1alpha1
 kind: Service
@@ -260,6 +263,15 @@ spec:
   status: enable
   order: 5
   config: {algorithms: [gzip], gzip_level: 6}
+---
+apiVersion: hookway.dev/v1alpha1
+kind: GatewayPlugin
+metadata: {name: wasm-hdr, namespace: bench}
+spec:
+  plugin: wasm
+  status: enable
+  order: 100
+  config: {file: "$root/bench/wasm/set_headers.wasm", sha256: $wasm_sha}
 YAML
 # The Gateway API pair: the same core Service and EndpointSlice behind both.
 cat >>"$work/manifests/bench.yaml" <<YAML
@@ -336,6 +348,7 @@ YAML
 route empty /empty/ ""
 route hdr1 /hdr1/ "hdr-a"
 route hdr3 /hdr3/ "hdr-a hdr-b hdr-c"
+route wasm /wasm/ "wasm-hdr"
 route rewrite /rewrite/ "rewrite"
 route acl /acl/ "ip keys limit"
 route log /log/ "log"
@@ -396,6 +409,7 @@ targets=(
   "hookway|$H:$HW_PORT/empty/||nginx|hookway"
   "hookway-hdr1|$H:$HW_PORT/hdr1/||nginx|hookway"
   "hookway-hdr3|$H:$HW_PORT/hdr3/||nginx|hookway"
+  "hookway-wasm|$H:$HW_PORT/wasm/||nginx|hookway"
   "hookway-rewrite|$H:$HW_PORT/rewrite/||nginx|hookway"
   "hookway-acl|$H:$HW_PORT/acl/|$AUTH|nginx|hookway"
   "hookway-log|$H:$HW_PORT/log/||nginx|hookway"

@@ -19,6 +19,10 @@ phase "build"
 wait "$venv_pid" || { cat "$venv_err" >&2; echo "test.sh: ensure-python.sh failed" >&2; exit 1; }
 python=$(cat "$venv_out")
 phase "python venv"
+# The AssemblyScript Proxy-Wasm filter (proxy/tests/e2e/wasm.rs), built from examples/wasm with
+# the SDK from npm (the test skips with one line without npm).
+scripts/ensure-wasm-filters.sh >/dev/null
+phase "wasm filters"
 # The real-Prometheus test (tests/tests/all/prometheus.rs) runs this server.
 HOOKWAY_PROMETHEUS=$(scripts/ensure-prometheus.sh)
 export HOOKWAY_PROMETHEUS

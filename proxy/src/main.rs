@@ -195,6 +195,11 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let registry = hookway_proxy::plugins::builtin();
+    // `wasm` modules may come from local files only when this proxy's config is local too.
+    #[cfg(feature = "wasm")]
+    if args.controller.is_none() {
+        hookway_proxy::plugins::wasm::allow_file_modules();
+    }
 
     let options = StandaloneOptions {
         root_namespace: args.root_namespace.clone(),

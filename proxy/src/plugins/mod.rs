@@ -47,6 +47,8 @@ pub mod sub_filter;
 pub(crate) mod testing;
 pub mod traffic_splitting;
 pub mod ua_restriction;
+#[cfg(feature = "wasm")]
+pub mod wasm;
 
 use crate::plugin::Registry;
 
@@ -95,6 +97,8 @@ pub fn builtin() -> Registry {
     registry.register::<sub_filter::SubFilter>();
     registry.register::<traffic_splitting::TrafficSplitting>();
     registry.register::<ua_restriction::UaRestriction>();
+    #[cfg(feature = "wasm")]
+    registry.register::<wasm::Wasm>();
     registry
 }
 
@@ -171,6 +175,8 @@ mod tests {
                 "sub_filter",
                 "traffic_splitting",
                 "ua_restriction",
+                #[cfg(feature = "wasm")]
+                "wasm",
             ]
         );
     }

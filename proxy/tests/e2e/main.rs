@@ -26,3 +26,5 @@ mod standalone_check;
 mod tls;
 mod upstream_h2;
 mod upstreams;
+#[cfg(feature = "wasm")]
+mod wasm;

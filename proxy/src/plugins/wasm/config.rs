@@ -1,0 +1,183 @@
+//! The `wasm` plugin's config: where the module comes from (a file in standalone mode, or a
+//! Secret key resolved by the compiler), its pinned `sha256`, the configuration handed to
+//! `proxy_on_configure`, and the limits of every instance.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use base64::Engine as _;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use hookway_crds::catalogue::{PluginConfig, ResolvedSecrets};
+use hookway_crds::snapshot::SecretEntry;
+
+/// Whether `file:` module sources may be read (standalone mode only; see
+/// [`allow_file_modules`]).
+static FILE_MODULES: AtomicBool = AtomicBool::new(false);
+
+/// Lets `file:` sources be read from this process's file system. Standalone mode (`--manifests`)
+/// calls it; the controller never does, so a GatewayPlugin cannot make the controller (or a
+/// proxy fed by it) read local files.
+pub fn allow_file_modules() {
+    FILE_MODULES.store(true, Ordering::Relaxed);
+}
+
+fn default_max_memory() -> u64 {
+    16 << 20
+}
+fn default_deadline() -> u64 {
+    100
+}
+fn default_max_instances() -> usize {
+    256
+}
+fn default_max_body_bytes() -> usize {
+    1 << 20
+}
+
+/// Config of `wasm`.
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Standalone mode: path of the `.wasm` file.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// Secret holding the module (with `key`).
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Key of `secret` whose value is the module, base64-encoded (the snapshot carries Secret
+    /// data as text).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Lowercase hex SHA-256 of the module bytes; a mismatch rejects the config.
+    pub sha256: String,
+    /// Handed to `proxy_on_configure` (a string as is; any other JSON value serialized).
+    #[serde(default)]
+    pub configuration: serde_json::Value,
+    /// The root context id the filter registered (`plugin_root_id` property; AssemblyScript
+    /// filters need it to match their `registerRootContext` name).
+    #[serde(default)]
+    pub root_id: String,
+    /// Largest linear memory of one instance, bytes.
+    #[serde(default = "default_max_memory")]
+    pub max_memory: u64,
+    /// Longest time one call into the filter may run, milliseconds.
+    #[serde(default = "default_deadline")]
+    pub deadline: u64,
+    /// On a trap, deadline or out-of-memory, let the request go on without the filter instead
+    /// of answering 500.
+    #[serde(default)]
+    pub fail_open: bool,
+    /// Most instances of this filter alive at once (one per request in flight).
+    #[serde(default = "default_max_instances")]
+    pub max_instances: usize,
+    /// Most body bytes held while the filter pauses a body (413 on a request, 502 on a
+    /// response beyond it).
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+impl Config {
+    /// The configuration bytes for `proxy_on_configure`.
+    pub fn configuration_bytes(&self) -> Vec<u8> {
+        match &self.configuration {
+            serde_json::Value::Null => Vec::new(),
+            serde_json::Value::String(s) => s.clone().into_bytes(),
+            other => other.to_string().into_bytes(),
+        }
+    }
+
+    /// Reads a `file:` source and checks its digest.
+    pub fn read_file(&self, path: &str) -> Result<Vec<u8>, String> {
+        if !FILE_MODULES.load(Ordering::Relaxed) {
+            return Err(
+                "file: module files are read in standalone mode only; use secret and key".into(),
+            );
+        }
+        let bytes = std::fs::read(path).map_err(|e| format!("file {path:?}: {e}"))?;
+        self.check_digest(&bytes)?;
+        Ok(bytes)
+    }
+
+    /// The module bytes from a resolved Secret, digest checked.
+    pub fn module_from_secret(&self, secret: &SecretEntry) -> Result<Vec<u8>, String> {
+        let key = self.key.as_deref().unwrap_or_default();
+        let value = secret
+            .data
+            .get(key)
+            .ok_or_else(|| format!("Secret {} has no key {key:?}", secret.key))?;
+        let bytes = if value.as_bytes().starts_with(b"\0asm") {
+            value.clone().into_bytes()
+        } else {
+            let compact: String = value.split_ascii_whitespace().collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(compact)
+                .map_err(|e| {
+                    format!(
+                        "Secret {} key {key:?}: not a base64-encoded module: {e}",
+                        secret.key
+                    )
+                })?
+        };
+        self.check_digest(&bytes)?;
+        Ok(bytes)
+    }
+
+    fn check_digest(&self, bytes: &[u8]) -> Result<(), String> {
+        let actual = hex::encode(Sha256::digest(bytes));
+        if actual != self.sha256 {
+            return Err(format!(
+                "sha256 mismatch: the module's digest is {actual}, the config pins {}",
+                self.sha256
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl PluginConfig for Config {
+    fn validate(&self) -> Result<(), String> {
+        match (&self.file, &self.secret, &self.key) {
+            (Some(_), None, None) | (None, Some(_), Some(_)) => {}
+            (None, Some(_), None) => return Err("secret needs key".into()),
+            _ => return Err("set either file, or secret and key".into()),
+        }
+        if self.sha256.len() != 64
+            || !self
+                .sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err("sha256: 64 lowercase hex digits".into());
+        }
+        if self.deadline == 0 || self.deadline > 60_000 {
+            return Err("deadline: 1 to 60000 milliseconds".into());
+        }
+        if self.max_memory < 65_536 {
+            return Err("max_memory: at least 65536 bytes (one Wasm page)".into());
+        }
+        if self.max_instances == 0 {
+            return Err("max_instances: at least 1".into());
+        }
+        if let Some(path) = &self.file {
+            let bytes = self.read_file(path)?;
+            super::engine::validate(&bytes)?;
+        }
+        Ok(())
+    }
+
+    fn secret_refs(&self) -> Vec<String> {
+        self.secret.iter().cloned().collect()
+    }
+
+    fn check_secrets(&self, secrets: &ResolvedSecrets) -> Result<(), String> {
+        let Some(name) = &self.secret else {
+            return Ok(());
+        };
+        let secret = secrets
+            .get(name)
+            .ok_or_else(|| format!("Secret {name:?} not resolved"))?;
+        let bytes = self.module_from_secret(secret)?;
+        super::engine::validate(&bytes)
+    }
+}

@@ -1,0 +1,277 @@
+//! `wasm`: runs a Proxy-Wasm filter (ABI 0.2.1 / 0.2.0, the ABI of Envoy and the official SDKs)
+//! in process on wasmtime. See `docs/plugins/wasm.md`.
+//!
+//! ```text
+//!  config ──build──► Template (module compiled once, linked) ──► Pool of instances
+//!  request ─ lend an instance ─ context create ─ on_request_headers ─ (body) ─ upstream
+//!          ◄ on_response_headers ─ (body) ─ on_log, on_done, on_delete ─ instance back
+//! ```
+//!
+//! One instance serves one request at a time (a request keeps it from its request head to its
+//! completion); a trap, a deadline or an out-of-memory ends that request with a 500 (or lets
+//! it through with `fail_open`), is counted in `hookway_wasm_failures_total`, and the instance
+//! is discarded.
+
+pub mod abi;
+mod body;
+pub mod config;
+pub mod engine;
+pub mod host;
+mod imports;
+pub mod instance;
+pub mod metrics;
+mod session;
+pub mod shared_data;
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{request, response, Response};
+
+pub use config::{allow_file_modules, Config};
+
+use self::abi::BufferType;
+use self::host::{LocalResponse, Shared};
+use self::instance::{Callback, Pool, Template};
+use self::metrics::FilterMetrics;
+use self::session::{Session, Sessions, Settings};
+use crate::plugin::respond;
+use crate::plugin::{
+    BodyFilter, BuildEnv, Ctx, Flow, Hook, HookResult, Phases, Plugin, PluginError, PluginFactory,
+    ProxyBody,
+};
+
+/// The `wasm` plugin kind.
+pub struct Wasm;
+
+impl PluginFactory for Wasm {
+    const NAME: &'static str = "wasm";
+    type Config = Config;
+
+    fn build(config: Config, env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
+        Ok(Arc::new(WasmPlugin::new(&config, env)?))
+    }
+}
+
+/// A running filter config.
+pub struct WasmPlugin {
+    id: u64,
+    pool: Arc<Pool>,
+    settings: Arc<Settings>,
+}
+
+impl WasmPlugin {
+    /// Reads the module (file or resolved Secret, digest checked), compiles it and starts one
+    /// instance.
+    pub fn new(config: &Config, env: &BuildEnv<'_>) -> Result<Self, String> {
+        let bytes = match (&config.file, &config.secret) {
+            (Some(path), _) => config.read_file(path)?,
+            (None, Some(name)) => config.module_from_secret(env.secret(name)?)?,
+            (None, None) => return Err("no module source".into()),
+        };
+        Self::from_module(&bytes, config, env.alias)
+    }
+
+    /// A filter from module bytes already checked against `config.sha256`.
+    pub fn from_module(bytes: &[u8], config: &Config, alias: &str) -> Result<Self, String> {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let shared = Arc::new(Shared {
+            alias: alias.into(),
+            configuration: config.configuration_bytes(),
+            root_id: config.root_id.clone(),
+            metrics: FilterMetrics::new(alias),
+        });
+        let max_memory = usize::try_from(config.max_memory).unwrap_or(usize::MAX);
+        let template = Template::new(bytes, shared.clone(), max_memory, config.deadline)?;
+        let pool = Pool::new(template, config.max_instances)?;
+        Ok(Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            pool,
+            settings: Arc::new(Settings {
+                shared,
+                fail_open: config.fail_open,
+                max_body: config.max_body_bytes,
+            }),
+        })
+    }
+
+    /// Instances alive (idle or serving a request).
+    pub fn live_instances(&self) -> usize {
+        self.pool.live()
+    }
+
+    fn request_headers(
+        &self,
+        req: &mut request::Parts,
+        ctx: &mut Ctx,
+    ) -> Result<Flow, PluginError> {
+        let lease = match self.pool.lend() {
+            Ok(lease) => lease,
+            Err(e) => {
+                return self
+                    .settings
+                    .failed(None, e, "request headers")
+                    .map(|()| Flow::Continue)
+            }
+        };
+        let (mut session, result) = Session::start(lease, req, ctx);
+        match result {
+            Err(e) => self
+                .settings
+                .failed(Some(&mut session), e, "request headers")
+                .map(|()| Flow::Continue),
+            Ok(local) => {
+                Sessions::insert(ctx, self.id, session);
+                Ok(match local {
+                    Some(local) => Flow::Respond(local_response(local)),
+                    None => Flow::Continue,
+                })
+            }
+        }
+    }
+
+    fn with_session<T>(&self, ctx: &Ctx, idle: T, f: impl FnOnce(&mut Session) -> T) -> T {
+        let Some(shared) = Sessions::get(ctx, self.id) else {
+            return idle;
+        };
+        let mut guard = shared.lock().unwrap_or_else(|e| e.into_inner());
+        match guard.as_mut() {
+            Some(session) if !session.broken => f(session),
+            _ => idle,
+        }
+    }
+}
+
+fn local_response(local: LocalResponse) -> Response<ProxyBody> {
+    let mut response = respond::empty_response(local.status);
+    for (name, value) in local.headers {
+        response.headers_mut().append(name, value);
+    }
+    *response.body_mut() = respond::full(local.body);
+    response
+}
+
+impl Plugin for WasmPlugin {
+    fn phases(&self) -> Phases {
+        Phases::ALL
+    }
+
+    fn on_request<'a>(
+        &'a self,
+        req: &'a mut request::Parts,
+        ctx: &'a mut Ctx,
+    ) -> Hook<'a, Result<Flow, PluginError>> {
+        Hook::Ready(self.request_headers(req, ctx))
+    }
+
+    fn request_body_filter(
+        &self,
+        _req: &request::Parts,
+        ctx: &mut Ctx,
+    ) -> Option<Box<dyn BodyFilter>> {
+        let shared = Sessions::get(ctx, self.id)?;
+        let wanted = self.with_session(ctx, false, |s| {
+            !s.headers_paused && s.has(Callback::RequestBody)
+        });
+        wanted.then(|| {
+            Box::new(body::BodyStream::new(
+                shared,
+                self.settings.clone(),
+                BufferType::RequestBody,
+            )) as Box<dyn BodyFilter>
+        })
+    }
+
+    fn request_body_limit(&self, _req: &request::Parts, ctx: &Ctx) -> Option<usize> {
+        self.with_session(ctx, None, |s| {
+            s.headers_paused.then_some(self.settings.max_body)
+        })
+    }
+
+    fn on_request_body<'a>(
+        &'a self,
+        req: &'a mut request::Parts,
+        body: &'a mut Bytes,
+        ctx: &'a mut Ctx,
+    ) -> Hook<'a, Result<Flow, PluginError>> {
+        let tls = ctx.tls;
+        let result = self.with_session(ctx, Ok(Flow::Continue), |session| {
+            match session.whole_request_body(req, body, tls) {
+                Ok(Some(local)) => Ok(Flow::Respond(local_response(local))),
+                Ok(None) => Ok(Flow::Continue),
+                Err(e) => self
+                    .settings
+                    .failed(Some(session), e, "request body")
+                    .map(|()| Flow::Continue),
+            }
+        });
+        Hook::Ready(result)
+    }
+
+    fn on_response<'a>(
+        &'a self,
+        resp: &'a mut response::Parts,
+        ctx: &'a mut Ctx,
+    ) -> Hook<'a, HookResult> {
+        let result = self.with_session(ctx, Ok(()), |session| {
+            match session.response_headers(resp) {
+                Ok(()) => Ok(()),
+                Err(e) => self.settings.failed(Some(session), e, "response headers"),
+            }
+        });
+        Hook::Ready(result)
+    }
+
+    fn response_body_filter(
+        &self,
+        _resp: &response::Parts,
+        ctx: &mut Ctx,
+    ) -> Option<Box<dyn BodyFilter>> {
+        let shared = Sessions::get(ctx, self.id)?;
+        enum Want {
+            Nothing,
+            Replace(Option<Bytes>),
+            Stream,
+        }
+        let want = self.with_session(ctx, Want::Nothing, |s| {
+            if let Some(body) = s.replacement.take() {
+                Want::Replace(Some(body))
+            } else if s.has(Callback::ResponseBody) {
+                Want::Stream
+            } else {
+                Want::Nothing
+            }
+        });
+        match want {
+            Want::Nothing => None,
+            Want::Replace(body) => Some(Box::new(body::Replace(body))),
+            Want::Stream => Some(Box::new(body::BodyStream::new(
+                shared,
+                self.settings.clone(),
+                BufferType::ResponseBody,
+            ))),
+        }
+    }
+
+    fn on_complete(&self, ctx: &Ctx, _completion: &crate::plugin::Completion) {
+        let Some(shared) = Sessions::get(ctx, self.id) else {
+            return;
+        };
+        let session = shared.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(mut session) = session else {
+            return;
+        };
+        if session.broken {
+            return;
+        }
+        if let Err(e) = session.finish() {
+            // The answer is gone already: count and log only.
+            if let Err(e) = self.settings.failed(Some(&mut session), e, "log") {
+                tracing::error!(plugin = &*self.settings.shared.alias, error = %e, "wasm filter failed after the response");
+            }
+        }
+    }
+}

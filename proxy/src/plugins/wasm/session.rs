@@ -1,0 +1,290 @@
+//! One request's conversation with a filter: the lent instance, the HTTP context id, and the
+//! request and response heads kept for reading in later callbacks. Each method moves the
+//! heads (and the body buffer) into the instance for one call and back out after it, so a
+//! callback reads and changes the real request without copies.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{request, response, HeaderMap, Method, StatusCode};
+use smallvec::SmallVec;
+
+use super::abi::BufferType;
+use super::host::{LocalResponse, Props, RequestHead, ResponseHead, Shared};
+use super::instance::{CallError, Callback, Lease};
+use super::metrics::FailureReason;
+use crate::plugin::{Ctx, PluginError};
+
+/// What every hook of one filter config needs to handle a failure.
+pub struct Settings {
+    /// Shared with the instances.
+    pub shared: Arc<Shared>,
+    /// `fail_open`.
+    pub fail_open: bool,
+    /// `max_body_bytes`.
+    pub max_body: usize,
+}
+
+impl Settings {
+    /// Counts and logs a failed call, discards the instance; fails the request unless
+    /// `fail_open`.
+    pub fn failed(
+        &self,
+        session: Option<&mut Session>,
+        error: CallError,
+        phase: &str,
+    ) -> Result<(), PluginError> {
+        self.shared.metrics.failed(error.reason);
+        if let Some(session) = session {
+            session.lease.discard();
+            session.broken = true;
+        }
+        let alias = &*self.shared.alias;
+        let message = format!("wasm filter {alias} failed in {phase}: {error}");
+        if self.fail_open {
+            tracing::warn!(plugin = alias, phase, error = %error, "wasm filter failed; fail_open: the request goes on without it");
+            return Ok(());
+        }
+        let status = if error.reason == FailureReason::Unavailable {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        Err(PluginError::with_status(status, message))
+    }
+}
+
+/// A session shared by the hooks and body filters of one request.
+pub type SharedSession = Arc<Mutex<Option<Session>>>;
+
+/// The sessions of one request, by filter config (a request may run several Wasm filters).
+#[derive(Default)]
+pub struct Sessions(SmallVec<[(u64, SharedSession); 1]>);
+
+impl Sessions {
+    /// Stores the session of filter `id`.
+    pub fn insert(ctx: &mut Ctx, id: u64, session: Session) {
+        let sessions = ctx.extensions.get_or_insert_default::<Sessions>();
+        sessions.0.push((id, Arc::new(Mutex::new(Some(session)))));
+    }
+
+    /// The session of filter `id`, if its request hook started one.
+    pub fn get(ctx: &Ctx, id: u64) -> Option<SharedSession> {
+        let sessions = ctx.extensions.get::<Sessions>()?;
+        sessions
+            .0
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, s)| s.clone())
+    }
+}
+
+/// One request's state with one filter.
+pub struct Session {
+    /// The instance.
+    pub lease: Lease,
+    /// The HTTP context id.
+    pub context: i32,
+    /// The request head as it went upstream, for reading later.
+    pub request: Option<RequestHead>,
+    /// The response head as it went to the client, for reading later.
+    pub response: Option<ResponseHead>,
+    /// The filter paused the request headers: it gets the whole body, headers still open.
+    pub headers_paused: bool,
+    /// An early answer given at the response head: its body replaces the upstream's.
+    pub replacement: Option<Bytes>,
+    /// A call failed (fail_open): no more calls.
+    pub broken: bool,
+}
+
+fn take_request(req: &mut request::Parts, tls: bool) -> RequestHead {
+    RequestHead {
+        method: std::mem::replace(&mut req.method, Method::GET),
+        uri: std::mem::take(&mut req.uri),
+        headers: std::mem::take(&mut req.headers),
+        scheme: if tls { "https" } else { "http" },
+    }
+}
+
+fn restore_request(req: &mut request::Parts, head: RequestHead) {
+    req.method = head.method;
+    req.uri = head.uri;
+    req.headers = head.headers;
+}
+
+/// The response to an early answer.
+pub fn local_response_head(local: &LocalResponse, head: &mut response::Parts) {
+    head.status = local.status;
+    let mut headers = HeaderMap::with_capacity(local.headers.len());
+    for (name, value) in &local.headers {
+        headers.append(name.clone(), value.clone());
+    }
+    head.headers = headers;
+}
+
+impl Session {
+    /// Starts the HTTP context and runs `proxy_on_request_headers` on `req`.
+    pub fn start(
+        mut lease: Lease,
+        req: &mut request::Parts,
+        ctx: &Ctx,
+    ) -> (Self, Result<Option<LocalResponse>, CallError>) {
+        let props = Props {
+            source: std::net::SocketAddr::new(ctx.client_ip, ctx.peer_addr.port()),
+            route: ctx.route.clone(),
+            service: ctx.upstream.clone(),
+            request_id: ctx.request_id.clone(),
+        };
+        let instance = lease.instance().expect("a lent instance");
+        instance.host().props = Some(props);
+        let mut session = Session {
+            context: 0,
+            request: None,
+            response: None,
+            headers_paused: false,
+            replacement: None,
+            broken: false,
+            lease,
+        };
+        let result = session.request_headers(req, ctx.tls);
+        (session, result)
+    }
+
+    fn request_headers(
+        &mut self,
+        req: &mut request::Parts,
+        tls: bool,
+    ) -> Result<Option<LocalResponse>, CallError> {
+        let instance = self.lease.instance().expect("a lent instance");
+        self.context = instance.create_context()?;
+        let head = take_request(req, tls);
+        let count = head.headers.len();
+        let host = instance.host();
+        host.request = Some(head);
+        host.request_writable = true;
+        let result = instance.call(Callback::RequestHeaders, self.context, count, false);
+        let host = instance.host();
+        host.request_writable = false;
+        let head = host.request.take().expect("the request head");
+        let local = host.local_response.take();
+        self.request = Some(head.clone());
+        restore_request(req, head);
+        self.headers_paused = result?;
+        Ok(local)
+    }
+
+    /// Runs `proxy_on_request_body` on the whole body, headers still open (after a pause at
+    /// the request head).
+    pub fn whole_request_body(
+        &mut self,
+        req: &mut request::Parts,
+        body: &mut Bytes,
+        tls: bool,
+    ) -> Result<Option<LocalResponse>, CallError> {
+        let Some(instance) = self.lease.instance() else {
+            return Ok(None);
+        };
+        let head = take_request(req, tls);
+        let host = instance.host();
+        host.request = Some(head);
+        host.request_writable = true;
+        host.body = Some((BufferType::RequestBody, body.to_vec()));
+        let result = instance.call(Callback::RequestBody, self.context, body.len(), true);
+        let host = instance.host();
+        host.request_writable = false;
+        let head = host.request.take().expect("the request head");
+        if let Some((_, bytes)) = host.body.take() {
+            *body = Bytes::from(bytes);
+        }
+        let local = host.local_response.take();
+        self.request = Some(head.clone());
+        restore_request(req, head);
+        result?;
+        Ok(local)
+    }
+
+    /// Runs `proxy_on_response_headers` on `head`.
+    pub fn response_headers(&mut self, head: &mut response::Parts) -> Result<(), CallError> {
+        let Some(instance) = self.lease.instance() else {
+            return Ok(());
+        };
+        let host = instance.host();
+        host.request = self.request.take();
+        host.response = Some(ResponseHead {
+            status: head.status,
+            headers: std::mem::take(&mut head.headers),
+        });
+        host.response_writable = true;
+        let count = host.response.as_ref().map_or(0, |r| r.headers.len());
+        let result = instance.call(Callback::ResponseHeaders, self.context, count, false);
+        let host = instance.host();
+        host.response_writable = false;
+        self.request = host.request.take();
+        let changed = host.response.take().expect("the response head");
+        head.status = changed.status;
+        head.headers = changed.headers;
+        if let Some(local) = host.local_response.take() {
+            local_response_head(&local, head);
+            self.replacement = Some(local.body);
+        }
+        self.response = Some(ResponseHead {
+            status: head.status,
+            headers: head.headers.clone(),
+        });
+        result.map(drop)
+    }
+
+    /// Runs a body callback on `buffer` (the bytes held so far); returns whether the filter
+    /// paused.
+    pub fn body(
+        &mut self,
+        callback: Callback,
+        kind: BufferType,
+        buffer: &mut Vec<u8>,
+        end_of_stream: bool,
+    ) -> Result<bool, CallError> {
+        let Some(instance) = self.lease.instance() else {
+            return Ok(false);
+        };
+        let host = instance.host();
+        host.request = self.request.take();
+        host.response = self.response.take();
+        host.body = Some((kind, std::mem::take(buffer)));
+        let size = host.body.as_ref().map_or(0, |(_, b)| b.len());
+        let result = instance.call(callback, self.context, size, end_of_stream);
+        let host = instance.host();
+        *buffer = host.body.take().map(|(_, b)| b).unwrap_or_default();
+        self.request = host.request.take();
+        self.response = host.response.take();
+        if host.local_response.take().is_some() {
+            tracing::debug!(
+                plugin = &*host.shared.alias,
+                "send_local_response in a streamed body callback is ignored"
+            );
+        }
+        result
+    }
+
+    /// The end of the request: `proxy_on_log`, `proxy_on_done`, `proxy_on_delete`; the
+    /// instance goes back to the pool when they succeed.
+    pub fn finish(&mut self) -> Result<(), CallError> {
+        let Some(instance) = self.lease.instance() else {
+            return Ok(());
+        };
+        let host = instance.host();
+        host.request = self.request.take();
+        host.response = self.response.take();
+        instance.finish(self.context)?;
+        self.lease.reusable();
+        Ok(())
+    }
+
+    /// Whether the module exports `callback` (and the instance is still usable).
+    pub fn has(&mut self, callback: Callback) -> bool {
+        !self.broken
+            && self
+                .lease
+                .instance()
+                .is_some_and(|instance| instance.has(callback))
+    }
+}
