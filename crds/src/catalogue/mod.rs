@@ -248,21 +248,24 @@ impl Catalogue {
         kind.schema.validate(config)
     }
 
-    /// Checks the resolved Secrets of a config already accepted by [`Catalogue::validate`]
-    /// (a kind known only by its schema has no check here: its proxy checks when it builds).
+    /// Checks the resolved Secrets of a config already accepted by [`Catalogue::validate`]: the
+    /// checks its schema declares (`x-hookway-secret-digest`), then, where the kind's code is
+    /// registered, the typed ones (key material; in a cluster the proxies run those when they
+    /// build the plugin).
     pub fn check_secrets(
         &self,
         name: &str,
         config: &Value,
         secrets: &ResolvedSecrets,
     ) -> Result<(), String> {
-        match self.kinds.get(name) {
-            Some(Kind {
-                typed: Some((_, check)),
-                ..
-            }) => check(config, secrets),
-            Some(_) => Ok(()),
-            None => Err(format!("unknown plugin kind {name:?}")),
+        let kind = self
+            .kinds
+            .get(name)
+            .ok_or_else(|| format!("unknown plugin kind {name:?}"))?;
+        kind.schema.check_secrets(config, secrets)?;
+        match kind.typed {
+            Some((_, check)) => check(config, secrets),
+            None => Ok(()),
         }
     }
 }

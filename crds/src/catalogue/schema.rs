@@ -22,6 +22,13 @@ pub const REF_KEYWORD: &str = "x-hookway-ref";
 /// proxy call addresses the config chooses.
 pub const REACHES_NETWORK_KEYWORD: &str = "x-hookway-reaches-network";
 
+/// The schema extension (at the root) naming the config fields of a Secret-held blob pinned
+/// by digest: `{"secret": FIELD, "key": FIELD, "sha256": FIELD}`. The blob is the Secret's
+/// value at `key`, base64-encoded (or raw when it starts with the Wasm magic `\0asm`), and its
+/// SHA-256 must be the config's `sha256`: checked by the compiler, so a wrong pin is reported
+/// on the object and never reaches a proxy.
+pub const SECRET_DIGEST_KEYWORD: &str = "x-hookway-secret-digest";
+
 /// How deep the reference walk follows `$ref`s and nesting before it gives up (schemas of
 /// recursive types would otherwise never end; no built-in comes close).
 const MAX_DEPTH: usize = 64;
@@ -78,6 +85,58 @@ impl KindSchema {
             service_refs: refs.services.into_iter().collect(),
             reaches_network: refs.reaches_network,
         })
+    }
+}
+
+impl KindSchema {
+    /// The checks the schema declares on the Secrets a valid `config` names
+    /// ([`SECRET_DIGEST_KEYWORD`]).
+    pub fn check_secrets(
+        &self,
+        config: &Value,
+        secrets: &super::ResolvedSecrets,
+    ) -> Result<(), String> {
+        let Some(digest) = self.schema.get(SECRET_DIGEST_KEYWORD) else {
+            return Ok(());
+        };
+        let field = |name: &str| {
+            digest
+                .get(name)
+                .and_then(Value::as_str)
+                .and_then(|f| config.get(f))
+                .and_then(Value::as_str)
+        };
+        let (Some(name), Some(key), Some(pinned)) =
+            (field("secret"), field("key"), field("sha256"))
+        else {
+            return Ok(());
+        };
+        let secret = secrets
+            .get(name)
+            .ok_or_else(|| format!("Secret {name:?} not resolved"))?;
+        let value = secret
+            .data
+            .get(key)
+            .ok_or_else(|| format!("Secret {} has no key {key:?}", secret.key))?;
+        let bytes = if value.as_bytes().starts_with(b"\0asm") {
+            value.clone().into_bytes()
+        } else {
+            use base64::Engine as _;
+            let compact: String = value.split_ascii_whitespace().collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(compact)
+                .map_err(|e| {
+                    format!("Secret {} key {key:?}: not base64-encoded: {e}", secret.key)
+                })?
+        };
+        use sha2::Digest as _;
+        let actual = hex::encode(sha2::Sha256::digest(&bytes));
+        if actual != pinned {
+            return Err(format!(
+                "sha256 mismatch: the module's digest is {actual}, the config pins {pinned}"
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -36,20 +36,23 @@ fn default_max_body_bytes() -> usize {
 }
 
 /// Config of `wasm`.
-#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[derive(Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("x-hookway-secret-digest" = {"secret": "secret", "key": "key", "sha256": "sha256"}))]
 pub struct Config {
     /// Standalone mode: path of the `.wasm` file.
     #[serde(default)]
     pub file: Option<String>,
     /// Secret holding the module (with `key`).
     #[serde(default)]
+    #[schemars(extend("x-hookway-ref" = "secret"))]
     pub secret: Option<String>,
     /// Key of `secret` whose value is the module, base64-encoded (the snapshot carries Secret
     /// data as text).
     #[serde(default)]
     pub key: Option<String>,
     /// Lowercase hex SHA-256 of the module bytes; a mismatch rejects the config.
+    #[schemars(pattern(r"^[0-9a-f]{64}$"))]
     pub sha256: String,
     /// Handed to `proxy_on_configure` (a string as is; any other JSON value serialized).
     #[serde(default)]
@@ -60,9 +63,11 @@ pub struct Config {
     pub root_id: String,
     /// Largest linear memory of one instance, bytes.
     #[serde(default = "default_max_memory")]
+    #[schemars(range(min = 65_536))]
     pub max_memory: u64,
     /// Longest time one call into the filter may run, milliseconds.
     #[serde(default = "default_deadline")]
+    #[schemars(range(min = 1, max = 60_000))]
     pub deadline: u64,
     /// On a trap, deadline or out-of-memory, let the request go on without the filter instead
     /// of answering 500.
@@ -70,6 +75,7 @@ pub struct Config {
     pub fail_open: bool,
     /// Most instances of this filter alive at once (one per request in flight).
     #[serde(default = "default_max_instances")]
+    #[schemars(range(min = 1))]
     pub max_instances: usize,
     /// Most body bytes held while the filter pauses a body (413 on a request, 502 on a
     /// response beyond it).
@@ -164,10 +170,6 @@ impl PluginConfig for Config {
             super::engine::validate(&bytes)?;
         }
         Ok(())
-    }
-
-    fn secret_refs(&self) -> Vec<String> {
-        self.secret.iter().cloned().collect()
     }
 
     fn check_secrets(&self, secrets: &ResolvedSecrets) -> Result<(), String> {

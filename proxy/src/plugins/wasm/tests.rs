@@ -337,7 +337,20 @@ fn the_compiler_checks_the_secret_module_digest() {
     assert!(error.contains("not a valid WebAssembly module"), "{error}");
     let error = config(json!({})).check_secrets(&secret("%%%")).unwrap_err();
     assert!(error.contains("not a base64-encoded module"), "{error}");
-    assert_eq!(config(json!({})).secret_refs(), ["filter"]);
+    // The data catalogue (what the controller uses) names the Secret and checks the digest
+    // without the plugin's code.
+    let schema = hookway_crds::catalogue::schema_of::<super::config::Config>();
+    let mut data = hookway_crds::Catalogue::new();
+    data.insert_schema("wasm", schema).unwrap();
+    let raw = json!({"secret": "filter", "key": "filter.wasm", "sha256": digest(&module())});
+    assert_eq!(data.validate("wasm", &raw).unwrap().secret_refs, ["filter"]);
+    assert_eq!(data.check_secrets("wasm", &raw, &secret(&encoded)), Ok(()));
+    let mut other = raw.clone();
+    other["sha256"] = json!(digest(b"something else"));
+    let error = data
+        .check_secrets("wasm", &other, &secret(&encoded))
+        .unwrap_err();
+    assert!(error.contains("sha256 mismatch"), "{error}");
 }
 
 #[test]
