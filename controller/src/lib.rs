@@ -26,6 +26,7 @@ pub mod index;
 pub mod ingress_status;
 pub mod leader;
 pub mod metrics;
+pub mod origin_failures;
 pub mod proxies;
 pub mod registry;
 pub mod run;

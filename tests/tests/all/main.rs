@@ -8,4 +8,5 @@ mod real_api;
 mod real_api_gateway;
 mod real_api_ingress;
 mod stream;
+mod synthetic_failures;
 mod traffic;
