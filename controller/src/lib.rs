@@ -21,6 +21,7 @@ pub mod apply_status;
 pub mod compile_loop;
 pub mod events;
 pub mod fleet;
+pub mod gateway_api_discovery;
 pub mod gateway_status;
 pub mod index;
 pub mod ingress_status;

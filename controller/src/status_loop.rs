@@ -291,7 +291,7 @@ impl StatusLoop {
         failures: &origin_failures::SourceFailures,
         written: &mut gateway_status::Written,
     ) {
-        let (Some(stores), Some(_)) = (&self.stores.gateway_api, &published.gateway_api) else {
+        let (Some(stores), Some(_)) = (self.stores.gateway_api.get(), &published.gateway_api) else {
             return;
         };
         if !*self.leader.borrow() {
@@ -305,7 +305,7 @@ impl StatusLoop {
         });
         gateway_status::Writer {
             client: &self.client,
-            stores,
+            stores: &stores,
             metrics: &self.metrics,
         }
         .sync(published, &addresses, programmed, failures, written)
