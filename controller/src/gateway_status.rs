@@ -233,10 +233,13 @@ impl Writer<'_> {
                 .await;
         }
         for (key, mut ours) in http_routes {
-            add_apply_failures(&mut ours, failures.get(&ObjectId {
-                kind: Kind::HTTPRoute,
-                key: key.clone(),
-            }));
+            add_apply_failures(
+                &mut ours,
+                failures.get(&ObjectId {
+                    kind: Kind::HTTPRoute,
+                    key: key.clone(),
+                }),
+            );
             let Some(current) = self.stores.http_routes.get(&key.namespace, &key.name) else {
                 continue;
             };
@@ -247,10 +250,13 @@ impl Writer<'_> {
                 .await;
         }
         for (key, mut ours) in grpc_routes {
-            add_apply_failures(&mut ours, failures.get(&ObjectId {
-                kind: Kind::GRPCRoute,
-                key: key.clone(),
-            }));
+            add_apply_failures(
+                &mut ours,
+                failures.get(&ObjectId {
+                    kind: Kind::GRPCRoute,
+                    key: key.clone(),
+                }),
+            );
             let Some(store) = &self.stores.grpc_routes else {
                 break;
             };

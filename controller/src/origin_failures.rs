@@ -105,7 +105,10 @@ mod tests {
             ),
             (
                 "p2".to_string(),
-                proxy(5, vec![failed(FailedKind::Route, "web#r0.m0@infra.gw", bad)]),
+                proxy(
+                    5,
+                    vec![failed(FailedKind::Route, "web#r0.m0@infra.gw", bad)],
+                ),
             ),
             // Has not applied the Ingress's version yet: its old failure is not counted.
             (
@@ -126,7 +129,10 @@ mod tests {
         assert_eq!(
             got,
             SourceFailures::from([
-                (web, vec![format!("p1, p2: Route app/web#r0.m0@infra.gw: {bad}")]),
+                (
+                    web,
+                    vec![format!("p1, p2: Route app/web#r0.m0@infra.gw: {bad}")]
+                ),
                 (site, vec![format!("p1: Route app/site#0.0: {bad}")]),
             ])
         );

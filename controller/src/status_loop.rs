@@ -291,7 +291,8 @@ impl StatusLoop {
         failures: &origin_failures::SourceFailures,
         written: &mut gateway_status::Written,
     ) {
-        let (Some(stores), Some(_)) = (self.stores.gateway_api.get(), &published.gateway_api) else {
+        let (Some(stores), Some(_)) = (self.stores.gateway_api.get(), &published.gateway_api)
+        else {
             return;
         };
         if !*self.leader.borrow() {

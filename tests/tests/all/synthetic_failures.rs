@@ -294,7 +294,9 @@ async fn proxy_failures_of_lowered_objects_reach_the_httproute_and_the_ingress()
     );
 
     // The healthy route on the same Gateway carries no such condition.
-    let fine = our_parent(&client, "fine").await.expect("fine has a status");
+    let fine = our_parent(&client, "fine")
+        .await
+        .expect("fine has a status");
     assert!(
         condition(&fine, "hookway.dev/Programmed").is_none(),
         "{fine}"
