@@ -1116,3 +1116,69 @@ spec:
     assert_eq!(world.servers.iter().map(|s| s.hits()).sum::<usize>(), 0);
     assert_eq!(v2.hits(), 0);
 }
+
+#[tokio::test]
+async fn backend_ref_filters_shared_by_every_backend() {
+    // httproute-request-header-modifier-backend (HTTPRouteBackendRequestHeaderModifier): the
+    // filters sit on the rule's one backendRef; they apply to every request it forwards. (The
+    // -backend-weights case, different filters per backend, is refused: UnsupportedValue.)
+    let backend = |path: &str, filter: &str| {
+        format!("  - matches: [{{path: {{type: PathPrefix, value: {path}}}}}]\n    backendRefs:\n    - name: infra-backend-v1\n      port: 8080\n      filters:\n      - {filter}\n")
+    };
+    let rules = [
+        backend(
+            "/set",
+            "{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: X-Header-Set, value: set-overwrites-values}]}}",
+        ),
+        backend(
+            "/add",
+            "{type: RequestHeaderModifier, requestHeaderModifier: {add: [{name: X-Header-Add, value: add-appends-values}]}}",
+        ),
+        backend(
+            "/remove",
+            "{type: RequestHeaderModifier, requestHeaderModifier: {remove: [X-Header-Remove]}}",
+        ),
+        backend(
+            "/response",
+            "{type: ResponseHeaderModifier, responseHeaderModifier: {set: [{name: X-Backend, value: v1}]}}",
+        ),
+        "  - matches: [{path: {type: PathPrefix, value: /differ}}]\n    backendRefs:\n    - {name: infra-backend-v1, port: 8080, weight: 10, filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: Backend, value: infra-backend-v1}]}}]}\n    - {name: infra-backend-v2, port: 8080, weight: 10, filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: Backend, value: infra-backend-v2}]}}]}\n".to_string(),
+    ]
+    .concat();
+    let manifests = route(
+        "request-header-modifier-backend",
+        &format!("  hostnames: [backendhdr.example]\n  rules:\n{rules}"),
+    );
+    let world = World::start(&manifests).await;
+    let host = "backendhdr.example";
+    let a = world
+        .send("GET", host, "/set", &[("x-header-set", "other")])
+        .await;
+    assert_eq!(
+        a.request_headers.get("x-header-set").map(String::as_str),
+        Some("set-overwrites-values"),
+        "{a:?}"
+    );
+    let a = world
+        .send("GET", host, "/add", &[("x-header-add", "other")])
+        .await;
+    assert_eq!(
+        a.request_headers.get("x-header-add").map(String::as_str),
+        Some("other, add-appends-values"),
+        "{a:?}"
+    );
+    let a = world
+        .send("GET", host, "/remove", &[("x-header-remove", "gone")])
+        .await;
+    assert_eq!((a.status, a.backend.as_str()), (200, "infra-backend-v1"));
+    assert!(!a.request_headers.contains_key("x-header-remove"), "{a:?}");
+    let a = world.get(host, "/response").await;
+    assert_eq!(
+        a.response_headers.get("x-backend").map(String::as_str),
+        Some("v1"),
+        "{a:?}"
+    );
+    // Different filters per backend: that rule is not served.
+    let a = world.get(host, "/differ").await;
+    assert_eq!(a.status, 404, "{a:?}");
+}

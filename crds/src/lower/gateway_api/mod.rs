@@ -260,6 +260,15 @@ fn isolation(gateway: &GatewayInfo<'_>, attached: &[usize]) -> Option<HostIsolat
     })
 }
 
+/// Where filter `k` of a lowered rule is in the spec: `filters[k]`, or for the backends'
+/// shared filters `backendRefs[].filters[j]`.
+fn filter_path(rule: &sources::Rule, k: usize) -> String {
+    match k.checked_sub(rule.backend_filters_from) {
+        Some(j) => format!("backendRefs[].filters[{j}]"),
+        None => format!("filters[{k}]"),
+    }
+}
+
 fn lower_route(
     index: &Index<'_>,
     core_services: &HashSet<(&str, &str)>,
@@ -348,7 +357,7 @@ fn lower_route(
             report.reject(
                 "UnsupportedValue",
                 format!(
-                    "rules[{i}]: backendRefs[].filters are not supported; the rule is not served"
+                    "rules[{i}]: backendRefs[].filters that differ between the rule's backends are not supported; the rule is not served"
                 ),
             );
             continue;
@@ -406,7 +415,10 @@ fn lower_route(
             for (why, message, _) in problems {
                 report.unresolved(
                     why,
-                    format!("rules[{i}].filters[{k}].requestMirror: {message}"),
+                    format!(
+                        "rules[{i}].{}.requestMirror: {message}",
+                        filter_path(rule, k)
+                    ),
                 );
             }
             if list.is_empty() {
@@ -466,11 +478,17 @@ fn lower_route(
                         refs.insert(alias, PluginRef::default());
                     }
                     Err(filters::Problem::Unsupported(e)) => {
-                        report.reject("UnsupportedValue", format!("rules[{i}].filters[{k}]: {e}"));
+                        report.reject(
+                            "UnsupportedValue",
+                            format!("rules[{i}].{}: {e}", filter_path(rule, k)),
+                        );
                         continue 'matches;
                     }
                     Err(filters::Problem::InvalidKind(e)) => {
-                        report.unresolved("InvalidKind", format!("rules[{i}].filters[{k}]: {e}"));
+                        report.unresolved(
+                            "InvalidKind",
+                            format!("rules[{i}].{}: {e}", filter_path(rule, k)),
+                        );
                         broken = true;
                     }
                 }
