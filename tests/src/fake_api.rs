@@ -116,6 +116,7 @@ fn parse_path(path: &str) -> Option<Target> {
         ["namespaces", ns, plural, name] => t(plural, Some(ns), Some(name), false),
         ["namespaces", ns, plural, name, "status"] => t(plural, Some(ns), Some(name), true),
         [plural, name] => t(plural, None, Some(name), false),
+        [plural, name, "status"] => t(plural, None, Some(name), true),
         _ => return None,
     })
 }

@@ -2,6 +2,7 @@
 //! `bench.rs` stays a binary of its own: it installs a counting global allocator.
 
 mod e2e;
+mod gateway_api_discovery;
 mod isolation;
 mod prometheus;
 mod real_api;

@@ -23,7 +23,7 @@ const WAIT: Duration = Duration::from_secs(15);
 const ROOT: &str = "sf-system";
 const NS: &str = "sf-app";
 
-fn resource(api_version: &str, kind: &str, plural: &str) -> ApiResource {
+pub(crate) fn resource(api_version: &str, kind: &str, plural: &str) -> ApiResource {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     ApiResource {
         group: group.into(),
@@ -34,7 +34,11 @@ fn resource(api_version: &str, kind: &str, plural: &str) -> ApiResource {
     }
 }
 
-fn api(client: &Client, namespace: Option<&str>, ar: &ApiResource) -> Api<DynamicObject> {
+pub(crate) fn api(
+    client: &Client,
+    namespace: Option<&str>,
+    ar: &ApiResource,
+) -> Api<DynamicObject> {
     match namespace {
         Some(ns) => Api::namespaced_with(client.clone(), ns, ar),
         None => Api::all_with(client.clone(), ar),
@@ -42,7 +46,7 @@ fn api(client: &Client, namespace: Option<&str>, ar: &ApiResource) -> Api<Dynami
 }
 
 /// Creates `value` (its `apiVersion` and `kind` say where), in `namespace` when given.
-async fn create(client: &Client, namespace: Option<&str>, plural: &str, value: Value) {
+pub(crate) async fn create(client: &Client, namespace: Option<&str>, plural: &str, value: Value) {
     let ar = resource(
         value["apiVersion"].as_str().unwrap(),
         value["kind"].as_str().unwrap(),
