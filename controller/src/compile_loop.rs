@@ -81,6 +81,10 @@ pub struct Published {
     /// Content digests of the served Routes (entry and dependencies) and Services (upstream)
     /// of the snapshot `version` (see `hookway_crds::applied::digests`).
     pub digests: Arc<BTreeMap<ObjectId, String>>,
+    /// Synthetic objects of the snapshot `version` (lowered from an HTTPRoute, GRPCRoute or
+    /// Ingress) → their source object (`Compiled::origins`): how a proxy's failure to apply a
+    /// synthetic object reaches the source's status (`origin_failures.rs`).
+    pub origins: Arc<BTreeMap<ObjectId, ObjectId>>,
     /// The compiled objects when any is of the Gateway API, whose statuses are computed from
     /// the objects as well as the reports (`gateway_status.rs`).
     pub gateway_api: Option<Arc<Objects>>,
@@ -119,6 +123,7 @@ pub struct CompileLoop<O, C> {
     metrics: Metrics,
     version: u64,
     digests: Arc<BTreeMap<ObjectId, String>>,
+    origins: Arc<BTreeMap<ObjectId, ObjectId>>,
 }
 
 impl<O, C> CompileLoop<O, C>
@@ -142,6 +147,7 @@ where
             metrics,
             version: 0,
             digests: Arc::default(),
+            origins: Arc::default(),
         }
     }
 
@@ -159,7 +165,7 @@ where
         let Compiled {
             mut snapshot,
             reports,
-            ..
+            origins,
         } = compiled;
         if snapshot.hash.is_empty() {
             snapshot = snapshot.seal();
@@ -185,6 +191,7 @@ where
             self.metrics.compiles_changed.inc();
             self.metrics.snapshot_version.set(self.version as i64);
             self.digests = Arc::new(object_digests(&snapshot));
+            self.origins = Arc::new(origins);
             self.snapshots.send_replace(Some(Arc::new(snapshot)));
             Some(self.version)
         };
@@ -209,6 +216,7 @@ where
                     version: self.version,
                     reports: reports.clone(),
                     digests: self.digests.clone(),
+                    origins: self.origins.clone(),
                     gateway_api: gateway_api.clone(),
                 });
             }

@@ -29,6 +29,7 @@ use tracing::warn;
 use crate::compile_loop::Published;
 use crate::index::GatewayApiStores;
 use crate::metrics::Metrics;
+use crate::origin_failures::SourceFailures;
 
 /// Statuses this replica wrote, so that it does not patch again before its watch catches up.
 pub type Written = HashMap<(Kind, ObjectKey), serde_json::Value>;
@@ -114,6 +115,45 @@ pub fn merge_parents(previous: Option<&RouteStatus>, mut ours: RouteStatus) -> R
     RouteStatus { parents }
 }
 
+/// The condition type that says proxies left out part of a route (implementation-specific,
+/// hence domain-prefixed as the spec asks): present only while they do.
+pub const PROGRAMMED_CONDITION: &str = "hookway.dev/Programmed";
+
+/// Longest message of a [`PROGRAMMED_CONDITION`] (the proxies' reasons, cut).
+const MAX_FAILURE_MESSAGE: usize = 4000;
+
+/// Adds `hookway.dev/Programmed=False` (`ApplyFailed`, the proxies' reasons) to each of our
+/// parent entries of a route some of whose synthetic objects ready proxies left out
+/// (`origin_failures.rs`). `Accepted` and `ResolvedRefs` stay what the compiler says: the
+/// route is valid, a proxy could not build part of it (the rest is served).
+pub fn add_apply_failures(ours: &mut RouteStatus, failures: Option<&Vec<String>>) {
+    let Some(failures) = failures.filter(|f| !f.is_empty()) else {
+        return;
+    };
+    let mut message = format!("proxies left out: {}", failures.join("; "));
+    if message.len() > MAX_FAILURE_MESSAGE {
+        let mut end = MAX_FAILURE_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+    }
+    for entry in &mut ours.parents {
+        let Some(accepted) = entry.conditions.iter().find(|c| c.type_ == "Accepted") else {
+            continue;
+        };
+        let condition = Condition {
+            type_: PROGRAMMED_CONDITION.into(),
+            status: "False".into(),
+            reason: "ApplyFailed".into(),
+            message: message.clone(),
+            observed_generation: accepted.observed_generation,
+            last_transition_time: accepted.last_transition_time.clone(),
+        };
+        entry.conditions.push(condition);
+    }
+}
+
 /// Writes every Gateway API status that differs from what the objects carry.
 pub struct Writer<'a> {
     /// API client.
@@ -131,6 +171,7 @@ impl Writer<'_> {
         published: &Published,
         addresses: &[GatewayStatusAddress],
         programmed: bool,
+        failures: &SourceFailures,
         written: &mut Written,
     ) {
         let Some(objects) = &published.gateway_api else {
@@ -191,7 +232,14 @@ impl Writer<'_> {
             self.write(api, Kind::Gateway, &key, previous, &desired, written)
                 .await;
         }
-        for (key, ours) in http_routes {
+        for (key, mut ours) in http_routes {
+            add_apply_failures(
+                &mut ours,
+                failures.get(&ObjectId {
+                    kind: Kind::HTTPRoute,
+                    key: key.clone(),
+                }),
+            );
             let Some(current) = self.stores.http_routes.get(&key.namespace, &key.name) else {
                 continue;
             };
@@ -201,7 +249,14 @@ impl Writer<'_> {
             self.write(api, Kind::HTTPRoute, &key, previous, &desired, written)
                 .await;
         }
-        for (key, ours) in grpc_routes {
+        for (key, mut ours) in grpc_routes {
+            add_apply_failures(
+                &mut ours,
+                failures.get(&ObjectId {
+                    kind: Kind::GRPCRoute,
+                    key: key.clone(),
+                }),
+            );
             let Some(store) = &self.stores.grpc_routes else {
                 break;
             };

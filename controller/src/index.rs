@@ -67,8 +67,9 @@ pub struct Stores {
     pub policies: MultiStore<PlatformPolicy>,
     /// Namespaces (metadata only matters: labels).
     pub namespaces: Store<Namespace>,
-    /// Gateway API kinds, when the API server serves them (`watch::gateway_api_served`).
-    pub gateway_api: Option<GatewayApiStores>,
+    /// Gateway API kinds, once the API server serves them (`watch::gateway_api_served`, asked
+    /// at start and again until they are: `gateway_api_discovery.rs`).
+    pub gateway_api: GatewayApiSlot,
     /// The proxy Service (its addresses become Gateways' `status.addresses`).
     pub proxy_service: Option<Store<CoreService>>,
     /// Ingresses (`networking.k8s.io/v1`).
@@ -96,6 +97,28 @@ fn ingress_backends(ingress: &Ingress) -> Vec<(String, String)> {
         .filter_map(|b| b.service.as_ref())
         .map(|s| (ns.clone(), s.name.clone()))
         .collect()
+}
+
+/// Where the Gateway API's stores appear once their kinds are watched (at start, or when the
+/// CRDs are installed later). Clones share the slot.
+#[derive(Clone, Default)]
+pub struct GatewayApiSlot(Arc<std::sync::RwLock<Option<GatewayApiStores>>>);
+
+impl GatewayApiSlot {
+    /// A slot holding `stores` already.
+    pub fn new(stores: Option<GatewayApiStores>) -> Self {
+        Self(Arc::new(std::sync::RwLock::new(stores)))
+    }
+
+    /// The stores, when the Gateway API is watched (cheap: reflector stores are shared).
+    pub fn get(&self) -> Option<GatewayApiStores> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Publishes `stores` (their first list done): the next compile reads them.
+    pub fn set(&self, stores: GatewayApiStores) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(stores);
+    }
 }
 
 /// The Gateway API's reflector stores.
@@ -188,7 +211,7 @@ impl Stores {
                     .collect::<Vec<_>>()
             })
             .collect();
-        let gateway_api = self.gateway_api.as_ref().map(|g| {
+        let gateway_api = self.gateway_api.get().map(|g| {
             (
                 g.classes.state(),
                 g.gateways.state(),
@@ -319,7 +342,7 @@ mod tests {
                 writer.apply_watcher_event(&Event::Apply(meta(Namespace::default(), "", "a")));
                 store
             },
-            gateway_api: None,
+            gateway_api: GatewayApiSlot::default(),
             proxy_service: None,
             ingresses: multi(vec![]),
             ingress_classes: reflector::store().0,

@@ -1,7 +1,8 @@
 //! Writes what an Ingress of a hookway IngressClass shows while this replica leads:
 //! `status.loadBalancer.ingress` (the proxy Service's addresses) and `Warning` Events for its
 //! findings: a rejection (a bad annotation value, a missing backend), snippet annotations that
-//! are never executed, annotations hookway does not translate. Ingress has no conditions, so
+//! are never executed, annotations hookway does not translate, and parts of it that ready
+//! proxies could not apply (`ApplyFailed`, from `origin_failures.rs`). Ingress has no conditions, so
 //! the Events are where `kubectl describe ingress` shows them; each distinct finding is
 //! published once per generation.
 
@@ -21,6 +22,7 @@ use crate::compile_loop::Published;
 use crate::events::Events;
 use crate::index::MultiStore;
 use crate::metrics::Metrics;
+use crate::origin_failures::SourceFailures;
 
 /// What this replica already wrote: statuses (until the watch catches up) and the findings it
 /// published as Events, per Ingress and generation.
@@ -96,6 +98,7 @@ impl Writer<'_> {
         &self,
         published: &Published,
         addresses: &[GatewayStatusAddress],
+        failures: &SourceFailures,
         written: &mut Written,
     ) {
         let desired = load_balancer(addresses);
@@ -107,7 +110,15 @@ impl Writer<'_> {
             let Some(current) = self.ingresses.get(&key.namespace, &key.name) else {
                 continue;
             };
-            self.events_for(&current, key, report, written).await;
+            let mut found = findings(report);
+            found.extend(
+                failures
+                    .get(id)
+                    .into_iter()
+                    .flatten()
+                    .map(|f| ("ApplyFailed".to_string(), format!("proxies left out: {f}"))),
+            );
+            self.events_for(&current, key, found, written).await;
             if current.status.as_ref() == Some(&desired) {
                 written.statuses.remove(key);
                 continue;
@@ -123,7 +134,7 @@ impl Writer<'_> {
         &self,
         ingress: &Ingress,
         key: &ObjectKey,
-        report: &ObjectReport,
+        found: Vec<(String, String)>,
         written: &mut Written,
     ) {
         let Some(events) = self.events else { return };
@@ -135,7 +146,7 @@ impl Writer<'_> {
         if entry.0 != generation {
             *entry = (generation, HashSet::new());
         }
-        for (reason, message) in findings(report) {
+        for (reason, message) in found {
             if entry.1.insert(format!("{reason}\n{message}")) {
                 warn!(namespace = %key.namespace, name = %key.name, %reason, %message, "Ingress finding");
                 events

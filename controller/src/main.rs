@@ -146,6 +146,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         identity,
         lease_duration: Duration::from_secs(args.lease_seconds.max(3)),
         debounce: Debounce::default(),
+        gateway_api_recheck: hookway_controller::watch::GATEWAY_API_RECHECK,
         proxy_service: args.proxy_service.filter(|s| !s.is_empty()),
     };
     let controller = Controller::start(client(args.kubeconfig).await?, config).await?;

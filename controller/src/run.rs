@@ -68,6 +68,9 @@ pub struct Config {
     pub lease_duration: Duration,
     /// Coalescing bounds.
     pub debounce: Debounce,
+    /// How often discovery is asked again whether the Gateway API is served, until it is
+    /// (`watch::GATEWAY_API_RECHECK` in production).
+    pub gateway_api_recheck: Duration,
     /// The compiler.
     pub compile: CompileFn,
     /// The proxies' Service, `namespace/name` (or `name` in the root namespace): its addresses are written into Gateways'
@@ -115,6 +118,13 @@ impl Controller {
             gateway_api,
             config.proxy_service.as_deref(),
         );
+        tasks.spawn(crate::gateway_api_discovery::recheck(
+            client.clone(),
+            scope.clone(),
+            poke.clone(),
+            stores.gateway_api.clone(),
+            config.gateway_api_recheck,
+        ));
 
         let (snap_tx, snap_rx) = watch::channel(None);
         let (pub_tx, pub_rx) = watch::channel::<Option<Published>>(None);

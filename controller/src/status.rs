@@ -125,6 +125,20 @@ impl StatusObject for PlatformPolicy {
     }
 }
 
+/// Proxies' failures as one message, proxies with the same reason grouped:
+/// `proxy-1, proxy-2: Route ns/r: certificate ns/tls: ...; proxy-3: ...`.
+pub fn failures_message(failures: &[crate::fleet::ProxyFailure]) -> String {
+    let mut by_reason: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for f in failures {
+        by_reason.entry(&f.reason).or_default().push(&f.proxy);
+    }
+    let message: Vec<String> = by_reason
+        .into_iter()
+        .map(|(reason, proxies)| format!("{}: {reason}", proxies.join(", ")))
+        .collect();
+    message.join("; ")
+}
+
 /// The `Programmed` condition for an object, from the proxies' per-object acknowledgements.
 ///
 /// The message never counts proxies: a proxy joining or leaving the fleet must not rewrite the
@@ -145,15 +159,7 @@ pub fn programmed(report: &ObjectReport, programmed: &Programmed) -> ConditionRe
     } else if programmed.failures.is_empty() {
         ConditionResult::fail("Pending", "waiting for the ready proxies to apply it")
     } else {
-        let mut by_reason: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
-        for f in &programmed.failures {
-            by_reason.entry(&f.reason).or_default().push(&f.proxy);
-        }
-        let message: Vec<String> = by_reason
-            .into_iter()
-            .map(|(reason, proxies)| format!("{}: {reason}", proxies.join(", ")))
-            .collect();
-        ConditionResult::fail("ApplyFailed", message.join("; "))
+        ConditionResult::fail("ApplyFailed", failures_message(&programmed.failures))
     }
 }
 

@@ -26,6 +26,7 @@ use crate::events::Events;
 use crate::fleet::{self, Programmed, View};
 use crate::index::{MultiStore, Stores};
 use crate::metrics::Metrics;
+use crate::origin_failures;
 use crate::proxies::Proxies;
 use crate::registry::Leases;
 use crate::status::{self, StatusObject};
@@ -151,11 +152,19 @@ impl StatusLoop {
                         &mut written,
                     )
                     .await;
+                    let failures = origin_failures::by_source(
+                        &published.origins,
+                        &view,
+                        &window,
+                        |source| generations.version(source),
+                        published.version,
+                    );
                     self.sync_gateway_api(
                         &published,
                         &generations,
                         &view,
                         &window,
+                        &failures,
                         &mut gateway_written,
                     )
                     .await;
@@ -166,7 +175,12 @@ impl StatusLoop {
                             events: self.events.as_ref(),
                             metrics: &self.metrics,
                         }
-                        .sync(&published, &self.proxy_addresses(), &mut ingress_written)
+                        .sync(
+                            &published,
+                            &self.proxy_addresses(),
+                            &failures,
+                            &mut ingress_written,
+                        )
                         .await;
                     }
                     // After the pass: a reader that sees N here sees statuses written for N.
@@ -274,9 +288,11 @@ impl StatusLoop {
         generations: &Generations,
         view: &View,
         window: &versions::Published,
+        failures: &origin_failures::SourceFailures,
         written: &mut gateway_status::Written,
     ) {
-        let (Some(stores), Some(_)) = (&self.stores.gateway_api, &published.gateway_api) else {
+        let (Some(stores), Some(_)) = (self.stores.gateway_api.get(), &published.gateway_api)
+        else {
             return;
         };
         if !*self.leader.borrow() {
@@ -290,10 +306,10 @@ impl StatusLoop {
         });
         gateway_status::Writer {
             client: &self.client,
-            stores,
+            stores: &stores,
             metrics: &self.metrics,
         }
-        .sync(published, &addresses, programmed, written)
+        .sync(published, &addresses, programmed, failures, written)
         .await;
     }
 
@@ -416,6 +432,7 @@ mod tests {
             version,
             reports: Arc::new(reports),
             digests: Arc::new(digests),
+            origins: Arc::default(),
             gateway_api: None,
         }
     }
@@ -440,6 +457,7 @@ mod tests {
             version: 13,
             reports: Arc::default(),
             digests: Arc::default(),
+            origins: Arc::default(),
             gateway_api: None,
         });
         assert_eq!(g.version(&id), None, "deleted objects are forgotten");

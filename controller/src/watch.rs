@@ -11,9 +11,9 @@
 //! | Namespace | cluster | — (labels for `policy.namespaces`) |
 //! | Ingress (networking.k8s.io) | watched namespaces | — |
 //! | IngressClass (networking.k8s.io) | cluster | — |
-//! | GatewayClass (gateway.networking.k8s.io) | cluster | — (only when the API server serves the Gateway API) |
+//! | GatewayClass (gateway.networking.k8s.io) | cluster | — (once the API server serves the Gateway API: `gateway_api_discovery.rs`) |
 //! | Gateway, HTTPRoute, ReferenceGrant | watched namespaces | — (likewise) |
-//! | GRPCRoute | watched namespaces | — (when the API server serves it too) |
+//! | GRPCRoute | watched namespaces | — (once the API server serves it too) |
 //! | the proxy Service (`--proxy-service`) | its namespace | `metadata.name` |
 //!
 //! No other Secret is ever loaded: a plugin config's Secret must carry the label
@@ -36,7 +36,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::compile_loop::Poke;
-use crate::index::{GatewayApiStores, MultiStore, Stores};
+use crate::index::{GatewayApiSlot, GatewayApiStores, MultiStore, Stores};
 
 /// Label that makes a Secret visible to plugin configs.
 pub const CREDENTIALS_LABEL: &str = "hookway.dev/credentials=true";
@@ -189,42 +189,84 @@ pub struct GatewayApiServed {
     pub grpc_routes: bool,
 }
 
-/// Whether the API server serves the Gateway API's `gateway.networking.k8s.io/v1` Gateways and
-/// HTTPRoutes (its CRDs are installed), and GRPCRoutes. Asked once at start: installing the
-/// CRDs later needs a controller restart (docs/gateway-api.md).
-pub async fn gateway_api_served(client: &Client) -> GatewayApiServed {
-    match client
+/// How often the controller asks discovery again whether the Gateway API is served, until it
+/// is (with GRPCRoutes): one `GET /apis/gateway.networking.k8s.io/v1` each time.
+pub const GATEWAY_API_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Which Gateway API kinds discovery lists now (no logging; an error: the group is not served).
+pub async fn gateway_api_kinds(client: &Client) -> Result<GatewayApiServed, kube::Error> {
+    let list = client
         .list_api_group_resources(hookway_crds::gateway_api::API_VERSION_V1)
-        .await
-    {
-        Ok(list) => {
-            let has = |name: &str| list.resources.iter().any(|r| r.name == name);
-            let served = [
-                "gatewayclasses",
-                "gateways",
-                "httproutes",
-                "referencegrants",
-            ]
-            .into_iter()
-            .all(has);
-            let grpc_routes = served && has("grpcroutes");
-            if grpc_routes {
+        .await?;
+    let has = |name: &str| list.resources.iter().any(|r| r.name == name);
+    let core = [
+        "gatewayclasses",
+        "gateways",
+        "httproutes",
+        "referencegrants",
+    ]
+    .into_iter()
+    .all(has);
+    Ok(GatewayApiServed {
+        core,
+        grpc_routes: core && has("grpcroutes"),
+    })
+}
+
+/// Whether the API server serves the Gateway API's `gateway.networking.k8s.io/v1` Gateways and
+/// HTTPRoutes (its CRDs are installed), and GRPCRoutes, as asked at start (logged). What is not
+/// served yet is asked again every [`GATEWAY_API_RECHECK`] (`gateway_api_discovery.rs`).
+pub async fn gateway_api_served(client: &Client) -> GatewayApiServed {
+    match gateway_api_kinds(client).await {
+        Ok(served) => {
+            if served.grpc_routes {
                 info!("Gateway API (with GRPCRoute) served by the API server; watching it");
-            } else if served {
-                info!("Gateway API served by the API server without grpcroutes; watching it, GRPCRoutes are not served");
+            } else if served.core {
+                info!("Gateway API served by the API server without grpcroutes; watching it, GRPCRoutes once they are served");
             } else {
-                warn!("Gateway API v1 is only partly installed (need gatewayclasses, gateways, httproutes, referencegrants); not watching it");
+                warn!("Gateway API v1 is only partly installed (need gatewayclasses, gateways, httproutes, referencegrants); watching it once it is");
             }
-            GatewayApiServed {
-                core: served,
-                grpc_routes,
-            }
+            served
         }
         Err(e) => {
-            info!(error = %e, "Gateway API not installed; Gateway API support is off until the controller restarts after its CRDs are applied");
+            info!(error = %e, "Gateway API not installed; watching it once its CRDs are");
             GatewayApiServed::default()
         }
     }
+}
+
+/// Starts the reflectors of the Gateway API kinds (GRPCRoutes with `grpc_routes`).
+pub fn gateway_api_stores(
+    client: &Client,
+    scope: &Scope,
+    poke: &Poke,
+    tasks: &mut JoinSet<()>,
+    grpc_routes: bool,
+) -> GatewayApiStores {
+    let any = watcher::Config::default().any_semantic();
+    GatewayApiStores {
+        classes: reflect::<GatewayClass>(
+            tasks,
+            Api::all(client.clone()),
+            any.clone(),
+            poke.clone(),
+        ),
+        gateways: multi::<Gateway>(tasks, client, scope, &any, poke),
+        http_routes: multi::<HTTPRoute>(tasks, client, scope, &any, poke),
+        grpc_routes: grpc_routes.then(|| grpc_route_store(client, scope, poke, tasks)),
+        reference_grants: multi::<ReferenceGrant>(tasks, client, scope, &any, poke),
+    }
+}
+
+/// Starts the reflectors of GRPCRoutes.
+pub fn grpc_route_store(
+    client: &Client,
+    scope: &Scope,
+    poke: &Poke,
+    tasks: &mut JoinSet<()>,
+) -> MultiStore<GRPCRoute> {
+    let any = watcher::Config::default().any_semantic();
+    multi::<GRPCRoute>(tasks, client, scope, &any, poke)
 }
 
 /// Starts every reflector; their tasks live in `tasks`. The stores fill asynchronously: wait
@@ -240,20 +282,11 @@ pub fn start(
     proxy_service: Option<&str>,
 ) -> Stores {
     let any = watcher::Config::default().any_semantic();
-    let gateway_api = gateway_api.core.then(|| GatewayApiStores {
-        classes: reflect::<GatewayClass>(
-            tasks,
-            Api::all(client.clone()),
-            any.clone(),
-            poke.clone(),
-        ),
-        gateways: multi::<Gateway>(tasks, client, scope, &any, poke),
-        http_routes: multi::<HTTPRoute>(tasks, client, scope, &any, poke),
-        grpc_routes: gateway_api
-            .grpc_routes
-            .then(|| multi::<GRPCRoute>(tasks, client, scope, &any, poke)),
-        reference_grants: multi::<ReferenceGrant>(tasks, client, scope, &any, poke),
-    });
+    let gateway_api = GatewayApiSlot::new(
+        gateway_api
+            .core
+            .then(|| gateway_api_stores(client, scope, poke, tasks, gateway_api.grpc_routes)),
+    );
     let proxy_service = proxy_service.map(|service| {
         let (namespace, name) = service.split_once('/').unwrap_or((&scope.root, service));
         reflect::<CoreService>(
@@ -315,7 +348,7 @@ pub async fn wait_ready(stores: &Stores) -> bool {
         && stores.namespaces.wait_until_ready().await.is_ok()
         && stores.ingresses.wait_until_ready().await
         && stores.ingress_classes.wait_until_ready().await.is_ok()
-        && match &stores.gateway_api {
+        && match stores.gateway_api.get() {
             Some(g) => g.wait_until_ready().await,
             None => true,
         }

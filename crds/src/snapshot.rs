@@ -100,6 +100,63 @@ pub struct RuleEntry {
     /// Gateway API route attached only to HTTPS, or only to HTTP, listeners of a Gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<bool>,
+    /// Gateway API listener isolation: hosts this rule does not answer although its Route's
+    /// hosts cover them (`None`, the default and every hookway Route's: none). Set on Routes
+    /// lowered from a Gateway API route attached to some listeners of a Gateway, not to
+    /// others with a more specific hostname.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<Box<HostIsolation>>,
+}
+
+/// Which hosts a rule lowered from a Gateway API route leaves to the Gateway's more specific
+/// listeners it is not attached to (the spec's GatewayHTTPListenerIsolation: a request is
+/// served only by routes attached to the most specific listener that matches its host).
+///
+/// A request for host `h` is not answered when a pattern of `except` matches `h` and no
+/// pattern of `attached` that is more specific than it does (patterns are exact names or `*.`
+/// wildcards; an exact name is more specific than any wildcard, a longer wildcard suffix than a
+/// shorter one).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HostIsolation {
+    /// Hostnames of the listeners the route is not attached to that are more specific than one
+    /// it is attached to.
+    pub except: Vec<String>,
+    /// Hostnames of the listeners it is attached to (hostname-less ones left out).
+    pub attached: Vec<String>,
+}
+
+impl HostIsolation {
+    /// Whether `host` (lower-case, no port) is left to a more specific listener.
+    pub fn excludes(&self, host: &str) -> bool {
+        self.except.iter().any(|p| {
+            host_matches(p, host)
+                && !self
+                    .attached
+                    .iter()
+                    .any(|a| host_matches(a, host) && more_specific(a, p))
+        })
+    }
+}
+
+/// Whether host pattern `pattern` (exact, or `*.suffix`: one or more labels before the suffix)
+/// matches the host name `host`.
+pub fn host_matches(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        None => pattern == host,
+        Some(suffix) => host
+            .strip_suffix(suffix)
+            .is_some_and(|front| front.len() > 1 && front.ends_with('.')),
+    }
+}
+
+/// Whether host pattern `a` is more specific than `b`: an exact name than a wildcard, a
+/// wildcard with a longer suffix than one with a shorter suffix.
+pub fn more_specific(a: &str, b: &str) -> bool {
+    match (a.strip_prefix("*."), b.strip_prefix("*.")) {
+        (None, Some(_)) => true,
+        (Some(x), Some(y)) => x.len() > y.len(),
+        _ => false,
+    }
 }
 
 /// A header or query match.
@@ -306,5 +363,57 @@ impl Snapshot {
             .binary_search_by(|s| s.key.cmp(key))
             .ok()
             .map(|i| &self.secrets[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isolation_leaves_hosts_to_the_most_specific_listener() {
+        let isolation = |except: &[&str], attached: &[&str]| HostIsolation {
+            except: except.iter().map(|s| s.to_string()).collect(),
+            attached: attached.iter().map(|s| s.to_string()).collect(),
+        };
+        let empty = isolation(
+            &["*.example.com", "*.foo.example.com", "abc.foo.example.com"],
+            &[],
+        );
+        let wildcard = isolation(
+            &["*.foo.example.com", "abc.foo.example.com"],
+            &["*.example.com"],
+        );
+        // Attached to the hostname-less and the most specific listener, not to the middle one.
+        let gap = isolation(&["*.foo.example.com"], &["abc.foo.example.com"]);
+        let cases = [
+            (&empty, "bar.com", false),
+            (&empty, "bar.example.com", true),
+            (&empty, "abc.foo.example.com", true),
+            (&empty, "example.com", false),
+            (&wildcard, "bar.example.com", false),
+            (&wildcard, "bar.foo.example.com", true),
+            (&wildcard, "abc.foo.example.com", true),
+            (&gap, "abc.foo.example.com", false),
+            (&gap, "x.foo.example.com", true),
+            (&gap, "x.example.com", false),
+        ];
+        for (isolation, host, excluded) in cases {
+            assert_eq!(isolation.excludes(host), excluded, "{host} {isolation:?}");
+        }
+        let matches = [
+            ("*.example.com", "a.example.com", true),
+            ("*.example.com", "a.b.example.com", true),
+            ("*.example.com", "example.com", false),
+            ("*.example.com", "aexample.com", false),
+            ("a.example.com", "a.example.com", true),
+        ];
+        for (pattern, host, want) in matches {
+            assert_eq!(host_matches(pattern, host), want, "{pattern} {host}");
+        }
+        assert!(more_specific("a.example.com", "*.example.com"));
+        assert!(more_specific("*.foo.example.com", "*.example.com"));
+        assert!(!more_specific("*.example.com", "*.foo.example.com"));
+        assert!(!more_specific("a.example.com", "b.example.com"));
     }
 }

@@ -46,6 +46,7 @@ fn snapshot() -> Snapshot {
                 headers: vec![],
                 query: vec![],
                 tls: None,
+                isolation: None,
             }],
             priority: 0,
             created: 0,

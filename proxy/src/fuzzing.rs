@@ -130,6 +130,7 @@ pub fn router_target(data: &[u8]) {
                 headers: vec![],
                 query: vec![],
                 tls: None,
+                isolation: None,
             }],
             priority: 0,
             created: 0,

@@ -55,6 +55,9 @@ struct State {
     status_patches: BTreeMap<String, u32>,
     /// What each field manager last applied (server-side apply), by object and manager.
     applied: BTreeMap<(Resource, (String, String), String), Value>,
+    /// Discovery: `group/version` → its resources `(plural, kind, namespaced)`
+    /// ([`FakeApi::serve_group`]); other group versions answer 404 to discovery.
+    groups: BTreeMap<String, Vec<(String, String, bool)>>,
 }
 
 /// A running fake API server.
@@ -113,6 +116,7 @@ fn parse_path(path: &str) -> Option<Target> {
         ["namespaces", ns, plural, name] => t(plural, Some(ns), Some(name), false),
         ["namespaces", ns, plural, name, "status"] => t(plural, Some(ns), Some(name), true),
         [plural, name] => t(plural, None, Some(name), false),
+        [plural, name, "status"] => t(plural, None, Some(name), true),
         _ => return None,
     })
 }
@@ -246,10 +250,57 @@ impl FakeApi {
         s.log.clear();
     }
 
+    /// Makes discovery (`GET /apis/{group_version}`) list `resources` (`(plural, kind,
+    /// namespaced)`), as a real API server does once CRDs are installed; e.g. the Gateway API.
+    pub fn serve_group(&self, group_version: &str, resources: &[(&str, &str, bool)]) {
+        self.lock().groups.insert(
+            group_version.to_string(),
+            resources
+                .iter()
+                .map(|(p, k, n)| (p.to_string(), k.to_string(), *n))
+                .collect(),
+        );
+    }
+
+    /// The `APIResourceList` for `GET /apis/{group}/{version}` when [`FakeApi::serve_group`]
+    /// named it, a 404 when not; `None` for any other path.
+    fn discovery(&self, path: &str) -> Option<Response<Body>> {
+        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let ["apis", group, version] = segs.as_slice() else {
+            return None;
+        };
+        let group_version = format!("{group}/{version}");
+        let s = self.lock();
+        let Some(resources) = s.groups.get(&group_version) else {
+            return Some(status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("no group {group_version}"),
+            ));
+        };
+        let resources: Vec<Value> = resources
+            .iter()
+            .map(|(plural, kind, namespaced)| {
+                json!({"name": plural, "singularName": "", "namespaced": namespaced,
+                       "kind": kind, "verbs": ["get", "list", "watch", "patch"]})
+            })
+            .collect();
+        Some(respond(
+            StatusCode::OK,
+            &json!({"kind": "APIResourceList", "apiVersion": "v1",
+                    "groupVersion": group_version, "resources": resources}),
+        ))
+    }
+
     /// How many status patches `plural/ns/name` received.
     pub fn status_patches(&self, plural: &str, namespace: &str, name: &str) -> u32 {
         let key = format!("{plural}/{namespace}/{name}");
         self.lock().status_patches.get(&key).copied().unwrap_or(0)
+    }
+
+    /// Every `plural/ns/name` that received a status patch.
+    pub fn status_patch_keys(&self) -> Vec<String> {
+        self.lock().status_patches.keys().cloned().collect()
     }
 
     /// Status patches received in total.
@@ -292,6 +343,9 @@ impl FakeApi {
     }
 
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        if let Some(discovery) = self.discovery(req.uri().path()) {
+            return discovery;
+        }
         let Some(target) = parse_path(req.uri().path()) else {
             return status(
                 StatusCode::NOT_FOUND,

@@ -247,6 +247,7 @@ async fn ten_thousand_routes() {
             identity: "bench".into(),
             lease_duration: Duration::from_secs(15),
             debounce: Debounce::default(),
+            gateway_api_recheck: Duration::from_secs(1),
             proxy_service: None,
             compile: hookway_controller::run::default_compile(ns),
         },

@@ -539,6 +539,16 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
                     .collect(),
                 None => rules,
             };
+            let rules = match lowered.isolation.get(&key) {
+                Some(isolation) => rules
+                    .into_iter()
+                    .map(|r| RuleEntry {
+                        isolation: Some(Box::new(isolation.clone())),
+                        ..r
+                    })
+                    .collect(),
+                None => rules,
+            };
             served.push(RouteEntry {
                 key: key.clone(),
                 hosts,

@@ -57,6 +57,7 @@ pub(crate) fn rules(spec: &RouteSpec) -> Result<Vec<RuleEntry>, String> {
             headers: Vec::new(),
             query: Vec::new(),
             tls: None,
+            isolation: None,
         }]);
     }
     spec.rules
@@ -94,6 +95,7 @@ fn compile_rule(rule: &RouteRule) -> Result<RuleEntry, String> {
         headers,
         query,
         tls: None,
+        isolation: None,
     })
 }
 

@@ -72,6 +72,9 @@ pub(crate) struct Lowered {
     /// Synthetic Route → served only over TLS (`true`) or only over plain HTTP (`false`): it
     /// attaches only to HTTPS, or only to HTTP, listeners (`RuleEntry::tls`).
     pub transport: HashMap<ObjectKey, bool>,
+    /// Synthetic Route → the hosts it leaves to more specific listeners of its Gateway that it
+    /// is not attached to (`RuleEntry::isolation`).
+    pub isolation: HashMap<ObjectKey, crate::snapshot::HostIsolation>,
     /// Host claims of Gateway listeners.
     pub claims: Vec<ExtraClaim>,
     /// Certificates of HTTPS listeners.

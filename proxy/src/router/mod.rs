@@ -122,9 +122,11 @@ impl Router {
 
     /// The index of the Route serving `req`, if any.
     pub fn find(&self, req: &RequestView<'_>) -> Option<usize> {
-        let find_in = |t: &HostTable| t.find(req.method, req.path, req.headers, req.query, req.tls);
-        if let Some(raw) = req.host {
-            let host = normalise_host(raw);
+        let host = req.host.map(normalise_host);
+        let name = host.as_deref().unwrap_or("");
+        let find_in =
+            |t: &HostTable| t.find(req.method, req.path, req.headers, req.query, req.tls, name);
+        if let Some(host) = &host {
             if let Some(route) = self.exact.get(host.as_ref()).and_then(find_in) {
                 return Some(route);
             }

@@ -92,6 +92,8 @@ pub struct Conditions {
     query: Vec<ValueMatch>,
     /// Only TLS (`Some(true)`) or only plain HTTP (`Some(false)`) requests.
     tls: Option<bool>,
+    /// Hosts left to more specific Gateway listeners (`RuleEntry::isolation`).
+    isolation: Option<Box<hookway_crds::snapshot::HostIsolation>>,
     // Tie-break key (see docs/routing.md).
     priority: i32,
     created: i64,
@@ -138,6 +140,7 @@ impl Conditions {
             headers: compile_values(&rule.headers, "header")?,
             query: compile_values(&rule.query, "query")?,
             tls: rule.tls,
+            isolation: rule.isolation.clone(),
             priority: entry.priority,
             created: entry.created,
             namespace: entry.key.namespace.clone(),
@@ -145,15 +148,20 @@ impl Conditions {
         })
     }
 
-    /// Whether the request's method, headers, query and transport (`tls`) satisfy this rule.
+    /// Whether the request's method, headers, query, transport (`tls`) and host (lower-case,
+    /// no port; for listener isolation) satisfy this rule.
     pub fn matches(
         &self,
         method: &http::Method,
         headers: &HeaderMap,
         query: Option<&str>,
         tls: bool,
+        host: &str,
     ) -> bool {
         if self.tls.is_some_and(|want| want != tls) || !self.methods.contains(method) {
+            return false;
+        }
+        if self.isolation.as_ref().is_some_and(|i| i.excludes(host)) {
             return false;
         }
         let headers_ok = self.headers.iter().all(|h| {

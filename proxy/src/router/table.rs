@@ -70,10 +70,11 @@ impl HostTable {
         headers: &HeaderMap,
         query: Option<&str>,
         tls: bool,
+        host: &str,
     ) -> Option<usize> {
         let first = |list: &Candidates| {
             list.iter()
-                .find(|c| c.matches(method, headers, query, tls))
+                .find(|c| c.matches(method, headers, query, tls, host))
                 .map(|c| c.route)
         };
         if let Some(route) = self.exact.get(path).and_then(first) {
@@ -111,7 +112,7 @@ impl HostTable {
         }
         self.regexes
             .iter()
-            .find(|(re, c)| re.is_match(path) && c.matches(method, headers, query, tls))
+            .find(|(re, c)| re.is_match(path) && c.matches(method, headers, query, tls, host))
             .map(|(_, c)| c.route)
     }
 }

@@ -23,6 +23,7 @@ fn rule(kind: PathMatchType, path: &str) -> RuleEntry {
         headers: vec![],
         query: vec![],
         tls: None,
+        isolation: None,
     }
 }
 

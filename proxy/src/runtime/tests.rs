@@ -71,6 +71,7 @@ fn route(name: &str, priority: i32) -> RouteEntry {
             headers: vec![],
             query: vec![],
             tls: None,
+            isolation: None,
         }],
         priority,
         created: 0,

@@ -26,6 +26,7 @@ fn snapshot(port: u16) -> Snapshot {
                 headers: vec![],
                 query: vec![],
                 tls: None,
+                isolation: None,
             }],
             priority: 0,
             created: 0,

@@ -970,3 +970,215 @@ spec:
     assert_eq!(resp.status(), 200);
     assert_eq!(json(resp).await["server"], "infra-backend-v1");
 }
+
+/// The four listeners of the suite's `gateway-http-listener-isolation*.yaml` Gateways.
+fn isolation_gateway(name: &str) -> String {
+    format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: {name}, namespace: gateway-conformance-infra}}
+spec:
+  gatewayClassName: hookway
+  listeners:
+  - {{name: empty-hostname, port: 80, protocol: HTTP, allowedRoutes: {{namespaces: {{from: All}}}}}}
+  - {{name: wildcard-example-com, port: 80, protocol: HTTP, hostname: "*.example.com", allowedRoutes: {{namespaces: {{from: All}}}}}}
+  - {{name: wildcard-foo-example-com, port: 80, protocol: HTTP, hostname: "*.foo.example.com", allowedRoutes: {{namespaces: {{from: All}}}}}}
+  - {{name: abc-foo-example-com, port: 80, protocol: HTTP, hostname: "abc.foo.example.com", allowedRoutes: {{namespaces: {{from: All}}}}}}
+---
+"#
+    )
+}
+
+/// An HTTPRoute `attaches-to-<section><suffix>` of the isolation suite: attached to listener
+/// `section` of `gateway`, `hostnames` (YAML list or empty), path prefix `/<section>`.
+fn isolation_route(gateway: &str, section: &str, suffix: &str, hostnames: &str) -> String {
+    let hostnames = if hostnames.is_empty() {
+        String::new()
+    } else {
+        format!("  hostnames: {hostnames}\n")
+    };
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: attaches-to-{section}{suffix}, namespace: {NS}}}\nspec:\n  parentRefs: [{{name: {gateway}, sectionName: {section}}}]\n{hostnames}  rules:\n  - matches: [{{path: {{type: PathPrefix, value: /{section}}}}}]\n    backendRefs: [{{name: infra-backend-v1, port: 8080}}]\n---\n"
+    )
+}
+
+#[tokio::test]
+async fn gateway_http_listener_isolation() {
+    // gateway-http-listener-isolation.yaml (hostnames only on listeners) and
+    // gateway-http-listener-isolation-with-hostname-intersection.yaml (on routes too): a
+    // request is served only by routes attached to the most specific listener matching its
+    // host. Each on a proxy of its own, as the suite runs them on Gateways of their own.
+    let sections = [
+        "empty-hostname",
+        "wildcard-example-com",
+        "wildcard-foo-example-com",
+        "abc-foo-example-com",
+    ];
+    let all_hosts = "[bar.com, \"*.example.com\", \"*.foo.example.com\", abc.foo.example.com]";
+    let only_listeners: String = std::iter::once(isolation_gateway("http-listener-isolation"))
+        .chain(
+            sections
+                .iter()
+                .map(|s| isolation_route("http-listener-isolation", s, "", "")),
+        )
+        .collect();
+    let gw = "http-listener-isolation-with-hostname-intersection";
+    let with_intersection: String = std::iter::once(isolation_gateway(gw))
+        .chain(
+            sections
+                .iter()
+                .map(|s| isolation_route(gw, s, "-with-hostname-intersection", all_hosts)),
+        )
+        .collect();
+    // host → the one section it serves (every other section's path answers 404).
+    let served = [
+        ("bar.com", "empty-hostname"),
+        ("bar.example.com", "wildcard-example-com"),
+        ("bar.foo.example.com", "wildcard-foo-example-com"),
+        ("abc.foo.example.com", "abc-foo-example-com"),
+    ];
+    for manifests in [only_listeners, with_intersection] {
+        let world = World::start(&manifests).await;
+        for (host, section) in served {
+            for path in sections {
+                let a = world.get(host, &format!("/{path}")).await;
+                if path == section {
+                    assert_eq!(
+                        (a.status, a.backend.as_str()),
+                        (200, "infra-backend-v1"),
+                        "{host}/{path}: {a:?}"
+                    );
+                } else {
+                    assert_eq!(a.status, 404, "{host}/{path}: {a:?}");
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn reference_grants_and_cross_namespace_parents() {
+    // httproute-partially-invalid-via-invalid-reference-grant: the grant covers app-backend-v1
+    // only, so the rule to app-backend-v2 answers 500 and the other is served;
+    // httproute-invalid-cross-namespace-parent-ref: a route of another namespace on a listener
+    // that allows only its own is not served.
+    let v1 = EchoServer::start("app-backend-v1").await;
+    let v2 = EchoServer::start("app-backend-v2").await;
+    let app = "gateway-conformance-app-backend";
+    let manifests = [
+        format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {app}}}\n---\n"),
+        backend_yaml(app, "app-backend-v1", &[v1.addr]),
+        backend_yaml(app, "app-backend-v2", &[v2.addr]),
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: ReferenceGrant
+metadata: {name: invalid-reference-grant, namespace: gateway-conformance-app-backend}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: gateway-conformance-infra}]
+  to: [{group: "", kind: Service, name: app-backend-v1}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: invalid-reference-grant, namespace: gateway-conformance-infra}
+spec:
+  parentRefs: [{name: same-namespace}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /v2}}]
+    backendRefs: [{name: app-backend-v2, namespace: gateway-conformance-app-backend, port: 8080}]
+  - backendRefs: [{name: app-backend-v1, namespace: gateway-conformance-app-backend, port: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: invalid-cross-namespace-parent-ref, namespace: gateway-conformance-web-backend}
+spec:
+  parentRefs: [{name: same-namespace, namespace: gateway-conformance-infra}]
+  hostnames: [cross.example]
+  rules:
+  - backendRefs: [{name: web-backend, port: 8080}]
+---
+"#
+        .to_string(),
+    ]
+    .concat();
+    let world = World::start(&manifests).await;
+    let v2_answer = world.get("any.example", "/v2").await;
+    assert_eq!(v2_answer.status, 500, "{v2_answer:?}");
+    expect(
+        &world,
+        &[
+            ("GET", "any.example", "/", &[], 200, "app-backend-v1"),
+            // Not attached: the infra route (no hostnames) answers instead of web-backend.
+            ("GET", "cross.example", "/", &[], 200, "app-backend-v1"),
+        ],
+    )
+    .await;
+    assert_eq!(world.servers.iter().map(|s| s.hits()).sum::<usize>(), 0);
+    assert_eq!(v2.hits(), 0);
+}
+
+#[tokio::test]
+async fn backend_ref_filters_shared_by_every_backend() {
+    // httproute-request-header-modifier-backend (HTTPRouteBackendRequestHeaderModifier): the
+    // filters sit on the rule's one backendRef; they apply to every request it forwards. (The
+    // -backend-weights case, different filters per backend, is refused: UnsupportedValue.)
+    let backend = |path: &str, filter: &str| {
+        format!("  - matches: [{{path: {{type: PathPrefix, value: {path}}}}}]\n    backendRefs:\n    - name: infra-backend-v1\n      port: 8080\n      filters:\n      - {filter}\n")
+    };
+    let rules = [
+        backend(
+            "/set",
+            "{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: X-Header-Set, value: set-overwrites-values}]}}",
+        ),
+        backend(
+            "/add",
+            "{type: RequestHeaderModifier, requestHeaderModifier: {add: [{name: X-Header-Add, value: add-appends-values}]}}",
+        ),
+        backend(
+            "/remove",
+            "{type: RequestHeaderModifier, requestHeaderModifier: {remove: [X-Header-Remove]}}",
+        ),
+        backend(
+            "/response",
+            "{type: ResponseHeaderModifier, responseHeaderModifier: {set: [{name: X-Backend, value: v1}]}}",
+        ),
+        "  - matches: [{path: {type: PathPrefix, value: /differ}}]\n    backendRefs:\n    - {name: infra-backend-v1, port: 8080, weight: 10, filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: Backend, value: infra-backend-v1}]}}]}\n    - {name: infra-backend-v2, port: 8080, weight: 10, filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: Backend, value: infra-backend-v2}]}}]}\n".to_string(),
+    ]
+    .concat();
+    let manifests = route(
+        "request-header-modifier-backend",
+        &format!("  hostnames: [backendhdr.example]\n  rules:\n{rules}"),
+    );
+    let world = World::start(&manifests).await;
+    let host = "backendhdr.example";
+    let a = world
+        .send("GET", host, "/set", &[("x-header-set", "other")])
+        .await;
+    assert_eq!(
+        a.request_headers.get("x-header-set").map(String::as_str),
+        Some("set-overwrites-values"),
+        "{a:?}"
+    );
+    let a = world
+        .send("GET", host, "/add", &[("x-header-add", "other")])
+        .await;
+    assert_eq!(
+        a.request_headers.get("x-header-add").map(String::as_str),
+        Some("other, add-appends-values"),
+        "{a:?}"
+    );
+    let a = world
+        .send("GET", host, "/remove", &[("x-header-remove", "gone")])
+        .await;
+    assert_eq!((a.status, a.backend.as_str()), (200, "infra-backend-v1"));
+    assert!(!a.request_headers.contains_key("x-header-remove"), "{a:?}");
+    let a = world.get(host, "/response").await;
+    assert_eq!(
+        a.response_headers.get("x-backend").map(String::as_str),
+        Some("v1"),
+        "{a:?}"
+    );
+    // Different filters per backend: that rule is not served.
+    let a = world.get(host, "/differ").await;
+    assert_eq!(a.status, 404, "{a:?}");
+}

@@ -334,6 +334,7 @@ pub fn rule(kind: PathMatchType, path: &str) -> RuleEntry {
         headers: vec![],
         query: vec![],
         tls: None,
+        isolation: None,
     }
 }
 

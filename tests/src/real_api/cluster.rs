@@ -77,14 +77,20 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Sets everything up on `server` (see the module docs).
+    /// Sets everything up on `server` (see the module docs), the Gateway API's CRDs (when the
+    /// workspace has them) before the controller starts.
     pub fn start(server: ApiServer) -> Result<Self, Error> {
+        Self::start_with(server, GatewayApiCrds::BeforeController)
+    }
+
+    /// [`Cluster::start`], with the Gateway API's CRDs applied as `crds` says.
+    pub fn start_with(server: ApiServer, crds: GatewayApiCrds) -> Result<Self, Error> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .map_err(|e| Error::io(std::path::Path::new("tokio runtime"), e))?;
-        let setup = runtime.block_on(setup(&server));
+        let setup = runtime.block_on(setup(&server, crds));
         let parts = setup.map_err(|e| Error::Setup {
             source: Box::new(e),
             log: server.log_tail(15),
@@ -186,6 +192,32 @@ impl Cluster {
     }
 }
 
+/// When the cluster gets the Gateway API's CRDs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GatewayApiCrds {
+    /// Applied (and Established) before the controller starts, when the workspace has them.
+    BeforeController,
+    /// Not applied: the test applies them later ([`install_gateway_api_crds`]).
+    Later,
+}
+
+/// Applies the Gateway API's standard-channel CRDs ([`GATEWAY_API_CRDS`]) and waits until each
+/// is Established.
+pub async fn install_gateway_api_crds(admin: &Client) -> Result<(), Error> {
+    for applied in apply_path(admin, &repo_root().join(GATEWAY_API_CRDS)).await? {
+        if applied.object.types.as_ref().map(|t| t.kind.as_str())
+            == Some("CustomResourceDefinition")
+        {
+            established(
+                admin,
+                applied.object.metadata.name.as_deref().unwrap_or_default(),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 struct Parts {
     chart: Installed,
     crd_warnings: Vec<String>,
@@ -195,7 +227,7 @@ struct Parts {
     pki: Pki,
 }
 
-async fn setup(server: &ApiServer) -> Result<Parts, Error> {
+async fn setup(server: &ApiServer, gateway_api_crds: GatewayApiCrds) -> Result<Parts, Error> {
     let admin = server.admin_client().await?;
     let root = repo_root();
 
@@ -210,20 +242,10 @@ async fn setup(server: &ApiServer) -> Result<Parts, Error> {
     }
 
     // The Gateway API's standard channel, when the workspace has it, before the controller
-    // starts (it asks discovery once whether the Gateway API is served).
-    let gateway_api = root.join(GATEWAY_API_CRDS);
-    if gateway_api.exists() {
-        for applied in apply_path(&admin, &gateway_api).await? {
-            if applied.object.types.as_ref().map(|t| t.kind.as_str())
-                == Some("CustomResourceDefinition")
-            {
-                established(
-                    &admin,
-                    applied.object.metadata.name.as_deref().unwrap_or_default(),
-                )
-                .await?;
-            }
-        }
+    // starts (unless the test installs it later: the controller notices through discovery).
+    if gateway_api_crds == GatewayApiCrds::BeforeController && root.join(GATEWAY_API_CRDS).exists()
+    {
+        install_gateway_api_crds(&admin).await?;
     }
 
     let chart = chart::install(&admin, &json!({})).await?;
@@ -294,6 +316,7 @@ async fn setup(server: &ApiServer) -> Result<Parts, Error> {
         identity: CONTROLLER_IDENTITY.into(),
         lease_duration: Duration::from_secs(15),
         debounce: Debounce::default(),
+        gateway_api_recheck: Duration::from_secs(1),
         proxy_service,
         compile: default_compile(&chart.root_namespace),
     };

@@ -43,7 +43,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-pub use cluster::{Cluster, CONTROLLER_IDENTITY, EXAMPLES, GATEWAY_API_CRDS};
+pub use cluster::{
+    install_gateway_api_crds, Cluster, GatewayApiCrds, CONTROLLER_IDENTITY, EXAMPLES,
+    GATEWAY_API_CRDS,
+};
 pub use server::{repo_root, say_once};
 
 /// How long a test waits for the controller to write a status (generous: a shared 2-core box).

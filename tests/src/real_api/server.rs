@@ -77,6 +77,10 @@ pub struct ApiServer {
 impl ApiServer {
     /// Starts an API server in a fresh temp folder (about 4 s, more when etcd must be installed).
     pub fn start(location: Location) -> Result<Self, Error> {
+        // One start at a time in this process: `start.sh` picks its free ports before binding
+        // them, and two servers starting at once on a loaded box also race for CPU.
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
         let dir = std::env::temp_dir().join(format!(
             "hookway-real-api-{}-{}",
             std::process::id(),

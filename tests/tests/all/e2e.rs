@@ -112,6 +112,7 @@ impl Env {
             identity: identity.into(),
             lease_duration: Duration::from_secs(3),
             debounce: Debounce::default(),
+            gateway_api_recheck: Duration::from_secs(1),
             proxy_service: None,
             compile: compiler(&self.ns),
         };

@@ -67,6 +67,7 @@ impl Env {
             identity: "controller-0".into(),
             lease_duration: Duration::from_secs(3),
             debounce: Debounce::default(),
+            gateway_api_recheck: Duration::from_secs(1),
             proxy_service: None,
             compile: default_compile(ROOT),
         };

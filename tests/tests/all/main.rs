@@ -2,10 +2,12 @@
 //! `bench.rs` stays a binary of its own: it installs a counting global allocator.
 
 mod e2e;
+mod gateway_api_discovery;
 mod isolation;
 mod prometheus;
 mod real_api;
 mod real_api_gateway;
 mod real_api_ingress;
 mod stream;
+mod synthetic_failures;
 mod traffic;

@@ -370,6 +370,7 @@ async fn controller(pki: &Pki) -> (FakeApi, Controller, tokio::task::JoinHandle<
         identity: "controller-0".into(),
         lease_duration: Duration::from_secs(3),
         debounce: Debounce::default(),
+        gateway_api_recheck: Duration::from_secs(1),
         proxy_service: None,
         compile: default_compile(ROOT),
     };

@@ -329,3 +329,68 @@ fn gateway_api_statuses_are_written_as_the_spec_says() {
         );
     });
 }
+
+/// The Gateway API's CRDs applied after the controller started (the chart's
+/// `gatewayAPI.installCRDs` racing it, or a later `kubectl apply`): the controller's discovery
+/// re-check notices them and starts watching, GRPCRoutes included, without a restart. Its own
+/// API server (the shared cluster has the CRDs from the start).
+#[test]
+fn gateway_api_crds_installed_after_the_controller_started_are_served() {
+    let Ok(location) = real_api::server::Location::find() else {
+        real_api::say_once("SKIPPING late Gateway API CRDs: no kube-apiserver");
+        return;
+    };
+    if !real_api::repo_root()
+        .join(real_api::GATEWAY_API_CRDS)
+        .exists()
+    {
+        real_api::say_once("SKIPPING late Gateway API CRDs: ../shared/gateway-api is absent");
+        return;
+    }
+    let server = real_api::server::ApiServer::start(location).unwrap_or_else(|e| panic!("{e}"));
+    let cluster = real_api::Cluster::start_with(server, real_api::GatewayApiCrds::Later)
+        .unwrap_or_else(|e| panic!("{e}"));
+    cluster.run(async {
+        let admin = cluster.admin().await;
+        // The controller is up and has compiled (the examples are served) without them.
+        let mut snapshots = cluster.snapshots.clone();
+        assert!(
+            tokio::time::timeout(WAIT, snapshots.wait_for(|s| s.is_some()))
+                .await
+                .is_ok_and(|r| r.is_ok()),
+            "the controller never compiled"
+        );
+        real_api::install_gateway_api_crds(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        apply::apply_yaml(&admin, MANIFESTS)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+
+        let classes = cluster_api::<GatewayClass>(&admin);
+        wait_status(&classes, "hookway", |s| {
+            has(&s["conditions"], "Accepted", "True", "Accepted")
+        })
+        .await;
+        let routes = namespaced(&admin, "gw-app", "httproutes");
+        wait_status(&routes, "web", |s| {
+            our_parent(s).is_some_and(|p| {
+                has(&p["conditions"], "Accepted", "True", "Accepted")
+                    && has(&p["conditions"], "ResolvedRefs", "True", "ResolvedRefs")
+            })
+        })
+        .await;
+        let grpc_routes = namespaced(&admin, "gw-app", "grpcroutes");
+        wait_status(&grpc_routes, "grpc", |s| {
+            our_parent(s).is_some_and(|p| has(&p["conditions"], "Accepted", "True", "Accepted"))
+        })
+        .await;
+        assert!(
+            cluster
+                .wait_host_compiled("web.gateway.example", WAIT)
+                .await,
+            "web.gateway.example is never compiled"
+        );
+    });
+    cluster.stop();
+}

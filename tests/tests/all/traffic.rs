@@ -37,6 +37,7 @@ async fn controller(client: &Client, pki: &Pki, stream: &str) -> Controller {
         identity: "controller-0".into(),
         lease_duration: Duration::from_secs(3),
         debounce: Debounce::default(),
+        gateway_api_recheck: Duration::from_secs(1),
         proxy_service: None,
         compile: default_compile(NS),
     };
@@ -337,6 +338,7 @@ async fn a_tenant_that_breaks_a_proxy_build_freezes_no_one_else() {
         identity: "controller-0".into(),
         lease_duration: Duration::from_secs(3),
         debounce: Debounce::default(),
+        gateway_api_recheck: Duration::from_secs(1),
         proxy_service: None,
         compile: std::sync::Arc::new(move |objects| {
             hookway_crds::compiler::compile(objects, &options, &catalogue)

@@ -3,7 +3,7 @@
 
 /// Whether `pattern` (exact or `*.` wildcard) matches host `host` (exact or wildcard): a
 /// wildcard matches one or more labels in front of its suffix, never the suffix itself.
-fn covers(pattern: &str, host: &str) -> bool {
+pub(crate) fn covers(pattern: &str, host: &str) -> bool {
     match pattern.strip_prefix("*.") {
         None => pattern == host,
         Some(suffix) => {

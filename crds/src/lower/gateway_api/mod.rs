@@ -41,11 +41,12 @@ use super::{ExtraClaim, ListenerCertificate, Lowered, SYNTHETIC_MARK};
 use crate::api::gateway_plugin::PluginStatus;
 use crate::api::{PluginRef, PluginRefs};
 use crate::compiler::{Kind, ObjectId, ObjectReport, Objects, Options};
-use crate::snapshot::ObjectKey;
+use crate::snapshot::{HostIsolation, ObjectKey};
 use crate::{GatewayPlugin, GatewayPluginSpec, Route, RouteSpec, Service};
 
 pub(crate) use attach::Outcome;
 pub(crate) use index::Index;
+use index::{GatewayInfo, ListenerInfo};
 use sources::{RouteKind, Source};
 
 /// Order of the `mock` that answers 500 for a rule without a usable backend: after everything
@@ -214,6 +215,60 @@ fn unavailable(kind: RouteKind, share: Option<(u64, u64)>) -> serde_json::Value 
     config
 }
 
+/// What a route attached to `attached` listeners of `gateway` leaves to the Gateway's other,
+/// more specific listeners (GatewayHTTPListenerIsolation); `None` when nothing.
+///
+/// A listener counts when it is accepted and not conflicted, and shares the transport (HTTP or
+/// HTTPS: one proxy port each) of an attached listener whose hostname covers its own strictly
+/// (a hostname-less listener covers every hostname).
+fn isolation(gateway: &GatewayInfo<'_>, attached: &[usize]) -> Option<HostIsolation> {
+    let usable = |l: &ListenerInfo<'_>| l.accepted.is_ok() && l.conflicted.is_ok();
+    let https = |l: &ListenerInfo<'_>| l.listener.protocol == "HTTPS";
+    let mut except: Vec<String> = Vec::new();
+    for (i, other) in gateway.listeners.iter().enumerate() {
+        let Some(host) = &other.hostname else {
+            continue;
+        };
+        if attached.contains(&i) || !usable(other) || except.contains(host) {
+            continue;
+        }
+        let shadowed = attached.iter().any(|&a| {
+            let mine = &gateway.listeners[a];
+            https(mine) == https(other)
+                && match &mine.hostname {
+                    None => true,
+                    Some(h) => h != host && hostnames::covers(h, host),
+                }
+        });
+        if shadowed {
+            except.push(host.clone());
+        }
+    }
+    if except.is_empty() {
+        return None;
+    }
+    let mut attached_hosts: Vec<String> = attached
+        .iter()
+        .filter_map(|&a| gateway.listeners[a].hostname.clone())
+        .collect();
+    attached_hosts.sort();
+    attached_hosts.dedup();
+    except.sort();
+    Some(HostIsolation {
+        except,
+        attached: attached_hosts,
+    })
+}
+
+/// Where filter `k` of a lowered rule is in the spec: `filters[k]`, or for the backends'
+/// shared filters `backendRefs[].filters[j]`.
+fn filter_path(rule: &sources::Rule, k: usize) -> String {
+    match k.checked_sub(rule.backend_filters_from) {
+        Some(j) => format!("backendRefs[].filters[{j}]"),
+        None => format!("filters[{k}]"),
+    }
+}
+
 fn lower_route(
     index: &Index<'_>,
     core_services: &HashSet<(&str, &str)>,
@@ -230,6 +285,8 @@ fn lower_route(
     let mut gateways: BTreeMap<ObjectKey, Option<Vec<String>>> = BTreeMap::new();
     // Gateway → (attached to an HTTP listener, attached to an HTTPS listener).
     let mut protocols: BTreeMap<ObjectKey, (bool, bool)> = BTreeMap::new();
+    // Gateway → the indices of the listeners attached to.
+    let mut attached: BTreeMap<ObjectKey, Vec<usize>> = BTreeMap::new();
     let mut refused = Vec::new();
     for o in outcomes {
         match o {
@@ -245,6 +302,10 @@ fn lower_route(
                         .listener
                         .protocol
                         == "HTTPS";
+                    attached
+                        .entry(a.gateway.clone())
+                        .or_default()
+                        .push(a.listener);
                     let seen = protocols.entry(a.gateway.clone()).or_default();
                     if https {
                         seen.1 = true;
@@ -296,7 +357,7 @@ fn lower_route(
             report.reject(
                 "UnsupportedValue",
                 format!(
-                    "rules[{i}]: backendRefs[].filters are not supported; the rule is not served"
+                    "rules[{i}]: backendRefs[].filters that differ between the rule's backends are not supported; the rule is not served"
                 ),
             );
             continue;
@@ -354,7 +415,10 @@ fn lower_route(
             for (why, message, _) in problems {
                 report.unresolved(
                     why,
-                    format!("rules[{i}].filters[{k}].requestMirror: {message}"),
+                    format!(
+                        "rules[{i}].{}.requestMirror: {message}",
+                        filter_path(rule, k)
+                    ),
                 );
             }
             if list.is_empty() {
@@ -414,11 +478,17 @@ fn lower_route(
                         refs.insert(alias, PluginRef::default());
                     }
                     Err(filters::Problem::Unsupported(e)) => {
-                        report.reject("UnsupportedValue", format!("rules[{i}].filters[{k}]: {e}"));
+                        report.reject(
+                            "UnsupportedValue",
+                            format!("rules[{i}].{}: {e}", filter_path(rule, k)),
+                        );
                         continue 'matches;
                     }
                     Err(filters::Problem::InvalidKind(e)) => {
-                        report.unresolved("InvalidKind", format!("rules[{i}].filters[{k}]: {e}"));
+                        report.unresolved(
+                            "InvalidKind",
+                            format!("rules[{i}].{}: {e}", filter_path(rule, k)),
+                        );
                         broken = true;
                     }
                 }
@@ -472,6 +542,12 @@ fn lower_route(
                 origin(out, Kind::Route, &name);
                 out.claim_namespace
                     .insert(route_key.clone(), gateway.namespace.clone());
+                if let Some(isolation) = attached
+                    .get(gateway)
+                    .and_then(|a| isolation(&index.gateways[gateway], a))
+                {
+                    out.isolation.insert(route_key.clone(), isolation);
+                }
                 match protocols.get(gateway) {
                     Some((true, false)) => {
                         out.transport.insert(route_key, false);

@@ -61,11 +61,15 @@ pub(crate) struct Rule {
     /// Each match lowered to a hookway rule (and its path prefix, for `ReplacePrefixMatch`),
     /// or the `UnsupportedValue` message.
     pub matches: Vec<Result<(RouteRule, Option<String>), String>>,
-    /// The filters.
+    /// The filters: the rule's own, then (from [`Rule::backend_filters_from`] on) the
+    /// `backendRefs[].filters` that every backend of the rule has alike — they apply to every
+    /// request the rule forwards, so they are the rule's filters too.
     pub filters: Vec<HTTPRouteFilter>,
+    /// Where the backends' shared filters start in `filters`.
+    pub backend_filters_from: usize,
     /// The backends.
     pub backend_refs: Vec<HTTPBackendRef>,
-    /// Whether some backendRef has filters of its own (not supported).
+    /// Whether backendRefs have filters that differ between backends (not supported).
     pub backend_filters: bool,
     /// Timeouts (HTTPRoute only).
     pub timeouts: Option<HTTPRouteTimeouts>,
@@ -113,11 +117,14 @@ impl<'a> Source<'a> {
                     } else {
                         &rule.matches[..]
                     };
+                    let (filters, backend_filters) =
+                        with_backend_filters(rule.filters.clone(), &rule.backend_refs);
                     Rule {
                         matches: list.iter().map(matches::rule).collect(),
-                        filters: rule.filters.clone(),
+                        filters,
+                        backend_filters_from: rule.filters.len(),
                         backend_refs: rule.backend_refs.clone(),
-                        backend_filters: rule.backend_refs.iter().any(|b| !b.filters.is_empty()),
+                        backend_filters,
                         timeouts: rule.timeouts.clone(),
                     }
                 })
@@ -136,19 +143,43 @@ impl<'a> Source<'a> {
                 } else {
                     &rule.matches[..]
                 };
+                let backend_refs: Vec<HTTPBackendRef> =
+                    rule.backend_refs.iter().map(http_backend).collect();
+                let (filters, backend_filters) = with_backend_filters(
+                    rule.filters.iter().map(http_filter).collect(),
+                    &backend_refs,
+                );
                 Rule {
                     matches: list
                         .iter()
                         .map(|m| grpc_matches::rule(m).map(|r| (r, None)))
                         .collect(),
-                    filters: rule.filters.iter().map(http_filter).collect(),
-                    backend_refs: rule.backend_refs.iter().map(http_backend).collect(),
-                    backend_filters: rule.backend_refs.iter().any(|b| !b.filters.is_empty()),
+                    filters,
+                    backend_filters_from: rule.filters.len(),
+                    backend_refs,
+                    backend_filters,
                     timeouts: None,
                 }
             })
             .collect()
     }
+}
+
+/// A rule's `filters` followed by the `backendRefs[].filters` when every backend has the same
+/// ones (a rule with one backend, typically: they then apply to every request the rule
+/// forwards); and whether backends' filters differ (per-backend filters, not supported).
+fn with_backend_filters(
+    mut filters: Vec<HTTPRouteFilter>,
+    backends: &[HTTPBackendRef],
+) -> (Vec<HTTPRouteFilter>, bool) {
+    let Some(first) = backends.first() else {
+        return (filters, false);
+    };
+    if backends.iter().any(|b| b.filters != first.filters) {
+        return (filters, true);
+    }
+    filters.extend(first.filters.iter().cloned());
+    (filters, false)
 }
 
 /// A GRPCRoute filter as the HTTPRoute filter of the same type.
