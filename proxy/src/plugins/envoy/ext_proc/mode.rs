@@ -8,7 +8,7 @@ use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::ProcessingM
 use serde::Deserialize;
 
 /// Whether headers (or trailers) are sent.
-#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum HeaderMode {
     /// Sent (`DEFAULT` means the same for headers).
@@ -16,6 +16,22 @@ pub enum HeaderMode {
     Send,
     /// Not sent: no message, no round trip.
     Skip,
+}
+
+/// Written by hand: the schema must accept the `DEFAULT` alias serde accepts (schemars does not
+/// see aliases), or the catalogue would refuse configs the plugin takes.
+impl schemars::JsonSchema for HeaderMode {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "HeaderMode".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Whether headers (or trailers) are sent: `SEND` (or `DEFAULT`, the same for headers) or `SKIP` (no message, no round trip).",
+            "type": "string",
+            "enum": ["SEND", "DEFAULT", "SKIP"]
+        })
+    }
 }
 
 /// How a body is sent.
