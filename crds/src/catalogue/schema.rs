@@ -114,30 +114,43 @@ impl KindSchema {
         let secret = secrets
             .get(name)
             .ok_or_else(|| format!("Secret {name:?} not resolved"))?;
-        let value = secret
-            .data
-            .get(key)
-            .ok_or_else(|| format!("Secret {} has no key {key:?}", secret.key))?;
-        let bytes = if value.as_bytes().starts_with(b"\0asm") {
-            value.clone().into_bytes()
-        } else {
-            use base64::Engine as _;
-            let compact: String = value.split_ascii_whitespace().collect();
-            base64::engine::general_purpose::STANDARD
-                .decode(compact)
-                .map_err(|e| {
-                    format!("Secret {} key {key:?}: not base64-encoded: {e}", secret.key)
-                })?
-        };
-        use sha2::Digest as _;
-        let actual = hex::encode(sha2::Sha256::digest(&bytes));
-        if actual != pinned {
-            return Err(format!(
-                "sha256 mismatch: the module's digest is {actual}, the config pins {pinned}"
-            ));
-        }
-        Ok(())
+        let bytes = secret_blob(secret, key)?;
+        check_sha256(&bytes, pinned)
     }
+}
+
+/// The blob a Secret holds at `key`: base64-encoded (whitespace ignored), or raw when it starts
+/// with the Wasm magic `\0asm` (the snapshot carries Secret data as UTF-8 text).
+pub fn secret_blob(secret: &crate::snapshot::SecretEntry, key: &str) -> Result<Vec<u8>, String> {
+    let value = secret
+        .data
+        .get(key)
+        .ok_or_else(|| format!("Secret {} has no key {key:?}", secret.key))?;
+    if value.as_bytes().starts_with(b"\0asm") {
+        return Ok(value.clone().into_bytes());
+    }
+    use base64::Engine as _;
+    let compact: String = value.split_ascii_whitespace().collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .map_err(|e| {
+            format!(
+                "Secret {} key {key:?}: not a base64-encoded module: {e}",
+                secret.key
+            )
+        })
+}
+
+/// Whether `bytes` hash to `pinned` (lowercase hex SHA-256).
+pub fn check_sha256(bytes: &[u8], pinned: &str) -> Result<(), String> {
+    use sha2::Digest as _;
+    let actual = hex::encode(sha2::Sha256::digest(bytes));
+    if actual != pinned {
+        return Err(format!(
+            "sha256 mismatch: the module's digest is {actual}, the config pins {pinned}"
+        ));
+    }
+    Ok(())
 }
 
 /// `/credentials/0/secret` → `credentials[0].secret`, the shape serde's paths have.

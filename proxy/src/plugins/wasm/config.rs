@@ -4,11 +4,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use base64::Engine as _;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
-use hookway_crds::catalogue::{PluginConfig, ResolvedSecrets};
+use hookway_crds::catalogue::{schema, PluginConfig, ResolvedSecrets};
 use hookway_crds::snapshot::SecretEntry;
 
 /// Whether `file:` module sources may be read (standalone mode only; see
@@ -108,36 +106,13 @@ impl Config {
     /// The module bytes from a resolved Secret, digest checked.
     pub fn module_from_secret(&self, secret: &SecretEntry) -> Result<Vec<u8>, String> {
         let key = self.key.as_deref().unwrap_or_default();
-        let value = secret
-            .data
-            .get(key)
-            .ok_or_else(|| format!("Secret {} has no key {key:?}", secret.key))?;
-        let bytes = if value.as_bytes().starts_with(b"\0asm") {
-            value.clone().into_bytes()
-        } else {
-            let compact: String = value.split_ascii_whitespace().collect();
-            base64::engine::general_purpose::STANDARD
-                .decode(compact)
-                .map_err(|e| {
-                    format!(
-                        "Secret {} key {key:?}: not a base64-encoded module: {e}",
-                        secret.key
-                    )
-                })?
-        };
+        let bytes = schema::secret_blob(secret, key)?;
         self.check_digest(&bytes)?;
         Ok(bytes)
     }
 
     fn check_digest(&self, bytes: &[u8]) -> Result<(), String> {
-        let actual = hex::encode(Sha256::digest(bytes));
-        if actual != self.sha256 {
-            return Err(format!(
-                "sha256 mismatch: the module's digest is {actual}, the config pins {}",
-                self.sha256
-            ));
-        }
-        Ok(())
+        schema::check_sha256(bytes, &self.sha256)
     }
 }
 
