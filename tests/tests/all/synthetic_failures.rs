@@ -240,15 +240,21 @@ async fn proxy_failures_of_lowered_objects_reach_the_httproute_and_the_ingress()
     let deadline = Instant::now() + WAIT;
     let parent = loop {
         let parent = our_parent(&client, "broken").await;
+        // Both proxies' acks: the condition may first name the one that acked first.
         if let Some(p) = parent.as_ref().filter(|p| {
-            condition(p, "hookway.dev/Programmed")
-                .is_some_and(|c| c["status"] == "False" && c["reason"] == "ApplyFailed")
+            condition(p, "hookway.dev/Programmed").is_some_and(|c| {
+                c["status"] == "False"
+                    && c["reason"] == "ApplyFailed"
+                    && c["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("proxies left out: proxy-1, proxy-2:"))
+            })
         }) {
             break p.clone();
         }
         assert!(
             Instant::now() < deadline,
-            "no hookway.dev/Programmed=False on broken: {parent:?}"
+            "no hookway.dev/Programmed=False from both proxies on broken: {parent:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
