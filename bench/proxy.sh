@@ -263,6 +263,13 @@ spec:
   status: enable
   order: 5
   config: {algorithms: [gzip], gzip_level: 6}
+YAML
+# The wasm target only where the binary has the `wasm` feature (a --no-default-features build
+# has not).
+has_wasm=0
+if "$hookway" --print-catalogue | grep -q '"wasm"'; then has_wasm=1; fi
+if [ "$has_wasm" = 1 ]; then
+  cat >>"$work/manifests/bench.yaml" <<YAML
 ---
 apiVersion: hookway.dev/v1alpha1
 kind: GatewayPlugin
@@ -273,6 +280,7 @@ spec:
   order: 100
   config: {file: "$root/bench/wasm/set_headers.wasm", sha256: $wasm_sha}
 YAML
+fi
 # The Gateway API pair: the same core Service and EndpointSlice behind both.
 cat >>"$work/manifests/bench.yaml" <<YAML
 ---
@@ -348,7 +356,7 @@ YAML
 route empty /empty/ ""
 route hdr1 /hdr1/ "hdr-a"
 route hdr3 /hdr3/ "hdr-a hdr-b hdr-c"
-route wasm /wasm/ "wasm-hdr"
+if [ "$has_wasm" = 1 ]; then route wasm /wasm/ "wasm-hdr"; fi
 route rewrite /rewrite/ "rewrite"
 route acl /acl/ "ip keys limit"
 route log /log/ "log"
@@ -423,6 +431,11 @@ targets=(
   "nginx-gzip|$H:$NGINX_PORT/gzip/data.json|$GZ|nginx-gzip|"
   "hookway-gzip|$H:$HW_PORT/gzip/data.json|$GZ|nginx-gzip|hookway-json"
 )
+if [ "$has_wasm" = 0 ]; then # a --no-default-features binary: no wasm target
+  kept=()
+  for t in "${targets[@]}"; do [[ "$t" == hookway-wasm\|* ]] || kept+=("$t"); done
+  targets=("${kept[@]}")
+fi
 field() { IFS='|' read -r -a f <<<"$1"; echo "${f[$2]:-}"; }
 selected() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 
