@@ -7,11 +7,14 @@
 //!   gateway_api/ GatewayClass, Gateway, HTTPRoute, GRPCRoute, ReferenceGrant (what hookway reads of them)
 //!   lower/      Gateway API (and other standard kinds) -> synthetic hookway objects
 //!   crdgen      the CRD YAML generated from those types
-//!   catalogue   plugin kinds by name, each with a typed config validator
+//!   catalogue/  plugin kinds as data: each kind's config JSON Schema (builtin.json), plus the
+//!               typed validators where the plugin code is linked (the proxy)
 //!   manifests   multi-document YAML -> typed objects (standalone mode, `--check`)
 //!   lower       Ingress (and Gateway API) objects -> synthetic hookway objects [pure]
 //!   compiler    objects -> (Snapshot, per-object statuses)   [pure]
 //!   snapshot    what proxies run: routes, upstreams, chains, certificates
+//!   delta       what changed between two snapshots, keyed by object
+//!   stream      the controller <-> proxy wire types (hello, frames, acks)
 //!   applied     what a proxy reports it applied, object by object; what a Route depends on
 //!   tls         certificate/key checks shared by the compiler and the proxy
 //! ```
