@@ -233,6 +233,18 @@ impl ExtProc {
         }
     }
 
+    /// Sends `msg` on the request's stream (opening it if needed) and reads the answer of the
+    /// phase `want` picks, or an immediate response.
+    async fn ask(
+        &self,
+        state: &mut State,
+        msg: ProcessingRequest,
+        want: fn(&Answer) -> Option<Option<&CommonResponse>>,
+    ) -> Result<Expected, Failure> {
+        let answer = state.session()?.exchange(msg, self.timeout).await?;
+        Self::expect(answer, want)
+    }
+
     async fn request_headers(
         &self,
         req: &mut request::Parts,
@@ -266,16 +278,12 @@ impl ExtProc {
             end_of_stream: no_request_body(req),
             ..Default::default()
         }));
-        let result = match state.session() {
-            Ok(session) => session.exchange(msg, self.timeout).await,
-            Err(failure) => Err(failure),
-        };
-        let answer = result.and_then(|answer| {
-            Self::expect(answer, |a| match a {
+        let answer = self
+            .ask(&mut state, msg, |a| match a {
                 Answer::RequestHeaders(h) => Some(h.response.as_ref()),
                 _ => None,
             })
-        });
+            .await;
         let outcome = match answer {
             Err(failure) => self.failed(&mut state, &failure, "request_headers", ctx),
             Ok(Err(ir)) => {
@@ -336,16 +344,12 @@ impl ExtProc {
             end_of_stream: true,
             ..Default::default()
         }));
-        let result = match state.session() {
-            Ok(session) => session.exchange(msg, self.timeout).await,
-            Err(failure) => Err(failure),
-        };
-        let answer = result.and_then(|answer| {
-            Self::expect(answer, |a| match a {
+        let answer = self
+            .ask(&mut state, msg, |a| match a {
                 Answer::RequestBody(b) => Some(b.response.as_ref()),
                 _ => None,
             })
-        });
+            .await;
         let outcome = match answer {
             Err(failure) => self.failed(&mut state, &failure, "request_body", ctx),
             Ok(Err(ir)) => {
@@ -409,16 +413,12 @@ impl ExtProc {
             end_of_stream: false,
             ..Default::default()
         }));
-        let result = match state.session() {
-            Ok(session) => session.exchange(msg, self.timeout).await,
-            Err(failure) => Err(failure),
-        };
-        let answer = result.and_then(|answer| {
-            Self::expect(answer, |a| match a {
+        let answer = self
+            .ask(&mut state, msg, |a| match a {
                 Answer::ResponseHeaders(h) => Some(h.response.as_ref()),
                 _ => None,
             })
-        });
+            .await;
         let outcome = match answer {
             Err(failure) => self.failed(&mut state, &failure, "response_headers", ctx),
             Ok(Err(ir)) => {
