@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  controller ──POST /v1/stream (h2, TLS, bearer)──► newline-delimited JSON frames
-//!       ▲                                               │ validate (hash), publish to `tx`
+//!       ▲                                               │ whole or delta; validate (hash), publish to `tx`
 //!       └──POST /v1/ack {proxy_id, version, hash, ok, error, failed}◄─┘ (after the runtime applied it)
 //! ```
 //!
@@ -10,8 +10,9 @@
 //! with jittered exponential backoff, and can cache the last snapshot on disk so a proxy started
 //! while the controller is down can still serve.
 //!
-//! The wire types ([`Hello`], [`Frame`], [`Ack`]) live here and are reused by the controller's
-//! server, so both ends agree by construction.
+//! The wire types ([`Hello`], [`Frame`], [`Ack`]) live in `hookway_crds::stream` and are
+//! re-exported here; the controller's server uses the same ones, so both ends agree by
+//! construction without linking each other.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
