@@ -180,6 +180,74 @@ async fn a_trap_a_loop_and_a_memory_blowup_fail_only_their_own_request() {
     assert_eq!(echo.hits(), 3, "failed requests never reached the upstream");
 }
 
+/// `proxy/tests/wasm/http_call.wat` (an auth filter pausing for a `proxy_http_call`) whose
+/// clusters are hookway Services: `auth` answers 200, `deny` 403.
+#[tokio::test]
+async fn an_auth_filter_pauses_for_an_http_call_to_a_service() {
+    hookway_proxy::plugins::wasm::allow_file_modules();
+    let echo = EchoServer::start("echo").await;
+    let auth = EchoServer::start("auth").await;
+    let deny = EchoServer::with_status("deny", 403).await;
+    let dir = ManifestDir::new();
+    let module = wat::parse_str(include_str!("../wasm/http_call.wat")).expect("valid WAT");
+    let path = write_module(&dir, "http_call.wasm", &module);
+    let config = format!(
+        "{{file: {:?}, sha256: {}, clusters: {{auth: {{service: default/auth}}, deny: {{service: default/deny}}}}}}",
+        path.display().to_string(),
+        sha256(&module)
+    );
+    dir.write("service.yaml", &service_yaml("echo", &[echo.addr]));
+    dir.write("auth.yaml", &service_yaml("auth", &[auth.addr]));
+    dir.write("deny.yaml", &service_yaml("deny", &[deny.addr]));
+    dir.write("wasm.yaml", &ordered_plugin("caller", "wasm", 10, &config));
+    dir.write("route.yaml", &route_yaml("r", "/", "caller: {}"));
+    let proxy = standalone_proxy(&dir).await;
+    let call = |upstream: &'static str| {
+        let proxy = &proxy;
+        async move {
+            client()
+                .get(proxy.url("/in"))
+                .header("x-call", upstream)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+
+    // Allowed: the request went on after the call, on the same context.
+    let resp = call("auth").await;
+    assert_eq!(resp.status(), 200);
+    let echoed = json(resp).await;
+    assert_eq!(echoed["server"], "echo");
+    assert_eq!(echoed["headers"]["x-call-pairs"], "yes");
+    assert_eq!(auth.hits(), 1, "one call to the auth Service");
+
+    // Denied: the filter answers with the call's answer body.
+    let resp = call("deny").await;
+    assert_eq!(resp.status(), 403);
+    let body = json(resp).await;
+    assert_eq!(body["server"], "deny");
+    assert_eq!(body["path"], "/check", "the call the filter made");
+    assert_eq!(body["headers"]["host"], "auth.test");
+
+    // An upstream the config does not declare: BadArgument, and the filter's fallback.
+    let resp = call("nowhere").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(json(resp).await["headers"]["x-call-status"], "2");
+    assert_eq!(
+        echo.hits(),
+        2,
+        "the denied request never reached the upstream"
+    );
+
+    let text = metrics(&proxy).await;
+    for result in ["response", "refused"] {
+        let line =
+            format!("hookway_wasm_http_calls_total{{plugin=\"caller\",result=\"{result}\"}}");
+        assert!(text.contains(&line), "{line} in:\n{text}");
+    }
+}
+
 #[tokio::test]
 async fn fail_open_serves_the_request_without_the_filter() {
     let (echo, _dir, proxy) = chain("open", ", fail_open: true").await;
