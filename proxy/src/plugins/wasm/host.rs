@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use wasmtime::{Memory, ResourceLimiter, TypedFunc};
 
 use super::abi::{self, status, BufferType, MapType};
-use super::http_call::{CallResult, Calls, Upstreams};
+use super::http_call::{CallResult, Calls, Upstreams, MAX_CALLS_PER_REQUEST};
 use super::metrics::FilterMetrics;
 use super::root::RootControl;
 use hookway_crds::snapshot::ObjectKey;
@@ -196,6 +196,12 @@ impl Host {
             return Err(refuse(
                 status::INTERNAL_FAILURE,
                 "not possible in this callback (only request headers, a paused whole request body, response headers, http call responses and ticks)",
+            ));
+        }
+        if self.calls.dispatched >= MAX_CALLS_PER_REQUEST {
+            return Err(refuse(
+                status::INTERNAL_FAILURE,
+                "this request already made the most calls one request may make",
             ));
         }
         if self.calls.pending.len() + self.calls.in_flight >= shared.upstreams.max_per_request {

@@ -356,6 +356,10 @@ impl PendingCall {
     }
 }
 
+/// Most calls one request may make in all (a filter chaining calls from its callbacks cannot
+/// hold a request forever).
+pub const MAX_CALLS_PER_REQUEST: usize = 64;
+
 /// The `proxy_http_call` state of one instance.
 #[derive(Default)]
 pub struct Calls {
@@ -366,6 +370,8 @@ pub struct Calls {
     /// Calls of this request running now.
     pub in_flight: usize,
     next_token: u32,
+    /// Calls dispatched since the instance was lent.
+    pub dispatched: usize,
     /// The answer delivered to the running `proxy_on_http_call_response`.
     pub response: Option<CallResponse>,
     /// The filter called `proxy_continue_stream(HttpRequest)` / `proxy_continue_request`.
@@ -377,6 +383,7 @@ impl Calls {
     pub fn push(&mut self, mut call: PendingCall) -> u32 {
         self.next_token = self.next_token.wrapping_add(1).max(1);
         call.token = self.next_token;
+        self.dispatched += 1;
         self.pending.push(call);
         self.next_token
     }
@@ -386,6 +393,7 @@ impl Calls {
         self.allowed = false;
         self.pending.clear();
         self.in_flight = 0;
+        self.dispatched = 0;
         self.response = None;
         self.continued = false;
     }
