@@ -749,6 +749,81 @@ mod tests {
     }
 
     #[test]
+    fn calls_are_refused_by_rule_and_their_answers_read_only() {
+        let config: super::super::Config = serde_json::from_value(serde_json::json!({
+            "file": "/x.wasm", "sha256": "0".repeat(64),
+            "clusters": {"auth": {"address": "http://127.0.0.1:9"}},
+            "http_call_max_per_request": 1,
+        }))
+        .unwrap();
+        let shared = Arc::new(Shared {
+            alias: "calls".into(),
+            configuration: Vec::new(),
+            root_id: String::new(),
+            metrics: FilterMetrics::new("host-tests-calls"),
+            upstreams: Upstreams::new(&config, None).unwrap(),
+            root: RootControl::new("", 8),
+        });
+        let mut host = Host::new(shared, 1 << 20);
+        let headers = abi::serialize_pairs(&[(b":method", b"GET"), (b":path", b"/")]);
+        let internal = Err(status::INTERNAL_FAILURE);
+        assert_eq!(
+            host.dispatch_call(b"auth", &headers, b"", 0),
+            internal,
+            "not allowed here"
+        );
+        host.calls.allowed = true;
+        assert_eq!(
+            host.dispatch_call(b"other", &headers, b"", 0),
+            Err(status::BAD_ARGUMENT)
+        );
+        assert_eq!(host.dispatch_call(b"auth", &headers, b"", 0), Ok(1));
+        assert_eq!(
+            host.dispatch_call(b"auth", &headers, b"", 0),
+            internal,
+            "one in flight at most"
+        );
+        host.calls.pending.clear();
+        host.calls.in_flight = 0;
+        host.calls.dispatched = MAX_CALLS_PER_REQUEST;
+        assert_eq!(
+            host.dispatch_call(b"auth", &headers, b"", 0),
+            internal,
+            "in all"
+        );
+
+        let calls = MapType::CallResponseHeaders;
+        assert_eq!(
+            host.map_get(calls, b":status"),
+            None,
+            "no answer outside its callback"
+        );
+        let mut answer = HeaderMap::new();
+        answer.insert("x-user", HeaderValue::from_static("alice"));
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-t", HeaderValue::from_static("1"));
+        host.calls.response = Some(super::super::http_call::CallResponse {
+            status: StatusCode::OK,
+            headers: answer,
+            body: Bytes::from_static(b"body"),
+            trailers,
+        });
+        assert_eq!(get(&host, calls, ":status").as_deref(), Some("200"));
+        assert_eq!(get(&host, calls, "x-user").as_deref(), Some("alice"));
+        let pairs = host.map_pairs(calls);
+        assert_eq!(abi::deserialize_pairs(&pairs).unwrap().len(), 2);
+        let trailer_map = MapType::CallResponseTrailers;
+        assert_eq!(get(&host, trailer_map, "x-t").as_deref(), Some("1"));
+        assert_eq!(host.map_change(calls, MapOp::Remove(b"x-user")), status::OK);
+        assert_eq!(
+            get(&host, calls, "x-user").as_deref(),
+            Some("alice"),
+            "read-only"
+        );
+        assert_eq!(host.body(BufferType::CallResponseBody), Some(&b"body"[..]));
+    }
+
+    #[test]
     fn body_splices() {
         let mut host = host();
         host.body = Some((BufferType::RequestBody, b"hello world".to_vec()));
