@@ -1,7 +1,8 @@
 //! `wasm` (Proxy-Wasm filters) through a real standalone proxy and a real echo upstream: a
 //! hand-written WAT filter (proxy/tests/wasm/test_filter.wat) in a chain with the built-in
-//! `headers` plugin, a module whose sha256 does not match, and a filter built from
-//! examples/wasm with the official AssemblyScript SDK.
+//! `headers` plugin, a module whose sha256 does not match, an auth filter pausing for a
+//! `proxy_http_call` (proxy/tests/wasm/http_call.wat), and a filter built from examples/wasm
+//! with the official AssemblyScript SDK (its `httpCall` included).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -373,8 +374,9 @@ async fn a_filter_written_with_the_assemblyscript_sdk_runs_unchanged() {
     let echo = EchoServer::start("echo").await;
     let dir = ManifestDir::new();
     let path = write_module(&dir, "greeting.wasm", &module);
+    let auth = auth_server().await;
     let config = format!(
-        "{{file: {:?}, sha256: {}, root_id: greeting, configuration: hello from hookway}}",
+        "{{file: {:?}, sha256: {}, root_id: greeting, configuration: hello from hookway, clusters: {{auth: {{address: \"http://{auth}\"}}}}}}",
         path.display().to_string(),
         sha256(&module)
     );
@@ -410,4 +412,67 @@ async fn a_filter_written_with_the_assemblyscript_sdk_runs_unchanged() {
                 && l.ends_with(" 2")),
         "{metrics}"
     );
+
+    // The SDK's httpCall: the request waits for the auth service's answer.
+    let resp = client()
+        .get(proxy.url("/private"))
+        .header("authorization", "good")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let echoed = json(resp).await;
+    assert_eq!(echoed["headers"]["x-auth-user"], "alice");
+    assert_eq!(echoed["headers"]["x-greeting"], "hello from hookway");
+    let resp = client()
+        .get(proxy.url("/private"))
+        .header("authorization", "bad")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(resp.text().await.unwrap(), "login first");
+    assert_eq!(
+        echo.hits(),
+        2,
+        "the refused request never reached the upstream"
+    );
+}
+
+/// An auth service for the SDK filter: `GET /check` with `authorization: good` answers 200 with
+/// `x-user: alice`; anything else 401 "login first".
+async fn auth_server() -> std::net::SocketAddr {
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    let good = req.uri().path() == "/check"
+                        && req
+                            .headers()
+                            .get("authorization")
+                            .is_some_and(|v| v == "good");
+                    let resp = if good {
+                        http::Response::builder()
+                            .status(200)
+                            .header("x-user", "alice")
+                            .body(Full::new(bytes::Bytes::new()))
+                    } else {
+                        http::Response::builder()
+                            .status(401)
+                            .body(Full::new(bytes::Bytes::from("login first")))
+                    };
+                    Ok::<_, std::convert::Infallible>(resp.unwrap())
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
 }
