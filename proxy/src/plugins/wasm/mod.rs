@@ -11,6 +11,12 @@
 //! completion); a trap, a deadline or an out-of-memory ends that request with a 500 (or lets
 //! it through with `fail_open`), is counted in `hookway_wasm_failures_total`, and the instance
 //! is discarded.
+//!
+//! A callback that dispatches `proxy_http_call`s (`http_call.rs`) makes its hook asynchronous:
+//! the hook waits for the answers and delivers them to the same instance
+//! (`Session::settle_calls`). Ticks and shared-queue wake-ups go to a separate root instance
+//! driven by one task per config (`root.rs`, `shared_queue.rs`), stopped when the plugin is
+//! dropped.
 
 pub mod abi;
 mod body;
