@@ -4,9 +4,11 @@
 ;;     value of `x-call` with `GET /check` (`:authority: auth.test`, timeout 5000 ms) and
 ;;     returns Pause. A refused call adds `x-call-status: <the status digit>` to the request
 ;;     and continues (the filter's fallback).
+;;   response headers: the same call when the response carries `x-call` (then Pause).
 ;;   http call response: no headers (failure, timeout) → answers 503 "call failed\n". A
 ;;     `:status` not starting with `2` → answers 403 with the call's answer body. Otherwise it
-;;     copies `x-user` from the answer onto the request, adds `x-call-pairs: yes` when
+;;     copies `x-user` from the answer onto the request and the response (whichever the hook
+;;     holds), adds `x-call-pairs: yes` when
 ;;     proxy_get_header_map_pairs(HttpCallResponseHeaders) counts as many pairs as the callback
 ;;     was told, and resumes the request (proxy_continue_stream).
 (module
@@ -43,8 +45,15 @@
     (global.set $heap (i32.const 4096)))
 
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (call $call_named_by (i32.const 0)))
+
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (call $call_named_by (i32.const 2)))
+
+  ;; Calls the upstream named by header `x-call` of map $map; returns the action.
+  (func $call_named_by (param $map i32) (result i32)
     (local $status i32)
-    (if (call $get (i32.const 0) (i32.const 0) (i32.const 6) (i32.const 1024) (i32.const 1028))
+    (if (call $get (local.get $map) (i32.const 0) (i32.const 6) (i32.const 1024) (i32.const 1028))
       (then (return (i32.const 0))))
     (local.set $status
       (call $http_call (i32.load (i32.const 1024)) (i32.load (i32.const 1028))
@@ -76,6 +85,8 @@
     (if (i32.eqz (call $get (i32.const 6) (i32.const 32) (i32.const 6) (i32.const 1024) (i32.const 1028)))
       (then
         (drop (call $add (i32.const 0) (i32.const 32) (i32.const 6)
+          (i32.load (i32.const 1024)) (i32.load (i32.const 1028))))
+        (drop (call $add (i32.const 2) (i32.const 32) (i32.const 6)
           (i32.load (i32.const 1024)) (i32.load (i32.const 1028))))))
     (if (i32.eqz (call $pairs (i32.const 6) (i32.const 1024) (i32.const 1028)))
       (then

@@ -650,6 +650,45 @@ async fn a_call_answer_can_deny_the_request() {
 }
 
 #[tokio::test]
+async fn a_call_from_the_response_head_changes_or_replaces_the_response() {
+    let allow = call_server(Answer::Allow).await;
+    let deny = call_server(Answer::Deny).await;
+    let filter = call_plugin(
+        "wasm-call-response",
+        json!({
+            "allow": {"address": format!("http://{allow}")},
+            "deny": {"address": format!("http://{deny}")},
+        }),
+        json!({}),
+    );
+    for (upstream, status, user) in [("allow", 200, Some("alice")), ("deny", 403, None)] {
+        let mut ctx = harness::ctx();
+        let mut req = harness::request("GET", "/", &[]);
+        harness::on_request(&filter, &mut req, &mut ctx)
+            .await
+            .unwrap();
+        let mut resp = harness::response(200, &[("x-call", upstream)]);
+        harness::on_response(&filter, &mut resp, &mut ctx)
+            .await
+            .unwrap();
+        assert_eq!(resp.status.as_u16(), status, "{upstream}");
+        assert_eq!(
+            header(&resp.headers, "x-user").first().copied(),
+            user,
+            "{upstream}"
+        );
+        if upstream == "deny" {
+            let mut body = filter
+                .response_body_filter(&resp, &mut ctx)
+                .expect("the answer's body replaces the upstream's");
+            let out = drive(&mut *body, &[b"upstream body"]).unwrap();
+            assert_eq!(concat(&out), b"no entry");
+        }
+        filter.on_complete(&ctx, &completion());
+    }
+}
+
+#[tokio::test]
 async fn a_timed_out_call_answers_with_no_headers_without_blocking_the_thread() {
     let hang = call_server(Answer::Hang).await;
     let alias = "wasm-call-timeout";
