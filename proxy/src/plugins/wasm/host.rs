@@ -195,7 +195,7 @@ impl Host {
         if !self.calls.allowed {
             return Err(refuse(
                 status::INTERNAL_FAILURE,
-                "not possible in this callback (only request headers, a paused whole request body, response headers, http call responses and ticks)",
+                "not possible in this callback (only request headers, a paused whole request body, response headers, http call responses, ticks and queue wake-ups)",
             ));
         }
         if self.calls.dispatched >= MAX_CALLS_PER_REQUEST {

@@ -8,12 +8,14 @@
 //! when the plugin is dropped (replaced or removed: [`WasmPlugin`](super::WasmPlugin) aborts
 //! it). A failed call (trap, deadline, out-of-memory) is counted in
 //! `hookway_wasm_failures_total` and the root instance is replaced by a fresh one at the next
-//! event.
+//! event. Both callbacks may `proxy_http_call`: the task waits for the answers and delivers them
+//! to the root instance before it handles the next event (a late tick is delayed, not doubled).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
@@ -135,6 +137,7 @@ async fn run(pool: Arc<Pool>, shared: Arc<Shared>, mut wake_ups: mpsc::Receiver<
         let Some(instance) = root.as_mut() else {
             continue;
         };
+        instance.host().calls.allowed = true;
         let result = match event {
             Event::Tick => {
                 shared.metrics.tick();
@@ -142,11 +145,48 @@ async fn run(pool: Arc<Pool>, shared: Arc<Shared>, mut wake_ups: mpsc::Receiver<
             }
             Event::QueueReady(id) => instance.on_queue_ready(id),
         };
+        instance.host().calls.allowed = false;
+        let result = match result {
+            Ok(()) => settle_calls(instance, &shared).await,
+            Err(e) => Err(e),
+        };
         if let Err(e) = result {
             failed(&shared, &e, "root context");
             root = None;
         }
     }
+}
+
+/// Waits for the calls the root context dispatched and delivers each answer (calls dispatched
+/// by those callbacks too); the call budget starts again with the next event.
+async fn settle_calls(instance: &mut Instance, shared: &Shared) -> Result<(), CallError> {
+    let mut running = FuturesUnordered::new();
+    let result = loop {
+        let calls = &mut instance.host().calls;
+        running.extend(calls.pending.drain(..).map(|call| call.run()));
+        calls.in_flight = running.len();
+        let Some((token, result, response)) = running.next().await else {
+            break Ok(());
+        };
+        shared.metrics.http_call(result);
+        let (headers, body, trailers) = response.as_ref().map_or((0, 0, 0), |r| {
+            (r.headers.len() + 1, r.body.len(), r.trailers.len())
+        });
+        let host = instance.host();
+        host.calls.response = response;
+        host.calls.allowed = true;
+        let delivered = instance.http_call_response(token, headers, body, trailers);
+        let host = instance.host();
+        host.calls.response = None;
+        host.calls.allowed = false;
+        // No stream to answer: an early answer from the root context is dropped.
+        host.local_response = None;
+        if let Err(e) = delivered {
+            break Err(e);
+        }
+    };
+    instance.host().calls.reset();
+    result
 }
 
 fn start(pool: &Pool, shared: &Shared) -> Option<Box<Instance>> {

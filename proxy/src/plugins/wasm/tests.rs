@@ -769,10 +769,14 @@ fn root_module() -> Vec<u8> {
 }
 
 fn root_plugin(alias: &str, configuration: &str) -> WasmPlugin {
+    root_plugin_with(alias, configuration, json!({}))
+}
+
+fn root_plugin_with(alias: &str, configuration: &str, clusters: serde_json::Value) -> WasmPlugin {
     let bytes = root_module();
     let config: Config = serde_json::from_value(json!({
         "file": "/unused.wasm", "sha256": digest(&bytes), "configuration": configuration,
-        "max_queue_length": 4,
+        "max_queue_length": 4, "clusters": clusters,
     }))
     .unwrap();
     // Its own namespace: queue names are per namespace, and tests run side by side.
@@ -843,4 +847,24 @@ async fn an_enqueued_message_reaches_on_queue_ready_in_the_root_context() {
     .await;
     let (value, _) = super::shared_data::get(b"wasm-root-test-last").unwrap();
     assert_eq!(value, b"job:42");
+}
+
+#[tokio::test]
+async fn the_root_context_may_call_out_from_a_tick() {
+    let allow = call_server(Answer::Allow).await;
+    let alias = "wasm-tick-call";
+    let filter = root_plugin_with(
+        alias,
+        "c",
+        json!({"auth": {"address": format!("http://{allow}")}}),
+    );
+    let answer = || super::shared_data::get(b"wasm-root-test-call").map(|(v, _)| v);
+    until("the answer in the root context", || answer().is_some()).await;
+    assert_eq!(
+        answer().unwrap(),
+        b"alice",
+        "the callback read the answer's x-user"
+    );
+    assert_eq!(calls(alias, "response"), 1);
+    drop(filter);
 }
