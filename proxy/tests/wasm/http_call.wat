@@ -5,6 +5,8 @@
 ;;     returns Pause. A refused call adds `x-call-status: <the status digit>` to the request
 ;;     and continues (the filter's fallback).
 ;;   response headers: the same call when the response carries `x-call` (then Pause).
+;;   `x-call-after-body: NAME` instead: request headers Pause without a call; the whole body
+;;     then comes (headers still held) and its callback calls NAME the same way.
 ;;   http call response: no headers (failure, timeout) → answers 503 "call failed\n". A
 ;;     `:status` not starting with `2` → answers 403 with the call's answer body. Otherwise it
 ;;     copies `x-user` from the answer onto the request and the response (whichever the hook
@@ -31,6 +33,7 @@
   (data (i32.const 80) "0123456789")
   (data (i32.const 96) "x-call-pairs")
   (data (i32.const 112) "yes")
+  (data (i32.const 208) "x-call-after-body")
   ;; The call's headers, serialized: :method GET, :path /check, :authority auth.test (74 bytes).
   (data (i32.const 128) "\03\00\00\00\07\00\00\00\03\00\00\00\05\00\00\00\06\00\00\00\0a\00\00\00\09\00\00\00\3a\6d\65\74\68\6f\64\00\47\45\54\00\3a\70\61\74\68\00\2f\63\68\65\63\6b\00\3a\61\75\74\68\6f\72\69\74\79\00\61\75\74\68\2e\74\65\73\74\00")
   ;; 1024: returned pointer, 1028: returned size, 1032: the call's token.
@@ -45,15 +48,21 @@
     (global.set $heap (i32.const 4096)))
 
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
-    (call $call_named_by (i32.const 0)))
+    (if (i32.eqz (call $get (i32.const 0) (i32.const 208) (i32.const 17) (i32.const 1024) (i32.const 1028)))
+      (then (return (i32.const 1))))
+    (call $call_named_by (i32.const 0) (i32.const 0) (i32.const 6)))
+
+  (func (export "proxy_on_request_body") (param i32 i32 i32) (result i32)
+    (drop (call $call_named_by (i32.const 0) (i32.const 208) (i32.const 17)))
+    (i32.const 0))
 
   (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
-    (call $call_named_by (i32.const 2)))
+    (call $call_named_by (i32.const 2) (i32.const 0) (i32.const 6)))
 
-  ;; Calls the upstream named by header `x-call` of map $map; returns the action.
-  (func $call_named_by (param $map i32) (result i32)
+  ;; Calls the upstream named by header ($name, $len) of map $map; returns the action.
+  (func $call_named_by (param $map i32) (param $name i32) (param $len i32) (result i32)
     (local $status i32)
-    (if (call $get (local.get $map) (i32.const 0) (i32.const 6) (i32.const 1024) (i32.const 1028))
+    (if (call $get (local.get $map) (local.get $name) (local.get $len) (i32.const 1024) (i32.const 1028))
       (then (return (i32.const 0))))
     (local.set $status
       (call $http_call (i32.load (i32.const 1024)) (i32.load (i32.const 1028))

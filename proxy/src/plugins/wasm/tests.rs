@@ -650,6 +650,37 @@ async fn a_call_answer_can_deny_the_request() {
 }
 
 #[tokio::test]
+async fn a_call_from_the_whole_body_callback_changes_the_held_headers() {
+    let allow = call_server(Answer::Allow).await;
+    let filter = call_plugin(
+        "wasm-call-body",
+        json!({"auth": {"address": format!("http://{allow}")}}),
+        json!({}),
+    );
+    let mut ctx = harness::ctx();
+    let mut req = harness::request("POST", "/", &[("x-call-after-body", "auth")]);
+    let flow = harness::on_request(&filter, &mut req, &mut ctx)
+        .await
+        .unwrap();
+    assert!(matches!(flow, Flow::Continue));
+    assert!(
+        filter.request_body_limit(&req, &ctx).is_some(),
+        "headers held for the body"
+    );
+    let mut body = Bytes::from("payload");
+    let flow = filter
+        .on_request_body(&mut req, &mut body, &mut ctx)
+        .resolve()
+        .await
+        .unwrap();
+    assert!(matches!(flow, Flow::Continue));
+    assert_eq!(header(&req.headers, "x-user"), ["alice"]);
+    assert_eq!(body, "payload");
+    filter.on_complete(&ctx, &completion());
+    assert_eq!(filter.live_instances(), 1);
+}
+
+#[tokio::test]
 async fn a_call_from_the_response_head_changes_or_replaces_the_response() {
     let allow = call_server(Answer::Allow).await;
     let deny = call_server(Answer::Deny).await;
