@@ -531,6 +531,8 @@ enum Answer {
     Deny,
     /// Never.
     Hang,
+    /// 200 with a 4 KiB body.
+    Big,
 }
 
 /// A local HTTP/1.1 server answering every request as `answer` says.
@@ -560,6 +562,9 @@ async fn call_server(answer: Answer) -> std::net::SocketAddr {
                                 .status(403)
                                 .body(Full::new(Bytes::from("no entry"))),
                             Answer::Hang => std::future::pending().await,
+                            Answer::Big => http::Response::builder()
+                                .status(200)
+                                .body(Full::new(Bytes::from(vec![b'x'; 4096]))),
                         };
                         Ok::<_, std::convert::Infallible>(resp.unwrap())
                     },
@@ -757,6 +762,24 @@ async fn a_timed_out_call_answers_with_no_headers_without_blocking_the_thread() 
     assert!(took < Duration::from_secs(5), "{took:?}");
     assert!(other_took < took, "{other_took:?} vs {took:?}");
     assert_eq!(calls(alias, "timeout"), 1);
+}
+
+#[tokio::test]
+async fn an_answer_over_the_body_cap_is_a_failed_call() {
+    let big = call_server(Answer::Big).await;
+    let alias = "wasm-call-big";
+    let filter = call_plugin(
+        alias,
+        json!({"auth": {"address": format!("http://{big}")}}),
+        json!({"http_call_max_response_bytes": 1024}),
+    );
+    let mut ctx = harness::ctx();
+    let mut req = harness::request("GET", "/", &[("x-call", "auth")]);
+    let Ok(Flow::Respond(resp)) = harness::on_request(&filter, &mut req, &mut ctx).await else {
+        panic!("expected the filter's answer")
+    };
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "0 headers");
+    assert_eq!(calls(alias, "too_large"), 1);
 }
 
 #[tokio::test]
