@@ -32,6 +32,41 @@ fn default_max_instances() -> usize {
 fn default_max_body_bytes() -> usize {
     1 << 20
 }
+fn default_http_call_timeout() -> u64 {
+    5_000
+}
+fn default_http_call_max_response_bytes() -> usize {
+    1 << 20
+}
+fn default_http_call_max_per_request() -> usize {
+    4
+}
+fn default_max_queue_length() -> usize {
+    1024
+}
+
+/// An upstream `proxy_http_call` may reach, by the name the filter passes as `upstream`:
+/// exactly one of `service` and `address`.
+#[derive(Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// A hookway Service (`name`, or `namespace/name` where a grant allows it), called over
+    /// plain HTTP/1.1 on its endpoints, round robin.
+    #[serde(default)]
+    #[schemars(extend("x-hookway-ref" = "service"))]
+    pub service: Option<String>,
+    /// A URL, `http://host:port` or `https://host:port` (no path): the config chooses where the
+    /// proxy connects, so outside the root namespace it needs a `PlatformPolicy` listing `wasm`
+    /// under `networkPlugins`.
+    #[serde(default)]
+    #[schemars(extend("x-hookway-reaches-network" = true))]
+    pub address: Option<String>,
+    /// Longest call to this upstream, milliseconds (caps the filter's own timeout; default
+    /// `http_call_timeout`).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 60_000))]
+    pub timeout: Option<u64>,
+}
 
 /// Config of `wasm`.
 #[derive(Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
@@ -79,6 +114,28 @@ pub struct Config {
     /// response beyond it).
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// The upstreams `proxy_http_call` may reach, by name (the call's `upstream` argument).
+    /// Any other name is refused with `BadArgument`.
+    #[serde(default)]
+    pub clusters: std::collections::BTreeMap<String, Cluster>,
+    /// Longest `proxy_http_call`, milliseconds: caps the filter's `timeout_milliseconds` (and
+    /// is used when it passes 0).
+    #[serde(default = "default_http_call_timeout")]
+    #[schemars(range(min = 1, max = 60_000))]
+    pub http_call_timeout: u64,
+    /// Largest `proxy_http_call` answer body, bytes; a larger one is delivered as a failed
+    /// call (no headers).
+    #[serde(default = "default_http_call_max_response_bytes")]
+    pub http_call_max_response_bytes: usize,
+    /// Most `proxy_http_call`s in flight for one request (`InternalFailure` beyond).
+    #[serde(default = "default_http_call_max_per_request")]
+    #[schemars(range(min = 1))]
+    pub http_call_max_per_request: usize,
+    /// Most messages one shared queue holds (`proxy_enqueue_shared_queue` answers
+    /// `InternalFailure` beyond).
+    #[serde(default = "default_max_queue_length")]
+    #[schemars(range(min = 1))]
+    pub max_queue_length: usize,
 }
 
 impl Config {
@@ -139,6 +196,19 @@ impl PluginConfig for Config {
         }
         if self.max_instances == 0 {
             return Err("max_instances: at least 1".into());
+        }
+        if self.http_call_timeout == 0 || self.http_call_timeout > 60_000 {
+            return Err("http_call_timeout: 1 to 60000 milliseconds".into());
+        }
+        if self.http_call_max_per_request == 0 {
+            return Err("http_call_max_per_request: at least 1".into());
+        }
+        if self.max_queue_length == 0 {
+            return Err("max_queue_length: at least 1".into());
+        }
+        for (name, cluster) in &self.clusters {
+            super::http_call::check_cluster(cluster)
+                .map_err(|e| format!("clusters.{name}: {e}"))?;
         }
         if let Some(path) = &self.file {
             let bytes = self.read_file(path)?;
