@@ -22,12 +22,46 @@ pub const REF_KEYWORD: &str = "x-hookway-ref";
 /// proxy call addresses the config chooses.
 pub const REACHES_NETWORK_KEYWORD: &str = "x-hookway-reaches-network";
 
-/// The schema extension (at the root) naming the config fields of a Secret-held blob pinned
-/// by digest: `{"secret": FIELD, "key": FIELD, "sha256": FIELD}`. The blob is the Secret's
-/// value at `key`, base64-encoded (or raw when it starts with the Wasm magic `\0asm`), and its
-/// SHA-256 must be the config's `sha256`: checked by the compiler, so a wrong pin is reported
-/// on the object and never reaches a proxy.
-pub const SECRET_DIGEST_KEYWORD: &str = "x-hookway-secret-digest";
+/// The schema extension (at the root) naming the config fields of a blob pinned by digest (a
+/// `wasm` module): `{"sha256": FIELD, "key": FIELD, "file": FIELD, "secret": FIELD,
+/// "config_map": FIELD, "url": FIELD}`, every source optional. A config sets exactly one
+/// source: a Secret's or ConfigMap's value at `key`, a URL the controller fetches, or (standalone
+/// only) a file. The compiler reads the blob and checks that its SHA-256 is the config's `sha256`,
+/// so a wrong pin is reported on the object and never reaches a proxy; ConfigMap and URL blobs
+/// travel in the snapshot's `blobs`.
+pub const PINNED_BLOB_KEYWORD: &str = "x-hookway-pinned-blob";
+
+/// Where a config's pinned blob comes from ([`PINNED_BLOB_KEYWORD`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobSource<'c> {
+    /// A file of the proxy's file system (standalone mode).
+    File(&'c str),
+    /// A Secret (name as written) and key.
+    Secret {
+        /// The Secret's name.
+        name: &'c str,
+        /// The key.
+        key: &'c str,
+    },
+    /// A ConfigMap (name as written) and key of its `binaryData` or `data`.
+    ConfigMap {
+        /// The ConfigMap's name.
+        name: &'c str,
+        /// The key.
+        key: &'c str,
+    },
+    /// An `http://` or `https://` URL the controller fetches.
+    Url(&'c str),
+}
+
+/// A config's pinned blob: its source and the digest it must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PinnedBlob<'c> {
+    /// Where the bytes come from.
+    pub source: BlobSource<'c>,
+    /// Lowercase hex SHA-256 the bytes must have.
+    pub sha256: &'c str,
+}
 
 /// How deep the reference walk follows `$ref`s and nesting before it gives up (schemas of
 /// recursive types would otherwise never end; no built-in comes close).
@@ -89,25 +123,74 @@ impl KindSchema {
 }
 
 impl KindSchema {
-    /// The checks the schema declares on the Secrets a valid `config` names
-    /// ([`SECRET_DIGEST_KEYWORD`]).
-    pub fn check_secrets(
-        &self,
-        config: &Value,
-        secrets: &super::ResolvedSecrets,
-    ) -> Result<(), String> {
-        let Some(digest) = self.schema.get(SECRET_DIGEST_KEYWORD) else {
-            return Ok(());
+    /// The pinned blob a valid `config` loads ([`PINNED_BLOB_KEYWORD`]): `None` when the kind
+    /// declares none; an error when the config sets no source or more than one, or a Secret or
+    /// ConfigMap without `key`.
+    pub fn pinned_blob<'c>(&self, config: &'c Value) -> Result<Option<PinnedBlob<'c>>, String> {
+        let Some(fields) = self.schema.get(PINNED_BLOB_KEYWORD) else {
+            return Ok(None);
         };
         let field = |name: &str| {
-            digest
+            fields
                 .get(name)
                 .and_then(Value::as_str)
                 .and_then(|f| config.get(f))
                 .and_then(Value::as_str)
         };
-        let (Some(name), Some(key), Some(pinned)) =
-            (field("secret"), field("key"), field("sha256"))
+        let name_of = |name: &str| {
+            fields
+                .get(name)
+                .and_then(Value::as_str)
+                .unwrap_or(name)
+                .to_string()
+        };
+        let key = field("key");
+        let keyed =
+            |name: &str| key.ok_or_else(|| format!("{} needs {}", name_of(name), name_of("key")));
+        let mut sources = Vec::new();
+        if let Some(path) = field("file") {
+            sources.push(BlobSource::File(path));
+        }
+        if let Some(name) = field("secret") {
+            sources.push(BlobSource::Secret {
+                name,
+                key: keyed("secret")?,
+            });
+        }
+        if let Some(name) = field("config_map") {
+            sources.push(BlobSource::ConfigMap {
+                name,
+                key: keyed("config_map")?,
+            });
+        }
+        if let Some(url) = field("url") {
+            sources.push(BlobSource::Url(url));
+        }
+        let [source] = sources[..] else {
+            let names: Vec<String> = ["file", "secret", "config_map", "url"]
+                .into_iter()
+                .filter(|n| fields.get(*n).is_some())
+                .map(name_of)
+                .collect();
+            return Err(format!("set exactly one of {}", names.join(", ")));
+        };
+        Ok(Some(PinnedBlob {
+            source,
+            sha256: field("sha256").unwrap_or_default(),
+        }))
+    }
+
+    /// The checks the schema declares on the Secrets a valid `config` names: a pinned blob
+    /// held in a Secret ([`PINNED_BLOB_KEYWORD`]) has the pinned digest.
+    pub fn check_secrets(
+        &self,
+        config: &Value,
+        secrets: &super::ResolvedSecrets,
+    ) -> Result<(), String> {
+        let Some(PinnedBlob {
+            source: BlobSource::Secret { name, key },
+            sha256,
+        }) = self.pinned_blob(config)?
         else {
             return Ok(());
         };
@@ -115,7 +198,7 @@ impl KindSchema {
             .get(name)
             .ok_or_else(|| format!("Secret {name:?} not resolved"))?;
         let bytes = secret_blob(secret, key)?;
-        check_sha256(&bytes, pinned)
+        check_sha256(&bytes, sha256)
     }
 }
 
@@ -126,19 +209,20 @@ pub fn secret_blob(secret: &crate::snapshot::SecretEntry, key: &str) -> Result<V
         .data
         .get(key)
         .ok_or_else(|| format!("Secret {} has no key {key:?}", secret.key))?;
+    text_blob(value).map_err(|e| format!("Secret {} key {key:?}: {e}", secret.key))
+}
+
+/// A blob written as text (a Secret's value, a ConfigMap's `data`): base64-encoded (whitespace
+/// ignored), or raw when it starts with the Wasm magic `\0asm`.
+pub fn text_blob(value: &str) -> Result<Vec<u8>, String> {
     if value.as_bytes().starts_with(b"\0asm") {
-        return Ok(value.clone().into_bytes());
+        return Ok(value.as_bytes().to_vec());
     }
     use base64::Engine as _;
     let compact: String = value.split_ascii_whitespace().collect();
     base64::engine::general_purpose::STANDARD
         .decode(compact)
-        .map_err(|e| {
-            format!(
-                "Secret {} key {key:?}: not a base64-encoded module: {e}",
-                secret.key
-            )
-        })
+        .map_err(|e| format!("not a base64-encoded module: {e}"))
 }
 
 /// Whether `bytes` hash to `pinned` (lowercase hex SHA-256).
@@ -368,6 +452,67 @@ mod tests {
         let kind =
             KindSchema::new(json!({"type": "object", "x-hookway-reaches-network": true})).unwrap();
         assert!(kind.validate(&json!({})).unwrap().reaches_network);
+    }
+
+    #[test]
+    fn pinned_blob_sources_by_table() {
+        let kind = KindSchema::new(json!({
+            "type": "object",
+            "x-hookway-pinned-blob": {"sha256": "sha256", "key": "key", "file": "file",
+                "secret": "secret", "config_map": "config_map", "url": "url"}
+        }))
+        .unwrap();
+        let sha = "ab";
+        let cases: [(Value, Result<BlobSource<'static>, &str>); 7] = [
+            (json!({"file": "f.wasm"}), Ok(BlobSource::File("f.wasm"))),
+            (
+                json!({"secret": "s", "key": "k"}),
+                Ok(BlobSource::Secret {
+                    name: "s",
+                    key: "k",
+                }),
+            ),
+            (
+                json!({"config_map": "c", "key": "k"}),
+                Ok(BlobSource::ConfigMap {
+                    name: "c",
+                    key: "k",
+                }),
+            ),
+            (
+                json!({"url": "https://x/m"}),
+                Ok(BlobSource::Url("https://x/m")),
+            ),
+            (json!({"config_map": "c"}), Err("config_map needs key")),
+            (
+                json!({}),
+                Err("set exactly one of file, secret, config_map, url"),
+            ),
+            (
+                json!({"url": "https://x/m", "file": "f"}),
+                Err("set exactly one"),
+            ),
+        ];
+        for (mut config, want) in cases {
+            config["sha256"] = json!(sha);
+            let got = kind.pinned_blob(&config);
+            match want {
+                Ok(source) => assert_eq!(
+                    got,
+                    Ok(Some(PinnedBlob {
+                        source,
+                        sha256: sha
+                    })),
+                    "{config}"
+                ),
+                Err(needle) => {
+                    let e = got.unwrap_err();
+                    assert!(e.contains(needle), "{config}: {e}");
+                }
+            }
+        }
+        let plain = KindSchema::new(json!({"type": "object"})).unwrap();
+        assert_eq!(plain.pinned_blob(&json!({"url": "x"})), Ok(None));
     }
 
     #[test]

@@ -6,5 +6,6 @@ mod compiler_props;
 mod compiler_rules;
 mod crd_drift;
 mod gateway_api;
+mod pinned_blobs;
 mod tenancy_rules;
 mod upstream_protocol;
