@@ -225,10 +225,15 @@ pub fn text_blob(value: &str) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("not a base64-encoded module: {e}"))
 }
 
+/// The lowercase hex SHA-256 of `bytes` (what a config pins).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
 /// Whether `bytes` hash to `pinned` (lowercase hex SHA-256).
 pub fn check_sha256(bytes: &[u8], pinned: &str) -> Result<(), String> {
-    use sha2::Digest as _;
-    let actual = hex::encode(sha2::Sha256::digest(bytes));
+    let actual = sha256_hex(bytes);
     if actual != pinned {
         return Err(format!(
             "sha256 mismatch: the module's digest is {actual}, the config pins {pinned}"

@@ -3,7 +3,7 @@
 //! controller fetched for URL sources. The compiler reads both and carries the verified bytes in
 //! the snapshot's `blobs`; it never does I/O itself.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -40,8 +40,11 @@ pub struct FetchFailure {
 /// What the controller fetched for URL sources (empty in standalone mode: nothing is fetched).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Fetched {
-    /// Verified bytes by their SHA-256.
+    /// Verified bytes by their SHA-256 (one copy however many sources pin them).
     pub blobs: BTreeMap<String, Arc<Vec<u8>>>,
+    /// The sources whose URL delivered bytes with the pinned digest (in `blobs`): a config is
+    /// served only bytes its own URL gave, never another config's that pins the same digest.
+    pub sources: BTreeSet<UrlSource>,
     /// The last failure of each source whose fetch failed (and that is not retried yet).
     pub failures: BTreeMap<UrlSource, FetchFailure>,
 }

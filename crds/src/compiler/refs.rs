@@ -226,7 +226,13 @@ impl Resolver<'_, '_> {
                     url: url.to_string(),
                     sha256: pinned.sha256.to_string(),
                 };
-                if let Some(bytes) = self.fetched.blobs.get(pinned.sha256) {
+                let delivered = self
+                    .fetched
+                    .sources
+                    .contains(&source)
+                    .then(|| self.fetched.blobs.get(pinned.sha256))
+                    .flatten();
+                if let Some(bytes) = delivered {
                     self.url_sources.borrow_mut().insert(source);
                     return Ok(Some(BlobEntry::new(bytes)));
                 }

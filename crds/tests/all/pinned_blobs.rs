@@ -187,7 +187,17 @@ fn url_modules_by_table() {
     };
     let ready = Fetched {
         blobs: [(digest(MODULE), Arc::new(MODULE.to_vec()))].into(),
+        sources: [source.clone()].into(),
         ..Fetched::default()
+    };
+    // The same bytes, delivered by another URL: not this config's.
+    let elsewhere = Fetched {
+        sources: [UrlSource {
+            url: "https://mirror.example.com/filter.wasm".into(),
+            sha256: digest(MODULE),
+        }]
+        .into(),
+        ..ready.clone()
     };
     let failed = |kind, message: &str| Fetched {
         failures: [(
@@ -206,9 +216,10 @@ fn url_modules_by_table() {
         json!({"namespaces": [{"names": ["a"], "networkPlugins": ["wasm"]}]}),
     );
     // (namespace of the GatewayPlugin, policy, fetched, accepted, reason, listed for fetching)
-    let cases: [(&str, bool, Fetched, bool, &str, bool); 7] = [
+    let cases: [(&str, bool, Fetched, bool, &str, bool); 8] = [
         (ROOT, false, ready.clone(), true, "", true),
         (ROOT, false, Fetched::default(), false, "FetchPending", true),
+        (ROOT, false, elsewhere, false, "FetchPending", true),
         (
             ROOT,
             false,

@@ -37,6 +37,12 @@ pub(crate) struct Env {
 
 impl Env {
     pub(crate) async fn new() -> Self {
+        Self::named("isolation").await
+    }
+
+    /// An environment whose PKI files live under a folder named for `name` (tests of one
+    /// process running at once need distinct names).
+    pub(crate) async fn named(name: &str) -> Self {
         let fake = FakeApi::start().await;
         let client = fake.client().await;
         let nss: Api<Namespace> = Api::all(client.clone());
@@ -51,7 +57,7 @@ impl Env {
         Self {
             client,
             _fake: fake,
-            pki: Pki::new("isolation"),
+            pki: Pki::new(name),
         }
     }
 
@@ -68,6 +74,7 @@ impl Env {
             lease_duration: Duration::from_secs(3),
             debounce: Debounce::default(),
             gateway_api_recheck: Duration::from_secs(1),
+            fetch: Default::default(),
             proxy_service: None,
             compile: default_compile(ROOT),
         };
@@ -197,7 +204,13 @@ pub(crate) async fn wait_snapshot(
         .map(|r| r.map(|s| s.clone()));
     match got {
         Ok(Ok(Some(s))) => s,
-        _ => panic!("the proxy never got a snapshot where {what}"),
+        _ => {
+            let held = rx.borrow().as_ref().map(|s| {
+                let routes: Vec<String> = s.routes.iter().map(|r| r.key.to_string()).collect();
+                (s.version, routes)
+            });
+            panic!("the proxy never got a snapshot where {what}; it holds {held:?}")
+        }
     }
 }
 
