@@ -31,6 +31,17 @@ pub const REACHES_NETWORK_KEYWORD: &str = "x-hookway-reaches-network";
 /// travel in the snapshot's `blobs`.
 pub const PINNED_BLOB_KEYWORD: &str = "x-hookway-pinned-blob";
 
+/// The schema extension (at the root) of kinds whose config may declare the JSON Schema of
+/// another of its fields: `{"schema": FIELD, "instance": FIELD}`. When a config sets `schema`
+/// (a JSON Schema, draft 2020-12 unless its `$schema` says otherwise), its `instance` field must
+/// be valid against it: a Wasm filter's `configuration`, ext_authz's `context_extensions`. A
+/// schema that does not compile is an error too. Only local `$ref`s resolve (nothing is
+/// fetched).
+pub const CONFIGURATION_SCHEMA_KEYWORD: &str = "x-hookway-configuration-schema";
+
+/// How many errors of one config are reported.
+const MAX_ERRORS: usize = 5;
+
 /// Where a config's pinned blob comes from ([`PINNED_BLOB_KEYWORD`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlobSource<'c> {
@@ -99,7 +110,7 @@ impl KindSchema {
         let errors: Vec<String> = self
             .validator
             .iter_errors(config)
-            .take(5)
+            .take(MAX_ERRORS)
             .map(|e| {
                 let path = e.instance_path().as_str().to_string();
                 if path.is_empty() {
@@ -112,6 +123,7 @@ impl KindSchema {
         if !errors.is_empty() {
             return Err(errors.join("; "));
         }
+        self.check_declared_schema(config)?;
         let mut refs = Refs::default();
         walk(&self.schema, &self.schema, config, &mut refs, 0);
         Ok(Validated {
@@ -123,6 +135,43 @@ impl KindSchema {
 }
 
 impl KindSchema {
+    /// Checks the field a config declared a schema for against that schema
+    /// ([`CONFIGURATION_SCHEMA_KEYWORD`]); errors name the failing path inside the field.
+    fn check_declared_schema(&self, config: &Value) -> Result<(), String> {
+        let Some(declaration) = self.schema.get(CONFIGURATION_SCHEMA_KEYWORD) else {
+            return Ok(());
+        };
+        let field = |name: &str| declaration.get(name).and_then(Value::as_str);
+        let (Some(schema_field), Some(instance_field)) = (field("schema"), field("instance"))
+        else {
+            return Ok(());
+        };
+        let Some(declared) = config.get(schema_field).filter(|v| !v.is_null()) else {
+            return Ok(());
+        };
+        let validator = jsonschema::validator_for(declared)
+            .map_err(|e| format!("{schema_field}: invalid schema: {e}"))?;
+        let instance = config.get(instance_field).unwrap_or(&Value::Null);
+        let errors: Vec<String> = validator
+            .iter_errors(instance)
+            .take(MAX_ERRORS)
+            .map(|e| {
+                let path = dotted(e.instance_path().as_str());
+                let at = match path.chars().next() {
+                    None => instance_field.to_string(),
+                    Some('[') => format!("{instance_field}{path}"),
+                    Some(_) => format!("{instance_field}.{path}"),
+                };
+                format!("{at}: {e} (per {schema_field})")
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
     /// The pinned blob a valid `config` loads ([`PINNED_BLOB_KEYWORD`]): `None` when the kind
     /// declares none; an error when the config sets no source or more than one, or a Secret or
     /// ConfigMap without `key`.
@@ -518,6 +567,68 @@ mod tests {
         }
         let plain = KindSchema::new(json!({"type": "object"})).unwrap();
         assert_eq!(plain.pinned_blob(&json!({"url": "x"})), Ok(None));
+    }
+
+    #[test]
+    fn declared_configuration_schemas_by_table() {
+        let kind = KindSchema::new(json!({
+            "type": "object",
+            "x-hookway-configuration-schema": {"schema": "configuration_schema", "instance": "configuration"}
+        }))
+        .unwrap();
+        let greeting = json!({
+            "type": "object",
+            "required": ["greeting"],
+            "properties": {
+                "greeting": {"type": "string", "minLength": 1},
+                "paths": {"type": "array", "items": {"type": "string", "pattern": "^/"}}
+            },
+            "additionalProperties": false
+        });
+        let cases: [(Value, Result<(), &str>); 9] = [
+            // No declared schema: passed through as today.
+            (json!({"configuration": 42}), Ok(())),
+            (
+                json!({"configuration": 42, "configuration_schema": null}),
+                Ok(()),
+            ),
+            (
+                json!({"configuration": {"greeting": "hi"}, "configuration_schema": greeting}),
+                Ok(()),
+            ),
+            (
+                json!({"configuration": {"greeting": ""}, "configuration_schema": greeting}),
+                Err("configuration.greeting: "),
+            ),
+            (
+                json!({"configuration": {"greeting": "hi", "paths": ["/a", "b"]}, "configuration_schema": greeting}),
+                Err("configuration.paths[1]: "),
+            ),
+            (
+                json!({"configuration_schema": greeting}),
+                Err("configuration: null is not of type \"object\" (per configuration_schema)"),
+            ),
+            (
+                json!({"configuration": "text", "configuration_schema": {"type": "string", "maxLength": 2}}),
+                Err("configuration: "),
+            ),
+            (
+                json!({"configuration": {}, "configuration_schema": {"type": 12}}),
+                Err("configuration_schema: invalid schema"),
+            ),
+            // Only local references resolve: nothing is fetched.
+            (
+                json!({"configuration": {}, "configuration_schema": {"$ref": "http://127.0.0.1:1/schema.json"}}),
+                Err("configuration_schema: invalid schema"),
+            ),
+        ];
+        for (config, want) in cases {
+            match (kind.validate(&config), want) {
+                (Ok(_), Ok(())) => {}
+                (Err(e), Err(needle)) => assert!(e.contains(needle), "{config}: {e}"),
+                (got, want) => panic!("{config}: got {got:?}, want {want:?}"),
+            }
+        }
     }
 
     #[test]

@@ -37,6 +37,9 @@ fn default_max_body_bytes() -> usize {
 /// Config of `wasm`.
 #[derive(Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend(
+    "x-hookway-configuration-schema" = {"schema": "configuration_schema", "instance": "configuration"}
+))]
 #[schemars(extend("x-hookway-pinned-blob" = {
     "sha256": "sha256", "key": "key", "file": "file", "secret": "secret",
     "config_map": "config_map", "url": "url"
@@ -69,6 +72,11 @@ pub struct Config {
     /// Handed to `proxy_on_configure` (a string as is; any other JSON value serialized).
     #[serde(default)]
     pub configuration: serde_json::Value,
+    /// JSON Schema `configuration` must be valid against (as written: an object is checked as
+    /// an object, a string as a string), checked by the controller and by `--check`; absent:
+    /// `configuration` is passed through unchecked.
+    #[serde(default)]
+    pub configuration_schema: Option<serde_json::Value>,
     /// The root context id the filter registered (`plugin_root_id` property; AssemblyScript
     /// filters need it to match their `registerRootContext` name).
     #[serde(default)]

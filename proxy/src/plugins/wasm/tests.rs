@@ -399,6 +399,18 @@ fn invalid_configs_are_refused() {
             json!({"secret": "s", "key": "k", "sha256": sha, "bogus": 1}),
             "unknown field",
         ),
+        // A declared configuration schema: the filter's contract, checked before it runs.
+        (
+            json!({"secret": "s", "key": "k", "sha256": sha,
+                   "configuration": {"greeting": 7},
+                   "configuration_schema": {"properties": {"greeting": {"type": "string"}}}}),
+            "configuration.greeting: 7 is not of type \"string\" (per configuration_schema)",
+        ),
+        (
+            json!({"secret": "s", "key": "k", "sha256": sha,
+                   "configuration": "hello", "configuration_schema": {"minLength": "x"}}),
+            "configuration_schema: invalid schema",
+        ),
     ] {
         let error = harness::validate("wasm", config.clone()).unwrap_err();
         assert!(error.contains(expected), "{config}: {error}");
