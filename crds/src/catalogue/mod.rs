@@ -89,6 +89,8 @@ type SecretChecker = fn(&Value, &ResolvedSecrets) -> Result<(), String>;
 struct Kind {
     schema: Arc<KindSchema>,
     typed: Option<(TypedValidator, SecretChecker)>,
+    /// The hooks the kind implements, in run order (empty: not declared).
+    phases: Vec<String>,
 }
 
 /// Plugin kinds by name.
@@ -143,6 +145,10 @@ struct Document {
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct DocumentKind {
+    /// The hooks of the chain the kind implements, in run order (`request_head`,
+    /// `request_body`, `response_head`, `response_body`, `completion`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    phases: Vec<String>,
     schema: Value,
 }
 
@@ -168,6 +174,8 @@ impl Catalogue {
             catalogue
                 .insert_schema(&name, kind.schema)
                 .map_err(|e| DocumentError::Schema(name.clone(), e))?;
+            let phases: Vec<&str> = kind.phases.iter().map(String::as_str).collect();
+            catalogue.set_phases(&name, &phases);
         }
         Ok(catalogue)
     }
@@ -183,7 +191,8 @@ impl Catalogue {
                 .iter()
                 .map(|(name, kind)| {
                     let schema = kind.schema.schema().clone();
-                    (name.clone(), DocumentKind { schema })
+                    let phases = kind.phases.clone();
+                    (name.clone(), DocumentKind { phases, schema })
                 })
                 .collect(),
         };
@@ -202,6 +211,7 @@ impl Catalogue {
             Kind {
                 schema: Arc::new(schema),
                 typed: Some((validate_as::<C>, check_secrets_as::<C>)),
+                phases: Vec::new(),
             },
         );
         self
@@ -215,9 +225,23 @@ impl Catalogue {
             Kind {
                 schema: Arc::new(schema),
                 typed: None,
+                phases: Vec::new(),
             },
         );
         Ok(self)
+    }
+
+    /// Declares the hooks kind `name` implements, in run order (no effect on an unknown kind).
+    pub fn set_phases(&mut self, name: &str, phases: &[&str]) -> &mut Self {
+        if let Some(kind) = self.kinds.get_mut(name) {
+            kind.phases = phases.iter().map(|p| p.to_string()).collect();
+        }
+        self
+    }
+
+    /// The hooks kind `name` implements, as declared (empty: not declared or unknown).
+    pub fn phases(&self, name: &str) -> &[String] {
+        self.kinds.get(name).map_or(&[], |k| k.phases.as_slice())
     }
 
     /// Whether `name` is a known plugin kind.
@@ -364,6 +388,20 @@ mod tests {
             data.check_secrets("limit", &json!({}), &BTreeMap::new()),
             Ok(())
         );
+    }
+
+    #[test]
+    fn phases_travel_in_the_document() {
+        let mut typed = catalogue();
+        typed.set_phases("limit", &["request_head", "response_head"]);
+        typed.set_phases("nope", &["request_head"]);
+        let document = typed.document();
+        assert!(document.contains("\"phases\""), "{document}");
+        let data = Catalogue::from_document(&document).unwrap();
+        assert_eq!(data.phases("limit"), ["request_head", "response_head"]);
+        assert!(data.phases("nope").is_empty());
+        // A kind without declared phases writes none.
+        assert!(!catalogue().document().contains("\"phases\""));
     }
 
     #[test]

@@ -159,6 +159,7 @@ struct ResponseHeadersToAdd(Vec<(Arc<str>, Vec<HeaderValueOption>)>);
 impl PluginFactory for ExtAuthz {
     const NAME: &'static str = "ext_authz";
     type Config = Config;
+    const PHASES: Phases = Phases::REQUEST_BODY;
 
     fn build(config: Config, env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
         let timeout = timeout_of("timeout", &config.timeout)?;
