@@ -18,7 +18,8 @@
 //! endpoints), `routes` (matchers and conflicts), `hosts` (which namespace owns a host),
 //! `policy` (`PlatformPolicy` allowances), `precedence` (effective chains), `refs` (one plugin
 //! config: the Secrets and Services it names, resolved and checked), `selector`
-//! (`policy.namespaces`), `secrets` (TLS and credential Secrets), `report` (conditions).
+//! (`policy.namespaces`), `secrets` (TLS and credential Secrets), `blobs` (pinned blobs from
+//! ConfigMaps and fetched URLs), `report` (conditions).
 
 mod blobs;
 mod hosts;
