@@ -344,6 +344,58 @@ async fn a_module_from_a_secret_runs() {
     assert_eq!(values(&resp, "x-trace"), ["wasm"]);
 }
 
+#[tokio::test]
+async fn a_module_from_a_config_map_runs_and_its_configuration_is_checked() {
+    let echo = EchoServer::start("echo").await;
+    let module = test_filter();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&module);
+    let config_map = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: filters, namespace: hookway-system}}\nbinaryData:\n  filter.wasm: {encoded}\n"
+    );
+    let schema = "{type: string, pattern: '^from-'}";
+    let config = |configuration: &str| {
+        format!(
+            "{{config_map: filters, key: filter.wasm, sha256: {}, configuration: {configuration}, configuration_schema: {schema}}}",
+            sha256(&module)
+        )
+    };
+    let (dir, proxy) = proxy_with(
+        echo.addr,
+        &[
+            ("filters.yaml", config_map),
+            (
+                "wasm.yaml",
+                plugin_yaml("filter", "wasm", &config("from-config-map")),
+            ),
+            ("route.yaml", route_yaml("r", "/", "filter: {}")),
+        ],
+    )
+    .await;
+    // The compiler carried the checked bytes in the snapshot; the proxy built the filter
+    // from them.
+    let resp = client().get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(values(&resp, "x-trace"), ["wasm"]);
+    assert_eq!(
+        json(resp).await["headers"]["x-wasm-config"],
+        "from-config-map"
+    );
+
+    // A configuration the declared schema refuses is reported with its path.
+    dir.write(
+        "wasm.yaml",
+        &plugin_yaml("filter", "wasm", &config("hello")),
+    );
+    let (ok, text) = check_dir(&dir.path);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(
+            "configuration: \"hello\" does not match \"^from-\" (per configuration_schema)"
+        ),
+        "{text}"
+    );
+}
+
 /// The example filter built with the AssemblyScript SDK (scripts/ensure-wasm-filters.sh), or
 /// `None` (with one line saying why) when npm is not installed.
 fn assemblyscript_filter() -> Option<Vec<u8>> {

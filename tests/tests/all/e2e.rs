@@ -123,6 +123,7 @@ impl Env {
             lease_duration: Duration::from_secs(3),
             debounce: Debounce::default(),
             gateway_api_recheck: Duration::from_secs(1),
+            fetch: Default::default(),
             proxy_service: None,
             compile: compiler(&self.ns),
         };

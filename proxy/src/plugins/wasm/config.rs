@@ -1,13 +1,14 @@
-//! The `wasm` plugin's config: where the module comes from (a file in standalone mode, or a
-//! Secret key resolved by the compiler), its pinned `sha256`, the configuration handed to
-//! `proxy_on_configure`, and the limits of every instance.
+//! The `wasm` plugin's config: where the module comes from (a file in standalone mode, a Secret
+//! or ConfigMap key, or a URL the controller fetches; the compiler resolves and checks all but
+//! the file), its pinned `sha256`, the configuration handed to `proxy_on_configure`, and the
+//! limits of every instance.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Deserialize;
 
 use hookway_crds::catalogue::{schema, PluginConfig, ResolvedSecrets};
-use hookway_crds::snapshot::SecretEntry;
+use hookway_crds::snapshot::{SecretEntry, Snapshot};
 
 /// Whether `file:` module sources may be read (standalone mode only; see
 /// [`allow_file_modules`]).
@@ -71,7 +72,13 @@ pub struct Cluster {
 /// Config of `wasm`.
 #[derive(Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(extend("x-hookway-secret-digest" = {"secret": "secret", "key": "key", "sha256": "sha256"}))]
+#[schemars(extend(
+    "x-hookway-configuration-schema" = {"schema": "configuration_schema", "instance": "configuration"}
+))]
+#[schemars(extend("x-hookway-pinned-blob" = {
+    "sha256": "sha256", "key": "key", "file": "file", "secret": "secret",
+    "config_map": "config_map", "url": "url"
+}))]
 pub struct Config {
     /// Standalone mode: path of the `.wasm` file.
     #[serde(default)]
@@ -80,16 +87,31 @@ pub struct Config {
     #[serde(default)]
     #[schemars(extend("x-hookway-ref" = "secret"))]
     pub secret: Option<String>,
-    /// Key of `secret` whose value is the module, base64-encoded (the snapshot carries Secret
-    /// data as text).
+    /// ConfigMap holding the module (with `key`; labelled `hookway.dev/plugin-data=true` in a
+    /// cluster), resolved in the namespace of the object whose config it is.
+    #[serde(default)]
+    pub config_map: Option<String>,
+    /// Key of `secret` (the value base64-encoded: the snapshot carries Secret data as text) or
+    /// of `config_map` (`binaryData` as is, or `data` base64-encoded).
     #[serde(default)]
     pub key: Option<String>,
+    /// `http://` or `https://` URL the controller fetches the module from (never a proxy).
+    /// The controller then calls an address the config chooses: allowed outside the root
+    /// namespace only where a PlatformPolicy lists `wasm` under `networkPlugins`.
+    #[serde(default)]
+    #[schemars(extend("x-hookway-reaches-network" = true), regex(pattern = r"^https?://"))]
+    pub url: Option<String>,
     /// Lowercase hex SHA-256 of the module bytes; a mismatch rejects the config.
     #[schemars(pattern(r"^[0-9a-f]{64}$"))]
     pub sha256: String,
     /// Handed to `proxy_on_configure` (a string as is; any other JSON value serialized).
     #[serde(default)]
     pub configuration: serde_json::Value,
+    /// JSON Schema `configuration` must be valid against (as written: an object is checked as
+    /// an object, a string as a string), checked by the controller and by `--check`; absent:
+    /// `configuration` is passed through unchecked.
+    #[serde(default)]
+    pub configuration_schema: Option<serde_json::Value>,
     /// The root context id the filter registered (`plugin_root_id` property; AssemblyScript
     /// filters need it to match their `registerRootContext` name).
     #[serde(default)]
@@ -160,6 +182,17 @@ impl Config {
         Ok(bytes)
     }
 
+    /// The module bytes the compiler carried in the snapshot (a ConfigMap or URL source),
+    /// digest checked.
+    pub fn module_from_snapshot(&self, snapshot: &Snapshot) -> Result<Vec<u8>, String> {
+        let blob = snapshot
+            .blob(&self.sha256)
+            .ok_or_else(|| format!("the module {} is not in the snapshot", self.sha256))?;
+        let bytes = blob.bytes()?;
+        self.check_digest(&bytes)?;
+        Ok(bytes)
+    }
+
     /// The module bytes from a resolved Secret, digest checked.
     pub fn module_from_secret(&self, secret: &SecretEntry) -> Result<Vec<u8>, String> {
         let key = self.key.as_deref().unwrap_or_default();
@@ -175,10 +208,26 @@ impl Config {
 
 impl PluginConfig for Config {
     fn validate(&self) -> Result<(), String> {
-        match (&self.file, &self.secret, &self.key) {
-            (Some(_), None, None) | (None, Some(_), Some(_)) => {}
-            (None, Some(_), None) => return Err("secret needs key".into()),
-            _ => return Err("set either file, or secret and key".into()),
+        let sources = [
+            self.file.is_some(),
+            self.secret.is_some(),
+            self.config_map.is_some(),
+            self.url.is_some(),
+        ];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            return Err("set exactly one of file, secret, config_map, url".into());
+        }
+        if (self.secret.is_some() || self.config_map.is_some()) != self.key.is_some() {
+            return Err(match &self.key {
+                None => "secret and config_map need key",
+                Some(_) => "key goes with secret or config_map",
+            }
+            .into());
+        }
+        if let Some(url) = &self.url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err("url: an http:// or https:// URL".into());
+            }
         }
         if self.sha256.len() != 64
             || !self

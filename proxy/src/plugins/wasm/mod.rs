@@ -76,13 +76,13 @@ pub struct WasmPlugin {
 }
 
 impl WasmPlugin {
-    /// Reads the module (file or resolved Secret, digest checked), compiles it and starts one
-    /// instance.
+    /// Reads the module (a file, the resolved Secret, or the snapshot's blob of a ConfigMap or
+    /// URL source; digest checked), compiles it and starts one instance.
     pub fn new(config: &Config, env: &BuildEnv<'_>) -> Result<Self, String> {
         let bytes = match (&config.file, &config.secret) {
             (Some(path), _) => config.read_file(path)?,
             (None, Some(name)) => config.module_from_secret(env.secret(name)?)?,
-            (None, None) => return Err("no module source".into()),
+            (None, None) => config.module_from_snapshot(env.snapshot)?,
         };
         let upstreams = Upstreams::new(config, Some(env))?;
         let namespace = &env.plugin_ref.namespace;

@@ -393,11 +393,27 @@ fn clusters_tell_the_compiler_what_the_filter_reaches() {
 fn invalid_configs_are_refused() {
     let sha = digest(b"x");
     for (config, expected) in [
-        (json!({"sha256": sha}), "set either file, or secret and key"),
-        (json!({"secret": "s", "sha256": sha}), "secret needs key"),
+        (
+            json!({"sha256": sha}),
+            "set exactly one of file, secret, config_map, url",
+        ),
+        (json!({"secret": "s", "sha256": sha}), "need key"),
+        (json!({"config_map": "c", "sha256": sha}), "need key"),
+        (
+            json!({"url": "https://x/f.wasm", "key": "k", "sha256": sha}),
+            "key goes with",
+        ),
+        (
+            json!({"url": "file:///etc/passwd", "sha256": sha}),
+            "url: an http:// or https://",
+        ),
         (
             json!({"file": "/f.wasm", "secret": "s", "key": "k", "sha256": sha}),
-            "set either file",
+            "set exactly one",
+        ),
+        (
+            json!({"config_map": "c", "url": "https://x/f.wasm", "key": "k", "sha256": sha}),
+            "set exactly one",
         ),
         (
             json!({"secret": "s", "key": "k", "sha256": "ABC"}),
@@ -435,9 +451,46 @@ fn invalid_configs_are_refused() {
             json!({"secret": "s", "key": "k", "sha256": sha, "max_queue_length": 0}),
             "max_queue_length",
         ),
+        // A declared configuration schema: the filter's contract, checked before it runs.
+        (
+            json!({"secret": "s", "key": "k", "sha256": sha,
+                   "configuration": {"greeting": 7},
+                   "configuration_schema": {"properties": {"greeting": {"type": "string"}}}}),
+            "configuration.greeting: 7 is not of type \"string\" (per configuration_schema)",
+        ),
+        (
+            json!({"secret": "s", "key": "k", "sha256": sha,
+                   "configuration": "hello", "configuration_schema": {"minLength": "x"}}),
+            "configuration_schema: invalid schema",
+        ),
     ] {
         let error = harness::validate("wasm", config.clone()).unwrap_err();
         assert!(error.contains(expected), "{config}: {error}");
+    }
+}
+
+#[test]
+fn a_config_map_or_url_module_is_read_from_the_snapshot_blobs() {
+    let bytes = module();
+    let mut snapshot = hookway_crds::Snapshot::default();
+    for source in [
+        json!({"config_map": "mods", "key": "filter.wasm", "sha256": digest(&bytes)}),
+        json!({"url": "https://modules.example.com/filter.wasm", "sha256": digest(&bytes)}),
+    ] {
+        let config: Config = serde_json::from_value(source.clone()).unwrap();
+        assert_eq!(
+            crate::plugins::harness::validate("wasm", source.clone()),
+            Ok(())
+        );
+        snapshot.blobs = vec![];
+        let error = config.module_from_snapshot(&snapshot).unwrap_err();
+        assert!(error.contains("not in the snapshot"), "{source}: {error}");
+        snapshot.blobs = vec![hookway_crds::snapshot::BlobEntry::new(&bytes)];
+        assert_eq!(config.module_from_snapshot(&snapshot), Ok(bytes.clone()));
+        // Bytes edited on the way are refused.
+        snapshot.blobs[0].data = base64::engine::general_purpose::STANDARD.encode(b"other");
+        let error = config.module_from_snapshot(&snapshot).unwrap_err();
+        assert!(error.contains("digest"), "{source}: {error}");
     }
 }
 
