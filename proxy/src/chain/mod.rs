@@ -62,7 +62,7 @@ pub use observer::{ChainObserver, HookPhase, ObserverSlot};
 
 use crate::plugin::{BoxFuture, Ctx, Phases, Plugin, ProxyBody, Registry};
 use exclude::ExcludePaths;
-use hookway_crds::snapshot::{ChainEntry, ObjectKey, Snapshot, Tier};
+use hookway_crds::snapshot::{ChainEntry, ObjectKey, RouteEntry, Snapshot, Tier};
 
 /// Why the upstream call failed; turned into a short plain-text 502/503/504 by the chain (the
 /// response hooks still run on it).
@@ -212,6 +212,9 @@ pub struct ChainBuilder {
     instances: builder::Instances,
 }
 
+/// One chain as built, or the plugin instance that could not be.
+pub type BuiltChain = Result<Chain, Box<BuildError>>;
+
 /// The chains of one snapshot, each built on its own.
 pub struct Chains {
     /// Per Route, in the snapshot's route order.
@@ -269,6 +272,25 @@ impl ChainBuilder {
     /// last build are reused.
     pub fn build(&mut self, snapshot: &Snapshot) -> Chains {
         builder::build(&self.registry, &mut self.instances, snapshot)
+    }
+
+    /// Builds the chains of `routes` only (Routes of `snapshot`, in that order) and, with
+    /// `default`, the default chain: for a snapshot applied in place, whose other chains are
+    /// kept. Instances are reused as by [`ChainBuilder::build`]; those no chain holds any more
+    /// are dropped.
+    pub fn build_some(
+        &mut self,
+        snapshot: &Snapshot,
+        routes: &[&RouteEntry],
+        default: bool,
+    ) -> (Vec<BuiltChain>, Option<BuiltChain>) {
+        builder::build_some(
+            &self.registry,
+            &mut self.instances,
+            snapshot,
+            routes,
+            default,
+        )
     }
 
     /// How many distinct plugin instances the last build holds.

@@ -29,7 +29,7 @@ use crate::chain::{BuildError, Chain, ChainBuilder, Chains};
 use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::upstream::client::ClientCache;
-use crate::upstream::{UpstreamPool, Upstreams};
+use crate::upstream::{UpstreamPool, UpstreamSlot, Upstreams};
 
 /// What building needs from the runtime state.
 pub(super) struct Env<'a> {
@@ -136,7 +136,7 @@ impl Routes<'_> {
 
     /// The router over the served routes. Routes it refuses are left out (falling back to
     /// their previous version once); each round removes at least one route, so this ends.
-    fn router(&mut self) -> (Router, Option<Box<[RouteEntry]>>) {
+    fn router(&mut self) -> (Router, Option<Arc<[RouteEntry]>>) {
         loop {
             let snapshot = self.snapshot;
             self.served.sort_by(|a, b| {
@@ -164,7 +164,7 @@ impl Routes<'_> {
                 Ok(router) => {
                     let entries = match entries {
                         Cow::Borrowed(_) => None,
-                        Cow::Owned(entries) => Some(entries.into_boxed_slice()),
+                        Cow::Owned(entries) => Some(entries.into()),
                     };
                     return (router, entries);
                 }
@@ -182,7 +182,7 @@ impl Routes<'_> {
                 // Every route compiles alone but not together: cannot happen with today's
                 // router; serve nothing new rather than guess.
                 tracing::error!("the router refused the routes together but none alone");
-                return (Router::default(), Some(Box::new([])));
+                return (Router::default(), Some(Arc::new([])));
             }
             for (n, reason) in refused.into_iter().rev() {
                 let (served, _) = self.served.remove(n);
@@ -204,7 +204,7 @@ pub(super) fn build(env: &Env<'_>, snapshot: Arc<Snapshot>, previous: Option<&Ru
     let mut failures = Failures::default();
 
     // Certificates: one that fails leaves its hosts on their previous certificate.
-    let (certs, refused) = CertStore::build(&snapshot.certificates, previous.map(|p| &p.certs));
+    let (certs, refused) = CertStore::build(&snapshot.certificates, previous.map(|p| &*p.certs));
     let mut host_problem: HashMap<&str, String> = HashMap::new();
     for (i, err) in refused {
         for host in &snapshot.certificates[i].hosts {
@@ -221,7 +221,10 @@ pub(super) fn build(env: &Env<'_>, snapshot: Arc<Snapshot>, previous: Option<&Ru
     for entry in &snapshot.upstreams {
         match UpstreamPool::new(entry, env.clients, env.metrics) {
             Ok(pool) => {
-                upstreams.insert(entry.key.clone(), Arc::new(pool));
+                upstreams.insert(
+                    entry.key.clone(),
+                    Arc::new(UpstreamSlot::from_pointee(pool)),
+                );
             }
             Err(err) => {
                 if let Some(pool) = previous.and_then(|p| p.upstreams.get(&entry.key)) {
@@ -308,13 +311,13 @@ pub(super) fn build(env: &Env<'_>, snapshot: Arc<Snapshot>, previous: Option<&Ru
         ..
     } = routes;
     Runtime {
-        router,
+        router: Arc::new(router),
         routes: served.into_iter().map(|(_, rt)| rt).collect(),
         entries,
-        upstreams,
+        upstreams: Arc::new(upstreams),
         default_chain,
         no_route_duration: env.metrics.request_duration.with_label_values(&[""]),
-        certs,
+        certs: Arc::new(certs),
         failed: failures.0.into_values().collect(),
         snapshot,
     }
