@@ -86,13 +86,13 @@ fn has_plugins(snapshot: &Snapshot) -> bool {
 }
 
 /// A route's runtime parts.
-pub(super) fn route_runtime(metrics: &Metrics, entry: &RouteEntry, chain: Chain) -> RouteRuntime {
+pub(super) fn route_runtime(entry: &RouteEntry, chain: Chain) -> RouteRuntime {
     let route_label: Arc<str> = entry.key.to_string().into();
     RouteRuntime {
         key: Arc::new(entry.key.clone()),
         upstream: Arc::new(entry.upstream.clone()),
         chain,
-        duration: metrics.request_duration.with_label_values(&[&*route_label]),
+        duration: std::sync::OnceLock::new(),
         route_label,
         service_label: entry.upstream.to_string().into(),
     }
@@ -283,7 +283,7 @@ pub(super) fn build(env: &Env<'_>, snapshot: Arc<Snapshot>, previous: Option<&Ru
         match (problem, chain) {
             (None, Ok(chain)) => routes
                 .served
-                .push((Served::Current(i), route_runtime(env.metrics, entry, chain))),
+                .push((Served::Current(i), route_runtime(entry, chain))),
             (Some(reason), _) | (None, Err(reason)) => routes.leave_out(&entry.key, reason),
         }
     }

@@ -216,7 +216,7 @@ pub(super) fn update(env: &Env<'_>, live: &Runtime, snapshot: Arc<Snapshot>) -> 
         let mut built = touched
             .iter()
             .zip(chains)
-            .map(|((i, entry), chain)| (*i, route_runtime(env.metrics, entry, chain)))
+            .map(|((i, entry), chain)| (*i, route_runtime(entry, chain)))
             .peekable();
         let mut kept = live.routes.iter().peekable();
         let mut routes = Vec::with_capacity(snapshot.routes.len());
