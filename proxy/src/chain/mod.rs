@@ -134,7 +134,7 @@ impl Link {
 }
 
 /// A Route's chain, ready to run. Cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Chain {
     links: Arc<[Link]>,
     /// Each link's compiled `exclude_paths`, in the same order.
@@ -147,9 +147,29 @@ pub struct Chain {
     aliases: Arc<[Arc<str>]>,
 }
 
+/// The empty chain, shared: most Routes have no plugin, and each empty chain of its own would
+/// cost three allocations per Route.
+impl Default for Chain {
+    fn default() -> Self {
+        static EMPTY: std::sync::OnceLock<Chain> = std::sync::OnceLock::new();
+        EMPTY
+            .get_or_init(|| Chain {
+                links: Arc::new([]),
+                excludes: Arc::new([]),
+                has_excludes: false,
+                phases: Phases::default(),
+                aliases: Arc::new([]),
+            })
+            .clone()
+    }
+}
+
 impl Chain {
     /// A chain of `links` (already in run order). Their `exclude_paths` are compiled here.
     pub fn new(links: Vec<Link>) -> Self {
+        if links.is_empty() {
+            return Self::default();
+        }
         let excludes: Arc<[ExcludePaths]> = links
             .iter()
             .map(|link| ExcludePaths::new(&link.exclude_paths))

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use hookway_crds::delta::SnapshotDelta;
 use hookway_crds::snapshot::{ObjectKey, RouteEntry, Snapshot};
 
-use super::apply::{route_runtime, Env};
+use super::apply::{route_runtime, Env, UpstreamNames};
 use super::{RouteRuntime, Runtime};
 use crate::certs::CertStore;
 use crate::chain::Chain;
@@ -213,10 +213,11 @@ pub(super) fn update(env: &Env<'_>, live: &Runtime, snapshot: Arc<Snapshot>) -> 
     let routes: Arc<[RouteRuntime]> = if touched.is_empty() && delta.routes.remove.is_empty() {
         live.routes.clone()
     } else {
+        let mut names = UpstreamNames::default();
         let mut built = touched
             .iter()
             .zip(chains)
-            .map(|((i, entry), chain)| (*i, route_runtime(entry, chain)))
+            .map(|((i, entry), chain)| (*i, route_runtime(entry, chain, &mut names)))
             .peekable();
         let mut kept = live.routes.iter().peekable();
         let mut routes = Vec::with_capacity(snapshot.routes.len());
