@@ -1,9 +1,12 @@
-//! What a proxy does with a new snapshot of 10,000 Routes: decode the stream frame and check
-//! its content hash (`decode_frame`), then build the runtime — router, upstream pools, chains —
-//! and swap it in (`RuntimeState::apply`). Run: `cargo bench -p hookway-proxy --bench apply`.
+//! What a proxy does with a new snapshot of 10,000 Routes and 1,000 upstreams of 10 endpoints:
+//! decode the stream frame and check its content hash (`decode_frame`, whole or a delta), then
+//! build the runtime — router, upstream pools, chains — and swap it in, whole
+//! (`RuntimeState::apply_full`) or by updating the live runtime where the snapshot changed
+//! (`RuntimeState::apply`: one Route's matchers, one upstream's endpoints).
+//! Run: `cargo bench --workspace --bench apply` (`--profile release` for a quicker build).
 //!
-//! One Route in ten has a `headers` plugin; all go to one upstream, as in the controller
-//! benchmark (`bench/controller.sh`), whose proxy share this splits up.
+//! One Route in ten has a `headers` plugin; Route `i` goes to upstream `i % 1000`, as in the
+//! controller benchmark (`bench/controller.sh`), whose proxy share this splits up.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -21,9 +24,33 @@ use hookway_proxy::source::controller::{decode_frame, Frame};
 use serde_json::json;
 
 const ROUTES: usize = 10_000;
+const UPSTREAMS: usize = 1_000;
+const ENDPOINTS: usize = 10;
+
+fn upstream(j: usize, generation: u16) -> UpstreamEntry {
+    UpstreamEntry {
+        key: ObjectKey::new("bench", format!("s{j:04}")),
+        scheme: Scheme::Http,
+        protocol: Default::default(),
+        balance: Balance::RoundRobin,
+        hash_header: None,
+        endpoints: (0..ENDPOINTS)
+            .map(|k| Endpoint {
+                address: format!("10.{}.{}.{}", j / 200, j % 200, k + 1),
+                port: 8080 + generation,
+                weight: 1,
+            })
+            .collect(),
+        connect_timeout_ms: 1000,
+        request_timeout_ms: 5000,
+        retries: 0,
+        retry_on_status: vec![],
+        tls_server_name: None,
+        tls_insecure_skip_verify: false,
+    }
+}
 
 fn snapshot() -> Snapshot {
-    let upstream = ObjectKey::new("bench", "web");
     let headers = ChainEntry {
         alias: "hdr".into(),
         plugin_ref: ObjectKey::new("bench", "hdr"),
@@ -50,7 +77,7 @@ fn snapshot() -> Snapshot {
             }],
             priority: 0,
             created: 0,
-            upstream: upstream.clone(),
+            upstream: ObjectKey::new("bench", format!("s{:04}", i % UPSTREAMS)),
             chain: if i % 10 == 0 {
                 vec![headers.clone()]
             } else {
@@ -62,24 +89,7 @@ fn snapshot() -> Snapshot {
         version: 1,
         hash: String::new(),
         routes,
-        upstreams: vec![UpstreamEntry {
-            key: upstream,
-            scheme: Scheme::Http,
-            protocol: Default::default(),
-            balance: Balance::RoundRobin,
-            hash_header: None,
-            endpoints: vec![Endpoint {
-                address: "127.0.0.1".into(),
-                port: 8080,
-                weight: 1,
-            }],
-            connect_timeout_ms: 1000,
-            request_timeout_ms: 5000,
-            retries: 0,
-            retry_on_status: vec![],
-            tls_server_name: None,
-            tls_insecure_skip_verify: false,
-        }],
+        upstreams: (0..UPSTREAMS).map(|j| upstream(j, 0)).collect(),
         certificates: vec![],
         secrets: vec![],
         default_chain: vec![],
@@ -125,22 +135,46 @@ fn apply(c: &mut Criterion) {
     group.bench_function("decode_delta_frame", |b| {
         b.iter(|| decode_frame(black_box(&delta_frame), Some(&sealed)).expect("valid delta"))
     });
+    group.bench_function("delta_between", |b| {
+        b.iter(|| hookway_crds::delta::SnapshotDelta::between(black_box(&sealed), &changed))
+    });
     let state = RuntimeState::new(
         ChainBuilder::new(hookway_proxy::plugins::builtin()),
         Metrics::new().expect("metrics"),
     );
-    let mut version = 1;
+    let base = Arc::new(sealed.clone());
     group.bench_function("apply", |b| {
         b.iter(|| {
-            // A new version each time, as after a change (same content, so the plugin
-            // instances are reused, as they are for an unchanged GatewayPlugin).
-            version += 1;
-            let mut next = sealed.clone();
-            next.version = version;
-            let failed = state.apply(Arc::new(next));
+            // Same content each time, so the plugin instances are reused, as they are for an
+            // unchanged GatewayPlugin.
+            let failed = state.apply_full(base.clone());
             assert!(failed.is_empty(), "{failed:?}");
         })
     });
+    // In place: each apply is a delta against the previous one (back and forth).
+    let mut endpoints = sealed.clone();
+    endpoints.upstreams[7] = upstream(7, 1);
+    let endpoints = Arc::new(endpoints.seal());
+    let changed = Arc::new(changed);
+    for (name, other) in [
+        ("apply_delta_one_route", &changed),
+        ("apply_delta_one_upstream", &endpoints),
+    ] {
+        let mut flip = false;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                flip = !flip;
+                let failed = state.apply(if flip { other } else { &base }.clone());
+                assert!(failed.is_empty(), "{failed:?}");
+            })
+        });
+    }
+    let deltas = state
+        .metrics()
+        .snapshot_apply
+        .with_label_values(&["delta"])
+        .get_sample_count();
+    assert!(deltas > 0, "the in-place path was taken");
     group.finish();
 }
 

@@ -14,6 +14,8 @@ use crate::pki::Pki;
 pub struct RunningProxy {
     /// The plain-HTTP listener.
     pub http: SocketAddr,
+    /// Its runtime (what it serves, its metrics).
+    pub state: std::sync::Arc<hookway_proxy::runtime::RuntimeState>,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -50,6 +52,7 @@ pub async fn start_with(
         .expect("proxy binds");
     let http = server.http_addr().expect("http listener");
     let verdicts = server.state().verdicts();
+    let state = server.state().clone();
     let mut source_config = ControllerSourceConfig::new(
         format!("https://127.0.0.1:{}", controller.port()),
         pki.ca_file.clone(),
@@ -69,6 +72,7 @@ pub async fn start_with(
     }));
     RunningProxy {
         http,
+        state,
         stop: Some(stop),
     }
 }

@@ -8,9 +8,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use hookway_crds::snapshot::{ChainEntry, ObjectKey, Snapshot};
+use hookway_crds::snapshot::{ChainEntry, ObjectKey, RouteEntry, Snapshot};
 
-use super::{BuildError, Chain, Chains, Link};
+use super::{BuildError, BuiltChain, Chain, Chains, Link};
 use crate::plugin::{BuildEnv, Plugin, Registry};
 
 /// What makes two plugin instances interchangeable: the same GatewayPlugin, kind and config,
@@ -49,45 +49,71 @@ impl InstanceKey {
 /// The instances of the last adopted snapshot.
 pub(crate) type Instances = HashMap<InstanceKey, Arc<dyn Plugin>>;
 
-/// Builds every chain of `snapshot`, each on its own: a chain with an instance that cannot be
-/// built is an error for that chain only (an instance that fails is tried once per build).
-/// `instances` becomes the set the built chains use; instances no longer used are dropped.
-pub(crate) fn build(registry: &Registry, instances: &mut Instances, snapshot: &Snapshot) -> Chains {
-    let mut next = Instances::new();
-    let mut refused: HashMap<InstanceKey, String> = HashMap::new();
-    let mut chain_of = |entries: &[ChainEntry]| -> Result<Chain, Box<BuildError>> {
+/// What one build has found so far: the instances it uses and those that failed.
+struct Session<'a> {
+    registry: &'a Registry,
+    /// The instances of the previous build (reused when their key is still used).
+    instances: &'a Instances,
+    snapshot: &'a Snapshot,
+    /// The instances this build uses.
+    next: Instances,
+    /// Instances that failed in this build (each is tried once).
+    refused: HashMap<InstanceKey, String>,
+}
+
+impl<'a> Session<'a> {
+    fn new(registry: &'a Registry, instances: &'a Instances, snapshot: &'a Snapshot) -> Self {
+        Self {
+            registry,
+            instances,
+            snapshot,
+            next: Instances::new(),
+            refused: HashMap::new(),
+        }
+    }
+
+    /// The chain of `entries`, or the first instance that cannot be built.
+    fn chain_of(&mut self, entries: &[ChainEntry]) -> Result<Chain, Box<BuildError>> {
         let mut links = Vec::with_capacity(entries.len());
         for entry in entries {
-            let key = InstanceKey::of(entry, snapshot);
-            let plugin = match next.get(&key).or_else(|| instances.get(&key)) {
+            let key = InstanceKey::of(entry, self.snapshot);
+            let plugin = match self.next.get(&key).or_else(|| self.instances.get(&key)) {
                 Some(plugin) => plugin.clone(),
                 None => {
-                    if let Some(message) = refused.get(&key) {
+                    if let Some(message) = self.refused.get(&key) {
                         return Err(Box::new(BuildError::of(entry, message.clone())));
                     }
-                    match build_instance(registry, snapshot, entry) {
+                    match build_instance(self.registry, self.snapshot, entry) {
                         Ok(plugin) => plugin,
                         Err(err) => {
-                            refused.insert(key, err.message.clone());
+                            self.refused.insert(key, err.message.clone());
                             return Err(err);
                         }
                     }
                 }
             };
-            next.entry(key).or_insert_with(|| plugin.clone());
+            self.next.entry(key).or_insert_with(|| plugin.clone());
             links.push(
                 Link::new(entry.alias.as_str(), entry.plugin.as_str(), plugin)
                     .excluding(entry.exclude_paths.clone()),
             );
         }
         Ok(Chain::new(links))
-    };
+    }
+}
+
+/// Builds every chain of `snapshot`, each on its own: a chain with an instance that cannot be
+/// built is an error for that chain only (an instance that fails is tried once per build).
+/// `instances` becomes the set the built chains use; instances no longer used are dropped.
+pub(crate) fn build(registry: &Registry, instances: &mut Instances, snapshot: &Snapshot) -> Chains {
+    let mut session = Session::new(registry, instances, snapshot);
     let routes = snapshot
         .routes
         .iter()
-        .map(|route| chain_of(&route.chain))
+        .map(|route| session.chain_of(&route.chain))
         .collect::<Vec<_>>();
-    let default = chain_of(&snapshot.default_chain);
+    let default = session.chain_of(&snapshot.default_chain);
+    let Session { next, refused, .. } = session;
     tracing::debug!(
         version = snapshot.version,
         instances = next.len(),
@@ -97,6 +123,31 @@ pub(crate) fn build(registry: &Registry, instances: &mut Instances, snapshot: &S
     );
     *instances = next;
     Chains { routes, default }
+}
+
+/// Builds the chains of `routes` (Routes of `snapshot`) and, with `default`, the default chain,
+/// for a snapshot applied in place: the other chains keep theirs, so `instances` keeps every
+/// instance some chain still holds and drops those only it holds (an instance a replaced
+/// runtime still holds goes at a later build).
+pub(crate) fn build_some(
+    registry: &Registry,
+    instances: &mut Instances,
+    snapshot: &Snapshot,
+    routes: &[&RouteEntry],
+    default: bool,
+) -> (Vec<BuiltChain>, Option<BuiltChain>) {
+    let mut session = Session::new(registry, instances, snapshot);
+    let chains = routes
+        .iter()
+        .map(|route| session.chain_of(&route.chain))
+        .collect::<Vec<_>>();
+    let default = default.then(|| session.chain_of(&snapshot.default_chain));
+    let next = session.next;
+    for (key, plugin) in next {
+        instances.entry(key).or_insert(plugin);
+    }
+    instances.retain(|_, plugin| Arc::strong_count(plugin) > 1);
+    (chains, default)
 }
 
 fn build_instance(

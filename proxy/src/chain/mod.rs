@@ -62,7 +62,7 @@ pub use observer::{ChainObserver, HookPhase, ObserverSlot};
 
 use crate::plugin::{BoxFuture, Ctx, Phases, Plugin, ProxyBody, Registry};
 use exclude::ExcludePaths;
-use hookway_crds::snapshot::{ChainEntry, ObjectKey, Snapshot, Tier};
+use hookway_crds::snapshot::{ChainEntry, ObjectKey, RouteEntry, Snapshot, Tier};
 
 /// Why the upstream call failed; turned into a short plain-text 502/503/504 by the chain (the
 /// response hooks still run on it).
@@ -134,7 +134,7 @@ impl Link {
 }
 
 /// A Route's chain, ready to run. Cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Chain {
     links: Arc<[Link]>,
     /// Each link's compiled `exclude_paths`, in the same order.
@@ -147,9 +147,29 @@ pub struct Chain {
     aliases: Arc<[Arc<str>]>,
 }
 
+/// The empty chain, shared: most Routes have no plugin, and each empty chain of its own would
+/// cost three allocations per Route.
+impl Default for Chain {
+    fn default() -> Self {
+        static EMPTY: std::sync::OnceLock<Chain> = std::sync::OnceLock::new();
+        EMPTY
+            .get_or_init(|| Chain {
+                links: Arc::new([]),
+                excludes: Arc::new([]),
+                has_excludes: false,
+                phases: Phases::default(),
+                aliases: Arc::new([]),
+            })
+            .clone()
+    }
+}
+
 impl Chain {
     /// A chain of `links` (already in run order). Their `exclude_paths` are compiled here.
     pub fn new(links: Vec<Link>) -> Self {
+        if links.is_empty() {
+            return Self::default();
+        }
         let excludes: Arc<[ExcludePaths]> = links
             .iter()
             .map(|link| ExcludePaths::new(&link.exclude_paths))
@@ -212,6 +232,9 @@ pub struct ChainBuilder {
     instances: builder::Instances,
 }
 
+/// One chain as built, or the plugin instance that could not be.
+pub type BuiltChain = Result<Chain, Box<BuildError>>;
+
 /// The chains of one snapshot, each built on its own.
 pub struct Chains {
     /// Per Route, in the snapshot's route order.
@@ -269,6 +292,25 @@ impl ChainBuilder {
     /// last build are reused.
     pub fn build(&mut self, snapshot: &Snapshot) -> Chains {
         builder::build(&self.registry, &mut self.instances, snapshot)
+    }
+
+    /// Builds the chains of `routes` only (Routes of `snapshot`, in that order) and, with
+    /// `default`, the default chain: for a snapshot applied in place, whose other chains are
+    /// kept. Instances are reused as by [`ChainBuilder::build`]; those no chain holds any more
+    /// are dropped.
+    pub fn build_some(
+        &mut self,
+        snapshot: &Snapshot,
+        routes: &[&RouteEntry],
+        default: bool,
+    ) -> (Vec<BuiltChain>, Option<BuiltChain>) {
+        builder::build_some(
+            &self.registry,
+            &mut self.instances,
+            snapshot,
+            routes,
+            default,
+        )
     }
 
     /// How many distinct plugin instances the last build holds.

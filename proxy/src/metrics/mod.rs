@@ -58,6 +58,12 @@ pub struct Metrics {
     pub snapshot_reloads: IntCounterVec,
     /// `hookway_snapshot_failed_objects`: objects of the live snapshot this proxy left out.
     pub snapshot_failed_objects: IntGauge,
+    /// `hookway_snapshot_apply_seconds{kind}`: time to build and swap in a runtime, `full`
+    /// (built whole) or `delta` (the previous runtime updated where the snapshot changed).
+    pub snapshot_apply: HistogramVec,
+    /// `hookway_snapshot_rebuilt_total{part}`: parts built by applying snapshots (`route`,
+    /// `chain`, `upstream`, `router`, `certificates`).
+    pub snapshot_rebuilt: IntCounterVec,
 }
 
 /// `hookway_access_log_dropped_lines_total`: read from the access_log writers at scrape time.
@@ -134,6 +140,19 @@ impl Metrics {
                 "hookway_snapshot_failed_objects",
                 "Objects of the live snapshot this proxy could not apply and left out.",
             )?,
+            snapshot_apply: histogram(
+                "hookway_snapshot_apply_seconds",
+                "Time to build and swap in the runtime of a snapshot: whole (full) or by updating the live one where the snapshot changed (delta).",
+                HOOK_BUCKETS,
+                &["kind"],
+            )?,
+            snapshot_rebuilt: IntCounterVec::new(
+                Opts::new(
+                    "hookway_snapshot_rebuilt_total",
+                    "Parts of the runtime built by applying snapshots: route runtimes, chains, upstream pools, router indexes, certificate stores.",
+                ),
+                &["part"],
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.requests.clone()))?;
@@ -149,6 +168,8 @@ impl Metrics {
         m.registry.register(Box::new(m.snapshot_reloads.clone()))?;
         m.registry
             .register(Box::new(m.snapshot_failed_objects.clone()))?;
+        m.registry.register(Box::new(m.snapshot_apply.clone()))?;
+        m.registry.register(Box::new(m.snapshot_rebuilt.clone()))?;
         m.registry.register(Box::new(access_log_dropped_lines()?))?;
         m.registry
             .register(Box::new(tables::TablesCollector::new()?))?;

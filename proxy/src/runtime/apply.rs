@@ -29,7 +29,7 @@ use crate::chain::{BuildError, Chain, ChainBuilder, Chains};
 use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::upstream::client::ClientCache;
-use crate::upstream::{UpstreamPool, Upstreams};
+use crate::upstream::{UpstreamPool, UpstreamSlot, Upstreams};
 
 /// What building needs from the runtime state.
 pub(super) struct Env<'a> {
@@ -85,16 +85,36 @@ fn has_plugins(snapshot: &Snapshot) -> bool {
     !snapshot.default_chain.is_empty() || snapshot.routes.iter().any(|r| !r.chain.is_empty())
 }
 
+/// The upstream key and metrics label the route runtimes of one build share (a few Routes per
+/// upstream: one allocation each instead of one per Route).
+#[derive(Default)]
+pub(super) struct UpstreamNames(HashMap<ObjectKey, (Arc<ObjectKey>, Arc<str>)>);
+
+impl UpstreamNames {
+    fn of(&mut self, key: &ObjectKey) -> (Arc<ObjectKey>, Arc<str>) {
+        if let Some(names) = self.0.get(key) {
+            return names.clone();
+        }
+        let names = (Arc::new(key.clone()), Arc::from(key.to_string()));
+        self.0.insert(key.clone(), names.clone());
+        names
+    }
+}
+
 /// A route's runtime parts.
-pub(super) fn route_runtime(metrics: &Metrics, entry: &RouteEntry, chain: Chain) -> RouteRuntime {
-    let route_label: Arc<str> = entry.key.to_string().into();
+pub(super) fn route_runtime(
+    entry: &RouteEntry,
+    chain: Chain,
+    names: &mut UpstreamNames,
+) -> RouteRuntime {
+    let (upstream, service_label) = names.of(&entry.upstream);
     RouteRuntime {
         key: Arc::new(entry.key.clone()),
-        upstream: Arc::new(entry.upstream.clone()),
+        upstream,
         chain,
-        duration: metrics.request_duration.with_label_values(&[&*route_label]),
-        route_label,
-        service_label: entry.upstream.to_string().into(),
+        duration: std::sync::OnceLock::new(),
+        route_label: entry.key.to_string().into(),
+        service_label,
     }
 }
 
@@ -136,7 +156,7 @@ impl Routes<'_> {
 
     /// The router over the served routes. Routes it refuses are left out (falling back to
     /// their previous version once); each round removes at least one route, so this ends.
-    fn router(&mut self) -> (Router, Option<Box<[RouteEntry]>>) {
+    fn router(&mut self) -> (Router, Option<Arc<[RouteEntry]>>) {
         loop {
             let snapshot = self.snapshot;
             self.served.sort_by(|a, b| {
@@ -164,7 +184,7 @@ impl Routes<'_> {
                 Ok(router) => {
                     let entries = match entries {
                         Cow::Borrowed(_) => None,
-                        Cow::Owned(entries) => Some(entries.into_boxed_slice()),
+                        Cow::Owned(entries) => Some(entries.into()),
                     };
                     return (router, entries);
                 }
@@ -182,7 +202,7 @@ impl Routes<'_> {
                 // Every route compiles alone but not together: cannot happen with today's
                 // router; serve nothing new rather than guess.
                 tracing::error!("the router refused the routes together but none alone");
-                return (Router::default(), Some(Box::new([])));
+                return (Router::default(), Some(Arc::new([])));
             }
             for (n, reason) in refused.into_iter().rev() {
                 let (served, _) = self.served.remove(n);
@@ -204,7 +224,7 @@ pub(super) fn build(env: &Env<'_>, snapshot: Arc<Snapshot>, previous: Option<&Ru
     let mut failures = Failures::default();
 
     // Certificates: one that fails leaves its hosts on their previous certificate.
-    let (certs, refused) = CertStore::build(&snapshot.certificates, previous.map(|p| &p.certs));
+    let (certs, refused) = CertStore::build(&snapshot.certificates, previous.map(|p| &*p.certs));
     let mut host_problem: HashMap<&str, String> = HashMap::new();
     for (i, err) in refused {
         for host in &snapshot.certificates[i].hosts {
@@ -221,7 +241,10 @@ pub(super) fn build(env: &Env<'_>, snapshot: Arc<Snapshot>, previous: Option<&Ru
     for entry in &snapshot.upstreams {
         match UpstreamPool::new(entry, env.clients, env.metrics) {
             Ok(pool) => {
-                upstreams.insert(entry.key.clone(), Arc::new(pool));
+                upstreams.insert(
+                    entry.key.clone(),
+                    Arc::new(UpstreamSlot::from_pointee(pool)),
+                );
             }
             Err(err) => {
                 if let Some(pool) = previous.and_then(|p| p.upstreams.get(&entry.key)) {
@@ -260,6 +283,7 @@ pub(super) fn build(env: &Env<'_>, snapshot: Arc<Snapshot>, previous: Option<&Ru
         failures,
         upstreams,
     };
+    let mut names = UpstreamNames::default();
     for (i, (entry, chain)) in snapshot.routes.iter().zip(chains).enumerate() {
         let chain = chain.map_err(|err| {
             let (kind, key) = config_owner(&err, entry);
@@ -280,7 +304,7 @@ pub(super) fn build(env: &Env<'_>, snapshot: Arc<Snapshot>, previous: Option<&Ru
         match (problem, chain) {
             (None, Ok(chain)) => routes
                 .served
-                .push((Served::Current(i), route_runtime(env.metrics, entry, chain))),
+                .push((Served::Current(i), route_runtime(entry, chain, &mut names))),
             (Some(reason), _) | (None, Err(reason)) => routes.leave_out(&entry.key, reason),
         }
     }
@@ -308,13 +332,13 @@ pub(super) fn build(env: &Env<'_>, snapshot: Arc<Snapshot>, previous: Option<&Ru
         ..
     } = routes;
     Runtime {
-        router,
+        router: Arc::new(router),
         routes: served.into_iter().map(|(_, rt)| rt).collect(),
         entries,
-        upstreams,
+        upstreams: Arc::new(upstreams),
         default_chain,
         no_route_duration: env.metrics.request_duration.with_label_values(&[""]),
-        certs,
+        certs: Arc::new(certs),
         failed: failures.0.into_values().collect(),
         snapshot,
     }

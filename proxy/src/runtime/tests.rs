@@ -48,19 +48,19 @@ impl PluginFactory for Fragile {
     }
 }
 
-fn state() -> RuntimeState {
+pub(super) fn state() -> RuntimeState {
     let mut registry = Registry::new();
     registry.register::<Fragile>();
     RuntimeState::new(ChainBuilder::new(registry), Metrics::new().unwrap())
 }
 
-fn key(name: &str) -> ObjectKey {
+pub(super) fn key(name: &str) -> ObjectKey {
     ObjectKey::new("team", name)
 }
 
 /// Route `name` on `name.example.com`, to upstream `svc`, with `priority` telling versions
 /// apart.
-fn route(name: &str, priority: i32) -> RouteEntry {
+pub(super) fn route(name: &str, priority: i32) -> RouteEntry {
     RouteEntry {
         key: key(name),
         hosts: vec![format!("{name}.example.com")],
@@ -80,7 +80,7 @@ fn route(name: &str, priority: i32) -> RouteEntry {
     }
 }
 
-fn with_plugin(mut route: RouteEntry, config: serde_json::Value) -> RouteEntry {
+pub(super) fn with_plugin(mut route: RouteEntry, config: serde_json::Value) -> RouteEntry {
     route.chain.push(ChainEntry {
         alias: "fragile".into(),
         plugin_ref: key("fragile"),
@@ -95,7 +95,7 @@ fn with_plugin(mut route: RouteEntry, config: serde_json::Value) -> RouteEntry {
     route
 }
 
-fn upstream(name: &str) -> UpstreamEntry {
+pub(super) fn upstream(name: &str) -> UpstreamEntry {
     UpstreamEntry {
         key: key(name),
         scheme: Scheme::Http,
@@ -113,7 +113,7 @@ fn upstream(name: &str) -> UpstreamEntry {
 }
 
 /// A certificate for `host`; with `matching: false` its key belongs to another certificate.
-fn certificate(secret: &str, host: &str, matching: bool) -> CertificateEntry {
+pub(super) fn certificate(secret: &str, host: &str, matching: bool) -> CertificateEntry {
     let cert = rcgen::generate_simple_self_signed(vec![host.to_string()]).unwrap();
     let key_pem = if matching {
         cert.signing_key.serialize_pem()
@@ -128,7 +128,7 @@ fn certificate(secret: &str, host: &str, matching: bool) -> CertificateEntry {
     }
 }
 
-fn snapshot(
+pub(super) fn snapshot(
     version: u64,
     routes: Vec<RouteEntry>,
     upstreams: Vec<UpstreamEntry>,
@@ -164,7 +164,7 @@ fn failures(list: &[FailedObject]) -> Vec<(FailedKind, ObjectKey, bool)> {
 }
 
 /// The router finds `host` on the live runtime.
-fn routes_host(rt: &Runtime, host: &str) -> Option<String> {
+pub(super) fn routes_host(rt: &Runtime, host: &str) -> Option<String> {
     let headers = http::HeaderMap::new();
     let idx = rt.router.find(&crate::router::RequestView {
         host: Some(host),

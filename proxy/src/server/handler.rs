@@ -190,7 +190,7 @@ pub async fn handle(
                 resp,
                 &*route.route_label,
                 &*route.service_label,
-                &route.duration,
+                route.duration(&shared.metrics),
             )
         }
         None => {

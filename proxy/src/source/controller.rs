@@ -295,8 +295,16 @@ async fn session(
             *attempt = 0;
             handle_frame(config, client, base, &token, tx, applied, snapshot).await?;
         }
+        if buf.is_empty() && buf.capacity() > KEPT_BUFFER {
+            // A whole snapshot grew the buffer to its size (MiBs at 10,000 Routes); deltas need
+            // little: do not keep it for the life of the stream.
+            buf = BytesMut::new();
+        }
     }
 }
+
+/// Read-buffer capacity kept between frames.
+const KEPT_BUFFER: usize = 64 * 1024;
 
 /// Splits one complete line off `buf`, if there is one.
 fn next_line(buf: &mut BytesMut) -> Result<Option<Bytes>, Error> {

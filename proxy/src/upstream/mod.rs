@@ -26,7 +26,7 @@ use crate::plugin::{BoxFuture, Ctx, ProxyBody};
 use balancer::PickInput;
 use endpoint::{root_cause, Endpoint, SendError};
 use guarded::GuardedBody;
-pub use pool::{UpstreamPool, Upstreams};
+pub use pool::{UpstreamPool, UpstreamSlot, Upstreams};
 
 /// Sends requests to the upstreams of one runtime.
 pub struct ProxyUpstream<'a> {
@@ -141,6 +141,7 @@ impl ProxyUpstream<'_> {
             .upstream
             .as_ref()
             .and_then(|k| self.upstreams.get(k))
+            .map(|slot| slot.load_full())
             .ok_or_else(|| fail(StatusCode::SERVICE_UNAVAILABLE, "no healthy endpoints"))?;
         let upgrade = headers::is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));

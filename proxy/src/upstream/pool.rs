@@ -139,5 +139,10 @@ impl UpstreamPool {
     }
 }
 
+/// The live pool of one upstream. A snapshot that changes only the upstream (its endpoints:
+/// EndpointSlice churn) stores the new pool here, in place, so the router, the Routes and their
+/// chains that name the upstream are not rebuilt; requests load the pool once per call.
+pub type UpstreamSlot = arc_swap::ArcSwap<UpstreamPool>;
+
 /// Upstreams by key.
-pub type Upstreams = std::collections::HashMap<ObjectKey, Arc<UpstreamPool>>;
+pub type Upstreams = std::collections::HashMap<ObjectKey, Arc<UpstreamSlot>>;

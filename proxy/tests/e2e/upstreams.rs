@@ -229,7 +229,7 @@ async fn the_chain_upstream_honours_ctx_overrides() {
     use hookway_proxy::chain::Upstream as _;
     use hookway_proxy::plugin::{respond, Ctx};
     use hookway_proxy::upstream::client::ClientCache;
-    use hookway_proxy::upstream::{ProxyUpstream, UpstreamPool, Upstreams};
+    use hookway_proxy::upstream::{ProxyUpstream, UpstreamPool, UpstreamSlot, Upstreams};
 
     let a = EchoServer::start("a").await;
     let b = EchoServer::start("b").await;
@@ -238,7 +238,10 @@ async fn the_chain_upstream_honours_ctx_overrides() {
     let mut upstreams = Upstreams::new();
     for (name, addr) in [("a", a.addr), ("b", b.addr)] {
         let pool = UpstreamPool::new(&upstream(name, &[addr]), &clients, &metrics).unwrap();
-        upstreams.insert(key(name), std::sync::Arc::new(pool));
+        upstreams.insert(
+            key(name),
+            std::sync::Arc::new(UpstreamSlot::from_pointee(pool)),
+        );
     }
     let up = ProxyUpstream {
         upstreams: &upstreams,

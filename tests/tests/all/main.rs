@@ -1,6 +1,7 @@
 //! The end-to-end tests, one binary (`cargo test -p hookway-tests --test all [FILTER]`).
 //! `bench.rs` stays a binary of its own: it installs a counting global allocator.
 
+mod delta_apply;
 mod e2e;
 mod gateway_api_discovery;
 mod isolation;
