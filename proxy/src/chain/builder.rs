@@ -15,7 +15,10 @@ use crate::plugin::{BuildEnv, Plugin, Registry};
 
 /// What makes two plugin instances interchangeable: the same GatewayPlugin, kind and config,
 /// and the same resolution of the names in it (the same config in two namespaces may bind two
-/// different Secrets) with the same Secret contents (a rotated key builds a new instance).
+/// different Secrets) with the same Secret contents (a rotated key builds a new instance) and
+/// the same bound Services as the snapshot holds them (a plugin that calls a Service —
+/// `request_mirror`, `ext_authz`, `ext_proc`, a `wasm` cluster — takes its endpoints when it is
+/// built, so a changed endpoint set builds a new instance).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct InstanceKey {
     plugin_ref: ObjectKey,
@@ -35,7 +38,12 @@ impl InstanceKey {
                 .iter()
                 .map(|(name, key)| (name, key, snapshot.secret(key).map(|s| &s.data)))
                 .collect();
-            bindings = serde_json::to_string(&(secrets, &entry.services)).unwrap_or_default();
+            let services: Vec<_> = entry
+                .services
+                .iter()
+                .map(|(name, key)| (name, key, snapshot.upstream(key)))
+                .collect();
+            bindings = serde_json::to_string(&(secrets, services)).unwrap_or_default();
         }
         Self {
             plugin_ref: entry.plugin_ref.clone(),

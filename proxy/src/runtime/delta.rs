@@ -92,11 +92,25 @@ fn matchers_differ(a: &RouteEntry, b: &RouteEntry) -> bool {
     a.hosts != b.hosts || a.rules != b.rules || a.priority != b.priority || a.created != b.created
 }
 
-/// Whether `chain` binds one of `secrets`.
-fn binds_any(chain: &[hookway_crds::snapshot::ChainEntry], secrets: &HashSet<&ObjectKey>) -> bool {
-    chain
-        .iter()
-        .any(|c| c.secrets.values().any(|k| secrets.contains(k)))
+/// Whether `chain` binds one of the changed Secrets or Services (plugin instances are keyed by
+/// their content: `chain::builder::InstanceKey`).
+fn binds_any(chain: &[hookway_crds::snapshot::ChainEntry], changed: &Changed<'_>) -> bool {
+    chain.iter().any(|c| {
+        c.secrets.values().any(|k| changed.secrets.contains(k))
+            || c.services.values().any(|k| changed.services.contains(k))
+    })
+}
+
+/// The Secrets and Services a delta changes or removes.
+struct Changed<'a> {
+    secrets: HashSet<&'a ObjectKey>,
+    services: HashSet<&'a ObjectKey>,
+}
+
+impl Changed<'_> {
+    fn is_empty(&self) -> bool {
+        self.secrets.is_empty() && self.services.is_empty()
+    }
 }
 
 /// The live runtime `live` updated to `snapshot`, or `None` when it must be built whole.
@@ -146,16 +160,25 @@ pub(super) fn update(env: &Env<'_>, live: &Runtime, snapshot: Arc<Snapshot>) -> 
     };
 
     // Chains to build: changed Routes, and those (and the default chain) bound to a changed
-    // Secret, whose instances are keyed by the Secret's content.
-    let changed_secrets: HashSet<&ObjectKey> = delta
-        .secrets
-        .upsert
-        .iter()
-        .map(|s| &s.key)
-        .chain(&delta.secrets.remove)
-        .collect();
+    // Secret or Service, whose instances are keyed by their content.
+    let changed = Changed {
+        secrets: delta
+            .secrets
+            .upsert
+            .iter()
+            .map(|s| &s.key)
+            .chain(&delta.secrets.remove)
+            .collect(),
+        services: delta
+            .upstreams
+            .upsert
+            .iter()
+            .map(|u| &u.key)
+            .chain(&delta.upstreams.remove)
+            .collect(),
+    };
     let upserted: HashSet<&ObjectKey> = delta.routes.upsert.iter().map(|r| &r.key).collect();
-    let touched: Vec<(usize, &RouteEntry)> = if changed_secrets.is_empty() {
+    let touched: Vec<(usize, &RouteEntry)> = if changed.is_empty() {
         // Upserts are sorted by key, as the snapshot's routes: find them by binary search.
         delta
             .routes
@@ -174,11 +197,10 @@ pub(super) fn update(env: &Env<'_>, live: &Runtime, snapshot: Arc<Snapshot>) -> 
             .routes
             .iter()
             .enumerate()
-            .filter(|(_, r)| upserted.contains(&r.key) || binds_any(&r.chain, &changed_secrets))
+            .filter(|(_, r)| upserted.contains(&r.key) || binds_any(&r.chain, &changed))
             .collect()
     };
-    let default =
-        delta.default_chain.is_some() || binds_any(&snapshot.default_chain, &changed_secrets);
+    let default = delta.default_chain.is_some() || binds_any(&snapshot.default_chain, &changed);
     let needs_builder = default || touched.iter().any(|(_, r)| !r.chain.is_empty());
     let (chains, default_chain) = if needs_builder {
         let entries: Vec<&RouteEntry> = touched.iter().map(|(_, r)| *r).collect();

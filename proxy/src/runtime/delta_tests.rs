@@ -35,6 +35,8 @@ struct RouteSpec {
     plugin: u8,
     /// The plugin binds Secret `sec`.
     secret: bool,
+    /// The plugin binds Service `s1` (as `request_mirror` or `ext_authz` name their target).
+    service: bool,
 }
 
 /// One upstream of a [`World`].
@@ -94,6 +96,9 @@ impl World {
                     r = with_plugin(r, config);
                     if spec.secret {
                         r.chain[0].secrets = [("key".to_string(), key("sec"))].into();
+                    }
+                    if spec.service {
+                        r.chain[0].services = [("target".to_string(), key("s1"))].into();
                     }
                 }
                 r
@@ -256,6 +261,7 @@ fn spec(host: usize, upstream: u8, plugin: u8, secret: bool) -> RouteSpec {
         upstream,
         plugin,
         secret,
+        service: false,
     }
 }
 
@@ -400,6 +406,38 @@ fn each_change_rebuilds_only_what_it_touches_by_table() {
             routes_shared: true,
         },
         Case {
+            what: "r3's plugin binds Service s1 (a mirror or ext_authz target)",
+            change: |w| {
+                let r3 = w.routes.get_mut(&3).unwrap();
+                r3.plugin = 1;
+                r3.service = true;
+            },
+            kind: "delta",
+            rebuilt: parts(1, 1, 0, 0, 0),
+            router_shared: true,
+            routes_shared: false,
+        },
+        Case {
+            what: "s1's endpoints change: r3's plugin took them when built, so its chain is built again",
+            change: |w| w.upstreams.get_mut(&1).unwrap().count = 2,
+            kind: "delta",
+            rebuilt: parts(1, 1, 1, 0, 0),
+            router_shared: true,
+            routes_shared: false,
+        },
+        Case {
+            what: "r3's plugin removed again",
+            change: |w| {
+                let r3 = w.routes.get_mut(&3).unwrap();
+                r3.plugin = 0;
+                r3.service = false;
+            },
+            kind: "delta",
+            rebuilt: parts(1, 0, 0, 0, 0),
+            router_shared: true,
+            routes_shared: false,
+        },
+        Case {
             what: "r1's plugin fails to build: the whole build knows what to keep",
             change: |w| w.routes.get_mut(&1).unwrap().plugin = 3,
             kind: "full",
@@ -468,6 +506,41 @@ fn each_change_rebuilds_only_what_it_touches_by_table() {
 }
 
 #[test]
+fn a_plugin_bound_to_a_service_is_built_again_when_its_endpoints_change_and_only_then() {
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let _guard = tokio.enter();
+    let mut bound = spec(0, 0, 1, false);
+    bound.service = true;
+    let mut world = World {
+        routes: [(0, bound)].into(),
+        upstreams: [(0, up(0, 1)), (1, up(10, 1))].into(),
+        cert: 0,
+        secret: 0,
+    };
+    let (state, mut version) = (state(), 1);
+    let mut apply = |world: &World| {
+        state.apply(world.snapshot(version));
+        version += 1;
+        let rt = state.load().unwrap();
+        let plugin = rt.routes[0].chain.links()[0].plugin.clone();
+        plugin
+    };
+    let first = apply(&world);
+    world.upstreams.get_mut(&0).unwrap().first = 5;
+    let after_other = apply(&world);
+    assert!(
+        Arc::ptr_eq(&first, &after_other),
+        "an endpoint change of a Service the plugin does not bind keeps the instance"
+    );
+    world.upstreams.get_mut(&1).unwrap().first = 20;
+    let after_bound = apply(&world);
+    assert!(
+        !Arc::ptr_eq(&first, &after_bound),
+        "the plugin took s1's endpoints when it was built: a new instance takes the new ones"
+    );
+}
+
+#[test]
 fn endpoint_churn_swaps_the_pool_in_place_for_the_runtime_already_loaded() {
     let tokio = tokio::runtime::Runtime::new().unwrap();
     let _guard = tokio.enter();
@@ -499,16 +572,26 @@ fn endpoint_churn_swaps_the_pool_in_place_for_the_runtime_already_loaded() {
 }
 
 fn route_spec() -> impl Strategy<Value = RouteSpec> {
-    (0..4usize, 0..3usize, 0..3i32, 0..3u8, 0..4u8, any::<bool>()).prop_map(
-        |(host, path, priority, upstream, plugin, secret)| RouteSpec {
-            host,
-            path,
-            priority,
-            upstream,
-            plugin,
-            secret,
-        },
+    (
+        0..4usize,
+        0..3usize,
+        0..3i32,
+        0..3u8,
+        0..4u8,
+        any::<bool>(),
+        any::<bool>(),
     )
+        .prop_map(
+            |(host, path, priority, upstream, plugin, secret, service)| RouteSpec {
+                host,
+                path,
+                priority,
+                upstream,
+                plugin,
+                secret,
+                service,
+            },
+        )
 }
 
 fn upstream_spec() -> impl Strategy<Value = UpstreamSpec> {
