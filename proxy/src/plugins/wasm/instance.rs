@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use wasmtime::{InstancePre, Module, Store, Trap, TypedFunc};
 
+use super::capabilities::Capabilities;
 use super::engine;
 use super::host::{Host, Shared};
 use super::imports;
@@ -55,6 +56,7 @@ struct Exports {
 /// A compiled filter ready to be instantiated.
 pub struct Template {
     pre: InstancePre<Host>,
+    capabilities: Capabilities,
     shared: Arc<Shared>,
     max_memory: usize,
     deadline_ticks: u64,
@@ -83,6 +85,7 @@ impl Template {
             .map_err(|e| format!("linking the module: {e}"))?;
         Ok(Self {
             pre,
+            capabilities: Capabilities::of(&module),
             shared,
             max_memory,
             deadline_ticks: engine::ticks(deadline_ms),
@@ -161,6 +164,7 @@ impl Template {
         Ok(Box::new(Instance {
             store,
             exports,
+            capabilities: self.capabilities,
             next_context: ROOT_CONTEXT + 1,
             deadline_ticks: self.deadline_ticks,
         }))
@@ -188,6 +192,7 @@ fn classify(store: &Store<Host>, e: wasmtime::Error) -> CallError {
 pub struct Instance {
     store: Store<Host>,
     exports: Exports,
+    capabilities: Capabilities,
     next_context: i32,
     deadline_ticks: u64,
 }
@@ -209,6 +214,11 @@ impl Instance {
     /// The store data (what host functions see).
     pub fn host(&mut self) -> &mut Host {
         self.store.data_mut()
+    }
+
+    /// What the module can do.
+    pub fn capabilities(&self) -> Capabilities {
+        self.capabilities
     }
 
     /// Whether the module exports `callback`.
@@ -340,6 +350,11 @@ impl Pool {
         })
     }
 
+    /// What the module can do.
+    pub fn capabilities(&self) -> Capabilities {
+        self.template.capabilities
+    }
+
     /// Instances alive now.
     pub fn live(&self) -> usize {
         self.live.load(Ordering::Acquire)
@@ -347,7 +362,8 @@ impl Pool {
 }
 
 /// An instance lent to one request. Dropped, it goes back to the pool only when marked
-/// [`Lease::reusable`] (its context finished cleanly); otherwise it is discarded.
+/// [`Lease::reusable`] (its context finished cleanly, or the module has nothing to be told at
+/// the end of a request); otherwise it is discarded.
 pub struct Lease {
     instance: Option<Box<Instance>>,
     pool: Arc<Pool>,

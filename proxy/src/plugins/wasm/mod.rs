@@ -14,6 +14,7 @@
 
 pub mod abi;
 mod body;
+pub mod capabilities;
 pub mod config;
 pub mod engine;
 pub mod host;
@@ -156,7 +157,7 @@ fn local_response(local: LocalResponse) -> Response<ProxyBody> {
 
 impl Plugin for WasmPlugin {
     fn phases(&self) -> Phases {
-        Phases::ALL
+        self.pool.capabilities().phases()
     }
 
     fn on_request<'a>(

@@ -1,5 +1,6 @@
 //! One request's conversation with a filter: the lent instance, the HTTP context id, and the
-//! request and response heads kept for reading in later callbacks. Each method moves the
+//! request and response heads kept for reading in later callbacks (only for a module that
+//! imports a call that reads them). Each method moves the
 //! heads (and the body buffer) into the instance for one call and back out after it, so a
 //! callback reads and changes the real request without copies.
 
@@ -157,6 +158,7 @@ impl Session {
     ) -> Result<Option<LocalResponse>, CallError> {
         let instance = self.lease.instance().expect("a lent instance");
         self.context = instance.create_context()?;
+        let capabilities = instance.capabilities();
         let head = take_request(req, tls);
         let count = head.headers.len();
         let host = instance.host();
@@ -167,9 +169,16 @@ impl Session {
         host.request_writable = false;
         let head = host.request.take().expect("the request head");
         let local = host.local_response.take();
-        self.request = Some(head.clone());
+        if capabilities.reads_heads {
+            self.request = Some(head.clone());
+        }
         restore_request(req, head);
         self.headers_paused = result?;
+        if !capabilities.finish {
+            // Nothing to tell the filter at the end: from here on its instance may serve the
+            // next request whenever this one lets go of it (a failed call still discards it).
+            self.lease.reusable();
+        }
         Ok(local)
     }
 
@@ -197,7 +206,9 @@ impl Session {
             *body = Bytes::from(bytes);
         }
         let local = host.local_response.take();
-        self.request = Some(head.clone());
+        if instance.capabilities().reads_heads {
+            self.request = Some(head.clone());
+        }
         restore_request(req, head);
         result?;
         Ok(local)
@@ -227,10 +238,12 @@ impl Session {
             local_response_head(&local, head);
             self.replacement = Some(local.body);
         }
-        self.response = Some(ResponseHead {
-            status: head.status,
-            headers: head.headers.clone(),
-        });
+        if instance.capabilities().reads_heads {
+            self.response = Some(ResponseHead {
+                status: head.status,
+                headers: head.headers.clone(),
+            });
+        }
         result.map(drop)
     }
 

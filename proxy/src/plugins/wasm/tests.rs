@@ -313,6 +313,47 @@ async fn the_instance_limit_answers_503() {
         .is_ok());
 }
 
+/// A module with head callbacks only (`set_headers.wat`): the chain asks it for the heads
+/// only, and with nothing to be told at the end its instance serves the next request as soon
+/// as a request lets go of it, finished or abandoned.
+#[tokio::test]
+async fn a_heads_only_filter_takes_only_the_head_phases_and_reuses_its_instance() {
+    let bytes = wat::parse_str(include_str!("../../../tests/wasm/set_headers.wat")).unwrap();
+    let config = config(json!({"sha256": digest(&bytes)}));
+    let filter = WasmPlugin::from_module(&bytes, &config, "wasm-heads").unwrap();
+    assert_eq!(filter.phases(), crate::plugin::Phases::HEADS);
+    for _ in 0..3 {
+        let mut ctx = harness::ctx();
+        let mut req = harness::request("GET", "/", &[]);
+        let mut resp = harness::response(200, &[]);
+        harness::on_request(&filter, &mut req, &mut ctx)
+            .await
+            .unwrap();
+        harness::on_response(&filter, &mut resp, &mut ctx)
+            .await
+            .unwrap();
+        assert_eq!(header(&req.headers, "x-wasm-request"), ["1"]);
+        assert_eq!(header(&resp.headers, "x-wasm-response"), ["1"]);
+    }
+    assert_eq!(filter.live_instances(), 1, "one instance, reused");
+    // Abandoned after its request head (the client went away): the instance is not lost.
+    let mut ctx = harness::ctx();
+    let mut req = harness::request("GET", "/", &[]);
+    harness::on_request(&filter, &mut req, &mut ctx)
+        .await
+        .unwrap();
+    drop(ctx);
+    let mut ctx = harness::ctx();
+    harness::on_request(&filter, &mut req, &mut ctx)
+        .await
+        .unwrap();
+    assert_eq!(
+        filter.live_instances(),
+        1,
+        "the abandoned request's instance, reused"
+    );
+}
+
 fn secret(value: &str) -> ResolvedSecrets {
     let mut data = std::collections::BTreeMap::new();
     data.insert("filter.wasm".to_string(), value.to_string());
