@@ -17,6 +17,7 @@ mod body;
 pub mod capabilities;
 pub mod config;
 pub mod engine;
+mod header_cache;
 pub mod host;
 mod imports;
 pub mod instance;
