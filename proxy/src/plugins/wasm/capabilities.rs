@@ -32,8 +32,9 @@ pub struct Capabilities {
     /// Exports `proxy_on_log`, `proxy_on_done` or `proxy_on_delete`: it is told when a request
     /// ends.
     pub finish: bool,
-    /// Imports a call that reads a head (see [`HEAD_READERS`]): later callbacks may read the
-    /// request and response heads, so a copy of each is kept.
+    /// Imports a call that reads a head or a property (see [`HEAD_READERS`]): later callbacks
+    /// may read the request and response heads, so a copy of each is kept, and the request's
+    /// properties (source address, route, ...) are gathered.
     pub reads_heads: bool,
 }
 

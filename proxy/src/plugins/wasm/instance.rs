@@ -53,6 +53,18 @@ struct Exports {
     on_delete: Option<TypedFunc<i32, ()>>,
 }
 
+impl Exports {
+    /// The stream callback `callback`, when exported.
+    fn get(&self, callback: Callback) -> Option<&Call3> {
+        match callback {
+            Callback::RequestHeaders => self.on_request_headers.as_ref(),
+            Callback::RequestBody => self.on_request_body.as_ref(),
+            Callback::ResponseHeaders => self.on_response_headers.as_ref(),
+            Callback::ResponseBody => self.on_response_body.as_ref(),
+        }
+    }
+}
+
 /// A compiled filter ready to be instantiated.
 pub struct Template {
     pre: InstancePre<Host>,
@@ -223,16 +235,7 @@ impl Instance {
 
     /// Whether the module exports `callback`.
     pub fn has(&self, callback: Callback) -> bool {
-        self.export(callback).is_some()
-    }
-
-    fn export(&self, callback: Callback) -> Option<Call3> {
-        match callback {
-            Callback::RequestHeaders => self.exports.on_request_headers.clone(),
-            Callback::RequestBody => self.exports.on_request_body.clone(),
-            Callback::ResponseHeaders => self.exports.on_response_headers.clone(),
-            Callback::ResponseBody => self.exports.on_response_body.clone(),
-        }
+        self.exports.get(callback).is_some()
     }
 
     fn fail(&self, e: wasmtime::Error) -> CallError {
@@ -264,14 +267,16 @@ impl Instance {
         size: usize,
         end_of_stream: bool,
     ) -> Result<bool, CallError> {
-        let Some(f) = self.export(callback) else {
+        let Some(f) = self.exports.get(callback) else {
             return Ok(false);
         };
         self.store.set_epoch_deadline(self.deadline_ticks);
         self.store.data_mut().limiter.denied = false;
         let args = (context, size as i32, i32::from(end_of_stream));
-        let action = f.call(&mut self.store, args).map_err(|e| self.fail(e))?;
-        Ok(action != 0)
+        match f.call(&mut self.store, args) {
+            Ok(action) => Ok(action != 0),
+            Err(e) => Err(classify(&self.store, e)),
+        }
     }
 
     /// The end of a stream: `proxy_on_log`, `proxy_on_done`, `proxy_on_delete`.

@@ -130,14 +130,15 @@ impl Session {
         req: &mut request::Parts,
         ctx: &Ctx,
     ) -> (Self, Result<Option<LocalResponse>, CallError>) {
-        let props = Props {
-            source: std::net::SocketAddr::new(ctx.client_ip, ctx.peer_addr.port()),
-            route: ctx.route.clone(),
-            service: ctx.upstream.clone(),
-            request_id: ctx.request_id.clone(),
-        };
         let instance = lease.instance().expect("a lent instance");
-        instance.host().props = Some(props);
+        if instance.capabilities().reads_heads {
+            instance.host().props = Some(Props {
+                source: std::net::SocketAddr::new(ctx.client_ip, ctx.peer_addr.port()),
+                route: ctx.route.clone(),
+                service: ctx.upstream.clone(),
+                request_id: ctx.request_id.clone(),
+            });
+        }
         let mut session = Session {
             context: 0,
             request: None,
