@@ -8,7 +8,9 @@
 //! ```
 //!
 //! One instance serves one request at a time (a request keeps it from its request head to its
-//! completion); a trap, a deadline or an out-of-memory ends that request with a 500 (or lets
+//! completion, or, for a module without `proxy_on_log`/`_done`/`_delete`, until it drops its
+//! session); the plugin takes part only in the phases the module implements
+//! ([`capabilities`]); a trap, a deadline or an out-of-memory ends that request with a 500 (or lets
 //! it through with `fail_open`), is counted in `hookway_wasm_failures_total`, and the instance
 //! is discarded.
 
