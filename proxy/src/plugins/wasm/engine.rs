@@ -46,6 +46,12 @@ pub fn ticks(millis: u64) -> u64 {
     millis.div_ceil(TICK.as_millis() as u64) + 1
 }
 
+/// Checks that `bytes` is a WebAssembly module this engine can compile (no compilation).
+pub fn validate(bytes: &[u8]) -> Result<(), String> {
+    wasmtime::Module::validate(engine(), bytes)
+        .map_err(|e| format!("not a valid WebAssembly module: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,10 +71,4 @@ mod tests {
             assert!((ticks(millis) - 1) * TICK.as_millis() as u64 >= millis);
         }
     }
-}
-
-/// Checks that `bytes` is a WebAssembly module this engine can compile (no compilation).
-pub fn validate(bytes: &[u8]) -> Result<(), String> {
-    wasmtime::Module::validate(engine(), bytes)
-        .map_err(|e| format!("not a valid WebAssembly module: {e}"))
 }
