@@ -128,7 +128,8 @@ impl WasmPlugin {
                 .failed(Some(&mut session), e, "request headers")
                 .map(|()| Flow::Continue),
             Ok(local) => {
-                Sessions::insert(ctx, self.id, session);
+                let shared = self.pool.capabilities().phases() != Phases::HEADS;
+                Sessions::insert(ctx, self.id, session, shared);
                 Ok(match local {
                     Some(local) => Flow::Respond(local_response(local)),
                     None => Flow::Continue,
@@ -137,15 +138,12 @@ impl WasmPlugin {
         }
     }
 
-    fn with_session<T>(&self, ctx: &Ctx, idle: T, f: impl FnOnce(&mut Session) -> T) -> T {
-        let Some(shared) = Sessions::get(ctx, self.id) else {
-            return idle;
-        };
-        let mut guard = shared.lock().unwrap_or_else(|e| e.into_inner());
-        match guard.as_mut() {
-            Some(session) if !session.broken => f(session),
-            _ => idle,
-        }
+    fn with_session<T>(&self, ctx: &mut Ctx, idle: T, f: impl FnOnce(&mut Session) -> T) -> T {
+        Sessions::with(ctx, self.id, |session| {
+            (!session.broken).then(|| f(session))
+        })
+        .flatten()
+        .unwrap_or(idle)
     }
 }
 
@@ -190,9 +188,13 @@ impl Plugin for WasmPlugin {
     }
 
     fn request_body_limit(&self, _req: &request::Parts, ctx: &Ctx) -> Option<usize> {
-        self.with_session(ctx, None, |s| {
-            s.headers_paused.then_some(self.settings.max_body)
-        })
+        // A filter with a request body phase keeps its session shared.
+        let shared = Sessions::get(ctx, self.id)?;
+        let guard = shared.lock().unwrap_or_else(|e| e.into_inner());
+        let paused = guard
+            .as_ref()
+            .is_some_and(|s| !s.broken && s.headers_paused);
+        paused.then_some(self.settings.max_body)
     }
 
     fn on_request_body<'a>(

@@ -58,25 +58,51 @@ impl Settings {
 /// A session shared by the hooks and body filters of one request.
 pub type SharedSession = Arc<Mutex<Option<Session>>>;
 
+/// Where a request keeps its session with one filter.
+enum Slot {
+    /// In place: only the filter's head hooks use it, and they get `&mut Ctx` (a module
+    /// without body callbacks, `send_local_response` or end-of-request callbacks).
+    Owned(Session),
+    /// Shared with body filters and the completion hook (which gets `&Ctx`).
+    Shared(SharedSession),
+}
+
 /// The sessions of one request, by filter config (a request may run several Wasm filters).
 #[derive(Default)]
-pub struct Sessions(SmallVec<[(u64, SharedSession); 1]>);
+pub struct Sessions(SmallVec<[(u64, Slot); 1]>);
 
 impl Sessions {
-    /// Stores the session of filter `id`.
-    pub fn insert(ctx: &mut Ctx, id: u64, session: Session) {
+    /// Stores the session of filter `id`; `shared` when body filters or the completion hook
+    /// will need it.
+    pub fn insert(ctx: &mut Ctx, id: u64, session: Session, shared: bool) {
+        let slot = if shared {
+            Slot::Shared(Arc::new(Mutex::new(Some(session))))
+        } else {
+            Slot::Owned(session)
+        };
         let sessions = ctx.extensions.get_or_insert_default::<Sessions>();
-        sessions.0.push((id, Arc::new(Mutex::new(Some(session)))));
+        sessions.0.push((id, slot));
     }
 
-    /// The session of filter `id`, if its request hook started one.
+    /// The shared session of filter `id`, if its request hook started one that is shared.
     pub fn get(ctx: &Ctx, id: u64) -> Option<SharedSession> {
         let sessions = ctx.extensions.get::<Sessions>()?;
-        sessions
-            .0
-            .iter()
-            .find(|(i, _)| *i == id)
-            .map(|(_, s)| s.clone())
+        sessions.0.iter().find_map(|(i, slot)| match slot {
+            Slot::Shared(s) if *i == id => Some(s.clone()),
+            _ => None,
+        })
+    }
+
+    /// Runs `f` on the session of filter `id`, wherever it is kept (`None` without one).
+    pub fn with<T>(ctx: &mut Ctx, id: u64, f: impl FnOnce(&mut Session) -> T) -> Option<T> {
+        let sessions = ctx.extensions.get_mut::<Sessions>()?;
+        match &mut sessions.0.iter_mut().find(|(i, _)| *i == id)?.1 {
+            Slot::Owned(session) => Some(f(session)),
+            Slot::Shared(shared) => {
+                let mut guard = shared.lock().unwrap_or_else(|e| e.into_inner());
+                guard.as_mut().map(f)
+            }
+        }
     }
 }
 
