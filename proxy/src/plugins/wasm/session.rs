@@ -59,6 +59,9 @@ impl Settings {
 pub type SharedSession = Arc<Mutex<Option<Session>>>;
 
 /// Where a request keeps its session with one filter.
+// Not boxed: avoiding a per-request allocation is the point of `Owned`; a slot is moved once,
+// into the request's (boxed) `Sessions`.
+#[allow(clippy::large_enum_variant)]
 enum Slot {
     /// In place: only the filter's head hooks use it, and they get `&mut Ctx` (a module
     /// without body callbacks, `send_local_response` or end-of-request callbacks).
