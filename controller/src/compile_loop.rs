@@ -166,6 +166,7 @@ where
             mut snapshot,
             reports,
             origins,
+            url_sources: _,
         } = compiled;
         if snapshot.hash.is_empty() {
             snapshot = snapshot.seal();
@@ -330,6 +331,7 @@ mod tests {
             snapshot: snapshot.seal(),
             reports,
             origins: BTreeMap::new(),
+            url_sources: Default::default(),
         }
     }
 

@@ -181,6 +181,7 @@ impl Writer<'_> {
             snapshot: Default::default(),
             reports: (*published.reports).clone(),
             origins: Default::default(),
+            url_sources: Default::default(),
         };
         let env = Environment {
             addresses,

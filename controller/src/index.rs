@@ -4,7 +4,7 @@ use hookway_crds::compiler::Objects;
 use hookway_crds::gateway_api::http_route::BackendObjectReference;
 use hookway_crds::gateway_api::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use hookway_crds::{GatewayPlugin, PlatformPolicy, Route, Service};
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service as CoreService};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service as CoreService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use std::sync::Arc;
@@ -63,6 +63,8 @@ pub struct Stores {
     pub tls_secrets: MultiStore<Secret>,
     /// Credential Secrets (label `hookway.dev/credentials=true`).
     pub credential_secrets: MultiStore<Secret>,
+    /// ConfigMaps with plugin data (label `hookway.dev/plugin-data=true`).
+    pub config_maps: MultiStore<ConfigMap>,
     /// PlatformPolicies of the root namespace.
     pub policies: MultiStore<PlatformPolicy>,
     /// Namespaces (metadata only matters: labels).
@@ -266,6 +268,7 @@ impl Stores {
             policies: self.policies.state(),
             ingresses,
             ingress_classes: self.ingress_classes.state(),
+            config_maps: self.config_maps.state(),
             ..gateway_api.map_or_else(
                 Objects::default,
                 |(classes, gateways, routes, grpc_routes, grants)| Objects {
@@ -336,6 +339,7 @@ mod tests {
             ]),
             tls_secrets: multi(vec![meta(Secret::default(), "a", "tls")]),
             credential_secrets: multi(vec![meta(Secret::default(), "a", "creds")]),
+            config_maps: multi(vec![meta(ConfigMap::default(), "a", "modules")]),
             policies: multi(vec![]),
             namespaces: {
                 let (store, mut writer) = reflector::store();
@@ -378,6 +382,7 @@ mod tests {
             ["web-core-abc"]
         );
         assert_eq!(objects.secrets.len(), 2);
+        assert_eq!(objects.config_maps.len(), 1);
         assert_eq!(objects.services.len(), 1);
         assert_eq!(objects.namespaces.len(), 1);
     }

@@ -5,7 +5,8 @@
 //!
 //! ```text
 //!  watch.rs (reflectors) ──poke──► compile_loop.rs ──watch<Snapshot>──► stream/ ──► proxies
-//!        │ stores                     │ Published (reports)                 │ acks
+//!        │ stores          module_fetch.rs ◄┤ url sources; fetched modules   │ acks
+//!        │                    (poke)        │ Published (reports)           │
 //!        ▼                            ▼                                     ▼
 //!   index.rs (Objects)          status_loop.rs ◄──────────────────── proxies.rs
 //!                                 │ status.rs (pure diff) + events.rs, only while leader.rs says so
@@ -27,6 +28,7 @@ pub mod index;
 pub mod ingress_status;
 pub mod leader;
 pub mod metrics;
+pub mod module_fetch;
 pub mod origin_failures;
 pub mod proxies;
 pub mod registry;

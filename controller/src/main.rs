@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use hookway_controller::compile_loop::Debounce;
+use hookway_controller::module_fetch::FetchConfig;
 use hookway_controller::run::{default_compile, Config, Controller};
 use hookway_controller::stream::{tls, Token};
 use tokio::net::TcpListener;
@@ -72,6 +73,15 @@ struct RunArgs {
     /// cluster IPs) become Gateways' `status.addresses`.
     #[arg(long, env = "HOOKWAY_PROXY_SERVICE")]
     proxy_service: Option<String>,
+    /// PEM CA bundle trusted for `https://` wasm module URLs instead of the system's roots.
+    #[arg(long, env = "HOOKWAY_MODULE_CA_FILE")]
+    module_ca_file: Option<PathBuf>,
+    /// Longest time one fetch of a wasm module URL may take, seconds.
+    #[arg(long, env = "HOOKWAY_MODULE_FETCH_TIMEOUT", default_value_t = 30)]
+    module_fetch_timeout: u64,
+    /// Largest wasm module fetched from a URL, bytes.
+    #[arg(long, env = "HOOKWAY_MODULE_MAX_BYTES", default_value_t = 16 << 20)]
+    module_max_bytes: usize,
     /// Log format.
     #[arg(long, env = "HOOKWAY_LOG_FORMAT", value_enum, default_value = "json")]
     log_format: LogFormat,
@@ -123,6 +133,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let cert = args.tls_cert.context("--tls-cert is required")?;
     let key = args.tls_key.context("--tls-key is required")?;
     let root_namespace = root_namespace(args.root_namespace);
+    let fetch = FetchConfig {
+        timeout: Duration::from_secs(args.module_fetch_timeout.max(1)),
+        max_bytes: args.module_max_bytes,
+        ca_pem: match &args.module_ca_file {
+            Some(path) => {
+                Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+            }
+            None => None,
+        },
+        ..FetchConfig::default()
+    };
     let identity = args
         .identity
         .or_else(|| std::env::var("HOSTNAME").ok())
@@ -147,6 +168,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         lease_duration: Duration::from_secs(args.lease_seconds.max(3)),
         debounce: Debounce::default(),
         gateway_api_recheck: hookway_controller::watch::GATEWAY_API_RECHECK,
+        fetch,
         proxy_service: args.proxy_service.filter(|s| !s.is_empty()),
     };
     let controller = Controller::start(client(args.kubeconfig).await?, config).await?;

@@ -18,6 +18,7 @@ use crate::compile_loop::{CompileLoop, Debounce, Poke, Published};
 use crate::events::Events;
 use crate::leader::{self, LeaseConfig};
 use crate::metrics::Metrics;
+use crate::module_fetch::ModuleFetcher;
 use crate::proxies::Proxies;
 use crate::registry::{self, RegistryConfig};
 use crate::status_loop::StatusLoop;
@@ -73,6 +74,8 @@ pub struct Config {
     pub gateway_api_recheck: Duration,
     /// The compiler.
     pub compile: CompileFn,
+    /// How the URL sources of plugin configs are fetched.
+    pub fetch: crate::module_fetch::FetchConfig,
     /// The proxies' Service, `namespace/name` (or `name` in the root namespace): its addresses are written into Gateways'
     /// `status.addresses`. `None`: Gateways get no address (`Programmed=False`).
     pub proxy_service: Option<String>,
@@ -126,6 +129,7 @@ impl Controller {
             config.gateway_api_recheck,
         ));
 
+        let fetcher = ModuleFetcher::new(config.fetch.clone(), poke.clone())?;
         let (snap_tx, snap_rx) = watch::channel(None);
         let (pub_tx, pub_rx) = watch::channel::<Option<Published>>(None);
         let (ready_tx, ready_rx) = watch::channel(false);
@@ -141,9 +145,17 @@ impl Controller {
                     return;
                 }
                 let objects_stores = stores.clone();
+                let held = fetcher.clone();
                 let mut compile_loop = CompileLoop::new(
-                    move || objects_stores.objects(),
-                    move |o: &Objects| compile(o),
+                    move || Objects {
+                        fetched: held.fetched(),
+                        ..objects_stores.objects()
+                    },
+                    move |o: &Objects| {
+                        let compiled = compile(o);
+                        fetcher.want(&compiled.url_sources);
+                        compiled
+                    },
                     snap_tx,
                     pub_tx,
                     metrics,

@@ -7,6 +7,7 @@
 //! | core Service, EndpointSlice | watched namespaces | — (index.rs keeps only referenced ones) |
 //! | Secret `kubernetes.io/tls` | watched namespaces | `fieldSelector=type=kubernetes.io/tls` |
 //! | Secret with credentials for plugins | watched namespaces | `labelSelector=hookway.dev/credentials=true` |
+//! | ConfigMap with plugin data (a `wasm` module) | watched namespaces | `labelSelector=hookway.dev/plugin-data=true` |
 //! | PlatformPolicy (hookway.dev) | the root namespace only | — (honoured only there) |
 //! | Namespace | cluster | — (labels for `policy.namespaces`) |
 //! | Ingress (networking.k8s.io) | watched namespaces | — |
@@ -17,7 +18,8 @@
 //! | the proxy Service (`--proxy-service`) | its namespace | `metadata.name` |
 //!
 //! No other Secret is ever loaded: a plugin config's Secret must carry the label
-//! `hookway.dev/credentials=true` to be visible to the controller. The root namespace is always
+//! `hookway.dev/credentials=true` to be visible to the controller; likewise a plugin config's
+//! ConfigMap the label `hookway.dev/plugin-data=true` (other ConfigMaps are never loaded). The root namespace is always
 //! watched. Watch restarts and `410 Gone` are handled by kube-runtime (relist with backoff).
 
 use std::fmt::Debug;
@@ -25,7 +27,7 @@ use std::fmt::Debug;
 use futures::StreamExt;
 use hookway_crds::gateway_api::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use hookway_crds::{GatewayPlugin, PlatformPolicy, Route, Service};
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service as CoreService};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service as CoreService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::reflector::{self, Store};
@@ -40,6 +42,8 @@ use crate::index::{GatewayApiSlot, GatewayApiStores, MultiStore, Stores};
 
 /// Label that makes a Secret visible to plugin configs.
 pub const CREDENTIALS_LABEL: &str = "hookway.dev/credentials=true";
+/// Label that makes a ConfigMap visible to plugin configs.
+pub const PLUGIN_DATA_LABEL: &str = "hookway.dev/plugin-data=true";
 /// Field selector for TLS Secrets.
 pub const TLS_SECRET_FIELDS: &str = "type=kubernetes.io/tls";
 
@@ -325,6 +329,13 @@ pub fn start(
             &any.clone().labels(CREDENTIALS_LABEL),
             poke,
         ),
+        config_maps: multi::<ConfigMap>(
+            tasks,
+            client,
+            scope,
+            &any.clone().labels(PLUGIN_DATA_LABEL),
+            poke,
+        ),
         policies: MultiStore(vec![reflect::<PlatformPolicy>(
             tasks,
             Api::namespaced(client.clone(), &scope.root),
@@ -344,6 +355,7 @@ pub async fn wait_ready(stores: &Stores) -> bool {
         && stores.endpoint_slices.wait_until_ready().await
         && stores.tls_secrets.wait_until_ready().await
         && stores.credential_secrets.wait_until_ready().await
+        && stores.config_maps.wait_until_ready().await
         && stores.policies.wait_until_ready().await
         && stores.namespaces.wait_until_ready().await.is_ok()
         && stores.ingresses.wait_until_ready().await

@@ -8,23 +8,27 @@
 use serde::{Deserialize, Serialize};
 
 use crate::snapshot::{
-    CertificateEntry, ChainEntry, ObjectKey, RouteEntry, SecretEntry, UpstreamEntry,
+    BlobEntry, CertificateEntry, ChainEntry, ObjectKey, RouteEntry, SecretEntry, UpstreamEntry,
 };
 use crate::Snapshot;
 
-/// The changes to one keyed collection of a snapshot.
+/// The changes to one keyed collection of a snapshot (keyed by object, or by digest `K` for
+/// blobs).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(bound(deserialize = "T: Deserialize<'de>"))]
-pub struct Changes<T> {
+#[serde(bound(
+    serialize = "T: Serialize, K: Serialize",
+    deserialize = "T: Deserialize<'de>, K: Deserialize<'de>"
+))]
+pub struct Changes<T, K = ObjectKey> {
     /// Entries added or changed (the whole new entry), sorted by key.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upsert: Vec<T>,
     /// Keys of entries removed, sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub remove: Vec<ObjectKey>,
+    pub remove: Vec<K>,
 }
 
-impl<T> Default for Changes<T> {
+impl<T, K> Default for Changes<T, K> {
     fn default() -> Self {
         Self {
             upsert: Vec::new(),
@@ -33,7 +37,7 @@ impl<T> Default for Changes<T> {
     }
 }
 
-impl<T> Changes<T> {
+impl<T, K> Changes<T, K> {
     /// Nothing changed.
     pub fn is_empty(&self) -> bool {
         self.upsert.is_empty() && self.remove.is_empty()
@@ -60,6 +64,9 @@ pub struct SnapshotDelta {
     /// The new default chain, when it changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_chain: Option<Vec<ChainEntry>>,
+    /// Blobs, by digest.
+    #[serde(default, skip_serializing_if = "Changes::is_empty")]
+    pub blobs: Changes<BlobEntry, String>,
 }
 
 /// A delta that cannot be applied.
@@ -85,12 +92,14 @@ pub enum DeltaError {
 
 /// Keyed entries of a collection.
 trait Keyed {
-    fn key(&self) -> &ObjectKey;
+    type Key: Ord + Clone;
+    fn key(&self) -> &Self::Key;
 }
 
 macro_rules! keyed {
     ($($t:ty),*) => {$(
         impl Keyed for $t {
+            type Key = ObjectKey;
             fn key(&self) -> &ObjectKey {
                 &self.key
             }
@@ -99,8 +108,15 @@ macro_rules! keyed {
 }
 keyed!(RouteEntry, UpstreamEntry, CertificateEntry, SecretEntry);
 
+impl Keyed for BlobEntry {
+    type Key = String;
+    fn key(&self) -> &String {
+        &self.sha256
+    }
+}
+
 /// The changes from `old` to `new`, both sorted by key (as every snapshot collection is).
-fn diff<T: Keyed + PartialEq + Clone>(old: &[T], new: &[T]) -> Changes<T> {
+fn diff<T: Keyed + PartialEq + Clone>(old: &[T], new: &[T]) -> Changes<T, T::Key> {
     let mut changes = Changes::default();
     let (mut i, mut j) = (0, 0);
     while i < old.len() || j < new.len() {
@@ -131,7 +147,7 @@ fn diff<T: Keyed + PartialEq + Clone>(old: &[T], new: &[T]) -> Changes<T> {
 }
 
 /// `base` with `changes` applied, still sorted by key.
-fn patch<T: Keyed + Clone>(base: &[T], changes: &Changes<T>) -> Vec<T> {
+fn patch<T: Keyed + Clone>(base: &[T], changes: &Changes<T, T::Key>) -> Vec<T> {
     let mut out = Vec::with_capacity(base.len() + changes.upsert.len());
     let (mut i, mut j) = (0, 0);
     while i < base.len() || j < changes.upsert.len() {
@@ -173,6 +189,7 @@ impl SnapshotDelta {
             secrets: diff(&old.secrets, &new.secrets),
             default_chain: (old.default_chain != new.default_chain)
                 .then(|| new.default_chain.clone()),
+            blobs: diff(&old.blobs, &new.blobs),
         }
     }
 
@@ -187,6 +204,8 @@ impl SnapshotDelta {
             + self.secrets.upsert.len()
             + self.secrets.remove.len()
             + usize::from(self.default_chain.is_some())
+            + self.blobs.upsert.len()
+            + self.blobs.remove.len()
     }
 
     /// Whether the delta changes nothing.
@@ -214,6 +233,7 @@ impl SnapshotDelta {
                 .default_chain
                 .clone()
                 .unwrap_or_else(|| base.default_chain.clone()),
+            blobs: patch(&base.blobs, &self.blobs),
         };
         let actual = next.content_hash();
         if actual != hash {
@@ -259,6 +279,41 @@ mod tests {
         &'a [&'a str],
         &'a [&'a str],
     );
+
+    #[test]
+    fn blobs_are_added_and_removed_by_digest() {
+        let with = |contents: &[&[u8]]| {
+            let mut blobs: Vec<BlobEntry> = contents.iter().map(|b| BlobEntry::new(b)).collect();
+            blobs.sort_by(|a, b| a.sha256.cmp(&b.sha256));
+            Snapshot {
+                blobs,
+                ..Snapshot::default()
+            }
+            .seal()
+        };
+        /// (old blobs, new blobs, upserts, removals)
+        type Case<'a> = (&'a [&'a [u8]], &'a [&'a [u8]], usize, usize);
+        let cases: [Case; 4] = [
+            (&[], &[b"one"], 1, 0),
+            (&[b"one"], &[b"one"], 0, 0),
+            (&[b"one", b"two"], &[b"two", b"three"], 1, 1),
+            (&[b"one"], &[], 0, 1),
+        ];
+        for (i, (old, new, upserts, removals)) in cases.into_iter().enumerate() {
+            let (old, new) = (with(old), with(new));
+            let delta = SnapshotDelta::between(&old, &new);
+            assert_eq!(delta.blobs.upsert.len(), upserts, "case {i}");
+            assert_eq!(delta.blobs.remove.len(), removals, "case {i}");
+            let wire = serde_json::to_string(&delta).unwrap();
+            let back: SnapshotDelta = serde_json::from_str(&wire).unwrap();
+            assert_eq!(
+                back.apply(&old, 2, &new.hash).unwrap().blobs,
+                new.blobs,
+                "case {i}"
+            );
+        }
+        assert_ne!(with(&[]).hash, with(&[b"one"]).hash, "blobs are hashed");
+    }
 
     #[test]
     fn deltas_carry_only_what_changed_by_table() {

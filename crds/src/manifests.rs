@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service as CoreService};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service as CoreService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde::Deserialize;
@@ -105,6 +105,8 @@ pub fn parse_into(
             ("v1", "Secret") => decode::<Secret>(value, default_namespace)
                 .map(fold_string_data)
                 .map(|o| into.secrets.push(Arc::new(o))),
+            ("v1", "ConfigMap") => decode::<ConfigMap>(value, default_namespace)
+                .map(|o| into.config_maps.push(Arc::new(o))),
             ("v1", "Service") => decode::<CoreService>(value, default_namespace)
                 .map(|o| into.core_services.push(Arc::new(o))),
             ("v1", "Namespace") => {

@@ -61,6 +61,11 @@ pub struct Snapshot {
     /// The chain run on requests that match no Route: cluster-wide `global` plugins that apply
     /// everywhere, in run order.
     pub default_chain: Vec<ChainEntry>,
+    /// Blobs pinned by digest that plugin configs load from a ConfigMap or a URL the
+    /// controller fetched (a `wasm` module), sorted by digest. The compiler checked each
+    /// against its digest; a config finds its blob by the `sha256` it pins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blobs: Vec<BlobEntry>,
 }
 
 /// A served Route.
@@ -303,6 +308,42 @@ pub struct SecretEntry {
     pub data: BTreeMap<String, String>,
 }
 
+/// Bytes pinned by their SHA-256, carried for plugin configs (`Snapshot::blobs`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct BlobEntry {
+    /// Lowercase hex SHA-256 of the bytes: the key.
+    pub sha256: String,
+    /// The bytes, base64-encoded (standard alphabet, padded).
+    pub data: String,
+}
+
+impl BlobEntry {
+    /// An entry holding `bytes` (its digest computed here).
+    pub fn new(bytes: &[u8]) -> Self {
+        use base64::Engine as _;
+        Self {
+            sha256: hex::encode(Sha256::digest(bytes)),
+            data: base64::engine::general_purpose::STANDARD.encode(bytes),
+        }
+    }
+
+    /// The bytes, checked against `sha256` (a snapshot edited on the way is refused).
+    pub fn bytes(&self) -> Result<Vec<u8>, String> {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&self.data)
+            .map_err(|e| format!("blob {}: not base64: {e}", self.sha256))?;
+        let actual = hex::encode(Sha256::digest(&bytes));
+        if actual != self.sha256 {
+            return Err(format!(
+                "blob {}: the bytes' digest is {actual}",
+                self.sha256
+            ));
+        }
+        Ok(bytes)
+    }
+}
+
 impl Snapshot {
     /// Computes the content hash (everything except `version` and `hash`).
     ///
@@ -317,6 +358,8 @@ impl Snapshot {
             certificates: &'a [CertificateEntry],
             secrets: &'a [SecretEntry],
             default_chain: &'a [ChainEntry],
+            #[serde(skip_serializing_if = "<[BlobEntry]>::is_empty")]
+            blobs: &'a [BlobEntry],
         }
         struct HashWriter(Sha256);
         impl std::io::Write for HashWriter {
@@ -334,6 +377,7 @@ impl Snapshot {
             certificates: &self.certificates,
             secrets: &self.secrets,
             default_chain: &self.default_chain,
+            blobs: &self.blobs,
         };
         // serde_json writes in tiny pieces: buffer them so SHA-256 sees whole blocks.
         let mut writer = std::io::BufWriter::with_capacity(64 * 1024, HashWriter(Sha256::new()));
@@ -355,6 +399,14 @@ impl Snapshot {
             .binary_search_by(|u| u.key.cmp(key))
             .ok()
             .map(|i| &self.upstreams[i])
+    }
+
+    /// Finds a blob by its digest.
+    pub fn blob(&self, sha256: &str) -> Option<&BlobEntry> {
+        self.blobs
+            .binary_search_by(|b| b.sha256.as_str().cmp(sha256))
+            .ok()
+            .map(|i| &self.blobs[i])
     }
 
     /// Finds a secret by key.

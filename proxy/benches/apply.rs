@@ -83,6 +83,7 @@ fn snapshot() -> Snapshot {
         certificates: vec![],
         secrets: vec![],
         default_chain: vec![],
+        blobs: vec![],
     }
     .seal()
 }

@@ -123,6 +123,12 @@ def test_controller_rbac_is_least_privilege():
         ("events.k8s.io", "events", "patch"),
     }
     assert ("", "secrets", "get") not in grants
+    # Core objects are listed and watched only (Secrets and ConfigMaps with selectors, see
+    # controller/src/watch.rs), never fetched one by one.
+    core_reads = {(r, v) for (g, r, v) in grants if g == ""}
+    assert core_reads == {
+        (r, v) for r in ("services", "namespaces", "secrets", "configmaps") for v in ("list", "watch")
+    }
     ingress_reads = {(r, v) for (g, r, v) in grants if g == "networking.k8s.io" and "/" not in r}
     assert ingress_reads == {(r, v) for r in ("ingresses", "ingressclasses") for v in ("list", "watch")}
     # The Gateway API is read (list/watch), never written but for status.

@@ -319,10 +319,17 @@ impl FakeApi {
         s: &mut State,
         resource: &Resource,
         key: (String, String),
-        obj: Value,
+        mut obj: Value,
         kind: &'static str,
         code: StatusCode,
     ) -> Response<Body> {
+        // Like the real API server, no `metadata.generation` on kinds without a spec whose data
+        // is the point (a change of a ConfigMap or Secret must not look status-only).
+        if matches!(resource.1.as_str(), "configmaps" | "secrets") {
+            if let Some(meta) = obj["metadata"].as_object_mut() {
+                meta.remove("generation");
+            }
+        }
         s.objects
             .entry(resource.clone())
             .or_default()

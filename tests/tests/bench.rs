@@ -248,6 +248,7 @@ async fn ten_thousand_routes() {
             lease_duration: Duration::from_secs(15),
             debounce: Debounce::default(),
             gateway_api_recheck: Duration::from_secs(1),
+            fetch: Default::default(),
             proxy_service: None,
             compile: hookway_controller::run::default_compile(ns),
         },

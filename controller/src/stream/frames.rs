@@ -98,6 +98,7 @@ impl FrameCache {
             + snapshot.upstreams.len()
             + snapshot.certificates.len()
             + snapshot.secrets.len()
+            + snapshot.blobs.len()
             + 1;
         let bytes = (delta.len() as f64 <= MAX_DELTA_SHARE * entries as f64).then(|| {
             #[derive(serde::Serialize)]

@@ -22,12 +22,57 @@ pub const REF_KEYWORD: &str = "x-hookway-ref";
 /// proxy call addresses the config chooses.
 pub const REACHES_NETWORK_KEYWORD: &str = "x-hookway-reaches-network";
 
-/// The schema extension (at the root) naming the config fields of a Secret-held blob pinned
-/// by digest: `{"secret": FIELD, "key": FIELD, "sha256": FIELD}`. The blob is the Secret's
-/// value at `key`, base64-encoded (or raw when it starts with the Wasm magic `\0asm`), and its
-/// SHA-256 must be the config's `sha256`: checked by the compiler, so a wrong pin is reported
-/// on the object and never reaches a proxy.
-pub const SECRET_DIGEST_KEYWORD: &str = "x-hookway-secret-digest";
+/// The schema extension (at the root) naming the config fields of a blob pinned by digest (a
+/// `wasm` module): `{"sha256": FIELD, "key": FIELD, "file": FIELD, "secret": FIELD,
+/// "config_map": FIELD, "url": FIELD}`, every source optional. A config sets exactly one
+/// source: a Secret's or ConfigMap's value at `key`, a URL the controller fetches, or (standalone
+/// only) a file. The compiler reads the blob and checks that its SHA-256 is the config's `sha256`,
+/// so a wrong pin is reported on the object and never reaches a proxy; ConfigMap and URL blobs
+/// travel in the snapshot's `blobs`.
+pub const PINNED_BLOB_KEYWORD: &str = "x-hookway-pinned-blob";
+
+/// The schema extension (at the root) of kinds whose config may declare the JSON Schema of
+/// another of its fields: `{"schema": FIELD, "instance": FIELD}`. When a config sets `schema`
+/// (a JSON Schema, draft 2020-12 unless its `$schema` says otherwise), its `instance` field must
+/// be valid against it: a Wasm filter's `configuration`, ext_authz's `context_extensions`. A
+/// schema that does not compile is an error too. Only local `$ref`s resolve (nothing is
+/// fetched).
+pub const CONFIGURATION_SCHEMA_KEYWORD: &str = "x-hookway-configuration-schema";
+
+/// How many errors of one config are reported.
+const MAX_ERRORS: usize = 5;
+
+/// Where a config's pinned blob comes from ([`PINNED_BLOB_KEYWORD`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobSource<'c> {
+    /// A file of the proxy's file system (standalone mode).
+    File(&'c str),
+    /// A Secret (name as written) and key.
+    Secret {
+        /// The Secret's name.
+        name: &'c str,
+        /// The key.
+        key: &'c str,
+    },
+    /// A ConfigMap (name as written) and key of its `binaryData` or `data`.
+    ConfigMap {
+        /// The ConfigMap's name.
+        name: &'c str,
+        /// The key.
+        key: &'c str,
+    },
+    /// An `http://` or `https://` URL the controller fetches.
+    Url(&'c str),
+}
+
+/// A config's pinned blob: its source and the digest it must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PinnedBlob<'c> {
+    /// Where the bytes come from.
+    pub source: BlobSource<'c>,
+    /// Lowercase hex SHA-256 the bytes must have.
+    pub sha256: &'c str,
+}
 
 /// How deep the reference walk follows `$ref`s and nesting before it gives up (schemas of
 /// recursive types would otherwise never end; no built-in comes close).
@@ -65,7 +110,7 @@ impl KindSchema {
         let errors: Vec<String> = self
             .validator
             .iter_errors(config)
-            .take(5)
+            .take(MAX_ERRORS)
             .map(|e| {
                 let path = e.instance_path().as_str().to_string();
                 if path.is_empty() {
@@ -78,6 +123,7 @@ impl KindSchema {
         if !errors.is_empty() {
             return Err(errors.join("; "));
         }
+        self.check_declared_schema(config)?;
         let mut refs = Refs::default();
         walk(&self.schema, &self.schema, config, &mut refs, 0);
         Ok(Validated {
@@ -89,25 +135,111 @@ impl KindSchema {
 }
 
 impl KindSchema {
-    /// The checks the schema declares on the Secrets a valid `config` names
-    /// ([`SECRET_DIGEST_KEYWORD`]).
-    pub fn check_secrets(
-        &self,
-        config: &Value,
-        secrets: &super::ResolvedSecrets,
-    ) -> Result<(), String> {
-        let Some(digest) = self.schema.get(SECRET_DIGEST_KEYWORD) else {
+    /// Checks the field a config declared a schema for against that schema
+    /// ([`CONFIGURATION_SCHEMA_KEYWORD`]); errors name the failing path inside the field.
+    fn check_declared_schema(&self, config: &Value) -> Result<(), String> {
+        let Some(declaration) = self.schema.get(CONFIGURATION_SCHEMA_KEYWORD) else {
             return Ok(());
         };
+        let field = |name: &str| declaration.get(name).and_then(Value::as_str);
+        let (Some(schema_field), Some(instance_field)) = (field("schema"), field("instance"))
+        else {
+            return Ok(());
+        };
+        let Some(declared) = config.get(schema_field).filter(|v| !v.is_null()) else {
+            return Ok(());
+        };
+        let validator = jsonschema::validator_for(declared)
+            .map_err(|e| format!("{schema_field}: invalid schema: {e}"))?;
+        let instance = config.get(instance_field).unwrap_or(&Value::Null);
+        let errors: Vec<String> = validator
+            .iter_errors(instance)
+            .take(MAX_ERRORS)
+            .map(|e| {
+                let path = dotted(e.instance_path().as_str());
+                let at = match path.chars().next() {
+                    None => instance_field.to_string(),
+                    Some('[') => format!("{instance_field}{path}"),
+                    Some(_) => format!("{instance_field}.{path}"),
+                };
+                format!("{at}: {e} (per {schema_field})")
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    /// The pinned blob a valid `config` loads ([`PINNED_BLOB_KEYWORD`]): `None` when the kind
+    /// declares none; an error when the config sets no source or more than one, or a Secret or
+    /// ConfigMap without `key`.
+    pub fn pinned_blob<'c>(&self, config: &'c Value) -> Result<Option<PinnedBlob<'c>>, String> {
+        let Some(fields) = self.schema.get(PINNED_BLOB_KEYWORD) else {
+            return Ok(None);
+        };
         let field = |name: &str| {
-            digest
+            fields
                 .get(name)
                 .and_then(Value::as_str)
                 .and_then(|f| config.get(f))
                 .and_then(Value::as_str)
         };
-        let (Some(name), Some(key), Some(pinned)) =
-            (field("secret"), field("key"), field("sha256"))
+        let name_of = |name: &str| {
+            fields
+                .get(name)
+                .and_then(Value::as_str)
+                .unwrap_or(name)
+                .to_string()
+        };
+        let key = field("key");
+        let keyed =
+            |name: &str| key.ok_or_else(|| format!("{} needs {}", name_of(name), name_of("key")));
+        let mut sources = Vec::new();
+        if let Some(path) = field("file") {
+            sources.push(BlobSource::File(path));
+        }
+        if let Some(name) = field("secret") {
+            sources.push(BlobSource::Secret {
+                name,
+                key: keyed("secret")?,
+            });
+        }
+        if let Some(name) = field("config_map") {
+            sources.push(BlobSource::ConfigMap {
+                name,
+                key: keyed("config_map")?,
+            });
+        }
+        if let Some(url) = field("url") {
+            sources.push(BlobSource::Url(url));
+        }
+        let [source] = sources[..] else {
+            let names: Vec<String> = ["file", "secret", "config_map", "url"]
+                .into_iter()
+                .filter(|n| fields.get(*n).is_some())
+                .map(name_of)
+                .collect();
+            return Err(format!("set exactly one of {}", names.join(", ")));
+        };
+        Ok(Some(PinnedBlob {
+            source,
+            sha256: field("sha256").unwrap_or_default(),
+        }))
+    }
+
+    /// The checks the schema declares on the Secrets a valid `config` names: a pinned blob
+    /// held in a Secret ([`PINNED_BLOB_KEYWORD`]) has the pinned digest.
+    pub fn check_secrets(
+        &self,
+        config: &Value,
+        secrets: &super::ResolvedSecrets,
+    ) -> Result<(), String> {
+        let Some(PinnedBlob {
+            source: BlobSource::Secret { name, key },
+            sha256,
+        }) = self.pinned_blob(config)?
         else {
             return Ok(());
         };
@@ -115,7 +247,7 @@ impl KindSchema {
             .get(name)
             .ok_or_else(|| format!("Secret {name:?} not resolved"))?;
         let bytes = secret_blob(secret, key)?;
-        check_sha256(&bytes, pinned)
+        check_sha256(&bytes, sha256)
     }
 }
 
@@ -126,25 +258,31 @@ pub fn secret_blob(secret: &crate::snapshot::SecretEntry, key: &str) -> Result<V
         .data
         .get(key)
         .ok_or_else(|| format!("Secret {} has no key {key:?}", secret.key))?;
+    text_blob(value).map_err(|e| format!("Secret {} key {key:?}: {e}", secret.key))
+}
+
+/// A blob written as text (a Secret's value, a ConfigMap's `data`): base64-encoded (whitespace
+/// ignored), or raw when it starts with the Wasm magic `\0asm`.
+pub fn text_blob(value: &str) -> Result<Vec<u8>, String> {
     if value.as_bytes().starts_with(b"\0asm") {
-        return Ok(value.clone().into_bytes());
+        return Ok(value.as_bytes().to_vec());
     }
     use base64::Engine as _;
     let compact: String = value.split_ascii_whitespace().collect();
     base64::engine::general_purpose::STANDARD
         .decode(compact)
-        .map_err(|e| {
-            format!(
-                "Secret {} key {key:?}: not a base64-encoded module: {e}",
-                secret.key
-            )
-        })
+        .map_err(|e| format!("not a base64-encoded module: {e}"))
+}
+
+/// The lowercase hex SHA-256 of `bytes` (what a config pins).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// Whether `bytes` hash to `pinned` (lowercase hex SHA-256).
 pub fn check_sha256(bytes: &[u8], pinned: &str) -> Result<(), String> {
-    use sha2::Digest as _;
-    let actual = hex::encode(sha2::Sha256::digest(bytes));
+    let actual = sha256_hex(bytes);
     if actual != pinned {
         return Err(format!(
             "sha256 mismatch: the module's digest is {actual}, the config pins {pinned}"
@@ -368,6 +506,129 @@ mod tests {
         let kind =
             KindSchema::new(json!({"type": "object", "x-hookway-reaches-network": true})).unwrap();
         assert!(kind.validate(&json!({})).unwrap().reaches_network);
+    }
+
+    #[test]
+    fn pinned_blob_sources_by_table() {
+        let kind = KindSchema::new(json!({
+            "type": "object",
+            "x-hookway-pinned-blob": {"sha256": "sha256", "key": "key", "file": "file",
+                "secret": "secret", "config_map": "config_map", "url": "url"}
+        }))
+        .unwrap();
+        let sha = "ab";
+        let cases: [(Value, Result<BlobSource<'static>, &str>); 7] = [
+            (json!({"file": "f.wasm"}), Ok(BlobSource::File("f.wasm"))),
+            (
+                json!({"secret": "s", "key": "k"}),
+                Ok(BlobSource::Secret {
+                    name: "s",
+                    key: "k",
+                }),
+            ),
+            (
+                json!({"config_map": "c", "key": "k"}),
+                Ok(BlobSource::ConfigMap {
+                    name: "c",
+                    key: "k",
+                }),
+            ),
+            (
+                json!({"url": "https://x/m"}),
+                Ok(BlobSource::Url("https://x/m")),
+            ),
+            (json!({"config_map": "c"}), Err("config_map needs key")),
+            (
+                json!({}),
+                Err("set exactly one of file, secret, config_map, url"),
+            ),
+            (
+                json!({"url": "https://x/m", "file": "f"}),
+                Err("set exactly one"),
+            ),
+        ];
+        for (mut config, want) in cases {
+            config["sha256"] = json!(sha);
+            let got = kind.pinned_blob(&config);
+            match want {
+                Ok(source) => assert_eq!(
+                    got,
+                    Ok(Some(PinnedBlob {
+                        source,
+                        sha256: sha
+                    })),
+                    "{config}"
+                ),
+                Err(needle) => {
+                    let e = got.unwrap_err();
+                    assert!(e.contains(needle), "{config}: {e}");
+                }
+            }
+        }
+        let plain = KindSchema::new(json!({"type": "object"})).unwrap();
+        assert_eq!(plain.pinned_blob(&json!({"url": "x"})), Ok(None));
+    }
+
+    #[test]
+    fn declared_configuration_schemas_by_table() {
+        let kind = KindSchema::new(json!({
+            "type": "object",
+            "x-hookway-configuration-schema": {"schema": "configuration_schema", "instance": "configuration"}
+        }))
+        .unwrap();
+        let greeting = json!({
+            "type": "object",
+            "required": ["greeting"],
+            "properties": {
+                "greeting": {"type": "string", "minLength": 1},
+                "paths": {"type": "array", "items": {"type": "string", "pattern": "^/"}}
+            },
+            "additionalProperties": false
+        });
+        let cases: [(Value, Result<(), &str>); 9] = [
+            // No declared schema: passed through as today.
+            (json!({"configuration": 42}), Ok(())),
+            (
+                json!({"configuration": 42, "configuration_schema": null}),
+                Ok(()),
+            ),
+            (
+                json!({"configuration": {"greeting": "hi"}, "configuration_schema": greeting}),
+                Ok(()),
+            ),
+            (
+                json!({"configuration": {"greeting": ""}, "configuration_schema": greeting}),
+                Err("configuration.greeting: "),
+            ),
+            (
+                json!({"configuration": {"greeting": "hi", "paths": ["/a", "b"]}, "configuration_schema": greeting}),
+                Err("configuration.paths[1]: "),
+            ),
+            (
+                json!({"configuration_schema": greeting}),
+                Err("configuration: null is not of type \"object\" (per configuration_schema)"),
+            ),
+            (
+                json!({"configuration": "text", "configuration_schema": {"type": "string", "maxLength": 2}}),
+                Err("configuration: "),
+            ),
+            (
+                json!({"configuration": {}, "configuration_schema": {"type": 12}}),
+                Err("configuration_schema: invalid schema"),
+            ),
+            // Only local references resolve: nothing is fetched.
+            (
+                json!({"configuration": {}, "configuration_schema": {"$ref": "http://127.0.0.1:1/schema.json"}}),
+                Err("configuration_schema: invalid schema"),
+            ),
+        ];
+        for (config, want) in cases {
+            match (kind.validate(&config), want) {
+                (Ok(_), Ok(())) => {}
+                (Err(e), Err(needle)) => assert!(e.contains(needle), "{config}: {e}"),
+                (got, want) => panic!("{config}: got {got:?}, want {want:?}"),
+            }
+        }
     }
 
     #[test]

@@ -18,8 +18,10 @@
 //! endpoints), `routes` (matchers and conflicts), `hosts` (which namespace owns a host),
 //! `policy` (`PlatformPolicy` allowances), `precedence` (effective chains), `refs` (one plugin
 //! config: the Secrets and Services it names, resolved and checked), `selector`
-//! (`policy.namespaces`), `secrets` (TLS and credential Secrets), `report` (conditions).
+//! (`policy.namespaces`), `secrets` (TLS and credential Secrets), `blobs` (pinned blobs from
+//! ConfigMaps and fetched URLs), `report` (conditions).
 
+mod blobs;
 mod hosts;
 mod plugins;
 mod policy;
@@ -34,7 +36,7 @@ mod services;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service as CoreService};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service as CoreService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde::Serialize;
@@ -46,6 +48,7 @@ use crate::gateway_api::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceG
 use crate::snapshot::{CertificateEntry, ObjectKey, RouteEntry, RuleEntry, Snapshot};
 use crate::{Catalogue, GatewayPlugin, PlatformPolicy, Route, Service};
 
+pub use blobs::{FetchFailure, FetchFailureKind, Fetched, UrlSource};
 use precedence::Scope;
 use report::reason;
 pub(crate) use routes::valid_host;
@@ -83,6 +86,10 @@ pub struct Objects {
     pub ingresses: Vec<Arc<Ingress>>,
     /// IngressClasses: which class names are hookway's, and which one is the default.
     pub ingress_classes: Vec<Arc<IngressClass>>,
+    /// ConfigMaps plugin configs may load pinned blobs from (a `wasm` module).
+    pub config_maps: Vec<Arc<ConfigMap>>,
+    /// What the controller fetched for the URL sources of plugin configs.
+    pub fetched: Arc<Fetched>,
 }
 
 /// Compiler settings.
@@ -209,6 +216,9 @@ pub struct Compiled {
     /// → the source object it stands for (`crate::lower`): how a proxy's report about a
     /// snapshot entry finds the object whose status it concerns.
     pub origins: BTreeMap<ObjectId, ObjectId>,
+    /// The URL sources of the plugin configs that passed validation and policy, fetched or
+    /// not: what the controller fetches (and keeps cached).
+    pub url_sources: std::collections::BTreeSet<UrlSource>,
 }
 
 impl Compiled {
@@ -346,6 +356,8 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
     let labels = namespace_labels(objects);
     let secret_objects = sorted(&objects.secrets, &mut Vec::new());
     let secrets = secrets::SecretIndex::new(secret_objects.iter().map(|s| s.object));
+    let config_map_objects = sorted(&objects.config_maps, &mut Vec::new());
+    let config_maps = blobs::ConfigMapIndex::new(config_map_objects.iter().map(|c| c.object));
     let core = sorted(&objects.core_services, &mut Vec::new());
     let slices = sorted(&objects.endpoint_slices, &mut Vec::new());
     let backends = services::Backends::new(
@@ -353,7 +365,7 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
         slices.iter().map(|o| o.object),
     );
 
-    let mut secret_entries = BTreeMap::new();
+    let mut carried = refs::Carried::default();
     let mut plugin_reports = BTreeMap::new();
     let mut service_reports = BTreeMap::new();
     let mut route_reports = BTreeMap::new();
@@ -371,9 +383,12 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
         secrets: &secrets,
         policy: &policy,
         services: &service_keys,
+        config_maps: &config_maps,
+        fetched: &objects.fetched,
+        url_sources: Default::default(),
     };
     let plugins =
-        plugins::PluginIndex::build(&inputs, &resolver, &mut secret_entries, &mut plugin_reports);
+        plugins::PluginIndex::build(&inputs, &resolver, &mut carried, &mut plugin_reports);
     let scope = |namespace| Scope {
         namespace,
         labels: labels.get(namespace).copied(),
@@ -392,7 +407,7 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
         match precedence::check_service_refs(
             &scope(s.namespace),
             &s.object.spec.plugins,
-            &mut secret_entries,
+            &mut carried,
             report,
         ) {
             Some(bindings) => info.ref_bindings = bindings,
@@ -495,7 +510,7 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
             &spec.plugins,
             service_refs,
             service_bindings,
-            &mut secret_entries,
+            &mut carried,
             &mut report,
         );
         let certificate = spec.tls.as_ref().and_then(|tls| {
@@ -611,10 +626,12 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
         routes: served,
         upstreams: services::upstreams(&service_index),
         certificates: certificates(tls_claims, &ownership),
-        secrets: secret_entries.into_values().collect(),
+        secrets: carried.secrets.into_values().collect(),
         default_chain: precedence::default_chain(&plugins),
+        blobs: carried.blobs.into_values().collect(),
     }
     .seal();
+    let url_sources = resolver.url_sources.take();
 
     // Kinds in `Kind` order and keys sorted within each: `collect` builds the map in bulk.
     let reports = [
@@ -640,6 +657,7 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
         snapshot,
         reports,
         origins,
+        url_sources,
     }
 }
 

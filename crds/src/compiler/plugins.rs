@@ -8,11 +8,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use super::refs::{Bindings, Finding, Resolver};
+use super::refs::{Bindings, Carried, Finding, Resolver};
 use super::report::reason;
 use super::{selector, Inputs, ObjectReport};
 use crate::api::gateway_plugin::PluginStatus;
-use crate::snapshot::{ObjectKey, SecretEntry, Tier};
+use crate::snapshot::{ObjectKey, Tier};
 use crate::GatewayPluginSpec;
 
 /// One GatewayPlugin as the compiler sees it.
@@ -69,11 +69,11 @@ pub(crate) struct PluginIndex<'a> {
 
 impl<'a> PluginIndex<'a> {
     /// Validates every GatewayPlugin (writing its report) and indexes them. Secrets named by
-    /// valid plugin configs are added to `secrets_out`.
+    /// valid plugin configs are added to `carried`.
     pub fn build(
         inputs: &Inputs<'a>,
         resolver: &Resolver<'_, 'a>,
-        secrets_out: &mut BTreeMap<ObjectKey, SecretEntry>,
+        carried: &mut Carried,
         reports: &mut BTreeMap<ObjectKey, ObjectReport>,
     ) -> Self {
         let root = inputs.root;
@@ -98,14 +98,7 @@ impl<'a> PluginIndex<'a> {
             }
             let policy = policy.filter(|_| cluster);
             let selector = policy.and_then(|p| p.namespaces.as_ref());
-            let checked = check(
-                spec,
-                selector,
-                resolver,
-                p.namespace,
-                secrets_out,
-                &mut report,
-            );
+            let checked = check(spec, selector, resolver, p.namespace, carried, &mut report);
             let (error, bindings) = match checked {
                 Ok(bindings) => (None, bindings),
                 Err(finding) => {
@@ -233,7 +226,7 @@ fn check(
     selector: Option<&LabelSelector>,
     resolver: &Resolver<'_, '_>,
     namespace: &str,
-    secrets_out: &mut BTreeMap<ObjectKey, SecretEntry>,
+    carried: &mut Carried,
     report: &mut ObjectReport,
 ) -> Result<Bindings, Finding> {
     let spec_error = |reason: &'static str, message: String| Finding {
@@ -264,5 +257,5 @@ fn check(
         }
         return Ok(Bindings::default());
     };
-    resolver.check(&spec.plugin, config, namespace, secrets_out, report)
+    resolver.check(&spec.plugin, config, namespace, carried, report)
 }

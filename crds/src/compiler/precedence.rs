@@ -20,12 +20,12 @@
 use std::collections::BTreeMap;
 
 use super::plugins::{PluginIndex, PluginInfo, Resolution};
-use super::refs::{Bindings, Resolver};
+use super::refs::{Bindings, Carried, Resolver};
 use super::report::reason;
 use super::ObjectReport;
 use crate::api::gateway_plugin::PluginStatus;
 use crate::api::{PluginRef, PluginRefs};
-use crate::snapshot::{ChainEntry, ObjectKey, SecretEntry, Tier};
+use crate::snapshot::{ChainEntry, Tier};
 
 /// What the rules need to know about the namespace an object lives in.
 pub(crate) struct Scope<'s, 'a> {
@@ -107,13 +107,13 @@ impl<'a> Scope<'_, 'a> {
     }
 
     /// Validates a ref's `config` for `plugin` (written in this scope's namespace), collecting
-    /// the Secrets it names into `out`; `None` when it cannot be used (reported).
+    /// the Secrets and the blob it names into `out`; `None` when it cannot be used (reported).
     fn validate_ref_config(
         &self,
         alias: &str,
         plugin: &PluginInfo<'_>,
         config: &serde_json::Value,
-        out: &mut BTreeMap<ObjectKey, SecretEntry>,
+        out: &mut Carried,
         report: &mut ObjectReport,
     ) -> Option<Bindings> {
         self.resolver
@@ -147,7 +147,7 @@ fn disabled_message(alias: &str, plugin: &PluginInfo<'_>) -> String {
 pub(crate) fn check_service_refs(
     scope: &Scope<'_, '_>,
     refs: &PluginRefs,
-    secrets_out: &mut BTreeMap<ObjectKey, SecretEntry>,
+    carried: &mut Carried,
     report: &mut ObjectReport,
 ) -> Option<RefBindings> {
     let mut usable = true;
@@ -167,7 +167,7 @@ pub(crate) fn check_service_refs(
                 report.warn(reason::PLUGIN_LOCKED, locked_message(alias, plugin));
             }
         } else if let (false, Some(config)) = (r.disable, &r.config) {
-            match scope.validate_ref_config(alias, plugin, config, secrets_out, report) {
+            match scope.validate_ref_config(alias, plugin, config, carried, report) {
                 Some(b) => {
                     bindings.insert(alias.clone(), b);
                 }
@@ -180,14 +180,14 @@ pub(crate) fn check_service_refs(
 
 /// The effective chain of a Route with refs `route` targeting a Service with refs `service`.
 /// Findings go on the Route's `report`; `None` means the Route must not be served (fail
-/// closed). Secrets named by the Route's own ref configs are added to `secrets_out` only when
+/// closed). Secrets named by the Route's own ref configs are added to `carried` only when
 /// the Route is served.
 pub(crate) fn route_chain(
     scope: &Scope<'_, '_>,
     route: &PluginRefs,
     service: &PluginRefs,
     service_bindings: &RefBindings,
-    secrets_out: &mut BTreeMap<ObjectKey, SecretEntry>,
+    carried: &mut Carried,
     report: &mut ObjectReport,
 ) -> Option<Vec<(usize, ChainEntry)>> {
     let mut aliases: Vec<&str> = route
@@ -200,7 +200,7 @@ pub(crate) fn route_chain(
     aliases.dedup();
 
     let mut served = true;
-    let mut own_secrets = BTreeMap::new();
+    let mut own = Carried::default();
     let mut chain = Vec::with_capacity(aliases.len());
     for alias in aliases {
         let r = route.get(alias);
@@ -242,8 +242,7 @@ pub(crate) fn route_chain(
                 continue;
             }
             let (config, tier, bindings) = if let Some(c) = r.and_then(|r| r.config.as_ref()) {
-                let Some(b) = scope.validate_ref_config(alias, plugin, c, &mut own_secrets, report)
-                else {
+                let Some(b) = scope.validate_ref_config(alias, plugin, c, &mut own, report) else {
                     served = false;
                     continue;
                 };
@@ -296,7 +295,7 @@ pub(crate) fn route_chain(
         return None;
     }
     chain.sort_by(|(_, a), (_, b)| (a.order, &a.alias).cmp(&(b.order, &b.alias)));
-    secrets_out.append(&mut own_secrets);
+    carried.append(&mut own);
     Some(chain)
 }
 

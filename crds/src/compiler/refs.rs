@@ -9,14 +9,36 @@
 //! use only that binding. So a tenant that names `redis-auth` gets its own namespace's Secret (or
 //! `SecretNotFound`), never the root namespace's.
 
-use std::collections::{BTreeMap, HashSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use super::blobs::{ConfigMapError, ConfigMapIndex, FetchFailureKind, Fetched, UrlSource};
 use super::policy::Policy;
 use super::report::reason;
 use super::secrets::SecretIndex;
 use super::ObjectReport;
-use crate::snapshot::{ObjectKey, SecretEntry};
+use crate::catalogue::schema::check_sha256;
+use crate::catalogue::{BlobSource, PinnedBlob};
+use crate::snapshot::{BlobEntry, ObjectKey, SecretEntry};
 use crate::Catalogue;
+
+/// What accepted configs bring into the snapshot besides themselves: the Secrets they name and
+/// the blobs they load from ConfigMaps or URLs.
+#[derive(Debug, Default)]
+pub(crate) struct Carried {
+    /// Secrets by key.
+    pub secrets: BTreeMap<ObjectKey, SecretEntry>,
+    /// Blobs by digest.
+    pub blobs: BTreeMap<String, BlobEntry>,
+}
+
+impl Carried {
+    /// Moves everything of `other` into `self`.
+    pub fn append(&mut self, other: &mut Carried) {
+        self.secrets.append(&mut other.secrets);
+        self.blobs.append(&mut other.blobs);
+    }
+}
 
 /// What a config's names resolved to.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -79,21 +101,34 @@ pub(crate) struct Resolver<'s, 'a> {
     pub policy: &'s Policy<'a>,
     /// Every hookway Service (namespace, name), accepted or not.
     pub services: &'s HashSet<(&'a str, &'a str)>,
+    /// ConfigMaps by namespace and name.
+    pub config_maps: &'s ConfigMapIndex<'a>,
+    /// What the controller fetched for URL sources.
+    pub fetched: &'s Fetched,
+    /// Every URL source of a config that passed validation and policy (the controller fetches
+    /// these; `Compiled::url_sources`).
+    pub url_sources: RefCell<BTreeSet<UrlSource>>,
 }
 
 impl Resolver<'_, '_> {
     /// Checks `config` of plugin kind `kind` written in `namespace`. On success the Secrets it
-    /// names are added to `secrets_out` and their bindings returned; a named Service that does
+    /// names and the blob it loads are added to `carried` and the bindings returned; a named Service that does
     /// not exist is a warning on `report` (requests sent there get 503).
     pub fn check(
         &self,
         kind: &str,
         config: &serde_json::Value,
         namespace: &str,
-        secrets_out: &mut BTreeMap<ObjectKey, SecretEntry>,
+        carried: &mut Carried,
         report: &mut ObjectReport,
     ) -> Result<Bindings, Finding> {
         let validated = self.catalogue.validate(kind, config).map_err(|e| {
+            Finding::spec(
+                reason::INVALID_PLUGIN_CONFIG,
+                format!("config is invalid for plugin {kind:?}: {e}"),
+            )
+        })?;
+        let pinned = self.catalogue.pinned_blob(kind, config).map_err(|e| {
             Finding::spec(
                 reason::INVALID_PLUGIN_CONFIG,
                 format!("config is invalid for plugin {kind:?}: {e}"),
@@ -146,9 +181,77 @@ impl Resolver<'_, '_> {
                 .check_secrets(kind, config, &resolved)
                 .map_err(|e| Finding::refs(reason::INVALID_SECRET, e))?;
         }
+        let blob = match pinned {
+            Some(pinned) => self.load_blob(pinned, namespace)?,
+            None => None,
+        };
         for entry in resolved.into_values() {
-            secrets_out.entry(entry.key.clone()).or_insert(entry);
+            carried.secrets.entry(entry.key.clone()).or_insert(entry);
+        }
+        if let Some(blob) = blob {
+            carried.blobs.entry(blob.sha256.clone()).or_insert(blob);
         }
         Ok(bindings)
+    }
+
+    /// The blob `config` loads from a ConfigMap or a URL, checked against its pinned digest
+    /// (Secret sources are checked with the other Secrets, file sources by the proxy).
+    fn load_blob(
+        &self,
+        pinned: PinnedBlob<'_>,
+        namespace: &str,
+    ) -> Result<Option<BlobEntry>, Finding> {
+        match pinned.source {
+            BlobSource::File(_) | BlobSource::Secret { .. } => Ok(None),
+            BlobSource::ConfigMap { name, key } => {
+                let bytes = self
+                    .config_maps
+                    .blob(namespace, name, key)
+                    .map_err(|e| match e {
+                        ConfigMapError::NotFound(m) => {
+                            Finding::refs(reason::CONFIG_MAP_NOT_FOUND, m)
+                        }
+                        ConfigMapError::Invalid(m) => Finding::refs(reason::INVALID_CONFIG_MAP, m),
+                    })?;
+                check_sha256(&bytes, pinned.sha256).map_err(|e| {
+                    Finding::refs(
+                        reason::INVALID_CONFIG_MAP,
+                        format!("ConfigMap {namespace}/{name} key {key:?}: {e}"),
+                    )
+                })?;
+                Ok(Some(BlobEntry::new(&bytes)))
+            }
+            BlobSource::Url(url) => {
+                let source = UrlSource {
+                    url: url.to_string(),
+                    sha256: pinned.sha256.to_string(),
+                };
+                let delivered = self
+                    .fetched
+                    .sources
+                    .contains(&source)
+                    .then(|| self.fetched.blobs.get(pinned.sha256))
+                    .flatten();
+                if let Some(bytes) = delivered {
+                    self.url_sources.borrow_mut().insert(source);
+                    return Ok(Some(BlobEntry::new(bytes)));
+                }
+                let finding = match self.fetched.failures.get(&source) {
+                    Some(failure) => Finding::refs(
+                        match failure.kind {
+                            FetchFailureKind::Unreachable => reason::FETCH_FAILED,
+                            FetchFailureKind::DigestMismatch => reason::DIGEST_MISMATCH,
+                        },
+                        format!("url {url}: {}", failure.message),
+                    ),
+                    None => Finding::refs(
+                        reason::FETCH_PENDING,
+                        format!("url {url}: not fetched yet (the controller fetches url sources; a standalone proxy reads file: sources only)"),
+                    ),
+                };
+                self.url_sources.borrow_mut().insert(source);
+                Err(finding)
+            }
+        }
     }
 }

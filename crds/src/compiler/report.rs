@@ -33,6 +33,11 @@ pub(crate) mod reason {
     pub(crate) const HOST_CONFLICT: &str = "HostConflict";
     pub(crate) const REF_NOT_PERMITTED: &str = "RefNotPermitted";
     pub(crate) const NOT_PERMITTED: &str = "NotPermitted";
+    pub(crate) const CONFIG_MAP_NOT_FOUND: &str = "ConfigMapNotFound";
+    pub(crate) const INVALID_CONFIG_MAP: &str = "InvalidConfigMap";
+    pub(crate) const FETCH_PENDING: &str = "FetchPending";
+    pub(crate) const FETCH_FAILED: &str = "FetchFailed";
+    pub(crate) const DIGEST_MISMATCH: &str = "DigestMismatch";
 }
 
 impl ObjectReport {

@@ -28,9 +28,32 @@ impl Phases {
     /// Everything (the default).
     pub const ALL: Phases = Phases(0b111);
 
+    /// Every phase of `self` and of `other` (`|` in const contexts).
+    pub const fn union(self, other: Phases) -> Phases {
+        Phases(self.0 | other.0)
+    }
+
     /// Whether every phase of `other` is in `self`.
     pub const fn contains(self, other: Phases) -> bool {
         self.0 & other.0 == other.0
+    }
+
+    /// The hooks of this set by name, in run order, as the catalogue document lists them: the
+    /// head hooks (`request_head`, `response_head`), always called, then `request_body`,
+    /// `response_body` and `completion` when in the set.
+    pub fn names(self) -> Vec<&'static str> {
+        let mut names = vec!["request_head"];
+        if self.contains(Phases::REQUEST_BODY) {
+            names.push("request_body");
+        }
+        names.push("response_head");
+        if self.contains(Phases::RESPONSE_BODY) {
+            names.push("response_body");
+        }
+        if self.contains(Phases::COMPLETE) {
+            names.push("completion");
+        }
+        names
     }
 }
 
@@ -55,5 +78,24 @@ mod tests {
         assert!(Phases::ALL.contains(body | Phases::COMPLETE));
         assert!(Phases::HEADS.contains(Phases::HEADS));
         assert!(!Phases::HEADS.contains(Phases::COMPLETE));
+        for (phases, names) in [
+            (Phases::HEADS, &["request_head", "response_head"][..]),
+            (
+                Phases::REQUEST_BODY,
+                &["request_head", "request_body", "response_head"],
+            ),
+            (
+                Phases::ALL,
+                &[
+                    "request_head",
+                    "request_body",
+                    "response_head",
+                    "response_body",
+                    "completion",
+                ],
+            ),
+        ] {
+            assert_eq!(phases.names(), names, "{phases:?}");
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use hookway_crds::catalogue::{Catalogue, PluginConfig};
 use hookway_crds::snapshot::{ObjectKey, SecretEntry, Snapshot};
 
-use super::Plugin;
+use super::{Phases, Plugin};
 
 /// What a plugin may use while it is being built.
 pub struct BuildEnv<'a> {
@@ -53,6 +53,10 @@ pub trait PluginFactory: 'static {
     const NAME: &'static str;
     /// The typed config (serde, unknown fields rejected).
     type Config: PluginConfig;
+    /// Every optional phase an instance of this kind may declare ([`Plugin::phases`] of any
+    /// config): listed per kind in the catalogue document (`phases`). Debug builds check each
+    /// instance against it when it is built. The default, [`Phases::ALL`], is always correct.
+    const PHASES: Phases = Phases::ALL;
     /// Builds an instance; called once per distinct config per snapshot (instances are reused
     /// across snapshots while the config is unchanged).
     fn build(config: Self::Config, env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String>;
@@ -67,7 +71,15 @@ fn build_as<F: PluginFactory>(
     let typed: F::Config = serde_path_to_error::deserialize(config)
         .map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
     typed.validate()?;
-    F::build(typed, env)
+    let plugin = F::build(typed, env)?;
+    debug_assert!(
+        F::PHASES.contains(plugin.phases()),
+        "plugin kind {} declares {:?} but an instance asks for {:?}",
+        F::NAME,
+        F::PHASES,
+        plugin.phases()
+    );
+    Ok(plugin)
 }
 
 /// Every plugin kind this proxy can run.
@@ -86,7 +98,9 @@ impl Registry {
     /// Registers plugin kind `F`.
     pub fn register<F: PluginFactory>(&mut self) -> &mut Self {
         self.builders.insert(F::NAME, build_as::<F>);
-        self.catalogue.register::<F::Config>(F::NAME);
+        self.catalogue
+            .register::<F::Config>(F::NAME)
+            .set_phases(F::NAME, &F::PHASES.names());
         self
     }
 

@@ -44,6 +44,7 @@ pub struct BodyLimitPlugin {
 impl PluginFactory for BodyLimit {
     const NAME: &'static str = "body_limit";
     type Config = BodyLimitConfig;
+    const PHASES: Phases = Phases::REQUEST_BODY;
 
     fn build(config: BodyLimitConfig, _env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
         Ok(Arc::new(BodyLimitPlugin {

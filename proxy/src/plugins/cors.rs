@@ -153,6 +153,7 @@ fn join(list: &[String]) -> Result<HeaderValue, String> {
 impl PluginFactory for Cors {
     const NAME: &'static str = "cors";
     type Config = Config;
+    const PHASES: Phases = Phases::HEADS;
 
     fn build(config: Config, _env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
         let any_method = config.allow_methods.iter().any(|m| m == "*");

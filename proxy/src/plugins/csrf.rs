@@ -116,6 +116,7 @@ fn signing_key(secret: &SecretEntry) -> Result<&String, String> {
 impl PluginFactory for Csrf {
     const NAME: &'static str = "csrf";
     type Config = Config;
+    const PHASES: Phases = Phases::HEADS;
 
     fn build(config: Config, env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
         let secret = env

@@ -190,6 +190,7 @@ pub struct ForwardAuth {
 impl PluginFactory for ForwardAuth {
     const NAME: &'static str = "forward_auth";
     type Config = Config;
+    const PHASES: Phases = Phases::HEADS;
 
     fn build(config: Config, _env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
         let timeout = config.timeout()?;

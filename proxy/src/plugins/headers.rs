@@ -179,6 +179,7 @@ impl HeadersPlugin {
 impl PluginFactory for Headers {
     const NAME: &'static str = "headers";
     type Config = HeadersConfig;
+    const PHASES: Phases = Phases::HEADS;
 
     fn build(config: HeadersConfig, _env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
         Ok(Arc::new(HeadersPlugin::new(&config)?))

@@ -109,6 +109,7 @@ pub struct HtpasswdAuthPlugin {
 impl PluginFactory for HtpasswdAuth {
     const NAME: &'static str = "htpasswd_auth";
     type Config = HtpasswdAuthConfig;
+    const PHASES: Phases = Phases::HEADS;
 
     fn build(config: HtpasswdAuthConfig, env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
         let secret = env.secret(&config.secret)?;

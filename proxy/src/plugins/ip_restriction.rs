@@ -91,6 +91,7 @@ pub struct IpRestriction {
 impl PluginFactory for IpRestriction {
     const NAME: &'static str = "ip_restriction";
     type Config = Config;
+    const PHASES: Phases = Phases::HEADS;
 
     fn build(config: Config, _env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
         let (name, list) = config.active_list();

@@ -52,6 +52,7 @@ pub struct LimitConnPlugin {
 impl PluginFactory for LimitConn {
     const NAME: &'static str = "limit_conn";
     type Config = LimitConnConfig;
+    const PHASES: Phases = Phases::HEADS;
 
     fn build(config: LimitConnConfig, _env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
         Ok(Arc::new(LimitConnPlugin {

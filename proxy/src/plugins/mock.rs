@@ -131,6 +131,7 @@ impl MockPlugin {
 impl PluginFactory for Mock {
     const NAME: &'static str = "mock";
     type Config = MockConfig;
+    const PHASES: Phases = Phases::HEADS;
 
     fn build(config: MockConfig, _env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
         Ok(Arc::new(MockPlugin::new(&config)?))

@@ -128,7 +128,40 @@ mod tests {
                 page.contains(&format!("`{kind}`")),
                 "docs/plugins/catalogue.md does not name {kind}"
             );
+            let row = format!(
+                "| `{kind}` | {} |",
+                registry.catalogue().phases(kind).join(", ")
+            );
+            assert!(
+                page.contains(&row),
+                "docs/plugins/catalogue.md: the phases table should have {row}"
+            );
         }
+    }
+
+    /// The document's phases come from each kind's `PluginFactory::PHASES` and read back.
+    #[test]
+    fn every_kind_declares_its_phases_in_the_document() {
+        let registry = super::builtin();
+        let document = hookway_crds::Catalogue::builtin();
+        for kind in registry.catalogue().kinds() {
+            let phases = registry.catalogue().phases(kind);
+            assert_eq!(
+                phases.first().map(String::as_str),
+                Some("request_head"),
+                "{kind}"
+            );
+            assert!(phases.iter().any(|p| p == "response_head"), "{kind}");
+            assert_eq!(document.phases(kind), phases, "{kind}");
+        }
+        assert_eq!(
+            registry.catalogue().phases("headers"),
+            ["request_head", "response_head"]
+        );
+        assert_eq!(
+            registry.catalogue().phases("body_limit"),
+            ["request_head", "request_body", "response_head"]
+        );
     }
 
     #[test]

@@ -205,6 +205,7 @@ impl ProxyRewriteConfig {
 impl PluginFactory for ProxyRewrite {
     const NAME: &'static str = "proxy_rewrite";
     type Config = ProxyRewriteConfig;
+    const PHASES: Phases = Phases::HEADS;
 
     fn build(config: Self::Config, _env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
         Ok(Arc::new(config.compile()?))

@@ -79,6 +79,7 @@ pub struct Redirect {
 impl PluginFactory for Redirect {
     const NAME: &'static str = "redirect";
     type Config = RedirectConfig;
+    const PHASES: Phases = Phases::HEADS;
 
     fn build(config: Self::Config, _env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
         let status = StatusCode::from_u16(config.status).map_err(|e| e.to_string())?;

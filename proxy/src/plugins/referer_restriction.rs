@@ -62,6 +62,7 @@ pub struct RefererRestriction {
 impl PluginFactory for RefererRestriction {
     const NAME: &'static str = "referer_restriction";
     type Config = Config;
+    const PHASES: Phases = Phases::HEADS;
 
     fn build(config: Config, _env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
         let (mut exact, mut suffixes) = (Vec::new(), Vec::new());

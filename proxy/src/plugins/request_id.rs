@@ -52,6 +52,7 @@ pub struct RequestIdPlugin {
 impl PluginFactory for RequestId {
     const NAME: &'static str = "request_id";
     type Config = RequestIdConfig;
+    const PHASES: Phases = Phases::HEADS;
 
     fn build(config: RequestIdConfig, _env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
         Ok(Arc::new(RequestIdPlugin {

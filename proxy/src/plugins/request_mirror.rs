@@ -83,6 +83,7 @@ struct Running {
 impl PluginFactory for RequestMirror {
     const NAME: &'static str = "request_mirror";
     type Config = RequestMirrorConfig;
+    const PHASES: Phases = Phases::HEADS;
 
     fn build(config: Self::Config, env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
         let key = env.service(&config.service)?;

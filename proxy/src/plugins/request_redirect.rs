@@ -110,6 +110,7 @@ struct Running {
 impl PluginFactory for RequestRedirect {
     const NAME: &'static str = "request_redirect";
     type Config = RequestRedirectConfig;
+    const PHASES: Phases = Phases::HEADS;
 
     fn build(config: Self::Config, _env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
         let status = StatusCode::from_u16(config.status).map_err(|e| e.to_string())?;

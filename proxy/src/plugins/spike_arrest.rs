@@ -74,6 +74,7 @@ pub struct SpikeArrest {
 impl PluginFactory for SpikeArrest {
     const NAME: &'static str = "spike_arrest";
     type Config = Config;
+    const PHASES: Phases = Phases::HEADS;
 
     fn build(config: Config, _env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
         config.validate()?;

@@ -100,6 +100,7 @@ pub struct TrafficSplitting {
 impl PluginFactory for TrafficSplitting {
     const NAME: &'static str = "traffic_splitting";
     type Config = TrafficSplittingConfig;
+    const PHASES: Phases = Phases::HEADS;
 
     fn build(c: Self::Config, env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
         let target = env.service(&c.service)?.clone();

@@ -57,6 +57,7 @@ pub struct UaRestriction {
 impl PluginFactory for UaRestriction {
     const NAME: &'static str = "ua_restriction";
     type Config = Config;
+    const PHASES: Phases = Phases::HEADS;
 
     fn build(config: Config, _env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
         Ok(Arc::new(UaRestriction {

@@ -135,6 +135,8 @@ fn extend(into: &mut Objects, from: &Objects) {
         reference_grants,
         ingresses,
         ingress_classes,
+        config_maps,
+        fetched: _,
     } = from;
     into.plugins.extend(plugins.iter().cloned());
     into.services.extend(services.iter().cloned());
@@ -152,6 +154,7 @@ fn extend(into: &mut Objects, from: &Objects) {
         .extend(reference_grants.iter().cloned());
     into.ingresses.extend(ingresses.iter().cloned());
     into.ingress_classes.extend(ingress_classes.iter().cloned());
+    into.config_maps.extend(config_maps.iter().cloned());
 }
 
 /// A manifest file that could not be used as it is now.

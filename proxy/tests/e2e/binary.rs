@@ -54,6 +54,7 @@ fn snapshot(port: u16) -> Snapshot {
         certificates: vec![],
         secrets: vec![],
         default_chain: vec![],
+        blobs: vec![],
     }
 }
 

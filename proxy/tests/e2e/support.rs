@@ -371,6 +371,7 @@ pub fn snapshot(
         certificates,
         secrets: vec![],
         default_chain: vec![],
+        blobs: vec![],
     }
     .seal()
 }

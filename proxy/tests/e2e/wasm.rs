@@ -1,7 +1,8 @@
 //! `wasm` (Proxy-Wasm filters) through a real standalone proxy and a real echo upstream: a
 //! hand-written WAT filter (proxy/tests/wasm/test_filter.wat) in a chain with the built-in
-//! `headers` plugin, a module whose sha256 does not match, and a filter built from
-//! examples/wasm with the official AssemblyScript SDK.
+//! `headers` plugin, a module whose sha256 does not match, an auth filter pausing for a
+//! `proxy_http_call` (proxy/tests/wasm/http_call.wat), and a filter built from examples/wasm
+//! with the official AssemblyScript SDK (its `httpCall` included).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -180,6 +181,74 @@ async fn a_trap_a_loop_and_a_memory_blowup_fail_only_their_own_request() {
     assert_eq!(echo.hits(), 3, "failed requests never reached the upstream");
 }
 
+/// `proxy/tests/wasm/http_call.wat` (an auth filter pausing for a `proxy_http_call`) whose
+/// clusters are hookway Services: `auth` answers 200, `deny` 403.
+#[tokio::test]
+async fn an_auth_filter_pauses_for_an_http_call_to_a_service() {
+    hookway_proxy::plugins::wasm::allow_file_modules();
+    let echo = EchoServer::start("echo").await;
+    let auth = EchoServer::start("auth").await;
+    let deny = EchoServer::with_status("deny", 403).await;
+    let dir = ManifestDir::new();
+    let module = wat::parse_str(include_str!("../wasm/http_call.wat")).expect("valid WAT");
+    let path = write_module(&dir, "http_call.wasm", &module);
+    let config = format!(
+        "{{file: {:?}, sha256: {}, clusters: {{auth: {{service: default/auth}}, deny: {{service: default/deny}}}}}}",
+        path.display().to_string(),
+        sha256(&module)
+    );
+    dir.write("service.yaml", &service_yaml("echo", &[echo.addr]));
+    dir.write("auth.yaml", &service_yaml("auth", &[auth.addr]));
+    dir.write("deny.yaml", &service_yaml("deny", &[deny.addr]));
+    dir.write("wasm.yaml", &ordered_plugin("caller", "wasm", 10, &config));
+    dir.write("route.yaml", &route_yaml("r", "/", "caller: {}"));
+    let proxy = standalone_proxy(&dir).await;
+    let call = |upstream: &'static str| {
+        let proxy = &proxy;
+        async move {
+            client()
+                .get(proxy.url("/in"))
+                .header("x-call", upstream)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+
+    // Allowed: the request went on after the call, on the same context.
+    let resp = call("auth").await;
+    assert_eq!(resp.status(), 200);
+    let echoed = json(resp).await;
+    assert_eq!(echoed["server"], "echo");
+    assert_eq!(echoed["headers"]["x-call-pairs"], "yes");
+    assert_eq!(auth.hits(), 1, "one call to the auth Service");
+
+    // Denied: the filter answers with the call's answer body.
+    let resp = call("deny").await;
+    assert_eq!(resp.status(), 403);
+    let body = json(resp).await;
+    assert_eq!(body["server"], "deny");
+    assert_eq!(body["path"], "/check", "the call the filter made");
+    assert_eq!(body["headers"]["host"], "auth.test");
+
+    // An upstream the config does not declare: BadArgument, and the filter's fallback.
+    let resp = call("nowhere").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(json(resp).await["headers"]["x-call-status"], "2");
+    assert_eq!(
+        echo.hits(),
+        2,
+        "the denied request never reached the upstream"
+    );
+
+    let text = metrics(&proxy).await;
+    for result in ["response", "refused"] {
+        let line =
+            format!("hookway_wasm_http_calls_total{{plugin=\"caller\",result=\"{result}\"}}");
+        assert!(text.contains(&line), "{line} in:\n{text}");
+    }
+}
+
 #[tokio::test]
 async fn fail_open_serves_the_request_without_the_filter() {
     let (echo, _dir, proxy) = chain("open", ", fail_open: true").await;
@@ -275,6 +344,58 @@ async fn a_module_from_a_secret_runs() {
     assert_eq!(values(&resp, "x-trace"), ["wasm"]);
 }
 
+#[tokio::test]
+async fn a_module_from_a_config_map_runs_and_its_configuration_is_checked() {
+    let echo = EchoServer::start("echo").await;
+    let module = test_filter();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&module);
+    let config_map = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: filters, namespace: hookway-system}}\nbinaryData:\n  filter.wasm: {encoded}\n"
+    );
+    let schema = "{type: string, pattern: '^from-'}";
+    let config = |configuration: &str| {
+        format!(
+            "{{config_map: filters, key: filter.wasm, sha256: {}, configuration: {configuration}, configuration_schema: {schema}}}",
+            sha256(&module)
+        )
+    };
+    let (dir, proxy) = proxy_with(
+        echo.addr,
+        &[
+            ("filters.yaml", config_map),
+            (
+                "wasm.yaml",
+                plugin_yaml("filter", "wasm", &config("from-config-map")),
+            ),
+            ("route.yaml", route_yaml("r", "/", "filter: {}")),
+        ],
+    )
+    .await;
+    // The compiler carried the checked bytes in the snapshot; the proxy built the filter
+    // from them.
+    let resp = client().get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(values(&resp, "x-trace"), ["wasm"]);
+    assert_eq!(
+        json(resp).await["headers"]["x-wasm-config"],
+        "from-config-map"
+    );
+
+    // A configuration the declared schema refuses is reported with its path.
+    dir.write(
+        "wasm.yaml",
+        &plugin_yaml("filter", "wasm", &config("hello")),
+    );
+    let (ok, text) = check_dir(&dir.path);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(
+            "configuration: \"hello\" does not match \"^from-\" (per configuration_schema)"
+        ),
+        "{text}"
+    );
+}
+
 /// The example filter built with the AssemblyScript SDK (scripts/ensure-wasm-filters.sh), or
 /// `None` (with one line saying why) when npm is not installed.
 fn assemblyscript_filter() -> Option<Vec<u8>> {
@@ -305,8 +426,9 @@ async fn a_filter_written_with_the_assemblyscript_sdk_runs_unchanged() {
     let echo = EchoServer::start("echo").await;
     let dir = ManifestDir::new();
     let path = write_module(&dir, "greeting.wasm", &module);
+    let auth = auth_server().await;
     let config = format!(
-        "{{file: {:?}, sha256: {}, root_id: greeting, configuration: hello from hookway}}",
+        "{{file: {:?}, sha256: {}, root_id: greeting, configuration: hello from hookway, clusters: {{auth: {{address: \"http://{auth}\"}}}}}}",
         path.display().to_string(),
         sha256(&module)
     );
@@ -342,4 +464,67 @@ async fn a_filter_written_with_the_assemblyscript_sdk_runs_unchanged() {
                 && l.ends_with(" 2")),
         "{metrics}"
     );
+
+    // The SDK's httpCall: the request waits for the auth service's answer.
+    let resp = client()
+        .get(proxy.url("/private"))
+        .header("authorization", "good")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let echoed = json(resp).await;
+    assert_eq!(echoed["headers"]["x-auth-user"], "alice");
+    assert_eq!(echoed["headers"]["x-greeting"], "hello from hookway");
+    let resp = client()
+        .get(proxy.url("/private"))
+        .header("authorization", "bad")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(resp.text().await.unwrap(), "login first");
+    assert_eq!(
+        echo.hits(),
+        2,
+        "the refused request never reached the upstream"
+    );
+}
+
+/// An auth service for the SDK filter: `GET /check` with `authorization: good` answers 200 with
+/// `x-user: alice`; anything else 401 "login first".
+async fn auth_server() -> std::net::SocketAddr {
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    let good = req.uri().path() == "/check"
+                        && req
+                            .headers()
+                            .get("authorization")
+                            .is_some_and(|v| v == "good");
+                    let resp = if good {
+                        http::Response::builder()
+                            .status(200)
+                            .header("x-user", "alice")
+                            .body(Full::new(bytes::Bytes::new()))
+                    } else {
+                        http::Response::builder()
+                            .status(401)
+                            .body(Full::new(bytes::Bytes::from("login first")))
+                    };
+                    Ok::<_, std::convert::Infallible>(resp.unwrap())
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
 }

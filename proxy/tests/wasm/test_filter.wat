@@ -9,7 +9,7 @@
 ;;                   body with "rewritten"
 ;; otherwise it adds `x-trace: wasm` to the request and the response, `x-wasm-config` (the
 ;; plugin configuration) and `x-wasm-path` (property request.path) to the request, and
-;; `x-unimplemented: yes` when proxy_http_call answers Unimplemented (12). It defines the
+;; `x-unimplemented: yes` when proxy_call_foreign_function answers Unimplemented (12). It defines the
 ;; counter `requests` and counts every request-head call.
 (module
   (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
@@ -21,8 +21,8 @@
     (func $respond (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_define_metric" (func $define (param i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_increment_metric" (func $increment (param i32 i64) (result i32)))
-  (import "env" "proxy_http_call"
-    (func $http_call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_call_foreign_function"
+    (func $foreign (param i32 i32 i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 2)
   (global $heap (mut i32) (i32.const 4096))
   (data (i32.const 0) "x-trace")
@@ -86,8 +86,8 @@
       (then (call $add_returned (i32.const 0) (i32.const 128) (i32.const 13))))
     (if (i32.eqz (call $property (i32.const 144) (i32.const 12) (i32.const 1024) (i32.const 1028)))
       (then (call $add_returned (i32.const 0) (i32.const 160) (i32.const 11))))
-    (if (i32.eq (call $http_call (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)
-          (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 100) (i32.const 1040))
+    (if (i32.eq (call $foreign (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)
+          (i32.const 1024) (i32.const 1028))
           (i32.const 12))
       (then
         (drop (call $add (i32.const 0) (i32.const 176) (i32.const 15) (i32.const 192) (i32.const 3)))))

@@ -317,6 +317,7 @@ async fn setup(server: &ApiServer, gateway_api_crds: GatewayApiCrds) -> Result<P
         lease_duration: Duration::from_secs(15),
         debounce: Debounce::default(),
         gateway_api_recheck: Duration::from_secs(1),
+        fetch: Default::default(),
         proxy_service,
         compile: default_compile(&chart.root_namespace),
     };

@@ -86,13 +86,23 @@ async fn apply_crds(client: &Client) {
     for entry in std::fs::read_dir(dir).expect("charts/hookway/crds") {
         let yaml = std::fs::read_to_string(entry.unwrap().path()).unwrap();
         let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).unwrap();
+        let name = crd.metadata.name.clone().expect("a CRD has a name");
         match api.create(&PostParams::default(), &crd).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(e) => panic!("applying CRD: {e}"),
         }
+        // Served once Established, not after a guessed delay.
+        let established = kube::runtime::wait::await_condition(
+            api.clone(),
+            &name,
+            kube::runtime::wait::conditions::is_crd_established(),
+        );
+        tokio::time::timeout(WAIT, established)
+            .await
+            .unwrap_or_else(|_| panic!("CRD {name} not Established within {WAIT:?}"))
+            .unwrap_or_else(|e| panic!("watching CRD {name}: {e}"));
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
 }
 
 fn compiler(root: &str) -> CompileFn {
@@ -113,6 +123,7 @@ impl Env {
             lease_duration: Duration::from_secs(3),
             debounce: Debounce::default(),
             gateway_api_recheck: Duration::from_secs(1),
+            fetch: Default::default(),
             proxy_service: None,
             compile: compiler(&self.ns),
         };

@@ -75,6 +75,7 @@ async fn gateway_api_kinds_served_later_are_watched_without_a_restart() {
         lease_duration: Duration::from_secs(3),
         debounce: Debounce::default(),
         gateway_api_recheck: Duration::from_millis(200),
+        fetch: Default::default(),
         proxy_service: None,
         compile: default_compile(NS),
     };

@@ -26,17 +26,23 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-const WAIT: Duration = Duration::from_secs(10);
-const ROOT: &str = "hookway-system";
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const ROOT: &str = "hookway-system";
 
-struct Env {
-    client: Client,
+pub(crate) struct Env {
+    pub(crate) client: Client,
     _fake: FakeApi,
     pki: Pki,
 }
 
 impl Env {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
+        Self::named("isolation").await
+    }
+
+    /// An environment whose PKI files live under a folder named for `name` (tests of one
+    /// process running at once need distinct names).
+    pub(crate) async fn named(name: &str) -> Self {
         let fake = FakeApi::start().await;
         let client = fake.client().await;
         let nss: Api<Namespace> = Api::all(client.clone());
@@ -51,11 +57,11 @@ impl Env {
         Self {
             client,
             _fake: fake,
-            pki: Pki::new("isolation"),
+            pki: Pki::new(name),
         }
     }
 
-    async fn controller(&self) -> Controller {
+    pub(crate) async fn controller(&self) -> Controller {
         let config = Config {
             namespaces: vec![],
             root_namespace: ROOT.into(),
@@ -68,6 +74,7 @@ impl Env {
             lease_duration: Duration::from_secs(3),
             debounce: Debounce::default(),
             gateway_api_recheck: Duration::from_secs(1),
+            fetch: Default::default(),
             proxy_service: None,
             compile: default_compile(ROOT),
         };
@@ -76,7 +83,7 @@ impl Env {
             .unwrap()
     }
 
-    fn proxy(&self, controller: &Controller) -> watch::Receiver<Option<Arc<Snapshot>>> {
+    pub(crate) fn proxy(&self, controller: &Controller) -> watch::Receiver<Option<Arc<Snapshot>>> {
         let mut config = ControllerSourceConfig::new(
             format!("https://127.0.0.1:{}", controller.stream_addr.port()),
             self.pki.ca_file.clone(),
@@ -94,7 +101,7 @@ impl Env {
         rx
     }
 
-    async fn create<K>(&self, ns: &str, object: Value)
+    pub(crate) async fn create<K>(&self, ns: &str, object: Value)
     where
         K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
             + Clone
@@ -107,7 +114,7 @@ impl Env {
         api.create(&PostParams::default(), &object).await.unwrap();
     }
 
-    async fn service(&self, ns: &str, name: &str) {
+    pub(crate) async fn service(&self, ns: &str, name: &str) {
         self.create::<Service>(
             ns,
             json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Service",
@@ -117,7 +124,7 @@ impl Env {
         .await;
     }
 
-    async fn route(&self, ns: &str, name: &str, spec: Value) {
+    pub(crate) async fn route(&self, ns: &str, name: &str, spec: Value) {
         self.create::<Route>(
             ns,
             json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Route",
@@ -126,7 +133,7 @@ impl Env {
         .await;
     }
 
-    async fn plugin(&self, ns: &str, name: &str, kind: &str, config: Value) {
+    pub(crate) async fn plugin(&self, ns: &str, name: &str, kind: &str, config: Value) {
         self.create::<GatewayPlugin>(
             ns,
             json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "GatewayPlugin",
@@ -136,7 +143,7 @@ impl Env {
         .await;
     }
 
-    async fn secret(&self, ns: &str, name: &str, type_: &str, data: Value) {
+    pub(crate) async fn secret(&self, ns: &str, name: &str, type_: &str, data: Value) {
         self.create::<Secret>(
             ns,
             json!({"apiVersion": "v1", "kind": "Secret",
@@ -147,7 +154,7 @@ impl Env {
     }
 
     /// Waits until `ns/name`'s condition `type_` is `status` with `reason`; returns its message.
-    async fn wait_condition<K>(
+    pub(crate) async fn wait_condition<K>(
         &self,
         ns: &str,
         name: &str,
@@ -187,7 +194,7 @@ impl Env {
     }
 }
 
-async fn wait_snapshot(
+pub(crate) async fn wait_snapshot(
     rx: &mut watch::Receiver<Option<Arc<Snapshot>>>,
     what: &str,
     f: impl Fn(&Snapshot) -> bool,
@@ -197,11 +204,17 @@ async fn wait_snapshot(
         .map(|r| r.map(|s| s.clone()));
     match got {
         Ok(Ok(Some(s))) => s,
-        _ => panic!("the proxy never got a snapshot where {what}"),
+        _ => {
+            let held = rx.borrow().as_ref().map(|s| {
+                let routes: Vec<String> = s.routes.iter().map(|r| r.key.to_string()).collect();
+                (s.version, routes)
+            });
+            panic!("the proxy never got a snapshot where {what}; it holds {held:?}")
+        }
     }
 }
 
-fn served(s: &Snapshot, ns: &str, name: &str) -> bool {
+pub(crate) fn served(s: &Snapshot, ns: &str, name: &str) -> bool {
     s.routes
         .iter()
         .any(|r| r.key.namespace == ns && r.key.name == name)

@@ -11,3 +11,4 @@ mod real_api_ingress;
 mod stream;
 mod synthetic_failures;
 mod traffic;
+mod wasm_sources;

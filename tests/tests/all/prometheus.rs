@@ -371,6 +371,7 @@ async fn controller(pki: &Pki) -> (FakeApi, Controller, tokio::task::JoinHandle<
         lease_duration: Duration::from_secs(3),
         debounce: Debounce::default(),
         gateway_api_recheck: Duration::from_secs(1),
+        fetch: Default::default(),
         proxy_service: None,
         compile: default_compile(ROOT),
     };

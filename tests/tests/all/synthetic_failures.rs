@@ -118,6 +118,7 @@ async fn proxy_failures_of_lowered_objects_reach_the_httproute_and_the_ingress()
         lease_duration: Duration::from_secs(3),
         debounce: Debounce::default(),
         gateway_api_recheck: Duration::from_secs(1),
+        fetch: Default::default(),
         proxy_service: None,
         compile: std::sync::Arc::new(move |objects| {
             hookway_crds::compiler::compile(objects, &options, &catalogue)

@@ -38,6 +38,7 @@ async fn controller(client: &Client, pki: &Pki, stream: &str) -> Controller {
         lease_duration: Duration::from_secs(3),
         debounce: Debounce::default(),
         gateway_api_recheck: Duration::from_secs(1),
+        fetch: Default::default(),
         proxy_service: None,
         compile: default_compile(NS),
     };
@@ -339,6 +340,7 @@ async fn a_tenant_that_breaks_a_proxy_build_freezes_no_one_else() {
         lease_duration: Duration::from_secs(3),
         debounce: Debounce::default(),
         gateway_api_recheck: Duration::from_secs(1),
+        fetch: Default::default(),
         proxy_service: None,
         compile: std::sync::Arc::new(move |objects| {
             hookway_crds::compiler::compile(objects, &options, &catalogue)

@@ -10,13 +10,15 @@ use hookway_crds::api::route::{
 };
 use hookway_crds::api::service::{BackendRef, Node};
 use hookway_crds::catalogue::{PluginConfig, ResolvedSecrets};
-use hookway_crds::compiler::{compile, Compiled, Kind, ObjectId, ObjectReport, Objects, Options};
+use hookway_crds::compiler::{
+    compile, Compiled, Fetched, Kind, ObjectId, ObjectReport, Objects, Options,
+};
 use hookway_crds::snapshot::{ObjectKey, RouteEntry};
 use hookway_crds::{
     Catalogue, GatewayPlugin, GatewayPluginSpec, PlatformPolicy, PluginRef, PluginStatus, Route,
     RouteSpec, Service, ServiceSpec,
 };
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::ByteString;
 use schemars::JsonSchema;
@@ -105,9 +107,12 @@ pub struct Remote {
 impl PluginConfig for Remote {}
 
 /// `extra_params`, `limit`, `access_log`, `creds` (names a Secret), `split` (names a Service),
-/// `remote` (reaches the network).
+/// `remote` (reaches the network), and `wasm` as the built-in document has it (a pinned blob).
 pub fn catalogue() -> Catalogue {
     let mut c = Catalogue::new();
+    let wasm = Catalogue::builtin().schema("wasm").cloned();
+    c.insert_schema("wasm", wasm.expect("the built-in document has wasm"))
+        .expect("its schema compiles");
     c.register::<ExtraParams>("extra_params")
         .register::<Limit>("limit")
         .register::<AccessLog>("access_log")
@@ -464,6 +469,14 @@ impl World {
     }
     pub fn policy(mut self, p: PlatformPolicy) -> Self {
         self.0.policies.push(Arc::new(p));
+        self
+    }
+    pub fn config_map(mut self, c: ConfigMap) -> Self {
+        self.0.config_maps.push(Arc::new(c));
+        self
+    }
+    pub fn fetched(mut self, f: Fetched) -> Self {
+        self.0.fetched = Arc::new(f);
         self
     }
     pub fn compile(&self) -> Out {

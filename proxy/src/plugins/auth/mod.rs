@@ -291,6 +291,7 @@ fn no_shared_api_keys<'s>(
 impl PluginFactory for Auth {
     const NAME: &'static str = "auth";
     type Config = Config;
+    const PHASES: Phases = Phases::HEADS;
 
     fn build(config: Config, env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
         let mut verifiers = Vec::with_capacity(config.credentials.len());

@@ -64,6 +64,9 @@ pub struct WithRequestBody {
 /// Config of `ext_authz`.
 #[derive(Deserialize, Clone, Debug, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend(
+    "x-hookway-configuration-schema" = {"schema": "configuration_schema", "instance": "context_extensions"}
+))]
 pub struct Config {
     /// The authorization server.
     pub target: Target,
@@ -85,6 +88,10 @@ pub struct Config {
     /// Sent as `context_extensions` in every `CheckRequest`.
     #[serde(default)]
     pub context_extensions: BTreeMap<String, String>,
+    /// JSON Schema `context_extensions` must be valid against (the server's contract for them),
+    /// checked by the controller and by `--check`; absent: not checked.
+    #[serde(default)]
+    pub configuration_schema: Option<serde_json::Value>,
 }
 
 pub(super) fn timeout_of(field: &str, value: &str) -> Result<Duration, String> {
@@ -152,6 +159,7 @@ struct ResponseHeadersToAdd(Vec<(Arc<str>, Vec<HeaderValueOption>)>);
 impl PluginFactory for ExtAuthz {
     const NAME: &'static str = "ext_authz";
     type Config = Config;
+    const PHASES: Phases = Phases::REQUEST_BODY;
 
     fn build(config: Config, env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
         let timeout = timeout_of("timeout", &config.timeout)?;
@@ -457,6 +465,8 @@ mod tests {
                    "allowed_headers": ["Authorization", "cookie"],
                    "with_request_body": {"max_request_bytes": 1024, "pack_as_bytes": true},
                    "context_extensions": {"tenant": "a"}}),
+            json!({"target": {"service": "authz"}, "context_extensions": {"tenant": "a"},
+                   "configuration_schema": {"type": "object", "required": ["tenant"]}}),
         ];
         for c in ok {
             assert!(validate("ext_authz", c.clone()).is_ok(), "{c}");
@@ -487,6 +497,21 @@ mod tests {
             (
                 json!({"target": {"service": "a"}, "extra": 1}),
                 "unknown field",
+            ),
+            // The declared contract of the server's context_extensions.
+            (
+                json!({"target": {"service": "a"}, "context_extensions": {"team": "a"},
+                       "configuration_schema": {"type": "object", "required": ["tenant"]}}),
+                "context_extensions: \"tenant\" is a required property",
+            ),
+            (
+                json!({"target": {"service": "a"}, "context_extensions": {"tenant": "a b"},
+                       "configuration_schema": {"properties": {"tenant": {"pattern": "^[a-z]+$"}}}}),
+                "context_extensions.tenant: ",
+            ),
+            (
+                json!({"target": {"service": "a"}, "configuration_schema": {"type": "nonsense"}}),
+                "configuration_schema: invalid schema",
             ),
         ];
         for (c, part) in bad {

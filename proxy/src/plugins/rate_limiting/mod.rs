@@ -412,6 +412,7 @@ impl RateLimiting {
 impl PluginFactory for RateLimiting {
     const NAME: &'static str = "rate_limiting";
     type Config = Config;
+    const PHASES: Phases = Phases::HEADS;
 
     fn build(config: Config, env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
         Ok(Arc::new(Self::with_clock(

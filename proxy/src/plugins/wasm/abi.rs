@@ -13,6 +13,8 @@ pub mod status {
     pub const SERIALIZATION_FAILURE: i32 = 3;
     /// Pointers outside the module's memory, or the module's allocator failed.
     pub const INVALID_MEMORY_ACCESS: i32 = 6;
+    /// A shared queue holds nothing.
+    pub const EMPTY: i32 = 7;
     /// Compare-and-swap failed (shared data).
     pub const CAS_MISMATCH: i32 = 8;
     /// A host limit was reached (shared data, metrics).
@@ -28,14 +30,20 @@ pub enum MapType {
     RequestHeaders,
     /// `HttpResponseHeaders` (2).
     ResponseHeaders,
+    /// `HttpCallResponseHeaders` (6): the answer to a `proxy_http_call`, in its callback.
+    CallResponseHeaders,
+    /// `HttpCallResponseTrailers` (7).
+    CallResponseTrailers,
 }
 
 impl MapType {
-    /// The map for an ABI value; trailers, gRPC metadata and http_call maps are not supported.
+    /// The map for an ABI value; trailers and gRPC metadata are not supported.
     pub fn from_abi(value: i32) -> Option<Self> {
         match value {
             0 => Some(MapType::RequestHeaders),
             2 => Some(MapType::ResponseHeaders),
+            6 => Some(MapType::CallResponseHeaders),
+            7 => Some(MapType::CallResponseTrailers),
             _ => None,
         }
     }
@@ -48,6 +56,8 @@ pub enum BufferType {
     RequestBody,
     /// `HttpResponseBody` (1).
     ResponseBody,
+    /// `HttpCallResponseBody` (4): the body of a `proxy_http_call` answer, in its callback.
+    CallResponseBody,
     /// `VmConfiguration` (6).
     VmConfiguration,
     /// `PluginConfiguration` (7).
@@ -60,6 +70,7 @@ impl BufferType {
         match value {
             0 => Some(BufferType::RequestBody),
             1 => Some(BufferType::ResponseBody),
+            4 => Some(BufferType::CallResponseBody),
             6 => Some(BufferType::VmConfiguration),
             7 => Some(BufferType::PluginConfiguration),
             _ => None,

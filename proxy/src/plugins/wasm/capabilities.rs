@@ -1,6 +1,8 @@
 //! What a filter's module can do, read from its exports and imports when it is compiled: the
 //! chain phases it takes part in, whether it has anything to be told at the end of a request,
-//! and whether it can read a request or response head after that head's own callback.
+//! whether it can read a request or response head after that head's own callback, whether a
+//! hook may have to wait for its `proxy_http_call`s, and whether it needs a root task (ticks,
+//! shared queues).
 //!
 //! A phase the module cannot act in costs every request through the chain (a body filter
 //! probed, the response body tracked to its end for a completion hook), and a head copy kept
@@ -36,6 +38,13 @@ pub struct Capabilities {
     /// may read the request and response heads, so a copy of each is kept, and the request's
     /// properties (source address, route, ...) are gathered.
     pub reads_heads: bool,
+    /// Imports `proxy_http_call` or exports `proxy_on_http_call_response`: a hook may wait for
+    /// call answers (asynchronously, on the same instance), so the session must be one an
+    /// asynchronous wait can take out of the request and put back (shared, not in place).
+    pub http_calls: bool,
+    /// Exports `proxy_on_tick` or `proxy_on_queue_ready`: the config runs a root instance and
+    /// its task (`root.rs`). No effect on the chain.
+    pub root_events: bool,
 }
 
 impl Capabilities {
@@ -59,7 +68,16 @@ impl Capabilities {
                 .iter()
                 .any(|name| exports(name)),
             reads_heads: imports(&HEAD_READERS),
+            http_calls: imports(&["proxy_http_call"]) || exports("proxy_on_http_call_response"),
+            root_events: exports("proxy_on_tick") || exports("proxy_on_queue_ready"),
         }
+    }
+
+    /// Whether a request's session may live in place in the request (no `Arc<Mutex>`): only
+    /// the head hooks use it (no body, end-of-request or local-response body phase) and no
+    /// hook waits for call answers.
+    pub fn session_in_place(self) -> bool {
+        self.phases() == Phases::HEADS && !self.http_calls
     }
 
     /// The chain phases the filter takes part in (the heads always: a request's context starts
@@ -95,11 +113,13 @@ mod tests {
     #[test]
     fn phases_follow_the_modules_interface() {
         let heads = Capabilities::default();
-        let rows: [(&str, Capabilities, Phases); 7] = [
+        // (module body, capabilities, phases, session in place)
+        let rows: [(&str, Capabilities, Phases, bool); 11] = [
             (
                 r#"(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))"#,
                 heads,
                 Phases::HEADS,
+                true,
             ),
             (
                 r#"(func (export "proxy_on_request_body") (param i32 i32 i32) (result i32) (i32.const 0))"#,
@@ -108,6 +128,7 @@ mod tests {
                     ..heads
                 },
                 Phases::REQUEST_BODY,
+                false,
             ),
             (
                 r#"(func (export "proxy_on_response_body") (param i32 i32 i32) (result i32) (i32.const 0))"#,
@@ -116,6 +137,7 @@ mod tests {
                     ..heads
                 },
                 Phases::RESPONSE_BODY,
+                false,
             ),
             (
                 r#"(import "env" "proxy_send_local_response" (func (param i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))"#,
@@ -124,6 +146,7 @@ mod tests {
                     ..heads
                 },
                 Phases::RESPONSE_BODY,
+                false,
             ),
             (
                 r#"(func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))"#,
@@ -132,6 +155,7 @@ mod tests {
                     ..heads
                 },
                 Phases::COMPLETE,
+                false,
             ),
             (
                 r#"(func (export "proxy_on_log") (param i32))"#,
@@ -140,6 +164,7 @@ mod tests {
                     ..heads
                 },
                 Phases::COMPLETE,
+                false,
             ),
             (
                 r#"(import "env" "proxy_get_property" (func (param i32 i32 i32 i32) (result i32)))"#,
@@ -148,12 +173,66 @@ mod tests {
                     ..heads
                 },
                 Phases::HEADS,
+                true,
+            ),
+            (
+                r#"(import "env" "proxy_http_call" (func (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))"#,
+                Capabilities {
+                    http_calls: true,
+                    ..heads
+                },
+                Phases::HEADS,
+                false,
+            ),
+            (
+                r#"(func (export "proxy_on_http_call_response") (param i32 i32 i32 i32 i32))"#,
+                Capabilities {
+                    http_calls: true,
+                    ..heads
+                },
+                Phases::HEADS,
+                false,
+            ),
+            (
+                r#"(func (export "proxy_on_tick") (param i32))"#,
+                Capabilities {
+                    root_events: true,
+                    ..heads
+                },
+                Phases::HEADS,
+                true,
+            ),
+            (
+                r#"(func (export "proxy_on_queue_ready") (param i32 i32))"#,
+                Capabilities {
+                    root_events: true,
+                    ..heads
+                },
+                Phases::HEADS,
+                true,
             ),
         ];
-        for (i, (body, expected, phases)) in rows.into_iter().enumerate() {
+        for (i, (body, expected, phases, in_place)) in rows.into_iter().enumerate() {
             let got = caps(body);
             assert_eq!(got, expected, "row {i}: {body}");
             assert_eq!(got.phases(), phases, "row {i}: {body}");
+            assert_eq!(got.session_in_place(), in_place, "row {i}: {body}");
         }
+    }
+
+    /// The `wasm` kind's declared phases are exactly those a module implementing every
+    /// callback takes part in: none wider than any instance can ask for, none missing.
+    #[test]
+    fn the_kinds_declared_phases_are_what_a_full_module_asks_for() {
+        let every = caps(concat!(
+            r#"(import "env" "proxy_send_local_response" (func (param i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))"#,
+            r#"(func (export "proxy_on_request_body") (param i32 i32 i32) (result i32) (i32.const 0))"#,
+            r#"(func (export "proxy_on_response_body") (param i32 i32 i32) (result i32) (i32.const 0))"#,
+            r#"(func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))"#,
+        ));
+        assert_eq!(
+            every.phases(),
+            <crate::plugins::wasm::Wasm as crate::plugin::PluginFactory>::PHASES
+        );
     }
 }

@@ -11,7 +11,9 @@ use wasmtime::{Memory, ResourceLimiter, TypedFunc};
 
 use super::abi::{self, status, BufferType, MapType};
 use super::header_cache::HeaderCache;
+use super::http_call::{CallResult, Calls, Upstreams, MAX_CALLS_PER_REQUEST};
 use super::metrics::FilterMetrics;
+use super::root::RootControl;
 use hookway_crds::snapshot::ObjectKey;
 
 /// What every instance of one filter config shares.
@@ -24,6 +26,10 @@ pub struct Shared {
     pub root_id: String,
     /// The filter's defined metrics and failure counter.
     pub metrics: FilterMetrics,
+    /// The upstreams `proxy_http_call` may reach.
+    pub upstreams: Upstreams,
+    /// Ticks and shared queues.
+    pub root: RootControl,
 }
 
 /// Caps an instance's memory at `max_memory`; remembers a refused growth so the trap that
@@ -132,6 +138,8 @@ pub struct Host {
     pub local_response: Option<LocalResponse>,
     /// Header names and values the filter set before.
     pub header_cache: HeaderCache,
+    /// `proxy_http_call` state.
+    pub calls: Calls,
 }
 
 /// The result of an operation on a header map.
@@ -163,6 +171,55 @@ impl Host {
             props: None,
             local_response: None,
             header_cache: HeaderCache::default(),
+            calls: Calls::default(),
+        }
+    }
+
+    /// `proxy_http_call`: prepares a call (it starts when the callback returns); returns the
+    /// token, or the ABI status of a refusal (`BadArgument`: unknown upstream or bad headers;
+    /// `InternalFailure`: calls not possible in this callback, or too many in flight).
+    pub fn dispatch_call(
+        &mut self,
+        upstream: &[u8],
+        headers: &[u8],
+        body: &[u8],
+        timeout_ms: u32,
+    ) -> Result<u32, i32> {
+        let shared = &self.shared;
+        let refuse = |status: i32, why: &str| {
+            shared.metrics.http_call(CallResult::Refused);
+            tracing::debug!(
+                target: "hookway::wasm",
+                plugin = &*shared.alias,
+                upstream = %String::from_utf8_lossy(upstream),
+                "proxy_http_call refused: {why}"
+            );
+            status
+        };
+        if !self.calls.allowed {
+            return Err(refuse(
+                status::INTERNAL_FAILURE,
+                "not possible in this callback (only request headers, a paused whole request body, response headers, http call responses, ticks and queue wake-ups)",
+            ));
+        }
+        if self.calls.dispatched >= MAX_CALLS_PER_REQUEST {
+            return Err(refuse(
+                status::INTERNAL_FAILURE,
+                "this request already made the most calls one request may make",
+            ));
+        }
+        if self.calls.pending.len() + self.calls.in_flight >= shared.upstreams.max_per_request {
+            return Err(refuse(
+                status::INTERNAL_FAILURE,
+                "http_call_max_per_request calls are in flight",
+            ));
+        }
+        match shared.upstreams.prepare(upstream, headers, body, timeout_ms) {
+            Ok(call) => Ok(self.calls.push(call)),
+            Err(refused) => Err(refuse(
+                refused.status(),
+                "unknown upstream (not in clusters) or invalid headers (:method and :path are required)",
+            )),
         }
     }
 
@@ -206,6 +263,28 @@ impl Host {
                 }
                 None => abi::serialize_pairs(&[]),
             },
+            MapType::CallResponseHeaders | MapType::CallResponseTrailers => {
+                let Some(response) = &self.calls.response else {
+                    return abi::serialize_pairs(&[]);
+                };
+                let code = response.status.as_str().as_bytes();
+                let status =
+                    (map == MapType::CallResponseHeaders).then_some((&b":status"[..], code));
+                let headers = if map == MapType::CallResponseHeaders {
+                    &response.headers
+                } else {
+                    &response.trailers
+                };
+                let pairs: Vec<(&[u8], &[u8])> = status
+                    .into_iter()
+                    .chain(
+                        headers
+                            .iter()
+                            .map(|(k, v)| (k.as_str().as_bytes(), v.as_bytes())),
+                    )
+                    .collect();
+                abi::serialize_pairs(&pairs)
+            }
         }
     }
 
@@ -234,6 +313,13 @@ impl Host {
                 let pseudo = (name == b":status").then(|| head.status.as_str().as_bytes().to_vec());
                 (&head.headers, pseudo)
             }
+            MapType::CallResponseHeaders => {
+                let response = self.calls.response.as_ref()?;
+                let pseudo =
+                    (name == b":status").then(|| response.status.as_str().as_bytes().to_vec());
+                (&response.headers, pseudo)
+            }
+            MapType::CallResponseTrailers => (&self.calls.response.as_ref()?.trailers, None),
         };
         if pseudo.is_some() {
             return pseudo;
@@ -272,6 +358,9 @@ impl Host {
                 };
                 change_response(head, op, &mut self.header_cache)
             }
+            // An answer to a call is read-only; changes are ignored like those of a head
+            // already sent on.
+            MapType::CallResponseHeaders | MapType::CallResponseTrailers => status::OK,
         }
     }
 
@@ -283,6 +372,7 @@ impl Host {
         let writable = match map {
             MapType::RequestHeaders => self.request_writable && self.request.is_some(),
             MapType::ResponseHeaders => self.response_writable && self.response.is_some(),
+            MapType::CallResponseHeaders | MapType::CallResponseTrailers => false,
         };
         if !writable {
             return status::OK;
@@ -298,6 +388,7 @@ impl Host {
                     head.headers.clear();
                 }
             }
+            MapType::CallResponseHeaders | MapType::CallResponseTrailers => {}
         }
         for (name, value) in pairs {
             // Read-only pseudo-headers come back from a get-modify-set round trip: skipped.
@@ -361,6 +452,9 @@ impl Host {
 
     /// The body buffer of `kind` during a body call.
     pub fn body(&self, kind: BufferType) -> Option<&[u8]> {
+        if kind == BufferType::CallResponseBody {
+            return self.calls.response.as_ref().map(|r| &r.body[..]);
+        }
         match &self.body {
             Some((k, bytes)) if *k == kind => Some(bytes),
             _ => None,
@@ -492,6 +586,8 @@ mod tests {
             configuration: Vec::new(),
             root_id: "root".into(),
             metrics: FilterMetrics::new("host-tests"),
+            upstreams: no_upstreams(),
+            root: RootControl::new("", 8),
         });
         let mut host = Host::new(shared, 1 << 20);
         let mut headers = HeaderMap::new();
@@ -506,6 +602,14 @@ mod tests {
         });
         host.request_writable = true;
         host
+    }
+
+    fn no_upstreams() -> Upstreams {
+        let config: super::super::Config = serde_json::from_value(serde_json::json!({
+            "file": "/x.wasm", "sha256": "0".repeat(64),
+        }))
+        .unwrap();
+        Upstreams::new(&config, None).unwrap()
     }
 
     fn get(host: &Host, map: MapType, name: &str) -> Option<String> {
@@ -650,6 +754,81 @@ mod tests {
         host.request_writable = false;
         assert_eq!(host.map_change(req, MapOp::Remove(b"x-c")), status::OK);
         assert_eq!(get(&host, req, "x-c").as_deref(), Some("c"), "ignored");
+    }
+
+    #[test]
+    fn calls_are_refused_by_rule_and_their_answers_read_only() {
+        let config: super::super::Config = serde_json::from_value(serde_json::json!({
+            "file": "/x.wasm", "sha256": "0".repeat(64),
+            "clusters": {"auth": {"address": "http://127.0.0.1:9"}},
+            "http_call_max_per_request": 1,
+        }))
+        .unwrap();
+        let shared = Arc::new(Shared {
+            alias: "calls".into(),
+            configuration: Vec::new(),
+            root_id: String::new(),
+            metrics: FilterMetrics::new("host-tests-calls"),
+            upstreams: Upstreams::new(&config, None).unwrap(),
+            root: RootControl::new("", 8),
+        });
+        let mut host = Host::new(shared, 1 << 20);
+        let headers = abi::serialize_pairs(&[(b":method", b"GET"), (b":path", b"/")]);
+        let internal = Err(status::INTERNAL_FAILURE);
+        assert_eq!(
+            host.dispatch_call(b"auth", &headers, b"", 0),
+            internal,
+            "not allowed here"
+        );
+        host.calls.allowed = true;
+        assert_eq!(
+            host.dispatch_call(b"other", &headers, b"", 0),
+            Err(status::BAD_ARGUMENT)
+        );
+        assert_eq!(host.dispatch_call(b"auth", &headers, b"", 0), Ok(1));
+        assert_eq!(
+            host.dispatch_call(b"auth", &headers, b"", 0),
+            internal,
+            "one in flight at most"
+        );
+        host.calls.pending.clear();
+        host.calls.in_flight = 0;
+        host.calls.dispatched = MAX_CALLS_PER_REQUEST;
+        assert_eq!(
+            host.dispatch_call(b"auth", &headers, b"", 0),
+            internal,
+            "in all"
+        );
+
+        let calls = MapType::CallResponseHeaders;
+        assert_eq!(
+            host.map_get(calls, b":status"),
+            None,
+            "no answer outside its callback"
+        );
+        let mut answer = HeaderMap::new();
+        answer.insert("x-user", HeaderValue::from_static("alice"));
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-t", HeaderValue::from_static("1"));
+        host.calls.response = Some(super::super::http_call::CallResponse {
+            status: StatusCode::OK,
+            headers: answer,
+            body: Bytes::from_static(b"body"),
+            trailers,
+        });
+        assert_eq!(get(&host, calls, ":status").as_deref(), Some("200"));
+        assert_eq!(get(&host, calls, "x-user").as_deref(), Some("alice"));
+        let pairs = host.map_pairs(calls);
+        assert_eq!(abi::deserialize_pairs(&pairs).unwrap().len(), 2);
+        let trailer_map = MapType::CallResponseTrailers;
+        assert_eq!(get(&host, trailer_map, "x-t").as_deref(), Some("1"));
+        assert_eq!(host.map_change(calls, MapOp::Remove(b"x-user")), status::OK);
+        assert_eq!(
+            get(&host, calls, "x-user").as_deref(),
+            Some("alice"),
+            "read-only"
+        );
+        assert_eq!(host.body(BufferType::CallResponseBody), Some(&b"body"[..]));
     }
 
     #[test]

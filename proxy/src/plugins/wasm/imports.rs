@@ -13,7 +13,7 @@ use wasmtime::{Caller, ExternType, Linker, Module, Val, ValType};
 use super::abi::{self, status, BufferType, MapType, MetricType};
 use super::host::{Host, LocalResponse, MapOp};
 use super::metrics::Metric;
-use super::shared_data;
+use super::{shared_data, shared_queue};
 
 type C<'a> = Caller<'a, Host>;
 type R = wasmtime::Result<i32>;
@@ -372,15 +372,61 @@ fn define_proxy(linker: &mut Linker<Host>, defined: &mut Defined) -> wasmtime::R
         },
     )?;
     def("proxy_send_local_response");
-    // Nothing waits for these: every call runs to completion before the stream moves on.
-    linker.func_wrap("env", "proxy_continue_stream", |_: C<'_>, _: i32| -> R {
+    // Resuming a request paused for a `proxy_http_call`: the hook waiting for the call's
+    // answer lets it go on. Every other stream moves on by itself when a call returns.
+    linker.func_wrap(
+        "env",
+        "proxy_continue_stream",
+        |mut caller: C<'_>, stream: i32| -> R {
+            if stream == 0 {
+                caller.data_mut().calls.continued = true;
+            }
+            Ok(status::OK)
+        },
+    )?;
+    def("proxy_continue_stream");
+    linker.func_wrap("env", "proxy_continue_request", |mut caller: C<'_>| -> R {
+        caller.data_mut().calls.continued = true;
         Ok(status::OK)
     })?;
-    def("proxy_continue_stream");
-    for name in ["proxy_continue_request", "proxy_continue_response"] {
-        linker.func_wrap("env", name, |_: C<'_>| -> R { Ok(status::OK) })?;
-        def(name);
-    }
+    def("proxy_continue_request");
+    linker.func_wrap("env", "proxy_continue_response", |_: C<'_>| -> R {
+        Ok(status::OK)
+    })?;
+    def("proxy_continue_response");
+    linker.func_wrap(
+        "env",
+        "proxy_http_call",
+        |mut caller: C<'_>,
+         upstream: i32,
+         upstream_len: i32,
+         headers: i32,
+         headers_len: i32,
+         body: i32,
+         body_len: i32,
+         _trailers: i32,
+         _trailers_len: i32,
+         timeout: i32,
+         ret_token: i32|
+         -> R {
+            let upstream = mem!(read(&caller, upstream, upstream_len));
+            let headers = mem!(read(&caller, headers, headers_len));
+            let body = mem!(read(&caller, body, body_len));
+            let dispatched =
+                caller
+                    .data_mut()
+                    .dispatch_call(&upstream, &headers, &body, timeout as u32);
+            match dispatched {
+                Ok(token) => Ok(if write_u32(&mut caller, ret_token, token) {
+                    status::OK
+                } else {
+                    status::INVALID_MEMORY_ACCESS
+                }),
+                Err(status) => Ok(status),
+            }
+        },
+    )?;
+    def("proxy_http_call");
     linker.func_wrap(
         "env",
         "proxy_set_effective_context",
@@ -498,6 +544,78 @@ fn define_proxy(linker: &mut Linker<Host>, defined: &mut Defined) -> wasmtime::R
         },
     )?;
     def("proxy_set_shared_data");
+    linker.func_wrap(
+        "env",
+        "proxy_set_tick_period_milliseconds",
+        |caller: C<'_>, period: i32| -> R {
+            caller.data().shared.root.set_period(period as u32);
+            Ok(status::OK)
+        },
+    )?;
+    def("proxy_set_tick_period_milliseconds");
+    linker.func_wrap(
+        "env",
+        "proxy_register_shared_queue",
+        |mut caller: C<'_>, ptr: i32, len: i32, ret: i32| -> R {
+            let name = mem!(read(&caller, ptr, len));
+            let root = &caller.data().shared.root;
+            let registered = shared_queue::register(
+                &root.namespace,
+                &name,
+                root.max_queue_length,
+                root.queue_owner(),
+            );
+            match registered {
+                Ok(id) => Ok(if write_u32(&mut caller, ret, id) {
+                    status::OK
+                } else {
+                    status::INVALID_MEMORY_ACCESS
+                }),
+                Err(status) => Ok(status),
+            }
+        },
+    )?;
+    def("proxy_register_shared_queue");
+    linker.func_wrap(
+        "env",
+        "proxy_resolve_shared_queue",
+        // The VM id is ignored: hookway has one name space per GatewayPlugin namespace.
+        |mut caller: C<'_>, _vm: i32, _vm_len: i32, ptr: i32, len: i32, ret: i32| -> R {
+            let name = mem!(read(&caller, ptr, len));
+            let root = &caller.data().shared.root;
+            match shared_queue::resolve(&root.namespace, &name) {
+                Some(id) => Ok(if write_u32(&mut caller, ret, id) {
+                    status::OK
+                } else {
+                    status::INVALID_MEMORY_ACCESS
+                }),
+                None => Ok(status::NOT_FOUND),
+            }
+        },
+    )?;
+    def("proxy_resolve_shared_queue");
+    linker.func_wrap(
+        "env",
+        "proxy_enqueue_shared_queue",
+        |caller: C<'_>, id: i32, ptr: i32, len: i32| -> R {
+            let message = mem!(read(&caller, ptr, len));
+            let root = &caller.data().shared.root;
+            Ok(shared_queue::enqueue(&root.namespace, id as u32, &message))
+        },
+    )?;
+    def("proxy_enqueue_shared_queue");
+    linker.func_wrap(
+        "env",
+        "proxy_dequeue_shared_queue",
+        |mut caller: C<'_>, id: i32, ret_ptr: i32, ret_size: i32| -> R {
+            let root = &caller.data().shared.root;
+            match shared_queue::dequeue(&root.namespace, id as u32) {
+                Ok(message) => give(&mut caller, &message, ret_ptr, ret_size),
+                Err(status) => Ok(status),
+            }
+        },
+    )?;
+    def("proxy_dequeue_shared_queue");
     Ok(())
 }
 

@@ -40,6 +40,8 @@ impl std::fmt::Display for CallError {
 }
 
 type Call3 = TypedFunc<(i32, i32, i32), i32>;
+/// `proxy_on_http_call_response(context, token, headers, body_size, trailers)`.
+type CallResponseFn = TypedFunc<(i32, i32, i32, i32, i32), ()>;
 
 /// The module's entry points.
 struct Exports {
@@ -51,6 +53,9 @@ struct Exports {
     on_log: Option<TypedFunc<i32, ()>>,
     on_done: Option<TypedFunc<i32, i32>>,
     on_delete: Option<TypedFunc<i32, ()>>,
+    on_http_call_response: Option<CallResponseFn>,
+    on_tick: Option<TypedFunc<i32, ()>>,
+    on_queue_ready: Option<TypedFunc<(i32, i32), ()>>,
 }
 
 impl Exports {
@@ -144,6 +149,13 @@ impl Template {
             on_log: instance.get_typed_func(&mut store, "proxy_on_log").ok(),
             on_done: instance.get_typed_func(&mut store, "proxy_on_done").ok(),
             on_delete: instance.get_typed_func(&mut store, "proxy_on_delete").ok(),
+            on_http_call_response: instance
+                .get_typed_func(&mut store, "proxy_on_http_call_response")
+                .ok(),
+            on_tick: instance.get_typed_func(&mut store, "proxy_on_tick").ok(),
+            on_queue_ready: instance
+                .get_typed_func(&mut store, "proxy_on_queue_ready")
+                .ok(),
         };
         for start in ["_initialize", "_start"] {
             if let Ok(f) = instance.get_typed_func::<(), ()>(&mut store, start) {
@@ -279,6 +291,52 @@ impl Instance {
         }
     }
 
+    /// Delivers the answer to call `token` (`headers` 0: the call failed or timed out), with
+    /// the root context's id as Envoy does (SDKs find the calling context by the token).
+    pub fn http_call_response(
+        &mut self,
+        token: u32,
+        headers: usize,
+        body_size: usize,
+        trailers: usize,
+    ) -> Result<(), CallError> {
+        let Some(f) = self.exports.on_http_call_response.clone() else {
+            return Ok(());
+        };
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        self.store.data_mut().limiter.denied = false;
+        let args = (
+            ROOT_CONTEXT,
+            token as i32,
+            headers as i32,
+            body_size as i32,
+            trailers as i32,
+        );
+        f.call(&mut self.store, args).map_err(|e| self.fail(e))
+    }
+
+    /// `proxy_on_tick` on the root context.
+    pub fn on_tick(&mut self) -> Result<(), CallError> {
+        let Some(f) = self.exports.on_tick.clone() else {
+            return Ok(());
+        };
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        self.store.data_mut().limiter.denied = false;
+        f.call(&mut self.store, ROOT_CONTEXT)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// `proxy_on_queue_ready` on the root context.
+    pub fn on_queue_ready(&mut self, queue: u32) -> Result<(), CallError> {
+        let Some(f) = self.exports.on_queue_ready.clone() else {
+            return Ok(());
+        };
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        self.store.data_mut().limiter.denied = false;
+        f.call(&mut self.store, (ROOT_CONTEXT, queue as i32))
+            .map_err(|e| self.fail(e))
+    }
+
     /// The end of a stream: `proxy_on_log`, `proxy_on_done`, `proxy_on_delete`.
     pub fn finish(&mut self, context: i32) -> Result<(), CallError> {
         if let Some(f) = &self.exports.on_log {
@@ -360,6 +418,11 @@ impl Pool {
         self.template.capabilities
     }
 
+    /// A new instance outside the pool, for the root context's own events (`root.rs`).
+    pub fn root_instance(&self) -> Result<Box<Instance>, CallError> {
+        self.template.instantiate()
+    }
+
     /// Instances alive now.
     pub fn live(&self) -> usize {
         self.live.load(Ordering::Acquire)
@@ -406,6 +469,7 @@ impl Drop for Lease {
             host.body = None;
             host.props = None;
             host.local_response = None;
+            host.calls.reset();
             let mut idle = self.pool.idle.lock().unwrap_or_else(|e| e.into_inner());
             if idle.len() < MAX_IDLE {
                 idle.push(instance);

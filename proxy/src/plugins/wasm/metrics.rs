@@ -60,7 +60,42 @@ pub fn failures() -> &'static IntCounterVec {
     })
 }
 
-fn counters() -> &'static IntCounterVec {
+/// `hookway_wasm_http_calls_total{plugin,result}`: `proxy_http_call`s by how they ended.
+pub fn http_calls() -> &'static IntCounterVec {
+    static C: OnceLock<IntCounterVec> = OnceLock::new();
+    C.get_or_init(|| {
+        register(
+            IntCounterVec::new(
+                Opts::new(
+                    "hookway_wasm_http_calls_total",
+                    "proxy_http_call calls of Wasm filters, by alias and result (response, timeout, failure, too_large, refused).",
+                ),
+                &["plugin", "result"],
+            )
+            .expect("valid metric definition"),
+        )
+    })
+}
+
+/// `hookway_wasm_ticks_total{plugin}`: `proxy_on_tick` calls.
+pub fn ticks() -> &'static IntCounterVec {
+    static C: OnceLock<IntCounterVec> = OnceLock::new();
+    C.get_or_init(|| {
+        register(
+            IntCounterVec::new(
+                Opts::new(
+                    "hookway_wasm_ticks_total",
+                    "proxy_on_tick calls into Wasm filters' root contexts, by alias.",
+                ),
+                &["plugin"],
+            )
+            .expect("valid metric definition"),
+        )
+    })
+}
+
+/// `hookway_wasm_counter_total{plugin,name}`: the counters filters define.
+pub fn counters() -> &'static IntCounterVec {
     static C: OnceLock<IntCounterVec> = OnceLock::new();
     C.get_or_init(|| {
         register(
@@ -157,6 +192,18 @@ impl FilterMetrics {
     pub fn get(&self, id: u32) -> Option<Metric> {
         let defined = self.defined.lock().unwrap_or_else(|e| e.into_inner());
         defined.get(id as usize).map(|(_, _, m)| m.clone())
+    }
+
+    /// Counts a `proxy_http_call` of this filter.
+    pub fn http_call(&self, result: super::http_call::CallResult) {
+        http_calls()
+            .with_label_values(&[self.alias.as_str(), result.as_str()])
+            .inc();
+    }
+
+    /// Counts a `proxy_on_tick` of this filter.
+    pub fn tick(&self) {
+        ticks().with_label_values(&[self.alias.as_str()]).inc();
     }
 
     /// Counts a failure of this filter.

@@ -13,6 +13,12 @@
 //! ([`capabilities`]); a trap, a deadline or an out-of-memory ends that request with a 500 (or lets
 //! it through with `fail_open`), is counted in `hookway_wasm_failures_total`, and the instance
 //! is discarded.
+//!
+//! A callback that dispatches `proxy_http_call`s (`http_call.rs`) makes its hook asynchronous:
+//! the hook waits for the answers and delivers them to the same instance
+//! (`Session::settle_calls`). Ticks and shared-queue wake-ups go to a separate root instance
+//! driven by one task per config (`root.rs`, `shared_queue.rs`), stopped when the plugin is
+//! dropped.
 
 pub mod abi;
 mod body;
@@ -21,11 +27,14 @@ pub mod config;
 pub mod engine;
 mod header_cache;
 pub mod host;
+pub mod http_call;
 mod imports;
 pub mod instance;
 pub mod metrics;
+pub mod root;
 mod session;
 pub mod shared_data;
+pub mod shared_queue;
 #[cfg(test)]
 mod tests;
 
@@ -39,9 +48,10 @@ pub use config::{allow_file_modules, Config};
 
 use self::abi::BufferType;
 use self::host::{LocalResponse, Shared};
+use self::http_call::Upstreams;
 use self::instance::{Callback, Pool, Template};
 use self::metrics::FilterMetrics;
-use self::session::{Session, Sessions, Settings};
+use self::session::{Held, Session, Sessions, Settings};
 use crate::plugin::respond;
 use crate::plugin::{
     BodyFilter, BuildEnv, Ctx, Flow, Hook, HookResult, Phases, Plugin, PluginError, PluginFactory,
@@ -54,6 +64,9 @@ pub struct Wasm;
 impl PluginFactory for Wasm {
     const NAME: &'static str = "wasm";
     type Config = Config;
+    /// Every phase: a config takes part in those its module implements ([`capabilities`]),
+    /// and a module may implement them all (tested there).
+    const PHASES: Phases = Phases::ALL;
 
     fn build(config: Config, env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
         Ok(Arc::new(WasmPlugin::new(&config, env)?))
@@ -63,36 +76,67 @@ impl PluginFactory for Wasm {
 /// A running filter config.
 pub struct WasmPlugin {
     id: u64,
+    /// The task driving the root context's ticks and queue wake-ups (see `root.rs`).
+    root_task: Option<tokio::task::AbortHandle>,
     pool: Arc<Pool>,
     settings: Arc<Settings>,
 }
 
 impl WasmPlugin {
-    /// Reads the module (file or resolved Secret, digest checked), compiles it and starts one
-    /// instance.
+    /// Reads the module (a file, the resolved Secret, or the snapshot's blob of a ConfigMap or
+    /// URL source; digest checked), compiles it and starts one instance.
     pub fn new(config: &Config, env: &BuildEnv<'_>) -> Result<Self, String> {
         let bytes = match (&config.file, &config.secret) {
             (Some(path), _) => config.read_file(path)?,
             (None, Some(name)) => config.module_from_secret(env.secret(name)?)?,
-            (None, None) => return Err("no module source".into()),
+            (None, None) => config.module_from_snapshot(env.snapshot)?,
         };
-        Self::from_module(&bytes, config, env.alias)
+        let upstreams = Upstreams::new(config, Some(env))?;
+        let namespace = &env.plugin_ref.namespace;
+        Self::with_upstreams(&bytes, config, env.alias, namespace, upstreams)
     }
 
-    /// A filter from module bytes already checked against `config.sha256`.
+    /// A filter from module bytes already checked against `config.sha256`, outside a snapshot
+    /// (its `clusters` may only be addresses).
     pub fn from_module(bytes: &[u8], config: &Config, alias: &str) -> Result<Self, String> {
+        Self::from_module_in(bytes, config, alias, "")
+    }
+
+    /// [`WasmPlugin::from_module`] for a GatewayPlugin of `namespace` (the name space of its
+    /// shared queues).
+    pub fn from_module_in(
+        bytes: &[u8],
+        config: &Config,
+        alias: &str,
+        namespace: &str,
+    ) -> Result<Self, String> {
+        let upstreams = Upstreams::new(config, None)?;
+        Self::with_upstreams(bytes, config, alias, namespace, upstreams)
+    }
+
+    fn with_upstreams(
+        bytes: &[u8],
+        config: &Config,
+        alias: &str,
+        namespace: &str,
+        upstreams: Upstreams,
+    ) -> Result<Self, String> {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let shared = Arc::new(Shared {
             alias: alias.into(),
             configuration: config.configuration_bytes(),
             root_id: config.root_id.clone(),
             metrics: FilterMetrics::new(alias),
+            upstreams,
+            root: root::RootControl::new(namespace, config.max_queue_length),
         });
         let max_memory = usize::try_from(config.max_memory).unwrap_or(usize::MAX);
         let template = Template::new(bytes, shared.clone(), max_memory, config.deadline)?;
         let pool = Pool::new(template, config.max_instances)?;
+        let root_task = root::spawn(&pool, &shared);
         Ok(Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            root_task,
             pool,
             settings: Arc::new(Settings {
                 shared,
@@ -102,38 +146,61 @@ impl WasmPlugin {
         })
     }
 
+    /// What the instances share (tests watch it to see the root task end).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.settings.shared
+    }
+
     /// Instances alive (idle or serving a request).
     pub fn live_instances(&self) -> usize {
         self.pool.live()
     }
 
-    fn request_headers(
-        &self,
-        req: &mut request::Parts,
-        ctx: &mut Ctx,
-    ) -> Result<Flow, PluginError> {
+    fn request_headers<'a>(
+        &'a self,
+        req: &'a mut request::Parts,
+        ctx: &'a mut Ctx,
+    ) -> Hook<'a, Result<Flow, PluginError>> {
         let lease = match self.pool.lend() {
             Ok(lease) => lease,
             Err(e) => {
-                return self
-                    .settings
-                    .failed(None, e, "request headers")
-                    .map(|()| Flow::Continue)
+                return Hook::Ready(
+                    self.settings
+                        .failed(None, e, "request headers")
+                        .map(|()| Flow::Continue),
+                )
             }
         };
+        // A session in place costs no allocation or lock, but only the head hooks reach it
+        // (with `&mut Ctx`), and no asynchronous wait can take it.
+        let shared = !self.pool.capabilities().session_in_place();
         let (mut session, result) = Session::start(lease, req, ctx);
         match result {
-            Err(e) => self
-                .settings
-                .failed(Some(&mut session), e, "request headers")
-                .map(|()| Flow::Continue),
-            Ok(local) => {
-                let shared = self.pool.capabilities().phases() != Phases::HEADS;
+            Err(e) => Hook::Ready(
+                self.settings
+                    .failed(Some(&mut session), e, "request headers")
+                    .map(|()| Flow::Continue),
+            ),
+            Ok(Some(local)) => {
                 Sessions::insert(ctx, self.id, session, shared);
-                Ok(match local {
-                    Some(local) => Flow::Respond(local_response(local)),
-                    None => Flow::Continue,
-                })
+                Hook::Ready(Ok(Flow::Respond(local_response(local))))
+            }
+            Ok(None) if session.has_calls() => Hook::from_async(async move {
+                let tls = ctx.tls;
+                match session.settle_calls(Held::Request(req, tls)).await {
+                    Err(e) => self
+                        .settings
+                        .failed(Some(&mut session), e, "http call response")
+                        .map(|()| Flow::Continue),
+                    Ok(local) => {
+                        Sessions::insert(ctx, self.id, session, shared);
+                        Ok(local.map_or(Flow::Continue, |l| Flow::Respond(local_response(l))))
+                    }
+                }
+            }),
+            Ok(None) => {
+                Sessions::insert(ctx, self.id, session, shared);
+                Hook::Ready(Ok(Flow::Continue))
             }
         }
     }
@@ -144,6 +211,15 @@ impl WasmPlugin {
         })
         .flatten()
         .unwrap_or(idle)
+    }
+}
+
+impl Drop for WasmPlugin {
+    /// A replaced or removed config stops its root task: no tick outlives its plugin.
+    fn drop(&mut self) {
+        if let Some(task) = &self.root_task {
+            task.abort();
+        }
     }
 }
 
@@ -166,7 +242,7 @@ impl Plugin for WasmPlugin {
         req: &'a mut request::Parts,
         ctx: &'a mut Ctx,
     ) -> Hook<'a, Result<Flow, PluginError>> {
-        Hook::Ready(self.request_headers(req, ctx))
+        self.request_headers(req, ctx)
     }
 
     fn request_body_filter(
@@ -204,17 +280,37 @@ impl Plugin for WasmPlugin {
         ctx: &'a mut Ctx,
     ) -> Hook<'a, Result<Flow, PluginError>> {
         let tls = ctx.tls;
+        let mut calls = false;
         let result = self.with_session(ctx, Ok(Flow::Continue), |session| {
-            match session.whole_request_body(req, body, tls) {
+            let result = match session.whole_request_body(req, body, tls) {
                 Ok(Some(local)) => Ok(Flow::Respond(local_response(local))),
                 Ok(None) => Ok(Flow::Continue),
                 Err(e) => self
                     .settings
                     .failed(Some(session), e, "request body")
                     .map(|()| Flow::Continue),
-            }
+            };
+            calls = matches!(result, Ok(Flow::Continue)) && !session.broken && session.has_calls();
+            result
         });
-        Hook::Ready(result)
+        if !calls {
+            return Hook::Ready(result);
+        }
+        Hook::from_async(async move {
+            let Some((shared, mut session)) = Sessions::take(ctx, self.id) else {
+                return result;
+            };
+            let settled = session.settle_calls(Held::Request(req, tls)).await;
+            let flow = match settled {
+                Ok(local) => Ok(local.map_or(Flow::Continue, |l| Flow::Respond(local_response(l)))),
+                Err(e) => self
+                    .settings
+                    .failed(Some(&mut session), e, "http call response")
+                    .map(|()| Flow::Continue),
+            };
+            Sessions::put_back(&shared, session);
+            flow
+        })
     }
 
     fn on_response<'a>(
@@ -222,13 +318,34 @@ impl Plugin for WasmPlugin {
         resp: &'a mut response::Parts,
         ctx: &'a mut Ctx,
     ) -> Hook<'a, HookResult> {
+        let mut calls = false;
         let result = self.with_session(ctx, Ok(()), |session| {
-            match session.response_headers(resp) {
+            let result = match session.response_headers(resp) {
                 Ok(()) => Ok(()),
                 Err(e) => self.settings.failed(Some(session), e, "response headers"),
-            }
+            };
+            calls = result.is_ok() && !session.broken && session.has_calls();
+            result
         });
-        Hook::Ready(result)
+        if !calls {
+            return Hook::Ready(result);
+        }
+        Hook::from_async(async move {
+            let Some((shared, mut session)) = Sessions::take(ctx, self.id) else {
+                return result;
+            };
+            let result = match session.settle_calls(Held::Response(resp)).await {
+                Ok(local) => {
+                    session.response_settled(resp, local);
+                    Ok(())
+                }
+                Err(e) => self
+                    .settings
+                    .failed(Some(&mut session), e, "http call response"),
+            };
+            Sessions::put_back(&shared, session);
+            result
+        })
     }
 
     fn response_body_filter(

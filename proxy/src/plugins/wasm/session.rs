@@ -7,11 +7,13 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt};
 use http::{request, response, HeaderMap, Method, StatusCode};
 use smallvec::SmallVec;
 
 use super::abi::BufferType;
 use super::host::{LocalResponse, Props, RequestHead, ResponseHead, Shared};
+use super::http_call::CallResponse;
 use super::instance::{CallError, Callback, Lease};
 use super::metrics::FailureReason;
 use crate::plugin::{Ctx, PluginError};
@@ -87,6 +89,20 @@ impl Sessions {
         sessions.0.push((id, slot));
     }
 
+    /// Takes the session of filter `id` out of the request for an asynchronous wait; give it
+    /// back with [`Sessions::put_back`]. Only a shared session can be taken: a module that can
+    /// dispatch calls keeps its session shared (see `Capabilities::session_in_place`).
+    pub fn take(ctx: &Ctx, id: u64) -> Option<(SharedSession, Session)> {
+        let shared = Self::get(ctx, id)?;
+        let session = shared.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+        Some((shared, session))
+    }
+
+    /// Gives back a session taken with [`Sessions::take`].
+    pub fn put_back(shared: &SharedSession, session: Session) {
+        *shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(session);
+    }
+
     /// The shared session of filter `id`, if its request hook started one that is shared.
     pub fn get(ctx: &Ctx, id: u64) -> Option<SharedSession> {
         let sessions = ctx.extensions.get::<Sessions>()?;
@@ -142,6 +158,15 @@ fn restore_request(req: &mut request::Parts, head: RequestHead) {
     req.headers = head.headers;
 }
 
+/// The head the answers to calls may change, in the hook that waits for them.
+pub enum Held<'a> {
+    /// A request hook: the request head, not sent on yet (and whether the client connection
+    /// is TLS, for `:scheme`).
+    Request(&'a mut request::Parts, bool),
+    /// The response-head hook.
+    Response(&'a mut response::Parts),
+}
+
 /// The response to an early answer.
 pub fn local_response_head(local: &LocalResponse, head: &mut response::Parts) {
     head.status = local.status;
@@ -194,9 +219,11 @@ impl Session {
         let host = instance.host();
         host.request = Some(head);
         host.request_writable = true;
+        host.calls.allowed = true;
         let result = instance.call(Callback::RequestHeaders, self.context, count, false);
         let host = instance.host();
         host.request_writable = false;
+        host.calls.allowed = false;
         let head = host.request.take().expect("the request head");
         let local = host.local_response.take();
         if capabilities.reads_heads {
@@ -228,9 +255,11 @@ impl Session {
         host.request = Some(head);
         host.request_writable = true;
         host.body = Some((BufferType::RequestBody, body.to_vec()));
+        host.calls.allowed = true;
         let result = instance.call(Callback::RequestBody, self.context, body.len(), true);
         let host = instance.host();
         host.request_writable = false;
+        host.calls.allowed = false;
         let head = host.request.take().expect("the request head");
         if let Some((_, bytes)) = host.body.take() {
             *body = Bytes::from(bytes);
@@ -256,25 +285,38 @@ impl Session {
             headers: std::mem::take(&mut head.headers),
         });
         host.response_writable = true;
+        host.calls.allowed = true;
         let count = host.response.as_ref().map_or(0, |r| r.headers.len());
         let result = instance.call(Callback::ResponseHeaders, self.context, count, false);
         let host = instance.host();
         host.response_writable = false;
+        host.calls.allowed = false;
         self.request = host.request.take();
         let changed = host.response.take().expect("the response head");
         head.status = changed.status;
         head.headers = changed.headers;
-        if let Some(local) = host.local_response.take() {
+        let local = host.local_response.take();
+        self.response_settled(head, local);
+        result.map(drop)
+    }
+
+    /// Records the response head as it goes to the client (a copy only for a module that
+    /// can read it later); an early answer replaces it (status, headers, and later the body).
+    pub fn response_settled(&mut self, head: &mut response::Parts, local: Option<LocalResponse>) {
+        if let Some(local) = local {
             local_response_head(&local, head);
             self.replacement = Some(local.body);
         }
-        if instance.capabilities().reads_heads {
+        let reads_heads = self
+            .lease
+            .instance()
+            .is_some_and(|instance| instance.capabilities().reads_heads);
+        if reads_heads {
             self.response = Some(ResponseHead {
                 status: head.status,
                 headers: head.headers.clone(),
             });
         }
-        result.map(drop)
     }
 
     /// Runs a body callback on `buffer` (the bytes held so far); returns whether the filter
@@ -320,6 +362,113 @@ impl Session {
         instance.finish(self.context)?;
         self.lease.reusable();
         Ok(())
+    }
+
+    /// Whether the last callback dispatched `proxy_http_call`s the hook must wait for.
+    pub fn has_calls(&mut self) -> bool {
+        self.lease
+            .instance()
+            .is_some_and(|instance| !instance.host().calls.pending.is_empty())
+    }
+
+    /// Waits for the calls the filter dispatched (asynchronously: the worker thread serves
+    /// other requests meanwhile) and delivers each answer, as it arrives, to
+    /// `proxy_on_http_call_response` on this instance, with `held` readable and changeable;
+    /// calls dispatched by those callbacks are waited for too. Ends when every call has
+    /// answered, or at once when the filter answers with `proxy_send_local_response` (the
+    /// calls still running are dropped). A filter that paused the request headers and resumed
+    /// (`proxy_continue_stream` / `proxy_continue_request`) no longer holds them.
+    pub async fn settle_calls(
+        &mut self,
+        mut held: Held<'_>,
+    ) -> Result<Option<LocalResponse>, CallError> {
+        let mut running = FuturesUnordered::new();
+        if let Some(instance) = self.lease.instance() {
+            instance.host().calls.continued = false;
+        }
+        loop {
+            let Some(instance) = self.lease.instance() else {
+                return Ok(None);
+            };
+            let host = instance.host();
+            let shared = host.shared.clone();
+            running.extend(host.calls.pending.drain(..).map(|call| call.run()));
+            host.calls.in_flight = running.len();
+            let Some((token, result, response)) = running.next().await else {
+                break;
+            };
+            shared.metrics.http_call(result);
+            let local = self.deliver(&mut held, token, response)?;
+            if local.is_some() {
+                return Ok(local);
+            }
+        }
+        if let Some(instance) = self.lease.instance() {
+            let host = instance.host();
+            host.calls.in_flight = 0;
+            if host.calls.continued && matches!(held, Held::Request(..)) {
+                self.headers_paused = false;
+            }
+        }
+        Ok(None)
+    }
+
+    /// One `proxy_on_http_call_response`.
+    fn deliver(
+        &mut self,
+        held: &mut Held<'_>,
+        token: u32,
+        response: Option<CallResponse>,
+    ) -> Result<Option<LocalResponse>, CallError> {
+        let Some(instance) = self.lease.instance() else {
+            return Ok(None);
+        };
+        // Envoy counts `:status` among the headers; 0 headers means the call failed.
+        let (headers, body, trailers) = response.as_ref().map_or((0, 0, 0), |r| {
+            (r.headers.len() + 1, r.body.len(), r.trailers.len())
+        });
+        let host = instance.host();
+        host.calls.response = response;
+        host.calls.allowed = true;
+        match held {
+            Held::Request(req, tls) => {
+                host.request = Some(take_request(req, *tls));
+                host.request_writable = true;
+            }
+            Held::Response(head) => {
+                host.request = self.request.take();
+                host.response = Some(ResponseHead {
+                    status: head.status,
+                    headers: std::mem::take(&mut head.headers),
+                });
+                host.response_writable = true;
+            }
+        }
+        let result = instance.http_call_response(token, headers, body, trailers);
+        let reads_heads = instance.capabilities().reads_heads;
+        let host = instance.host();
+        host.calls.response = None;
+        host.calls.allowed = false;
+        host.request_writable = false;
+        host.response_writable = false;
+        match held {
+            Held::Request(req, _) => {
+                let head = host.request.take().expect("the request head");
+                if reads_heads {
+                    self.request = Some(head.clone());
+                }
+                restore_request(req, head);
+            }
+            Held::Response(head) => {
+                self.request = host.request.take();
+                let changed = host.response.take().expect("the response head");
+                head.status = changed.status;
+                head.headers = changed.headers;
+            }
+        }
+        let local = host.local_response.take();
+        result?;
+        Ok(local)
     }
 
     /// Whether the module exports `callback` (and the instance is still usable).

@@ -56,7 +56,7 @@ async fn adds_headers_both_ways_with_its_configuration_and_properties() {
     assert_eq!(header(&req.headers, "x-trace"), ["wasm"]);
     assert_eq!(header(&req.headers, "x-wasm-config"), ["hello"]);
     assert_eq!(header(&req.headers, "x-wasm-path"), ["/a/b?c=d"]);
-    // proxy_http_call is not implemented: the filter got Unimplemented (12), not a trap.
+    // proxy_call_foreign_function is not implemented: the filter got Unimplemented (12).
     assert_eq!(header(&req.headers, "x-unimplemented"), ["yes"]);
     assert_eq!(req.uri, "/a/b?c=d");
     let mut resp = harness::response(200, &[("x-trace", "upstream")]);
@@ -395,14 +395,66 @@ fn the_compiler_checks_the_secret_module_digest() {
 }
 
 #[test]
+fn clusters_tell_the_compiler_what_the_filter_reaches() {
+    let registry = crate::plugins::builtin();
+    let catalogue = registry.catalogue();
+    let base = json!({"secret": "filter", "key": "filter.wasm", "sha256": digest(&module())});
+    let with = |clusters: serde_json::Value| {
+        let mut config = base.clone();
+        config["clusters"] = clusters;
+        config
+    };
+    let plain = catalogue.validate("wasm", &base).unwrap();
+    assert!(plain.service_refs.is_empty() && !plain.reaches_network);
+    let service = catalogue
+        .validate(
+            "wasm",
+            &with(json!({"auth": {"service": "apps/auth", "timeout": 500}})),
+        )
+        .unwrap();
+    assert_eq!(
+        service.service_refs,
+        ["apps/auth"],
+        "resolved like any Service reference"
+    );
+    assert!(!service.reaches_network);
+    let url = catalogue
+        .validate(
+            "wasm",
+            &with(json!({"ext": {"address": "https://auth.example"}})),
+        )
+        .unwrap();
+    assert!(
+        url.reaches_network,
+        "a URL needs a PlatformPolicy outside the root namespace"
+    );
+}
+
+#[test]
 fn invalid_configs_are_refused() {
     let sha = digest(b"x");
     for (config, expected) in [
-        (json!({"sha256": sha}), "set either file, or secret and key"),
-        (json!({"secret": "s", "sha256": sha}), "secret needs key"),
+        (
+            json!({"sha256": sha}),
+            "set exactly one of file, secret, config_map, url",
+        ),
+        (json!({"secret": "s", "sha256": sha}), "need key"),
+        (json!({"config_map": "c", "sha256": sha}), "need key"),
+        (
+            json!({"url": "https://x/f.wasm", "key": "k", "sha256": sha}),
+            "key goes with",
+        ),
+        (
+            json!({"url": "file:///etc/passwd", "sha256": sha}),
+            "url: an http:// or https://",
+        ),
         (
             json!({"file": "/f.wasm", "secret": "s", "key": "k", "sha256": sha}),
-            "set either file",
+            "set exactly one",
+        ),
+        (
+            json!({"config_map": "c", "url": "https://x/f.wasm", "key": "k", "sha256": sha}),
+            "set exactly one",
         ),
         (
             json!({"secret": "s", "key": "k", "sha256": "ABC"}),
@@ -424,9 +476,62 @@ fn invalid_configs_are_refused() {
             json!({"secret": "s", "key": "k", "sha256": sha, "bogus": 1}),
             "unknown field",
         ),
+        (
+            json!({"secret": "s", "key": "k", "sha256": sha, "clusters": {"a": {}}}),
+            "clusters.a: set service",
+        ),
+        (
+            json!({"secret": "s", "key": "k", "sha256": sha, "clusters": {"a": {"address": "ftp://x"}}}),
+            "clusters.a: address",
+        ),
+        (
+            json!({"secret": "s", "key": "k", "sha256": sha, "http_call_timeout": 0}),
+            "http_call_timeout",
+        ),
+        (
+            json!({"secret": "s", "key": "k", "sha256": sha, "max_queue_length": 0}),
+            "max_queue_length",
+        ),
+        // A declared configuration schema: the filter's contract, checked before it runs.
+        (
+            json!({"secret": "s", "key": "k", "sha256": sha,
+                   "configuration": {"greeting": 7},
+                   "configuration_schema": {"properties": {"greeting": {"type": "string"}}}}),
+            "configuration.greeting: 7 is not of type \"string\" (per configuration_schema)",
+        ),
+        (
+            json!({"secret": "s", "key": "k", "sha256": sha,
+                   "configuration": "hello", "configuration_schema": {"minLength": "x"}}),
+            "configuration_schema: invalid schema",
+        ),
     ] {
         let error = harness::validate("wasm", config.clone()).unwrap_err();
         assert!(error.contains(expected), "{config}: {error}");
+    }
+}
+
+#[test]
+fn a_config_map_or_url_module_is_read_from_the_snapshot_blobs() {
+    let bytes = module();
+    let mut snapshot = hookway_crds::Snapshot::default();
+    for source in [
+        json!({"config_map": "mods", "key": "filter.wasm", "sha256": digest(&bytes)}),
+        json!({"url": "https://modules.example.com/filter.wasm", "sha256": digest(&bytes)}),
+    ] {
+        let config: Config = serde_json::from_value(source.clone()).unwrap();
+        assert_eq!(
+            crate::plugins::harness::validate("wasm", source.clone()),
+            Ok(())
+        );
+        snapshot.blobs = vec![];
+        let error = config.module_from_snapshot(&snapshot).unwrap_err();
+        assert!(error.contains("not in the snapshot"), "{source}: {error}");
+        snapshot.blobs = vec![hookway_crds::snapshot::BlobEntry::new(&bytes)];
+        assert_eq!(config.module_from_snapshot(&snapshot), Ok(bytes.clone()));
+        // Bytes edited on the way are refused.
+        snapshot.blobs[0].data = base64::engine::general_purpose::STANDARD.encode(b"other");
+        let error = config.module_from_snapshot(&snapshot).unwrap_err();
+        assert!(error.contains("digest"), "{source}: {error}");
     }
 }
 
@@ -509,4 +614,405 @@ fn the_bench_module_is_the_compiled_wat() {
         committed == bytes,
         "{path} is stale: run with HOOKWAY_WRITE_WASM=1"
     );
+}
+
+/// How a test call server answers.
+#[derive(Clone, Copy)]
+enum Answer {
+    /// 200 with `x-user: alice` to `GET /check` for `auth.test`, 400 otherwise.
+    Allow,
+    /// 403 with the body "no entry".
+    Deny,
+    /// Never.
+    Hang,
+    /// 200 with a 4 KiB body.
+    Big,
+}
+
+/// A local HTTP/1.1 server answering every request as `answer` says.
+async fn call_server(answer: Answer) -> std::net::SocketAddr {
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = service_fn(
+                    move |req: http::Request<hyper::body::Incoming>| async move {
+                        let ok = req.method() == http::Method::GET
+                            && req.uri().path() == "/check"
+                            && req.headers()["host"] == "auth.test";
+                        let resp = match answer {
+                            Answer::Allow if ok => http::Response::builder()
+                                .status(200)
+                                .header("x-user", "alice")
+                                .body(Full::new(Bytes::new())),
+                            Answer::Allow => http::Response::builder()
+                                .status(400)
+                                .body(Full::new(Bytes::from("unexpected call"))),
+                            Answer::Deny => http::Response::builder()
+                                .status(403)
+                                .body(Full::new(Bytes::from("no entry"))),
+                            Answer::Hang => std::future::pending().await,
+                            Answer::Big => http::Response::builder()
+                                .status(200)
+                                .body(Full::new(Bytes::from(vec![b'x'; 4096]))),
+                        };
+                        Ok::<_, std::convert::Infallible>(resp.unwrap())
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn call_module() -> Vec<u8> {
+    wat::parse_str(include_str!("../../../tests/wasm/http_call.wat")).expect("valid WAT")
+}
+
+/// The `http_call.wat` filter with `auth` (and `slow`, when given) as clusters.
+fn call_plugin(alias: &str, clusters: serde_json::Value, extra: serde_json::Value) -> WasmPlugin {
+    let bytes = call_module();
+    let mut value = json!({"file": "/unused.wasm", "sha256": digest(&bytes), "clusters": clusters});
+    if let (Some(base), Some(extra)) = (value.as_object_mut(), extra.as_object()) {
+        base.extend(extra.clone());
+    }
+    let config: Config = serde_json::from_value(value).expect("config");
+    WasmPlugin::from_module(&bytes, &config, alias).expect("filter starts")
+}
+
+fn calls(alias: &str, result: &str) -> u64 {
+    super::metrics::http_calls()
+        .with_label_values(&[alias, result])
+        .get()
+}
+
+#[tokio::test]
+async fn a_paused_request_resumes_with_a_header_from_the_call() {
+    let allow = call_server(Answer::Allow).await;
+    let alias = "wasm-call-allow";
+    let filter = call_plugin(
+        alias,
+        json!({"auth": {"address": format!("http://{allow}")}}),
+        json!({}),
+    );
+    let mut ctx = harness::ctx();
+    let mut req = harness::request("GET", "/p", &[("x-call", "auth")]);
+    let flow = harness::on_request(&filter, &mut req, &mut ctx)
+        .await
+        .unwrap();
+    assert!(matches!(flow, Flow::Continue));
+    assert_eq!(header(&req.headers, "x-user"), ["alice"]);
+    assert_eq!(
+        header(&req.headers, "x-call-pairs"),
+        ["yes"],
+        "proxy_get_header_map_pairs(HttpCallResponseHeaders) agrees with the callback's count"
+    );
+    assert!(
+        filter.request_body_limit(&req, &ctx).is_none(),
+        "resumed: the headers are not held for the body"
+    );
+    filter.on_complete(&ctx, &completion());
+    assert_eq!(
+        filter.live_instances(),
+        1,
+        "the same instance, back in the pool"
+    );
+    assert_eq!(calls(alias, "response"), 1);
+}
+
+#[tokio::test]
+async fn a_call_answer_can_deny_the_request() {
+    let deny = call_server(Answer::Deny).await;
+    let filter = call_plugin(
+        "wasm-call-deny",
+        json!({"auth": {"address": format!("http://{deny}")}}),
+        json!({}),
+    );
+    let mut ctx = harness::ctx();
+    let mut req = harness::request("GET", "/", &[("x-call", "auth")]);
+    let flow = harness::on_request(&filter, &mut req, &mut ctx)
+        .await
+        .unwrap();
+    let Flow::Respond(resp) = flow else {
+        panic!("expected the filter's answer")
+    };
+    let (parts, body) = body_of(resp).await;
+    assert_eq!(parts.status, StatusCode::FORBIDDEN);
+    assert_eq!(body, "no entry", "the call's answer body");
+}
+
+#[tokio::test]
+async fn a_call_from_the_whole_body_callback_changes_the_held_headers() {
+    let allow = call_server(Answer::Allow).await;
+    let filter = call_plugin(
+        "wasm-call-body",
+        json!({"auth": {"address": format!("http://{allow}")}}),
+        json!({}),
+    );
+    let mut ctx = harness::ctx();
+    let mut req = harness::request("POST", "/", &[("x-call-after-body", "auth")]);
+    let flow = harness::on_request(&filter, &mut req, &mut ctx)
+        .await
+        .unwrap();
+    assert!(matches!(flow, Flow::Continue));
+    assert!(
+        filter.request_body_limit(&req, &ctx).is_some(),
+        "headers held for the body"
+    );
+    let mut body = Bytes::from("payload");
+    let flow = filter
+        .on_request_body(&mut req, &mut body, &mut ctx)
+        .resolve()
+        .await
+        .unwrap();
+    assert!(matches!(flow, Flow::Continue));
+    assert_eq!(header(&req.headers, "x-user"), ["alice"]);
+    assert_eq!(body, "payload");
+    filter.on_complete(&ctx, &completion());
+    assert_eq!(filter.live_instances(), 1);
+}
+
+#[tokio::test]
+async fn a_call_from_the_response_head_changes_or_replaces_the_response() {
+    let allow = call_server(Answer::Allow).await;
+    let deny = call_server(Answer::Deny).await;
+    let filter = call_plugin(
+        "wasm-call-response",
+        json!({
+            "allow": {"address": format!("http://{allow}")},
+            "deny": {"address": format!("http://{deny}")},
+        }),
+        json!({}),
+    );
+    for (upstream, status, user) in [("allow", 200, Some("alice")), ("deny", 403, None)] {
+        let mut ctx = harness::ctx();
+        let mut req = harness::request("GET", "/", &[]);
+        harness::on_request(&filter, &mut req, &mut ctx)
+            .await
+            .unwrap();
+        let mut resp = harness::response(200, &[("x-call", upstream)]);
+        harness::on_response(&filter, &mut resp, &mut ctx)
+            .await
+            .unwrap();
+        assert_eq!(resp.status.as_u16(), status, "{upstream}");
+        assert_eq!(
+            header(&resp.headers, "x-user").first().copied(),
+            user,
+            "{upstream}"
+        );
+        if upstream == "deny" {
+            let mut body = filter
+                .response_body_filter(&resp, &mut ctx)
+                .expect("the answer's body replaces the upstream's");
+            let out = drive(&mut *body, &[b"upstream body"]).unwrap();
+            assert_eq!(concat(&out), b"no entry");
+        }
+        filter.on_complete(&ctx, &completion());
+    }
+}
+
+#[tokio::test]
+async fn a_timed_out_call_answers_with_no_headers_without_blocking_the_thread() {
+    let hang = call_server(Answer::Hang).await;
+    let alias = "wasm-call-timeout";
+    let filter = call_plugin(
+        alias,
+        json!({"auth": {"address": format!("http://{hang}"), "timeout": 200}}),
+        json!({}),
+    );
+    let started = Instant::now();
+    let waiting = async {
+        let mut ctx = harness::ctx();
+        let mut req = harness::request("GET", "/", &[("x-call", "auth")]);
+        let flow = harness::on_request(&filter, &mut req, &mut ctx).await;
+        filter.on_complete(&ctx, &completion());
+        (flow, started.elapsed())
+    };
+    // The test runtime has one thread: another request through the same plugin completes
+    // while the first waits for its call.
+    let other = async {
+        let mut ctx = harness::ctx();
+        let mut req = harness::request("GET", "/", &[]);
+        let flow = harness::on_request(&filter, &mut req, &mut ctx).await;
+        filter.on_complete(&ctx, &completion());
+        (flow, started.elapsed())
+    };
+    let ((waited, took), (passed, other_took)) = tokio::join!(waiting, other);
+    assert!(matches!(passed, Ok(Flow::Continue)));
+    let Ok(Flow::Respond(resp)) = waited else {
+        panic!("expected the filter's answer to a failed call")
+    };
+    let (parts, body) = body_of(resp).await;
+    assert_eq!(parts.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body, "call failed\n", "the callback saw 0 headers");
+    assert!(took >= Duration::from_millis(200), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(other_took < took, "{other_took:?} vs {took:?}");
+    assert_eq!(calls(alias, "timeout"), 1);
+}
+
+#[tokio::test]
+async fn an_answer_over_the_body_cap_is_a_failed_call() {
+    let big = call_server(Answer::Big).await;
+    let alias = "wasm-call-big";
+    let filter = call_plugin(
+        alias,
+        json!({"auth": {"address": format!("http://{big}")}}),
+        json!({"http_call_max_response_bytes": 1024}),
+    );
+    let mut ctx = harness::ctx();
+    let mut req = harness::request("GET", "/", &[("x-call", "auth")]);
+    let Ok(Flow::Respond(resp)) = harness::on_request(&filter, &mut req, &mut ctx).await else {
+        panic!("expected the filter's answer")
+    };
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "0 headers");
+    assert_eq!(calls(alias, "too_large"), 1);
+}
+
+#[tokio::test]
+async fn an_unknown_upstream_is_a_bad_argument_and_the_filter_falls_back() {
+    let alias = "wasm-call-unknown";
+    let filter = call_plugin(alias, json!({}), json!({}));
+    let mut ctx = harness::ctx();
+    let mut req = harness::request("GET", "/", &[("x-call", "nowhere")]);
+    let flow = harness::on_request(&filter, &mut req, &mut ctx)
+        .await
+        .unwrap();
+    assert!(matches!(flow, Flow::Continue));
+    assert_eq!(header(&req.headers, "x-call-status"), ["2"], "BadArgument");
+    assert_eq!(calls(alias, "refused"), 1);
+}
+
+#[tokio::test]
+async fn a_refused_connection_answers_with_no_headers() {
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let alias = "wasm-call-refused";
+    let filter = call_plugin(
+        alias,
+        json!({"auth": {"address": format!("http://{closed}")}}),
+        json!({}),
+    );
+    let mut ctx = harness::ctx();
+    let mut req = harness::request("GET", "/", &[("x-call", "auth")]);
+    let Ok(Flow::Respond(resp)) = harness::on_request(&filter, &mut req, &mut ctx).await else {
+        panic!("expected the filter's answer")
+    };
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(calls(alias, "failure"), 1);
+}
+
+fn root_module() -> Vec<u8> {
+    wat::parse_str(include_str!("../../../tests/wasm/root_context.wat")).expect("valid WAT")
+}
+
+fn root_plugin(alias: &str, configuration: &str) -> WasmPlugin {
+    root_plugin_with(alias, configuration, json!({}))
+}
+
+fn root_plugin_with(alias: &str, configuration: &str, clusters: serde_json::Value) -> WasmPlugin {
+    let bytes = root_module();
+    let config: Config = serde_json::from_value(json!({
+        "file": "/unused.wasm", "sha256": digest(&bytes), "configuration": configuration,
+        "max_queue_length": 4, "clusters": clusters,
+    }))
+    .unwrap();
+    // Its own namespace: queue names are per namespace, and tests run side by side.
+    WasmPlugin::from_module_in(&bytes, &config, alias, alias).expect("filter starts")
+}
+
+fn defined_counter(alias: &str, name: &str) -> u64 {
+    super::metrics::counters()
+        .with_label_values(&[alias, name])
+        .get()
+}
+
+/// Waits (bounded) until `done` holds, checking whenever the runtime has run a little.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn ticks_reach_the_root_context_and_stop_with_the_plugin() {
+    let alias = "wasm-ticks";
+    let filter = root_plugin(alias, "");
+    let started = Instant::now();
+    until("three ticks", || defined_counter(alias, "ticks") >= 3).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(20),
+        "5 ms is raised to the 10 ms minimum: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        super::metrics::ticks().with_label_values(&[alias]).get(),
+        defined_counter(alias, "ticks")
+    );
+    let shared = std::sync::Arc::downgrade(filter.shared());
+    drop(filter);
+    // The root task held the last references: it has ended, so no tick can follow.
+    until("the root task to end", || shared.upgrade().is_none()).await;
+}
+
+#[tokio::test]
+async fn a_trap_in_on_tick_is_counted_and_the_root_instance_replaced() {
+    let alias = "wasm-tick-trap";
+    let filter = root_plugin(alias, "t");
+    let trapped = || failures().with_label_values(&[alias, "trap"]).get();
+    // Every root instance traps on its second tick: two traps mean a replacement ticked.
+    until("two traps", || trapped() >= 2).await;
+    assert!(defined_counter(alias, "ticks") >= 4);
+    drop(filter);
+}
+
+#[tokio::test]
+async fn an_enqueued_message_reaches_on_queue_ready_in_the_root_context() {
+    let alias = "wasm-queue";
+    let filter = root_plugin(alias, "");
+    let mut ctx = harness::ctx();
+    let mut req = harness::request("GET", "/", &[("x-job", "42")]);
+    harness::on_request(&filter, &mut req, &mut ctx)
+        .await
+        .unwrap();
+    assert_eq!(header(&req.headers, "x-enqueued"), ["0"], "Ok");
+    filter.on_complete(&ctx, &completion());
+    until("the message to be dequeued", || {
+        defined_counter(alias, "dequeued") >= 1
+    })
+    .await;
+    let (value, _) = super::shared_data::get(b"wasm-root-test-last").unwrap();
+    assert_eq!(value, b"job:42");
+}
+
+#[tokio::test]
+async fn the_root_context_may_call_out_from_a_tick() {
+    let allow = call_server(Answer::Allow).await;
+    let alias = "wasm-tick-call";
+    let filter = root_plugin_with(
+        alias,
+        "c",
+        json!({"auth": {"address": format!("http://{allow}")}}),
+    );
+    let answer = || super::shared_data::get(b"wasm-root-test-call").map(|(v, _)| v);
+    until("the answer in the root context", || answer().is_some()).await;
+    assert_eq!(
+        answer().unwrap(),
+        b"alice",
+        "the callback read the answer's x-user"
+    );
+    assert_eq!(calls(alias, "response"), 1);
+    drop(filter);
 }

@@ -144,6 +144,7 @@ fn refusal_error(r: Refusal) -> PluginError {
 impl PluginFactory for ExtProc {
     const NAME: &'static str = "ext_proc";
     type Config = Config;
+    const PHASES: Phases = Phases::REQUEST_BODY.union(Phases::RESPONSE_BODY);
 
     fn build(config: Config, env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
         let timeout = timeout_of("message_timeout", &config.message_timeout)?;
