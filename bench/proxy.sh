@@ -14,6 +14,13 @@
 #   hookway-hdr3     three `headers` plugins (a header-only chain)
 #   hookway-wasm     one `wasm` filter doing what hookway-hdr1 does (a request and a response header;
 #                    bench/wasm/set_headers.wasm, from proxy/tests/wasm/set_headers.wat)
+#   hookway-extproc  one `ext_proc` plugin, headers only: the request headers go to an ext_proc
+#                    server that answers CONTINUE (one gRPC round trip per request; response
+#                    headers SKIP); the server (bench/ext-server, one thread) runs on the load CPU
+#   hookway-extproc2 the same with the response headers sent too (two round trips per request)
+#   hookway-extauthz one `ext_authz` plugin against a server that allows everything
+#                    (the Envoy targets wait up to 1 s for an answer instead of 200 ms, so that a
+#                    loaded machine or callgrind does not turn a slow answer into a 500)
 #   hookway-rewrite  one `proxy_rewrite` plugin (Host and one request header)
 #   hookway-acl      ip_restriction (white 127.0.0.0/8) + auth (apikey from a Secret, sent by wrk)
 #                    + rate_limiting (local, a limit never reached)
@@ -56,6 +63,8 @@ HW_TLS_PORT=$((BASE_PORT + 4))
 HW_ADMIN_PORT=$((BASE_PORT + 5))
 HA_PORT=$((BASE_PORT + 8))
 HA_TCP_PORT=$((BASE_PORT + 9))
+EXT_PROC_PORT=$((BASE_PORT + 10))
+EXT_AUTHZ_PORT=$((BASE_PORT + 11))
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 API_KEY=bench-key-0123456789
@@ -83,6 +92,20 @@ if [ -z "$hookway" ]; then
   echo "building hookway-proxy (profile dist: fat LTO, one codegen unit, as shipped)..." >&2
   (cd "$root" && cargo build --profile dist -q -p hookway-proxy)
   hookway="$root/target/dist/hookway-proxy"
+fi
+# The Envoy targets' gRPC servers (bench/ext-server), only where the binary has `envoy-ext`.
+# Built together with hookway-proxy so that cargo resolves the same features and reuses every
+# compiled dependency (EXT_PROFILE: release with HOOKWAY_BIN, else dist).
+# (The catalogue is read whole first: `grep -q` in a pipe would stop reading at the first match
+# and the proxy fail on a broken pipe.)
+catalogue=$("$hookway" --print-catalogue)
+has_ext=0
+if grep -q '"ext_proc"' <<<"$catalogue"; then has_ext=1; fi
+if [ "$has_ext" = 1 ]; then
+  ext_profile=${EXT_PROFILE:-$([ -n "${HOOKWAY_BIN:-}" ] && echo release || echo dist)}
+  echo "building the bench ext_proc/ext_authz server (profile $ext_profile)..." >&2
+  (cd "$root" && cargo build --profile "$ext_profile" --locked -q -p hookway-proxy -p hookway-bench-ext)
+  ext_server="$root/target/$ext_profile/hookway-bench-ext"
 fi
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
@@ -267,7 +290,7 @@ YAML
 # The wasm target only where the binary has the `wasm` feature (a --no-default-features build
 # has not).
 has_wasm=0
-if "$hookway" --print-catalogue | grep -q '"wasm"'; then has_wasm=1; fi
+if grep -q '"wasm"' <<<"$catalogue"; then has_wasm=1; fi
 if [ "$has_wasm" = 1 ]; then
   cat >>"$work/manifests/bench.yaml" <<YAML
 ---
@@ -279,6 +302,50 @@ spec:
   status: enable
   order: 100
   config: {file: "$root/bench/wasm/set_headers.wasm", sha256: $wasm_sha}
+YAML
+fi
+# The Envoy plugins, against bench/ext-server through hookway Services (h2c, no grant needed).
+if [ "$has_ext" = 1 ]; then
+  cat >>"$work/manifests/bench.yaml" <<YAML
+---
+apiVersion: hookway.dev/v1alpha1
+kind: Service
+metadata: {name: extproc, namespace: bench}
+spec:
+  nodes: [{address: "127.0.0.1", port: $EXT_PROC_PORT}]
+---
+apiVersion: hookway.dev/v1alpha1
+kind: Service
+metadata: {name: extauthz, namespace: bench}
+spec:
+  nodes: [{address: "127.0.0.1", port: $EXT_AUTHZ_PORT}]
+---
+apiVersion: hookway.dev/v1alpha1
+kind: GatewayPlugin
+metadata: {name: extproc-req, namespace: bench}
+spec:
+  plugin: ext_proc
+  status: enable
+  order: 100
+  config: {target: {service: extproc}, message_timeout: 1s, processing_mode: {request_header_mode: SEND, response_header_mode: SKIP}}
+---
+apiVersion: hookway.dev/v1alpha1
+kind: GatewayPlugin
+metadata: {name: extproc-both, namespace: bench}
+spec:
+  plugin: ext_proc
+  status: enable
+  order: 100
+  config: {target: {service: extproc}, message_timeout: 1s, processing_mode: {request_header_mode: SEND, response_header_mode: SEND}}
+---
+apiVersion: hookway.dev/v1alpha1
+kind: GatewayPlugin
+metadata: {name: extauthz-allow, namespace: bench}
+spec:
+  plugin: ext_authz
+  status: enable
+  order: 100
+  config: {target: {service: extauthz}, timeout: 1s}
 YAML
 fi
 # The Gateway API pair: the same core Service and EndpointSlice behind both.
@@ -357,6 +424,11 @@ route empty /empty/ ""
 route hdr1 /hdr1/ "hdr-a"
 route hdr3 /hdr3/ "hdr-a hdr-b hdr-c"
 if [ "$has_wasm" = 1 ]; then route wasm /wasm/ "wasm-hdr"; fi
+if [ "$has_ext" = 1 ]; then
+  route extproc /extproc/ "extproc-req"
+  route extproc2 /extproc2/ "extproc-both"
+  route extauthz /extauthz/ "extauthz-allow"
+fi
 route rewrite /rewrite/ "rewrite"
 route acl /acl/ "ip keys limit"
 route log /log/ "log"
@@ -367,6 +439,10 @@ route gzip /gzip/ "gzip6"
 taskset -c "$LOAD_CPU" nginx -p "$work/upstream" -c "$work/upstream/nginx.conf" -g 'daemon off;' &
 pids+=($!)
 upstream_master=$!
+if [ "$has_ext" = 1 ]; then
+  taskset -c "$LOAD_CPU" "$ext_server" "127.0.0.1:$EXT_PROC_PORT" "127.0.0.1:$EXT_AUTHZ_PORT" &
+  pids+=($!)
+fi
 taskset -c "$PROXY_CPU" nginx -p "$work/proxy" -c "$work/proxy/nginx.conf" -g 'daemon off;' &
 pids+=($!)
 nginx_master=$!
@@ -418,6 +494,9 @@ targets=(
   "hookway-hdr1|$H:$HW_PORT/hdr1/||nginx|hookway"
   "hookway-hdr3|$H:$HW_PORT/hdr3/||nginx|hookway"
   "hookway-wasm|$H:$HW_PORT/wasm/||nginx|hookway"
+  "hookway-extproc|$H:$HW_PORT/extproc/||nginx|hookway"
+  "hookway-extproc2|$H:$HW_PORT/extproc2/||nginx|hookway"
+  "hookway-extauthz|$H:$HW_PORT/extauthz/||nginx|hookway"
   "hookway-rewrite|$H:$HW_PORT/rewrite/||nginx|hookway"
   "hookway-acl|$H:$HW_PORT/acl/|$AUTH|nginx|hookway"
   "hookway-log|$H:$HW_PORT/log/||nginx|hookway"
@@ -431,11 +510,14 @@ targets=(
   "nginx-gzip|$H:$NGINX_PORT/gzip/data.json|$GZ|nginx-gzip|"
   "hookway-gzip|$H:$HW_PORT/gzip/data.json|$GZ|nginx-gzip|hookway-json"
 )
-if [ "$has_wasm" = 0 ]; then # a --no-default-features binary: no wasm target
-  kept=()
-  for t in "${targets[@]}"; do [[ "$t" == hookway-wasm\|* ]] || kept+=("$t"); done
-  targets=("${kept[@]}")
-fi
+# A --no-default-features binary: no wasm target, no Envoy targets.
+kept=()
+for t in "${targets[@]}"; do
+  [[ "$has_wasm" = 0 && "$t" == hookway-wasm\|* ]] && continue
+  [[ "$has_ext" = 0 && "$t" == hookway-ext* ]] && continue
+  kept+=("$t")
+done
+targets=("${kept[@]}")
 field() { IFS='|' read -r -a f <<<"$1"; echo "${f[$2]:-}"; }
 selected() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 
@@ -606,6 +688,8 @@ if [ "${INSTR:-0}" = 1 ]; then
     urls=()
     for _ in $(seq "$INSTR_REQUESTS"); do urls+=("$url"); done
     curl -s ${header:+-H "$header"} "${urls[@]:0:100}" >/dev/null # warm-up
+    code=$(curl -s -o /dev/null -w '%{http_code}' ${header:+-H "$header"} "$url")
+    [ "$code" = 200 ] || { echo "$name under callgrind answers $code, not 200" >&2; exit 1; }
     callgrind_control -z "$cg_pid" >/dev/null
     curl -s ${header:+-H "$header"} "${urls[@]}" >/dev/null
     callgrind_control -d "$cg_pid" >/dev/null

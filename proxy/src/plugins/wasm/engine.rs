@@ -1,6 +1,11 @@
 //! The one wasmtime [`Engine`] of the process (compiled code and the epoch counter are shared by
 //! every filter) and its epoch ticker: one thread that advances the epoch every
 //! [`TICK`], so a call's deadline is a number of ticks.
+//!
+//! The tick is 10 ms: a 1 ms ticker woke the process a thousand times a second for as long as
+//! any filter was configured, about 2 % of a core on an idle proxy (measured: 21 clock ticks
+//! of CPU in 10 s idle, 0 without a filter); at 10 ms it is a tenth of that, and a deadline
+//! is rounded up to whole ticks, so it is never cut short and at most one tick late.
 
 use std::sync::{Once, OnceLock};
 use std::time::Duration;
@@ -8,7 +13,7 @@ use std::time::Duration;
 use wasmtime::{Config, Engine};
 
 /// How often the epoch advances: the granularity of call deadlines.
-pub const TICK: Duration = Duration::from_millis(1);
+pub const TICK: Duration = Duration::from_millis(10);
 
 /// The shared engine (Cranelift, epoch interruption on).
 pub fn engine() -> &'static Engine {
@@ -38,11 +43,32 @@ pub fn start_ticker() {
 /// The number of ticks for a deadline of `millis` (rounded up).
 pub fn ticks(millis: u64) -> u64 {
     // One more: the next tick may come at once.
-    millis / TICK.as_millis() as u64 + 1
+    millis.div_ceil(TICK.as_millis() as u64) + 1
 }
 
 /// Checks that `bytes` is a WebAssembly module this engine can compile (no compilation).
 pub fn validate(bytes: &[u8]) -> Result<(), String> {
     wasmtime::Module::validate(engine(), bytes)
         .map_err(|e| format!("not a valid WebAssembly module: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_round_up_to_whole_ticks_plus_the_one_already_running() {
+        for (millis, ticks_expected) in [
+            (1, 2),
+            (10, 2),
+            (11, 3),
+            (20, 3),
+            (100, 11),
+            (60_000, 6_001),
+        ] {
+            assert_eq!(ticks(millis), ticks_expected, "{millis} ms");
+            // Never shorter than asked: the first tick may come at once, the others a TICK apart.
+            assert!((ticks(millis) - 1) * TICK.as_millis() as u64 >= millis);
+        }
+    }
 }

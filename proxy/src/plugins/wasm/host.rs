@@ -10,6 +10,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use wasmtime::{Memory, ResourceLimiter, TypedFunc};
 
 use super::abi::{self, status, BufferType, MapType};
+use super::header_cache::HeaderCache;
 use super::http_call::{CallResult, Calls, Upstreams, MAX_CALLS_PER_REQUEST};
 use super::metrics::FilterMetrics;
 use super::root::RootControl;
@@ -135,6 +136,8 @@ pub struct Host {
     pub props: Option<Props>,
     /// An early answer asked for during the call.
     pub local_response: Option<LocalResponse>,
+    /// Header names and values the filter set before.
+    pub header_cache: HeaderCache,
     /// `proxy_http_call` state.
     pub calls: Calls,
 }
@@ -167,6 +170,7 @@ impl Host {
             body: None,
             props: None,
             local_response: None,
+            header_cache: HeaderCache::default(),
             calls: Calls::default(),
         }
     }
@@ -343,7 +347,7 @@ impl Host {
                 let Some(head) = self.request.as_mut() else {
                     return status::OK;
                 };
-                change_request(head, op)
+                change_request(head, op, &mut self.header_cache)
             }
             MapType::ResponseHeaders => {
                 if !self.response_writable {
@@ -352,7 +356,7 @@ impl Host {
                 let Some(head) = self.response.as_mut() else {
                     return status::OK;
                 };
-                change_response(head, op)
+                change_response(head, op, &mut self.header_cache)
             }
             // An answer to a call is read-only; changes are ignored like those of a head
             // already sent on.
@@ -483,19 +487,23 @@ fn request_authority(head: &RequestHead) -> String {
         .to_string()
 }
 
-fn header(name: &[u8], value: Option<&[u8]>) -> Option<(HeaderName, Option<HeaderValue>)> {
-    let name = HeaderName::from_bytes(name).ok()?;
+fn header(
+    cache: &mut HeaderCache,
+    name: &[u8],
+    value: Option<&[u8]>,
+) -> Option<(HeaderName, Option<HeaderValue>)> {
+    let name = cache.name(name)?;
     let value = match value {
-        Some(v) => Some(HeaderValue::from_bytes(v).ok()?),
+        Some(v) => Some(cache.value(v)?),
         None => None,
     };
     Some((name, value))
 }
 
-fn change_headers(headers: &mut HeaderMap, op: MapOp<'_>) -> i32 {
+fn change_headers(headers: &mut HeaderMap, op: MapOp<'_>, cache: &mut HeaderCache) -> i32 {
     let parsed = match op {
-        MapOp::Replace(n, v) | MapOp::Add(n, v) => header(n, Some(v)),
-        MapOp::Remove(n) => header(n, None),
+        MapOp::Replace(n, v) | MapOp::Add(n, v) => header(cache, n, Some(v)),
+        MapOp::Remove(n) => header(cache, n, None),
     };
     let Some((name, value)) = parsed else {
         return status::BAD_ARGUMENT;
@@ -514,7 +522,7 @@ fn change_headers(headers: &mut HeaderMap, op: MapOp<'_>) -> i32 {
     status::OK
 }
 
-fn change_request(head: &mut RequestHead, op: MapOp<'_>) -> i32 {
+fn change_request(head: &mut RequestHead, op: MapOp<'_>, cache: &mut HeaderCache) -> i32 {
     match op {
         MapOp::Replace(b":path", value) | MapOp::Add(b":path", value) => {
             let Ok(pq) = http::uri::PathAndQuery::try_from(value) else {
@@ -544,11 +552,11 @@ fn change_request(head: &mut RequestHead, op: MapOp<'_>) -> i32 {
         {
             status::BAD_ARGUMENT
         }
-        op => change_headers(&mut head.headers, op),
+        op => change_headers(&mut head.headers, op, cache),
     }
 }
 
-fn change_response(head: &mut ResponseHead, op: MapOp<'_>) -> i32 {
+fn change_response(head: &mut ResponseHead, op: MapOp<'_>, cache: &mut HeaderCache) -> i32 {
     match op {
         MapOp::Replace(b":status", value) | MapOp::Add(b":status", value) => {
             match StatusCode::from_bytes(value) {
@@ -564,7 +572,7 @@ fn change_response(head: &mut ResponseHead, op: MapOp<'_>) -> i32 {
         {
             status::BAD_ARGUMENT
         }
-        op => change_headers(&mut head.headers, op),
+        op => change_headers(&mut head.headers, op, cache),
     }
 }
 

@@ -25,11 +25,21 @@ const WASI_EBADF: i32 = 8;
 
 fn read(caller: &C<'_>, ptr: i32, len: i32) -> Option<Vec<u8>> {
     let memory = caller.data().memory?;
+    slice(memory.data(caller), ptr, len).map(<[u8]>::to_vec)
+}
+
+/// `len` bytes at `ptr` of `data`, when they are all inside it.
+fn slice(data: &[u8], ptr: i32, len: i32) -> Option<&[u8]> {
     let (ptr, len) = (ptr as u32 as usize, len as u32 as usize);
-    memory
-        .data(caller)
-        .get(ptr..ptr.checked_add(len)?)
-        .map(<[u8]>::to_vec)
+    data.get(ptr..ptr.checked_add(len)?)
+}
+
+/// Runs `f` on the module's memory and the host state together, so arguments are read in
+/// place instead of copied out first (`None` without an exported memory).
+fn in_memory<T>(caller: &mut C<'_>, f: impl FnOnce(&[u8], &mut Host) -> T) -> Option<T> {
+    let memory = caller.data().memory?;
+    let (data, host) = memory.data_and_store_mut(caller);
+    Some(f(data, host))
 }
 
 fn write(caller: &mut C<'_>, ptr: i32, bytes: &[u8]) -> bool {
@@ -246,8 +256,10 @@ fn define_proxy(linker: &mut Linker<Host>, defined: &mut Defined) -> wasmtime::R
         "proxy_set_header_map_pairs",
         |mut caller: C<'_>, map: i32, ptr: i32, len: i32| -> R {
             let map = arg!(MapType::from_abi(map));
-            let bytes = mem!(read(&caller, ptr, len));
-            Ok(caller.data_mut().map_set_pairs(map, &bytes))
+            let changed = in_memory(&mut caller, |data, host| {
+                Some(host.map_set_pairs(map, slice(data, ptr, len)?))
+            });
+            Ok(mem!(changed.flatten()))
         },
     )?;
     def("proxy_set_header_map_pairs");
@@ -256,8 +268,10 @@ fn define_proxy(linker: &mut Linker<Host>, defined: &mut Defined) -> wasmtime::R
         "proxy_get_header_map_value",
         |mut caller: C<'_>, map: i32, key: i32, key_len: i32, ret_ptr: i32, ret_size: i32| -> R {
             let map = arg!(MapType::from_abi(map));
-            let key = mem!(read(&caller, key, key_len));
-            match caller.data().map_get(map, &key) {
+            let value = in_memory(&mut caller, |data, host| {
+                slice(data, key, key_len).map(|key| host.map_get(map, key))
+            });
+            match mem!(value.flatten()) {
                 Some(value) => give(&mut caller, &value, ret_ptr, ret_size),
                 None => Ok(status::NOT_FOUND),
             }
@@ -279,14 +293,17 @@ fn define_proxy(linker: &mut Linker<Host>, defined: &mut Defined) -> wasmtime::R
                   value_len: i32|
                   -> R {
                 let map = arg!(MapType::from_abi(map));
-                let key = mem!(read(&caller, key, key_len));
-                let value = mem!(read(&caller, value, value_len));
-                let op = if add {
-                    MapOp::Add(&key, &value)
-                } else {
-                    MapOp::Replace(&key, &value)
-                };
-                Ok(caller.data_mut().map_change(map, op))
+                let changed = in_memory(&mut caller, |data, host| {
+                    let key = slice(data, key, key_len)?;
+                    let value = slice(data, value, value_len)?;
+                    let op = if add {
+                        MapOp::Add(key, value)
+                    } else {
+                        MapOp::Replace(key, value)
+                    };
+                    Some(host.map_change(map, op))
+                });
+                Ok(mem!(changed.flatten()))
             },
         )?;
         def(name);
@@ -296,8 +313,10 @@ fn define_proxy(linker: &mut Linker<Host>, defined: &mut Defined) -> wasmtime::R
         "proxy_remove_header_map_value",
         |mut caller: C<'_>, map: i32, key: i32, key_len: i32| -> R {
             let map = arg!(MapType::from_abi(map));
-            let key = mem!(read(&caller, key, key_len));
-            Ok(caller.data_mut().map_change(map, MapOp::Remove(&key)))
+            let changed = in_memory(&mut caller, |data, host| {
+                Some(host.map_change(map, MapOp::Remove(slice(data, key, key_len)?)))
+            });
+            Ok(mem!(changed.flatten()))
         },
     )?;
     def("proxy_remove_header_map_value");

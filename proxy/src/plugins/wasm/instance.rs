@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use wasmtime::{InstancePre, Module, Store, Trap, TypedFunc};
 
+use super::capabilities::Capabilities;
 use super::engine;
 use super::host::{Host, Shared};
 use super::imports;
@@ -57,9 +58,22 @@ struct Exports {
     on_queue_ready: Option<TypedFunc<(i32, i32), ()>>,
 }
 
+impl Exports {
+    /// The stream callback `callback`, when exported.
+    fn get(&self, callback: Callback) -> Option<&Call3> {
+        match callback {
+            Callback::RequestHeaders => self.on_request_headers.as_ref(),
+            Callback::RequestBody => self.on_request_body.as_ref(),
+            Callback::ResponseHeaders => self.on_response_headers.as_ref(),
+            Callback::ResponseBody => self.on_response_body.as_ref(),
+        }
+    }
+}
+
 /// A compiled filter ready to be instantiated.
 pub struct Template {
     pre: InstancePre<Host>,
+    capabilities: Capabilities,
     shared: Arc<Shared>,
     max_memory: usize,
     deadline_ticks: u64,
@@ -88,6 +102,7 @@ impl Template {
             .map_err(|e| format!("linking the module: {e}"))?;
         Ok(Self {
             pre,
+            capabilities: Capabilities::of(&module),
             shared,
             max_memory,
             deadline_ticks: engine::ticks(deadline_ms),
@@ -173,6 +188,7 @@ impl Template {
         Ok(Box::new(Instance {
             store,
             exports,
+            capabilities: self.capabilities,
             next_context: ROOT_CONTEXT + 1,
             deadline_ticks: self.deadline_ticks,
         }))
@@ -200,6 +216,7 @@ fn classify(store: &Store<Host>, e: wasmtime::Error) -> CallError {
 pub struct Instance {
     store: Store<Host>,
     exports: Exports,
+    capabilities: Capabilities,
     next_context: i32,
     deadline_ticks: u64,
 }
@@ -223,18 +240,14 @@ impl Instance {
         self.store.data_mut()
     }
 
-    /// Whether the module exports `callback`.
-    pub fn has(&self, callback: Callback) -> bool {
-        self.export(callback).is_some()
+    /// What the module can do.
+    pub fn capabilities(&self) -> Capabilities {
+        self.capabilities
     }
 
-    fn export(&self, callback: Callback) -> Option<Call3> {
-        match callback {
-            Callback::RequestHeaders => self.exports.on_request_headers.clone(),
-            Callback::RequestBody => self.exports.on_request_body.clone(),
-            Callback::ResponseHeaders => self.exports.on_response_headers.clone(),
-            Callback::ResponseBody => self.exports.on_response_body.clone(),
-        }
+    /// Whether the module exports `callback`.
+    pub fn has(&self, callback: Callback) -> bool {
+        self.exports.get(callback).is_some()
     }
 
     fn fail(&self, e: wasmtime::Error) -> CallError {
@@ -266,14 +279,16 @@ impl Instance {
         size: usize,
         end_of_stream: bool,
     ) -> Result<bool, CallError> {
-        let Some(f) = self.export(callback) else {
+        let Some(f) = self.exports.get(callback) else {
             return Ok(false);
         };
         self.store.set_epoch_deadline(self.deadline_ticks);
         self.store.data_mut().limiter.denied = false;
         let args = (context, size as i32, i32::from(end_of_stream));
-        let action = f.call(&mut self.store, args).map_err(|e| self.fail(e))?;
-        Ok(action != 0)
+        match f.call(&mut self.store, args) {
+            Ok(action) => Ok(action != 0),
+            Err(e) => Err(classify(&self.store, e)),
+        }
     }
 
     /// Delivers the answer to call `token` (`headers` 0: the call failed or timed out), with
@@ -398,9 +413,9 @@ impl Pool {
         })
     }
 
-    /// Whether the module exports function `name`.
-    pub fn exports(&self, name: &str) -> bool {
-        self.template.pre.module().get_export(name).is_some()
+    /// What the module can do.
+    pub fn capabilities(&self) -> Capabilities {
+        self.template.capabilities
     }
 
     /// A new instance outside the pool, for the root context's own events (`root.rs`).
@@ -415,7 +430,8 @@ impl Pool {
 }
 
 /// An instance lent to one request. Dropped, it goes back to the pool only when marked
-/// [`Lease::reusable`] (its context finished cleanly); otherwise it is discarded.
+/// [`Lease::reusable`] (its context finished cleanly, or the module has nothing to be told at
+/// the end of a request); otherwise it is discarded.
 pub struct Lease {
     instance: Option<Box<Instance>>,
     pool: Arc<Pool>,

@@ -8,7 +8,9 @@
 //! ```
 //!
 //! One instance serves one request at a time (a request keeps it from its request head to its
-//! completion); a trap, a deadline or an out-of-memory ends that request with a 500 (or lets
+//! completion, or, for a module without `proxy_on_log`/`_done`/`_delete`, until it drops its
+//! session); the plugin takes part only in the phases the module implements
+//! ([`capabilities`]); a trap, a deadline or an out-of-memory ends that request with a 500 (or lets
 //! it through with `fail_open`), is counted in `hookway_wasm_failures_total`, and the instance
 //! is discarded.
 //!
@@ -20,8 +22,10 @@
 
 pub mod abi;
 mod body;
+pub mod capabilities;
 pub mod config;
 pub mod engine;
+mod header_cache;
 pub mod host;
 pub mod http_call;
 mod imports;
@@ -60,6 +64,9 @@ pub struct Wasm;
 impl PluginFactory for Wasm {
     const NAME: &'static str = "wasm";
     type Config = Config;
+    /// Every phase: a config takes part in those its module implements ([`capabilities`]),
+    /// and a module may implement them all (tested there).
+    const PHASES: Phases = Phases::ALL;
 
     fn build(config: Config, env: &BuildEnv<'_>) -> Result<Arc<dyn Plugin>, String> {
         Ok(Arc::new(WasmPlugin::new(&config, env)?))
@@ -164,6 +171,9 @@ impl WasmPlugin {
                 )
             }
         };
+        // A session in place costs no allocation or lock, but only the head hooks reach it
+        // (with `&mut Ctx`), and no asynchronous wait can take it.
+        let shared = !self.pool.capabilities().session_in_place();
         let (mut session, result) = Session::start(lease, req, ctx);
         match result {
             Err(e) => Hook::Ready(
@@ -172,7 +182,7 @@ impl WasmPlugin {
                     .map(|()| Flow::Continue),
             ),
             Ok(Some(local)) => {
-                Sessions::insert(ctx, self.id, session);
+                Sessions::insert(ctx, self.id, session, shared);
                 Hook::Ready(Ok(Flow::Respond(local_response(local))))
             }
             Ok(None) if session.has_calls() => Hook::from_async(async move {
@@ -183,27 +193,24 @@ impl WasmPlugin {
                         .failed(Some(&mut session), e, "http call response")
                         .map(|()| Flow::Continue),
                     Ok(local) => {
-                        Sessions::insert(ctx, self.id, session);
+                        Sessions::insert(ctx, self.id, session, shared);
                         Ok(local.map_or(Flow::Continue, |l| Flow::Respond(local_response(l))))
                     }
                 }
             }),
             Ok(None) => {
-                Sessions::insert(ctx, self.id, session);
+                Sessions::insert(ctx, self.id, session, shared);
                 Hook::Ready(Ok(Flow::Continue))
             }
         }
     }
 
-    fn with_session<T>(&self, ctx: &Ctx, idle: T, f: impl FnOnce(&mut Session) -> T) -> T {
-        let Some(shared) = Sessions::get(ctx, self.id) else {
-            return idle;
-        };
-        let mut guard = shared.lock().unwrap_or_else(|e| e.into_inner());
-        match guard.as_mut() {
-            Some(session) if !session.broken => f(session),
-            _ => idle,
-        }
+    fn with_session<T>(&self, ctx: &mut Ctx, idle: T, f: impl FnOnce(&mut Session) -> T) -> T {
+        Sessions::with(ctx, self.id, |session| {
+            (!session.broken).then(|| f(session))
+        })
+        .flatten()
+        .unwrap_or(idle)
     }
 }
 
@@ -227,7 +234,7 @@ fn local_response(local: LocalResponse) -> Response<ProxyBody> {
 
 impl Plugin for WasmPlugin {
     fn phases(&self) -> Phases {
-        Phases::ALL
+        self.pool.capabilities().phases()
     }
 
     fn on_request<'a>(
@@ -257,9 +264,13 @@ impl Plugin for WasmPlugin {
     }
 
     fn request_body_limit(&self, _req: &request::Parts, ctx: &Ctx) -> Option<usize> {
-        self.with_session(ctx, None, |s| {
-            s.headers_paused.then_some(self.settings.max_body)
-        })
+        // A filter with a request body phase keeps its session shared.
+        let shared = Sessions::get(ctx, self.id)?;
+        let guard = shared.lock().unwrap_or_else(|e| e.into_inner());
+        let paused = guard
+            .as_ref()
+            .is_some_and(|s| !s.broken && s.headers_paused);
+        paused.then_some(self.settings.max_body)
     }
 
     fn on_request_body<'a>(

@@ -76,7 +76,7 @@ impl RootControl {
 /// Starts the root task of a config when its module has root callbacks and a tokio runtime
 /// runs; returns the handle that stops it.
 pub fn spawn(pool: &Arc<Pool>, shared: &Arc<Shared>) -> Option<AbortHandle> {
-    if !pool.exports("proxy_on_tick") && !pool.exports("proxy_on_queue_ready") {
+    if !pool.capabilities().root_events {
         return None;
     }
     let runtime = tokio::runtime::Handle::try_current().ok()?;

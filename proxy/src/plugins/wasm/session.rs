@@ -1,5 +1,6 @@
 //! One request's conversation with a filter: the lent instance, the HTTP context id, and the
-//! request and response heads kept for reading in later callbacks. Each method moves the
+//! request and response heads kept for reading in later callbacks (only for a module that
+//! imports a call that reads them). Each method moves the
 //! heads (and the body buffer) into the instance for one call and back out after it, so a
 //! callback reads and changes the real request without copies.
 
@@ -59,19 +60,38 @@ impl Settings {
 /// A session shared by the hooks and body filters of one request.
 pub type SharedSession = Arc<Mutex<Option<Session>>>;
 
+/// Where a request keeps its session with one filter.
+// Not boxed: avoiding a per-request allocation is the point of `Owned`; a slot is moved once,
+// into the request's (boxed) `Sessions`.
+#[allow(clippy::large_enum_variant)]
+enum Slot {
+    /// In place: only the filter's head hooks use it, and they get `&mut Ctx` (a module
+    /// without body callbacks, `send_local_response` or end-of-request callbacks).
+    Owned(Session),
+    /// Shared with body filters and the completion hook (which gets `&Ctx`).
+    Shared(SharedSession),
+}
+
 /// The sessions of one request, by filter config (a request may run several Wasm filters).
 #[derive(Default)]
-pub struct Sessions(SmallVec<[(u64, SharedSession); 1]>);
+pub struct Sessions(SmallVec<[(u64, Slot); 1]>);
 
 impl Sessions {
-    /// Stores the session of filter `id`.
-    pub fn insert(ctx: &mut Ctx, id: u64, session: Session) {
+    /// Stores the session of filter `id`; `shared` when body filters or the completion hook
+    /// will need it.
+    pub fn insert(ctx: &mut Ctx, id: u64, session: Session, shared: bool) {
+        let slot = if shared {
+            Slot::Shared(Arc::new(Mutex::new(Some(session))))
+        } else {
+            Slot::Owned(session)
+        };
         let sessions = ctx.extensions.get_or_insert_default::<Sessions>();
-        sessions.0.push((id, Arc::new(Mutex::new(Some(session)))));
+        sessions.0.push((id, slot));
     }
 
     /// Takes the session of filter `id` out of the request for an asynchronous wait; give it
-    /// back with [`Sessions::put_back`].
+    /// back with [`Sessions::put_back`]. Only a shared session can be taken: a module that can
+    /// dispatch calls keeps its session shared (see `Capabilities::session_in_place`).
     pub fn take(ctx: &Ctx, id: u64) -> Option<(SharedSession, Session)> {
         let shared = Self::get(ctx, id)?;
         let session = shared.lock().unwrap_or_else(|e| e.into_inner()).take()?;
@@ -83,14 +103,25 @@ impl Sessions {
         *shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(session);
     }
 
-    /// The session of filter `id`, if its request hook started one.
+    /// The shared session of filter `id`, if its request hook started one that is shared.
     pub fn get(ctx: &Ctx, id: u64) -> Option<SharedSession> {
         let sessions = ctx.extensions.get::<Sessions>()?;
-        sessions
-            .0
-            .iter()
-            .find(|(i, _)| *i == id)
-            .map(|(_, s)| s.clone())
+        sessions.0.iter().find_map(|(i, slot)| match slot {
+            Slot::Shared(s) if *i == id => Some(s.clone()),
+            _ => None,
+        })
+    }
+
+    /// Runs `f` on the session of filter `id`, wherever it is kept (`None` without one).
+    pub fn with<T>(ctx: &mut Ctx, id: u64, f: impl FnOnce(&mut Session) -> T) -> Option<T> {
+        let sessions = ctx.extensions.get_mut::<Sessions>()?;
+        match &mut sessions.0.iter_mut().find(|(i, _)| *i == id)?.1 {
+            Slot::Owned(session) => Some(f(session)),
+            Slot::Shared(shared) => {
+                let mut guard = shared.lock().unwrap_or_else(|e| e.into_inner());
+                guard.as_mut().map(f)
+            }
+        }
     }
 }
 
@@ -153,14 +184,15 @@ impl Session {
         req: &mut request::Parts,
         ctx: &Ctx,
     ) -> (Self, Result<Option<LocalResponse>, CallError>) {
-        let props = Props {
-            source: std::net::SocketAddr::new(ctx.client_ip, ctx.peer_addr.port()),
-            route: ctx.route.clone(),
-            service: ctx.upstream.clone(),
-            request_id: ctx.request_id.clone(),
-        };
         let instance = lease.instance().expect("a lent instance");
-        instance.host().props = Some(props);
+        if instance.capabilities().reads_heads {
+            instance.host().props = Some(Props {
+                source: std::net::SocketAddr::new(ctx.client_ip, ctx.peer_addr.port()),
+                route: ctx.route.clone(),
+                service: ctx.upstream.clone(),
+                request_id: ctx.request_id.clone(),
+            });
+        }
         let mut session = Session {
             context: 0,
             request: None,
@@ -181,6 +213,7 @@ impl Session {
     ) -> Result<Option<LocalResponse>, CallError> {
         let instance = self.lease.instance().expect("a lent instance");
         self.context = instance.create_context()?;
+        let capabilities = instance.capabilities();
         let head = take_request(req, tls);
         let count = head.headers.len();
         let host = instance.host();
@@ -193,9 +226,16 @@ impl Session {
         host.calls.allowed = false;
         let head = host.request.take().expect("the request head");
         let local = host.local_response.take();
-        self.request = Some(head.clone());
+        if capabilities.reads_heads {
+            self.request = Some(head.clone());
+        }
         restore_request(req, head);
         self.headers_paused = result?;
+        if !capabilities.finish {
+            // Nothing to tell the filter at the end: from here on its instance may serve the
+            // next request whenever this one lets go of it (a failed call still discards it).
+            self.lease.reusable();
+        }
         Ok(local)
     }
 
@@ -225,7 +265,9 @@ impl Session {
             *body = Bytes::from(bytes);
         }
         let local = host.local_response.take();
-        self.request = Some(head.clone());
+        if instance.capabilities().reads_heads {
+            self.request = Some(head.clone());
+        }
         restore_request(req, head);
         result?;
         Ok(local)
@@ -258,17 +300,23 @@ impl Session {
         result.map(drop)
     }
 
-    /// Records the response head as it goes to the client; an early answer replaces it
-    /// (status, headers, and later the body).
+    /// Records the response head as it goes to the client (a copy only for a module that
+    /// can read it later); an early answer replaces it (status, headers, and later the body).
     pub fn response_settled(&mut self, head: &mut response::Parts, local: Option<LocalResponse>) {
         if let Some(local) = local {
             local_response_head(&local, head);
             self.replacement = Some(local.body);
         }
-        self.response = Some(ResponseHead {
-            status: head.status,
-            headers: head.headers.clone(),
-        });
+        let reads_heads = self
+            .lease
+            .instance()
+            .is_some_and(|instance| instance.capabilities().reads_heads);
+        if reads_heads {
+            self.response = Some(ResponseHead {
+                status: head.status,
+                headers: head.headers.clone(),
+            });
+        }
     }
 
     /// Runs a body callback on `buffer` (the bytes held so far); returns whether the filter
@@ -397,6 +445,7 @@ impl Session {
             }
         }
         let result = instance.http_call_response(token, headers, body, trailers);
+        let reads_heads = instance.capabilities().reads_heads;
         let host = instance.host();
         host.calls.response = None;
         host.calls.allowed = false;
@@ -405,7 +454,9 @@ impl Session {
         match held {
             Held::Request(req, _) => {
                 let head = host.request.take().expect("the request head");
-                self.request = Some(head.clone());
+                if reads_heads {
+                    self.request = Some(head.clone());
+                }
                 restore_request(req, head);
             }
             Held::Response(head) => {

@@ -313,6 +313,47 @@ async fn the_instance_limit_answers_503() {
         .is_ok());
 }
 
+/// A module with head callbacks only (`set_headers.wat`): the chain asks it for the heads
+/// only, and with nothing to be told at the end its instance serves the next request as soon
+/// as a request lets go of it, finished or abandoned.
+#[tokio::test]
+async fn a_heads_only_filter_takes_only_the_head_phases_and_reuses_its_instance() {
+    let bytes = wat::parse_str(include_str!("../../../tests/wasm/set_headers.wat")).unwrap();
+    let config = config(json!({"sha256": digest(&bytes)}));
+    let filter = WasmPlugin::from_module(&bytes, &config, "wasm-heads").unwrap();
+    assert_eq!(filter.phases(), crate::plugin::Phases::HEADS);
+    for _ in 0..3 {
+        let mut ctx = harness::ctx();
+        let mut req = harness::request("GET", "/", &[]);
+        let mut resp = harness::response(200, &[]);
+        harness::on_request(&filter, &mut req, &mut ctx)
+            .await
+            .unwrap();
+        harness::on_response(&filter, &mut resp, &mut ctx)
+            .await
+            .unwrap();
+        assert_eq!(header(&req.headers, "x-wasm-request"), ["1"]);
+        assert_eq!(header(&resp.headers, "x-wasm-response"), ["1"]);
+    }
+    assert_eq!(filter.live_instances(), 1, "one instance, reused");
+    // Abandoned after its request head (the client went away): the instance is not lost.
+    let mut ctx = harness::ctx();
+    let mut req = harness::request("GET", "/", &[]);
+    harness::on_request(&filter, &mut req, &mut ctx)
+        .await
+        .unwrap();
+    drop(ctx);
+    let mut ctx = harness::ctx();
+    harness::on_request(&filter, &mut req, &mut ctx)
+        .await
+        .unwrap();
+    assert_eq!(
+        filter.live_instances(),
+        1,
+        "the abandoned request's instance, reused"
+    );
+}
+
 fn secret(value: &str) -> ResolvedSecrets {
     let mut data = std::collections::BTreeMap::new();
     data.insert("filter.wasm".to_string(), value.to_string());
@@ -775,6 +816,71 @@ async fn a_call_from_the_response_head_changes_or_replaces_the_response() {
         }
         filter.on_complete(&ctx, &completion());
     }
+}
+
+/// A heads-only filter (no body, completion or local-response export or import) that calls
+/// `auth` from its response head and copies `x-user` from the answer onto the response.
+const HEADS_ONLY_CALL: &str = r#"(module
+  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_http_call"
+    (func $http_call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (global $heap (mut i32) (i32.const 4096))
+  (data (i32.const 0) "auth")
+  (data (i32.const 32) "x-user")
+  (data (i32.const 128) "\03\00\00\00\07\00\00\00\03\00\00\00\05\00\00\00\06\00\00\00\0a\00\00\00\09\00\00\00\3a\6d\65\74\68\6f\64\00\47\45\54\00\3a\70\61\74\68\00\2f\63\68\65\63\6b\00\3a\61\75\74\68\6f\72\69\74\79\00\61\75\74\68\2e\74\65\73\74\00")
+  (func (export "malloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_context_create") (param i32 i32)
+    (global.set $heap (i32.const 4096)))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (drop (call $http_call (i32.const 0) (i32.const 4) (i32.const 128) (i32.const 74)
+      (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 5000) (i32.const 1032)))
+    (i32.const 1))
+  (func (export "proxy_on_http_call_response") (param i32 i32 i32 i32 i32)
+    (if (i32.eqz (call $get (i32.const 6) (i32.const 32) (i32.const 6) (i32.const 1024) (i32.const 1028)))
+      (then
+        (drop (call $add (i32.const 2) (i32.const 32) (i32.const 6)
+          (i32.load (i32.const 1024)) (i32.load (i32.const 1028))))))))"#;
+
+#[tokio::test]
+async fn a_heads_only_filter_that_calls_out_keeps_its_session_across_the_wait() {
+    let allow = call_server(Answer::Allow).await;
+    let bytes = wat::parse_str(HEADS_ONLY_CALL).expect("valid WAT");
+    let config: Config = serde_json::from_value(json!({
+        "file": "/unused.wasm",
+        "sha256": digest(&bytes),
+        "clusters": {"auth": {"address": format!("http://{allow}")}},
+    }))
+    .expect("config");
+    let filter = WasmPlugin::from_module(&bytes, &config, "wasm-call-heads").unwrap();
+    assert_eq!(filter.phases(), crate::plugin::Phases::HEADS);
+    assert!(
+        !filter.pool.capabilities().session_in_place(),
+        "a hook may wait for a call: the session must be one the wait can take"
+    );
+    for _ in 0..2 {
+        let mut ctx = harness::ctx();
+        let mut req = harness::request("GET", "/", &[]);
+        harness::on_request(&filter, &mut req, &mut ctx)
+            .await
+            .unwrap();
+        let mut resp = harness::response(200, &[]);
+        harness::on_response(&filter, &mut resp, &mut ctx)
+            .await
+            .unwrap();
+        assert_eq!(
+            header(&resp.headers, "x-user"),
+            ["alice"],
+            "the call's answer"
+        );
+    }
+    assert_eq!(filter.live_instances(), 1, "one instance, reused");
 }
 
 #[tokio::test]
