@@ -92,3 +92,29 @@ pub async fn wait_redials(addr: SocketAddr, attempts: usize) {
             .expect("accept");
     }
 }
+
+/// The status a proxy at `proxy` answers for `GET /` with `Host: host`, on a fresh connection
+/// (0 when the connection or the request failed).
+pub async fn status(proxy: SocketAddr, host: &str) -> u16 {
+    use http_body_util::{BodyExt, Empty};
+    let Ok(stream) = tokio::net::TcpStream::connect(proxy).await else {
+        return 0;
+    };
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let Ok((mut send, conn)) = hyper::client::conn::http1::handshake(io).await else {
+        return 0;
+    };
+    tokio::spawn(conn);
+    let req = http::Request::get("/")
+        .header(http::header::HOST, host)
+        .body(Empty::<bytes::Bytes>::new())
+        .expect("a GET request");
+    match send.send_request(req).await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let _ = resp.into_body().collect().await;
+            status
+        }
+        Err(_) => 0,
+    }
+}

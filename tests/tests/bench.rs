@@ -18,22 +18,19 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures::StreamExt;
 use hookway_controller::compile_loop::Debounce;
 use hookway_controller::run::{Config, Controller};
 use hookway_controller::stream::{tls, Token};
 use hookway_crds::{Route, Service, Snapshot};
 use hookway_tests::{fake_api::FakeApi, pki::Pki, proxy, upstream};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::core::v1::Service as CoreService;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::PostParams;
 use kube::Api;
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 const ROUTES: usize = 10_000;
 const ROUNDS: i32 = 30;
@@ -128,35 +125,11 @@ fn rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// The status a proxy answers for `GET /` with `host` (0 when the connection failed).
-async fn status(proxy: SocketAddr, host: &str) -> u16 {
-    let Ok(stream) = TcpStream::connect(proxy).await else {
-        return 0;
-    };
-    let Ok((mut send, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
-    else {
-        return 0;
-    };
-    tokio::spawn(conn);
-    let req = http::Request::get("/")
-        .header(http::header::HOST, host)
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    match send.send_request(req).await {
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            let _ = resp.into_body().collect().await;
-            status
-        }
-        Err(_) => 0,
-    }
-}
-
 /// Polls every proxy (every 2 ms) until each answers 200 for `host`.
 async fn until_served(proxies: &[SocketAddr], host: &str, limit: Duration) {
     let deadline = Instant::now() + limit;
     for &p in proxies {
-        while status(p, host).await != 200 {
+        while proxy::status(p, host).await != 200 {
             assert!(
                 Instant::now() < deadline,
                 "{host} not served by {p} within {limit:?}"

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use hookway_controller::metrics::Metrics;
 use hookway_controller::proxies::Proxies;
 use hookway_controller::stream::{tls, StreamServer, Token};
@@ -16,9 +15,7 @@ use hookway_crds::snapshot::{
 use hookway_crds::Snapshot;
 use hookway_proxy::runtime::RuntimeState;
 use hookway_tests::{pki::Pki, proxy, upstream};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 const ROUTES: usize = 200;
@@ -93,35 +90,11 @@ fn seal(s: Snapshot, version: u64) -> Arc<Snapshot> {
     Arc::new(s)
 }
 
-/// The status a proxy answers for `GET /` on `host` (0 when the connection failed).
-async fn status(proxy: SocketAddr, host: &str) -> u16 {
-    let Ok(stream) = TcpStream::connect(proxy).await else {
-        return 0;
-    };
-    let Ok((mut send, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
-    else {
-        return 0;
-    };
-    tokio::spawn(conn);
-    let req = http::Request::get("/")
-        .header(http::header::HOST, host)
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    match send.send_request(req).await {
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            let _ = resp.into_body().collect().await;
-            status
-        }
-        Err(_) => 0,
-    }
-}
-
 /// Waits (bounded) until the proxy answers `want` for `host`.
 async fn until_status(proxy: SocketAddr, host: &str, want: u16) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let got = status(proxy, host).await;
+        let got = proxy::status(proxy, host).await;
         if got == want {
             return;
         }
@@ -207,7 +180,7 @@ async fn a_proxy_applies_changes_in_place_and_resyncs_after_a_gap() {
     let p = proxy::start(&pki, addr, "p1").await;
     until_status(p.http, "h0.example.com", 200).await;
     assert_eq!(
-        status(p.http, "h7.example.com").await,
+        proxy::status(p.http, "h7.example.com").await,
         502,
         "spare: refused"
     );
@@ -235,7 +208,7 @@ async fn a_proxy_applies_changes_in_place_and_resyncs_after_a_gap() {
     let next = publish(&current);
     until_applied(&p.state, &next).await;
     until_status(p.http, "h7b.example.com", 200).await;
-    assert_eq!(status(p.http, "h7.example.com").await, 404);
+    assert_eq!(proxy::status(p.http, "h7.example.com").await, 404);
     assert_eq!(grew(before, counts(&p.state)), [0, 1, 1, 0, 0, 1]);
 
     // A Route removed: the router is built over the others.
@@ -243,8 +216,8 @@ async fn a_proxy_applies_changes_in_place_and_resyncs_after_a_gap() {
     current.routes.remove(8);
     let next = publish(&current);
     until_applied(&p.state, &next).await;
-    assert_eq!(status(p.http, "h8.example.com").await, 404);
-    assert_eq!(status(p.http, "h9.example.com").await, 200);
+    assert_eq!(proxy::status(p.http, "h8.example.com").await, 404);
+    assert_eq!(proxy::status(p.http, "h9.example.com").await, 200);
     assert_eq!(grew(before, counts(&p.state)), [0, 1, 0, 0, 0, 1]);
     let whole_frames = || metrics.frames_sent.with_label_values(&["snapshot"]).get();
     assert_eq!(
@@ -276,7 +249,7 @@ async fn a_proxy_applies_changes_in_place_and_resyncs_after_a_gap() {
         ("h7b.example.com", 502),
         ("h11.example.com", 200),
     ] {
-        assert_eq!(status(p.http, host).await, want, "{host}");
+        assert_eq!(proxy::status(p.http, host).await, want, "{host}");
     }
     let live = p.state.load().unwrap();
     assert_eq!(live.snapshot.hash, last.hash);

@@ -153,6 +153,27 @@ impl Env {
         .await;
     }
 
+    /// Waits until Events with every one of `reasons` are recorded in `ns`.
+    pub(crate) async fn wait_events(&self, ns: &str, reasons: &[&str]) {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), ns);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let seen: Vec<String> = events
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .filter_map(|e| e.reason)
+                .collect();
+            if reasons.iter().all(|w| seen.iter().any(|r| r == w)) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no {reasons:?} Events: {seen:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until `ns/name`'s condition `type_` is `status` with `reason`; returns its message.
     pub(crate) async fn wait_condition<K>(
         &self,
@@ -356,24 +377,11 @@ async fn one_tenants_broken_objects_stay_on_their_own_status() {
         .await;
 
     // Each rejection is an Event on the object at fault.
-    let events: Api<Event> = Api::namespaced(env.client.clone(), "team-b");
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let reasons: Vec<String> = events
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter_map(|e| e.reason)
-            .collect();
-        let want = ["InvalidCertificate", "HostConflict", "RefNotPermitted"];
-        if want.iter().all(|w| reasons.iter().any(|r| r == w)) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "events: {reasons:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    env.wait_events(
+        "team-b",
+        &["InvalidCertificate", "HostConflict", "RefNotPermitted"],
+    )
+    .await;
 
     // The platform grants the reference and shares the host: both are served.
     env.create::<PlatformPolicy>(

@@ -9,18 +9,16 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use hookway_crds::GatewayPlugin;
 use hookway_crds::Route;
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::Api;
 use serde_json::json;
 
-use crate::isolation::{served, wait_snapshot, Env, ROOT, WAIT};
+use crate::isolation::{served, wait_snapshot, Env, ROOT};
 
 /// Bytes standing in for a module: the compiler checks digests, not Wasm (the proxies do).
 pub(crate) const MODULE: &[u8] = b"\0asm\x01\0\0\0 a module";
@@ -28,27 +26,6 @@ pub(crate) const MODULE: &[u8] = b"\0asm\x01\0\0\0 a module";
 pub(crate) fn digest(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(bytes))
-}
-
-/// Waits until an Event with `reason` is recorded in `ns`.
-pub(crate) async fn wait_event(env: &Env, ns: &str, reason: &str) {
-    let events: Api<Event> = Api::namespaced(env.client.clone(), ns);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let reasons: Vec<String> = events
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter_map(|e| e.reason)
-            .collect();
-        if reasons.iter().any(|r| r == reason) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no {reason} Event: {reasons:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn put_config_map(env: &Env, ns: &str, name: &str, labelled: bool, bytes: &[u8]) {
@@ -121,7 +98,7 @@ async fn a_module_from_a_config_map_is_checked_and_shipped() {
             .wait_condition::<GatewayPlugin>("team-a", "filter", "ResolvedRefs", "False", reason)
             .await;
         assert!(message.contains(needle), "{reason}: {message}");
-        wait_event(&env, "team-a", reason).await;
+        env.wait_events("team-a", &[reason]).await;
         env.wait_condition::<Route>("team-a", "plain", "Accepted", "True", "Accepted")
             .await;
         let s = wait_snapshot(&mut proxy, "the plain Route is served", |s| {
@@ -269,7 +246,7 @@ async fn a_module_from_a_url_is_fetched_once_checked_and_shipped() {
                 message.contains(&url("")),
                 "{name} names the URL: {message}"
             );
-            wait_event(&env, ROOT, reason).await;
+            env.wait_events(ROOT, &[reason]).await;
         }
     }
     assert_eq!(
