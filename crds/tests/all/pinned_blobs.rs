@@ -3,10 +3,11 @@
 //! `blobs`, reports what is missing or wrong on the object whose config it is, and lists the URL
 //! sources to fetch only for configs the platform policy allows to reach the network.
 
+use crate::tenancy_rules::{message, verdict};
 use std::sync::Arc;
 
 use crate::support::*;
-use hookway_crds::compiler::{FetchFailure, FetchFailureKind, Fetched, ObjectReport, UrlSource};
+use hookway_crds::compiler::{FetchFailure, FetchFailureKind, Fetched, UrlSource};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::ByteString;
 use serde_json::{json, Value};
@@ -36,21 +37,6 @@ fn config_map(ns: &str, name: &str, binary: &[(&str, &[u8])], data: &[(&str, &st
             .collect(),
     );
     c
-}
-
-/// `(ok, reason)` of the first failing condition.
-fn verdict(r: &ObjectReport) -> (bool, String) {
-    if !r.accepted.status {
-        (false, r.accepted.reason.clone())
-    } else if !r.resolved_refs.status {
-        (false, r.resolved_refs.reason.clone())
-    } else {
-        (true, String::new())
-    }
-}
-
-fn message(r: &ObjectReport) -> String {
-    format!("{} | {}", r.accepted.message, r.resolved_refs.message)
 }
 
 fn from_config_map(name: &str, key: &str, sha256: &str) -> Value {

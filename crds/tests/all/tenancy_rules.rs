@@ -9,7 +9,7 @@ use hookway_crds::snapshot::ObjectKey;
 use serde_json::{json, Value};
 
 /// `(status, reason)` of the first failing condition, or `(true, "")`.
-fn verdict(r: &ObjectReport) -> (bool, String) {
+pub(crate) fn verdict(r: &ObjectReport) -> (bool, String) {
     if !r.accepted.status {
         (false, r.accepted.reason.clone())
     } else if !r.resolved_refs.status {
@@ -19,7 +19,7 @@ fn verdict(r: &ObjectReport) -> (bool, String) {
     }
 }
 
-fn message(r: &ObjectReport) -> String {
+pub(crate) fn message(r: &ObjectReport) -> String {
     format!("{} | {}", r.accepted.message, r.resolved_refs.message)
 }
 
