@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hookway_crds::compiler::{Compiled, Kind, ObjectId, ObjectReport, Objects};
+use hookway_crds::content_hash::ContentDigests;
 use hookway_crds::Snapshot;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
@@ -124,6 +125,9 @@ pub struct CompileLoop<O, C> {
     version: u64,
     digests: Arc<BTreeMap<ObjectId, String>>,
     origins: Arc<BTreeMap<ObjectId, ObjectId>>,
+    /// The entry digests of the snapshot last sent, with its hash: sealing the next one hashes
+    /// only the entries that changed.
+    entry_digests: Option<(String, ContentDigests)>,
 }
 
 impl<O, C> CompileLoop<O, C>
@@ -148,6 +152,7 @@ where
             version: 0,
             digests: Arc::default(),
             origins: Arc::default(),
+            entry_digests: None,
         }
     }
 
@@ -168,8 +173,18 @@ where
             origins,
             url_sources: _,
         } = compiled;
+        let mut entry_digests = None;
         if snapshot.hash.is_empty() {
-            snapshot = snapshot.seal();
+            // Unsealed (`compile_unsealed`): hash only the entries not equal to the previous
+            // snapshot's.
+            let previous = self.snapshots.borrow().clone();
+            let previous = previous.as_deref().and_then(|p| match &self.entry_digests {
+                Some((hash, digests)) if *hash == p.hash => Some((p, digests)),
+                _ => None,
+            });
+            let (sealed, digests) = snapshot.seal_reusing(previous);
+            snapshot = sealed;
+            entry_digests = Some(digests);
         }
         let unchanged = self
             .snapshots
@@ -193,6 +208,7 @@ where
             self.metrics.snapshot_version.set(self.version as i64);
             self.digests = Arc::new(object_digests(&snapshot));
             self.origins = Arc::new(origins);
+            self.entry_digests = entry_digests.map(|d| (snapshot.hash.clone(), d));
             self.snapshots.send_replace(Some(Arc::new(snapshot)));
             Some(self.version)
         };

@@ -39,7 +39,8 @@ pub fn default_compile(root_namespace: &str) -> CompileFn {
             root_namespace: root_namespace.clone(),
             now: Some(unix_now()),
         };
-        hookway_crds::compiler::compile(objects, &options, &catalogue)
+        // Sealed by the compile loop, which hashes only the entries that changed.
+        hookway_crds::compiler::compile_unsealed(objects, &options, &catalogue)
     })
 }
 

@@ -9,11 +9,15 @@
 #[path = "../tests/all/support/mod.rs"]
 mod support;
 
+#[path = "support/legacy_hash.rs"]
+mod legacy_hash;
+
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use hookway_crds::api::route::PathMatchType;
-use hookway_crds::compiler::{compile, Options};
+use hookway_crds::compiler::{compile, compile_unsealed, Options};
+use hookway_crds::content_hash::ContentDigests;
 use support::*;
 
 /// 100 namespaces × (10 Services, 100 Routes); 10 cluster-wide plugins (5 global, one locked,
@@ -100,6 +104,31 @@ fn bench(c: &mut Criterion) {
     // compile path, when the next one replaces it).
     group.bench_function("10k_routes_1k_services_50_plugins_no_drop", |b| {
         b.iter_with_large_drop(|| compile(black_box(&world.0), &options, &catalogue))
+    });
+    // The content hash of the compiled snapshot from scratch (every entry serialized and
+    // hashed), as `compile` seals it, and as it was computed before per-entry digests.
+    group.bench_function("content_hash_10k_routes", |b| {
+        b.iter(|| black_box(&out.snapshot).content_hash())
+    });
+    group.bench_function("content_hash_before_10k_routes", |b| {
+        b.iter(|| legacy_hash::whole_content_hash(black_box(&out.snapshot)))
+    });
+    // What the controller does after one Route changed: compile without sealing, then seal
+    // reusing the previous snapshot's digests (the other 9,999 Routes, the upstreams, ... are
+    // compared, not hashed).
+    let (previous, previous_digests) = out.snapshot.clone().seal_reusing(None);
+    let mut changed = world.0.clone();
+    std::sync::Arc::make_mut(&mut changed.routes[0]).spec.priority = 7;
+    let recompiled = compile_unsealed(&changed, &options, &catalogue).snapshot;
+    assert_ne!(recompiled.routes, previous.routes, "the Route changed");
+    group.bench_function("seal_after_one_route_changed", |b| {
+        b.iter(|| ContentDigests::reusing(black_box(&recompiled), &previous, &previous_digests))
+    });
+    group.bench_function("compile_unsealed_and_seal_after_one_route_changed", |b| {
+        b.iter_with_large_drop(|| {
+            let snapshot = compile_unsealed(black_box(&changed), &options, &catalogue).snapshot;
+            snapshot.seal_reusing(Some((&previous, &previous_digests)))
+        })
     });
     group.finish();
 }

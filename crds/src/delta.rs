@@ -3,10 +3,12 @@
 //!
 //! A delta names the content hash of the snapshot it applies to (`base`); applying it to any
 //! other snapshot is refused, and the result's content hash is recomputed and must equal the
-//! frame's hash, so a proxy never serves a configuration the controller did not compile.
+//! frame's hash, so a proxy never serves a configuration the controller did not compile. With
+//! the base's entry digests ([`ContentDigests`]), that check hashes only the delta's entries.
 
 use serde::{Deserialize, Serialize};
 
+use crate::content_hash::{ContentDigests, Digest, EntryHasher, Keyed};
 use crate::snapshot::{
     BlobEntry, CertificateEntry, ChainEntry, ObjectKey, RouteEntry, SecretEntry, UpstreamEntry,
 };
@@ -90,31 +92,6 @@ pub enum DeltaError {
     },
 }
 
-/// Keyed entries of a collection.
-trait Keyed {
-    type Key: Ord + Clone;
-    fn key(&self) -> &Self::Key;
-}
-
-macro_rules! keyed {
-    ($($t:ty),*) => {$(
-        impl Keyed for $t {
-            type Key = ObjectKey;
-            fn key(&self) -> &ObjectKey {
-                &self.key
-            }
-        }
-    )*};
-}
-keyed!(RouteEntry, UpstreamEntry, CertificateEntry, SecretEntry);
-
-impl Keyed for BlobEntry {
-    type Key = String;
-    fn key(&self) -> &String {
-        &self.sha256
-    }
-}
-
 /// The changes from `old` to `new`, both sorted by key (as every snapshot collection is).
 fn diff<T: Keyed + PartialEq + Clone>(old: &[T], new: &[T]) -> Changes<T, T::Key> {
     let mut changes = Changes::default();
@@ -146,36 +123,50 @@ fn diff<T: Keyed + PartialEq + Clone>(old: &[T], new: &[T]) -> Changes<T, T::Key
     changes
 }
 
-/// `base` with `changes` applied, still sorted by key.
-fn patch<T: Keyed + Clone>(base: &[T], changes: &Changes<T, T::Key>) -> Vec<T> {
-    let mut out = Vec::with_capacity(base.len() + changes.upsert.len());
+/// `base` (whose entry digests are `digests`) with `changes` applied, and the digests of the
+/// result: only the upserted entries are hashed. Sorted by key when `base` and the upserts are
+/// (a delta that is not gives another content, which the hash check refuses).
+fn patch<T: Keyed + Clone + Serialize>(
+    base: &[T],
+    digests: &[Digest],
+    changes: &Changes<T, T::Key>,
+    hasher: &mut EntryHasher,
+) -> (Vec<T>, Vec<Digest>) {
+    let removed = |e: &T| {
+        !changes.remove.is_empty() && changes.remove.binary_search(e.key()).is_ok()
+    };
+    let capacity = base.len() + changes.upsert.len();
+    let (mut out, mut out_digests) = (Vec::with_capacity(capacity), Vec::with_capacity(capacity));
+    let mut push = |entry: &T, digest: Option<Digest>, hasher: &mut EntryHasher| {
+        if !removed(entry) {
+            out_digests.push(digest.unwrap_or_else(|| hasher.digest(entry)));
+            out.push(entry.clone());
+        }
+    };
     let (mut i, mut j) = (0, 0);
     while i < base.len() || j < changes.upsert.len() {
         match (base.get(i), changes.upsert.get(j)) {
             (Some(b), Some(u)) if b.key() == u.key() => {
-                out.push(u.clone());
+                push(u, None, hasher);
                 i += 1;
                 j += 1;
             }
             (Some(b), Some(u)) if b.key() < u.key() => {
-                out.push(b.clone());
+                push(b, Some(digests[i]), hasher);
                 i += 1;
             }
             (Some(_), Some(u)) | (None, Some(u)) => {
-                out.push(u.clone());
+                push(u, None, hasher);
                 j += 1;
             }
             (Some(b), None) => {
-                out.push(b.clone());
+                push(b, Some(digests[i]), hasher);
                 i += 1;
             }
             (None, None) => unreachable!("the loop condition"),
         }
     }
-    if !changes.remove.is_empty() {
-        out.retain(|e| changes.remove.binary_search(e.key()).is_err());
-    }
-    out
+    (out, out_digests)
 }
 
 impl SnapshotDelta {
@@ -214,36 +205,82 @@ impl SnapshotDelta {
     }
 
     /// Applies the delta to `base` (whose `hash` must be the delta's base), giving version
-    /// `version` whose content hash must be `hash`.
+    /// `version` whose content hash must be `hash`. Hashes the whole result: a holder of
+    /// `base`'s digests calls [`SnapshotDelta::apply_with`], which hashes only the change.
     pub fn apply(&self, base: &Snapshot, version: u64, hash: &str) -> Result<Snapshot, DeltaError> {
+        self.apply_with(base, &ContentDigests::of(base), version, hash)
+            .map(|(snapshot, _)| snapshot)
+    }
+
+    /// Applies the delta to `base`, whose entry digests are `digests`, giving version
+    /// `version` whose content hash must be `hash`, and the result's digests. Only the entries
+    /// the delta carries are hashed; the rest of the result's hash is combined from `digests`.
+    ///
+    /// `base.hash` must be the delta's base and `digests` must be `base`'s digests (the holder
+    /// ties them to `base`'s hash); digests that do not fit `base` are recomputed.
+    pub fn apply_with(
+        &self,
+        base: &Snapshot,
+        digests: &ContentDigests,
+        version: u64,
+        hash: &str,
+    ) -> Result<(Snapshot, ContentDigests), DeltaError> {
         if base.hash != self.base {
             return Err(DeltaError::Base {
                 want: self.base.clone(),
                 have: base.hash.clone(),
             });
         }
-        let mut next = Snapshot {
-            version,
-            hash: String::new(),
-            routes: patch(&base.routes, &self.routes),
-            upstreams: patch(&base.upstreams, &self.upstreams),
-            certificates: patch(&base.certificates, &self.certificates),
-            secrets: patch(&base.secrets, &self.secrets),
-            default_chain: self
-                .default_chain
-                .clone()
-                .unwrap_or_else(|| base.default_chain.clone()),
-            blobs: patch(&base.blobs, &self.blobs),
+        let recomputed;
+        let digests = if digests.fits(base) {
+            digests
+        } else {
+            recomputed = ContentDigests::of(base);
+            &recomputed
         };
-        let actual = next.content_hash();
+        let mut h = EntryHasher::default();
+        let (routes, route_digests) = patch(&base.routes, &digests.routes, &self.routes, &mut h);
+        let (upstreams, upstream_digests) =
+            patch(&base.upstreams, &digests.upstreams, &self.upstreams, &mut h);
+        let (certificates, certificate_digests) = patch(
+            &base.certificates,
+            &digests.certificates,
+            &self.certificates,
+            &mut h,
+        );
+        let (secrets, secret_digests) =
+            patch(&base.secrets, &digests.secrets, &self.secrets, &mut h);
+        let (blobs, blob_digests) = patch(&base.blobs, &digests.blobs, &self.blobs, &mut h);
+        let (default_chain, default_chain_digest) = match &self.default_chain {
+            Some(chain) => (chain.clone(), h.digest(chain)),
+            None => (base.default_chain.clone(), digests.default_chain),
+        };
+        let next_digests = ContentDigests {
+            routes: route_digests,
+            upstreams: upstream_digests,
+            certificates: certificate_digests,
+            secrets: secret_digests,
+            default_chain: default_chain_digest,
+            blobs: blob_digests,
+        };
+        let actual = next_digests.content_hash();
         if actual != hash {
             return Err(DeltaError::Hash {
                 announced: hash.to_string(),
                 actual,
             });
         }
-        next.hash = actual;
-        Ok(next)
+        let next = Snapshot {
+            version,
+            hash: actual,
+            routes,
+            upstreams,
+            certificates,
+            secrets,
+            default_chain,
+            blobs,
+        };
+        Ok((next, next_digests))
     }
 }
 
@@ -416,7 +453,88 @@ mod tests {
         );
     }
 
+    fn route(name: &str, path: &str) -> RouteEntry {
+        serde_json::from_value(serde_json::json!({
+            "key": {"namespace": "ns", "name": name}, "hosts": [],
+            "rules": [{"path_type": "Prefix", "path": path, "methods": [], "headers": [], "query": []}],
+            "priority": 0, "created": 0,
+            "upstream": {"namespace": "ns", "name": "up"}, "chain": []
+        }))
+        .unwrap()
+    }
+
+    /// One generated version of a snapshot: Routes (name → path), Secrets (name → value),
+    /// blobs (contents) and whether the default chain has a plugin.
+    type Version = (
+        BTreeMap<String, String>,
+        BTreeMap<String, String>,
+        std::collections::BTreeSet<String>,
+        bool,
+    );
+
+    fn build((routes, secrets, blobs, chain): &Version) -> Snapshot {
+        let mut blobs: Vec<BlobEntry> = blobs.iter().map(|b| BlobEntry::new(b.as_bytes())).collect();
+        blobs.sort_by(|a, b| a.sha256.cmp(&b.sha256));
+        Snapshot {
+            routes: routes.iter().map(|(n, p)| route(n, p)).collect(),
+            secrets: secrets.iter().map(|(n, v)| secret(n, v)).collect(),
+            blobs,
+            default_chain: if *chain { vec![log_plugin()] } else { vec![] },
+            ..Snapshot::default()
+        }
+    }
+
+    fn log_plugin() -> ChainEntry {
+        ChainEntry {
+            alias: "log".into(),
+            plugin_ref: ObjectKey::new("root", "log"),
+            plugin: "access_log".into(),
+            tier: crate::snapshot::Tier::Cluster,
+            order: 1,
+            config: serde_json::json!({}),
+            exclude_paths: vec![],
+            secrets: BTreeMap::new(),
+            services: BTreeMap::new(),
+        }
+    }
+
+    fn version() -> impl Strategy<Value = Version> {
+        (
+            proptest::collection::btree_map("[a-f]", "/[a-c]", 0..6),
+            proptest::collection::btree_map("[a-f]", "[0-2]", 0..6),
+            proptest::collection::btree_set("[0-3]", 0..3),
+            any::<bool>(),
+        )
+    }
+
     proptest! {
+        /// Along any sequence of versions, the controller's incremental seal (reusing the
+        /// previous version's digests) and the proxy's delta check (hashing only the delta's
+        /// entries) give the digests and hash computed from scratch.
+        #[test]
+        fn incremental_hashes_equal_hashes_from_scratch(
+            versions in proptest::collection::vec(version(), 1..8),
+        ) {
+            let first = build(&versions[0]);
+            let (mut sent, mut sent_digests) = first.seal_reusing(None);
+            let (mut held, mut held_digests) = (sent.clone(), sent_digests.clone());
+            for (i, v) in versions.iter().enumerate().skip(1) {
+                let fresh = build(v);
+                let (next, next_digests) =
+                    fresh.clone().seal_reusing(Some((&sent, &sent_digests)));
+                prop_assert_eq!(&next.hash, &fresh.content_hash());
+                prop_assert_eq!(&next_digests, &ContentDigests::of(&fresh));
+                let delta = SnapshotDelta::between(&sent, &next);
+                let (applied, applied_digests) = delta
+                    .apply_with(&held, &held_digests, i as u64, &next.hash)
+                    .unwrap();
+                prop_assert_eq!(&applied_digests, &next_digests);
+                prop_assert_eq!(&applied, &Snapshot { version: i as u64, ..next.clone() });
+                (sent, sent_digests) = (next, next_digests);
+                (held, held_digests) = (applied, applied_digests);
+            }
+        }
+
         #[test]
         fn applying_the_delta_gives_the_new_snapshot(
             old in proptest::collection::btree_map("[a-f]", "[0-2]", 0..6),

@@ -28,6 +28,7 @@ pub mod api;
 pub mod applied;
 pub mod catalogue;
 pub mod compiler;
+pub mod content_hash;
 pub mod crdgen;
 pub mod delta;
 pub mod duration;

@@ -6,7 +6,8 @@
 //! and every name a plugin config uses is bound to the object the compiler resolved it to.
 //!
 //! The `hash` covers everything but `version`, so two compiles of the same objects have the same
-//! hash whatever order the objects came in.
+//! hash whatever order the objects came in. It is built from per-entry digests
+//! ([`crate::content_hash`]), so a new version need only hash the entries that changed.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 pub use crate::api::route::{Method, PathMatchType, ValueMatchType};
 pub use crate::api::service::{Balance, Scheme};
+use crate::content_hash::ContentDigests;
 
 /// `namespace/name` of an object.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -47,7 +49,8 @@ pub struct Snapshot {
     /// Monotonic version assigned by the producer (controller or standalone loader); not hashed.
     #[serde(default)]
     pub version: u64,
-    /// Hex SHA-256 of the content (everything but `version` and `hash`).
+    /// Hex SHA-256 of the content (everything but `version` and `hash`), built from the
+    /// entries' digests ([`crate::content_hash`]).
     #[serde(default)]
     pub hash: String,
     /// Routes, sorted by key.
@@ -345,52 +348,31 @@ impl BlobEntry {
 }
 
 impl Snapshot {
-    /// Computes the content hash (everything except `version` and `hash`).
-    ///
-    /// The content is serialized straight into the hasher (no intermediate JSON tree or
-    /// buffer): struct fields serialize in declaration order and `serde_json::Value` maps are
-    /// `BTreeMap`s, so the byte stream is canonical.
+    /// Computes the content hash (everything except `version` and `hash`) from scratch: the
+    /// SHA-256 of every entry's canonical JSON, combined in order
+    /// ([`crate::content_hash`] describes the construction).
     pub fn content_hash(&self) -> String {
-        #[derive(Serialize)]
-        struct Content<'a> {
-            routes: &'a [RouteEntry],
-            upstreams: &'a [UpstreamEntry],
-            certificates: &'a [CertificateEntry],
-            secrets: &'a [SecretEntry],
-            default_chain: &'a [ChainEntry],
-            #[serde(skip_serializing_if = "<[BlobEntry]>::is_empty")]
-            blobs: &'a [BlobEntry],
-        }
-        struct HashWriter(Sha256);
-        impl std::io::Write for HashWriter {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.update(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let content = Content {
-            routes: &self.routes,
-            upstreams: &self.upstreams,
-            certificates: &self.certificates,
-            secrets: &self.secrets,
-            default_chain: &self.default_chain,
-            blobs: &self.blobs,
-        };
-        // serde_json writes in tiny pieces: buffer them so SHA-256 sees whole blocks.
-        let mut writer = std::io::BufWriter::with_capacity(64 * 1024, HashWriter(Sha256::new()));
-        serde_json::to_writer(&mut writer, &content).expect("snapshot serializes");
-        std::io::Write::flush(&mut writer).expect("hashing never fails");
-        let (hasher, _) = writer.into_parts();
-        hex::encode(hasher.0.finalize())
+        ContentDigests::of(self).content_hash()
     }
 
     /// Sets `hash` from the content.
-    pub fn seal(mut self) -> Self {
-        self.hash = self.content_hash();
-        self
+    pub fn seal(self) -> Self {
+        self.seal_reusing(None).0
+    }
+
+    /// Sets `hash` from the content and returns the entry digests with the snapshot. With
+    /// `previous` (a snapshot and its digests), only the entries that are not equal to
+    /// `previous`'s entry of the same key are hashed.
+    pub fn seal_reusing(
+        mut self,
+        previous: Option<(&Snapshot, &ContentDigests)>,
+    ) -> (Self, ContentDigests) {
+        let digests = match previous {
+            Some((snapshot, digests)) => ContentDigests::reusing(&self, snapshot, digests),
+            None => ContentDigests::of(&self),
+        };
+        self.hash = digests.content_hash();
+        (self, digests)
     }
 
     /// Finds an upstream by key.

@@ -8,6 +8,9 @@
 //! One Route in ten has a `headers` plugin; Route `i` goes to upstream `i % 1000`, as in the
 //! controller benchmark (`bench/controller.sh`), whose proxy share this splits up.
 
+#[path = "../../crds/benches/support/legacy_hash.rs"]
+mod legacy_hash;
+
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -16,6 +19,7 @@ use hookway_crds::snapshot::{
     Balance, ChainEntry, Endpoint, ObjectKey, PathMatchType, RouteEntry, RuleEntry, Scheme, Tier,
     UpstreamEntry,
 };
+use hookway_crds::content_hash::ContentDigests;
 use hookway_crds::Snapshot;
 use hookway_proxy::chain::ChainBuilder;
 use hookway_proxy::metrics::Metrics;
@@ -132,8 +136,33 @@ fn apply(c: &mut Criterion) {
     group.bench_function("decode_frame", |b| {
         b.iter(|| decode_frame(black_box(&frame), None).expect("valid frame"))
     });
+    // With the held snapshot's entry digests, as the proxy keeps them: hashes the one Route.
+    let sealed_digests = ContentDigests::of(&sealed);
     group.bench_function("decode_delta_frame", |b| {
-        b.iter(|| decode_frame(black_box(&delta_frame), Some(&sealed)).expect("valid delta"))
+        b.iter(|| {
+            decode_frame(black_box(&delta_frame), Some((&sealed, &sealed_digests)))
+                .expect("valid delta")
+        })
+    });
+    // Without them (`SnapshotDelta::apply`): every entry hashed, as before per-entry digests.
+    group.bench_function("decode_delta_frame_hashing_all", |b| {
+        b.iter(|| {
+            let frame: Frame = serde_json::from_slice(black_box(&delta_frame)).expect("frame");
+            let delta = frame.delta.expect("a delta");
+            delta
+                .apply(&sealed, frame.version, &frame.hash)
+                .expect("valid delta")
+        })
+    });
+    // The parts of checking a delta that cost the whole snapshot: copying the held entries
+    // into the result, and hashing the content from scratch (now, and as it was hashed before
+    // per-entry digests: the whole content serialized into one SHA-256).
+    group.bench_function("snapshot_clone", |b| b.iter(|| black_box(&sealed).clone()));
+    group.bench_function("content_hash", |b| {
+        b.iter(|| black_box(&sealed).content_hash())
+    });
+    group.bench_function("content_hash_before", |b| {
+        b.iter(|| legacy_hash::whole_content_hash(black_box(&sealed)))
     });
     group.bench_function("delta_between", |b| {
         b.iter(|| hookway_crds::delta::SnapshotDelta::between(black_box(&sealed), &changed))

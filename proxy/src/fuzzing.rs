@@ -190,10 +190,9 @@ pub fn manifests_target(data: &[u8]) {
 /// or is refused with an error.
 pub fn snapshot_target(data: &[u8]) {
     let _ = crate::source::controller::decode_frame(data, None);
-    let _ = crate::source::controller::decode_frame(
-        data,
-        Some(&hookway_crds::Snapshot::default().seal()),
-    );
+    let held = hookway_crds::Snapshot::default().seal();
+    let digests = hookway_crds::content_hash::ContentDigests::of(&held);
+    let _ = crate::source::controller::decode_frame(data, Some((&held, &digests)));
     if let Ok(snapshot) = serde_json::from_slice::<hookway_crds::snapshot::Snapshot>(data) {
         let _ = crate::router::Router::new(&snapshot.routes);
     }

@@ -207,7 +207,8 @@ impl ObjectReport {
 /// The compiler's output.
 #[derive(Clone, Debug, Default)]
 pub struct Compiled {
-    /// The snapshot (sealed: `hash` set, `version` 0 for the producer to set).
+    /// The snapshot (sealed: `hash` set, except from [`compile_unsealed`]; `version` 0 for the
+    /// producer to set).
     pub snapshot: Snapshot,
     /// One report per source object (GatewayPlugin, Service, Route, PlatformPolicy and the
     /// Gateway API kinds), sorted; never one for a synthetic object.
@@ -340,6 +341,15 @@ fn duplicate_warning(reports: &mut BTreeMap<ObjectKey, ObjectReport>, keys: Vec<
 /// Ingresses (and other standard-API objects) are first lowered into synthetic hookway objects
 /// (`crate::lower`); their findings are reported under the source object.
 pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> Compiled {
+    let mut compiled = compile_unsealed(objects, options, catalogue);
+    compiled.snapshot = std::mem::take(&mut compiled.snapshot).seal();
+    compiled
+}
+
+/// [`compile`], leaving the snapshot's `hash` empty for the caller to seal
+/// ([`Snapshot::seal_reusing`]: the controller hashes only the entries that changed since its
+/// previous snapshot).
+pub fn compile_unsealed(objects: &Objects, options: &Options, catalogue: &Catalogue) -> Compiled {
     let lowered = crate::lower::lower(objects, options);
     let objects = lowered.objects();
     let mut dup_plugins = Vec::new();
@@ -629,8 +639,7 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
         secrets: carried.secrets.into_values().collect(),
         default_chain: precedence::default_chain(&plugins),
         blobs: carried.blobs.into_values().collect(),
-    }
-    .seal();
+    };
     let url_sources = resolver.url_sources.take();
 
     // Kinds in `Kind` order and keys sorted within each: `collect` builds the map in bulk.

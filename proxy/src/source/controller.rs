@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use hookway_crds::applied::FailedObject;
+use hookway_crds::content_hash::ContentDigests;
 use hookway_crds::Snapshot;
 use http::{header, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
@@ -172,11 +173,21 @@ pub async fn run(
         .map_err(|e: http::uri::InvalidUri| Error::Url(config.url.clone(), e.to_string()))?;
     let mut attempt = 0u32;
     let mut cache_checked = false;
+    let mut digests = HeldDigests::default();
     loop {
         if tx.is_closed() {
             return Err(Error::Closed);
         }
-        match session(&config, &client, &base, &tx, &mut applied, &mut attempt).await {
+        let session = session(
+            &config,
+            &client,
+            &base,
+            &tx,
+            &mut applied,
+            &mut attempt,
+            &mut digests,
+        );
+        match session.await {
             Ok(()) => info!(url = %config.url, "controller closed the stream"),
             Err(Error::Closed) => return Err(Error::Closed),
             Err(e) => warn!(url = %config.url, error = %e, "controller stream failed"),
@@ -249,6 +260,22 @@ fn endpoint(base: &Uri, path: &str) -> Result<Uri, Error> {
     Uri::from_parts(parts).map_err(|e| Error::Url(base.to_string(), e.to_string()))
 }
 
+/// The entry digests of the snapshot `tx` holds, tied to its content hash: what makes checking
+/// a delta cost the delta's entries, not the whole snapshot.
+#[derive(Default)]
+struct HeldDigests(Option<(String, ContentDigests)>);
+
+impl HeldDigests {
+    /// The digests of `held` (computed once when they are not those of its content).
+    fn of(&mut self, held: &Snapshot) -> &ContentDigests {
+        if !matches!(&self.0, Some((hash, _)) if *hash == held.hash) {
+            self.0 = Some((held.hash.clone(), ContentDigests::of(held)));
+        }
+        let (_, digests) = self.0.as_ref().expect("just set");
+        digests
+    }
+}
+
 /// One connection: open the stream, then handle frames until it ends.
 async fn session(
     config: &ControllerSourceConfig,
@@ -257,6 +284,7 @@ async fn session(
     tx: &watch::Sender<Option<Arc<Snapshot>>>,
     applied: &mut Option<watch::Receiver<Option<Applied>>>,
     attempt: &mut u32,
+    digests: &mut HeldDigests,
 ) -> Result<(), Error> {
     let token = read_token(&config.token_file)?;
     let hello = Hello {
@@ -291,7 +319,10 @@ async fn session(
             // A delta applies to the snapshot the previous frame gave, which is what `tx` holds
             // (a frame's content is published before it is applied).
             let held = tx.borrow().clone();
-            let snapshot = decode_frame(&line, held.as_deref())?;
+            let held = held.as_deref().map(|s| (s, digests.of(s)));
+            let (snapshot, next_digests) = decode_frame(&line, held)?;
+            // `tx` holds this content from now on (published, or already held).
+            digests.0 = Some((snapshot.hash.clone(), next_digests));
             *attempt = 0;
             handle_frame(config, client, base, &token, tx, applied, snapshot).await?;
         }
@@ -321,15 +352,22 @@ fn next_line(buf: &mut BytesMut) -> Result<Option<Bytes>, Error> {
     }
 }
 
-/// Decodes and checks one frame into the snapshot it describes: a whole snapshot whose content
-/// must match the announced hash, or a delta applied to `held` (the stream's previous snapshot)
-/// whose result must. Either failure is an error: the stream is dropped and the reconnection
-/// starts with a whole snapshot.
-pub fn decode_frame(line: &[u8], held: Option<&Snapshot>) -> Result<Snapshot, Error> {
+/// Decodes and checks one frame into the snapshot it describes, with its entry digests: a
+/// whole snapshot whose content must match the announced hash, or a delta applied to `held`
+/// (the stream's previous snapshot and its digests) whose result must. Either failure is an
+/// error: the stream is dropped and the reconnection starts with a whole snapshot.
+///
+/// A delta costs in proportion to its entries: only they are hashed, the rest of the content
+/// hash is combined from `held`'s digests (the held entries are still copied into the result).
+pub fn decode_frame(
+    line: &[u8],
+    held: Option<(&Snapshot, &ContentDigests)>,
+) -> Result<(Snapshot, ContentDigests), Error> {
     let frame: Frame = serde_json::from_slice(line).map_err(|e| Error::Frame(e.to_string()))?;
     match (frame.snapshot, frame.delta) {
         (Some(mut snapshot), None) => {
-            let actual = snapshot.content_hash();
+            let digests = ContentDigests::of(&snapshot);
+            let actual = digests.content_hash();
             if actual != frame.hash {
                 return Err(Error::Frame(format!(
                     "hash mismatch: announced {}, content {actual}",
@@ -338,13 +376,13 @@ pub fn decode_frame(line: &[u8], held: Option<&Snapshot>) -> Result<Snapshot, Er
             }
             snapshot.version = frame.version;
             snapshot.hash = actual;
-            Ok(snapshot)
+            Ok((snapshot, digests))
         }
         (None, Some(delta)) => {
-            let held = held
+            let (held, digests) = held
                 .ok_or_else(|| Error::Frame("a delta arrived before any snapshot".to_string()))?;
             delta
-                .apply(held, frame.version, &frame.hash)
+                .apply_with(held, digests, frame.version, &frame.hash)
                 .map_err(|e| Error::Frame(e.to_string()))
         }
         _ => Err(Error::Frame(
@@ -551,7 +589,9 @@ mod tests {
         assert!(next_line(&mut buf).unwrap().is_none(), "no newline yet");
         buf.extend_from_slice(b"\n");
         let line = next_line(&mut buf).unwrap().unwrap();
-        assert_eq!(decode_frame(&line, None).unwrap().version, 7);
+        let (decoded, digests) = decode_frame(&line, None).unwrap();
+        assert_eq!(decoded.version, 7);
+        assert_eq!(digests, ContentDigests::of(&decoded));
 
         let mut bad = frame.clone();
         bad.hash = "00".into();
@@ -579,29 +619,108 @@ mod tests {
             .unwrap()
         };
         let line = frame(Some(delta.clone()), None, &next.hash);
-        let got = decode_frame(&line, Some(&held)).unwrap();
+        let (held_digests, next_digests) = (ContentDigests::of(&held), ContentDigests::of(&next));
+        let (got, digests) = decode_frame(&line, Some((&held, &held_digests))).unwrap();
         assert_eq!(
             (got.version, &got.hash, &got.secrets),
             (8, &next.hash, &next.secrets)
         );
+        assert_eq!(digests, next_digests, "the result's digests come with it");
+        let held = (&held, &held_digests);
+        let next = (&next, &next_digests);
         for (line, held, needle) in [
             (line.clone(), None, "before any snapshot"),
-            (line.clone(), Some(&next), "delta applies to snapshot"),
+            (line.clone(), Some(next), "delta applies to snapshot"),
             (
                 frame(Some(delta.clone()), None, "00"),
-                Some(&held),
+                Some(held),
                 "hash mismatch",
             ),
-            (frame(None, None, &next.hash), Some(&held), "exactly one"),
+            (frame(None, None, &next.0.hash), Some(held), "exactly one"),
             (
-                frame(Some(delta), Some(next.clone()), &next.hash),
-                Some(&held),
+                frame(Some(delta), Some(next.0.clone()), &next.0.hash),
+                Some(held),
                 "exactly one",
             ),
         ] {
             let err = decode_frame(&line, held).unwrap_err().to_string();
             assert!(err.contains(needle), "{needle}: {err}");
         }
+    }
+
+    /// A delta whose result is not the announced content is refused, whatever was done to it.
+    #[test]
+    fn tampered_deltas_are_refused() {
+        use hookway_crds::delta::SnapshotDelta;
+        use hookway_crds::snapshot::{ObjectKey, SecretEntry};
+        let secret = |name: &str, value: &str| SecretEntry {
+            key: ObjectKey::new("ns", name),
+            data: [("k".to_string(), value.to_string())].into(),
+        };
+        let snapshot = |secrets: Vec<SecretEntry>| {
+            Snapshot {
+                secrets,
+                ..Snapshot::default()
+            }
+            .seal()
+        };
+        let held = snapshot(vec![secret("a", "1"), secret("b", "1"), secret("c", "1")]);
+        let next = snapshot(vec![
+            secret("a", "2"),
+            secret("b", "1"),
+            secret("d", "1"),
+            secret("e", "1"),
+        ]);
+        let delta = SnapshotDelta::between(&held, &next);
+        assert_eq!((delta.secrets.upsert.len(), delta.secrets.remove.len()), (3, 1));
+        let held_digests = ContentDigests::of(&held);
+        let decode = |delta: &SnapshotDelta| {
+            let line = serde_json::to_vec(&Frame {
+                version: 2,
+                hash: next.hash.clone(),
+                snapshot: None,
+                delta: Some(delta.clone()),
+            })
+            .unwrap();
+            decode_frame(&line, Some((&held, &held_digests)))
+        };
+        let (got, _) = decode(&delta).expect("the untouched delta applies");
+        assert_eq!(got.secrets, next.secrets);
+        let edits: [(&str, fn(&mut SnapshotDelta)); 6] = [
+            ("entry tampered", |d| {
+                d.secrets.upsert[0].data.insert("k".into(), "3".into());
+            }),
+            ("entry left out", |d| {
+                d.secrets.upsert.pop();
+            }),
+            ("another entry removed", |d| {
+                d.secrets.remove.push(ObjectKey::new("ns", "b"));
+            }),
+            ("removal left out", |d| d.secrets.remove.clear()),
+            ("entries reordered", |d| d.secrets.upsert.swap(1, 2)),
+            ("entry sent twice", |d| {
+                let last = d.secrets.upsert[2].clone();
+                d.secrets.upsert.push(last);
+            }),
+        ];
+        for (what, edit) in edits {
+            let mut tampered = delta.clone();
+            edit(&mut tampered);
+            let err = decode(&tampered).expect_err(what).to_string();
+            assert!(err.contains("hash mismatch"), "{what}: {err}");
+        }
+    }
+
+    #[test]
+    fn held_digests_follow_the_held_content() {
+        let mut digests = HeldDigests::default();
+        let empty = Snapshot::default().seal();
+        let mut other = Snapshot::default();
+        other.blobs.push(hookway_crds::snapshot::BlobEntry::new(b"x"));
+        let other = other.seal();
+        assert_eq!(*digests.of(&empty), ContentDigests::of(&empty));
+        assert_eq!(*digests.of(&other), ContentDigests::of(&other));
+        assert_eq!(*digests.of(&empty), ContentDigests::of(&empty));
     }
 
     #[test]
