@@ -118,7 +118,9 @@ fn bench(c: &mut Criterion) {
     // compared, not hashed).
     let (previous, previous_digests) = out.snapshot.clone().seal_reusing(None);
     let mut changed = world.0.clone();
-    std::sync::Arc::make_mut(&mut changed.routes[0]).spec.priority = 7;
+    std::sync::Arc::make_mut(&mut changed.routes[0])
+        .spec
+        .priority = 7;
     let recompiled = compile_unsealed(&changed, &options, &catalogue).snapshot;
     assert_ne!(recompiled.routes, previous.routes, "the Route changed");
     group.bench_function("seal_after_one_route_changed", |b| {

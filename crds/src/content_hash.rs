@@ -133,7 +133,12 @@ impl ContentDigests {
         let p = previous_digests;
         Self {
             routes: reuse(&mut h, &snapshot.routes, &previous.routes, &p.routes),
-            upstreams: reuse(&mut h, &snapshot.upstreams, &previous.upstreams, &p.upstreams),
+            upstreams: reuse(
+                &mut h,
+                &snapshot.upstreams,
+                &previous.upstreams,
+                &p.upstreams,
+            ),
             certificates: reuse(
                 &mut h,
                 &snapshot.certificates,
@@ -246,7 +251,11 @@ mod tests {
                 assert_ne!(a, b, "{hashes:?}");
             }
         }
-        assert_eq!(hash(&version), hashes[0], "version and hash are not content");
+        assert_eq!(
+            hash(&version),
+            hashes[0],
+            "version and hash are not content"
+        );
     }
 
     #[test]

@@ -132,9 +132,8 @@ fn patch<T: Keyed + Clone + Serialize>(
     changes: &Changes<T, T::Key>,
     hasher: &mut EntryHasher,
 ) -> (Vec<T>, Vec<Digest>) {
-    let removed = |e: &T| {
-        !changes.remove.is_empty() && changes.remove.binary_search(e.key()).is_ok()
-    };
+    let removed =
+        |e: &T| !changes.remove.is_empty() && changes.remove.binary_search(e.key()).is_ok();
     let capacity = base.len() + changes.upsert.len();
     let (mut out, mut out_digests) = (Vec::with_capacity(capacity), Vec::with_capacity(capacity));
     let mut push = |entry: &T, digest: Option<Digest>, hasher: &mut EntryHasher| {
@@ -473,7 +472,8 @@ mod tests {
     );
 
     fn build((routes, secrets, blobs, chain): &Version) -> Snapshot {
-        let mut blobs: Vec<BlobEntry> = blobs.iter().map(|b| BlobEntry::new(b.as_bytes())).collect();
+        let mut blobs: Vec<BlobEntry> =
+            blobs.iter().map(|b| BlobEntry::new(b.as_bytes())).collect();
         blobs.sort_by(|a, b| a.sha256.cmp(&b.sha256));
         Snapshot {
             routes: routes.iter().map(|(n, p)| route(n, p)).collect(),

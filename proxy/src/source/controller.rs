@@ -672,7 +672,10 @@ mod tests {
             secret("e", "1"),
         ]);
         let delta = SnapshotDelta::between(&held, &next);
-        assert_eq!((delta.secrets.upsert.len(), delta.secrets.remove.len()), (3, 1));
+        assert_eq!(
+            (delta.secrets.upsert.len(), delta.secrets.remove.len()),
+            (3, 1)
+        );
         let held_digests = ContentDigests::of(&held);
         let decode = |delta: &SnapshotDelta| {
             let line = serde_json::to_vec(&Frame {
@@ -716,7 +719,9 @@ mod tests {
         let mut digests = HeldDigests::default();
         let empty = Snapshot::default().seal();
         let mut other = Snapshot::default();
-        other.blobs.push(hookway_crds::snapshot::BlobEntry::new(b"x"));
+        other
+            .blobs
+            .push(hookway_crds::snapshot::BlobEntry::new(b"x"));
         let other = other.seal();
         assert_eq!(*digests.of(&empty), ContentDigests::of(&empty));
         assert_eq!(*digests.of(&other), ContentDigests::of(&other));
