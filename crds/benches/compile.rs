@@ -5,6 +5,10 @@
 //! the process): 182 ms wall per compile without freeing the result (~120 ms of CPU), 319 ms
 //! including the drop. About a third is the content hash (serde_json into SHA-256), a fifth
 //! the chains (one `serde_json::Value` clone per chain entry).
+//!
+//! The content hash cases compare the hash from scratch, now (per-entry digests) and before
+//! (`support/legacy_hash.rs`), with what the controller does after one Route changed: compile
+//! unsealed and seal reusing the previous snapshot's digests (bench/CONTROLLER.md).
 
 #[path = "../tests/all/support/mod.rs"]
 mod support;

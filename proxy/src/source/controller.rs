@@ -689,7 +689,8 @@ mod tests {
         };
         let (got, _) = decode(&delta).expect("the untouched delta applies");
         assert_eq!(got.secrets, next.secrets);
-        let edits: [(&str, fn(&mut SnapshotDelta)); 6] = [
+        type Edit = fn(&mut SnapshotDelta);
+        let edits: [(&str, Edit); 6] = [
             ("entry tampered", |d| {
                 d.secrets.upsert[0].data.insert("k".into(), "3".into());
             }),
