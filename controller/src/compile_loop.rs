@@ -91,9 +91,16 @@ pub struct Published {
     pub gateway_api: Option<Arc<Objects>>,
 }
 
-/// The digests of `snapshot`'s Routes and Services, by object.
-pub fn object_digests(snapshot: &Snapshot) -> BTreeMap<ObjectId, String> {
-    let digests = hookway_crds::applied::digests(snapshot);
+/// The digests of `snapshot`'s Routes and Services, by object, from its entry digests
+/// (`content`) when the compile loop has them.
+pub fn object_digests(
+    snapshot: &Snapshot,
+    content: Option<&ContentDigests>,
+) -> BTreeMap<ObjectId, String> {
+    let digests = match content {
+        Some(content) => hookway_crds::applied::digests_with(snapshot, content),
+        None => hookway_crds::applied::digests(snapshot),
+    };
     let routes = snapshot.routes.iter().zip(digests.routes).map(|(r, d)| {
         let id = ObjectId {
             kind: Kind::Route,
@@ -206,7 +213,7 @@ where
             );
             self.metrics.compiles_changed.inc();
             self.metrics.snapshot_version.set(self.version as i64);
-            self.digests = Arc::new(object_digests(&snapshot));
+            self.digests = Arc::new(object_digests(&snapshot, entry_digests.as_ref()));
             self.origins = Arc::new(origins);
             self.entry_digests = entry_digests.map(|d| (snapshot.hash.clone(), d));
             self.snapshots.send_replace(Some(Arc::new(snapshot)));

@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::content_hash::ContentDigests;
 use crate::snapshot::{ObjectKey, Snapshot};
 
 /// The kind of an object a proxy could not apply.
@@ -130,7 +131,18 @@ pub struct Digests {
 ///
 /// Each dependency is hashed once, then each Route hashes its entry and the dependency digests.
 pub fn digests(snapshot: &Snapshot) -> Digests {
-    let upstream_digests: Vec<String> = snapshot.upstreams.iter().map(|u| digest(&[u])).collect();
+    digests_with(snapshot, &ContentDigests::of(snapshot))
+}
+
+/// [`digests`] from the snapshot's entry digests (`content`, as its content hash was built
+/// from): no entry is serialized again, each Route hashes its entry's digest and its
+/// dependencies' (hex of the first 16 bytes of each entry digest).
+pub fn digests_with(snapshot: &Snapshot, content: &ContentDigests) -> Digests {
+    if !content.fits(snapshot) {
+        return digests(snapshot);
+    }
+    let short = |d: &[u8; 32]| hex::encode(&d[..16]);
+    let upstream_digests: Vec<String> = content.upstreams.iter().map(short).collect();
     let upstreams: HashMap<&ObjectKey, &String> = snapshot
         .upstreams
         .iter()
@@ -138,8 +150,8 @@ pub fn digests(snapshot: &Snapshot) -> Digests {
         .map(|(u, d)| (&u.key, d))
         .collect();
     let mut certs_by_host: HashMap<&str, Vec<String>> = HashMap::new();
-    for cert in &snapshot.certificates {
-        let d = digest(&[cert]);
+    for (cert, d) in snapshot.certificates.iter().zip(&content.certificates) {
+        let d = short(d);
         for host in &cert.hosts {
             certs_by_host
                 .entry(host.as_str())
@@ -148,16 +160,17 @@ pub fn digests(snapshot: &Snapshot) -> Digests {
         }
     }
     let mut secrets_by_ns: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for secret in &snapshot.secrets {
+    for (secret, d) in snapshot.secrets.iter().zip(&content.secrets) {
         secrets_by_ns
             .entry(secret.key.namespace.as_str())
             .or_default()
-            .push(digest(&[secret]));
+            .push(short(d));
     }
     let routes = snapshot
         .routes
         .iter()
-        .map(|route| {
+        .zip(&content.routes)
+        .map(|(route, entry)| {
             let upstream = upstreams.get(&route.upstream);
             let certs: Vec<&String> = route
                 .hosts
@@ -175,7 +188,7 @@ pub fn digests(snapshot: &Snapshot) -> Digests {
                 .filter_map(|ns| secrets_by_ns.get(ns))
                 .flatten()
                 .collect();
-            digest(&[route, &upstream, &certs, &secrets])
+            digest(&[&short(entry), &upstream, &certs, &secrets])
         })
         .collect();
     Digests {

@@ -524,6 +524,10 @@ mod tests {
                     fresh.clone().seal_reusing(Some((&sent, &sent_digests)));
                 prop_assert_eq!(&next.hash, &fresh.content_hash());
                 prop_assert_eq!(&next_digests, &ContentDigests::of(&fresh));
+                prop_assert_eq!(
+                    crate::applied::digests_with(&next, &next_digests),
+                    crate::applied::digests(&fresh)
+                );
                 let delta = SnapshotDelta::between(&sent, &next);
                 let (applied, applied_digests) = delta
                     .apply_with(&held, &held_digests, i as u64, &next.hash)
