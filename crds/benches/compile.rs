@@ -130,6 +130,14 @@ fn bench(c: &mut Criterion) {
     group.bench_function("seal_after_one_route_changed", |b| {
         b.iter(|| ContentDigests::reusing(black_box(&recompiled), &previous, &previous_digests))
     });
+    // The per-object digests `Programmed` counts by (the compile loop computes them for every
+    // changed snapshot): serializing every entry again, or from the entry digests.
+    group.bench_function("programmed_digests_from_scratch", |b| {
+        b.iter(|| hookway_crds::applied::digests(black_box(&previous)))
+    });
+    group.bench_function("programmed_digests_from_entry_digests", |b| {
+        b.iter(|| hookway_crds::applied::digests_with(black_box(&previous), &previous_digests))
+    });
     group.bench_function("compile_unsealed_and_seal_after_one_route_changed", |b| {
         b.iter_with_large_drop(|| {
             let snapshot = compile_unsealed(black_box(&changed), &options, &catalogue).snapshot;
