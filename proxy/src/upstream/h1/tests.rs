@@ -7,8 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Method, Request, Uri};
 use http_body_util::BodyExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 use crate::plugin::ProxyBody;
 use crate::upstream::client::{ClientCache, ClientKey};
@@ -27,7 +27,7 @@ enum Reply {
 }
 
 /// A request as the upstream read it.
-async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+async fn read_request<S: AsyncRead + Unpin>(sock: &mut S, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
     let mut chunk = [0u8; 4096];
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -432,4 +432,67 @@ async fn a_stale_reused_connection_resends_only_safe_requests() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn tls_connections_are_spoken_to_and_reused() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let uri: Uri = format!("https://{}/", listener.local_addr().unwrap())
+        .parse()
+        .unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let mut tls = acceptor.accept(tcp).await.unwrap();
+                let mut buf = Vec::new();
+                let mut n = 0;
+                while read_request(&mut tls, &mut buf).await.is_some() {
+                    n += 1;
+                    let answer: &[u8] = if n % 2 == 1 {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\ntls"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\ntls\r\n0\r\n\r\n"
+                    };
+                    if tls.write_all(answer).await.is_err() || tls.flush().await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let client = ClientCache::default()
+        .get(&ClientKey {
+            connect_timeout_ms: 1000,
+            insecure: true,
+            server_name: Some("localhost".into()),
+        })
+        .unwrap();
+    let ep = client.endpoint(
+        uri.scheme().unwrap(),
+        uri.authority().unwrap(),
+        UpstreamProtocol::Http1,
+    );
+    for i in 0..6 {
+        assert_eq!(
+            fetch(&ep, Method::GET).await,
+            Outcome::Body(200, "tls".into(), vec![]),
+            "request {i}"
+        );
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "one TLS connection");
+    assert_eq!(ep.idle_count(), 1);
 }
