@@ -5,11 +5,12 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+
 use super::balancer::InFlight;
 use super::endpoint::{Checkin, UpstreamBody};
 use crate::plugin::BoxError;
-use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
 
 /// The upstream's body plus the in-flight guard of its node and its connection's checkin.
 pub struct GuardedBody {
