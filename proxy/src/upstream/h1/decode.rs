@@ -685,7 +685,8 @@ mod tests {
 
     #[test]
     fn chunk_lines() {
-        let cases: &[(&[u8], Result<Option<(u64, usize)>, ()>)] = &[
+        type Line = Result<Option<(u64, usize)>, ()>;
+        let cases: &[(&[u8], Line)] = &[
             (b"5\r\n", Ok(Some((5, 3)))),
             (b"fF\r\n", Ok(Some((255, 4)))),
             (b"5 \t;name=value\r\nxx", Ok(Some((5, 16)))),

@@ -154,7 +154,7 @@ mod tests {
         let unknown = SizeHint::default();
         let get = || Request::get("/a?b=1").header("host", "h");
         let post = || Request::post("/p").header("host", "h");
-        let (text, framing) = encode(get().body(()).unwrap(), true, unknown.clone());
+        let (text, framing) = encode(get().body(()).unwrap(), true, unknown);
         assert_eq!(text, "GET /a?b=1 HTTP/1.1\r\nhost: h\r\n\r\n");
         assert_eq!(framing.unwrap(), Framing::Empty);
         let (text, framing) = encode(post().body(()).unwrap(), false, SizeHint::with_exact(3));
@@ -166,7 +166,7 @@ mod tests {
         let (text, framing) = encode(
             post().header("content-length", "7").body(()).unwrap(),
             false,
-            unknown.clone(),
+            unknown,
         );
         assert_eq!(
             text,
@@ -176,14 +176,14 @@ mod tests {
         let (text, framing) = encode(
             post().header("transfer-encoding", "gzip").body(()).unwrap(),
             false,
-            unknown.clone(),
+            unknown,
         );
         assert_eq!(
             text,
             "POST /p HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n"
         );
         assert_eq!(framing.unwrap(), Framing::Chunked);
-        let (_, framing) = encode(get().body(()).unwrap(), false, unknown.clone());
+        let (_, framing) = encode(get().body(()).unwrap(), false, unknown);
         assert_eq!(
             framing.unwrap(),
             Framing::Empty,
