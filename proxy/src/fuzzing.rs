@@ -299,6 +299,82 @@ pub fn sub_filter_target(data: &[u8]) {
     assert_eq!(run(size), whole, "chunks of {size} changed the output");
 }
 
+/// One run of the HTTP/1.1 body decoder over `input`, fed `piece` bytes at a time: the body
+/// bytes, the trailer names, and whether it ended cleanly.
+fn decode_http1_body(
+    framing: crate::upstream::h1::decode::Framing,
+    input: &[u8],
+    piece: usize,
+) -> (Vec<u8>, Vec<String>, bool) {
+    use crate::upstream::h1::decode::{BodyDecoder, Step};
+    let mut decoder = BodyDecoder::new(framing);
+    let mut buf = bytes::BytesMut::new();
+    let (mut data, mut trailers, mut fed) = (Vec::new(), Vec::new(), 0);
+    loop {
+        match decoder.step(&mut buf) {
+            Ok(Step::Data(bytes)) => {
+                assert!(!bytes.is_empty(), "empty data frame");
+                data.extend_from_slice(&bytes);
+                if decoder.settle(&mut buf).is_err() {
+                    return (data, trailers, false);
+                }
+            }
+            Ok(Step::Trailers(t)) => {
+                trailers = t.keys().map(|k| k.to_string()).collect();
+                return (data, trailers, true);
+            }
+            Ok(Step::End) => return (data, trailers, true),
+            Ok(Step::More) if fed == input.len() => return (data, trailers, decoder.eof().is_ok()),
+            Ok(Step::More) => {
+                let end = (fed + piece).min(input.len());
+                buf.extend_from_slice(&input[fed..end]);
+                fed = end;
+            }
+            Err(_) => return (data, trailers, false),
+        }
+    }
+}
+
+/// hookway's HTTP/1.1 response reader (`upstream::h1::decode`): a response head for a method
+/// picked by the first byte, then its body fed whole and in pieces of 1 to 86 bytes. Never
+/// panics; never yields more body than it was given; a `Content-Length` body that ends cleanly
+/// has exactly its length; how the bytes are split changes nothing.
+pub fn http1_response_target(data: &[u8]) {
+    use crate::upstream::h1::decode::{parse_head, Framing};
+    let Some((&first, rest)) = data.split_first() else {
+        return;
+    };
+    let method = match first % 3 {
+        0 => http::Method::GET,
+        1 => http::Method::HEAD,
+        _ => http::Method::POST,
+    };
+    let piece = usize::from(first / 3) + 1;
+    let mut buf = bytes::BytesMut::from(rest);
+    let Ok(Some(head)) = parse_head(&mut buf, &method) else {
+        return;
+    };
+    assert!(
+        !(head.headers.contains_key(http::header::TRANSFER_ENCODING)
+            && head.headers.contains_key(http::header::CONTENT_LENGTH)),
+        "an ambiguous head was accepted"
+    );
+    let whole = decode_http1_body(head.framing, &buf, buf.len().max(1));
+    assert!(whole.0.len() <= buf.len(), "more body than input");
+    if let (Framing::Length(n), true) = (head.framing, whole.2) {
+        assert_eq!(
+            whole.0.len() as u64,
+            n,
+            "a clean end short of Content-Length"
+        );
+    }
+    let pieces = decode_http1_body(head.framing, &buf, piece);
+    assert_eq!(pieces.2, whole.2, "pieces of {piece} changed the outcome");
+    if whole.2 {
+        assert_eq!(pieces, whole, "pieces of {piece} changed the body");
+    }
+}
+
 #[cfg(test)]
 mod replay {
     //! Replays the committed corpus (`fuzz/corpus/<target>/`) through the targets.
@@ -354,5 +430,10 @@ mod replay {
     #[test]
     fn sub_filter_corpus() {
         replay("sub_filter", super::sub_filter_target);
+    }
+
+    #[test]
+    fn http1_response_corpus() {
+        replay("http1_response", super::http1_response_target);
     }
 }

@@ -4,27 +4,35 @@
 //!
 //! The pool is ours rather than hyper-util's legacy client: a [`UpstreamPool`] node holds its
 //! [`Endpoint`] directly (resolved once per snapshot), so a request neither hashes a pool key
-//! nor spawns a task to wait for the connection to become idle again. A connection goes back
-//! to its endpoint when the response body has been read to the end ([`Checkin`]); one whose
-//! body is dropped early is closed. A connection that the upstream closed while idle is
-//! noticed on checkout, and a request that could not be written on it is sent again on
-//! another connection (hyper hands it back unsent).
+//! nor spawns a task to wait for the connection to become idle again. HTTP/1.1 is spoken by
+//! hookway's own client ([`super::h1`]), in the request's task: a connection goes back to its
+//! endpoint when the response body has been read cleanly to the end; one whose body is dropped
+//! early is closed. A connection that the upstream closed while idle is noticed on checkout,
+//! and an idempotent bodiless request that finds its reused connection closed is sent again
+//! on another one. Upgrade (WebSocket) requests are handed, with the connection, to hyper's
+//! HTTP/1.1 client, and HTTP/2 is hyper's.
 //!
 //! [`UpstreamPool`]: super::pool::UpstreamPool
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use hookway_crds::snapshot::UpstreamProtocol;
 use http::uri::{Authority, Scheme};
 use http::{header, Request, Response, Uri, Version};
+use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
+use hyper::client::conn::http1;
 use hyper_util::client::legacy::connect::Connection as _;
+use hyper_util::rt::TokioIo;
 use tower_service::Service;
 
 use super::client::Connectors;
+use super::h1;
 use super::http2::{self as h2conn, Checkout, Failure, H2Conns, NewConn, Slot};
 use crate::plugin::{BoxError, ProxyBody};
 
@@ -34,14 +42,17 @@ pub enum SendError {
     /// No connection could be opened (refused, unreachable, connect timeout, TLS handshake).
     #[error("{0}")]
     Connect(String),
-    /// The request failed on an open connection.
+    /// The request failed on an open connection (hyper's clients: HTTP/2, Upgrade requests).
     #[error(transparent)]
     Request(#[from] hyper::Error),
+    /// The request or its response failed on an HTTP/1.1 connection (hookway's client).
+    #[error(transparent)]
+    Http1(#[from] h1::Error),
     /// The upstream did not process the request (HTTP/2 `REFUSED_STREAM`, or a stream above a
     /// graceful GOAWAY's last stream id): as safe to send again as a connect failure.
     #[error("upstream did not process the request: {0}")]
     Unprocessed(String),
-    /// The request body failed while an HTTP/2 connection sent it (the body's own error).
+    /// The request body failed while it was sent (the body's own error).
     #[error("request body: {0}")]
     Body(BoxError),
     /// The request cannot be carried by the upstream's protocol, or the upstream does not speak
@@ -60,7 +71,7 @@ pub struct IdleSettings {
 }
 
 struct Idle {
-    sender: SendRequest<ProxyBody>,
+    conn: h1::Conn,
     since: Instant,
 }
 
@@ -78,38 +89,19 @@ pub struct Endpoint {
     speaks_h2: AtomicBool,
 }
 
-/// A connection (HTTP/1.1) or a stream (HTTP/2) lent to one request, given back by
-/// [`Checkin::done`] when the response body has been read to its end.
-pub struct Checkin(Lent);
-
-enum Lent {
-    Http1 {
-        sender: SendRequest<ProxyBody>,
-        endpoint: Arc<Endpoint>,
-    },
-    Http2(Slot),
-}
+/// An HTTP/2 stream lent to one request, freed when this is dropped. (An HTTP/1.1 connection
+/// is given back by its response body, [`h1::Body`].)
+pub struct Checkin(Slot);
 
 impl Checkin {
-    /// The response has been read to its end: the connection may serve another request (an
-    /// HTTP/2 stream is freed when this is dropped, read or not).
-    pub fn done(self) {
-        match self.0 {
-            Lent::Http1 { sender, endpoint } => endpoint.put(sender),
-            Lent::Http2(_) => {}
-        }
-    }
+    /// The response has been read to its end (the stream is freed when this is dropped, read
+    /// or not).
+    pub fn done(self) {}
 }
 
 impl std::fmt::Debug for Checkin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Lent::Http1 { endpoint, .. } => f
-                .debug_struct("Checkin")
-                .field("endpoint", &endpoint.uri)
-                .finish(),
-            Lent::Http2(slot) => f.debug_tuple("Checkin").field(slot).finish(),
-        }
+        f.debug_tuple("Checkin").field(&self.0).finish()
     }
 }
 
@@ -122,11 +114,53 @@ impl std::fmt::Debug for Endpoint {
     }
 }
 
+/// A response body from an upstream: hookway's HTTP/1.1 client's, or hyper's (HTTP/2,
+/// Upgrade requests).
+#[derive(Debug)]
+pub enum UpstreamBody {
+    /// Read by hookway's HTTP/1.1 client; gives its connection back at the end.
+    Http1(h1::Body),
+    /// Read by hyper.
+    Hyper(Incoming),
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            UpstreamBody::Http1(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
+            UpstreamBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Http1(b) => b.is_end_stream(),
+            UpstreamBody::Hyper(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Http1(b) => b.size_hint(),
+            UpstreamBody::Hyper(b) => b.size_hint(),
+        }
+    }
+}
+
 /// A new connection: HTTP/1.1, or HTTP/2 (by ALPN or prior knowledge).
 enum Conn {
-    Http1(SendRequest<ProxyBody>),
+    Http1(h1::Conn),
     Http2(NewConn),
 }
+
+/// A response and, for an HTTP/2 stream, what frees it.
+type Sent = (Response<UpstreamBody>, Option<Checkin>);
 
 /// How many new HTTP/2 connections one request may open when each closes before taking it.
 const MAX_FRESH_CONNECTIONS: u32 = 3;
@@ -187,28 +221,28 @@ impl Endpoint {
     }
 
     /// The most recently used idle connection that is still open.
-    fn take(&self) -> Option<SendRequest<ProxyBody>> {
+    fn take(&self) -> Option<h1::Conn> {
         let now = Instant::now();
         let mut idle = self.lock();
-        while let Some(conn) = idle.pop() {
-            if !conn.sender.is_closed() && now.duration_since(conn.since) < self.settings.timeout {
-                return Some(conn.sender);
+        while let Some(mut idle_conn) = idle.pop() {
+            if now.duration_since(idle_conn.since) < self.settings.timeout
+                && idle_conn.conn.is_usable()
+            {
+                return Some(idle_conn.conn);
             }
         }
         None
     }
 
-    fn put(&self, sender: SendRequest<ProxyBody>) {
-        if sender.is_closed() {
-            return;
-        }
+    /// Gives back a connection whose response has been read to its end.
+    pub(super) fn put(&self, conn: h1::Conn) {
         let mut idle = self.lock();
         if idle.len() >= self.settings.max {
             // The oldest is the least likely to be wanted again.
             idle.remove(0);
         }
         idle.push(Idle {
-            sender,
+            conn,
             since: Instant::now(),
         });
     }
@@ -216,8 +250,8 @@ impl Endpoint {
     /// Closes idle connections that are closed or older than the idle timeout.
     pub fn evict_expired(&self) {
         let now = Instant::now();
-        self.lock().retain(|conn| {
-            !conn.sender.is_closed() && now.duration_since(conn.since) < self.settings.timeout
+        self.lock().retain_mut(|idle| {
+            now.duration_since(idle.since) < self.settings.timeout && idle.conn.is_usable()
         });
         if self.protocol != UpstreamProtocol::Http1 {
             self.h2.evict_expired(self.settings.timeout);
@@ -225,12 +259,10 @@ impl Endpoint {
     }
 
     /// Sends `req` (origin-form URI, `Host` set) on a connection of this endpoint's protocol: an
-    /// idle HTTP/1.1 connection or a new one, or a stream on a shared HTTP/2 connection. The
-    /// connection (or stream) comes back when the response body ends ([`Checkin`]).
-    pub async fn send(
-        self: &Arc<Self>,
-        req: Request<ProxyBody>,
-    ) -> Result<(Response<Incoming>, Option<Checkin>), SendError> {
+    /// idle HTTP/1.1 connection or a new one, or a stream on a shared HTTP/2 connection. An
+    /// HTTP/1.1 connection comes back when the response body ends, an HTTP/2 stream with the
+    /// [`Checkin`].
+    pub async fn send(self: &Arc<Self>, req: Request<ProxyBody>) -> Result<Sent, SendError> {
         match self.protocol {
             UpstreamProtocol::Http1 => self.send_http1(req, UpstreamProtocol::Http1).await,
             UpstreamProtocol::Http2 => {
@@ -260,45 +292,100 @@ impl Endpoint {
     /// `auto` endpoint, the upstream may answer with `h2`).
     async fn send_http1(
         self: &Arc<Self>,
-        mut req: Request<ProxyBody>,
+        req: Request<ProxyBody>,
         offer: UpstreamProtocol,
-    ) -> Result<(Response<Incoming>, Option<Checkin>), SendError> {
+    ) -> Result<Sent, SendError> {
+        let (mut parts, mut body) = req.into_parts();
         if self.protocol == UpstreamProtocol::Auto {
             // `te: trailers` was kept for HTTP/2; it is hop-by-hop in HTTP/1.1.
-            req.headers_mut().remove(header::TE);
+            parts.headers.remove(header::TE);
         }
-        // Idle connections first; one the upstream closed hands the request back unsent.
-        while let Some(mut sender) = self.take() {
-            if sender.ready().await.is_err() {
-                continue;
-            }
-            match sender.try_send_request(req).await {
-                Ok(resp) => return Ok(self.lend(resp, sender)),
-                Err(mut err) => match err.take_message() {
-                    Some(unsent) => req = unsent,
-                    None => return Err(SendError::Request(err.into_error())),
-                },
+        if super::headers::is_upgrade(&parts.headers) {
+            return Box::pin(self.send_upgrade(Request::from_parts(parts, body), offer)).await;
+        }
+        // Idle connections first; a stale one sends an idempotent bodiless request again.
+        while let Some(mut conn) = self.take() {
+            match h1::exchange(&mut conn, &parts, &mut body).await {
+                Err(h1::Failure::Stale(err)) => {
+                    tracing::debug!(endpoint = %self.authority(), error = %err, "idle upstream connection was closed; sending again");
+                }
+                done => return self.respond(done, conn),
             }
         }
         // Boxed: the connect and handshake state (TLS included) would otherwise sit in every
         // request's future, which is moved whole; a new connection is the rare case.
         match Box::pin(self.connect(offer)).await? {
-            Conn::Http1(mut sender) => {
-                let resp = sender.send_request(req).await?;
-                Ok(self.lend(resp, sender))
+            Conn::Http1(mut conn) => {
+                let done = h1::exchange(&mut conn, &parts, &mut body).await;
+                self.respond(done, conn)
             }
             Conn::Http2(conn) => {
                 self.h2.add(conn);
-                Box::pin(self.send_http2(req)).await
+                Box::pin(self.send_http2(Request::from_parts(parts, body))).await
             }
         }
     }
 
-    /// HTTP/2: a stream on a shared connection, opening one when none has a free stream.
-    async fn send_http2(
+    /// The response of an HTTP/1.1 exchange on `conn`, whose body owns the connection.
+    fn respond(
+        self: &Arc<Self>,
+        done: Result<h1::Head, h1::Failure>,
+        conn: h1::Conn,
+    ) -> Result<Sent, SendError> {
+        let head = match done {
+            Ok(head) => head,
+            Err(h1::Failure::Body(err)) => return Err(SendError::Body(err)),
+            Err(h1::Failure::Stale(err) | h1::Failure::Error(err)) => {
+                return Err(SendError::Http1(err))
+            }
+        };
+        let body = h1::Body::new(conn, self.clone(), head.framing, head.keep_alive);
+        let mut resp = Response::new(UpstreamBody::Http1(body));
+        *resp.status_mut() = head.status;
+        *resp.version_mut() = head.version;
+        *resp.headers_mut() = head.headers;
+        Ok((resp, None))
+    }
+
+    /// An Upgrade (WebSocket) request: hyper's HTTP/1.1 client on a new connection, which
+    /// becomes the tunnel on `101` and is not reused otherwise.
+    async fn send_upgrade(
         self: &Arc<Self>,
         req: Request<ProxyBody>,
-    ) -> Result<(Response<Incoming>, Option<Checkin>), SendError> {
+        offer: UpstreamProtocol,
+    ) -> Result<Sent, SendError> {
+        // A new connection: on `101` it becomes the tunnel anyway, and hyper could not send the
+        // request again if an idle one turned out closed.
+        let conn = match self.connect(offer).await? {
+            Conn::Http1(conn) => conn,
+            Conn::Http2(conn) => {
+                // Upgrades offer HTTP/1.1 only; an upstream that picked h2 anyway is used for
+                // the requests that can be carried.
+                self.h2.add(conn);
+                return Err(SendError::Protocol(format!(
+                    "upstream {} answered an HTTP/1.1-only offer with HTTP/2: an Upgrade (WebSocket) request cannot be carried",
+                    self.authority()
+                )));
+            }
+        };
+        let (mut sender, hyper_conn) = http1::Builder::new()
+            .handshake(TokioIo::new(conn.into_io()))
+            .await
+            .map_err(|err| SendError::Connect(root_cause(&err)))?;
+        let authority = self.authority().clone();
+        tokio::spawn(async move {
+            if let Err(err) = hyper_conn.with_upgrades().await {
+                tracing::debug!(upstream = %authority, error = %err, "upstream connection ended");
+            }
+        });
+        let resp = sender.send_request(req).await?;
+        // Dropping the sender closes the connection once this response is read (or, on 101,
+        // leaves it to the tunnel).
+        Ok((resp.map(UpstreamBody::Hyper), None))
+    }
+
+    /// HTTP/2: a stream on a shared connection, opening one when none has a free stream.
+    async fn send_http2(self: &Arc<Self>, req: Request<ProxyBody>) -> Result<Sent, SendError> {
         let (mut req, body_error) = h2conn::tap_body(req);
         let mut fresh = 0;
         loop {
@@ -312,10 +399,11 @@ impl Endpoint {
                             // The client side answers in its own version; hyper writes an
                             // HTTP/1.1 response head for a response marked HTTP/1.1.
                             *resp.version_mut() = Version::HTTP_11;
+                            let resp = resp.map(UpstreamBody::Hyper);
                             if http_body::Body::is_end_stream(resp.body()) {
                                 return Ok((resp, None));
                             }
-                            return Ok((resp, Some(Checkin(Lent::Http2(slot)))));
+                            return Ok((resp, Some(Checkin(slot))));
                         }
                         Err(mut err) => match err.take_message() {
                             // The connection closed before taking it: another connection.
@@ -348,13 +436,14 @@ impl Endpoint {
                     let offer = self.protocol;
                     match self.connect(offer).await {
                         Ok(Conn::Http2(conn)) => connecting.done(conn),
-                        Ok(Conn::Http1(mut sender)) => {
+                        Ok(Conn::Http1(mut conn)) => {
                             // `auto`, and the upstream picked HTTP/1.1 this time.
                             drop(connecting);
                             h2conn::to_http1(&mut req);
                             req.headers_mut().remove(header::TE);
-                            let resp = sender.send_request(req).await?;
-                            return Ok(self.lend(resp, sender));
+                            let (parts, mut body) = req.into_parts();
+                            let done = h1::exchange(&mut conn, &parts, &mut body).await;
+                            return self.respond(done, conn);
                         }
                         Err(err) => {
                             connecting.fail(&err.to_string());
@@ -387,32 +476,6 @@ impl Endpoint {
         }
     }
 
-    fn lend(
-        self: &Arc<Self>,
-        resp: Response<Incoming>,
-        sender: SendRequest<ProxyBody>,
-    ) -> (Response<Incoming>, Option<Checkin>) {
-        if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-            // The connection now belongs to the upgraded tunnel.
-            return (resp, None);
-        }
-        if framing_in_doubt(resp.headers()) {
-            // Dropping the sender closes the connection once this response is read: bytes
-            // after a doubtful message could be read as the next response.
-            tracing::debug!(endpoint = %self.authority(), "upstream response with both Content-Length and Transfer-Encoding; connection not reused");
-            return (resp, None);
-        }
-        let checkin = Checkin(Lent::Http1 {
-            sender,
-            endpoint: self.clone(),
-        });
-        if http_body::Body::is_end_stream(resp.body()) {
-            checkin.done();
-            return (resp, None);
-        }
-        (resp, Some(checkin))
-    }
-
     /// Opens a connection offering `offer` by ALPN (over TLS). HTTP/2 when the endpoint is
     /// HTTP/2-only, or `auto` and the upstream picked `h2`; HTTP/1.1 otherwise.
     async fn connect(&self, offer: UpstreamProtocol) -> Result<Conn, SendError> {
@@ -436,17 +499,7 @@ impl Endpoint {
                 .map(Conn::Http2)
                 .map_err(|err| SendError::Connect(root_cause(&err)));
         }
-        let (sender, conn) = http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(|err| SendError::Connect(root_cause(&err)))?;
-        let authority = self.authority().clone();
-        tokio::spawn(async move {
-            if let Err(err) = conn.with_upgrades().await {
-                tracing::debug!(upstream = %authority, error = %err, "upstream connection ended");
-            }
-        });
-        Ok(Conn::Http1(sender))
+        Ok(Conn::Http1(h1::Conn::new(h1::Io::from(io))))
     }
 }
 
@@ -457,14 +510,6 @@ pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
         cur = next;
     }
     cur.to_string()
-}
-
-/// Whether an upstream response's framing is in doubt (RFC 9112 §6.3: `Transfer-Encoding`
-/// with `Content-Length` "ought to be handled as an error"; hyper reads it as chunked): the
-/// connection is then never reused.
-pub(crate) fn framing_in_doubt(headers: &http::HeaderMap) -> bool {
-    headers.contains_key(http::header::TRANSFER_ENCODING)
-        && headers.contains_key(http::header::CONTENT_LENGTH)
 }
 
 #[cfg(test)]
@@ -549,7 +594,7 @@ mod tests {
     async fn read_all(endpoint: &Arc<Endpoint>, host: &str) -> Result<String, SendError> {
         let (resp, checkin) = endpoint.send(request(host)).await?;
         let body = crate::upstream::guarded::GuardedBody::new(resp.into_body(), None, checkin);
-        let bytes = body.collect().await?.to_bytes();
+        let bytes = body.collect().await.map_err(SendError::Body)?.to_bytes();
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 

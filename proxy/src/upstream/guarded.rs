@@ -1,19 +1,20 @@
 //! A response body that keeps its node counted as busy (least-request) until it ends, and
-//! gives its connection back to the endpoint when it has been read to the end.
+//! frees its HTTP/2 stream when it has been read to the end (an HTTP/1.1 body gives its
+//! connection back itself, [`super::h1::Body`]).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use super::balancer::InFlight;
-use super::endpoint::Checkin;
+use super::endpoint::{Checkin, UpstreamBody};
+use crate::plugin::BoxError;
 
 /// The upstream's body plus the in-flight guard of its node and its connection's checkin.
 pub struct GuardedBody {
-    inner: Incoming,
+    inner: UpstreamBody,
     _guard: Option<InFlight>,
     checkin: Option<Checkin>,
 }
@@ -21,7 +22,7 @@ pub struct GuardedBody {
 impl GuardedBody {
     /// Wraps `inner`, releasing `guard` when the body is dropped and checking the connection
     /// in when the body ends (a body dropped early closes its connection instead).
-    pub fn new(inner: Incoming, guard: Option<InFlight>, checkin: Option<Checkin>) -> Self {
+    pub fn new(inner: UpstreamBody, guard: Option<InFlight>, checkin: Option<Checkin>) -> Self {
         Self {
             inner,
             _guard: guard,
@@ -32,12 +33,12 @@ impl GuardedBody {
 
 impl Body for GuardedBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => self.check_in(),

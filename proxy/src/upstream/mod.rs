@@ -5,6 +5,7 @@ pub mod balancer;
 pub mod client;
 pub mod endpoint;
 mod guarded;
+pub mod h1;
 pub mod headers;
 mod http2;
 pub mod pool;
@@ -307,6 +308,13 @@ impl ProxyUpstream<'_> {
                             format!("upstream error: request body: {}", root_cause(&*err)),
                         )
                     }));
+                }
+                Ok(Err(SendError::Http1(err))) => {
+                    tracing::debug!(upstream = %pool.key, node, error = %err, "upstream error");
+                    return Err(fail(
+                        StatusCode::BAD_GATEWAY,
+                        format!("upstream error: {err}"),
+                    ));
                 }
                 Ok(Err(SendError::Request(err))) if body_too_large(&err) => {
                     return Err(fail(
