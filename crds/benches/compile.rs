@@ -8,81 +8,14 @@
 
 #[path = "../tests/all/support/mod.rs"]
 mod support;
+mod world;
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use hookway_crds::api::route::PathMatchType;
 use hookway_crds::compiler::{compile, Options};
-use support::*;
-
-/// 100 namespaces × (10 Services, 100 Routes); 10 cluster-wide plugins (5 global, one locked,
-/// one with a namespace policy) and 40 namespace-wide ones.
-fn big_world() -> World {
-    let mut w = World::new();
-    for i in 0..10 {
-        let p = plugin(
-            ROOT,
-            &format!("cluster-{i}"),
-            if i % 2 == 0 { "limit" } else { "extra_params" },
-        )
-        .order(i * 10);
-        let cfg = if i % 2 == 0 {
-            limit(100 + i as u32)
-        } else {
-            params("x-gw", "hookway")
-        };
-        let mut p = if i < 5 { p.global(cfg) } else { p.config(cfg) };
-        if i == 0 {
-            p = p.locked();
-        }
-        if i == 4 {
-            p = p.namespaces(match_labels(&[("tier", "gold")]));
-        }
-        w = w.plugin(p);
-    }
-    for n in 0..100 {
-        let ns = format!("ns-{n}");
-        w = w.namespace(namespace(
-            &ns,
-            &[("tier", if n % 3 == 0 { "gold" } else { "tin" })],
-        ));
-        if n < 40 {
-            w = w.plugin(
-                plugin(&ns, &format!("local-{n}"), "access_log")
-                    .global(log("stdout"))
-                    .order(500),
-            );
-        }
-        for s in 0..10 {
-            let mut svc = service(&ns, &format!("svc-{s}"));
-            if s % 2 == 0 {
-                svc = svc.uses("cluster-5");
-            }
-            if s % 5 == 0 {
-                svc = svc.plugin("cluster-6", limit(7));
-            }
-            w = w.service(svc);
-        }
-        for r in 0..100 {
-            let mut route = route(&ns, &format!("route-{r}"))
-                .host(&format!("app-{}.{ns}.example.com", r % 20))
-                .service(&format!("svc-{}", r % 10))
-                .path(PathMatchType::Prefix, &format!("/api/{r}"));
-            if r % 3 == 0 {
-                route = route.plugin("cluster-2", limit(5));
-            }
-            if r % 7 == 0 {
-                route = route.disable("cluster-1");
-            }
-            if r % 11 == 0 {
-                route = route.uses("cluster-7");
-            }
-            w = w.route(route);
-        }
-    }
-    w
-}
+use support::catalogue;
+use world::big_world;
 
 fn bench(c: &mut Criterion) {
     let world = big_world();

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::snapshot::{ObjectKey, Snapshot};
+use crate::snapshot::{CertificateEntry, ObjectKey, SecretEntry, Snapshot, UpstreamEntry};
 
 /// The kind of an object a proxy could not apply.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -184,6 +184,121 @@ pub fn digests(snapshot: &Snapshot) -> Digests {
     }
 }
 
+/// [`digests`] of `snapshot`, reusing `previous`'s digest of every upstream whose entry is
+/// unchanged and of every Route whose entry and dependencies (upstream, certificates of its
+/// hosts, credential Secrets of its plugins' namespaces) are unchanged: the same digests, with
+/// only what changed hashed. `previous` must be a snapshot with its own [`digests`].
+pub fn digests_reusing(snapshot: &Snapshot, previous: Option<(&Snapshot, &Digests)>) -> Digests {
+    let Some((old, old_digests)) = previous.filter(|(old, d)| {
+        d.routes.len() == old.routes.len() && d.upstreams.len() == old.upstreams.len()
+    }) else {
+        return digests(snapshot);
+    };
+    let by_key = |entries: &[UpstreamEntry], key: &ObjectKey| {
+        entries.binary_search_by(|u| u.key.cmp(key)).ok()
+    };
+    let upstream_digests: Vec<String> = snapshot
+        .upstreams
+        .iter()
+        .map(|u| match by_key(&old.upstreams, &u.key) {
+            Some(i) if old.upstreams[i] == *u => old_digests.upstreams[i].clone(),
+            _ => digest(&[u]),
+        })
+        .collect();
+    let upstreams: HashMap<&ObjectKey, &String> = snapshot
+        .upstreams
+        .iter()
+        .zip(&upstream_digests)
+        .map(|(u, d)| (&u.key, d))
+        .collect();
+    let same_upstream = |key: &ObjectKey| {
+        let new = by_key(&snapshot.upstreams, key).map(|i| &snapshot.upstreams[i]);
+        let was = by_key(&old.upstreams, key).map(|i| &old.upstreams[i]);
+        new == was
+    };
+    fn certs(s: &Snapshot) -> HashMap<&str, Vec<&CertificateEntry>> {
+        let mut by_host: HashMap<&str, Vec<&CertificateEntry>> = HashMap::new();
+        for cert in &s.certificates {
+            for host in &cert.hosts {
+                by_host.entry(host.as_str()).or_default().push(cert);
+            }
+        }
+        by_host
+    }
+    let (new_certs, old_certs) = (certs(snapshot), certs(old));
+    let mut cert_digests: HashMap<&str, Vec<String>> = HashMap::new();
+    for cert in &snapshot.certificates {
+        let d = digest(&[cert]);
+        for host in &cert.hosts {
+            cert_digests.entry(host.as_str()).or_default().push(d.clone());
+        }
+    }
+    fn secrets(s: &Snapshot) -> HashMap<&str, Vec<&SecretEntry>> {
+        let mut by_ns: HashMap<&str, Vec<&SecretEntry>> = HashMap::new();
+        for secret in &s.secrets {
+            by_ns
+                .entry(secret.key.namespace.as_str())
+                .or_default()
+                .push(secret);
+        }
+        by_ns
+    }
+    let (new_secrets, old_secrets) = (secrets(snapshot), secrets(old));
+    let mut secret_digests: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for secret in &snapshot.secrets {
+        secret_digests
+            .entry(secret.key.namespace.as_str())
+            .or_default()
+            .push(digest(&[secret]));
+    }
+    let routes = snapshot
+        .routes
+        .iter()
+        .map(|route| {
+            let namespaces: std::collections::BTreeSet<&str> = route
+                .chain
+                .iter()
+                .map(|c| c.plugin_ref.namespace.as_str())
+                .collect();
+            let was = old
+                .routes
+                .binary_search_by(|r| r.key.cmp(&route.key))
+                .ok()
+                .filter(|&i| old.routes[i] == *route);
+            let unchanged = was.filter(|_| {
+                same_upstream(&route.upstream)
+                    && route
+                        .hosts
+                        .iter()
+                        .all(|h| new_certs.get(h.as_str()) == old_certs.get(h.as_str()))
+                    && namespaces
+                        .iter()
+                        .all(|ns| new_secrets.get(*ns) == old_secrets.get(*ns))
+            });
+            if let Some(i) = unchanged {
+                return old_digests.routes[i].clone();
+            }
+            let upstream = upstreams.get(&route.upstream);
+            let certs: Vec<&String> = route
+                .hosts
+                .iter()
+                .filter_map(|h| cert_digests.get(h.as_str()))
+                .flatten()
+                .collect();
+            let secrets: Vec<&String> = namespaces
+                .into_iter()
+                .filter_map(|ns| secret_digests.get(ns))
+                .flatten()
+                .collect();
+            digest(&[route, &upstream, &certs, &secrets])
+        })
+        .collect();
+    Digests {
+        routes,
+        upstreams: upstream_digests,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +396,50 @@ mod tests {
             let changed = [next[0] != base[0], next[1] != base[1]];
             assert_eq!(changed, want, "changing {what}");
         }
+    }
+
+    #[test]
+    fn reused_digests_equal_fresh_ones_after_every_change() {
+        type Change = fn(&mut Snapshot);
+        let changes: Vec<(&str, Change)> = vec![
+            ("nothing", |_| {}),
+            ("a Route's entry", |s| s.routes[0].priority = 9),
+            ("the upstream", |s| s.upstreams[0].retries = 3),
+            ("a certificate", |s| s.certificates[0].key_pem = "other".into()),
+            ("a certificate's hosts", |s| {
+                s.certificates[0].hosts = vec!["two.example.com".into()]
+            }),
+            ("a credential Secret", |s| {
+                s.secrets[0].data.insert("bob".into(), "k2".into());
+            }),
+            ("a plugin config", |s| {
+                s.routes[1].chain[0].config = serde_json::json!({"secret": "x"})
+            }),
+            ("a Route removed", |s| {
+                s.routes.remove(0);
+            }),
+            ("the upstream removed", |s| s.upstreams.clear()),
+            ("a Secret removed", |s| s.secrets.clear()),
+        ];
+        for (what, change) in &changes {
+            // From the base, and chained: each change on top of the previous ones.
+            let base = snapshot();
+            let base_digests = digests(&base);
+            let mut next = snapshot();
+            change(&mut next);
+            let reused = digests_reusing(&next, Some((&base, &base_digests)));
+            assert_eq!(reused, digests(&next), "after changing {what}");
+        }
+        let mut last = snapshot();
+        let mut last_digests = digests(&last);
+        for (what, change) in &changes {
+            let mut next = last.clone();
+            change(&mut next);
+            let reused = digests_reusing(&next, Some((&last, &last_digests)));
+            assert_eq!(reused, digests(&next), "chained, after changing {what}");
+            (last, last_digests) = (next, reused);
+        }
+        assert_eq!(digests_reusing(&last, None), digests(&last));
     }
 
     #[test]
