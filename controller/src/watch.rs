@@ -4,7 +4,7 @@
 //! | kind | scope | selector |
 //! |---|---|---|
 //! | GatewayPlugin, Service, Route (hookway.dev) | watched namespaces (or all) | — |
-//! | core Service, EndpointSlice | watched namespaces | — (index.rs keeps only referenced ones) |
+//! | core Service, EndpointSlice | watched namespaces | — (index.rs keeps only referenced ones; of EndpointSlices only what the compiler reads: `index::EndpointSliceLite`) |
 //! | Secret `kubernetes.io/tls` | watched namespaces | `fieldSelector=type=kubernetes.io/tls` |
 //! | Secret with credentials for plugins | watched namespaces | `labelSelector=hookway.dev/credentials=true` |
 //! | ConfigMap with plugin data (a `wasm` module) | watched namespaces | `labelSelector=hookway.dev/plugin-data=true` |
@@ -28,7 +28,6 @@ use futures::StreamExt;
 use hookway_crds::gateway_api::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use hookway_crds::{GatewayPlugin, PlatformPolicy, Route, Service};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service as CoreService};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -38,7 +37,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::compile_loop::Poke;
-use crate::index::{GatewayApiSlot, GatewayApiStores, MultiStore, Stores};
+use crate::index::{EndpointSliceLite, GatewayApiSlot, GatewayApiStores, MultiStore, Stores};
 
 /// Label that makes a Secret visible to plugin configs.
 pub const CREDENTIALS_LABEL: &str = "hookway.dev/credentials=true";
@@ -314,7 +313,7 @@ pub fn start(
         services: multi::<Service>(tasks, client, scope, &any, poke),
         routes: multi::<Route>(tasks, client, scope, &any, poke),
         core_services: multi::<CoreService>(tasks, client, scope, &any, poke),
-        endpoint_slices: multi::<EndpointSlice>(tasks, client, scope, &any, poke),
+        endpoint_slices: multi::<EndpointSliceLite>(tasks, client, scope, &any, poke),
         tls_secrets: multi::<Secret>(
             tasks,
             client,

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 
 use hookway_controller::compile_loop::CompileLoop;
 use hookway_controller::fleet::Programmed;
-use hookway_controller::index::{GatewayApiSlot, MultiStore, Stores};
+use hookway_controller::index::{EndpointSliceLite, GatewayApiSlot, MultiStore, Stores};
 use hookway_controller::metrics::Metrics;
 use hookway_controller::proxies::Count;
 use hookway_controller::status::{self, StatusObject};
@@ -19,7 +19,6 @@ use hookway_crds::compiler::{Kind, ObjectId, Options};
 use hookway_crds::snapshot::ObjectKey;
 use hookway_crds::{Route, Service};
 use k8s_openapi::api::core::v1::Service as CoreService;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::{self, store::Writer, Store};
@@ -127,6 +126,7 @@ fn with_statuses<K: StatusObject>(
 #[ignore = "a measurement: run with --ignored --nocapture"]
 fn controller_heap_at_10k_routes() {
     let start = live();
+    let routes_at = live();
     let routes: Vec<Route> = (0..ROUTES)
         .map(|i| {
             let service = if i % 7 == 0 {
@@ -140,6 +140,8 @@ fn controller_heap_at_10k_routes() {
             .unwrap()
         })
         .collect();
+    let routes_objects = live() - routes_at;
+    let services_at = live();
     let mut services: Vec<Service> = (0..SERVICES)
         .map(|j| {
             serde_json::from_value(json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Service",
@@ -154,6 +156,8 @@ fn controller_heap_at_10k_routes() {
             "spec": {"nodes": [{"address": "127.0.0.1", "port": 8080}]}}))
         .unwrap(),
     );
+    let services_objects = live() - services_at;
+    let core_at = live();
     let core: Vec<CoreService> = (0..SERVICES)
         .map(|j| {
             serde_json::from_value(json!({"metadata": meta(&format!("b{j}"), j),
@@ -161,7 +165,9 @@ fn controller_heap_at_10k_routes() {
             .unwrap()
         })
         .collect();
-    let slices: Vec<EndpointSlice> = (0..SERVICES)
+    let core_objects = live() - core_at;
+    let slices_at = live();
+    let slices: Vec<EndpointSliceLite> = (0..SERVICES)
         .map(|j| {
             let endpoints: Vec<_> = (0..ENDPOINTS)
                 .map(|k| json!({"addresses": [format!("10.{}.{}.{}", j / 200, j % 200 + 1, 1 + k * 20)],
@@ -174,10 +180,19 @@ fn controller_heap_at_10k_routes() {
             .unwrap()
         })
         .collect();
+    let slices_objects = live() - slices_at;
+    let at = live();
     let (route_store, mut route_writer) = store(routes);
+    let routes_bytes = live() - at + routes_objects;
+    let at = live();
     let (service_store, mut service_writer) = store(services);
+    let services_bytes = live() - at + services_objects;
+    let at = live();
     let (core_store, _core_writer) = store(core);
+    let core_bytes = live() - at + core_objects;
+    let at = live();
     let (slice_store, _slice_writer) = store(slices);
+    let slices_bytes = live() - at + slices_objects;
     let stores = Stores {
         plugins: empty(),
         services: MultiStore(vec![service_store.clone()]),
@@ -203,7 +218,9 @@ fn controller_heap_at_10k_routes() {
     let catalogue = hookway_crds::Catalogue::builtin();
     let first = hookway_crds::compiler::compile(&stores.objects(), &options, &catalogue);
     assert_eq!(first.snapshot.routes.len(), ROUTES, "every Route is served");
+    let at = live();
     with_statuses(&mut route_writer, &route_store, Kind::Route, &first.reports);
+    let route_statuses = live() - at;
     with_statuses(&mut service_writer, &service_store, Kind::Service, &first.reports);
     drop(first);
     let stores_bytes = live() - start;
@@ -249,6 +266,11 @@ fn controller_heap_at_10k_routes() {
 
     println!("controller heap, {ROUTES} Routes, {SERVICES} Services, {} endpoints:", SERVICES * ENDPOINTS);
     println!("  reflector stores (with statuses):       {}", mib(stores_bytes));
+    println!("    Routes without status (in the store): {}", mib(routes_bytes));
+    println!("    Routes' statuses:                     {}", mib(route_statuses));
+    println!("    Services without status:              {}", mib(services_bytes));
+    println!("    core Services:                        {}", mib(core_bytes));
+    println!("    EndpointSlices:                       {}", mib(slices_bytes));
     println!("  compile loop after a step (all held):   {}", mib(loop_bytes));
     println!("    snapshot:                             {}", mib(snapshot_bytes));
     println!("    reports:                              {}", mib(reports_bytes));
