@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hookway_crds::applied::Digests;
+use hookway_crds::applied::{Digest, Digests};
 use hookway_crds::compiler::{
     Compiled, InputDigest, Kind, ObjectId, ObjectReport, Objects, Previous, UrlSource,
 };
@@ -94,7 +94,7 @@ pub struct Published {
     pub reports: Arc<BTreeMap<ObjectId, ObjectReport>>,
     /// Content digests of the served Routes (entry and dependencies) and Services (upstream)
     /// of the snapshot `version` (see `hookway_crds::applied::digests`).
-    pub digests: Arc<BTreeMap<ObjectId, String>>,
+    pub digests: Arc<ObjectDigests>,
     /// Synthetic objects of the snapshot `version` (lowered from an HTTPRoute, GRPCRoute or
     /// Ingress) → their source object (`Compiled::origins`): how a proxy's failure to apply a
     /// synthetic object reaches the source's status (`origin_failures.rs`).
@@ -104,32 +104,52 @@ pub struct Published {
     pub gateway_api: Option<Arc<Objects>>,
 }
 
-/// The digests of `snapshot`'s Routes and Services, by object.
-pub fn object_digests(snapshot: &Snapshot) -> BTreeMap<ObjectId, String> {
-    by_object(snapshot, hookway_crds::applied::digests(snapshot))
+/// The content digests of a snapshot's Routes and Services, found by object. No map of keys:
+/// the snapshot's Routes and upstreams are sorted by key, so a lookup is a binary search in the
+/// snapshot itself (which the compile loop holds anyway).
+#[derive(Clone, Debug, Default)]
+pub struct ObjectDigests {
+    snapshot: Option<Arc<Snapshot>>,
+    digests: Digests,
 }
 
-/// `digests` (of `snapshot`) by object.
-fn by_object(snapshot: &Snapshot, digests: Digests) -> BTreeMap<ObjectId, String> {
-    let routes = snapshot.routes.iter().zip(digests.routes).map(|(r, d)| {
-        let id = ObjectId {
-            kind: Kind::Route,
-            key: r.key.clone(),
-        };
-        (id, d)
-    });
-    let services = snapshot
-        .upstreams
-        .iter()
-        .zip(digests.upstreams)
-        .map(|(u, d)| {
-            let id = ObjectId {
-                kind: Kind::Service,
-                key: u.key.clone(),
-            };
-            (id, d)
-        });
-    routes.chain(services).collect()
+impl ObjectDigests {
+    /// The digests of `snapshot`.
+    pub fn new(snapshot: Arc<Snapshot>, digests: Digests) -> Self {
+        Self {
+            snapshot: Some(snapshot),
+            digests,
+        }
+    }
+
+    /// The digests of `snapshot`, computed.
+    pub fn of(snapshot: Arc<Snapshot>) -> Self {
+        let digests = hookway_crds::applied::digests(&snapshot);
+        Self::new(snapshot, digests)
+    }
+
+    /// The digest of a served Route or Service.
+    pub fn get(&self, id: &ObjectId) -> Option<Digest> {
+        let snapshot = self.snapshot.as_ref()?;
+        match id.kind {
+            Kind::Route => snapshot
+                .routes
+                .binary_search_by(|r| r.key.cmp(&id.key))
+                .ok()
+                .and_then(|i| self.digests.routes.get(i).copied()),
+            Kind::Service => snapshot
+                .upstreams
+                .binary_search_by(|u| u.key.cmp(&id.key))
+                .ok()
+                .and_then(|i| self.digests.upstreams.get(i).copied()),
+            _ => None,
+        }
+    }
+
+    /// The digests in the snapshot's order.
+    pub fn digests(&self) -> &Digests {
+        &self.digests
+    }
 }
 
 /// The compile loop's state.
@@ -140,9 +160,8 @@ pub struct CompileLoop<O, C> {
     published: watch::Sender<Option<Published>>,
     metrics: Metrics,
     version: u64,
-    digests: Arc<BTreeMap<ObjectId, String>>,
-    /// The digests of the snapshot in `snapshots`, in its order (reused for the next one).
-    last_digests: Option<Digests>,
+    /// The digests of the snapshot in `snapshots` (reused for the next one).
+    digests: Arc<ObjectDigests>,
     origins: Arc<BTreeMap<ObjectId, ObjectId>>,
     /// What the last compile gave besides the snapshot (in `snapshots`): the next compile
     /// reuses it when only endpoints changed (`hookway_crds::compiler::compile_reusing`).
@@ -177,7 +196,6 @@ where
             metrics,
             version: 0,
             digests: Arc::default(),
-            last_digests: None,
             origins: Arc::default(),
             last: None,
         }
@@ -236,12 +254,13 @@ where
             let previous = self.snapshots.borrow().clone();
             let digests = hookway_crds::applied::digests_reusing(
                 &snapshot,
-                previous.as_deref().zip(self.last_digests.as_ref()),
+                previous.as_deref().map(|p| (p, self.digests.digests())),
             );
-            self.last_digests = Some(digests.clone());
-            self.digests = Arc::new(by_object(&snapshot, digests));
+            drop(previous);
+            let snapshot = Arc::new(snapshot);
+            self.digests = Arc::new(ObjectDigests::new(snapshot.clone(), digests));
             self.origins = Arc::new(origins);
-            self.snapshots.send_replace(Some(Arc::new(snapshot)));
+            self.snapshots.send_replace(Some(snapshot));
             Some(self.version)
         };
         let reports = Arc::new(reports);

@@ -43,7 +43,7 @@ pub struct Generations(HashMap<ObjectId, Held>);
 #[derive(Debug)]
 struct Held {
     generation: i64,
-    digest: Option<String>,
+    digest: Option<hookway_crds::applied::Digest>,
     version: u64,
     /// The [`fingerprint`] of the inputs of the last pass that found this object's status
     /// already as desired (0: none). The same inputs give the same desired status, so the
@@ -60,14 +60,14 @@ impl Generations {
             let digest = published.digests.get(id);
             let held = self.0.entry(id.clone()).or_insert_with(|| Held {
                 generation: report.generation,
-                digest: digest.cloned(),
+                digest,
                 version: published.version,
                 settled: 0,
             });
-            if held.generation != report.generation || held.digest.as_ref() != digest {
+            if held.generation != report.generation || held.digest != digest {
                 *held = Held {
                     generation: report.generation,
-                    digest: digest.cloned(),
+                    digest,
                     version: published.version,
                     settled: 0,
                 };
@@ -487,11 +487,30 @@ mod tests {
                 endpoints: 0,
             },
         );
-        let digests = [(route_id(), digest.to_string())].into();
+        // A snapshot serving Route ns/r with content `digest`.
+        let snapshot = hookway_crds::Snapshot {
+            routes: vec![hookway_crds::snapshot::RouteEntry {
+                key: ObjectKey::new("ns", "r"),
+                hosts: vec![],
+                rules: vec![],
+                priority: 0,
+                created: 0,
+                upstream: ObjectKey::new("ns", "s"),
+                chain: vec![],
+            }],
+            ..Default::default()
+        };
+        let digests = hookway_crds::applied::Digests {
+            routes: vec![u128::from(digest.as_bytes()[1])],
+            upstreams: vec![],
+        };
         Published {
             version,
             reports: Arc::new(reports),
-            digests: Arc::new(digests),
+            digests: Arc::new(crate::compile_loop::ObjectDigests::new(
+                Arc::new(snapshot),
+                digests,
+            )),
             origins: Arc::default(),
             gateway_api: None,
         }

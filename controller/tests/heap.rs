@@ -256,7 +256,7 @@ fn controller_heap_at_10k_routes() {
     let reports_bytes = live() - at;
     drop(reports);
     let at = live();
-    let digests: std::collections::BTreeMap<_, _> = (*p.digests).clone();
+    let digests = p.digests.digests().clone();
     let digests_bytes = live() - at;
     drop(digests);
     let at = live();
@@ -274,7 +274,7 @@ fn controller_heap_at_10k_routes() {
     println!("  compile loop after a step (all held):   {}", mib(loop_bytes));
     println!("    snapshot:                             {}", mib(snapshot_bytes));
     println!("    reports:                              {}", mib(reports_bytes));
-    println!("    digests by object:                    {}", mib(digests_bytes));
+    println!("    digests (by object):                  {}", mib(digests_bytes));
     println!("  status loop's generations:              {}", mib(generations_bytes));
     println!("  a whole frame (JSON) would be:          {}", mib(frame_len));
     println!(

@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use crate::snapshot::{CertificateEntry, ObjectKey, SecretEntry, Snapshot, UpstreamEntry};
 
@@ -89,16 +89,23 @@ impl std::io::Write for HashWriter {
     }
 }
 
-/// Hex SHA-256 of the JSON of `parts`, in order (16 bytes: enough to tell versions apart).
-fn digest(parts: &[&dyn erased::Json]) -> String {
-    let mut writer = std::io::BufWriter::with_capacity(16 * 1024, HashWriter(Sha256::new()));
+/// A content digest: the first 16 bytes of a SHA-256 (enough to tell versions apart), kept as
+/// a number (16 bytes where a hex string took 72 with its allocation).
+pub type Digest = u128;
+
+/// The [`Digest`] of the JSON of `parts`, in order.
+fn digest(parts: &[&dyn erased::Json]) -> Digest {
+    let mut writer = std::io::BufWriter::with_capacity(4 * 1024, HashWriter(Sha256::new()));
     for part in parts {
         part.write_json(&mut writer);
         std::io::Write::write_all(&mut writer, b"\n").expect("hashing never fails");
     }
     std::io::Write::flush(&mut writer).expect("hashing never fails");
     let (hasher, _) = writer.into_parts();
-    hex::encode(&hasher.0.finalize()[..16])
+    let sum = hasher.0.finalize();
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&sum[..16]);
+    Digest::from_be_bytes(first)
 }
 
 mod erased {
@@ -118,9 +125,9 @@ mod erased {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Digests {
     /// Per Route: its entry and what it depends on (see [`digests`]).
-    pub routes: Vec<String>,
+    pub routes: Vec<Digest>,
     /// Per upstream (Service): its entry, endpoints included.
-    pub upstreams: Vec<String>,
+    pub upstreams: Vec<Digest>,
 }
 
 /// Digests of `snapshot`'s Routes and upstreams. A Route's digest covers its entry and what it
@@ -130,24 +137,24 @@ pub struct Digests {
 ///
 /// Each dependency is hashed once, then each Route hashes its entry and the dependency digests.
 pub fn digests(snapshot: &Snapshot) -> Digests {
-    let upstream_digests: Vec<String> = snapshot.upstreams.iter().map(|u| digest(&[u])).collect();
-    let upstreams: HashMap<&ObjectKey, &String> = snapshot
+    let upstream_digests: Vec<Digest> = snapshot.upstreams.iter().map(|u| digest(&[u])).collect();
+    let upstreams: HashMap<&ObjectKey, &Digest> = snapshot
         .upstreams
         .iter()
         .zip(&upstream_digests)
         .map(|(u, d)| (&u.key, d))
         .collect();
-    let mut certs_by_host: HashMap<&str, Vec<String>> = HashMap::new();
+    let mut certs_by_host: HashMap<&str, Vec<Digest>> = HashMap::new();
     for cert in &snapshot.certificates {
         let d = digest(&[cert]);
         for host in &cert.hosts {
             certs_by_host
                 .entry(host.as_str())
                 .or_default()
-                .push(d.clone());
+                .push(d);
         }
     }
-    let mut secrets_by_ns: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut secrets_by_ns: BTreeMap<&str, Vec<Digest>> = BTreeMap::new();
     for secret in &snapshot.secrets {
         secrets_by_ns
             .entry(secret.key.namespace.as_str())
@@ -159,7 +166,7 @@ pub fn digests(snapshot: &Snapshot) -> Digests {
         .iter()
         .map(|route| {
             let upstream = upstreams.get(&route.upstream);
-            let certs: Vec<&String> = route
+            let certs: Vec<&Digest> = route
                 .hosts
                 .iter()
                 .filter_map(|h| certs_by_host.get(h.as_str()))
@@ -170,7 +177,7 @@ pub fn digests(snapshot: &Snapshot) -> Digests {
                 .iter()
                 .map(|c| c.plugin_ref.namespace.as_str())
                 .collect();
-            let secrets: Vec<&String> = namespaces
+            let secrets: Vec<&Digest> = namespaces
                 .into_iter()
                 .filter_map(|ns| secrets_by_ns.get(ns))
                 .flatten()
@@ -197,15 +204,15 @@ pub fn digests_reusing(snapshot: &Snapshot, previous: Option<(&Snapshot, &Digest
     let by_key = |entries: &[UpstreamEntry], key: &ObjectKey| {
         entries.binary_search_by(|u| u.key.cmp(key)).ok()
     };
-    let upstream_digests: Vec<String> = snapshot
+    let upstream_digests: Vec<Digest> = snapshot
         .upstreams
         .iter()
         .map(|u| match by_key(&old.upstreams, &u.key) {
-            Some(i) if old.upstreams[i] == *u => old_digests.upstreams[i].clone(),
+            Some(i) if old.upstreams[i] == *u => old_digests.upstreams[i],
             _ => digest(&[u]),
         })
         .collect();
-    let upstreams: HashMap<&ObjectKey, &String> = snapshot
+    let upstreams: HashMap<&ObjectKey, &Digest> = snapshot
         .upstreams
         .iter()
         .zip(&upstream_digests)
@@ -226,11 +233,11 @@ pub fn digests_reusing(snapshot: &Snapshot, previous: Option<(&Snapshot, &Digest
         by_host
     }
     let (new_certs, old_certs) = (certs(snapshot), certs(old));
-    let mut cert_digests: HashMap<&str, Vec<String>> = HashMap::new();
+    let mut cert_digests: HashMap<&str, Vec<Digest>> = HashMap::new();
     for cert in &snapshot.certificates {
         let d = digest(&[cert]);
         for host in &cert.hosts {
-            cert_digests.entry(host.as_str()).or_default().push(d.clone());
+            cert_digests.entry(host.as_str()).or_default().push(d);
         }
     }
     fn secrets(s: &Snapshot) -> HashMap<&str, Vec<&SecretEntry>> {
@@ -244,7 +251,7 @@ pub fn digests_reusing(snapshot: &Snapshot, previous: Option<(&Snapshot, &Digest
         by_ns
     }
     let (new_secrets, old_secrets) = (secrets(snapshot), secrets(old));
-    let mut secret_digests: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut secret_digests: BTreeMap<&str, Vec<Digest>> = BTreeMap::new();
     for secret in &snapshot.secrets {
         secret_digests
             .entry(secret.key.namespace.as_str())
@@ -276,16 +283,16 @@ pub fn digests_reusing(snapshot: &Snapshot, previous: Option<(&Snapshot, &Digest
                         .all(|ns| new_secrets.get(*ns) == old_secrets.get(*ns))
             });
             if let Some(i) = unchanged {
-                return old_digests.routes[i].clone();
+                return old_digests.routes[i];
             }
             let upstream = upstreams.get(&route.upstream);
-            let certs: Vec<&String> = route
+            let certs: Vec<&Digest> = route
                 .hosts
                 .iter()
                 .filter_map(|h| cert_digests.get(h.as_str()))
                 .flatten()
                 .collect();
-            let secrets: Vec<&String> = namespaces
+            let secrets: Vec<&Digest> = namespaces
                 .into_iter()
                 .filter_map(|ns| secret_digests.get(ns))
                 .flatten()
