@@ -9,7 +9,10 @@
 //! `tests/tests/bench.rs` (no plugins) instead of `world::big_world`. For instruction counts run the built binary under
 //! `valgrind --tool=callgrind --toggle-collect='*compile_work*measured*'` with
 //! `COMPILE_WORK=profile` (two whole compiles) or `COMPILE_WORK=endpoints` (two compiles after
-//! one EndpointSlice changed, reusing the last: `--toggle-collect='*compile_work*measured_reuse*'`).
+//! one EndpointSlice changed, reusing the last: `--toggle-collect='*compile_work*measured_reuse*'`)
+//! or `COMPILE_WORK=digests` (the controller's content digests after one Route changed, all
+//! hashed then reusing the last: `--toggle-collect='*compile_work*measured_digests*'`, two
+//! calls; `--dump-after` splits them).
 
 #[path = "../tests/all/support/mod.rs"]
 mod support;
@@ -73,6 +76,15 @@ fn measured_reuse(
     compile_reusing(black_box(objects), options, catalogue, Some(previous))
 }
 
+/// The content digests, kept out of line so callgrind can count them alone.
+#[inline(never)]
+fn measured_digests(
+    snapshot: &hookway_crds::Snapshot,
+    previous: Option<(&hookway_crds::Snapshot, &hookway_crds::applied::Digests)>,
+) -> hookway_crds::applied::Digests {
+    hookway_crds::applied::digests_reusing(black_box(snapshot), previous)
+}
+
 fn main() {
     let mode = std::env::var("COMPILE_WORK").unwrap_or_default();
     let plain = std::env::var("COMPILE_WORLD").is_ok_and(|w| w == "bench");
@@ -89,6 +101,18 @@ fn main() {
         for _ in 0..2 {
             drop(measured_compile(&world.0, &options, &catalogue));
         }
+        return;
+    }
+    if mode == "digests" {
+        // The controller's content digests after one Route changed: all hashed again, or only
+        // the changed entries (`digests_reusing`).
+        let before = compile(&world.0, &options, &catalogue).snapshot;
+        let before_digests = hookway_crds::applied::digests(&before);
+        let mut after = before.clone();
+        after.routes[0].priority += 1;
+        let whole = measured_digests(&after, None);
+        let reused = measured_digests(&after, Some((&before, &before_digests)));
+        assert_eq!(whole, reused);
         return;
     }
     if mode == "endpoints" {
