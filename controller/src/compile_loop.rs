@@ -206,12 +206,15 @@ where
         let started = std::time::Instant::now();
         let objects = (self.objects)();
         let served = self.snapshots.borrow().clone();
-        let previous = served.as_deref().zip(self.last.as_ref()).map(|(snapshot, last)| Previous {
-            inputs: last.inputs,
-            snapshot,
-            reports: &last.reports,
-            url_sources: &last.url_sources,
-        });
+        let previous = served
+            .as_deref()
+            .zip(self.last.as_ref())
+            .map(|(snapshot, last)| Previous {
+                inputs: last.inputs,
+                snapshot,
+                reports: &last.reports,
+                url_sources: &last.url_sources,
+            });
         let compiled = (self.compile)(&objects, previous);
         drop(served);
         self.metrics.reconciles.inc();
@@ -469,7 +472,11 @@ mod tests {
         };
         let start = Instant::now();
         poke.settle(bounds).await;
-        assert_eq!(start.elapsed(), Duration::from_millis(500), "no debounce after idle");
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_millis(500),
+            "no debounce after idle"
+        );
         later.await.unwrap();
     }
 
@@ -546,7 +553,10 @@ mod tests {
         );
         assert!(p99(&quiet_new) <= Duration::from_millis(1), "{quiet_new:?}");
         assert!(p99(&churn_new) <= new.max_delay + compile, "{churn_new:?}");
-        assert!(churn_new[15] < churn_old[15], "{churn_new:?} vs {churn_old:?}");
+        assert!(
+            churn_new[15] < churn_old[15],
+            "{churn_new:?} vs {churn_old:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -5,9 +5,7 @@ use hookway_crds::gateway_api::http_route::BackendObjectReference;
 use hookway_crds::gateway_api::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use hookway_crds::{GatewayPlugin, PlatformPolicy, Route, Service};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service as CoreService};
-use k8s_openapi::api::discovery::v1::{
-    Endpoint, EndpointConditions, EndpointPort, EndpointSlice,
-};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
@@ -594,7 +592,11 @@ mod tests {
                 .collect()
         };
         assert_eq!(read(&back), read(&full));
-        assert_eq!(back.endpoints.as_ref().unwrap()[0].target_ref, None, "not kept");
+        assert_eq!(
+            back.endpoints.as_ref().unwrap()[0].target_ref,
+            None,
+            "not kept"
+        );
     }
 
     #[test]

@@ -276,12 +276,30 @@ impl StatusLoop {
             count.settling = settling;
             match id.kind {
                 Kind::Route => {
-                    self.one::<Route>(&self.stores.routes, id, report, &count, &now, written, generations, &mut skipped)
-                        .await
+                    self.one::<Route>(
+                        &self.stores.routes,
+                        id,
+                        report,
+                        &count,
+                        &now,
+                        written,
+                        generations,
+                        &mut skipped,
+                    )
+                    .await
                 }
                 Kind::Service => {
-                    self.one::<Service>(&self.stores.services, id, report, &count, &now, written, generations, &mut skipped)
-                        .await
+                    self.one::<Service>(
+                        &self.stores.services,
+                        id,
+                        report,
+                        &count,
+                        &now,
+                        written,
+                        generations,
+                        &mut skipped,
+                    )
+                    .await
                 }
                 Kind::GatewayPlugin => {
                     self.one::<GatewayPlugin>(
@@ -574,7 +592,10 @@ mod tests {
             settling: false,
         };
         let base = fingerprint(Some("7"), &report, &count);
-        assert_eq!(base, fingerprint(Some("7"), &report.clone(), &count.clone()));
+        assert_eq!(
+            base,
+            fingerprint(Some("7"), &report.clone(), &count.clone())
+        );
         let mut warned = report.clone();
         warned.warnings.push("w".into());
         let mut message = report.clone();
@@ -599,14 +620,26 @@ mod tests {
         let mut settling = count.clone();
         settling.settling = true;
         let changed = [
-            ("object written (new resourceVersion)", fingerprint(Some("8"), &report, &count)),
+            (
+                "object written (new resourceVersion)",
+                fingerprint(Some("8"), &report, &count),
+            ),
             ("no resourceVersion", fingerprint(None, &report, &count)),
             ("new warning", fingerprint(Some("7"), &warned, &count)),
             ("new message", fingerprint(Some("7"), &message, &count)),
-            ("new generation", fingerprint(Some("7"), &generation, &count)),
+            (
+                "new generation",
+                fingerprint(Some("7"), &generation, &count),
+            ),
             ("new chain", fingerprint(Some("7"), &chain, &count)),
-            ("another proxy applied", fingerprint(Some("7"), &report, &applied)),
-            ("a proxy failed it", fingerprint(Some("7"), &report, &failed)),
+            (
+                "another proxy applied",
+                fingerprint(Some("7"), &report, &applied),
+            ),
+            (
+                "a proxy failed it",
+                fingerprint(Some("7"), &report, &failed),
+            ),
             ("settling", fingerprint(Some("7"), &report, &settling)),
         ];
         for (what, f) in changed {

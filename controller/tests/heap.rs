@@ -40,7 +40,10 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -134,9 +137,11 @@ fn controller_heap_at_10k_routes() {
             } else {
                 format!("svc{}", i % SERVICES)
             };
-            serde_json::from_value(json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Route",
+            serde_json::from_value(
+                json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Route",
                 "metadata": meta(&format!("r{i}"), i),
-                "spec": {"hosts": [format!("h{i}.example.com")], "service": service}}))
+                "spec": {"hosts": [format!("h{i}.example.com")], "service": service}}),
+            )
             .unwrap()
         })
         .collect();
@@ -144,16 +149,20 @@ fn controller_heap_at_10k_routes() {
     let services_at = live();
     let mut services: Vec<Service> = (0..SERVICES)
         .map(|j| {
-            serde_json::from_value(json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Service",
+            serde_json::from_value(
+                json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Service",
                 "metadata": meta(&format!("svc{j}"), j),
-                "spec": {"backend": {"name": format!("b{j}"), "port": 80}}}))
+                "spec": {"backend": {"name": format!("b{j}"), "port": 80}}}),
+            )
             .unwrap()
         })
         .collect();
     services.push(
-        serde_json::from_value(json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Service",
+        serde_json::from_value(
+            json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Service",
             "metadata": meta("web", 99_999),
-            "spec": {"nodes": [{"address": "127.0.0.1", "port": 8080}]}}))
+            "spec": {"nodes": [{"address": "127.0.0.1", "port": 8080}]}}),
+        )
         .unwrap(),
     );
     let services_objects = live() - services_at;
@@ -170,8 +179,10 @@ fn controller_heap_at_10k_routes() {
     let slices: Vec<EndpointSliceLite> = (0..SERVICES)
         .map(|j| {
             let endpoints: Vec<_> = (0..ENDPOINTS)
-                .map(|k| json!({"addresses": [format!("10.{}.{}.{}", j / 200, j % 200 + 1, 1 + k * 20)],
-                                "conditions": {"ready": true}}))
+                .map(|k| {
+                    json!({"addresses": [format!("10.{}.{}.{}", j / 200, j % 200 + 1, 1 + k * 20)],
+                                "conditions": {"ready": true}})
+                })
                 .collect();
             let mut m = meta(&format!("b{j}-1"), j);
             m["labels"] = json!({"kubernetes.io/service-name": format!("b{j}")});
@@ -221,7 +232,12 @@ fn controller_heap_at_10k_routes() {
     let at = live();
     with_statuses(&mut route_writer, &route_store, Kind::Route, &first.reports);
     let route_statuses = live() - at;
-    with_statuses(&mut service_writer, &service_store, Kind::Service, &first.reports);
+    with_statuses(
+        &mut service_writer,
+        &service_store,
+        Kind::Service,
+        &first.reports,
+    );
     drop(first);
     let stores_bytes = live() - start;
 
@@ -232,7 +248,8 @@ fn controller_heap_at_10k_routes() {
     let before_loop = live();
     let mut compile_loop = CompileLoop::new(
         move || objects_stores.objects(),
-        |o: &hookway_crds::compiler::Objects, previous: Option<hookway_crds::compiler::Previous<'_>>| {
+        |o: &hookway_crds::compiler::Objects,
+         previous: Option<hookway_crds::compiler::Previous<'_>>| {
             hookway_crds::compiler::compile_reusing(o, &options, &catalogue, previous)
         },
         snapshots,
@@ -264,19 +281,58 @@ fn controller_heap_at_10k_routes() {
     let snapshot_bytes = live() - at;
     drop(copy);
 
-    println!("controller heap, {ROUTES} Routes, {SERVICES} Services, {} endpoints:", SERVICES * ENDPOINTS);
-    println!("  reflector stores (with statuses):       {}", mib(stores_bytes));
-    println!("    Routes without status (in the store): {}", mib(routes_bytes));
-    println!("    Routes' statuses:                     {}", mib(route_statuses));
-    println!("    Services without status:              {}", mib(services_bytes));
-    println!("    core Services:                        {}", mib(core_bytes));
-    println!("    EndpointSlices:                       {}", mib(slices_bytes));
-    println!("  compile loop after a step (all held):   {}", mib(loop_bytes));
-    println!("    snapshot:                             {}", mib(snapshot_bytes));
-    println!("    reports:                              {}", mib(reports_bytes));
-    println!("    digests (by object):                  {}", mib(digests_bytes));
-    println!("  status loop's generations:              {}", mib(generations_bytes));
-    println!("  a whole frame (JSON) would be:          {}", mib(frame_len));
+    println!(
+        "controller heap, {ROUTES} Routes, {SERVICES} Services, {} endpoints:",
+        SERVICES * ENDPOINTS
+    );
+    println!(
+        "  reflector stores (with statuses):       {}",
+        mib(stores_bytes)
+    );
+    println!(
+        "    Routes without status (in the store): {}",
+        mib(routes_bytes)
+    );
+    println!(
+        "    Routes' statuses:                     {}",
+        mib(route_statuses)
+    );
+    println!(
+        "    Services without status:              {}",
+        mib(services_bytes)
+    );
+    println!(
+        "    core Services:                        {}",
+        mib(core_bytes)
+    );
+    println!(
+        "    EndpointSlices:                       {}",
+        mib(slices_bytes)
+    );
+    println!(
+        "  compile loop after a step (all held):   {}",
+        mib(loop_bytes)
+    );
+    println!(
+        "    snapshot:                             {}",
+        mib(snapshot_bytes)
+    );
+    println!(
+        "    reports:                              {}",
+        mib(reports_bytes)
+    );
+    println!(
+        "    digests (by object):                  {}",
+        mib(digests_bytes)
+    );
+    println!(
+        "  status loop's generations:              {}",
+        mib(generations_bytes)
+    );
+    println!(
+        "  a whole frame (JSON) would be:          {}",
+        mib(frame_len)
+    );
     println!(
         "  total (stores + loop + generations):    {}",
         mib(stores_bytes + loop_bytes + generations_bytes)

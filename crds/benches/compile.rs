@@ -1,7 +1,9 @@
-//! Full compile of a large cluster: 10,000 Routes over 1,000 Services with 50 GatewayPlugins
-//! across 100 namespaces. Run: `cargo bench -p hookway-crds --bench compile`.
+//! Full compile of a large cluster: 10,000 Routes over 1,000 Services (each on a core Service
+//! with an EndpointSlice of 10 endpoints since 2026-12-07) with 50 GatewayPlugins across 100
+//! namespaces (`world::big_world`). Run: `cargo bench -p hookway-crds --bench compile`.
+//! Instruction counts and heap bytes per part: `benches/compile_work.rs`, bench/CONTROLLER.md.
 //!
-//! Measured 2026-11-22 on a shared 2-core box (load average 5–8, `perf stat`: 0.66 CPUs for
+//! Measured 2026-11-22 (Services with static nodes then) on a shared 2-core box (load average 5–8, `perf stat`: 0.66 CPUs for
 //! the process): 182 ms wall per compile without freeing the result (~120 ms of CPU), 319 ms
 //! including the drop. About a third is the content hash (serde_json into SHA-256), a fifth
 //! the chains (one `serde_json::Value` clone per chain entry).

@@ -20,13 +20,13 @@ mod world;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::Arc;
 
 use hookway_crds::compiler::{compile, compile_reusing, Compiled, Objects, Options, Previous};
 use hookway_crds::Catalogue;
 use support::catalogue;
-use world::{big_world, bench_world, endpoint_slice, versioned};
+use world::{bench_world, big_world, endpoint_slice, versioned};
 
 /// Counts live heap bytes.
 struct Counting;
@@ -43,7 +43,10 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -175,5 +178,8 @@ fn main() {
     println!("  snapshot:               {}", mib(snapshot));
     println!("  reports:                {}", mib(reports));
     println!("  origins, url sources:   {}", mib(rest));
-    println!("snapshot as JSON:         {} ({frame_len} bytes long)", mib(frame));
+    println!(
+        "snapshot as JSON:         {} ({frame_len} bytes long)",
+        mib(frame)
+    );
 }

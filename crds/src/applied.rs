@@ -148,10 +148,7 @@ pub fn digests(snapshot: &Snapshot) -> Digests {
     for cert in &snapshot.certificates {
         let d = digest(&[cert]);
         for host in &cert.hosts {
-            certs_by_host
-                .entry(host.as_str())
-                .or_default()
-                .push(d);
+            certs_by_host.entry(host.as_str()).or_default().push(d);
         }
     }
     let mut secrets_by_ns: BTreeMap<&str, Vec<Digest>> = BTreeMap::new();
@@ -412,7 +409,9 @@ mod tests {
             ("nothing", |_| {}),
             ("a Route's entry", |s| s.routes[0].priority = 9),
             ("the upstream", |s| s.upstreams[0].retries = 3),
-            ("a certificate", |s| s.certificates[0].key_pem = "other".into()),
+            ("a certificate", |s| {
+                s.certificates[0].key_pem = "other".into()
+            }),
             ("a certificate's hosts", |s| {
                 s.certificates[0].hosts = vec!["two.example.com".into()]
             }),

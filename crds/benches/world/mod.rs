@@ -89,8 +89,11 @@ pub fn big_world() -> World {
             w = w.service(svc);
             w.0.core_services
                 .push(Arc::new(core_service(&ns, &format!("core-{s}"))));
-            w.0.endpoint_slices
-                .push(Arc::new(endpoint_slice(&ns, &format!("core-{s}"), n * 10 + s)));
+            w.0.endpoint_slices.push(Arc::new(endpoint_slice(
+                &ns,
+                &format!("core-{s}"),
+                n * 10 + s,
+            )));
         }
         for r in 0..100 {
             let mut route = route(&ns, &format!("route-{r}"))
@@ -111,7 +114,6 @@ pub fn big_world() -> World {
     }
     w
 }
-
 
 /// The world of `tests/tests/bench.rs` (the controller benchmark): one namespace, 1,000
 /// Services `svc{j}` on core Services `b{j}` with an EndpointSlice of 10 endpoints each, a
@@ -148,7 +150,10 @@ pub fn versioned(mut world: World) -> World {
     fn stamp<K: kube::Resource + Clone>(objects: &mut [Arc<K>]) {
         for (i, o) in objects.iter_mut().enumerate() {
             let meta = Arc::make_mut(o).meta_mut();
-            meta.uid = Some(format!("uid-{}-{i}", meta.name.as_deref().unwrap_or_default()));
+            meta.uid = Some(format!(
+                "uid-{}-{i}",
+                meta.name.as_deref().unwrap_or_default()
+            ));
             meta.generation.get_or_insert(1);
             meta.resource_version = Some("1".into());
         }

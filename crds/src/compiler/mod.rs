@@ -50,9 +50,9 @@ use crate::snapshot::{CertificateEntry, ObjectKey, RouteEntry, RuleEntry, Snapsh
 use crate::{Catalogue, GatewayPlugin, PlatformPolicy, Route, Service};
 
 pub use blobs::{FetchFailure, FetchFailureKind, Fetched, UrlSource};
-pub use reuse::{InputDigest, Previous};
 use precedence::Scope;
 use report::reason;
+pub use reuse::{InputDigest, Previous};
 pub(crate) use routes::valid_host;
 
 /// Everything the compiler reads. Reflector stores hand out `Arc<K>`, so do we.

@@ -77,9 +77,16 @@ fn add<K: Resource>(sum: &mut u64, object: &K, by_generation: bool) -> bool {
     true
 }
 
-fn kind<K: Resource>(h: &mut impl Hasher, tag: u8, objects: &[std::sync::Arc<K>], by_generation: bool) -> bool {
+fn kind<K: Resource>(
+    h: &mut impl Hasher,
+    tag: u8,
+    objects: &[std::sync::Arc<K>],
+    by_generation: bool,
+) -> bool {
     let mut sum = 0u64;
-    let all = objects.iter().all(|o| add(&mut sum, o.as_ref(), by_generation));
+    let all = objects
+        .iter()
+        .all(|o| add(&mut sum, o.as_ref(), by_generation));
     (tag, objects.len(), sum).hash(h);
     all
 }
@@ -161,8 +168,10 @@ mod tests {
         let mut m = meta(&format!("b{j}-1"), version);
         m["labels"] = json!({"kubernetes.io/service-name": format!("b{j}")});
         let endpoints: Vec<Value> = (0..3)
-            .map(|k| json!({"addresses": [format!("10.0.{}.{}", seed % 200, k + 1)],
-                            "conditions": {"ready": ready || k > 0}}))
+            .map(|k| {
+                json!({"addresses": [format!("10.0.{}.{}", seed % 200, k + 1)],
+                            "conditions": {"ready": ready || k > 0}})
+            })
             .collect();
         Arc::new(
             serde_json::from_value(json!({"metadata": m, "addressType": "IPv4",
@@ -178,9 +187,11 @@ mod tests {
             json!({})
         };
         Arc::new(
-            serde_json::from_value(json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Service",
+            serde_json::from_value(
+                json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Service",
                 "metadata": meta(&format!("svc{j}"), version),
-                "spec": {"backend": {"name": format!("b{j}"), "port": 80}, "plugins": plugins}}))
+                "spec": {"backend": {"name": format!("b{j}"), "port": 80}, "plugins": plugins}}),
+            )
             .unwrap(),
         )
     }
@@ -195,18 +206,22 @@ mod tests {
             spec["plugins"] = json!({"limit": {"config": {"minute": i}}});
         }
         Arc::new(
-            serde_json::from_value(json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Route",
-                "metadata": meta(&format!("r{i}"), version), "spec": spec}))
+            serde_json::from_value(
+                json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Route",
+                "metadata": meta(&format!("r{i}"), version), "spec": spec}),
+            )
             .unwrap(),
         )
     }
 
     fn plugin(version: u64) -> Arc<GatewayPlugin> {
         Arc::new(
-            serde_json::from_value(json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "GatewayPlugin",
+            serde_json::from_value(
+                json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "GatewayPlugin",
                 "metadata": meta("limit", version),
                 "spec": {"plugin": "rate_limiting", "status": "enable", "order": 1,
-                         "config": {"minute": 100}}}))
+                         "config": {"minute": 100}}}),
+            )
             .unwrap(),
         )
     }
@@ -229,7 +244,10 @@ mod tests {
         assert_eq!(reused.snapshot, whole.snapshot, "snapshot after {step}");
         assert_eq!(reused.reports, whole.reports, "reports after {step}");
         assert_eq!(reused.origins, whole.origins, "origins after {step}");
-        assert_eq!(reused.url_sources, whole.url_sources, "URL sources after {step}");
+        assert_eq!(
+            reused.url_sources, whole.url_sources,
+            "URL sources after {step}"
+        );
         assert_eq!(reused.inputs, whole.inputs, "inputs after {step}");
     }
 
@@ -246,7 +264,9 @@ mod tests {
             }
             3 => {
                 let port = if pick % 2 == 0 { 80 } else { 81 };
-                objects.core_services.retain(|c| c.metadata.name.as_deref() != Some("b1"));
+                objects
+                    .core_services
+                    .retain(|c| c.metadata.name.as_deref() != Some("b1"));
                 objects.core_services.push(core(1, port, v));
                 ("a core Service's port", true)
             }
@@ -331,15 +351,24 @@ mod tests {
         let mut r = (*objects.routes[0]).clone();
         r.metadata.uid = None;
         objects.routes[0] = Arc::new(r);
-        assert_eq!(digest(&objects, &options).routing, None, "a Route without uid");
+        assert_eq!(
+            digest(&objects, &options).routing,
+            None,
+            "a Route without uid"
+        );
         let mut objects = world();
         objects.ingress_classes = vec![Arc::new(Default::default())];
-        assert_eq!(digest(&objects, &options).routing, None, "lowering reads core Services");
+        assert_eq!(
+            digest(&objects, &options).routing,
+            None,
+            "lowering reads core Services"
+        );
         let mut objects = world();
         let base = digest(&objects, &options);
         objects.routes.reverse();
         assert_eq!(digest(&objects, &options), base, "order does not matter");
-        let (snapshot, reports, url_sources) = (Snapshot::default(), BTreeMap::new(), BTreeSet::new());
+        let (snapshot, reports, url_sources) =
+            (Snapshot::default(), BTreeMap::new(), BTreeSet::new());
         let tls_at = |now| Previous {
             inputs: InputDigest { now, ..base },
             snapshot: &snapshot,
@@ -351,7 +380,10 @@ mod tests {
             ..base
         };
         assert!(base.tls, "a Route names a TLS Secret");
-        assert!(!tls_at(Some(1)).reusable(&later), "certificate checks read the clock");
+        assert!(
+            !tls_at(Some(1)).reusable(&later),
+            "certificate checks read the clock"
+        );
         assert!(tls_at(Some(2)).reusable(&later));
     }
 }
