@@ -26,8 +26,13 @@ pub struct EndpointSliceLite {
     pub metadata: ObjectMeta,
     /// `IPv4`, `IPv6` or `FQDN`.
     pub address_type: String,
-    /// Endpoints: addresses and readiness only.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Endpoints: addresses and readiness only (`null`, as the API server writes an empty
+    /// list, reads as none).
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub endpoints: Vec<EndpointLite>,
     /// Ports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -38,7 +43,7 @@ pub struct EndpointSliceLite {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 pub struct EndpointLite {
     /// Its addresses.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub addresses: Vec<String>,
     /// Its conditions (only `ready` is kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,6 +56,15 @@ pub struct ReadyLite {
     /// `None`: unknown (counted as ready).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready: Option<bool>,
+}
+
+/// A list that may be `null`.
+fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
 impl EndpointSliceLite {

@@ -10,6 +10,7 @@
 
 #[path = "../tests/all/support/mod.rs"]
 mod support;
+#[allow(dead_code)] // the compile bench uses one world of several
 mod world;
 
 use std::hint::black_box;

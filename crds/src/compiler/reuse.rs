@@ -256,14 +256,14 @@ mod tests {
         let v = 100 + step;
         let j = (pick % 3) as usize;
         match pick % 9 {
-            0 | 1 | 2 => {
+            0..=2 => {
                 if let Some(s) = objects.endpoint_slices.get_mut(j) {
-                    *s = slice(j, pick, pick % 2 == 0, v);
+                    *s = slice(j, pick, pick.is_multiple_of(2), v);
                 }
                 ("an EndpointSlice's endpoints", true)
             }
             3 => {
-                let port = if pick % 2 == 0 { 80 } else { 81 };
+                let port = if pick.is_multiple_of(2) { 80 } else { 81 };
                 objects
                     .core_services
                     .retain(|c| c.metadata.name.as_deref() != Some("b1"));
