@@ -507,9 +507,12 @@ mod tests {
             })
         };
         let mut waits = Vec::new();
+        let base = Instant::now();
         for i in 0..30u64 {
-            // Changes 1 s apart, shifted by a few ms each so they land at every phase.
-            tokio::time::sleep(Duration::from_millis(1000 + i * 7 % 23)).await;
+            // About 1 s apart at fixed times, shifted so that they land at every phase of the
+            // compile cadence (which is at most 270 ms here).
+            let offset = (i * 37) % 271;
+            tokio::time::sleep_until(base + Duration::from_millis(1000 * (i + 1) + offset)).await;
             let at = Instant::now();
             poke.poke();
             loop {
