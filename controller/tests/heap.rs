@@ -337,5 +337,16 @@ fn controller_heap_at_10k_routes() {
         "  total (stores + loop + generations):    {}",
         mib(stores_bytes + loop_bytes + generations_bytes)
     );
+    // Budgets (bench/CONTROLLER.md, 2026-12-07: 1.95, 0.17 and 28.65 MiB measured).
+    const MIB: isize = 1 << 20;
+    assert!(
+        slices_bytes < 5 * MIB / 2,
+        "EndpointSlices kept whole again?"
+    );
+    assert!(digests_bytes < MIB / 4, "digests kept by object again?");
+    assert!(
+        stores_bytes + loop_bytes + generations_bytes < 30 * MIB,
+        "the controller holds more than 30 MiB at 10,000 Routes"
+    );
     drop((snapshot, p, compile_loop, generations));
 }
