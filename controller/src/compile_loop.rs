@@ -267,11 +267,6 @@ where
             Some(self.version)
         };
         let reports = Arc::new(reports);
-        self.last = Some(Last {
-            inputs,
-            reports: reports.clone(),
-            url_sources,
-        });
         // Ingress and Gateway statuses also depend on the proxy Service's addresses (a change
         // of it pokes a compile): resync them after every compile.
         let standard = !objects.ingresses.is_empty();
@@ -297,6 +292,18 @@ where
                 });
             }
             !same
+        });
+        // The reports as published: when equal to the last ones, the channel kept those, and
+        // holding the new copy too would double them.
+        let reports = self
+            .published
+            .borrow()
+            .as_ref()
+            .map_or(reports, |p| p.reports.clone());
+        self.last = Some(Last {
+            inputs,
+            reports,
+            url_sources,
         });
         changed
     }
@@ -439,6 +446,27 @@ mod tests {
         let v2 = lp.step().expect("changed content publishes");
         assert!(v2 > v1);
         assert_eq!(srx.borrow().as_ref().unwrap().version, v2);
+    }
+
+    #[test]
+    fn equal_reports_are_held_once() {
+        let (stx, _srx) = watch::channel(None);
+        let (ptx, prx) = watch::channel(None);
+        let mut lp = CompileLoop::new(
+            Objects::default,
+            |_: &Objects, _: Option<Previous<'_>>| compiled(1, true),
+            stx,
+            ptx,
+            Metrics::new().unwrap(),
+        );
+        lp.step();
+        lp.step();
+        let published = prx.borrow().clone().unwrap();
+        let last = lp.last.as_ref().unwrap();
+        assert!(
+            Arc::ptr_eq(&published.reports, &last.reports),
+            "the second compile's equal reports are not kept beside the published ones"
+        );
     }
 
     #[test]
