@@ -182,6 +182,7 @@ impl Writer<'_> {
             reports: (*published.reports).clone(),
             origins: Default::default(),
             url_sources: Default::default(),
+            inputs: Default::default(),
         };
         let env = Environment {
             addresses,

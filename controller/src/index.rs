@@ -5,11 +5,118 @@ use hookway_crds::gateway_api::http_route::BackendObjectReference;
 use hookway_crds::gateway_api::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use hookway_crds::{GatewayPlugin, PlatformPolicy, Route, Service};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service as CoreService};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use kube::runtime::reflector::Store;
+
+/// An EndpointSlice as its reflector store keeps it: only what the compiler reads (addresses,
+/// readiness, ports, labels). k8s-openapi's `Endpoint` is about 500 bytes with its many optional
+/// fields (`targetRef`, `hints`, `nodeName`, `zone`, ...), so with 10,000 endpoints the whole
+/// objects took 5 MiB; these take about a quarter of that. A compile reads them back as
+/// EndpointSlices ([`EndpointSliceLite::to_slice`]).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointSliceLite {
+    /// Metadata (`managedFields` dropped on arrival: `watch::trim`).
+    pub metadata: ObjectMeta,
+    /// `IPv4`, `IPv6` or `FQDN`.
+    pub address_type: String,
+    /// Endpoints: addresses and readiness only (`null`, as the API server writes an empty
+    /// list, reads as none).
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub endpoints: Vec<EndpointLite>,
+    /// Ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<Vec<EndpointPort>>,
+}
+
+/// One endpoint of an [`EndpointSliceLite`].
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct EndpointLite {
+    /// Its addresses.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub addresses: Vec<String>,
+    /// Its conditions (only `ready` is kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<ReadyLite>,
+}
+
+/// The `ready` condition of an endpoint.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct ReadyLite {
+    /// `None`: unknown (counted as ready).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<bool>,
+}
+
+/// A list that may be `null`.
+fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+}
+
+impl EndpointSliceLite {
+    /// The EndpointSlice the compiler reads.
+    pub fn to_slice(&self) -> EndpointSlice {
+        EndpointSlice {
+            metadata: self.metadata.clone(),
+            address_type: self.address_type.clone(),
+            endpoints: Some(
+                self.endpoints
+                    .iter()
+                    .map(|e| Endpoint {
+                        addresses: e.addresses.clone(),
+                        conditions: e.conditions.map(|c| EndpointConditions {
+                            ready: c.ready,
+                            ..EndpointConditions::default()
+                        }),
+                        ..Endpoint::default()
+                    })
+                    .collect(),
+            ),
+            ports: self.ports.clone(),
+        }
+    }
+}
+
+impl kube::Resource for EndpointSliceLite {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        EndpointSlice::kind(dt)
+    }
+    fn group(dt: &()) -> Cow<'_, str> {
+        EndpointSlice::group(dt)
+    }
+    fn version(dt: &()) -> Cow<'_, str> {
+        EndpointSlice::version(dt)
+    }
+    fn api_version(dt: &()) -> Cow<'_, str> {
+        EndpointSlice::api_version(dt)
+    }
+    fn plural(dt: &()) -> Cow<'_, str> {
+        EndpointSlice::plural(dt)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
 
 /// Several reflector stores of one kind (one per watched namespace) read as one.
 pub struct MultiStore<K: kube::Resource<DynamicType = ()> + 'static>(pub Vec<Store<K>>);
@@ -57,8 +164,8 @@ pub struct Stores {
     pub routes: MultiStore<Route>,
     /// Core Services.
     pub core_services: MultiStore<CoreService>,
-    /// EndpointSlices.
-    pub endpoint_slices: MultiStore<EndpointSlice>,
+    /// EndpointSlices (what the compiler reads of them).
+    pub endpoint_slices: MultiStore<EndpointSliceLite>,
     /// `kubernetes.io/tls` Secrets.
     pub tls_secrets: MultiStore<Secret>,
     /// Credential Secrets (label `hookway.dev/credentials=true`).
@@ -254,6 +361,7 @@ impl Stores {
                     .and_then(|l| l.get("kubernetes.io/service-name"));
                 is_referenced(e.metadata.namespace.as_ref(), svc)
             })
+            .map(|e| Arc::new(e.to_slice()))
             .collect();
         let mut secrets = self.tls_secrets.state();
         secrets.extend(self.credential_secrets.state());
@@ -316,8 +424,8 @@ mod tests {
         meta(Service::new(name, spec), ns, name)
     }
 
-    fn slice(ns: &str, name: &str, svc: &str) -> EndpointSlice {
-        let mut e = meta(EndpointSlice::default(), ns, name);
+    fn slice(ns: &str, name: &str, svc: &str) -> EndpointSliceLite {
+        let mut e = meta(EndpointSliceLite::default(), ns, name);
         e.metadata.labels =
             Some([("kubernetes.io/service-name".to_string(), svc.to_string())].into());
         e
@@ -462,6 +570,46 @@ mod tests {
                 ("app".to_string(), "fallback".to_string()),
                 ("app".into(), "web".into())
             ]
+        );
+    }
+
+    #[test]
+    fn a_lite_slice_reads_back_as_what_the_compiler_needs() {
+        let full: EndpointSlice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-abc", "namespace": "a",
+                         "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080, "appProtocol": "kubernetes.io/h2c"}],
+            "endpoints": [
+                {"addresses": ["10.0.0.1"], "conditions": {"ready": true, "serving": true},
+                 "nodeName": "n1", "zone": "z", "hints": {"forZones": [{"name": "z"}]},
+                 "targetRef": {"kind": "Pod", "name": "web-1", "namespace": "a", "uid": "u"}},
+                {"addresses": ["10.0.0.2"], "conditions": {"ready": false}},
+                {"addresses": ["10.0.0.3"]}
+            ]
+        }))
+        .unwrap();
+        let lite: EndpointSliceLite =
+            serde_json::from_value(serde_json::to_value(&full).unwrap()).unwrap();
+        let back = lite.to_slice();
+        assert_eq!(back.metadata, full.metadata);
+        assert_eq!(back.address_type, full.address_type);
+        assert_eq!(back.ports, full.ports);
+        let read = |s: &EndpointSlice| -> Vec<(Vec<String>, Option<bool>)> {
+            s.endpoints
+                .iter()
+                .flatten()
+                .map(|e| {
+                    let ready = e.conditions.as_ref().and_then(|c| c.ready);
+                    (e.addresses.clone(), ready)
+                })
+                .collect()
+        };
+        assert_eq!(read(&back), read(&full));
+        assert_eq!(
+            back.endpoints.as_ref().unwrap()[0].target_ref,
+            None,
+            "not kept"
         );
     }
 

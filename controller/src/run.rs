@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookway_crds::compiler::{Compiled, Objects, Options};
+use hookway_crds::compiler::{Compiled, Objects, Options, Previous};
 use hookway_crds::Snapshot;
 use kube::Client;
 use tokio::net::TcpListener;
@@ -25,22 +25,23 @@ use crate::status_loop::StatusLoop;
 use crate::stream::{StreamServer, Token};
 use crate::watch::{self as watching, Scope};
 
-/// The compile step (the real compiler, or a stand-in in tests).
-pub type CompileFn = Arc<dyn Fn(&Objects) -> Compiled + Send + Sync>;
+/// The compile step (the real compiler, or a stand-in in tests), given the last compile's
+/// output to reuse (`hookway_crds::compiler::compile_reusing`).
+pub type CompileFn = Arc<dyn Fn(&Objects, Option<Previous<'_>>) -> Compiled + Send + Sync>;
 
 /// The real compiler with the built-in plugin catalogue (data: the kinds' config schemas,
 /// `hookway_crds::catalogue::BUILTIN_DOCUMENT`; the controller links no plugin code).
 pub fn default_compile(root_namespace: &str) -> CompileFn {
     let root_namespace = root_namespace.to_string();
     let catalogue = hookway_crds::Catalogue::builtin();
-    Arc::new(move |objects| {
+    Arc::new(move |objects, previous| {
         // The clock only feeds certificate expiry warnings on statuses, never the snapshot.
         let options = Options {
             root_namespace: root_namespace.clone(),
             now: Some(unix_now()),
         };
         // Sealed by the compile loop, which hashes only the entries that changed.
-        hookway_crds::compiler::compile_unsealed(objects, &options, &catalogue)
+        hookway_crds::compiler::compile_reusing(objects, &options, &catalogue, previous)
     })
 }
 
@@ -152,8 +153,8 @@ impl Controller {
                         fetched: held.fetched(),
                         ..objects_stores.objects()
                     },
-                    move |o: &Objects| {
-                        let compiled = compile(o);
+                    move |o: &Objects, previous: Option<Previous<'_>>| {
+                        let compiled = compile(o, previous);
                         fetcher.want(&compiled.url_sources);
                         compiled
                     },

@@ -43,8 +43,12 @@ pub struct Generations(HashMap<ObjectId, Held>);
 #[derive(Debug)]
 struct Held {
     generation: i64,
-    digest: Option<String>,
+    digest: Option<hookway_crds::applied::Digest>,
     version: u64,
+    /// The [`fingerprint`] of the inputs of the last pass that found this object's status
+    /// already as desired (0: none). The same inputs give the same desired status, so the
+    /// next pass with them skips it instead of re-deriving it.
+    settled: u64,
 }
 
 impl Generations {
@@ -56,14 +60,16 @@ impl Generations {
             let digest = published.digests.get(id);
             let held = self.0.entry(id.clone()).or_insert_with(|| Held {
                 generation: report.generation,
-                digest: digest.cloned(),
+                digest,
                 version: published.version,
+                settled: 0,
             });
-            if held.generation != report.generation || held.digest.as_ref() != digest {
+            if held.generation != report.generation || held.digest != digest {
                 *held = Held {
                     generation: report.generation,
-                    digest: digest.cloned(),
+                    digest,
                     version: published.version,
+                    settled: 0,
                 };
             }
         }
@@ -73,6 +79,41 @@ impl Generations {
     pub fn version(&self, id: &ObjectId) -> Option<u64> {
         self.0.get(id).map(|held| held.version)
     }
+
+    /// Whether the last pass over `id` found its status as desired with these same inputs.
+    fn settled(&self, id: &ObjectId, fingerprint: u64) -> bool {
+        self.0.get(id).is_some_and(|h| h.settled == fingerprint)
+    }
+
+    /// Records that `id`'s status is as desired for inputs `fingerprint` (0: forget).
+    fn settle(&mut self, id: &ObjectId, fingerprint: u64) {
+        if let Some(held) = self.0.get_mut(id) {
+            held.settled = fingerprint;
+        }
+    }
+}
+
+/// A digest of everything that decides an object's desired status (`status::desired`): the
+/// object as stored (its `resourceVersion` changes with every write, status included), the
+/// compile's report and the proxies' count. Never 0 (0 means "not settled").
+fn fingerprint(resource_version: Option<&str>, report: &ObjectReport, count: &Programmed) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    resource_version.hash(&mut h);
+    report.generation.hash(&mut h);
+    for c in [&report.accepted, &report.resolved_refs] {
+        (c.status, &c.reason, &c.message).hash(&mut h);
+    }
+    report.warnings.hash(&mut h);
+    for e in &report.chain {
+        (&e.alias, &e.namespace, &e.plugin, &e.tier, e.order).hash(&mut h);
+    }
+    (report.routes, report.endpoints).hash(&mut h);
+    (count.count.applied, count.count.ready, count.settling).hash(&mut h);
+    for f in &count.failures {
+        (&f.proxy, &f.reason).hash(&mut h);
+    }
+    h.finish().max(1)
 }
 
 /// The status writer.
@@ -145,7 +186,7 @@ impl StatusLoop {
                     let window = self.proxies.published();
                     self.sync(
                         &published,
-                        &generations,
+                        &mut generations,
                         &view,
                         &window,
                         settling,
@@ -217,12 +258,13 @@ impl StatusLoop {
     async fn sync(
         &self,
         published: &Published,
-        generations: &Generations,
+        generations: &mut Generations,
         view: &View,
         window: &versions::Published,
         settling: bool,
         written: &mut Written,
     ) {
+        let mut skipped = 0usize;
         let now = Time(Timestamp::now());
         for (id, report) in published.reports.iter() {
             if !*self.leader.borrow() {
@@ -234,12 +276,30 @@ impl StatusLoop {
             count.settling = settling;
             match id.kind {
                 Kind::Route => {
-                    self.one::<Route>(&self.stores.routes, id, report, &count, &now, written)
-                        .await
+                    self.one::<Route>(
+                        &self.stores.routes,
+                        id,
+                        report,
+                        &count,
+                        &now,
+                        written,
+                        generations,
+                        &mut skipped,
+                    )
+                    .await
                 }
                 Kind::Service => {
-                    self.one::<Service>(&self.stores.services, id, report, &count, &now, written)
-                        .await
+                    self.one::<Service>(
+                        &self.stores.services,
+                        id,
+                        report,
+                        &count,
+                        &now,
+                        written,
+                        generations,
+                        &mut skipped,
+                    )
+                    .await
                 }
                 Kind::GatewayPlugin => {
                     self.one::<GatewayPlugin>(
@@ -249,6 +309,8 @@ impl StatusLoop {
                         &count,
                         &now,
                         written,
+                        generations,
+                        &mut skipped,
                     )
                     .await
                 }
@@ -260,6 +322,8 @@ impl StatusLoop {
                         &count,
                         &now,
                         written,
+                        generations,
+                        &mut skipped,
                     )
                     .await
                 }
@@ -269,6 +333,10 @@ impl StatusLoop {
                 Kind::Ingress => {}
             }
         }
+        debug!(
+            objects = published.reports.len(),
+            skipped, "status pass: objects whose inputs had not changed were skipped"
+        );
     }
 
     /// The proxy Service's addresses (none without `--proxy-service` or before it has any).
@@ -313,6 +381,7 @@ impl StatusLoop {
         .await;
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn one<K: StatusObject>(
         &self,
         store: &MultiStore<K>,
@@ -321,6 +390,8 @@ impl StatusLoop {
         count: &Programmed,
         now: &Time,
         written: &mut Written,
+        generations: &mut Generations,
+        skipped: &mut usize,
     ) {
         let Some(obj) = store.get(&id.key.namespace, &id.key.name) else {
             return;
@@ -328,6 +399,12 @@ impl StatusLoop {
         if obj.meta().generation.unwrap_or_default() != report.generation {
             return; // a newer generation is being compiled
         }
+        let fingerprint = fingerprint(obj.meta().resource_version.as_deref(), report, count);
+        if generations.settled(id, fingerprint) {
+            *skipped += 1;
+            return;
+        }
+        generations.settle(id, 0);
         // Compare against what we last wrote when the watch has not caught up yet.
         let written_status = written
             .get(id)
@@ -346,6 +423,7 @@ impl StatusLoop {
             None => std::borrow::Cow::Borrowed(&*obj),
         };
         let Some(desired) = status::desired(&*current, report, count, now) else {
+            generations.settle(id, fingerprint);
             return;
         };
         let ns = id.key.namespace.as_str();
@@ -427,11 +505,30 @@ mod tests {
                 endpoints: 0,
             },
         );
-        let digests = [(route_id(), digest.to_string())].into();
+        // A snapshot serving Route ns/r with content `digest`.
+        let snapshot = hookway_crds::Snapshot {
+            routes: vec![hookway_crds::snapshot::RouteEntry {
+                key: ObjectKey::new("ns", "r"),
+                hosts: vec![],
+                rules: vec![],
+                priority: 0,
+                created: 0,
+                upstream: ObjectKey::new("ns", "s"),
+                chain: vec![],
+            }],
+            ..Default::default()
+        };
+        let digests = hookway_crds::applied::Digests {
+            routes: vec![u128::from(digest.as_bytes()[1])],
+            upstreams: vec![],
+        };
         Published {
             version,
             reports: Arc::new(reports),
-            digests: Arc::new(digests),
+            digests: Arc::new(crate::compile_loop::ObjectDigests::new(
+                Arc::new(snapshot),
+                digests,
+            )),
             origins: Arc::default(),
             gateway_api: None,
         }
@@ -479,5 +576,88 @@ mod tests {
             kind: Kind::Route,
             key: ObjectKey::new("ns", "r"),
         }
+    }
+
+    #[test]
+    fn a_status_is_re_derived_only_when_an_input_changed() {
+        use crate::fleet::ProxyFailure;
+        use crate::proxies::Count;
+        let report = published(1, 1).reports.values().next().unwrap().clone();
+        let count = Programmed {
+            count: Count {
+                applied: 1,
+                ready: 2,
+            },
+            failures: vec![],
+            settling: false,
+        };
+        let base = fingerprint(Some("7"), &report, &count);
+        assert_eq!(
+            base,
+            fingerprint(Some("7"), &report.clone(), &count.clone())
+        );
+        let mut warned = report.clone();
+        warned.warnings.push("w".into());
+        let mut message = report.clone();
+        message.accepted.message = "other".into();
+        let mut generation = report.clone();
+        generation.generation = 2;
+        let mut chain = report.clone();
+        chain.chain.push(hookway_crds::api::ChainStatusEntry {
+            alias: "a".into(),
+            namespace: "ns".into(),
+            plugin: "limit".into(),
+            tier: "route".into(),
+            order: 1,
+        });
+        let mut applied = count.clone();
+        applied.count.applied = 2;
+        let mut failed = count.clone();
+        failed.failures.push(ProxyFailure {
+            proxy: "p".into(),
+            reason: "bad".into(),
+        });
+        let mut settling = count.clone();
+        settling.settling = true;
+        let changed = [
+            (
+                "object written (new resourceVersion)",
+                fingerprint(Some("8"), &report, &count),
+            ),
+            ("no resourceVersion", fingerprint(None, &report, &count)),
+            ("new warning", fingerprint(Some("7"), &warned, &count)),
+            ("new message", fingerprint(Some("7"), &message, &count)),
+            (
+                "new generation",
+                fingerprint(Some("7"), &generation, &count),
+            ),
+            ("new chain", fingerprint(Some("7"), &chain, &count)),
+            (
+                "another proxy applied",
+                fingerprint(Some("7"), &report, &applied),
+            ),
+            (
+                "a proxy failed it",
+                fingerprint(Some("7"), &report, &failed),
+            ),
+            ("settling", fingerprint(Some("7"), &report, &settling)),
+        ];
+        for (what, f) in changed {
+            assert_ne!(f, base, "{what}");
+            assert_ne!(f, 0, "{what}");
+        }
+    }
+
+    #[test]
+    fn settled_fingerprints_are_forgotten_with_new_content() {
+        let mut g = Generations::default();
+        g.update(&published_with(10, 1, "d1"));
+        g.settle(&route_id(), 42);
+        assert!(g.settled(&route_id(), 42));
+        assert!(!g.settled(&route_id(), 43));
+        g.update(&published_with(11, 1, "d1"));
+        assert!(g.settled(&route_id(), 42), "same content: still settled");
+        g.update(&published_with(12, 1, "d2"));
+        assert!(!g.settled(&route_id(), 42), "new content: derived again");
     }
 }

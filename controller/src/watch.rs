@@ -4,7 +4,7 @@
 //! | kind | scope | selector |
 //! |---|---|---|
 //! | GatewayPlugin, Service, Route (hookway.dev) | watched namespaces (or all) | — |
-//! | core Service, EndpointSlice | watched namespaces | — (index.rs keeps only referenced ones) |
+//! | core Service, EndpointSlice | watched namespaces | — (index.rs keeps only referenced ones; of EndpointSlices only what the compiler reads: `index::EndpointSliceLite`) |
 //! | Secret `kubernetes.io/tls` | watched namespaces | `fieldSelector=type=kubernetes.io/tls` |
 //! | Secret with credentials for plugins | watched namespaces | `labelSelector=hookway.dev/credentials=true` |
 //! | ConfigMap with plugin data (a `wasm` module) | watched namespaces | `labelSelector=hookway.dev/plugin-data=true` |
@@ -23,12 +23,12 @@
 //! watched. Watch restarts and `410 Gone` are handled by kube-runtime (relist with backoff).
 
 use std::fmt::Debug;
+use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
 use hookway_crds::gateway_api::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use hookway_crds::{GatewayPlugin, PlatformPolicy, Route, Service};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service as CoreService};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -38,7 +38,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::compile_loop::Poke;
-use crate::index::{GatewayApiSlot, GatewayApiStores, MultiStore, Stores};
+use crate::index::{EndpointSliceLite, GatewayApiSlot, GatewayApiStores, MultiStore, Stores};
 
 /// Label that makes a Secret visible to plugin configs.
 pub const CREDENTIALS_LABEL: &str = "hookway.dev/credentials=true";
@@ -47,36 +47,15 @@ pub const PLUGIN_DATA_LABEL: &str = "hookway.dev/plugin-data=true";
 /// Field selector for TLS Secrets.
 pub const TLS_SECRET_FIELDS: &str = "type=kubernetes.io/tls";
 
-/// The last seen `metadata.generation` per object, so that status-only updates (our own
-/// status patches) do not trigger a recompile. Kinds without a generation always count as changed.
-#[derive(Default)]
-struct Generations(std::collections::HashMap<(String, String), i64>);
-
-impl Generations {
-    fn clear(&mut self) {
-        self.0.clear();
-    }
-
-    /// Whether `obj` is new or its generation changed (always true without a generation).
-    fn changed<K: Resource>(&mut self, obj: &K) -> bool {
-        let meta = obj.meta();
-        let Some(generation) = meta.generation else {
-            return true;
-        };
-        let key = (
-            meta.namespace.clone().unwrap_or_default(),
-            meta.name.clone().unwrap_or_default(),
-        );
-        self.0.insert(key, generation) != Some(generation)
-    }
-
-    fn forget<K: Resource>(&mut self, obj: &K) {
-        let meta = obj.meta();
-        self.0.remove(&(
-            meta.namespace.clone().unwrap_or_default(),
-            meta.name.clone().unwrap_or_default(),
-        ));
-    }
+/// Whether `new` changes what the compiler reads, compared with `stored` (the store's copy
+/// before the update): a new object, or a new generation. Our own status patches keep the
+/// generation, so they do not trigger a recompile. Kinds without a generation always count as
+/// changed. The store's copy is the memory: no per-object table is kept for this.
+fn changed<K: Resource>(stored: Option<&K>, new: &K) -> bool {
+    let Some(generation) = new.meta().generation else {
+        return true;
+    };
+    stored.and_then(|o| o.meta().generation) != Some(generation)
 }
 
 /// kubectl's client-side-apply copy of the whole object, kept in an annotation.
@@ -112,28 +91,32 @@ where
 {
     let (store, writer) = reflector::store();
     let kind = K::kind(&()).to_string();
+    // Whether the Apply event passing through is a change (decided before the store takes it,
+    // poked after: a compile woken by the poke must find the store updated).
+    let pending = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (reader, flag) = (store.clone(), pending.clone());
     let stream = watcher(api, config)
         .default_backoff()
         .modify(trim)
+        .map(move |event| {
+            if let Ok(watcher::Event::Apply(obj)) = &event {
+                let stored = reader.get(&reflector::ObjectRef::from_obj(obj));
+                flag.store(changed(stored.as_deref(), obj), Ordering::Relaxed);
+            }
+            event
+        })
         .reflect(writer);
     tasks.spawn(async move {
         futures::pin_mut!(stream);
-        let mut seen = Generations::default();
         while let Some(event) = stream.next().await {
             match event {
-                Ok(watcher::Event::Init) => seen.clear(),
-                Ok(watcher::Event::InitApply(obj)) => {
-                    seen.changed(&obj);
-                }
-                Ok(watcher::Event::Apply(obj)) => {
-                    if seen.changed(&obj) {
+                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+                Ok(watcher::Event::Apply(_)) => {
+                    if pending.swap(false, Ordering::Relaxed) {
                         poke.poke();
                     }
                 }
-                Ok(watcher::Event::Delete(obj)) => {
-                    seen.forget(&obj);
-                    poke.poke();
-                }
+                Ok(watcher::Event::Delete(_)) => poke.poke(),
                 Ok(watcher::Event::InitDone) => poke.poke(),
                 Err(e) => warn!(%kind, error = %e, "watch failed; retrying with backoff"),
             }
@@ -314,7 +297,7 @@ pub fn start(
         services: multi::<Service>(tasks, client, scope, &any, poke),
         routes: multi::<Route>(tasks, client, scope, &any, poke),
         core_services: multi::<CoreService>(tasks, client, scope, &any, poke),
-        endpoint_slices: multi::<EndpointSlice>(tasks, client, scope, &any, poke),
+        endpoint_slices: multi::<EndpointSliceLite>(tasks, client, scope, &any, poke),
         tls_secrets: multi::<Secret>(
             tasks,
             client,
@@ -408,20 +391,28 @@ mod tests {
 
     #[test]
     fn status_only_updates_do_not_count_as_changes() {
-        let mut seen = Generations::default();
         let mut route = Route::new(
             "r",
             serde_json::from_value(serde_json::json!({"service": "s"})).unwrap(),
         );
         route.metadata.namespace = Some("ns".into());
         route.metadata.generation = Some(1);
-        assert!(seen.changed(&route), "new object");
-        route.status = Some(Default::default());
-        assert!(!seen.changed(&route), "status-only update");
-        route.metadata.generation = Some(2);
-        assert!(seen.changed(&route), "spec change");
+        let stored = route.clone();
+        let mut status_only = route.clone();
+        status_only.status = Some(Default::default());
+        let mut spec = route.clone();
+        spec.metadata.generation = Some(2);
+        let cases = [
+            ("new object", None, &route, true),
+            ("status-only update", Some(&stored), &status_only, false),
+            ("spec change", Some(&stored), &spec, true),
+        ];
+        for (what, stored, new, want) in cases {
+            assert_eq!(changed(stored, new), want, "{what}");
+        }
+        let secret = Secret::default();
         assert!(
-            seen.changed(&Secret::default()),
+            changed(Some(&secret), &secret),
             "no generation: always a change"
         );
     }

@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use crate::content_hash::ContentDigests;
 use crate::snapshot::{ObjectKey, Snapshot};
@@ -90,16 +90,23 @@ impl std::io::Write for HashWriter {
     }
 }
 
-/// Hex SHA-256 of the JSON of `parts`, in order (16 bytes: enough to tell versions apart).
-fn digest(parts: &[&dyn erased::Json]) -> String {
-    let mut writer = std::io::BufWriter::with_capacity(16 * 1024, HashWriter(Sha256::new()));
+/// A content digest: the first 16 bytes of a SHA-256 (enough to tell versions apart), kept as
+/// a number (16 bytes where a hex string took 72 with its allocation).
+pub type Digest = u128;
+
+/// The [`Digest`] of the JSON of `parts`, in order.
+fn digest(parts: &[&dyn erased::Json]) -> Digest {
+    let mut writer = std::io::BufWriter::with_capacity(4 * 1024, HashWriter(Sha256::new()));
     for part in parts {
         part.write_json(&mut writer);
         std::io::Write::write_all(&mut writer, b"\n").expect("hashing never fails");
     }
     std::io::Write::flush(&mut writer).expect("hashing never fails");
     let (hasher, _) = writer.into_parts();
-    hex::encode(&hasher.0.finalize()[..16])
+    let sum = hasher.0.finalize();
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&sum[..16]);
+    Digest::from_be_bytes(first)
 }
 
 mod erased {
@@ -119,9 +126,9 @@ mod erased {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Digests {
     /// Per Route: its entry and what it depends on (see [`digests`]).
-    pub routes: Vec<String>,
+    pub routes: Vec<Digest>,
     /// Per upstream (Service): its entry, endpoints included.
-    pub upstreams: Vec<String>,
+    pub upstreams: Vec<Digest>,
 }
 
 /// Digests of `snapshot`'s Routes and upstreams. A Route's digest covers its entry and what it
@@ -135,31 +142,34 @@ pub fn digests(snapshot: &Snapshot) -> Digests {
 }
 
 /// [`digests`] from the snapshot's entry digests (`content`, as its content hash was built
-/// from): no entry is serialized again, each Route hashes its entry's digest and its
-/// dependencies' (hex of the first 16 bytes of each entry digest).
+/// from, see `crate::content_hash`): no entry is serialized again; an upstream's, certificate's
+/// or Secret's digest is the first 16 bytes of its entry digest, and each Route hashes its
+/// entry's with its dependencies'. The controller keeps the entry digests of the snapshot it
+/// sealed (only changed entries were hashed), so this costs one small hash per Route.
 pub fn digests_with(snapshot: &Snapshot, content: &ContentDigests) -> Digests {
     if !content.fits(snapshot) {
         return digests(snapshot);
     }
-    let short = |d: &[u8; 32]| hex::encode(&d[..16]);
-    let upstream_digests: Vec<String> = content.upstreams.iter().map(short).collect();
-    let upstreams: HashMap<&ObjectKey, &String> = snapshot
+    let short = |d: &[u8; 32]| {
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&d[..16]);
+        Digest::from_be_bytes(first)
+    };
+    let upstream_digests: Vec<Digest> = content.upstreams.iter().map(short).collect();
+    let upstreams: HashMap<&ObjectKey, &Digest> = snapshot
         .upstreams
         .iter()
         .zip(&upstream_digests)
         .map(|(u, d)| (&u.key, d))
         .collect();
-    let mut certs_by_host: HashMap<&str, Vec<String>> = HashMap::new();
+    let mut certs_by_host: HashMap<&str, Vec<Digest>> = HashMap::new();
     for (cert, d) in snapshot.certificates.iter().zip(&content.certificates) {
         let d = short(d);
         for host in &cert.hosts {
-            certs_by_host
-                .entry(host.as_str())
-                .or_default()
-                .push(d.clone());
+            certs_by_host.entry(host.as_str()).or_default().push(d);
         }
     }
-    let mut secrets_by_ns: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut secrets_by_ns: BTreeMap<&str, Vec<Digest>> = BTreeMap::new();
     for (secret, d) in snapshot.secrets.iter().zip(&content.secrets) {
         secrets_by_ns
             .entry(secret.key.namespace.as_str())
@@ -172,7 +182,7 @@ pub fn digests_with(snapshot: &Snapshot, content: &ContentDigests) -> Digests {
         .zip(&content.routes)
         .map(|(route, entry)| {
             let upstream = upstreams.get(&route.upstream);
-            let certs: Vec<&String> = route
+            let certs: Vec<&Digest> = route
                 .hosts
                 .iter()
                 .filter_map(|h| certs_by_host.get(h.as_str()))
@@ -183,7 +193,7 @@ pub fn digests_with(snapshot: &Snapshot, content: &ContentDigests) -> Digests {
                 .iter()
                 .map(|c| c.plugin_ref.namespace.as_str())
                 .collect();
-            let secrets: Vec<&String> = namespaces
+            let secrets: Vec<&Digest> = namespaces
                 .into_iter()
                 .filter_map(|ns| secrets_by_ns.get(ns))
                 .flatten()

@@ -28,6 +28,7 @@ mod policy;
 mod precedence;
 mod refs;
 pub(crate) mod report;
+mod reuse;
 mod routes;
 mod secrets;
 pub(crate) mod selector;
@@ -51,6 +52,7 @@ use crate::{Catalogue, GatewayPlugin, PlatformPolicy, Route, Service};
 pub use blobs::{FetchFailure, FetchFailureKind, Fetched, UrlSource};
 use precedence::Scope;
 use report::reason;
+pub use reuse::{InputDigest, Previous};
 pub(crate) use routes::valid_host;
 
 /// Everything the compiler reads. Reflector stores hand out `Arc<K>`, so do we.
@@ -207,7 +209,7 @@ impl ObjectReport {
 /// The compiler's output.
 #[derive(Clone, Debug, Default)]
 pub struct Compiled {
-    /// The snapshot (sealed: `hash` set, except from [`compile_unsealed`]; `version` 0 for the
+    /// The snapshot (sealed: `hash` set, except from [`compile_reusing`]; `version` 0 for the
     /// producer to set).
     pub snapshot: Snapshot,
     /// One report per source object (GatewayPlugin, Service, Route, PlatformPolicy and the
@@ -220,6 +222,8 @@ pub struct Compiled {
     /// The URL sources of the plugin configs that passed validation and policy, fetched or
     /// not: what the controller fetches (and keeps cached).
     pub url_sources: std::collections::BTreeSet<UrlSource>,
+    /// What the inputs were, for a later [`compile_reusing`].
+    pub inputs: InputDigest,
 }
 
 impl Compiled {
@@ -341,15 +345,24 @@ fn duplicate_warning(reports: &mut BTreeMap<ObjectKey, ObjectReport>, keys: Vec<
 /// Ingresses (and other standard-API objects) are first lowered into synthetic hookway objects
 /// (`crate::lower`); their findings are reported under the source object.
 pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> Compiled {
-    let mut compiled = compile_unsealed(objects, options, catalogue);
+    let mut compiled = compile_reusing(objects, options, catalogue, None);
     compiled.snapshot = std::mem::take(&mut compiled.snapshot).seal();
     compiled
 }
 
-/// [`compile`], leaving the snapshot's `hash` empty for the caller to seal
-/// ([`Snapshot::seal_reusing`]: the controller hashes only the entries that changed since its
-/// previous snapshot).
-pub fn compile_unsealed(objects: &Objects, options: &Options, catalogue: &Catalogue) -> Compiled {
+/// [`compile`], taking from `previous` (the output of the last compile) what cannot have
+/// changed: when only core Services and EndpointSlices changed since (see `reuse.rs`), only
+/// the Services are compiled again. The result is the same as [`compile`]'s, except that the
+/// snapshot's `hash` is left empty for the caller to seal ([`Snapshot::seal_reusing`]: the
+/// controller hashes only the entries that changed since its previous snapshot).
+pub fn compile_reusing(
+    objects: &Objects,
+    options: &Options,
+    catalogue: &Catalogue,
+    previous: Option<Previous<'_>>,
+) -> Compiled {
+    let inputs_digest = reuse::digest(objects, options);
+    let previous = previous.filter(|p| p.reusable(&inputs_digest));
     let lowered = crate::lower::lower(objects, options);
     let objects = lowered.objects();
     let mut dup_plugins = Vec::new();
@@ -423,6 +436,39 @@ pub fn compile_unsealed(objects: &Objects, options: &Options, catalogue: &Catalo
             Some(bindings) => info.ref_bindings = bindings,
             None => info.upstream = None,
         }
+    }
+
+    if let Some(previous) = previous {
+        duplicate_warning(&mut service_reports, dup_services);
+        let old = previous.snapshot;
+        let snapshot = Snapshot {
+            version: 0,
+            hash: String::new(),
+            routes: old.routes.clone(),
+            upstreams: services::upstreams(&service_index),
+            certificates: old.certificates.clone(),
+            secrets: old.secrets.clone(),
+            default_chain: old.default_chain.clone(),
+            blobs: old.blobs.clone(),
+        };
+        let services = service_reports.into_iter().map(|(key, r)| {
+            let id = ObjectId {
+                kind: Kind::Service,
+                key,
+            };
+            (id, r)
+        });
+        // In key order (kinds in `Kind` order), so that `collect` finds it sorted.
+        let before = reuse::reports_of(&previous, |k| k < Kind::Service);
+        let after = reuse::reports_of(&previous, |k| k > Kind::Service);
+        let reports = before.chain(services).chain(after).collect();
+        return Compiled {
+            snapshot,
+            reports,
+            origins: BTreeMap::new(),
+            url_sources: previous.url_sources.clone(),
+            inputs: inputs_digest,
+        };
     }
 
     let matchers: Vec<Matchers> = inputs
@@ -667,6 +713,7 @@ pub fn compile_unsealed(objects: &Objects, options: &Options, catalogue: &Catalo
         reports,
         origins,
         url_sources,
+        inputs: inputs_digest,
     }
 }
 

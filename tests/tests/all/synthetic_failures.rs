@@ -120,7 +120,7 @@ async fn proxy_failures_of_lowered_objects_reach_the_httproute_and_the_ingress()
         gateway_api_recheck: Duration::from_secs(1),
         fetch: Default::default(),
         proxy_service: None,
-        compile: std::sync::Arc::new(move |objects| {
+        compile: std::sync::Arc::new(move |objects, _previous| {
             hookway_crds::compiler::compile(objects, &options, &catalogue)
         }),
     };

@@ -342,7 +342,7 @@ async fn a_tenant_that_breaks_a_proxy_build_freezes_no_one_else() {
         gateway_api_recheck: Duration::from_secs(1),
         fetch: Default::default(),
         proxy_service: None,
-        compile: std::sync::Arc::new(move |objects| {
+        compile: std::sync::Arc::new(move |objects, _previous| {
             hookway_crds::compiler::compile(objects, &options, &catalogue)
         }),
     };

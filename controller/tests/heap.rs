@@ -1,0 +1,352 @@
+//! What the controller holds at issue 18's size, by part, counted by a global allocator: the
+//! reflector stores (objects as `tests/tests/bench.rs` creates them, with the statuses the
+//! controller writes), the compile loop's published state (snapshot, reports, digests) and the
+//! status loop's bookkeeping. Run:
+//! `cargo test --workspace --test heap -- --ignored --nocapture` (debug or release: bytes do
+//! not depend on the profile).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+use hookway_controller::compile_loop::CompileLoop;
+use hookway_controller::fleet::Programmed;
+use hookway_controller::index::{EndpointSliceLite, GatewayApiSlot, MultiStore, Stores};
+use hookway_controller::metrics::Metrics;
+use hookway_controller::proxies::Count;
+use hookway_controller::status::{self, StatusObject};
+use hookway_controller::status_loop::Generations;
+use hookway_crds::compiler::{Kind, ObjectId, Options};
+use hookway_crds::snapshot::ObjectKey;
+use hookway_crds::{Route, Service};
+use k8s_openapi::api::core::v1::Service as CoreService;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::reflector::{self, store::Writer, Store};
+use kube::runtime::watcher::Event;
+use serde_json::json;
+use tokio::sync::watch;
+
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn live() -> isize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+const ROUTES: usize = 10_000;
+const SERVICES: usize = 1_000;
+const ENDPOINTS: usize = 10;
+
+fn meta(name: &str, i: usize) -> serde_json::Value {
+    json!({"name": name, "namespace": "bench", "uid": format!("0000-{i:08}"),
+           "resourceVersion": format!("{}", 1000 + i), "generation": 1,
+           "creationTimestamp": "2026-12-07T10:00:00Z"})
+}
+
+fn store<K>(objects: Vec<K>) -> (Store<K>, Writer<K>)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    let (store, mut writer) = reflector::store();
+    writer.apply_watcher_event(&Event::Init);
+    for mut o in objects {
+        hookway_controller::watch::trim(&mut o);
+        writer.apply_watcher_event(&Event::InitApply(o));
+    }
+    writer.apply_watcher_event(&Event::InitDone);
+    (store, writer)
+}
+
+fn empty<K>() -> MultiStore<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    MultiStore(vec![store(Vec::new()).0])
+}
+
+fn mib(bytes: isize) -> String {
+    format!("{bytes:>11} B = {:>6.2} MiB", bytes as f64 / 1048576.0)
+}
+
+/// Writes each object's status as the controller would (2 of 2 proxies applied it).
+fn with_statuses<K: StatusObject>(
+    writer: &mut Writer<K>,
+    store: &Store<K>,
+    kind: Kind,
+    reports: &std::collections::BTreeMap<ObjectId, hookway_crds::compiler::ObjectReport>,
+) {
+    let now = Time(Timestamp::now());
+    let count = Programmed {
+        count: Count {
+            applied: 2,
+            ready: 2,
+        },
+        failures: vec![],
+        settling: false,
+    };
+    for obj in store.state() {
+        let id = ObjectId {
+            kind,
+            key: ObjectKey::new(
+                obj.meta().namespace.clone().unwrap_or_default(),
+                obj.meta().name.clone().unwrap_or_default(),
+            ),
+        };
+        let Some(report) = reports.get(&id) else {
+            continue;
+        };
+        if let Some(s) = status::desired(&*obj, report, &count, &now) {
+            let mut copy = K::clone(&obj);
+            copy.set_status(s);
+            writer.apply_watcher_event(&Event::Apply(copy));
+        }
+    }
+}
+
+#[test]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+fn controller_heap_at_10k_routes() {
+    let start = live();
+    let routes_at = live();
+    let routes: Vec<Route> = (0..ROUTES)
+        .map(|i| {
+            let service = if i % 7 == 0 {
+                "web".to_string()
+            } else {
+                format!("svc{}", i % SERVICES)
+            };
+            serde_json::from_value(
+                json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Route",
+                "metadata": meta(&format!("r{i}"), i),
+                "spec": {"hosts": [format!("h{i}.example.com")], "service": service}}),
+            )
+            .unwrap()
+        })
+        .collect();
+    let routes_objects = live() - routes_at;
+    let services_at = live();
+    let mut services: Vec<Service> = (0..SERVICES)
+        .map(|j| {
+            serde_json::from_value(
+                json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Service",
+                "metadata": meta(&format!("svc{j}"), j),
+                "spec": {"backend": {"name": format!("b{j}"), "port": 80}}}),
+            )
+            .unwrap()
+        })
+        .collect();
+    services.push(
+        serde_json::from_value(
+            json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Service",
+            "metadata": meta("web", 99_999),
+            "spec": {"nodes": [{"address": "127.0.0.1", "port": 8080}]}}),
+        )
+        .unwrap(),
+    );
+    let services_objects = live() - services_at;
+    let core_at = live();
+    let core: Vec<CoreService> = (0..SERVICES)
+        .map(|j| {
+            serde_json::from_value(json!({"metadata": meta(&format!("b{j}"), j),
+                "spec": {"ports": [{"name": "http", "port": 80}]}}))
+            .unwrap()
+        })
+        .collect();
+    let core_objects = live() - core_at;
+    let slices_at = live();
+    let slices: Vec<EndpointSliceLite> = (0..SERVICES)
+        .map(|j| {
+            let endpoints: Vec<_> = (0..ENDPOINTS)
+                .map(|k| {
+                    json!({"addresses": [format!("10.{}.{}.{}", j / 200, j % 200 + 1, 1 + k * 20)],
+                                "conditions": {"ready": true}})
+                })
+                .collect();
+            let mut m = meta(&format!("b{j}-1"), j);
+            m["labels"] = json!({"kubernetes.io/service-name": format!("b{j}")});
+            serde_json::from_value(json!({"metadata": m, "addressType": "IPv4",
+                "ports": [{"name": "http", "port": 8080}], "endpoints": endpoints}))
+            .unwrap()
+        })
+        .collect();
+    let slices_objects = live() - slices_at;
+    let at = live();
+    let (route_store, mut route_writer) = store(routes);
+    let routes_bytes = live() - at + routes_objects;
+    let at = live();
+    let (service_store, mut service_writer) = store(services);
+    let services_bytes = live() - at + services_objects;
+    let at = live();
+    let (core_store, _core_writer) = store(core);
+    let core_bytes = live() - at + core_objects;
+    let at = live();
+    let (slice_store, _slice_writer) = store(slices);
+    let slices_bytes = live() - at + slices_objects;
+    let stores = Stores {
+        plugins: empty(),
+        services: MultiStore(vec![service_store.clone()]),
+        routes: MultiStore(vec![route_store.clone()]),
+        core_services: MultiStore(vec![core_store]),
+        endpoint_slices: MultiStore(vec![slice_store]),
+        tls_secrets: empty(),
+        credential_secrets: empty(),
+        config_maps: empty(),
+        policies: empty(),
+        namespaces: store(Vec::new()).0,
+        gateway_api: GatewayApiSlot::default(),
+        proxy_service: None,
+        ingresses: empty(),
+        ingress_classes: store(Vec::new()).0,
+    };
+
+    // The statuses the controller writes (from a first compile), as the watch brings them back.
+    let options = Options {
+        root_namespace: "bench".into(),
+        now: None,
+    };
+    let catalogue = hookway_crds::Catalogue::builtin();
+    let first = hookway_crds::compiler::compile(&stores.objects(), &options, &catalogue);
+    assert_eq!(first.snapshot.routes.len(), ROUTES, "every Route is served");
+    let at = live();
+    with_statuses(&mut route_writer, &route_store, Kind::Route, &first.reports);
+    let route_statuses = live() - at;
+    with_statuses(
+        &mut service_writer,
+        &service_store,
+        Kind::Service,
+        &first.reports,
+    );
+    drop(first);
+    let stores_bytes = live() - start;
+
+    let (snapshots, snapshot_rx) = watch::channel(None);
+    let (published, published_rx) = watch::channel(None);
+    let objects_stores = stores.clone();
+    let metrics = Metrics::new().unwrap();
+    let before_loop = live();
+    let mut compile_loop = CompileLoop::new(
+        move || objects_stores.objects(),
+        |o: &hookway_crds::compiler::Objects,
+         previous: Option<hookway_crds::compiler::Previous<'_>>| {
+            hookway_crds::compiler::compile_reusing(o, &options, &catalogue, previous)
+        },
+        snapshots,
+        published,
+        metrics,
+    );
+    compile_loop.step().expect("the first compile publishes");
+    let loop_bytes = live() - before_loop;
+    let snapshot = snapshot_rx.borrow().clone().unwrap();
+    let p = published_rx.borrow().clone().unwrap();
+    let frame_len = serde_json::to_vec(&*snapshot).unwrap().len() as isize;
+
+    let before_generations = live();
+    let mut generations = Generations::default();
+    generations.update(&p);
+    let generations_bytes = live() - before_generations;
+
+    // Parts, measured by what dropping a copy of each would free.
+    let at = live();
+    let reports: std::collections::BTreeMap<_, _> = (*p.reports).clone();
+    let reports_bytes = live() - at;
+    drop(reports);
+    let at = live();
+    let digests = p.digests.digests().clone();
+    let digests_bytes = live() - at;
+    drop(digests);
+    let at = live();
+    let copy = (*snapshot).clone();
+    let snapshot_bytes = live() - at;
+    drop(copy);
+
+    println!(
+        "controller heap, {ROUTES} Routes, {SERVICES} Services, {} endpoints:",
+        SERVICES * ENDPOINTS
+    );
+    println!(
+        "  reflector stores (with statuses):       {}",
+        mib(stores_bytes)
+    );
+    println!(
+        "    Routes without status (in the store): {}",
+        mib(routes_bytes)
+    );
+    println!(
+        "    Routes' statuses:                     {}",
+        mib(route_statuses)
+    );
+    println!(
+        "    Services without status:              {}",
+        mib(services_bytes)
+    );
+    println!(
+        "    core Services:                        {}",
+        mib(core_bytes)
+    );
+    println!(
+        "    EndpointSlices:                       {}",
+        mib(slices_bytes)
+    );
+    println!(
+        "  compile loop after a step (all held):   {}",
+        mib(loop_bytes)
+    );
+    println!(
+        "    snapshot:                             {}",
+        mib(snapshot_bytes)
+    );
+    println!(
+        "    reports:                              {}",
+        mib(reports_bytes)
+    );
+    println!(
+        "    digests (by object):                  {}",
+        mib(digests_bytes)
+    );
+    println!(
+        "  status loop's generations:              {}",
+        mib(generations_bytes)
+    );
+    println!(
+        "  a whole frame (JSON) would be:          {}",
+        mib(frame_len)
+    );
+    println!(
+        "  total (stores + loop + generations):    {}",
+        mib(stores_bytes + loop_bytes + generations_bytes)
+    );
+    // Budgets (bench/CONTROLLER.md, 2026-12-07: 1.95, 0.17 and 28.65 MiB measured).
+    const MIB: isize = 1 << 20;
+    assert!(
+        slices_bytes < 5 * MIB / 2,
+        "EndpointSlices kept whole again?"
+    );
+    assert!(digests_bytes < MIB / 4, "digests kept by object again?");
+    assert!(
+        stores_bytes + loop_bytes + generations_bytes < 30 * MIB,
+        "the controller holds more than 30 MiB at 10,000 Routes"
+    );
+    drop((snapshot, p, compile_loop, generations));
+}
