@@ -177,9 +177,11 @@ impl AccessLog {
                 .any(|secret| secret.eq_ignore_ascii_case(name))
         };
         let path = req.map(|r| {
-            r.path.as_ref().map_or(std::borrow::Cow::Borrowed(""), |pq| {
-                redact_query(pq.as_str(), is_secret)
-            })
+            r.path
+                .as_ref()
+                .map_or(std::borrow::Cow::Borrowed(""), |pq| {
+                    redact_query(pq.as_str(), is_secret)
+                })
         });
         let original = ctx
             .original_target

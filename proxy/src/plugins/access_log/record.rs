@@ -299,32 +299,6 @@ fn socket_addr(out: &mut Vec<u8>, addr: SocketAddr) -> serde_json::Result<()> {
     }
 }
 
-/// A string value, or `null`.
-fn opt_str(out: &mut Vec<u8>, value: Option<&str>) -> serde_json::Result<()> {
-    match value {
-        Some(s) => serde_json::to_writer(out, s),
-        None => {
-            out.extend_from_slice(b"null");
-            Ok(())
-        }
-    }
-}
-
-/// An unsigned integer, in decimal.
-fn uint(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-}
-
 /// `namespace/name` as a JSON string, or `null`.
 fn object_key(out: &mut Vec<u8>, key: Option<&ObjectKey>) -> serde_json::Result<()> {
     match key {
@@ -365,23 +339,27 @@ impl Record<'_> {
             ip_addr(line.key(key!("client_ip")), self.client_ip)?;
             object_key(line.key(key!("route")), self.route)?;
             object_key(line.key(key!("service")), self.service)?;
-            opt_str(line.key(key!("upstream_addr")), self.upstream_addr)?;
+            to_writer(line.key(key!("upstream_addr")), &self.upstream_addr)?;
             to_writer(line.key(key!("method")), self.method)?;
             to_writer(line.key(key!("host")), self.host)?;
             to_writer(line.key(key!("path")), self.path)?;
-            opt_str(line.key(key!("original_path")), self.original_path)?;
-            uint(line.key(key!("status")), u64::from(self.status));
-            uint(line.key(key!("bytes_in")), self.bytes_in);
-            uint(line.key(key!("bytes_out")), self.bytes_out);
+            to_writer(line.key(key!("original_path")), &self.original_path)?;
+            to_writer(line.key(key!("status")), &self.status)?;
+            to_writer(line.key(key!("bytes_in")), &self.bytes_in)?;
+            to_writer(line.key(key!("bytes_out")), &self.bytes_out)?;
             to_writer(line.key(key!("duration_ms")), &self.duration_ms)?;
-            to_writer(line.key(key!("upstream_duration_ms")), &self.upstream_duration_ms)?;
-            opt_str(line.key(key!("consumer")), self.consumer)?;
-            opt_str(line.key(key!("request_id")), self.request_id)?;
-            aliases(&self.plugins, &mut Serializer::new(line.key(key!("plugins"))))?;
-            opt_str(line.key(key!("error")), self.error)?;
-            let aborted: &[u8] = if self.client_aborted { b"true" } else { b"false" };
-            line.key(key!("client_aborted")).extend_from_slice(aborted);
-            Ok(())
+            to_writer(
+                line.key(key!("upstream_duration_ms")),
+                &self.upstream_duration_ms,
+            )?;
+            to_writer(line.key(key!("consumer")), &self.consumer)?;
+            to_writer(line.key(key!("request_id")), &self.request_id)?;
+            aliases(
+                &self.plugins,
+                &mut Serializer::new(line.key(key!("plugins"))),
+            )?;
+            to_writer(line.key(key!("error")), &self.error)?;
+            to_writer(line.key(key!("client_aborted")), &self.client_aborted)
         })();
         match written {
             Ok(()) => line.finish(),
