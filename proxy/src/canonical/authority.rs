@@ -99,18 +99,99 @@ pub fn canonical_authority<'a>(
 }
 
 /// Parses and canonicalises `host[:port]`; borrowed when `raw` already is canonical.
+///
+/// A name or IPv4 address (the common case) is checked in one pass over its bytes: the port
+/// split, the label rules and whether it needs lower-casing. IPv6 literals take
+/// [`parse_bracketed`].
 fn parse(raw: &str, default_port: u16) -> Result<Authority<'_>, AuthorityError> {
-    let (host, port) = split_port(raw)?;
-    let trimmed = host.strip_suffix('.').unwrap_or(host);
-    if trimmed.is_empty() || !valid_host(trimmed) {
+    let bytes = raw.as_bytes();
+    if bytes.first() == Some(&b'[') {
+        return parse_bracketed(raw, default_port);
+    }
+    // One pass: label lengths, upper case, and where the port starts.
+    let mut label = 0usize;
+    let mut upper = false;
+    let mut host_end = bytes.len();
+    for (i, &b) in bytes.iter().enumerate() {
+        match HOST_BYTE[usize::from(b)] {
+            NAME => label += 1,
+            UPPER => {
+                label += 1;
+                upper = true;
+            }
+            DOT => {
+                if label == 0 || label > 63 {
+                    return Err(AuthorityError::Invalid);
+                }
+                label = 0;
+            }
+            COLON => {
+                host_end = i;
+                break;
+            }
+            _ => return Err(AuthorityError::Invalid),
+        }
+    }
+    if label > 63 {
         return Err(AuthorityError::Invalid);
     }
+    // `label == 0` here: empty, or a trailing dot (dropped), or `..` (refused above).
+    let trailing_dot = label == 0 && host_end > 0;
+    let trimmed_len = host_end - usize::from(trailing_dot);
+    if trimmed_len == 0 || trimmed_len > 253 {
+        return Err(AuthorityError::Invalid);
+    }
+    let port = match bytes.get(host_end + 1..) {
+        None => None,
+        Some(digits) => Some(port_number(digits)?),
+    };
+    finish(raw, host_end, trimmed_len, upper, port, default_port)
+}
+
+/// Classes of the bytes of a host name ([`HOST_BYTE`]).
+const INVALID: u8 = 0;
+/// A lower-case letter, a digit, `-` or `_`.
+const NAME: u8 = 1;
+/// An upper-case letter.
+const UPPER: u8 = 2;
+/// `.`, between labels.
+const DOT: u8 = 3;
+/// `:`, before the port.
+const COLON: u8 = 4;
+
+/// The class of every byte, looked up once per byte of the host.
+static HOST_BYTE: [u8; 256] = {
+    let mut table = [INVALID; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = match c {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => NAME,
+            b'A'..=b'Z' => UPPER,
+            b'.' => DOT,
+            b':' => COLON,
+            _ => INVALID,
+        };
+        b += 1;
+    }
+    table
+};
+
+/// The canonical form of `raw` (`host` is `raw[..host_end]`, of which the first `trimmed_len`
+/// bytes are kept; `upper` when they need lower-casing).
+fn finish(
+    raw: &str,
+    host_end: usize,
+    trimmed_len: usize,
+    upper: bool,
+    port: Option<u16>,
+    default_port: u16,
+) -> Result<Authority<'_>, AuthorityError> {
     let kept_port = port.filter(|p| *p != default_port);
-    let lower = !trimmed.bytes().any(|b| b.is_ascii_uppercase());
-    let text = if lower && trimmed.len() == host.len() && port == kept_port {
+    let text = if !upper && trimmed_len == host_end && port == kept_port {
         Cow::Borrowed(raw)
     } else {
-        let mut text = trimmed.to_ascii_lowercase();
+        let mut text = raw[..trimmed_len].to_ascii_lowercase();
         if let Some(p) = kept_port {
             text.push(':');
             text.push_str(&p.to_string());
@@ -119,54 +200,45 @@ fn parse(raw: &str, default_port: u16) -> Result<Authority<'_>, AuthorityError> 
     };
     Ok(Authority {
         text,
-        host_len: trimmed.len(),
+        host_len: trimmed_len,
         unchanged: false,
     })
 }
 
-/// `host` and the port, if any (`[v6]:port` included).
-fn split_port(raw: &str) -> Result<(&str, Option<u16>), AuthorityError> {
-    let (host, port) = if raw.starts_with('[') {
-        let end = raw.find(']').ok_or(AuthorityError::Invalid)?;
-        match &raw[end + 1..] {
-            "" => (raw, None),
-            rest => (
-                &raw[..=end],
-                Some(rest.strip_prefix(':').ok_or(AuthorityError::Invalid)?),
-            ),
-        }
-    } else {
-        match raw.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (raw, None),
-        }
+/// A bracketed IPv6 literal with an optional port: `[v6]` or `[v6]:port`.
+fn parse_bracketed(raw: &str, default_port: u16) -> Result<Authority<'_>, AuthorityError> {
+    let end = raw.find(']').ok_or(AuthorityError::Invalid)?;
+    let port = match &raw[end + 1..] {
+        "" => None,
+        rest => Some(port_number(
+            rest.strip_prefix(':')
+                .ok_or(AuthorityError::Invalid)?
+                .as_bytes(),
+        )?),
     };
-    let port = match port {
-        None => None,
-        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
-            Some(p.parse::<u16>().map_err(|_| AuthorityError::Invalid)?)
-        }
-        Some(_) => return Err(AuthorityError::Invalid),
-    };
-    Ok((host, port))
+    if raw[1..end].parse::<std::net::Ipv6Addr>().is_err() {
+        return Err(AuthorityError::Invalid);
+    }
+    let upper = raw[..end].bytes().any(|b| b.is_ascii_uppercase());
+    finish(raw, end + 1, end + 1, upper, port, default_port)
 }
 
-/// A DNS-style name (letters, digits, `-`, `_`, dots between non-empty labels), an IPv4
-/// address (a name of digits and dots) or a bracketed IPv6 literal.
-fn valid_host(host: &str) -> bool {
-    if let Some(inner) = host.strip_prefix('[') {
-        return inner
-            .strip_suffix(']')
-            .is_some_and(|v6| v6.parse::<std::net::Ipv6Addr>().is_ok());
+/// A port: one or more decimal digits, at most 65535.
+fn port_number(digits: &[u8]) -> Result<u16, AuthorityError> {
+    if digits.is_empty() {
+        return Err(AuthorityError::Invalid);
     }
-    host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+    let mut port = 0u32;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return Err(AuthorityError::Invalid);
+        }
+        port = port * 10 + u32::from(d - b'0');
+        if port > u32::from(u16::MAX) {
+            return Err(AuthorityError::Invalid);
+        }
+    }
+    Ok(port as u16)
 }
 
 #[cfg(test)]
@@ -266,6 +338,47 @@ mod tests {
             (V::HTTP_11, "/", &["user@a.com"], false, Err(Invalid)),
             (V::HTTP_11, "/", &["[::1"], false, Err(Invalid)),
             (V::HTTP_11, "/", &["[nope]"], false, Err(Invalid)),
+            (
+                V::HTTP_11,
+                "/",
+                &["Example.COM.:8080"],
+                false,
+                Ok(Some("example.com:8080")),
+            ),
+            (
+                V::HTTP_11,
+                "/",
+                &["a.b_c-d.e"],
+                false,
+                Ok(Some("a.b_c-d.e")),
+            ),
+            (V::HTTP_11, "/", &["a.com:0080"], false, Ok(Some("a.com"))),
+            (
+                V::HTTP_11,
+                "/",
+                &["a.com:65535"],
+                false,
+                Ok(Some("a.com:65535")),
+            ),
+            (V::HTTP_11, "/", &["a.com:65536"], false, Err(Invalid)),
+            (V::HTTP_11, "/", &["a.com:80:80"], false, Err(Invalid)),
+            (V::HTTP_11, "/", &["a.com:+80"], false, Err(Invalid)),
+            (V::HTTP_11, "/", &[":80"], false, Err(Invalid)),
+            (V::HTTP_11, "/", &["."], false, Err(Invalid)),
+            (V::HTTP_11, "/", &[".a.com"], false, Err(Invalid)),
+            (V::HTTP_11, "/", &["a.com.."], false, Err(Invalid)),
+            (V::HTTP_11, "/", &["a.com.:80"], false, Ok(Some("a.com"))),
+            (V::HTTP_11, "/", &["a%2e.com"], false, Err(Invalid)),
+            (V::HTTP_11, "/", &["a\\b.com"], false, Err(Invalid)),
+            (V::HTTP_11, "/", &["[::1]x"], false, Err(Invalid)),
+            (V::HTTP_11, "/", &["[::1]:"], false, Err(Invalid)),
+            (
+                V::HTTP_11,
+                "/",
+                &["[::FFFF:1.2.3.4]"],
+                false,
+                Ok(Some("[::ffff:1.2.3.4]")),
+            ),
             // Absolute-form: the target's authority replaces Host.
             (
                 V::HTTP_11,
@@ -312,6 +425,30 @@ mod tests {
                 *expected,
                 "{version:?} {uri} {hosts:?} tls={tls}"
             );
+        }
+    }
+
+    #[test]
+    fn label_and_name_lengths_are_bounded() {
+        let label63 = "a".repeat(63);
+        let label64 = "a".repeat(64);
+        // 4 labels of 63 and dots: 255 bytes; 3 of 63 and one of 61: 253.
+        let name253 = format!("{label63}.{label63}.{label63}.{}", "a".repeat(61));
+        let name255 = format!("{label63}.{label63}.{label63}.{label63}");
+        let cases: &[(String, bool)] = &[
+            (label63.clone(), true),
+            (label64.clone(), false),
+            (format!("{label64}.com"), false),
+            (format!("x.{label64}"), false),
+            (format!("{label63}.com:8080"), true),
+            (name253.clone(), true),
+            (format!("{name253}."), true),
+            (format!("{name253}:8080"), true),
+            (name255, false),
+        ];
+        for (host, ok) in cases {
+            let got = parse(host, 80);
+            assert_eq!(got.is_ok(), *ok, "{host}: {got:?}");
         }
     }
 

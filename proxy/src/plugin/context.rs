@@ -52,6 +52,11 @@ pub struct Ctx {
     pub credential_params: Option<Arc<[Arc<str>]>>,
     /// Typed per-request state for plugins.
     pub extensions: Extensions,
+    /// `Some(upgrade)` when the request head reaches the upstream as it was when the client's
+    /// hop-by-hop headers were removed (no plugin ran on it), so the upstream need not look for
+    /// them again; `upgrade` is whether it asks for a protocol upgrade. `None` (the default)
+    /// whenever a plugin may have changed the head.
+    pub(crate) hop_by_hop_removed: Option<bool>,
 }
 
 impl Ctx {
@@ -75,6 +80,7 @@ impl Ctx {
             plugins_ran: PluginsRan::default(),
             credential_params: None,
             extensions: Extensions::new(),
+            hop_by_hop_removed: None,
         }
     }
 }

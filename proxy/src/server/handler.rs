@@ -181,6 +181,8 @@ pub async fn handle(
                 upstreams: &rt.upstreams,
             };
             let resp = if route.chain.links().is_empty() {
+                // No plugin between here and the upstream: the head is as cleaned above.
+                ctx.hop_by_hop_removed = Some(upgrade);
                 call_direct(&up, req, ctx).await
             } else {
                 ctx.route = Some(route.key.clone());

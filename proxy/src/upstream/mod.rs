@@ -144,7 +144,10 @@ impl ProxyUpstream<'_> {
             .and_then(|k| self.upstreams.get(k))
             .map(|slot| slot.load_full())
             .ok_or_else(|| fail(StatusCode::SERVICE_UNAVAILABLE, "no healthy endpoints"))?;
-        let upgrade = headers::is_upgrade(req.headers());
+        let upgrade = match ctx.hop_by_hop_removed {
+            Some(upgrade) => upgrade,
+            None => headers::is_upgrade(req.headers()),
+        };
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
 
@@ -156,7 +159,10 @@ impl ProxyUpstream<'_> {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
         };
-        headers::remove_hop_by_hop(&mut parts.headers, upgrade);
+        if ctx.hop_by_hop_removed.is_none() {
+            // A plugin may have added some since the server removed the client's.
+            headers::remove_hop_by_hop(&mut parts.headers, upgrade);
+        }
         headers::add_forwarded(
             &mut parts.headers,
             ctx.peer_addr.ip(),

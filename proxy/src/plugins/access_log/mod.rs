@@ -6,15 +6,18 @@
 //! Put it first in the chain (lowest `order`) so its request hook sees the request as the
 //! client sent it and every early answer of later plugins.
 
+mod clock;
 mod record;
 mod redact;
 mod writer;
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use hookway_crds::catalogue::PluginConfig;
-use http::{header, request, Method};
+use http::uri::PathAndQuery;
+use http::{header, request, HeaderValue, Method};
 use serde::Deserialize;
 
 use crate::plugin::{BuildEnv, Completion, Ctx, Flow, Hook, Plugin, PluginError, PluginFactory};
@@ -100,12 +103,13 @@ impl PluginConfig for AccessLogConfig {
     }
 }
 
-/// The request line, captured before later plugins rewrite the request.
+/// The request line, captured before later plugins rewrite the request: shared copies of the
+/// received values (no text copied per request).
 #[derive(Clone)]
 struct RequestLine {
     method: Method,
-    host: String,
-    path: String,
+    host: Option<HeaderValue>,
+    path: Option<PathAndQuery>,
 }
 
 /// A running `access_log`.
@@ -144,16 +148,22 @@ impl AccessLog {
 
     /// The line for one completed request.
     pub fn line(&self, ctx: &Ctx, completion: &Completion) -> String {
+        self.with_record(ctx, completion, |record| match &self.template {
+            Some(t) => record.render(t),
+            None => record.to_json(),
+        })
+    }
+
+    /// Calls `f` with the record of one completed request.
+    fn with_record<R>(
+        &self,
+        ctx: &Ctx,
+        completion: &Completion,
+        f: impl FnOnce(&Record<'_>) -> R,
+    ) -> R {
         let req = ctx.extensions.get::<RequestLine>();
-        // RFC 3339 with nanoseconds is at most 35 bytes: formatted on the stack.
-        let mut time = [0u8; 48];
-        let mut cursor = std::io::Cursor::new(&mut time[..]);
-        let formatted = time::OffsetDateTime::now_utc()
-            .format_into(&mut cursor, &time::format_description::well_known::Rfc3339);
-        let written = match formatted {
-            Ok(_) => usize::try_from(cursor.position()).unwrap_or(0),
-            Err(_) => 0,
-        };
+        let mut time_buf = [0u8; 48];
+        let time = clock::rfc3339(std::time::SystemTime::now(), &mut time_buf);
         let is_secret = |name: &str| {
             DEFAULT_REDACTED
                 .iter()
@@ -166,20 +176,29 @@ impl AccessLog {
                 )
                 .any(|secret| secret.eq_ignore_ascii_case(name))
         };
-        let path = req.map(|r| redact_query(&r.path, is_secret));
+        let path = req.map(|r| {
+            r.path
+                .as_ref()
+                .map_or(std::borrow::Cow::Borrowed(""), |pq| {
+                    redact_query(pq.as_str(), is_secret)
+                })
+        });
         let original = ctx
             .original_target
             .as_ref()
             .map(|pq| redact_query(pq.as_str(), is_secret));
         let record = Record {
-            time: std::str::from_utf8(&time[..written]).unwrap_or_default(),
+            time,
             client: ctx.peer_addr,
             client_ip: ctx.client_ip,
             route: ctx.route.as_deref(),
             service: ctx.upstream.as_deref(),
             upstream_addr: ctx.upstream_addr.as_ref().map(http::uri::Authority::as_str),
             method: req.map_or("-", |r| r.method.as_str()),
-            host: req.map_or("-", |r| r.host.as_str()),
+            host: req
+                .and_then(|r| r.host.as_ref())
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("-"),
             path: path.as_deref().unwrap_or("-"),
             original_path: original.as_deref(),
             status: completion.status,
@@ -195,12 +214,35 @@ impl AccessLog {
             error: completion.error.as_deref(),
             client_aborted: completion.client_aborted,
         };
-        match &self.template {
-            Some(t) => record.render(t),
-            None => record.to_json(),
+        f(&record)
+    }
+
+    /// Queues the line of one completed request. A JSON line is written into a buffer kept
+    /// per thread and copied into the writer's batch: no allocation, and the writer's lock is
+    /// held only for the copy.
+    fn log(&self, ctx: &Ctx, completion: &Completion) -> bool {
+        thread_local! {
+            static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
         }
+        self.with_record(ctx, completion, |record| match &self.template {
+            Some(t) => self.writer.send(&record.render(t)),
+            None => SCRATCH.with(|scratch| {
+                let mut line = scratch.borrow_mut();
+                line.clear();
+                record.write_json(&mut line);
+                let sent = self.writer.send_bytes(&line);
+                if line.capacity() > SCRATCH_KEPT {
+                    // A rare huge line (a long path) does not stay allocated.
+                    *line = Vec::new();
+                }
+                sent
+            }),
+        })
     }
 }
+
+/// Largest line buffer a thread keeps between lines.
+const SCRATCH_KEPT: usize = 16 * 1024;
 
 impl Plugin for AccessLog {
     fn on_request<'a>(
@@ -209,17 +251,21 @@ impl Plugin for AccessLog {
         ctx: &'a mut Ctx,
     ) -> Hook<'a, Result<Flow, PluginError>> {
         if ctx.extensions.get::<RequestLine>().is_none() {
-            let host = req
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .or_else(|| req.uri.authority().map(|a| a.as_str()))
-                .unwrap_or("-")
-                .to_string();
-            let path = req
-                .uri
-                .path_and_query()
-                .map_or_else(|| req.uri.path().to_string(), |pq| pq.as_str().to_string());
+            let host = match req.headers.get(header::HOST) {
+                Some(h) => Some(h.clone()),
+                None => req
+                    .uri
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+            };
+            let path = match req.uri.path_and_query() {
+                Some(pq) => Some(pq.clone()),
+                // Authority-form (CONNECT) has no path: logged empty.
+                None => match req.uri.path() {
+                    "" => None,
+                    path => PathAndQuery::try_from(path).ok(),
+                },
+            };
             ctx.extensions.insert(RequestLine {
                 method: req.method.clone(),
                 host,
@@ -230,8 +276,7 @@ impl Plugin for AccessLog {
     }
 
     fn on_complete(&self, ctx: &Ctx, completion: &Completion) {
-        let line = self.line(ctx, completion);
-        if !self.writer.send(&line) {
+        if !self.log(ctx, completion) {
             tracing::trace!("access_log: queue full, line dropped");
         }
     }

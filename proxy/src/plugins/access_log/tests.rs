@@ -107,6 +107,31 @@ async fn json_line_has_every_field() {
 }
 
 #[tokio::test]
+async fn consecutive_json_lines_are_whole_and_their_own() {
+    // JSON lines are written through a buffer kept per thread: each line must be its own.
+    let path = temp_path("access.log");
+    let plugin = build("access_log", json!({"output": "file", "path": path})).unwrap();
+    let long = format!("/{}", "x".repeat(20_000));
+    let paths = ["/first?a=1", long.as_str(), "/third"];
+    for target in paths {
+        let mut ctx = ctx();
+        let mut req = request("GET", target, &[("host", "shop.example")]);
+        on_request(plugin.as_ref(), &mut req, &mut ctx)
+            .await
+            .unwrap();
+        plugin.on_complete(&ctx, &completion(200));
+    }
+    drop(plugin);
+    let lines = wait_lines(&path, paths.len());
+    assert_eq!(lines.len(), paths.len());
+    for (line, target) in lines.iter().zip(paths) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["path"], target);
+        assert_eq!(v["host"], "shop.example");
+    }
+}
+
+#[tokio::test]
 async fn template_line_and_errors_and_aborts() {
     let path = temp_path("t.log");
     let mut c = completion(502);

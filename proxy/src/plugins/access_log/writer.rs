@@ -131,6 +131,11 @@ impl LogWriter {
     /// Queues `line` (without newline); never blocks on the output. Returns `false` when it
     /// was dropped because `capacity` lines are already pending.
     pub fn send(&self, line: &str) -> bool {
+        self.send_bytes(line.as_bytes())
+    }
+
+    /// [`send`](Self::send) for a line already in bytes (UTF-8, without newline).
+    pub fn send_bytes(&self, line: &[u8]) -> bool {
         let mut pending = self.batch.lock();
         if pending.lines >= self.capacity || pending.closed {
             drop(pending);
@@ -139,7 +144,7 @@ impl LogWriter {
             return false;
         }
         pending.bytes.reserve(line.len() + 1);
-        pending.bytes.extend_from_slice(line.as_bytes());
+        pending.bytes.extend_from_slice(line);
         pending.bytes.push(b'\n');
         pending.lines += 1;
         let wake = pending.bytes.len() >= WAKE_BYTES || pending.lines >= self.capacity;
