@@ -76,7 +76,8 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("compile_reusing_and_seal_after_one_route_changed", |b| {
         b.iter_with_large_drop(|| {
-            let snapshot = compile_reusing(black_box(&changed), &options, &catalogue, None).snapshot;
+            let snapshot =
+                compile_reusing(black_box(&changed), &options, &catalogue, None).snapshot;
             snapshot.seal_reusing(Some((&previous, &previous_digests)))
         })
     });

@@ -74,6 +74,19 @@ impl AsyncWrite for Io {
 /// Read buffer growth step.
 const READ_CHUNK: usize = 8 * 1024;
 
+/// Reads more bytes from `io` into `read`: `Ok(0)` at the end of the stream. (Apart from
+/// [`Conn::poll_fill`] for a caller that holds the connection's write buffer at the same time.)
+pub(super) fn fill(
+    io: &mut Io,
+    read: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    if read.capacity() - read.len() < READ_CHUNK / 2 {
+        read.reserve(READ_CHUNK);
+    }
+    tokio_util::io::poll_read_buf(Pin::new(io), cx, read)
+}
+
 /// An HTTP/1.1 connection to an upstream, idle or lent to one request.
 pub struct Conn {
     pub(super) io: Io,
@@ -105,10 +118,7 @@ impl Conn {
 
     /// Reads more bytes into the read buffer: `Ok(0)` at the end of the stream.
     pub(super) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.read.capacity() - self.read.len() < READ_CHUNK / 2 {
-            self.read.reserve(READ_CHUNK);
-        }
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
+        fill(&mut self.io, &mut self.read, cx)
     }
 
     /// Whether an idle connection can carry a request: the upstream has neither closed it nor

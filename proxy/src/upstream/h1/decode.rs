@@ -49,6 +49,17 @@ pub struct Head {
     pub keep_alive: bool,
 }
 
+/// Whether `buf` starts with an interim (`1xx`) status line, or with too little to tell.
+/// Used while the request is still being sent: an interim answer means "go on".
+pub fn starts_interim(buf: &[u8]) -> bool {
+    const SHAPE: &[u8] = b"HTTP/1.? 1";
+    let seen = buf.len().min(SHAPE.len());
+    buf[..seen]
+        .iter()
+        .zip(SHAPE)
+        .all(|(b, want)| *want == b'?' && b.is_ascii_digit() || b == want)
+}
+
 /// Parses the response head at the start of `buf`, for a request with `method`, and takes it
 /// out of `buf`: `Ok(None)` until a whole final head is there. Informational heads (1xx but
 /// 101) are taken out and skipped, as hyper does (`100 Continue` included). Field values are
@@ -499,6 +510,29 @@ mod tests {
                 h
             }
             other => panic!("{raw:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn interim_answers_are_told_from_final_ones() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"HTTP/1.1 100 Continue\r\n\r\n", true),
+            (b"HTTP/1.0 103 Early Hints\r\n", true),
+            (b"HTTP/1.1 1", true),
+            (b"HTTP/1.", true), // too little to tell yet
+            (b"HTTP/1.1 413 Payload Too Large\r\n", false),
+            (b"HTTP/1.1 200 OK\r\n", false),
+            (b"HTTP/1.x 100", false),
+            (b"garbage", false),
+            (b"HTTP/2 100", false),
+        ];
+        for (buf, interim) in cases {
+            assert_eq!(
+                starts_interim(buf),
+                *interim,
+                "{:?}",
+                String::from_utf8_lossy(buf)
+            );
         }
     }
 

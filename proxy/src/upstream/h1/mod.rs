@@ -18,9 +18,12 @@
 //! Upgrade (WebSocket) requests still go through hyper (the endpoint hands it the socket), and
 //! so does HTTP/2.
 //!
-//! Unlike hyper, the request body is written before the response is read: an upstream that
-//! answers early and then stops reading a large body holds the request until the timeout (one
-//! that answers and closes is answered: its response is read after the failed write).
+//! The request body is written before the response is read, except that whenever the upstream
+//! stops taking bytes (a write would wait), the connection is looked at for an answer: an
+//! upstream that answers early (a `413` to a large body, a `401` before the upload) and stops
+//! reading is answered at once, and the connection is not reused. One that answers and closes is
+//! answered too (its response is read after the failed write). An interim `1xx` read that way
+//! does not stop the body (the upstream asked for it).
 
 mod body;
 mod conn;
@@ -29,12 +32,14 @@ pub mod encode;
 
 use std::future::poll_fn;
 use std::io;
+use std::pin::Pin;
+use std::task::Poll;
 
 use futures::FutureExt;
 use http::request;
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::AsyncWrite;
 
 pub use body::Body;
 pub use conn::{Conn, Io};
@@ -120,7 +125,12 @@ pub async fn exchange(
     let written = write_request(conn, body, framing, &parts.headers).await;
     let mut keep_alive = true;
     match written {
-        Ok(()) => {}
+        Ok(Sent::All) => {}
+        Ok(Sent::Answered) => {
+            // The rest of the request was never sent: the connection is spent.
+            tracing::debug!("the upstream answered before taking the whole request");
+            keep_alive = false;
+        }
         Err(Failure::Error(Error::Io(err))) => {
             if resendable {
                 return Err(Failure::Stale(Error::Io(err)));
@@ -157,18 +167,26 @@ pub async fn exchange(
     }
 }
 
-/// Writes the head in `conn.write` and the body as `framing` says.
+/// How far a request went out.
+#[derive(Debug, PartialEq, Eq)]
+enum Sent {
+    /// All of it.
+    All,
+    /// The upstream answered (or closed) while it was not taking more: the rest is not sent.
+    Answered,
+}
+
+/// Writes the head in `conn.write` and the body as `framing` says, unless the upstream
+/// answers first.
 async fn write_request(
     conn: &mut Conn,
     body: &mut ProxyBody,
     framing: encode::Framing,
     headers: &http::HeaderMap,
-) -> Result<(), Failure> {
+) -> Result<Sent, Failure> {
     use encode::Framing;
     if framing == Framing::Empty {
-        conn.io.write_all(&conn.write).await.map_err(Error::Io)?;
-        conn.io.flush().await.map_err(Error::Io)?;
-        return Ok(());
+        return flush(conn).await;
     }
     let mut sent: u64 = 0;
     let mut trailers = None;
@@ -178,7 +196,9 @@ async fn write_request(
         let frame = match body.frame().now_or_never() {
             Some(frame) => frame,
             None => {
-                flush(conn).await?;
+                if flush(conn).await? == Sent::Answered {
+                    return Ok(Sent::Answered);
+                }
                 body.frame().await
             }
         };
@@ -199,14 +219,17 @@ async fn write_request(
                 return Err(Error::RequestLength("longer than its Content-Length").into())
             }
             Framing::Length(_) if data.len() >= WRITE_DIRECT => {
-                flush(conn).await?;
-                conn.io.write_all(&data).await.map_err(Error::Io)?;
+                if flush(conn).await? == Sent::Answered
+                    || send(conn, Some(&data)).await? == Sent::Answered
+                {
+                    return Ok(Sent::Answered);
+                }
             }
             Framing::Length(_) => conn.write.extend_from_slice(&data),
             _ => encode::chunk(&mut conn.write, &data),
         }
-        if conn.write.len() >= WRITE_HIGH {
-            flush(conn).await?;
+        if conn.write.len() >= WRITE_HIGH && flush(conn).await? == Sent::Answered {
+            return Ok(Sent::Answered);
         }
     }
     match framing {
@@ -219,14 +242,50 @@ async fn write_request(
     flush(conn).await
 }
 
-/// Writes out and empties the write buffer.
-async fn flush(conn: &mut Conn) -> Result<(), Failure> {
-    if !conn.write.is_empty() {
-        conn.io.write_all(&conn.write).await.map_err(Error::Io)?;
-        conn.write.clear();
-    }
-    conn.io.flush().await.map_err(Error::Io)?;
-    Ok(())
+/// Writes out and empties the write buffer (unless the upstream answers first).
+async fn flush(conn: &mut Conn) -> Result<Sent, Failure> {
+    let sent = send(conn, None).await?;
+    conn.write.clear();
+    Ok(sent)
+}
+
+/// Writes `data` (`None`: the write buffer) and flushes. Whenever the upstream takes no more
+/// for now, its side is read: bytes there (other than an interim `1xx`) or its end mean it
+/// answered, and the rest is not sent.
+async fn send(conn: &mut Conn, data: Option<&[u8]>) -> Result<Sent, Failure> {
+    let Conn {
+        io, read, write, ..
+    } = conn;
+    let out: &[u8] = data.unwrap_or(write.as_slice());
+    let mut done = 0;
+    poll_fn(|cx| loop {
+        let step = if done < out.len() {
+            Pin::new(&mut *io).poll_write(cx, &out[done..])
+        } else {
+            Pin::new(&mut *io).poll_flush(cx).map_ok(|()| usize::MAX)
+        };
+        match step {
+            Poll::Ready(Ok(usize::MAX)) => return Poll::Ready(Ok(Sent::All)),
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(n)) => done += n,
+            Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+            Poll::Pending => {
+                return match conn::fill(io, read, cx) {
+                    Poll::Ready(Ok(0)) => Poll::Ready(Ok(Sent::Answered)),
+                    Poll::Ready(Ok(_)) if !decode::starts_interim(read) => {
+                        Poll::Ready(Ok(Sent::Answered))
+                    }
+                    // An interim answer (`100 Continue`): keep sending; the read side is
+                    // looked at again the next time the upstream takes no more.
+                    Poll::Ready(Ok(_)) => continue,
+                    Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+                    Poll::Pending => Poll::Pending,
+                };
+            }
+        }
+    })
+    .await
+    .map_err(|err| Failure::Error(Error::Io(err)))
 }
 
 #[cfg(test)]

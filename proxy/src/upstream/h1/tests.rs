@@ -496,3 +496,79 @@ async fn tls_connections_are_spoken_to_and_reused() {
     assert_eq!(accepted.load(Ordering::SeqCst), 1, "one TLS connection");
     assert_eq!(ep.idle_count(), 1);
 }
+
+/// An upstream that answers as soon as it has read a request's head, then reads nothing more
+/// and keeps the connection open (as a server refusing an upload too large for it may).
+async fn answers_early(answer: &'static [u8]) -> Uri {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = sock.write_all(answer).await;
+                // Held open, never read again, until the test ends.
+                std::future::pending::<()>().await;
+                drop(sock);
+            });
+        }
+    });
+    format!("http://{addr}/").parse().unwrap()
+}
+
+/// A request body far larger than the sockets' buffers: 64 frames of 1 MiB.
+fn large_body() -> ProxyBody {
+    let mib = Bytes::from(vec![b'x'; 1 << 20]);
+    let frames = (0..64).map(move |_| Ok(http_body::Frame::data(mib.clone())));
+    http_body_util::StreamBody::new(futures::stream::iter(frames)).boxed_unsync()
+}
+
+#[tokio::test]
+async fn an_upstream_answering_before_it_takes_the_body_is_answered_at_once() {
+    // Without looking for an answer while the upstream takes no more, this request would wait
+    // for the body to go out, which never happens: the deadline below is only a guard.
+    let cases: &[(&str, &[u8], u16)] = &[
+        (
+            "413 with an empty body",
+            b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n",
+            413,
+        ),
+        (
+            "401 with a body",
+            b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 4\r\n\r\nnope",
+            401,
+        ),
+    ];
+    for (name, answer, status) in cases {
+        let uri = answers_early(answer).await;
+        let ep = endpoint(&uri);
+        let mut req = request(Method::POST, large_body());
+        req.headers_mut().insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from(64u64 << 20),
+        );
+        let sent = tokio::time::timeout(std::time::Duration::from_secs(20), ep.send(req))
+            .await
+            .unwrap_or_else(|_| panic!("{name}: still sending the body"));
+        let (resp, _) = sent.unwrap_or_else(|err| panic!("{name}: {err}"));
+        assert_eq!(resp.status().as_u16(), *status, "{name}");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            body.len(),
+            answer.len() - answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() - 4,
+            "{name}"
+        );
+        assert_eq!(
+            ep.idle_count(),
+            0,
+            "{name}: a connection with a request half sent is never reused"
+        );
+    }
+}
