@@ -1,29 +1,39 @@
-//! Benchmark (ignored by default; run with
-//! `cargo test --profile dist --workspace --test bench -- --ignored --nocapture`, or
-//! `bench/controller.sh`): 10,000 Routes, 1,000 Services with 10 endpoints each (EndpointSlices
-//! of core Services) through the fake API server, the real controller and two real proxies (the
-//! data plane, in-process) in front of a real upstream.
+//! Benchmark (ignored by default; run with `bench/controller.sh`, or
+//! `cargo test --profile dist --workspace --test bench -- --ignored --nocapture`): 10,000
+//! Routes, 1,000 Services with 10 endpoints each (EndpointSlices of core Services), the real
+//! controller and two real proxies (the data plane, in-process) in front of a real upstream.
+//! The objects live in the in-process fake API server, or in a real kube-apiserver with
+//! `HOOKWAY_BENCH_API=real` (started for the run from `../shared/k8s`; skipped with one line
+//! when that is absent) or `HOOKWAY_BENCH_KUBECONFIG=PATH` (one already running); see [`api`].
+//! `HOOKWAY_BENCH_ROUTES` and `HOOKWAY_BENCH_SERVICES` shrink the world for a quick check.
 //!
 //! Reports the time from one Route change (a `replace` on the API server) until **both proxies
 //! serve it** — measured by traffic: each proxy is polled with the Route's new host until it
 //! answers from the upstream instead of 404 — as p50/p99/max over `ROUNDS` changes, first on a
 //! quiet cluster, then with `CHURN_PER_SECOND` endpoint changes per second in the background
-//! (EndpointSlice updates); the bytes sent per change per proxy; how long the proxies took to
-//! apply each change (`hookway_snapshot_apply_seconds`) and what they rebuilt; the snapshot's
-//! size on the wire; and live heap (controller, proxies per Route).
+//! (EndpointSlice patches on a fixed schedule, [`churn`]); the bytes sent per change per proxy;
+//! how long the proxies took to apply each change (`hookway_snapshot_apply_seconds`) and what
+//! they rebuilt; CPU time of this process (and of the API server's, when real) per series; the
+//! snapshot's size on the wire; and live heap (controller, proxies per Route).
 
-use std::alloc::{GlobalAlloc, Layout, System};
+#[path = "bench/api.rs"]
+mod api;
+#[path = "bench/churn.rs"]
+mod churn;
+#[path = "bench/heap.rs"]
+mod heap;
+
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use hookway_controller::compile_loop::Debounce;
+use hookway_controller::metrics::Metrics;
 use hookway_controller::run::{Config, Controller};
 use hookway_controller::stream::{tls, Token};
 use hookway_crds::{Route, Service, Snapshot};
-use hookway_tests::{fake_api::FakeApi, pki::Pki, proxy, upstream};
+use hookway_tests::{pki::Pki, proxy, upstream};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::core::v1::Service as CoreService;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -32,97 +42,49 @@ use kube::Api;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-const ROUTES: usize = 10_000;
-const ROUNDS: i32 = 30;
-/// Services with EndpointSlices (Route `r{i}` goes to `svc{i % SERVICES}`, except every
-/// seventh, which goes to the real upstream `web`: those are the ones changed and polled).
-const SERVICES: usize = 1_000;
-/// Endpoints per Service (10,000 in all).
-const ENDPOINTS: usize = 10;
-/// Background endpoint changes per second during the second series of changes.
-const CHURN_PER_SECOND: u64 = 100;
-
-/// Counts live heap bytes, so the controller's and the proxies' shares can be told apart from
-/// the fake API server's in this one process (RSS alone cannot: the allocator keeps freed pages).
-struct Counting;
-
-/// Per-thread-ish shards of the live byte count, each on its own cache line, so that counting
-/// does not make the two cores fight over one line on every allocation (which would slow down
-/// what the benchmark times).
-#[repr(align(64))]
-struct Shard(AtomicIsize);
-
-const SHARDS: usize = 16;
-static LIVE: [Shard; SHARDS] = [const { Shard(AtomicIsize::new(0)) }; SHARDS];
-
-thread_local! {
-    static MARK: u8 = const { 0 };
-}
-
-/// This thread's shard (by the address of a thread-local: distinct per live thread).
-fn shard() -> &'static AtomicIsize {
-    let i = MARK
-        .try_with(|m| (m as *const u8 as usize >> 6) % SHARDS)
-        .unwrap_or(0);
-    &LIVE[i].0
-}
-
-fn count(delta: isize) {
-    shard().fetch_add(delta, Ordering::Relaxed);
-}
-
-// SAFETY: every call is forwarded to `System` unchanged; only a counter is updated beside it.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            count(layout.size() as isize);
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            count(layout.size() as isize);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        count(-(layout.size() as isize));
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            count(new_size as isize - layout.size() as isize);
-        }
-        p
-    }
-}
+use api::Backend;
+use churn::{endpoints, ENDPOINTS};
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: heap::Counting = heap::Counting;
 
-/// Live heap in MiB after the fake API server forgot its watch history (30,000 events with
-/// whole objects, which would otherwise be counted against whoever runs at the time).
-fn live_mib(fake: &FakeApi) -> f64 {
-    fake.compact();
-    let live: isize = LIVE.iter().map(|s| s.0.load(Ordering::Relaxed)).sum();
-    live as f64 / (1024.0 * 1024.0)
+const ROUNDS: usize = 30;
+/// Every `WEB`-th Route goes to the real upstream `web` (the others to `svc{i % services}`):
+/// those are the ones changed and polled.
+const WEB: usize = 7;
+/// Background endpoint changes per second during the second series of changes.
+const CHURN_PER_SECOND: u64 = 100;
+/// Objects created at once while the world is built.
+const CREATE_IN_FLIGHT: usize = 32;
+/// How long the status writes may take to settle (10,000 patches on a real server, loaded).
+const SETTLE_LIMIT: Duration = Duration::from_secs(600);
+
+/// How big the world is: `HOOKWAY_BENCH_ROUTES` (default 10,000) Routes and
+/// `HOOKWAY_BENCH_SERVICES` (default a tenth of the Routes) Services of `ENDPOINTS` endpoints.
+#[derive(Clone, Copy, Debug)]
+struct Sizes {
+    routes: usize,
+    services: usize,
 }
 
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
+impl Sizes {
+    fn from_env() -> Self {
+        let read = |name: &str| {
+            std::env::var(name).ok().map(|v| {
+                v.replace([',', '_'], "")
+                    .parse::<usize>()
+                    .unwrap_or_else(|e| panic!("{name}={v}: {e}"))
+            })
+        };
+        let routes = read("HOOKWAY_BENCH_ROUTES").unwrap_or(10_000);
+        let services = read("HOOKWAY_BENCH_SERVICES").unwrap_or(routes / 10).max(1);
+        assert!(
+            routes > ROUNDS * WEB,
+            "HOOKWAY_BENCH_ROUTES={routes}: the timed changes need more than {}",
+            ROUNDS * WEB
+        );
+        Self { routes, services }
+    }
 }
 
 /// Polls every proxy (every 2 ms) until each answers 200 for `host`.
@@ -139,34 +101,56 @@ async fn until_served(proxies: &[SocketAddr], host: &str, limit: Duration) {
     }
 }
 
-/// Waits until the controller's status patches stop (no new one for a second; at most 2 min).
-async fn settle_status_writes(fake: &FakeApi, what: &str) {
+/// The status patches the controller made so far (applied or failed), from its own metrics (so
+/// the same on the fake and on a real API server).
+fn status_patches(metrics: &Metrics) -> u64 {
+    metrics
+        .render()
+        .lines()
+        .filter(|l| {
+            l.starts_with("hookway_controller_status_patches_total{")
+                || l.starts_with("hookway_controller_status_patch_errors_total ")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Waits until the controller's status patches stop: no new one for a second once there was
+/// one, or none at all for five seconds; at most `SETTLE_LIMIT`.
+async fn settle_status_writes(metrics: &Metrics, what: &str) {
     let settle = Instant::now();
-    let mut last = u32::MAX;
+    let first = status_patches(metrics);
+    let mut last = first;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = fake.total_status_patches();
-        if now == last || settle.elapsed() > Duration::from_secs(120) {
+        let now = status_patches(metrics);
+        if now == last && (now > first || settle.elapsed() >= Duration::from_secs(5)) {
+            break;
+        }
+        if settle.elapsed() > SETTLE_LIMIT {
+            eprintln!("{what}: still going after {SETTLE_LIMIT:?}; going on");
             break;
         }
         last = now;
     }
     eprintln!(
-        "{what} settled after {:?} ({last} patches in all)",
-        settle.elapsed()
+        "{what} settled after {:?} ({} patches; {last} in all; load average {})",
+        settle.elapsed(),
+        last - first,
+        heap::load_average()
     );
 }
 
 /// Route `r{i}` as `kubectl apply` would create it: with the last-applied annotation (a copy of
 /// the object) that kubectl's client-side apply keeps on every object.
-fn route(i: usize, host: &str) -> Route {
-    let service = if i.is_multiple_of(7) {
+fn route(i: usize, host: &str, namespace: &str, services: usize) -> Route {
+    let service = if i.is_multiple_of(WEB) {
         "web".to_string()
     } else {
-        format!("svc{}", i % SERVICES)
+        format!("svc{}", i % services)
     };
     let applied = json!({"apiVersion": "hookway.dev/v1alpha1", "kind": "Route",
-        "metadata": {"name": format!("r{i}"), "namespace": "bench"},
+        "metadata": {"name": format!("r{i}"), "namespace": namespace},
         "spec": {"hosts": [host], "service": service}});
     let mut route: Route = serde_json::from_value(applied.clone()).unwrap();
     route.metadata.annotations = Some(
@@ -179,25 +163,10 @@ fn route(i: usize, host: &str) -> Route {
     route
 }
 
-/// The endpoints of core Service `b{j}`: endpoint `k` has an address of its own per
-/// generation `generations[k]` (an address the fake API server accepts; no traffic goes there).
-fn endpoints(j: usize, generations: &[u64]) -> serde_json::Value {
-    let list: Vec<serde_json::Value> = generations
-        .iter()
-        .enumerate()
-        .map(|(k, g)| {
-            let host = 1 + k as u64 * 20 + g % 20;
-            json!({"addresses": [format!("10.{}.{}.{host}", j / 200, j % 200 + 1)],
-                   "conditions": {"ready": true}})
-        })
-        .collect();
-    json!(list)
-}
-
 /// A core Service `b{j}` with an EndpointSlice of `ENDPOINTS` endpoints, and the hookway Service
 /// `svc{j}` that uses it.
-async fn backend(client: &kube::Client, j: usize) {
-    let core: Api<CoreService> = Api::namespaced(client.clone(), "bench");
+async fn create_backend(client: &kube::Client, namespace: &str, j: usize) {
+    let core: Api<CoreService> = Api::namespaced(client.clone(), namespace);
     core.create(
         &PostParams::default(),
         &serde_json::from_value(json!({"metadata": {"name": format!("b{j}")},
@@ -206,7 +175,7 @@ async fn backend(client: &kube::Client, j: usize) {
     )
     .await
     .unwrap();
-    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "bench");
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
     slices
         .create(
             &PostParams::default(),
@@ -220,7 +189,7 @@ async fn backend(client: &kube::Client, j: usize) {
         )
         .await
         .unwrap();
-    let services: Api<Service> = Api::namespaced(client.clone(), "bench");
+    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
     services
         .create(
             &PostParams::default(),
@@ -233,34 +202,6 @@ async fn backend(client: &kube::Client, j: usize) {
         )
         .await
         .unwrap();
-}
-
-/// Changes one endpoint of one EndpointSlice every `1 / CHURN_PER_SECOND` s (a merge patch of
-/// the slice's endpoints, round-robin over the Services) until `stop`; returns how many changes
-/// were made.
-async fn churn(client: kube::Client, stop: tokio::sync::watch::Receiver<bool>) -> u64 {
-    let slices: Api<EndpointSlice> = Api::namespaced(client, "bench");
-    let mut generations = vec![[0u64; ENDPOINTS]; SERVICES];
-    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / CHURN_PER_SECOND));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut n = 0u64;
-    while !*stop.borrow() {
-        tick.tick().await;
-        let j = (n % SERVICES as u64) as usize;
-        let k = ((n / SERVICES as u64) % ENDPOINTS as u64) as usize;
-        generations[j][k] += 1;
-        let patch = json!({"endpoints": endpoints(j, &generations[j])});
-        slices
-            .patch(
-                &format!("b{j}-1"),
-                &kube::api::PatchParams::default(),
-                &kube::api::Patch::Merge(&patch),
-            )
-            .await
-            .unwrap();
-        n += 1;
-    }
-    n
 }
 
 /// A value read from each proxy's metrics, summed over the proxies.
@@ -298,7 +239,7 @@ async fn timed_changes(
     let mut samples = Vec::new();
     let mut published = Vec::new();
     for round in 1..=ROUNDS {
-        let i = round as usize * 7;
+        let i = round * WEB;
         let host = format!("h{i}-{tag}{round}.example.com");
         let mut r = routes.get(&format!("r{i}")).await.unwrap();
         r.spec.hosts = vec![host.clone()];
@@ -385,13 +326,117 @@ impl ProxyWork {
     }
 }
 
+/// CPU seconds used so far by this process and by the API server's processes (0 for the fake,
+/// whose work is in this process).
+#[derive(Clone, Copy, Debug)]
+struct Cpu {
+    this: f64,
+    api: f64,
+}
+
+impl Cpu {
+    fn read(backend: &Backend) -> Self {
+        Self {
+            this: heap::cpu_seconds("self"),
+            api: backend.cpu_seconds(),
+        }
+    }
+
+    /// CPU used since `before`, for the report.
+    fn since(&self, before: &Self, backend: &Backend) -> String {
+        let this = format!("this process {:.1} s", self.this - before.this);
+        if backend.is_real() {
+            format!(
+                "{this}, the API server and etcd {:.1} s",
+                self.api - before.api
+            )
+        } else {
+            format!("{this} (the fake API server included)")
+        }
+    }
+}
+
+/// One series of timed changes, reported under `name`.
+struct Series<'a> {
+    name: &'a str,
+    metrics: &'a Metrics,
+    running: &'a [proxy::RunningProxy],
+    backend: &'a Backend,
+    frames: (f64, f64),
+    work: ProxyWork,
+    cpu: Cpu,
+    started: Instant,
+}
+
+impl<'a> Series<'a> {
+    fn start(
+        name: &'a str,
+        metrics: &'a Metrics,
+        running: &'a [proxy::RunningProxy],
+        backend: &'a Backend,
+    ) -> Self {
+        Self {
+            name,
+            metrics,
+            running,
+            backend,
+            frames: delta_frames(&metrics.render()),
+            work: ProxyWork::read(running),
+            cpu: Cpu::read(backend),
+            started: Instant::now(),
+        }
+    }
+
+    /// Prints what the series did, given its sorted samples.
+    fn report(&self, samples: &[Duration], published: &[Duration]) {
+        let elapsed = self.started.elapsed();
+        let frames = delta_frames(&self.metrics.render());
+        let name = self.name;
+        eprintln!(
+            "{name}: change -> served by both proxies ({ROUNDS} changes): {}",
+            percentiles(samples)
+        );
+        eprintln!(
+            "{name}: change -> published by the controller (watch event, debounce, compile, hash): {}",
+            percentiles(published)
+        );
+        let count = frames.0 - self.frames.0;
+        eprintln!(
+            "{name}: {count} delta frames in {elapsed:?}, {:.0} bytes each on average",
+            (frames.1 - self.frames.1) / count.max(1.0)
+        );
+        eprintln!(
+            "{name}: proxies: {}",
+            ProxyWork::read(self.running).since(&self.work)
+        );
+        eprintln!(
+            "{name}: CPU: {}; load average {}",
+            Cpu::read(self.backend).since(&self.cpu, self.backend),
+            heap::load_average()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run explicitly"]
 async fn ten_thousand_routes() {
-    let fake = FakeApi::start().await;
-    let client = fake.client().await;
+    let Some(backend) = Backend::from_env().await else {
+        return;
+    };
+    let Sizes {
+        routes: n_routes,
+        services: n_services,
+    } = Sizes::from_env();
+    let client = backend.client().await;
+    backend.install_crds(&client).await;
+    let ns = backend.namespace();
+    eprintln!(
+        "against {} (namespace {ns}): {n_routes} Routes, {n_services} Services of {ENDPOINTS} \
+         endpoints; load average {}",
+        backend.describe(),
+        heap::load_average()
+    );
     let pki = Pki::new("bench");
-    let ns = "bench";
     let up = upstream::start().await;
     Api::<Namespace>::all(client.clone())
         .create(
@@ -400,7 +445,7 @@ async fn ten_thousand_routes() {
         )
         .await
         .unwrap();
-    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
     services
         .create(
             &PostParams::default(),
@@ -414,42 +459,47 @@ async fn ten_thousand_routes() {
         .await
         .unwrap();
     let started = Instant::now();
-    futures::stream::iter(0..SERVICES)
+    // Three objects each, one after the other: half as many at once as for the Routes.
+    futures::stream::iter(0..n_services)
         .map(|j| {
-            let client = client.clone();
-            async move { backend(&client, j).await }
+            let (client, ns) = (&client, &ns);
+            async move { create_backend(client, ns, j).await }
         })
-        .buffer_unordered(16)
+        .buffer_unordered(CREATE_IN_FLIGHT / 2)
         .collect::<Vec<_>>()
         .await;
     eprintln!(
-        "created {SERVICES} Services with {} endpoints in all in {:?}",
-        SERVICES * ENDPOINTS,
+        "created {n_services} Services with {} endpoints in all in {:?}",
+        n_services * ENDPOINTS,
         started.elapsed()
     );
-    let routes: Api<Route> = Api::namespaced(client.clone(), ns);
+    let routes: Api<Route> = Api::namespaced(client.clone(), &ns);
     let started = Instant::now();
-    futures::stream::iter(0..ROUTES)
+    futures::stream::iter(0..n_routes)
         .map(|i| {
-            let routes = routes.clone();
+            let (routes, ns) = (&routes, &ns);
             async move {
-                let r = route(i, &format!("h{i}.example.com"));
+                let r = route(i, &format!("h{i}.example.com"), ns, n_services);
                 routes.create(&PostParams::default(), &r).await.unwrap();
             }
         })
-        .buffer_unordered(32)
+        .buffer_unordered(CREATE_IN_FLIGHT)
         .collect::<Vec<_>>()
         .await;
-    eprintln!("created {ROUTES} routes in {:?}", started.elapsed());
-    let rss_api = rss_mib();
-    let live_api = live_mib(&fake);
+    eprintln!(
+        "created {n_routes} routes in {:?} ({CREATE_IN_FLIGHT} at once); load average {}",
+        started.elapsed(),
+        heap::load_average()
+    );
+    let rss_api = heap::rss_mib("self");
+    let live_api = backend.live_mib();
 
     let started = Instant::now();
     let controller = Controller::start(
         client.clone(),
         Config {
-            namespaces: vec![ns.into()],
-            root_namespace: ns.into(),
+            namespaces: vec![ns.clone()],
+            root_namespace: ns.clone(),
             stream_listener: TcpListener::bind("127.0.0.1:0").await.unwrap(),
             admin_listener: TcpListener::bind("127.0.0.1:0").await.unwrap(),
             token: Token::new(&pki.token).unwrap(),
@@ -460,28 +510,29 @@ async fn ten_thousand_routes() {
             gateway_api_recheck: Duration::from_secs(1),
             fetch: Default::default(),
             proxy_service: None,
-            compile: hookway_controller::run::default_compile(ns),
+            compile: hookway_controller::run::default_compile(&ns),
         },
     )
     .await
     .unwrap();
+    let metrics = controller.metrics.clone();
     let mut compiled = controller.snapshots.clone();
     tokio::time::timeout(
         Duration::from_secs(120),
-        compiled.wait_for(|s| s.as_ref().is_some_and(|s| s.routes.len() == ROUTES)),
+        compiled.wait_for(|s| s.as_ref().is_some_and(|s| s.routes.len() == n_routes)),
     )
     .await
     .expect("first snapshot")
     .unwrap();
     eprintln!(
-        "controller: first snapshot of {ROUTES} routes after {:?}",
+        "controller: first snapshot of {n_routes} routes after {:?}",
         started.elapsed()
     );
 
-    // Let the initial status writes (10,000 patches) finish: they compete for the same 2 cores.
-    settle_status_writes(&fake, "initial status writes").await;
-    let rss_controller = rss_mib();
-    let live_before_proxies = live_mib(&fake);
+    // Let the initial status writes (one per object) finish: they compete for the same 2 cores.
+    settle_status_writes(&metrics, "initial status writes").await;
+    let rss_controller = heap::rss_mib("self");
+    let live_before_proxies = backend.live_mib();
 
     let started = Instant::now();
     let mut proxies = Vec::new();
@@ -491,22 +542,22 @@ async fn ten_thousand_routes() {
         proxies.push(proxy.http);
         running.push(proxy);
     }
-    // The last Route to the real upstream (every seventh goes there).
+    // The last Route to the real upstream.
     until_served(
         &proxies,
-        &format!("h{}.example.com", (ROUTES - 1) / 7 * 7),
+        &format!("h{}.example.com", (n_routes - 1) / WEB * WEB),
         Duration::from_secs(120),
     )
     .await;
     eprintln!(
-        "2 proxies started and serving {ROUTES} routes after {:?}",
+        "2 proxies started and serving {n_routes} routes after {:?}",
         started.elapsed()
     );
-    let rss_all = rss_mib();
-    // Every Route goes from `NoProxies` to `Programmed` when the first proxy acks (10,000
-    // patches); the second proxy joining adds none.
-    settle_status_writes(&fake, "status writes for the proxies' acks").await;
-    let live_proxies = live_mib(&fake) - live_before_proxies;
+    let rss_all = heap::rss_mib("self");
+    // Every Route goes from `NoProxies` to `Programmed` when the first proxy acks (one patch
+    // per Route); the second proxy joining adds none.
+    settle_status_writes(&metrics, "status writes for the proxies' acks").await;
+    let live_proxies = backend.live_mib() - live_before_proxies;
 
     let initial = ProxyWork::read(&running);
     eprintln!(
@@ -515,95 +566,82 @@ async fn ten_thousand_routes() {
     );
 
     // Quiet: Route changes only.
-    let frames_before = delta_frames(&controller.metrics.render());
-    let work_before = ProxyWork::read(&running);
+    let series = Series::start("quiet", &metrics, &running, &backend);
     let (samples, published) = timed_changes(&routes, &mut compiled, &proxies, "q").await;
-    let frames_after = delta_frames(&controller.metrics.render());
-    eprintln!(
-        "quiet: change -> served by both proxies ({ROUNDS} changes): {}",
-        percentiles(&samples)
-    );
-    eprintln!(
-        "quiet: change -> published by the controller (watch event, debounce, compile, hash): {}",
-        percentiles(&published)
-    );
-    let frames = frames_after.0 - frames_before.0;
-    eprintln!(
-        "quiet: bytes sent per Route change per proxy (delta frames): {:.0} ({frames} frames)",
-        (frames_after.1 - frames_before.1) / frames.max(1.0)
-    );
-    eprintln!(
-        "quiet: proxies: {}",
-        ProxyWork::read(&running).since(&work_before)
-    );
+    series.report(&samples, &published);
 
     // Churn: the same changes with endpoint changes in the background.
     let (stop_churn, churn_stop) = tokio::sync::watch::channel(false);
-    let churning = tokio::spawn(churn(client.clone(), churn_stop));
-    let churn_started = Instant::now();
+    let churning = tokio::spawn(churn::churn(
+        client.clone(),
+        ns.clone(),
+        n_services,
+        CHURN_PER_SECOND,
+        churn_stop,
+    ));
     // Let the churn reach its pace (and the controller its compile rhythm) first.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let frames_before = delta_frames(&controller.metrics.render());
-    let work_before = ProxyWork::read(&running);
-    let timed = Instant::now();
+    let series = Series::start("churn", &metrics, &running, &backend);
     let (samples, published) = timed_changes(&routes, &mut compiled, &proxies, "c").await;
-    let timed = timed.elapsed();
-    let frames_after = delta_frames(&controller.metrics.render());
-    let work = ProxyWork::read(&running).since(&work_before);
     stop_churn.send_replace(true);
-    let changes = churning.await.unwrap();
-    let churned = churn_started.elapsed();
-    eprintln!(
-        "churn: {changes} endpoint changes in {churned:?} ({:.0}/s)",
-        changes as f64 / churned.as_secs_f64()
-    );
-    eprintln!(
-        "churn: change -> served by both proxies ({ROUNDS} changes): {}",
-        percentiles(&samples)
-    );
-    eprintln!(
-        "churn: change -> published by the controller: {}",
-        percentiles(&published)
-    );
-    let frames = frames_after.0 - frames_before.0;
-    eprintln!(
-        "churn: {frames} delta frames in {timed:?}, {:.0} bytes each on average (Route and endpoint changes)",
-        (frames_after.1 - frames_before.1) / frames.max(1.0)
-    );
-    eprintln!("churn: proxies: {work}");
+    series.report(&samples, &published);
+    let churned = churning.await.unwrap();
+    eprintln!("churn: {churned} (aim: {CHURN_PER_SECOND}/s)");
 
-    let metrics = controller.metrics.render();
-    let bytes = metrics
-        .lines()
-        .find(|l| l.starts_with("hookway_controller_snapshot_bytes "))
-        .unwrap_or("?");
-    eprintln!("{bytes}");
-    for l in metrics.lines().filter(|l| {
-        l.starts_with("hookway_controller_compile_duration_seconds_sum")
+    let rendered = metrics.render();
+    for l in rendered.lines().filter(|l| {
+        l.starts_with("hookway_controller_snapshot_bytes ")
+            || l.starts_with("hookway_controller_compile_duration_seconds_sum")
             || l.starts_with("hookway_controller_compile_duration_seconds_count")
             || l.starts_with("hookway_controller_reconciles_total")
             || l.starts_with("hookway_controller_status_patches_total")
+            || l.starts_with("hookway_controller_status_patch_errors_total")
             || l.starts_with("hookway_controller_frames_sent_total")
             || l.starts_with("hookway_controller_frame_bytes_sent_total")
     }) {
         eprintln!("{l}");
     }
-    let live_all = live_mib(&fake);
+    let live_all = backend.live_mib();
     drop(compiled);
     controller.shutdown().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let live_controller = live_all - live_mib(&fake);
-    eprintln!(
-        "RSS (one process): {rss_api:.0} MiB with the fake API server holding {ROUTES} routes; \
-         {rss_controller:.0} MiB with the controller; {rss_all:.0} MiB with 2 proxies"
-    );
+    let live_controller = live_all - backend.live_mib();
+    // The proxies' share as what their shutdown frees (the reading taken when they started also
+    // holds whatever the controller grew by during the acks' status writes).
+    let live_with_proxies = backend.live_mib();
+    drop(running);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let live_proxies_freed = live_with_proxies - backend.live_mib();
+    if backend.is_real() {
+        eprintln!(
+            "RSS of this process: {rss_api:.0} MiB before the controller; {rss_controller:.0} MiB \
+             with it; {rss_all:.0} MiB with 2 proxies. The API server: {}",
+            backend.rss()
+        );
+    } else {
+        eprintln!(
+            "RSS (one process): {rss_api:.0} MiB with the fake API server holding {n_routes} \
+             routes; {rss_controller:.0} MiB with the controller; {rss_all:.0} MiB with 2 proxies"
+        );
+    }
     eprintln!(
         "live heap: controller {live_controller:.1} MiB (freed by its shutdown; {:.1} MiB added \
-         by its start, which also counts the 10,000 statuses the fake API server now stores), \
-         2 proxies {live_proxies:.1} MiB (added when they started), {:.2} KiB per Route per proxy",
+         by its start{}), 2 proxies {live_proxies:.1} MiB (added when they started), {:.2} KiB \
+         per Route per proxy; load average {}",
         live_before_proxies - live_api,
-        live_proxies * 1024.0 / 2.0 / ROUTES as f64
+        if backend.is_real() {
+            ""
+        } else {
+            ", which also counts the statuses the fake API server now stores"
+        },
+        live_proxies * 1024.0 / 2.0 / n_routes as f64,
+        heap::load_average()
     );
-    assert_eq!(samples.len(), ROUNDS as usize);
-    drop(running);
+    eprintln!(
+        "live heap: 2 proxies {live_proxies_freed:.1} MiB freed by their shutdown (after the \
+         controller's), {:.2} KiB per Route per proxy",
+        live_proxies_freed * 1024.0 / 2.0 / n_routes as f64
+    );
+    assert_eq!(samples.len(), ROUNDS);
+    assert!(churned.applied > 0, "no endpoint change applied: {churned}");
 }
