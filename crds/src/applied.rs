@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::content_hash::ContentDigests;
-use crate::snapshot::{ObjectKey, Snapshot};
+use crate::snapshot::{ObjectKey, Snapshot, UpstreamEntry};
 
 /// The kind of an object a proxy could not apply.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -127,18 +127,30 @@ mod erased {
 pub struct Digests {
     /// Per Route: its entry and what it depends on (see [`digests`]).
     pub routes: Vec<Digest>,
-    /// Per upstream (Service): its entry, endpoints included.
+    /// Per upstream (Service): its entry without its endpoints (see [`digests`]).
     pub upstreams: Vec<Digest>,
 }
 
 /// Digests of `snapshot`'s Routes and upstreams. A Route's digest covers its entry and what it
 /// depends on: its upstream, the certificates served for its hosts, and the credential Secrets
 /// of the namespaces its plugins come from. It changes when any of them changes, so "a proxy
-/// applied the version holding this digest" means it serves this content.
+/// applied the version holding this digest" means it serves this content. An upstream's
+/// endpoints are not part of it: a proxy applies endpoint changes in place (no Route, chain or
+/// router is built for them), and a rollout must not rewrite the status of every Route of the
+/// Service twice per endpoint change.
 ///
 /// Each dependency is hashed once, then each Route hashes its entry and the dependency digests.
 pub fn digests(snapshot: &Snapshot) -> Digests {
     digests_with(snapshot, &ContentDigests::of(snapshot))
+}
+
+/// The [`Digest`] of an upstream entry without its endpoints (the rest of it serialized as it is).
+fn without_endpoints(upstream: &UpstreamEntry) -> Digest {
+    let bare = UpstreamEntry {
+        endpoints: Vec::new(),
+        ..UpstreamEntry::clone(upstream)
+    };
+    digest(&[&bare])
 }
 
 /// [`digests`] from the snapshot's entry digests (`content`, as its content hash was built
@@ -155,7 +167,10 @@ pub fn digests_with(snapshot: &Snapshot, content: &ContentDigests) -> Digests {
         first.copy_from_slice(&d[..16]);
         Digest::from_be_bytes(first)
     };
-    let upstream_digests: Vec<Digest> = content.upstreams.iter().map(short).collect();
+    // Endpoints left out: they come and go with every rollout and proxies swap them in place,
+    // so counting them would flip `Programmed` to `Pending` (two status writes) on every Route
+    // of a Service at each endpoint change — a status-write storm under endpoint churn.
+    let upstream_digests: Vec<Digest> = snapshot.upstreams.iter().map(without_endpoints).collect();
     let upstreams: HashMap<&ObjectKey, &Digest> = snapshot
         .upstreams
         .iter()
@@ -290,6 +305,17 @@ mod tests {
                     s.secrets[0].data.insert("bob".into(), "k2".into());
                 },
                 [true, false],
+            ),
+            (
+                "the upstream's endpoints (a rollout)",
+                |s| {
+                    s.upstreams[0].endpoints.push(crate::snapshot::Endpoint {
+                        address: "10.0.0.9".into(),
+                        port: 80,
+                        weight: 1,
+                    });
+                },
+                [false, false],
             ),
             (
                 "a plugin config of r2",

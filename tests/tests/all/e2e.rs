@@ -19,7 +19,7 @@ use hookway_tests::fake_api::FakeApi;
 use hookway_tests::pki::Pki;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -486,6 +486,57 @@ async fn proxies_survive_a_controller_restart_and_resync() {
     controller.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_changes_rewrite_no_route_status() {
+    // A rollout changes a Service's endpoints many times; proxies swap them in place. The
+    // Routes on that Service keep `Programmed` as it is: no `Pending` and back (two status
+    // writes per Route per endpoint change, a storm under churn).
+    let env = env("endpoint-churn").await;
+    let Some(fake) = env.fake.as_ref() else {
+        eprintln!("skipped: counts status patches on the fake API server");
+        return;
+    };
+    let controller = env.controller("127.0.0.1:0", "controller-0").await;
+    let (mut p1, t1) = env.proxy(&controller, "proxy-1");
+    env.create_service("web").await;
+    env.create_route("a", json!({"hosts": ["a.example.com"], "service": "web"}))
+        .await;
+    wait_snapshot(&mut p1, "route a is served", |s| route(s, "a").is_some()).await;
+    env.wait_programmed(&controller, "a", 1).await;
+    let before = fake.status_patches("routes", &env.ns, "a");
+
+    let services: Api<Service> = Api::namespaced(env.client.clone(), &env.ns);
+    for (i, address) in ["10.0.0.2", "10.0.0.3", "10.0.0.4"].into_iter().enumerate() {
+        let patch = json!({"spec": {"nodes": [{"address": address, "port": 8080, "weight": 1}]}});
+        services
+            .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("patch service");
+        wait_snapshot(&mut p1, "the new endpoint is held", |s| {
+            s.upstreams
+                .iter()
+                .any(|u| u.endpoints.iter().any(|e| e.address == address))
+        })
+        .await;
+        // A later Route, Programmed only after a status pass over a version that holds the new
+        // endpoint: any write for `a` caused by it has been made by then.
+        let later = format!("later-{i}");
+        env.create_route(
+            &later,
+            json!({"hosts": [format!("{later}.example.com")], "service": "web"}),
+        )
+        .await;
+        env.wait_programmed(&controller, &later, 1).await;
+    }
+    assert_eq!(
+        fake.status_patches("routes", &env.ns, "a"),
+        before,
+        "route a's status was rewritten by endpoint changes"
+    );
+    t1.abort();
+    controller.shutdown().await;
+}
+
 #[tokio::test]
 async fn fake_api_refuses_loopback_endpoints_and_expires_old_watches() {
     if std::env::var_os("HOOKWAY_E2E_KUBECONFIG").is_some() {
@@ -525,7 +576,7 @@ async fn fake_api_applies_lists_watches_and_deletes_leases_like_a_real_one() {
         return;
     }
     use futures::StreamExt;
-    use kube::api::{Patch, PatchParams, WatchEvent, WatchParams};
+    use kube::api::{WatchEvent, WatchParams};
     let fake = FakeApi::start().await;
     let leases: Api<Lease> = Api::namespaced(fake.client().await, "default");
     let lease = |annotations: serde_json::Value| -> serde_json::Value {
