@@ -5,8 +5,8 @@
 //! `cargo test --workspace --test heap -- --ignored --nocapture` (debug or release: bytes do
 //! not depend on the profile).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
+#[path = "../../crds/benches/support/live_heap.rs"]
+mod live_heap;
 
 use hookway_controller::compile_loop::CompileLoop;
 use hookway_controller::fleet::Programmed;
@@ -23,37 +23,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::{self, store::Writer, Store};
 use kube::runtime::watcher::Event;
+use live_heap::live;
 use serde_json::json;
 use tokio::sync::watch;
 
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-fn live() -> isize {
-    LIVE.load(Ordering::Relaxed)
-}
+static ALLOCATOR: live_heap::Counting = live_heap::Counting;
 
 const ROUTES: usize = 10_000;
 const SERVICES: usize = 1_000;

@@ -18,9 +18,11 @@
 mod support;
 mod world;
 
-use std::alloc::{GlobalAlloc, Layout, System};
+#[path = "support/live_heap.rs"]
+mod live_heap;
+
+use live_heap::live;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
 
 use hookway_crds::compiler::{compile, compile_reusing, Compiled, Objects, Options, Previous};
@@ -28,35 +30,8 @@ use hookway_crds::Catalogue;
 use support::catalogue;
 use world::{bench_world, big_world, endpoint_slice, versioned};
 
-/// Counts live heap bytes.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-fn live() -> isize {
-    LIVE.load(Ordering::Relaxed)
-}
+static ALLOCATOR: live_heap::Counting = live_heap::Counting;
 
 fn mib(bytes: isize) -> String {
     format!("{:>12} B ({:.2} MiB)", bytes, bytes as f64 / 1048576.0)

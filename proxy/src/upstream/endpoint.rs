@@ -512,6 +512,24 @@ pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
+/// A cleartext HTTP/1.1 endpoint for `uri`, with its own connector (tests of this module and
+/// of `h1`).
+#[cfg(test)]
+pub(crate) fn test_endpoint(uri: &http::Uri) -> Arc<Endpoint> {
+    let client = super::client::ClientCache::default()
+        .get(&super::client::ClientKey {
+            connect_timeout_ms: 1000,
+            insecure: false,
+            server_name: None,
+        })
+        .unwrap();
+    client.endpoint(
+        uri.scheme().unwrap(),
+        uri.authority().unwrap(),
+        UpstreamProtocol::Http1,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -520,6 +538,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
+    use super::test_endpoint as endpoint;
     use super::*;
     use crate::upstream::client::{ClientCache, ClientKey};
 
@@ -566,21 +585,6 @@ mod tests {
             }
         });
         (format!("http://{addr}/").parse().unwrap(), accepted)
-    }
-
-    fn endpoint(uri: &Uri) -> Arc<Endpoint> {
-        let client = ClientCache::default()
-            .get(&ClientKey {
-                connect_timeout_ms: 1000,
-                insecure: false,
-                server_name: None,
-            })
-            .unwrap();
-        client.endpoint(
-            uri.scheme().unwrap(),
-            uri.authority().unwrap(),
-            UpstreamProtocol::Http1,
-        )
     }
 
     fn request(host: &str) -> Request<ProxyBody> {

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::plugin::ProxyBody;
 use crate::upstream::client::{ClientCache, ClientKey};
-use crate::upstream::endpoint::{Endpoint, SendError};
+use crate::upstream::endpoint::{test_endpoint as endpoint, Endpoint, SendError};
 use hookway_crds::snapshot::UpstreamProtocol;
 
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
@@ -102,21 +102,6 @@ async fn upstream(replies: Vec<Reply>) -> Upstream {
         accepted,
         requests,
     }
-}
-
-fn endpoint(uri: &Uri) -> Arc<Endpoint> {
-    let client = ClientCache::default()
-        .get(&ClientKey {
-            connect_timeout_ms: 1000,
-            insecure: false,
-            server_name: None,
-        })
-        .unwrap();
-    client.endpoint(
-        uri.scheme().unwrap(),
-        uri.authority().unwrap(),
-        UpstreamProtocol::Http1,
-    )
 }
 
 fn request(method: Method, body: ProxyBody) -> Request<ProxyBody> {
