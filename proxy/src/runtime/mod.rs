@@ -191,7 +191,7 @@ impl RuntimeState {
             Some(mut update) => {
                 update.commit_upstreams();
                 let rebuilt = update.rebuilt;
-                self.current.swap(Some(Arc::new(update.runtime)));
+                self.make_live(update.runtime);
                 if !update.gone.is_empty() {
                     let gone = update.gone.iter().map(String::as_str).collect();
                     self.metrics.remove_routes(&gone);
@@ -213,7 +213,7 @@ impl RuntimeState {
                     certificates: 1,
                 };
                 self.log_failures(&runtime, previous.as_deref());
-                let replaced = self.current.swap(Some(Arc::new(runtime)));
+                let replaced = self.make_live(runtime);
                 self.drop_series_of_removed_routes(replaced.as_deref());
                 ("full", rebuilt)
             }
@@ -247,11 +247,18 @@ impl RuntimeState {
         self.metrics
             .snapshot_failed_objects
             .set(i64::try_from(failed.len()).unwrap_or(i64::MAX));
-        self.metrics
-            .snapshot_version
-            .set(i64::try_from(snapshot.version).unwrap_or(i64::MAX));
         tracing::info!(version = snapshot.version, hash = %snapshot.hash, kind, ?elapsed, routes = snapshot.routes.len(), failed = failed.len(), ?rebuilt, "snapshot applied");
         failed
+    }
+
+    /// Makes `runtime` live and returns the one it replaces. `hookway_snapshot_version` is set
+    /// first, so whoever sees the new runtime (a request, a readiness check) also sees its
+    /// version in the metrics.
+    fn make_live(&self, runtime: Runtime) -> Option<Arc<Runtime>> {
+        self.metrics
+            .snapshot_version
+            .set(i64::try_from(runtime.snapshot.version).unwrap_or(i64::MAX));
+        self.current.swap(Some(Arc::new(runtime)))
     }
 
     /// Logs what `runtime` left out, at `error` level what `previous` did not already.
