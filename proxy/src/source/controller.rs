@@ -603,10 +603,11 @@ mod tests {
     fn deltas_apply_to_the_held_snapshot_only() {
         let held = Snapshot::default().seal();
         let mut next = Snapshot::default();
-        next.secrets.push(hookway_crds::snapshot::SecretEntry {
-            key: hookway_crds::snapshot::ObjectKey::new("ns", "s"),
-            data: [("k".to_string(), "v".to_string())].into(),
-        });
+        next.secrets
+            .push(Arc::new(hookway_crds::snapshot::SecretEntry {
+                key: hookway_crds::snapshot::ObjectKey::new("ns", "s"),
+                data: [("k".to_string(), "v".to_string())].into(),
+            }));
         let next = next.seal();
         let delta = hookway_crds::delta::SnapshotDelta::between(&held, &next);
         let frame = |delta: Option<hookway_crds::delta::SnapshotDelta>, snapshot, hash: &str| {
@@ -659,7 +660,7 @@ mod tests {
         };
         let snapshot = |secrets: Vec<SecretEntry>| {
             Snapshot {
-                secrets,
+                secrets: hookway_crds::snapshot::shared(secrets),
                 ..Snapshot::default()
             }
             .seal()
@@ -692,7 +693,9 @@ mod tests {
         type Edit = fn(&mut SnapshotDelta);
         let edits: [(&str, Edit); 6] = [
             ("entry tampered", |d| {
-                d.secrets.upsert[0].data.insert("k".into(), "3".into());
+                Arc::make_mut(&mut d.secrets.upsert[0])
+                    .data
+                    .insert("k".into(), "3".into());
             }),
             ("entry left out", |d| {
                 d.secrets.upsert.pop();
@@ -722,7 +725,7 @@ mod tests {
         let mut other = Snapshot::default();
         other
             .blobs
-            .push(hookway_crds::snapshot::BlobEntry::new(b"x"));
+            .push(Arc::new(hookway_crds::snapshot::BlobEntry::new(b"x")));
         let other = other.seal();
         assert_eq!(*digests.of(&empty), ContentDigests::of(&empty));
         assert_eq!(*digests.of(&other), ContentDigests::of(&other));
