@@ -145,6 +145,15 @@ fn apply(c: &mut Criterion) {
                 .expect("valid delta")
         })
     });
+    // The same, then every entry of the result copied: what it cost before entries were shared.
+    group.bench_function("decode_delta_frame_copying", |b| {
+        b.iter(|| {
+            let (snapshot, _) =
+                decode_frame(black_box(&delta_frame), Some((&sealed, &sealed_digests)))
+                    .expect("valid delta");
+            deep_clone(&snapshot)
+        })
+    });
     // Without them (`SnapshotDelta::apply`): every entry hashed, as before per-entry digests.
     group.bench_function("decode_delta_frame_hashing_all", |b| {
         b.iter(|| {
