@@ -94,7 +94,11 @@ fn route(i: usize, upstreams: usize, host: String) -> RouteEntry {
         priority: 0,
         created: 0,
         upstream: ObjectKey::new("heap", format!("s{:04}", i % upstreams)),
-        chain: if i % 10 == 0 { vec![headers] } else { vec![] },
+        chain: if i.is_multiple_of(10) {
+            vec![headers]
+        } else {
+            vec![]
+        },
     }
 }
 
@@ -168,7 +172,7 @@ fn next(s: &Snapshot, round: usize) -> Snapshot {
     let mut n = s.clone();
     let i = round * 7 % routes;
     n.routes[i] = route(i, upstreams, format!("h{i}-{round}.example.com")).into();
-    if round % 3 == 0 {
+    if round.is_multiple_of(3) {
         let j = round % upstreams;
         n.upstreams[j] = upstream(j, round).into();
     }
@@ -286,7 +290,7 @@ fn heap_per_route_after_in_place_applies() {
     let per_route = |live: isize| live as f64 / 1024.0 / ROUTES as f64;
     let mut last = 0;
     let parts = run(ROUTES, 1_000, DELTAS, |round, live| {
-        if round == 0 || round % 20 == 0 || round < 4 {
+        if round == 0 || round.is_multiple_of(20) || round < 4 {
             eprintln!(
                 "after {round} deltas: {:.1} MiB live, {:.2} KiB per Route",
                 live as f64 / 1024.0 / 1024.0,
