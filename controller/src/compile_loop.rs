@@ -407,7 +407,7 @@ mod tests {
     fn compiled(priority: i32, ok: bool) -> Compiled {
         let mut snapshot = Snapshot::default();
         snapshot.default_chain = vec![];
-        snapshot.routes = vec![hookway_crds::snapshot::RouteEntry {
+        snapshot.routes = vec![Arc::new(hookway_crds::snapshot::RouteEntry {
             key: ObjectKey::new("ns", "r"),
             hosts: vec![],
             rules: vec![],
@@ -415,7 +415,7 @@ mod tests {
             created: 0,
             upstream: ObjectKey::new("ns", "s"),
             chain: vec![],
-        }];
+        })];
         let mut reports = BTreeMap::new();
         reports.insert(
             ObjectId {

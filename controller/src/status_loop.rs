@@ -507,7 +507,7 @@ mod tests {
         );
         // A snapshot serving Route ns/r with content `digest`.
         let snapshot = hookway_crds::Snapshot {
-            routes: vec![hookway_crds::snapshot::RouteEntry {
+            routes: vec![std::sync::Arc::new(hookway_crds::snapshot::RouteEntry {
                 key: ObjectKey::new("ns", "r"),
                 hosts: vec![],
                 rules: vec![],
@@ -515,7 +515,7 @@ mod tests {
                 created: 0,
                 upstream: ObjectKey::new("ns", "s"),
                 chain: vec![],
-            }],
+            })],
             ..Default::default()
         };
         let digests = hookway_crds::applied::Digests {

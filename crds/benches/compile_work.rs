@@ -90,7 +90,7 @@ fn main() {
         let before = compile(&world.0, &options, &catalogue).snapshot;
         let (_, before_content) = before.clone().seal_reusing(None);
         let mut after = before.clone();
-        after.routes[0].priority += 1;
+        std::sync::Arc::make_mut(&mut after.routes[0]).priority += 1;
         let (after, content) = after.seal_reusing(Some((&before, &before_content)));
         let whole = measured_digests(&after, None);
         let reused = measured_digests(&after, Some(&content));

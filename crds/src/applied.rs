@@ -170,7 +170,11 @@ pub fn digests_with(snapshot: &Snapshot, content: &ContentDigests) -> Digests {
     // Endpoints left out: they come and go with every rollout and proxies swap them in place,
     // so counting them would flip `Programmed` to `Pending` (two status writes) on every Route
     // of a Service at each endpoint change — a status-write storm under endpoint churn.
-    let upstream_digests: Vec<Digest> = snapshot.upstreams.iter().map(without_endpoints).collect();
+    let upstream_digests: Vec<Digest> = snapshot
+        .upstreams
+        .iter()
+        .map(|u| without_endpoints(u))
+        .collect();
     let upstreams: HashMap<&ObjectKey, &Digest> = snapshot
         .upstreams
         .iter()
@@ -224,6 +228,8 @@ pub fn digests_with(snapshot: &Snapshot, content: &ContentDigests) -> Digests {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::snapshot::{
         Balance, CertificateEntry, ChainEntry, RouteEntry, Scheme, SecretEntry, Tier, UpstreamEntry,
@@ -251,10 +257,10 @@ mod tests {
         };
         Snapshot {
             routes: vec![
-                route("r1", "one.example.com", "a"),
-                route("r2", "two.example.com", "b"),
+                Arc::new(route("r1", "one.example.com", "a")),
+                Arc::new(route("r2", "two.example.com", "b")),
             ],
-            upstreams: vec![UpstreamEntry {
+            upstreams: vec![Arc::new(UpstreamEntry {
                 key: ObjectKey::new("a", "svc"),
                 scheme: Scheme::Http,
                 protocol: Default::default(),
@@ -267,17 +273,17 @@ mod tests {
                 retry_on_status: vec![],
                 tls_server_name: None,
                 tls_insecure_skip_verify: false,
-            }],
-            certificates: vec![CertificateEntry {
+            })],
+            certificates: vec![Arc::new(CertificateEntry {
                 key: ObjectKey::new("a", "tls"),
                 cert_pem: "cert".into(),
                 key_pem: "key".into(),
                 hosts: vec!["one.example.com".into()],
-            }],
-            secrets: vec![SecretEntry {
+            })],
+            secrets: vec![Arc::new(SecretEntry {
                 key: ObjectKey::new("a", "keys"),
                 data: [("alice".to_string(), "k1".to_string())].into(),
-            }],
+            })],
             ..Snapshot::default()
         }
     }
@@ -288,38 +294,49 @@ mod tests {
         type Change = fn(&mut Snapshot);
         let cases: Vec<(&str, Change, [bool; 2])> = vec![
             ("nothing", |_| {}, [false, false]),
-            ("its own entry", |s| s.routes[0].priority = 9, [true, false]),
+            (
+                "its own entry",
+                |s| Arc::make_mut(&mut s.routes[0]).priority = 9,
+                [true, false],
+            ),
             (
                 "the upstream both use",
-                |s| s.upstreams[0].retries = 3,
+                |s| Arc::make_mut(&mut s.upstreams[0]).retries = 3,
                 [true, true],
             ),
             (
                 "the certificate of r1's host",
-                |s| s.certificates[0].key_pem = "other".into(),
+                |s| Arc::make_mut(&mut s.certificates[0]).key_pem = "other".into(),
                 [true, false],
             ),
             (
                 "a credential Secret in r1's plugin namespace",
                 |s| {
-                    s.secrets[0].data.insert("bob".into(), "k2".into());
+                    Arc::make_mut(&mut s.secrets[0])
+                        .data
+                        .insert("bob".into(), "k2".into());
                 },
                 [true, false],
             ),
             (
                 "the upstream's endpoints (a rollout)",
                 |s| {
-                    s.upstreams[0].endpoints.push(crate::snapshot::Endpoint {
-                        address: "10.0.0.9".into(),
-                        port: 80,
-                        weight: 1,
-                    });
+                    Arc::make_mut(&mut s.upstreams[0])
+                        .endpoints
+                        .push(crate::snapshot::Endpoint {
+                            address: "10.0.0.9".into(),
+                            port: 80,
+                            weight: 1,
+                        });
                 },
                 [false, false],
             ),
             (
                 "a plugin config of r2",
-                |s| s.routes[1].chain[0].config = serde_json::json!({"secret": "x"}),
+                |s| {
+                    Arc::make_mut(&mut s.routes[1]).chain[0].config =
+                        serde_json::json!({"secret": "x"})
+                },
                 [false, true],
             ),
         ];

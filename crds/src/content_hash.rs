@@ -22,11 +22,13 @@
 //! keeps them keeps them with that snapshot (both ends tie them to its content hash). Combining
 //! them costs 32 bytes of SHA-256 input per entry, not the entry's serialization.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::snapshot::{
-    BlobEntry, CertificateEntry, ObjectKey, RouteEntry, SecretEntry, UpstreamEntry,
+    same_entry, BlobEntry, CertificateEntry, ObjectKey, RouteEntry, SecretEntry, UpstreamEntry,
 };
 use crate::Snapshot;
 
@@ -69,8 +71,8 @@ impl EntryHasher {
     }
 
     /// The digests of `entries`, in order.
-    pub(crate) fn all<T: Serialize>(&mut self, entries: &[T]) -> Vec<Digest> {
-        entries.iter().map(|e| self.digest(e)).collect()
+    pub(crate) fn all<T: Serialize>(&mut self, entries: &[Arc<T>]) -> Vec<Digest> {
+        entries.iter().map(|e| self.digest(&**e)).collect()
     }
 }
 
@@ -117,7 +119,8 @@ impl ContentDigests {
 
     /// The digests of `snapshot`, reusing `previous_digests` (those of `previous`) for every
     /// entry equal to `previous`'s entry of the same key: only new and changed entries are
-    /// serialized and hashed (comparing an entry costs far less than that).
+    /// serialized and hashed (comparing an entry costs far less than that, and an entry shared
+    /// with `previous` is equal by pointer).
     ///
     /// `previous_digests` must be the digests of `previous` (`ContentDigests::of(previous)` or
     /// derived from it); digests of another snapshot give a wrong hash, which the proxies refuse.
@@ -191,8 +194,8 @@ impl ContentDigests {
 /// key (both sorted by key).
 fn reuse<T: Keyed + PartialEq + Serialize>(
     h: &mut EntryHasher,
-    new: &[T],
-    old: &[T],
+    new: &[Arc<T>],
+    old: &[Arc<T>],
     old_digests: &[Digest],
 ) -> Vec<Digest> {
     let mut out = Vec::with_capacity(new.len());
@@ -202,8 +205,8 @@ fn reuse<T: Keyed + PartialEq + Serialize>(
             i += 1;
         }
         match old.get(i) {
-            Some(o) if o.key() == entry.key() && o == entry => out.push(old_digests[i]),
-            _ => out.push(h.digest(entry)),
+            Some(o) if o.key() == entry.key() && same_entry(o, entry) => out.push(old_digests[i]),
+            _ => out.push(h.digest(&**entry)),
         }
     }
     out
@@ -225,13 +228,15 @@ mod tests {
     #[test]
     fn every_part_of_the_content_changes_the_hash() {
         let base = Snapshot {
-            secrets: vec![secret("a", "1"), secret("b", "1")],
+            secrets: vec![secret("a", "1").into(), secret("b", "1").into()],
             ..Snapshot::default()
         };
         let hash = |s: &Snapshot| ContentDigests::of(s).content_hash();
         let mut variants = vec![base.clone()];
         let mut changed = base.clone();
-        changed.secrets[1].data.insert("k".into(), "2".into());
+        Arc::make_mut(&mut changed.secrets[1])
+            .data
+            .insert("k".into(), "2".into());
         variants.push(changed);
         let mut swapped = base.clone();
         swapped.secrets.swap(0, 1);
@@ -240,7 +245,7 @@ mod tests {
         removed.secrets.pop();
         variants.push(removed);
         let mut blob = base.clone();
-        blob.blobs.push(BlobEntry::new(b"x"));
+        blob.blobs.push(BlobEntry::new(b"x").into());
         variants.push(blob);
         let mut version = base.clone();
         version.version = 9;
@@ -275,11 +280,15 @@ mod tests {
     #[test]
     fn reusing_digests_gives_the_hash_from_scratch() {
         let old = Snapshot {
-            secrets: vec![secret("a", "1"), secret("b", "1"), secret("c", "1")],
+            secrets: ["a", "b", "c"].map(|n| secret(n, "1").into()).to_vec(),
             ..Snapshot::default()
         };
         let new = Snapshot {
-            secrets: vec![secret("a", "1"), secret("b", "2"), secret("d", "1")],
+            secrets: vec![
+                secret("a", "1").into(),
+                secret("b", "2").into(),
+                secret("d", "1").into(),
+            ],
             ..Snapshot::default()
         };
         let old_digests = ContentDigests::of(&old);

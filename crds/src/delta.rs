@@ -5,12 +5,18 @@
 //! other snapshot is refused, and the result's content hash is recomputed and must equal the
 //! frame's hash, so a proxy never serves a configuration the controller did not compile. With
 //! the base's entry digests ([`ContentDigests`]), that check hashes only the delta's entries.
+//!
+//! Entries are shared ([`Arc`]): a delta's upserts are the new snapshot's entries, and the
+//! result of applying a delta holds the base's unchanged entries, not copies of them.
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::content_hash::{ContentDigests, Digest, EntryHasher, Keyed};
 use crate::snapshot::{
-    BlobEntry, CertificateEntry, ChainEntry, ObjectKey, RouteEntry, SecretEntry, UpstreamEntry,
+    same_entry, shared_entries, BlobEntry, CertificateEntry, ChainEntry, ObjectKey, RouteEntry,
+    SecretEntry, UpstreamEntry,
 };
 use crate::Snapshot;
 
@@ -19,12 +25,16 @@ use crate::Snapshot;
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(bound(
     serialize = "T: Serialize, K: Serialize",
-    deserialize = "T: Deserialize<'de>, K: Deserialize<'de>"
+    deserialize = "T: Deserialize<'de> + Clone, K: Deserialize<'de>"
 ))]
 pub struct Changes<T, K = ObjectKey> {
     /// Entries added or changed (the whole new entry), sorted by key.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub upsert: Vec<T>,
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "shared_entries"
+    )]
+    pub upsert: Vec<Arc<T>>,
     /// Keys of entries removed, sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remove: Vec<K>,
@@ -92,14 +102,15 @@ pub enum DeltaError {
     },
 }
 
-/// The changes from `old` to `new`, both sorted by key (as every snapshot collection is).
-fn diff<T: Keyed + PartialEq + Clone>(old: &[T], new: &[T]) -> Changes<T, T::Key> {
+/// The changes from `old` to `new`, both sorted by key (as every snapshot collection is). An
+/// entry `new` shares with `old` is unchanged without comparing it.
+fn diff<T: Keyed + PartialEq>(old: &[Arc<T>], new: &[Arc<T>]) -> Changes<T, T::Key> {
     let mut changes = Changes::default();
     let (mut i, mut j) = (0, 0);
     while i < old.len() || j < new.len() {
         match (old.get(i), new.get(j)) {
             (Some(o), Some(n)) if o.key() == n.key() => {
-                if o != n {
+                if !same_entry(o, n) {
                     changes.upsert.push(n.clone());
                 }
                 i += 1;
@@ -126,20 +137,22 @@ fn diff<T: Keyed + PartialEq + Clone>(old: &[T], new: &[T]) -> Changes<T, T::Key
 /// `base` (whose entry digests are `digests`) with `changes` applied, and the digests of the
 /// result: only the upserted entries are hashed. Sorted by key when `base` and the upserts are
 /// (a delta that is not gives another content, which the hash check refuses).
-fn patch<T: Keyed + Clone + Serialize>(
-    base: &[T],
+///
+/// The result shares its entries with `base` and `changes`: a pointer copied per entry.
+fn patch<T: Keyed + Serialize>(
+    base: &[Arc<T>],
     digests: &[Digest],
     changes: &Changes<T, T::Key>,
     hasher: &mut EntryHasher,
-) -> (Vec<T>, Vec<Digest>) {
+) -> (Vec<Arc<T>>, Vec<Digest>) {
     let removed =
         |e: &T| !changes.remove.is_empty() && changes.remove.binary_search(e.key()).is_ok();
     let capacity = base.len() + changes.upsert.len();
     let (mut out, mut out_digests) = (Vec::with_capacity(capacity), Vec::with_capacity(capacity));
-    let mut push = |entry: &T, digest: Option<Digest>, hasher: &mut EntryHasher| {
+    let mut push = |entry: &Arc<T>, digest: Option<Digest>, hasher: &mut EntryHasher| {
         if !removed(entry) {
-            out_digests.push(digest.unwrap_or_else(|| hasher.digest(entry)));
-            out.push(entry.clone());
+            out_digests.push(digest.unwrap_or_else(|| hasher.digest(&**entry)));
+            out.push(Arc::clone(entry));
         }
     };
     let (mut i, mut j) = (0, 0);
@@ -299,7 +312,8 @@ mod tests {
     }
 
     fn snapshot(secrets: &[(&str, &str)]) -> Snapshot {
-        let mut secrets: Vec<SecretEntry> = secrets.iter().map(|(n, v)| secret(n, v)).collect();
+        let mut secrets: Vec<Arc<SecretEntry>> =
+            secrets.iter().map(|(n, v)| secret(n, v).into()).collect();
         secrets.sort_by(|a, b| a.key.cmp(&b.key));
         Snapshot {
             secrets,
@@ -319,7 +333,8 @@ mod tests {
     #[test]
     fn blobs_are_added_and_removed_by_digest() {
         let with = |contents: &[&[u8]]| {
-            let mut blobs: Vec<BlobEntry> = contents.iter().map(|b| BlobEntry::new(b)).collect();
+            let mut blobs: Vec<Arc<BlobEntry>> =
+                contents.iter().map(|b| BlobEntry::new(b).into()).collect();
             blobs.sort_by(|a, b| a.sha256.cmp(&b.sha256));
             Snapshot {
                 blobs,
@@ -416,12 +431,12 @@ mod tests {
             .unwrap()
         };
         let old = Snapshot {
-            routes: vec![route("a", "/a"), route("b", "/b")],
+            routes: vec![route("a", "/a").into(), route("b", "/b").into()],
             ..Snapshot::default()
         }
         .seal();
         let new = Snapshot {
-            routes: vec![route("a", "/a2"), route("b", "/b")],
+            routes: vec![route("a", "/a2").into(), route("b", "/b").into()],
             default_chain: vec![ChainEntry {
                 alias: "log".into(),
                 plugin_ref: ObjectKey::new("root", "log"),
@@ -472,12 +487,14 @@ mod tests {
     );
 
     fn build((routes, secrets, blobs, chain): &Version) -> Snapshot {
-        let mut blobs: Vec<BlobEntry> =
-            blobs.iter().map(|b| BlobEntry::new(b.as_bytes())).collect();
+        let mut blobs: Vec<Arc<BlobEntry>> = blobs
+            .iter()
+            .map(|b| BlobEntry::new(b.as_bytes()).into())
+            .collect();
         blobs.sort_by(|a, b| a.sha256.cmp(&b.sha256));
         Snapshot {
-            routes: routes.iter().map(|(n, p)| route(n, p)).collect(),
-            secrets: secrets.iter().map(|(n, v)| secret(n, v)).collect(),
+            routes: routes.iter().map(|(n, p)| route(n, p).into()).collect(),
+            secrets: secrets.iter().map(|(n, v)| secret(n, v).into()).collect(),
             blobs,
             default_chain: if *chain { vec![log_plugin()] } else { vec![] },
             ..Snapshot::default()

@@ -88,12 +88,13 @@ fn snapshot() -> Snapshot {
                 vec![]
             },
         })
+        .map(Arc::new)
         .collect();
     Snapshot {
         version: 1,
         hash: String::new(),
         routes,
-        upstreams: (0..UPSTREAMS).map(|j| upstream(j, 0)).collect(),
+        upstreams: (0..UPSTREAMS).map(|j| Arc::new(upstream(j, 0))).collect(),
         certificates: vec![],
         secrets: vec![],
         default_chain: vec![],
@@ -116,7 +117,7 @@ fn apply(c: &mut Criterion) {
     eprintln!("frame: {} bytes", frame.len());
     // One Route changed: the frame a proxy gets with deltas.
     let mut changed = sealed.clone();
-    changed.routes[0].priority += 1;
+    Arc::make_mut(&mut changed.routes[0]).priority += 1;
     let changed = changed.seal();
     let delta_frame = serde_json::to_vec(&Frame {
         version: 2,
@@ -144,6 +145,15 @@ fn apply(c: &mut Criterion) {
                 .expect("valid delta")
         })
     });
+    // The same, then every entry of the result copied: what it cost before entries were shared.
+    group.bench_function("decode_delta_frame_copying", |b| {
+        b.iter(|| {
+            let (snapshot, _) =
+                decode_frame(black_box(&delta_frame), Some((&sealed, &sealed_digests)))
+                    .expect("valid delta");
+            deep_clone(&snapshot)
+        })
+    });
     // Without them (`SnapshotDelta::apply`): every entry hashed, as before per-entry digests.
     group.bench_function("decode_delta_frame_hashing_all", |b| {
         b.iter(|| {
@@ -154,18 +164,28 @@ fn apply(c: &mut Criterion) {
                 .expect("valid delta")
         })
     });
-    // The parts of checking a delta that cost the whole snapshot: copying the held entries
-    // into the result, and hashing the content from scratch (now, and as it was hashed before
-    // per-entry digests: the whole content serialized into one SHA-256).
+    // The parts of checking a delta that cost the whole snapshot: copying the held snapshot
+    // into the result (now a pointer per entry; `snapshot_deep_clone`: every entry copied, as
+    // before entries were shared), and hashing the content from scratch (now, and as it was
+    // hashed before per-entry digests: the whole content serialized into one SHA-256).
     group.bench_function("snapshot_clone", |b| b.iter(|| black_box(&sealed).clone()));
+    group.bench_function("snapshot_deep_clone", |b| {
+        b.iter(|| deep_clone(black_box(&sealed)))
+    });
     group.bench_function("content_hash", |b| {
         b.iter(|| black_box(&sealed).content_hash())
     });
     group.bench_function("content_hash_before", |b| {
         b.iter(|| legacy_hash::whole_content_hash(black_box(&sealed)))
     });
+    // Between two versions that share their unchanged entries (as the proxy's held and live
+    // snapshots do), and between copies that share none (every entry compared, as before).
     group.bench_function("delta_between", |b| {
         b.iter(|| hookway_crds::delta::SnapshotDelta::between(black_box(&sealed), &changed))
+    });
+    let unshared = deep_clone(&changed);
+    group.bench_function("delta_between_unshared", |b| {
+        b.iter(|| hookway_crds::delta::SnapshotDelta::between(black_box(&sealed), &unshared))
     });
     let state = RuntimeState::new(
         ChainBuilder::new(hookway_proxy::plugins::builtin()),
@@ -182,7 +202,7 @@ fn apply(c: &mut Criterion) {
     });
     // In place: each apply is a delta against the previous one (back and forth).
     let mut endpoints = sealed.clone();
-    endpoints.upstreams[7] = upstream(7, 1);
+    endpoints.upstreams[7] = Arc::new(upstream(7, 1));
     let endpoints = Arc::new(endpoints.seal());
     let changed = Arc::new(changed);
     let mut applied_in_place = false;
@@ -211,6 +231,24 @@ fn apply(c: &mut Criterion) {
         "the in-place path was taken"
     );
     group.finish();
+}
+
+/// `snapshot` with every entry copied (nothing shared with it): what cloning a snapshot cost
+/// before entries were shared.
+fn deep_clone(snapshot: &Snapshot) -> Snapshot {
+    fn copy<T: Clone>(entries: &[Arc<T>]) -> Vec<Arc<T>> {
+        entries.iter().map(|e| Arc::new(T::clone(e))).collect()
+    }
+    Snapshot {
+        version: snapshot.version,
+        hash: snapshot.hash.clone(),
+        routes: copy(&snapshot.routes),
+        upstreams: copy(&snapshot.upstreams),
+        certificates: copy(&snapshot.certificates),
+        secrets: copy(&snapshot.secrets),
+        default_chain: snapshot.default_chain.clone(),
+        blobs: copy(&snapshot.blobs),
+    }
 }
 
 criterion_group!(benches, apply);

@@ -31,13 +31,14 @@ pub use hookway_crds::tls::certified_key;
 impl CertStore {
     /// Loads every certificate on its own. One that fails is reported and left out; for each of
     /// its hosts the certificate `previous` served (if any) keeps being served.
-    pub fn build(
-        entries: &[CertificateEntry],
+    pub fn build<E: std::borrow::Borrow<CertificateEntry>>(
+        entries: &[E],
         previous: Option<&CertStore>,
     ) -> (Self, Vec<(usize, CertError)>) {
         let mut store = CertStore::default();
         let mut failed = Vec::new();
         for (i, entry) in entries.iter().enumerate() {
+            let entry = entry.borrow();
             match certified_key(entry.cert_pem.as_bytes(), entry.key_pem.as_bytes()) {
                 Ok(key) => {
                     let key = Arc::new(key);
@@ -56,7 +57,7 @@ impl CertStore {
         }
         // Kept certificates go in last, and only where no new certificate took the host.
         for (i, _) in &failed {
-            for host in &entries[*i].hosts {
+            for host in &entries[*i].borrow().hosts {
                 if let Some(kept) = previous.and_then(|p| p.get_pattern(host)) {
                     if store.get_pattern(host).is_none() {
                         store.insert(host, kept);

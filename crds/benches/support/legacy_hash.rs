@@ -2,8 +2,10 @@
 //! serialized at once into one SHA-256. Kept for the benchmarks only, to compare both in the
 //! same run (`compile`, and the proxy's `apply`).
 
+use std::sync::Arc;
+
 use hookway_crds::snapshot::{
-    BlobEntry, CertificateEntry, ChainEntry, RouteEntry, SecretEntry, UpstreamEntry,
+    shared_entries, BlobEntry, CertificateEntry, ChainEntry, RouteEntry, SecretEntry, UpstreamEntry,
 };
 use hookway_crds::Snapshot;
 use serde::Serialize;
@@ -13,13 +15,20 @@ use sha2::{Digest, Sha256};
 pub fn whole_content_hash(snapshot: &Snapshot) -> String {
     #[derive(Serialize)]
     struct Content<'a> {
-        routes: &'a [RouteEntry],
-        upstreams: &'a [UpstreamEntry],
-        certificates: &'a [CertificateEntry],
-        secrets: &'a [SecretEntry],
+        #[serde(serialize_with = "shared_entries::serialize")]
+        routes: &'a [Arc<RouteEntry>],
+        #[serde(serialize_with = "shared_entries::serialize")]
+        upstreams: &'a [Arc<UpstreamEntry>],
+        #[serde(serialize_with = "shared_entries::serialize")]
+        certificates: &'a [Arc<CertificateEntry>],
+        #[serde(serialize_with = "shared_entries::serialize")]
+        secrets: &'a [Arc<SecretEntry>],
         default_chain: &'a [ChainEntry],
-        #[serde(skip_serializing_if = "<[BlobEntry]>::is_empty")]
-        blobs: &'a [BlobEntry],
+        #[serde(
+            skip_serializing_if = "<[Arc<BlobEntry>]>::is_empty",
+            serialize_with = "shared_entries::serialize"
+        )]
+        blobs: &'a [Arc<BlobEntry>],
     }
     struct HashWriter(Sha256);
     impl std::io::Write for HashWriter {

@@ -46,7 +46,7 @@ use kube::Resource;
 
 use crate::api::{ChainStatusEntry, PluginRefs};
 use crate::gateway_api::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
-use crate::snapshot::{CertificateEntry, ObjectKey, RouteEntry, RuleEntry, Snapshot};
+use crate::snapshot::{shared, CertificateEntry, ObjectKey, RouteEntry, RuleEntry, Snapshot};
 use crate::{Catalogue, GatewayPlugin, PlatformPolicy, Route, Service};
 
 pub use blobs::{FetchFailure, FetchFailureKind, Fetched, UrlSource};
@@ -445,7 +445,7 @@ pub fn compile_reusing(
             version: 0,
             hash: String::new(),
             routes: old.routes.clone(),
-            upstreams: services::upstreams(&service_index),
+            upstreams: shared(services::upstreams(&service_index)),
             certificates: old.certificates.clone(),
             secrets: old.secrets.clone(),
             default_chain: old.default_chain.clone(),
@@ -679,12 +679,12 @@ pub fn compile_reusing(
     let snapshot = Snapshot {
         version: 0,
         hash: String::new(),
-        routes: served,
-        upstreams: services::upstreams(&service_index),
-        certificates: certificates(tls_claims, &ownership),
-        secrets: carried.secrets.into_values().collect(),
+        routes: shared(served),
+        upstreams: shared(services::upstreams(&service_index)),
+        certificates: shared(certificates(tls_claims, &ownership)),
+        secrets: carried.secrets.into_values().map(Arc::new).collect(),
         default_chain: precedence::default_chain(&plugins),
-        blobs: carried.blobs.into_values().collect(),
+        blobs: carried.blobs.into_values().map(Arc::new).collect(),
     };
     let url_sources = resolver.url_sources.take();
 

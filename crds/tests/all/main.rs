@@ -10,3 +10,4 @@ mod gateway_api;
 mod pinned_blobs;
 mod tenancy_rules;
 mod upstream_protocol;
+mod wire_format;

@@ -51,13 +51,13 @@ pub fn build(kind: &str, config: serde_json::Value) -> Arc<dyn Plugin> {
 /// A snapshot holding one Secret `name` in [`NS`].
 pub fn snapshot_with_secret(name: &str, data: &[(&str, &str)]) -> Snapshot {
     Snapshot {
-        secrets: vec![SecretEntry {
+        secrets: vec![std::sync::Arc::new(SecretEntry {
             key: ObjectKey::new(NS, name),
             data: data
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-        }],
+        })],
         ..Snapshot::default()
     }
 }

@@ -75,9 +75,10 @@ pub(crate) fn normalise_host(host: &str) -> std::borrow::Cow<'_, str> {
 
 impl Router {
     /// Compiles the routes of a snapshot (indices refer to `routes`).
-    pub fn new(routes: &[RouteEntry]) -> Result<Self, RouterError> {
+    pub fn new<R: std::borrow::Borrow<RouteEntry>>(routes: &[R]) -> Result<Self, RouterError> {
         let mut router = Router::default();
         for (idx, route) in routes.iter().enumerate() {
+            let route = route.borrow();
             for rule in &route.rules {
                 let cond = Arc::new(Conditions::compile(idx, route, rule)?);
                 let regex = match rule.path_type {

@@ -68,7 +68,7 @@ impl Failures {
 /// A Route being served: this snapshot's version (by index) or the previous runtime's.
 enum Served {
     Current(usize),
-    Previous(RouteEntry),
+    Previous(Arc<RouteEntry>),
 }
 
 /// The object whose config a plugin instance that failed came from, when it is not the
@@ -156,7 +156,7 @@ impl Routes<'_> {
 
     /// The router over the served routes. Routes it refuses are left out (falling back to
     /// their previous version once); each round removes at least one route, so this ends.
-    fn router(&mut self) -> (Router, Option<Arc<[RouteEntry]>>) {
+    fn router(&mut self) -> (Router, Option<Arc<[Arc<RouteEntry>]>>) {
         loop {
             let snapshot = self.snapshot;
             self.served.sort_by(|a, b| {
@@ -170,13 +170,16 @@ impl Routes<'_> {
                     .iter()
                     .enumerate()
                     .all(|(n, (s, _))| matches!(s, Served::Current(i) if *i == n));
-            let entries: Cow<'_, [RouteEntry]> = if in_order {
+            let entries: Cow<'_, [Arc<RouteEntry>]> = if in_order {
                 Cow::Borrowed(&self.snapshot.routes)
             } else {
                 Cow::Owned(
                     self.served
                         .iter()
-                        .map(|(s, _)| entry_of(snapshot, s).clone())
+                        .map(|(s, _)| match s {
+                            Served::Current(i) => snapshot.routes[*i].clone(),
+                            Served::Previous(entry) => entry.clone(),
+                        })
                         .collect(),
                 )
             };

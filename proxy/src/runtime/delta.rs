@@ -3,8 +3,9 @@
 //!
 //! ```text
 //!  live snapshot ─┐
-//!                 ├─ SnapshotDelta::between ─► what changed, by object
-//!  new snapshot ──┘
+//!                 ├─ SnapshotDelta::between ─► what changed, by object (entries the new
+//!  new snapshot ──┘                              snapshot shares with the live one are equal
+//!                                                by pointer, not compared)
 //!        │
 //!        ├─ upstreams changed ──► new pools, stored in place in their slots at commit (the
 //!        │                        router, Routes and chains naming them are untouched)
@@ -189,7 +190,7 @@ pub(super) fn update(env: &Env<'_>, live: &Runtime, snapshot: Arc<Snapshot>) -> 
                     .routes
                     .binary_search_by(|r| r.key.cmp(&u.key))
                     .ok()?;
-                Some((i, &snapshot.routes[i]))
+                Some((i, &*snapshot.routes[i]))
             })
             .collect()
     } else {
@@ -198,6 +199,7 @@ pub(super) fn update(env: &Env<'_>, live: &Runtime, snapshot: Arc<Snapshot>) -> 
             .iter()
             .enumerate()
             .filter(|(_, r)| upserted.contains(&r.key) || binds_any(&r.chain, &changed))
+            .map(|(i, r)| (i, &**r))
             .collect()
     };
     let default = delta.default_chain.is_some() || binds_any(&snapshot.default_chain, &changed);

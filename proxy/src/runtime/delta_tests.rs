@@ -127,10 +127,10 @@ impl World {
             n => vec![certs()[usize::from(n) - 1].clone()],
         };
         let mut s = Snapshot::clone(&snapshot(version, routes, upstreams, certificates));
-        s.secrets = vec![SecretEntry {
+        s.secrets = vec![Arc::new(SecretEntry {
             key: key("sec"),
             data: [("key".to_string(), self.secret.to_string())].into(),
-        }];
+        })];
         let mut s = s.seal();
         s.version = version;
         Arc::new(s)
@@ -146,7 +146,7 @@ struct View {
     version: u64,
     hash: String,
     failed: Vec<FailedObject>,
-    entries: Vec<RouteEntry>,
+    entries: Vec<Arc<RouteEntry>>,
     routes: Vec<ServedRoute>,
     /// The route serving each host × path, plain and TLS.
     decisions: Vec<Option<String>>,

@@ -75,8 +75,8 @@ pub struct Runtime {
     /// Routes, by the router's indices (sorted by key).
     pub routes: Arc<[RouteRuntime]>,
     /// The entries of `routes`, when they are not exactly `snapshot.routes` (some Route was
-    /// left out or serves its previous version).
-    entries: Option<Arc<[RouteEntry]>>,
+    /// left out or serves its previous version); shared with the snapshots they come from.
+    entries: Option<Arc<[Arc<RouteEntry>]>>,
     /// Upstreams by key (the map is shared with the previous runtime when no upstream was
     /// added or removed; a changed upstream's pool is swapped in its slot).
     pub upstreams: Arc<Upstreams>,
@@ -92,12 +92,12 @@ pub struct Runtime {
 
 impl Runtime {
     /// The entries of the served routes, in the order of [`Runtime::routes`].
-    pub fn route_entries(&self) -> &[RouteEntry] {
+    pub fn route_entries(&self) -> &[Arc<RouteEntry>] {
         self.entries.as_deref().unwrap_or(&self.snapshot.routes)
     }
 
     /// The served version of Route `key` and its runtime.
-    pub fn route(&self, key: &ObjectKey) -> Option<(&RouteEntry, &RouteRuntime)> {
+    pub fn route(&self, key: &ObjectKey) -> Option<(&Arc<RouteEntry>, &RouteRuntime)> {
         let entries = self.route_entries();
         let i = entries.binary_search_by(|e| e.key.cmp(key)).ok()?;
         Some((&entries[i], &self.routes[i]))

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use hookway_crds::applied::{FailedKind, FailedObject};
 use hookway_crds::catalogue::PluginConfig;
 use hookway_crds::snapshot::{
-    Balance, CertificateEntry, ChainEntry, ObjectKey, PathMatchType, RouteEntry, RuleEntry, Scheme,
-    Snapshot, Tier, UpstreamEntry,
+    shared, Balance, CertificateEntry, ChainEntry, ObjectKey, PathMatchType, RouteEntry, RuleEntry,
+    Scheme, Snapshot, Tier, UpstreamEntry,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -135,9 +135,9 @@ pub(super) fn snapshot(
     certificates: Vec<CertificateEntry>,
 ) -> Arc<Snapshot> {
     let mut s = Snapshot {
-        routes,
-        upstreams,
-        certificates,
+        routes: shared(routes),
+        upstreams: shared(upstreams),
+        certificates: shared(certificates),
         ..Snapshot::default()
     }
     .seal();
@@ -434,8 +434,8 @@ fn a_failed_default_chain_keeps_the_previous_one() {
     };
     assert!(state.apply(Arc::new(v1.seal())).is_empty());
     let v2 = Snapshot {
-        routes: vec![route("a", 1)],
-        upstreams: vec![upstream("svc")],
+        routes: shared(vec![route("a", 1)]),
+        upstreams: shared(vec![upstream("svc")]),
         default_chain: with_plugin(route("x", 0), json!({"fail": true})).chain,
         ..Snapshot::default()
     };

@@ -303,6 +303,7 @@ async fn session(
     info!(url = %config.url, proxy_id = %config.proxy_id, "connected to the controller");
     let mut body = response.into_body();
     let mut buf = BytesMut::new();
+    let mut largest = 0;
     loop {
         let Some(frame) = body.frame().await else {
             return Ok(());
@@ -313,6 +314,7 @@ async fn session(
         };
         buf.extend_from_slice(&data);
         while let Some(line) = next_line(&mut buf)? {
+            largest = largest.max(line.len());
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue; // keep-alive
             }
@@ -321,21 +323,33 @@ async fn session(
             let held = tx.borrow().clone();
             let held = held.as_deref().map(|s| (s, digests.of(s)));
             let (snapshot, next_digests) = decode_frame(&line, held)?;
+            // Not held while the runtime applies it (a whole frame is MiBs).
+            drop(line);
             // `tx` holds this content from now on (published, or already held).
             digests.0 = Some((snapshot.hash.clone(), next_digests));
             *attempt = 0;
             handle_frame(config, client, base, &token, tx, applied, snapshot).await?;
         }
-        if buf.is_empty() && buf.capacity() > KEPT_BUFFER {
-            // A whole snapshot grew the buffer to its size (MiBs at 10,000 Routes); deltas need
-            // little: do not keep it for the life of the stream.
-            buf = BytesMut::new();
-        }
+        release_if_drained(&mut buf, &mut largest);
     }
 }
 
 /// Read-buffer capacity kept between frames.
 const KEPT_BUFFER: usize = 64 * 1024;
+
+/// Lets go of the read buffer's allocation once it is drained after a large frame.
+///
+/// A whole snapshot grows the buffer to its size (MiBs at 10,000 Routes); deltas need little:
+/// it is not kept for the life of the stream. A line split off the buffer shares its
+/// allocation, so after a large line the drained buffer may still hold the whole frame's
+/// allocation although its own spare capacity is small: `largest` (the longest line split off
+/// since the buffer was last let go, reset then) tells.
+fn release_if_drained(buf: &mut BytesMut, largest: &mut usize) {
+    if buf.is_empty() && (*largest > KEPT_BUFFER || buf.capacity() > KEPT_BUFFER) {
+        *buf = BytesMut::new();
+        *largest = 0;
+    }
+}
 
 /// Splits one complete line off `buf`, if there is one.
 fn next_line(buf: &mut BytesMut) -> Result<Option<Bytes>, Error> {
@@ -358,7 +372,7 @@ fn next_line(buf: &mut BytesMut) -> Result<Option<Bytes>, Error> {
 /// error: the stream is dropped and the reconnection starts with a whole snapshot.
 ///
 /// A delta costs in proportion to its entries: only they are hashed, the rest of the content
-/// hash is combined from `held`'s digests (the held entries are still copied into the result).
+/// hash is combined from `held`'s digests, and the result shares `held`'s unchanged entries.
 pub fn decode_frame(
     line: &[u8],
     held: Option<(&Snapshot, &ContentDigests)>,
@@ -562,6 +576,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_drained_buffer_lets_go_of_a_large_frame() {
+        let big = KEPT_BUFFER * 4;
+        // (line length, spare capacity after it, whether the allocation is let go)
+        let cases = [
+            (big, 16, true),
+            (big, KEPT_BUFFER * 2, true),
+            (100, 16, false),
+            (100, KEPT_BUFFER * 2, true),
+        ];
+        for (len, spare, released) in cases {
+            let mut buf = BytesMut::with_capacity(len + 1 + spare);
+            buf.extend_from_slice(&vec![b'x'; len]);
+            buf.extend_from_slice(b"\n");
+            let line = next_line(&mut buf).unwrap().unwrap();
+            assert_eq!(line.len(), len);
+            drop(line);
+            let mut largest = len;
+            release_if_drained(&mut buf, &mut largest);
+            assert_eq!(buf.capacity() == 0, released, "line {len}, spare {spare}");
+        }
+    }
+
+    #[test]
     fn backoff_is_bounded_and_grows() {
         let b = Backoff {
             initial: Duration::from_millis(100),
@@ -603,10 +640,11 @@ mod tests {
     fn deltas_apply_to_the_held_snapshot_only() {
         let held = Snapshot::default().seal();
         let mut next = Snapshot::default();
-        next.secrets.push(hookway_crds::snapshot::SecretEntry {
-            key: hookway_crds::snapshot::ObjectKey::new("ns", "s"),
-            data: [("k".to_string(), "v".to_string())].into(),
-        });
+        next.secrets
+            .push(Arc::new(hookway_crds::snapshot::SecretEntry {
+                key: hookway_crds::snapshot::ObjectKey::new("ns", "s"),
+                data: [("k".to_string(), "v".to_string())].into(),
+            }));
         let next = next.seal();
         let delta = hookway_crds::delta::SnapshotDelta::between(&held, &next);
         let frame = |delta: Option<hookway_crds::delta::SnapshotDelta>, snapshot, hash: &str| {
@@ -659,7 +697,7 @@ mod tests {
         };
         let snapshot = |secrets: Vec<SecretEntry>| {
             Snapshot {
-                secrets,
+                secrets: hookway_crds::snapshot::shared(secrets),
                 ..Snapshot::default()
             }
             .seal()
@@ -692,7 +730,9 @@ mod tests {
         type Edit = fn(&mut SnapshotDelta);
         let edits: [(&str, Edit); 6] = [
             ("entry tampered", |d| {
-                d.secrets.upsert[0].data.insert("k".into(), "3".into());
+                Arc::make_mut(&mut d.secrets.upsert[0])
+                    .data
+                    .insert("k".into(), "3".into());
             }),
             ("entry left out", |d| {
                 d.secrets.upsert.pop();
@@ -722,7 +762,7 @@ mod tests {
         let mut other = Snapshot::default();
         other
             .blobs
-            .push(hookway_crds::snapshot::BlobEntry::new(b"x"));
+            .push(Arc::new(hookway_crds::snapshot::BlobEntry::new(b"x")));
         let other = other.seal();
         assert_eq!(*digests.of(&empty), ContentDigests::of(&empty));
         assert_eq!(*digests.of(&other), ContentDigests::of(&other));

@@ -16,7 +16,7 @@ fn snapshot(port: u16) -> Snapshot {
     Snapshot {
         version: 3,
         hash: String::new(),
-        routes: vec![RouteEntry {
+        routes: vec![std::sync::Arc::new(RouteEntry {
             key: ObjectKey::new("t", "r"),
             hosts: vec![],
             rules: vec![RuleEntry {
@@ -32,8 +32,8 @@ fn snapshot(port: u16) -> Snapshot {
             created: 0,
             upstream: ObjectKey::new("t", "up"),
             chain: vec![],
-        }],
-        upstreams: vec![UpstreamEntry {
+        })],
+        upstreams: vec![std::sync::Arc::new(UpstreamEntry {
             key: ObjectKey::new("t", "up"),
             scheme: Scheme::Http,
             protocol: Default::default(),
@@ -50,7 +50,7 @@ fn snapshot(port: u16) -> Snapshot {
             retry_on_status: vec![],
             tls_server_name: None,
             tls_insecure_skip_verify: false,
-        }],
+        })],
         certificates: vec![],
         secrets: vec![],
         default_chain: vec![],

@@ -366,9 +366,9 @@ pub fn snapshot(
     Snapshot {
         version,
         hash: String::new(),
-        routes,
-        upstreams,
-        certificates,
+        routes: hookway_crds::snapshot::shared(routes),
+        upstreams: hookway_crds::snapshot::shared(upstreams),
+        certificates: hookway_crds::snapshot::shared(certificates),
         secrets: vec![],
         default_chain: vec![],
         blobs: vec![],

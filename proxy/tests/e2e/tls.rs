@@ -107,7 +107,7 @@ async fn a_bad_certificate_keeps_its_previous_one_and_the_others_apply() {
     let https = proxy.https.unwrap();
     // v2 adds b's certificate and breaks a's (a key of another certificate).
     let mut bad = tls_snapshot(2, &ca, &["a.example.com", "b.example.com"], &s);
-    bad.certificates[0].key_pem = ca.leaf(&["x"]).1;
+    std::sync::Arc::make_mut(&mut bad.certificates[0]).key_pem = ca.leaf(&["x"]).1;
     let bad = bad.seal();
     proxy.tx.send_replace(Some(std::sync::Arc::new(bad)));
     let metrics_url = format!("http://{}/metrics", proxy.admin);

@@ -76,10 +76,13 @@ fn world(web: SocketAddr, spare: &[SocketAddr]) -> Snapshot {
         routes: (0..ROUTES)
             .map(|i| {
                 let upstream = if i == 7 { "spare" } else { "web" };
-                route(i, &format!("h{i}.example.com"), upstream)
+                Arc::new(route(i, &format!("h{i}.example.com"), upstream))
             })
             .collect(),
-        upstreams: vec![service("spare", spare), service("web", &[web])],
+        upstreams: vec![
+            Arc::new(service("spare", spare)),
+            Arc::new(service("web", &[web])),
+        ],
         ..Snapshot::default()
     }
 }
@@ -195,7 +198,7 @@ async fn a_proxy_applies_changes_in_place_and_resyncs_after_a_gap() {
     // Endpoint churn: only the upstream is built, in place; no Route, chain or router.
     for nodes in [vec![web], vec![web, dead], vec![web]] {
         let before = counts(&p.state);
-        current.upstreams[0] = service("spare", &nodes);
+        current.upstreams[0] = Arc::new(service("spare", &nodes));
         let next = publish(&current);
         until_applied(&p.state, &next).await;
         assert_eq!(grew(before, counts(&p.state)), [0, 1, 0, 0, 1, 0]);
@@ -204,7 +207,7 @@ async fn a_proxy_applies_changes_in_place_and_resyncs_after_a_gap() {
 
     // A Route's host changes: that Route and the router are built.
     let before = counts(&p.state);
-    current.routes[7].hosts = vec!["h7b.example.com".into()];
+    Arc::make_mut(&mut current.routes[7]).hosts = vec!["h7b.example.com".into()];
     let next = publish(&current);
     until_applied(&p.state, &next).await;
     until_status(p.http, "h7b.example.com", 200).await;
@@ -233,10 +236,10 @@ async fn a_proxy_applies_changes_in_place_and_resyncs_after_a_gap() {
         .await
         .unwrap()
         .unwrap();
-    current.routes[8].hosts = vec!["h9b.example.com".into()]; // r009 (r008 is gone)
+    Arc::make_mut(&mut current.routes[8]).hosts = vec!["h9b.example.com".into()]; // r009 (r008 is gone)
     publish(&current);
     current.routes.remove(9); // r010
-    current.upstreams[0] = service("spare", &[dead]);
+    current.upstreams[0] = Arc::new(service("spare", &[dead]));
     let last = publish(&current);
     let listener = TcpListener::bind(addr).await.unwrap();
     let (stop, task) = serve(&pki, listener, snap_rx, &metrics).await;

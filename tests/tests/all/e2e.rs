@@ -255,7 +255,7 @@ async fn wait_snapshot(
 }
 
 fn route<'a>(s: &'a Snapshot, name: &str) -> Option<&'a hookway_crds::snapshot::RouteEntry> {
-    s.routes.iter().find(|r| r.key.name == name)
+    s.routes.iter().find(|r| r.key.name == name).map(|r| &**r)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -48,7 +48,7 @@ fn pki(name: &str) -> Pki {
 
 fn snapshot(version: u64, priority: i32) -> Arc<Snapshot> {
     let mut s = Snapshot {
-        routes: vec![RouteEntry {
+        routes: vec![Arc::new(RouteEntry {
             key: ObjectKey::new("ns", "r"),
             hosts: vec!["a.example.com".into()],
             rules: vec![],
@@ -56,7 +56,7 @@ fn snapshot(version: u64, priority: i32) -> Arc<Snapshot> {
             created: 0,
             upstream: ObjectKey::new("ns", "s"),
             chain: vec![],
-        }],
+        })],
         ..Default::default()
     }
     .seal();
@@ -356,6 +356,7 @@ fn many_routes(version: u64, changed: Option<usize>) -> Arc<Snapshot> {
                 upstream: ObjectKey::new("ns", "s"),
                 chain: vec![],
             })
+            .map(Arc::new)
             .collect(),
         ..Default::default()
     }

@@ -71,6 +71,7 @@ fn routes<'a>(c: &'a Compiled, ingress: &str) -> Vec<&'a RouteEntry> {
         .routes
         .iter()
         .filter(|r| r.key.name.starts_with(&prefix))
+        .map(|r| &**r)
         .collect()
 }
 

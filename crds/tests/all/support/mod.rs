@@ -517,7 +517,12 @@ impl Out {
     }
     pub fn served(&self, ns: &str, name: &str) -> Option<&RouteEntry> {
         let key = ObjectKey::new(ns, name);
-        self.0.snapshot.routes.iter().find(|r| r.key == key)
+        self.0
+            .snapshot
+            .routes
+            .iter()
+            .find(|r| r.key == key)
+            .map(|r| &**r)
     }
     /// `alias@tier` of each chain entry in run order; panics when the Route is not served.
     pub fn chain(&self, ns: &str, name: &str) -> Vec<String> {

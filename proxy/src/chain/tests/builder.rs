@@ -83,7 +83,7 @@ fn ok(chains: super::super::Chains) -> (Vec<super::super::Chain>, super::super::
 
 fn snapshot(routes: Vec<RouteEntry>, default_chain: Vec<ChainEntry>) -> Snapshot {
     Snapshot {
-        routes,
+        routes: hookway_crds::snapshot::shared(routes),
         default_chain,
         ..Snapshot::default()
     }

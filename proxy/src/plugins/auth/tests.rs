@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -23,7 +24,7 @@ fn now() -> u64 {
 }
 
 fn snapshot(secrets: &[(&str, &[(&str, &str)])]) -> Snapshot {
-    let mut secrets: Vec<SecretEntry> = secrets
+    let mut secrets: Vec<Arc<SecretEntry>> = secrets
         .iter()
         .map(|(name, data)| snapshot_with_secret(name, data).secrets.remove(0))
         .collect();
@@ -538,7 +539,7 @@ fn compiler_checks_credential_secrets_as_the_proxy_loads_them() {
     let secret = |name: &str, data: &[(&str, &str)]| {
         (
             name.to_string(),
-            snapshot_with_secret(name, data).secrets.remove(0),
+            SecretEntry::clone(&snapshot_with_secret(name, data).secrets[0]),
         )
     };
     let jwt =

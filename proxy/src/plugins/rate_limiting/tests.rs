@@ -349,10 +349,10 @@ async fn redis_password_comes_from_the_secret() {
     with_secret["password_secret"] = json!("redis-auth");
     let secret = ObjectKey::new(NS, "redis-auth");
     let snapshot = Snapshot {
-        secrets: vec![hookway_crds::snapshot::SecretEntry {
+        secrets: vec![Arc::new(hookway_crds::snapshot::SecretEntry {
             key: secret.clone(),
             data: [("password".to_string(), PASSWORD.to_string())].into(),
-        }],
+        })],
         ..Snapshot::default()
     };
     let bindings = [("redis-auth".to_string(), secret)].into();

@@ -526,10 +526,13 @@ fn a_config_map_or_url_module_is_read_from_the_snapshot_blobs() {
         snapshot.blobs = vec![];
         let error = config.module_from_snapshot(&snapshot).unwrap_err();
         assert!(error.contains("not in the snapshot"), "{source}: {error}");
-        snapshot.blobs = vec![hookway_crds::snapshot::BlobEntry::new(&bytes)];
+        snapshot.blobs = vec![std::sync::Arc::new(hookway_crds::snapshot::BlobEntry::new(
+            &bytes,
+        ))];
         assert_eq!(config.module_from_snapshot(&snapshot), Ok(bytes.clone()));
         // Bytes edited on the way are refused.
-        snapshot.blobs[0].data = base64::engine::general_purpose::STANDARD.encode(b"other");
+        std::sync::Arc::make_mut(&mut snapshot.blobs[0]).data =
+            base64::engine::general_purpose::STANDARD.encode(b"other");
         let error = config.module_from_snapshot(&snapshot).unwrap_err();
         assert!(error.contains("digest"), "{source}: {error}");
     }
