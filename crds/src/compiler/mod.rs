@@ -352,7 +352,8 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
 
 /// [`compile`], taking from `previous` (the output of the last compile) what cannot have
 /// changed: when only core Services and EndpointSlices changed since (see `reuse.rs`), only
-/// the Services are compiled again. The result is the same as [`compile`]'s, except that the
+/// the Services are compiled again; when Routes changed too, only those Routes and what they
+/// reach (related host claims, conflicts, plugin counts). The result is the same as [`compile`]'s, except that the
 /// snapshot's `hash` is left empty for the caller to seal ([`Snapshot::seal_reusing`]: the
 /// controller hashes only the entries that changed since its previous snapshot).
 pub fn compile_reusing(

@@ -14,6 +14,16 @@
 //! its `resourceVersion` for the others. An object without them (a test fixture, a manifest
 //! file) makes the inputs unversioned: nothing is reused. Gateway API and Ingress objects are
 //! lowered with reads of core Services, so with any of them nothing is reused either.
+//!
+//! **Routes.** When every input but the Routes (and endpoints) is the same, only the Routes
+//! that changed (added, edited, removed: by `uid` and generation, kept per Route in
+//! [`RouteVersions`]) are compiled again, with what they can reach (`plan_routes`): the
+//! Routes whose hosts are related to theirs (host ownership is settled over those claims
+//! alone), conflicts among the served Routes sharing a host with a changed entry, and the
+//! GatewayPlugins' `routes` counts. Every other Route's entry and report is taken from the
+//! previous compile. What is kept for the whole snapshot rather than per Route (the Secrets,
+//! blobs and URL sources plugin configs bring; certificates) makes a change that touches it
+//! compile everything.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -1011,6 +1021,29 @@ mod tests {
                 vec![r(NS, "a2", 8, 1, 2, to(&["h0.example.com"], "svc1")), c()],
                 true,
                 &["a2", "c"],
+            ),
+            (
+                "a Route for any host edited: the other's conflict warning goes",
+                vec![
+                    r(NS, "x", 10, 1, 1, to(&[], "svc0")),
+                    r(NS, "y", 11, 1, 2, to(&[], "svc1")),
+                    c(),
+                ],
+                vec![
+                    r(
+                        NS,
+                        "x",
+                        10,
+                        2,
+                        1,
+                        json!({"service": "svc0",
+                        "rules": [{"path": {"type": "Prefix", "value": "/x"}}]}),
+                    ),
+                    r(NS, "y", 11, 1, 2, to(&[], "svc1")),
+                    c(),
+                ],
+                true,
+                &["c", "x", "y"],
             ),
             (
                 "a conflict appears",
