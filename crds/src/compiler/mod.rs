@@ -421,6 +421,7 @@ pub fn compile_reusing(
         config_maps: &config_maps,
         fetched: &objects.fetched,
         url_sources: Default::default(),
+        url_checks: Default::default(),
     };
     let plugins =
         plugins::PluginIndex::build(&inputs, &resolver, &mut carried, &mut plugin_reports);
@@ -501,14 +502,21 @@ pub fn compile_reusing(
             plugins: &plugins,
             resolver: &resolver,
         };
+        // What its own configs bring (Secrets, blobs, URL sources), to tell whether any.
+        let mut own = refs::Carried::default();
+        let url_checks = resolver.url_checks.get();
         let chain = precedence::route_chain(
             &scope,
             &spec.plugins,
             service_refs,
             service_bindings,
-            carried,
+            &mut own,
             &mut report,
         );
+        let carries = !own.secrets.is_empty()
+            || !own.blobs.is_empty()
+            || resolver.url_checks.get() != url_checks;
+        carried.append(&mut own);
         let certificate = spec.tls.as_ref().and_then(|tls| {
             route_certificate(
                 &secrets,
@@ -526,6 +534,7 @@ pub fn compile_reusing(
                     served: None,
                     certificate: None,
                     unserved_hosts: matchers.ok().map(|(hosts, _)| hosts.into_boxed_slice()),
+                    carries,
                 }
             }
         };
@@ -574,6 +583,7 @@ pub fn compile_reusing(
             served: Some((entry, used)),
             certificate,
             unserved_hosts: None,
+            carries,
         }
     };
 
@@ -620,10 +630,10 @@ pub fn compile_reusing(
             .and_then(|table| reuse::plan_routes(p, table, &inputs.routes, versions)),
         _ => None,
     };
-    if let (Some(plan), Some(previous), Some(versions)) = (plan, any_previous, &versions) {
-        #[cfg(test)]
-        reuse::ROUTE_REUSES.with(|n| n.set(n.get() + 1));
-        duplicate_warning(&mut service_reports, dup_services);
+    'routes: {
+        let (Some(plan), Some(previous), Some(versions)) = (plan, any_previous, &versions) else {
+            break 'routes;
+        };
         let old = previous.snapshot;
         let again: Vec<usize> = (0..inputs.routes.len())
             .filter(|&i| plan.rebuild[i])
@@ -656,9 +666,29 @@ pub fn compile_reusing(
                 .collect(),
             &policy,
         );
-        // What the changed Routes carry is in the previous snapshot (`plan_routes` compiles
-        // everything when a changed Route has plugin configs).
+        // What the Routes' configs carry is in the previous snapshot; what they bring now goes
+        // to a scratch set: a changed Route that brings anything compiles everything (the URL
+        // sources its checks noted are ones a whole compile notes too).
         let mut scratch = refs::Carried::default();
+        let built: Vec<BuiltRoute> = again
+            .iter()
+            .zip(&keys)
+            .zip(matchers.into_iter().zip(created))
+            .map(|((&i, key), (m, c))| {
+                let refused = ownership.refused.get(key);
+                compile_route(&inputs.routes[i], key, m, c, refused, &mut scratch)
+            })
+            .collect();
+        if again
+            .iter()
+            .zip(&built)
+            .any(|(&i, b)| b.carries && plan.changed[i])
+        {
+            break 'routes;
+        }
+        #[cfg(test)]
+        reuse::ROUTE_REUSES.with(|n| n.set(n.get() + 1));
+        duplicate_warning(&mut service_reports, dup_services);
         let mut counts: HashMap<ObjectKey, i64> = HashMap::new();
         let mut touched: HashSet<String> = HashSet::new();
         let gone = plan
@@ -680,14 +710,8 @@ pub fn compile_reusing(
         dropped.sort();
         let mut fresh: Vec<RouteEntry> = Vec::new();
         let mut fresh_reports: Vec<ObjectReport> = Vec::with_capacity(again.len());
-        let mut unserved_again: Vec<Option<Box<[String]>>> = Vec::with_capacity(again.len());
-        for ((&i, key), (m, c)) in again
-            .iter()
-            .zip(&keys)
-            .zip(matchers.into_iter().zip(created))
-        {
-            let refused = ownership.refused.get(key);
-            let built = compile_route(&inputs.routes[i], key, m, c, refused, &mut scratch);
+        let mut kept_again: Vec<reuse::Kept> = Vec::with_capacity(again.len());
+        for built in built {
             if let Some((entry, used)) = built.served {
                 for p in used {
                     *counts.entry(plugins.plugins[p].key.clone()).or_default() += 1;
@@ -696,7 +720,10 @@ pub fn compile_reusing(
                 fresh.push(entry);
             }
             fresh_reports.push(built.report);
-            unserved_again.push(built.unserved_hosts);
+            kept_again.push(reuse::Kept {
+                unserved_hosts: built.unserved_hosts,
+                carries: built.carries,
+            });
         }
         // The served Routes: the previous ones not compiled again or gone, and the fresh ones.
         let mut served: Vec<RouteEntry> = Vec::with_capacity(old.routes.len() + fresh.len());
@@ -733,18 +760,18 @@ pub fn compile_reusing(
                 .push(message);
         }
         let mut fresh_reports = fresh_reports.into_iter();
-        let mut unserved_again = unserved_again.into_iter();
+        let mut kept_again = kept_again.into_iter();
         let mut unserved = Vec::with_capacity(inputs.routes.len());
         let mut route_reports = Vec::with_capacity(inputs.routes.len());
         for (i, r) in inputs.routes.iter().enumerate() {
             let key = r.key();
             let mut report = match plan.previous[i] {
                 Some(p) if !plan.rebuild[i] => {
-                    unserved.push(plan.unserved_hosts(p));
+                    unserved.push(plan.kept(p));
                     plan.old[p].1.clone()
                 }
                 _ => {
-                    unserved.push(unserved_again.next().flatten());
+                    unserved.push(kept_again.next().unwrap_or_default());
                     fresh_reports
                         .next()
                         .unwrap_or_else(|| ObjectReport::new(None))
@@ -861,7 +888,7 @@ pub fn compile_reusing(
     let mut served: Vec<RouteEntry> = Vec::with_capacity(inputs.routes.len());
     let mut plugin_use = vec![0u32; plugins.plugins.len()];
     let mut tls_claims: Vec<TlsClaim> = Vec::new();
-    let mut unserved: Vec<Option<Box<[String]>>> = Vec::with_capacity(inputs.routes.len());
+    let mut unserved: Vec<reuse::Kept> = Vec::with_capacity(inputs.routes.len());
     for ((r, key), (matchers, created)) in inputs
         .routes
         .iter()
@@ -870,7 +897,10 @@ pub fn compile_reusing(
     {
         let refused = ownership.refused.get(&key);
         let built = compile_route(r, &key, matchers, created, refused, &mut carried);
-        unserved.push(built.unserved_hosts);
+        unserved.push(reuse::Kept {
+            unserved_hosts: built.unserved_hosts,
+            carries: built.carries,
+        });
         if let Some((entry, used)) = built.served {
             for i in used {
                 plugin_use[i] += 1;
@@ -1001,6 +1031,8 @@ struct BuiltRoute {
     certificate: Option<CertificateEntry>,
     /// Its hosts when valid but the Route is not served (see `reuse::RouteVersions`).
     unserved_hosts: Option<Box<[String]>>,
+    /// Whether its own plugin configs brought Secrets, blobs or URL sources.
+    carries: bool,
 }
 
 /// `creationTimestamp` in unix seconds (0 when unknown).

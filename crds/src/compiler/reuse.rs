@@ -66,39 +66,34 @@ pub struct RouteVersions {
 struct RouteVersion {
     /// A hash of its `uid` and `metadata.generation`.
     version: u64,
-    /// Whether one of its plugin refs has a `config` (which can bring Secrets, blobs and URL
-    /// sources into the snapshot: such a Route's change compiles everything).
-    configs: bool,
+    /// What else is kept of it.
+    kept: Kept,
+}
+
+/// What the incremental compile keeps of a compiled Route besides its version.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Kept {
     /// Its hosts when it has valid hosts but is not served (a served Route's are in its
     /// snapshot entry): a claim that other Routes' ownership depends on.
-    unserved_hosts: Option<Box<[String]>>,
+    pub unserved_hosts: Option<Box<[String]>>,
+    /// Whether its own plugin configs brought Secrets, blobs or URL sources into the
+    /// snapshot (kept for the whole snapshot, not per Route: such a Route's change compiles
+    /// everything).
+    pub carries: bool,
 }
 
 impl RouteVersions {
     /// The table of `routes` (sorted, deduplicated); `versions[i]` is `route_version` of
-    /// `routes[i]`, `unserved[i]` its hosts when valid but not served.
-    pub(crate) fn new(
-        routes: &[Obj<'_, Route>],
-        versions: &[u64],
-        unserved: Vec<Option<Box<[String]>>>,
-    ) -> Self {
-        let routes = routes
+    /// `routes[i]`, `kept[i]` what is kept of it.
+    pub(crate) fn new(routes: &[Obj<'_, Route>], versions: &[u64], kept: Vec<Kept>) -> Self {
+        debug_assert_eq!(routes.len(), kept.len());
+        let routes = versions
             .iter()
-            .zip(versions)
-            .zip(unserved)
-            .map(|((r, &version), unserved_hosts)| RouteVersion {
-                version,
-                configs: has_configs(r.object),
-                unserved_hosts,
-            })
+            .zip(kept)
+            .map(|(&version, kept)| RouteVersion { version, kept })
             .collect();
         Self { routes }
     }
-}
-
-/// Whether one of `route`'s plugin refs carries a `config`.
-fn has_configs(route: &Route) -> bool {
-    route.spec.plugins.values().any(|r| r.config.is_some())
 }
 
 /// A Route's version (`uid` and `metadata.generation`), or `None` without them.
@@ -218,6 +213,8 @@ pub(crate) struct RoutePlan<'p> {
     /// Per current Route: compile it again (it changed, is new, or its host claims may be
     /// settled differently now).
     pub rebuild: Vec<bool>,
+    /// Per current Route: it is new or changed.
+    pub changed: Vec<bool>,
     /// Per current Route: its index in `old`, when it was there before.
     pub previous: Vec<Option<usize>>,
     /// The previous Routes (key and report), in key order.
@@ -229,15 +226,14 @@ pub(crate) struct RoutePlan<'p> {
 }
 
 impl<'p> RoutePlan<'p> {
-    /// Previous Route `p`'s hosts when valid but not served (kept for a Route not compiled
-    /// again: its outcome is the same).
-    pub fn unserved_hosts(&self, p: usize) -> Option<Box<[String]>> {
-        self.table.routes[p].unserved_hosts.clone()
+    /// What was kept of previous Route `p` (the same for a Route not compiled again).
+    pub fn kept(&self, p: usize) -> Kept {
+        self.table.routes[p].kept.clone()
     }
 
     /// The hosts previous Route `p` claimed (none when they were invalid).
     pub fn old_hosts(&self, previous: &Previous<'p>, p: usize) -> &'p [String] {
-        if let Some(hosts) = &self.table.routes[p].unserved_hosts {
+        if let Some(hosts) = &self.table.routes[p].kept.unserved_hosts {
             return hosts;
         }
         served_entry(previous.snapshot, self.old[p].0).map_or(&[], |e| &e.hosts)
@@ -331,9 +327,10 @@ fn raw_hosts(route: &Route) -> impl Iterator<Item = Cow<'_, str>> {
 /// - a Route's host claims are settled against the claims of related hosts (`hosts`), so
 ///   every Route whose hosts are related, transitively, to the old or new hosts of a changed
 ///   Route is compiled again (with ownership settled over those claims alone);
-/// - a change of a Route with plugin configs (the Secrets, blobs and URL sources they bring
-///   are kept for the whole snapshot, not per Route), or a TLS Route among those compiled
-///   again, or a served certificate for one of their hosts, compiles everything.
+/// - a change of a Route whose plugin configs brought Secrets, blobs or URL sources (kept for
+///   the whole snapshot, not per Route; the caller checks the new versions after compiling
+///   them), or a TLS Route among those compiled again, or a served certificate for one of
+///   their hosts, compiles everything.
 pub(crate) fn plan_routes<'p>(
     previous: &Previous<'p>,
     table: &'p RouteVersions,
@@ -351,6 +348,7 @@ pub(crate) fn plan_routes<'p>(
     }
     let mut plan = RoutePlan {
         rebuild: vec![false; routes.len()],
+        changed: Vec::new(),
         previous: vec![None; routes.len()],
         old,
         removed: Vec::new(),
@@ -391,17 +389,15 @@ pub(crate) fn plan_routes<'p>(
             .filter_map(|(&rebuild, &p)| rebuild.then_some(p).flatten()),
     );
     for p in changed_old {
-        if table.routes[p].configs {
+        if table.routes[p].kept.carries {
             return None;
         }
         for h in plan.old_hosts(previous, p) {
             hosts.insert(h);
         }
     }
+    plan.changed.clone_from(&plan.rebuild);
     for (r, _) in routes.iter().zip(&plan.rebuild).filter(|(_, &b)| b) {
-        if has_configs(r.object) {
-            return None;
-        }
         for h in raw_hosts(r.object) {
             hosts.insert(&h);
         }
@@ -770,6 +766,7 @@ mod tests {
             0 => json!({"limit": {}}),
             1 => json!({"limit": {"disable": true}}),
             2 if (pick / 2800).is_multiple_of(3) => json!({"limit": {"config": {"minute": 3}}}),
+            2 if (pick / 2800) % 3 == 1 => wasm_url((pick / 8400) % 3),
             _ => json!({}),
         };
         let mut spec = json!({"hosts": hosts, "service": service, "priority": (pick / 5) % 2,
@@ -781,7 +778,14 @@ mod tests {
         spec
     }
 
-    /// Services `svc0..2` and the `limit` GatewayPlugin in both namespaces, a PlatformPolicy
+    /// A ref to the `mod` (wasm) GatewayPlugin whose config names URL source `n`.
+    fn wasm_url(n: u64) -> Value {
+        json!({"mod": {"config": {"url": format!("https://example.com/m{n}.wasm"),
+                                  "sha256": "ab".repeat(32)}}})
+    }
+
+    /// Services `svc0..2` and the `limit` GatewayPlugin in both namespaces, the `mod` (wasm)
+    /// GatewayPlugin without a config in `team`, a PlatformPolicy
     /// sharing `h2.example.com` with `other`, no Routes.
     fn two_namespaces() -> Objects {
         let mut objects = world();
@@ -796,9 +800,15 @@ mod tests {
         p.metadata.namespace = Some("other".into());
         p.metadata.uid = Some("uid-other-limit".into());
         objects.plugins.push(Arc::new(p));
+        let wasm = serde_json::from_value(json!({"apiVersion": "hookway.dev/v1alpha1",
+            "kind": "GatewayPlugin", "metadata": meta_in(NS, "mod", 8, 1, 0),
+            "spec": {"plugin": "wasm", "status": "enable", "order": 2}}))
+        .unwrap();
+        objects.plugins.push(Arc::new(wasm));
         let policy = serde_json::from_value(json!({"apiVersion": "hookway.dev/v1alpha1",
             "kind": "PlatformPolicy", "metadata": meta_in("hookway-system", "platform", 7, 1, 0),
-            "spec": {"sharedHosts": [{"hosts": ["h2.example.com"], "namespaces": ["other"]}]}}))
+            "spec": {"sharedHosts": [{"hosts": ["h2.example.com"], "namespaces": ["other"]}],
+                     "namespaces": [{"names": [NS], "networkPlugins": ["wasm"]}]}}))
         .unwrap();
         objects.policies = vec![Arc::new(policy)];
         objects
@@ -942,7 +952,7 @@ mod tests {
         let b = || r("other", "b", 2, 1, 2, to(&["h0.example.com"], "svc0"));
         let c = || r(NS, "c", 3, 1, 3, to(&["h1.example.com"], "svc1"));
         // (case, before, after, compiled per Route, Routes served after)
-        let cases: Vec<Case> = vec![
+        let mut cases: Vec<Case> = vec![
             (
                 "a path edited",
                 vec![a(), c()],
@@ -1106,7 +1116,7 @@ mod tests {
                 &["a", "c"],
             ),
             (
-                "a Route with a plugin config changed compiles everything",
+                "a Route with a plugin config bringing nothing else changed",
                 vec![a(), c()],
                 vec![
                     a(),
@@ -1120,10 +1130,32 @@ mod tests {
                  "plugins": {"limit": {"config": {"minute": 3}}}}),
                     ),
                 ],
-                false,
+                true,
                 &["a", "c"],
             ),
         ];
+        let with_url = |g| {
+            let mut spec = json!({"hosts": ["h1.example.com"], "service": "svc1",
+                                  "plugins": wasm_url(0)});
+            if g > 1 {
+                spec["rules"] = json!([{"path": {"type": "Prefix", "value": "/x"}}]);
+            }
+            r(NS, "c", 3, g, 3, spec)
+        };
+        cases.push((
+            "a Route whose config names a URL source changed compiles everything",
+            vec![a(), with_url(1)],
+            vec![a(), with_url(2)],
+            false,
+            &["a"],
+        ));
+        cases.push((
+            "a Route given a config naming a URL source compiles everything",
+            vec![a(), c()],
+            vec![a(), with_url(2)],
+            false,
+            &["a"],
+        ));
         let options = Options::default();
         let catalogue = Catalogue::builtin();
         for (case, before, after, per_route, served) in cases {
