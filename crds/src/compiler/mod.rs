@@ -34,6 +34,7 @@ mod secrets;
 pub(crate) mod selector;
 mod services;
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -453,6 +454,8 @@ pub fn compile_reusing(
 
     let no_refs = PluginRefs::new();
     let no_bindings = precedence::RefBindings::new();
+    // The range of clock values over which the certificate checks find the same.
+    let steady = Cell::new(reuse::ALWAYS);
     // One Route compiled: its report, and its entry when served.
     let compile_route = |r: &Obj<'_, Route>,
                          key: &ObjectKey,
@@ -523,6 +526,7 @@ pub fn compile_reusing(
                 r.namespace,
                 &tls.secret_name,
                 options.now,
+                &steady,
                 &mut report,
             )
         });
@@ -618,6 +622,7 @@ pub fn compile_reusing(
             url_sources: previous.url_sources.clone(),
             inputs: InputDigest {
                 routes: previous.inputs.routes.clone(),
+                steady: previous.steady_now(options.now),
                 ..inputs_digest
             },
         };
@@ -711,7 +716,7 @@ pub fn compile_reusing(
         let mut fresh: Vec<RouteEntry> = Vec::new();
         let mut fresh_reports: Vec<ObjectReport> = Vec::with_capacity(again.len());
         let mut kept_again: Vec<reuse::Kept> = Vec::with_capacity(again.len());
-        for built in built {
+        for (built, &i) in built.into_iter().zip(&again) {
             if let Some((entry, used)) = built.served {
                 for p in used {
                     *counts.entry(plugins.plugins[p].key.clone()).or_default() += 1;
@@ -723,6 +728,7 @@ pub fn compile_reusing(
             kept_again.push(reuse::Kept {
                 unserved_hosts: built.unserved_hosts,
                 carries: built.carries,
+                tls: inputs.routes[i].object.spec.tls.is_some(),
             });
         }
         // The served Routes: the previous ones not compiled again or gone, and the fresh ones.
@@ -835,6 +841,7 @@ pub fn compile_reusing(
             url_sources: previous.url_sources.clone(),
             inputs: InputDigest {
                 routes: Some(Arc::new(table)),
+                steady: previous.steady_now(options.now),
                 ..inputs_digest
             },
         };
@@ -900,6 +907,7 @@ pub fn compile_reusing(
         unserved.push(reuse::Kept {
             unserved_hosts: built.unserved_hosts,
             carries: built.carries,
+            tls: r.object.spec.tls.is_some(),
         });
         if let Some((entry, used)) = built.served {
             for i in used {
@@ -935,6 +943,7 @@ pub fn compile_reusing(
             &c.secret.namespace,
             &c.secret.name,
             options.now,
+            &steady,
             report,
         ) {
             tls_claims.push(TlsClaim {
@@ -992,6 +1001,7 @@ pub fn compile_reusing(
         .iter()
         .map(|(synthetic, (source, _))| (synthetic.clone(), source.clone()))
         .collect();
+    inputs_digest.steady = options.now.map(|_| steady.get());
     inputs_digest.routes = versions.map(|versions| {
         Arc::new(reuse::RouteVersions::new(
             &inputs.routes,
@@ -1059,6 +1069,7 @@ fn route_certificate(
     namespace: &str,
     name: &str,
     now: Option<i64>,
+    steady: &Cell<(i64, i64)>,
     report: &mut ObjectReport,
 ) -> Option<CertificateEntry> {
     const NOT_SERVED: &str =
@@ -1079,6 +1090,18 @@ fn route_certificate(
             None
         }
         Ok(checked) => {
+            if let Some(now) = now {
+                // The findings stay the same until the clock crosses a validity bound.
+                let (mut lo, mut hi) = steady.get();
+                for bound in [checked.validity.not_before, checked.validity.not_after] {
+                    if bound <= now {
+                        lo = lo.max(bound);
+                    } else {
+                        hi = hi.min(bound);
+                    }
+                }
+                steady.set((lo, hi));
+            }
             if let Some(warning) = now.and_then(|now| checked.expiry_warning(now)) {
                 report.warn(
                     reason::CERTIFICATE_EXPIRED,

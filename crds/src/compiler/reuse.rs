@@ -12,7 +12,12 @@
 //! `metadata.generation` for the kinds whose statuses the controller writes (a status write
 //! changes `resourceVersion`, not the generation, and the compiler never reads a status), or
 //! its `resourceVersion` for the others. An object without them (a test fixture, a manifest
-//! file) makes the inputs unversioned: nothing is reused. Gateway API and Ingress objects are
+//! file) makes the inputs unversioned: nothing is reused.
+//!
+//! The clock (`Options::now`) is read only by TLS Routes' certificate checks (expiry
+//! warnings); they find the same until the clock crosses a certificate's validity bound, so a
+//! compile records the range of clock values it stays valid for (`InputDigest::steady`) and a
+//! later one within that range reuses it as if the clock had not moved. Gateway API and Ingress objects are
 //! lowered with reads of core Services, so with any of them nothing is reused either.
 //!
 //! **Routes.** When every input but the Routes (and endpoints) is the same, only the Routes
@@ -50,6 +55,10 @@ pub struct InputDigest {
     pub tls: bool,
     /// `Options::now` of the compile.
     pub now: Option<i64>,
+    /// With `now`: the range `[from, until)` of clock values over which the certificate checks
+    /// find the same (no certificate's validity starts or ends in it), so a later compile
+    /// within it may reuse this one's TLS Routes.
+    pub steady: Option<(i64, i64)>,
     /// Each Route's version and what a change of it can reach, or `None` when Routes cannot
     /// be compiled one by one (unversioned, duplicated, or lowered inputs).
     pub routes: Option<Arc<RouteVersions>>,
@@ -80,7 +89,13 @@ pub(crate) struct Kept {
     /// snapshot (kept for the whole snapshot, not per Route: such a Route's change compiles
     /// everything).
     pub carries: bool,
+    /// Whether it names a TLS Secret (its certificate, served or not, bounds
+    /// `InputDigest::steady`: such a Route's change compiles everything).
+    pub tls: bool,
 }
+
+/// `InputDigest::steady` when no certificate was checked.
+pub(crate) const ALWAYS: (i64, i64) = (i64::MIN, i64::MAX);
 
 impl RouteVersions {
     /// The table of `routes` (sorted, deduplicated); `versions[i]` is `route_version` of
@@ -124,17 +139,26 @@ pub struct Previous<'a> {
 impl<'a> Previous<'a> {
     /// Whether a compile of inputs `now` may take all but its Services from this one.
     pub(crate) fn reusable(&self, now: &InputDigest) -> bool {
-        now.routing.is_some()
-            && self.inputs.routing == now.routing
-            && (!now.tls || self.inputs.now == now.now)
+        now.routing.is_some() && self.inputs.routing == now.routing && self.same_clock(now)
+    }
+
+    /// Whether the certificate checks of TLS Routes find at `now.now` what they found in
+    /// this compile.
+    fn same_clock(&self, now: &InputDigest) -> bool {
+        !now.tls
+            || self.inputs.now == now.now
+            || matches!((self.inputs.steady, now.now), (Some((from, until)), Some(t)) if from <= t && t < until)
+    }
+
+    /// `InputDigest::steady` of a compile at `now` that reuses this one's certificate checks.
+    pub(crate) fn steady_now(&self, now: Option<i64>) -> Option<(i64, i64)> {
+        now.map(|_| self.inputs.steady.unwrap_or(ALWAYS))
     }
 
     /// The previous Routes' versions, when a compile of inputs `now` may compile only the
     /// Routes that changed since this one (every other input the same).
     pub(crate) fn routes_reusable(&self, now: &InputDigest) -> Option<&'a RouteVersions> {
-        let ok = now.others.is_some()
-            && self.inputs.others == now.others
-            && (!now.tls || self.inputs.now == now.now);
+        let ok = now.others.is_some() && self.inputs.others == now.others && self.same_clock(now);
         ok.then_some(self.inputs.routes.as_deref()).flatten()
     }
 }
@@ -204,6 +228,7 @@ pub(crate) fn digest(objects: &Objects, options: &Options) -> InputDigest {
         others: versioned.then_some(others),
         tls,
         now: options.now,
+        steady: None,
         routes: None,
     }
 }
@@ -389,7 +414,7 @@ pub(crate) fn plan_routes<'p>(
             .filter_map(|(&rebuild, &p)| rebuild.then_some(p).flatten()),
     );
     for p in changed_old {
-        if table.routes[p].kept.carries {
+        if table.routes[p].kept.carries || table.routes[p].kept.tls {
             return None;
         }
         for h in plan.old_hosts(previous, p) {
@@ -1177,6 +1202,69 @@ mod tests {
                 .map(|e| e.key.name.as_str())
                 .collect();
             assert_eq!(names, served, "{case}: served");
+        }
+    }
+
+    #[test]
+    fn tls_routes_are_reused_until_the_clock_crosses_a_certificate_validity_bound() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["h0.example.com".into()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2030, 1, 1);
+        let cert = params.self_signed(&key).unwrap();
+        let data = [("tls.crt", cert.pem()), ("tls.key", key.serialize_pem())]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), k8s_openapi::ByteString(v.into_bytes())))
+            .collect();
+        let secret = Secret {
+            metadata: serde_json::from_value(meta("site-tls", 1)).unwrap(),
+            type_: Some("kubernetes.io/tls".into()),
+            data: Some(data),
+            ..Secret::default()
+        };
+        const END: u64 = 1_893_456_000; // 2030-01-01T00:00:00Z
+        let mut objects = two_namespaces();
+        objects.secrets = vec![Arc::new(secret)];
+        let tls = json!({"hosts": ["h0.example.com"], "service": "svc0",
+                         "tls": {"secretName": "site-tls"}});
+        let plain = |g: u64| {
+            let spec = json!({"hosts": ["h1.example.com"], "service": "svc1", "priority": g});
+            route_in(NS, "c", 3, g, 3, spec)
+        };
+        objects.routes = vec![route_in(NS, "t", 1, 1, 1, tls), plain(1)];
+        let at = |now: u64| Options {
+            root_namespace: "hookway-system".into(),
+            now: Some(now as i64),
+        };
+        let catalogue = Catalogue::builtin();
+        let mut last = compile(&objects, &at(END - 40), &catalogue);
+        assert!(
+            last.snapshot.certificates.len() == 1,
+            "the certificate is served"
+        );
+        // (clock, compiled per Route: no validity bound crossed since the last compile)
+        let steps = [
+            (END - 30, true),
+            (END - 1, true),
+            (END, false),
+            (END + 10, true),
+            (END + 3600, true),
+        ];
+        for (g, (now, per_route)) in (2..).zip(steps) {
+            objects.routes[1] = plain(g);
+            let what = format!("a Route edited at {now}");
+            let (got, reused) = step(&objects, &last, &at(now), &what);
+            assert_eq!(reused, per_route, "{what}");
+            let report = &got.reports[&ObjectId {
+                kind: Kind::Route,
+                key: crate::snapshot::ObjectKey::new(NS, "t"),
+            }];
+            let expired = report
+                .warnings
+                .iter()
+                .any(|w| w.starts_with("CertificateExpired"));
+            assert_eq!(expired, now >= END, "{what}: {:?}", report.warnings);
+            last = got;
         }
     }
 }
