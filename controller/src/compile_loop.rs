@@ -215,7 +215,7 @@ where
             .as_deref()
             .zip(self.last.as_ref())
             .map(|(snapshot, last)| Previous {
-                inputs: last.inputs,
+                inputs: &last.inputs,
                 snapshot,
                 reports: &last.reports,
                 url_sources: &last.url_sources,

@@ -12,7 +12,9 @@
 //! one EndpointSlice changed, reusing the last: `--toggle-collect='*compile_work*measured_reuse*'`)
 //! or `COMPILE_WORK=digests` (the controller's content digests after one Route changed, all
 //! hashed then reusing the last: `--toggle-collect='*compile_work*measured_digests*'`, two
-//! calls; `--dump-after` splits them).
+//! calls; `--dump-after` splits them), or `COMPILE_WORK=route` (two compiles after one Route's
+//! spec changed — its priority, a new generation — reusing the last:
+//! `--toggle-collect='*compile_work*measured_reuse*'`).
 
 #[path = "../tests/all/support/mod.rs"]
 mod support;
@@ -113,12 +115,32 @@ fn main() {
             changed.metadata.resource_version = Some(format!("{}", 2 + round));
             objects.endpoint_slices[0] = Arc::new(changed);
             let previous = Previous {
-                inputs: last.inputs,
+                inputs: &last.inputs,
                 snapshot: &last.snapshot,
                 reports: &last.reports,
                 url_sources: &last.url_sources,
             };
             let next = measured_reuse(&objects, &options, &catalogue, previous);
+            last = next;
+        }
+        return;
+    }
+    if mode == "route" {
+        // One Route's spec changed since the last compile (a new generation), twice.
+        let mut objects = world.0.clone();
+        let mut last = compile(&objects, &options, &catalogue);
+        for round in 0..2i64 {
+            let route = Arc::make_mut(&mut objects.routes[0]);
+            route.spec.priority += 1;
+            route.metadata.generation = Some(2 + round);
+            let previous = Previous {
+                inputs: &last.inputs,
+                snapshot: &last.snapshot,
+                reports: &last.reports,
+                url_sources: &last.url_sources,
+            };
+            let next = measured_reuse(&objects, &options, &catalogue, previous);
+            assert_eq!(next.snapshot.routes.len(), 10_000);
             last = next;
         }
         return;

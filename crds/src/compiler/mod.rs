@@ -34,6 +34,7 @@ mod secrets;
 pub(crate) mod selector;
 mod services;
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -52,7 +53,7 @@ use crate::{Catalogue, GatewayPlugin, PlatformPolicy, Route, Service};
 pub use blobs::{FetchFailure, FetchFailureKind, Fetched, UrlSource};
 use precedence::Scope;
 use report::reason;
-pub use reuse::{InputDigest, Previous};
+pub use reuse::{InputDigest, Previous, RouteVersions};
 pub(crate) use routes::valid_host;
 
 /// Everything the compiler reads. Reflector stores hand out `Arc<K>`, so do we.
@@ -352,7 +353,8 @@ pub fn compile(objects: &Objects, options: &Options, catalogue: &Catalogue) -> C
 
 /// [`compile`], taking from `previous` (the output of the last compile) what cannot have
 /// changed: when only core Services and EndpointSlices changed since (see `reuse.rs`), only
-/// the Services are compiled again. The result is the same as [`compile`]'s, except that the
+/// the Services are compiled again; when Routes changed too, only those Routes and what they
+/// reach (related host claims, conflicts, plugin counts). The result is the same as [`compile`]'s, except that the
 /// snapshot's `hash` is left empty for the caller to seal ([`Snapshot::seal_reusing`]: the
 /// controller hashes only the entries that changed since its previous snapshot).
 pub fn compile_reusing(
@@ -361,7 +363,8 @@ pub fn compile_reusing(
     catalogue: &Catalogue,
     previous: Option<Previous<'_>>,
 ) -> Compiled {
-    let inputs_digest = reuse::digest(objects, options);
+    let mut inputs_digest = reuse::digest(objects, options);
+    let any_previous = previous;
     let previous = previous.filter(|p| p.reusable(&inputs_digest));
     let lowered = crate::lower::lower(objects, options);
     let objects = lowered.objects();
@@ -376,6 +379,16 @@ pub fn compile_reusing(
         routes: sorted(&objects.routes, &mut dup_routes),
         policies: sorted(&objects.policies, &mut dup_policies),
     };
+    // Each Route's version, when Routes can be compiled one by one.
+    let versions: Option<Vec<u64>> = (inputs_digest.others.is_some() && dup_routes.is_empty())
+        .then(|| {
+            inputs
+                .routes
+                .iter()
+                .map(|r| reuse::route_version(r.object))
+                .collect()
+        })
+        .flatten();
     let labels = namespace_labels(objects);
     let secret_objects = sorted(&objects.secrets, &mut Vec::new());
     let secrets = secrets::SecretIndex::new(secret_objects.iter().map(|s| s.object));
@@ -409,6 +422,7 @@ pub fn compile_reusing(
         config_maps: &config_maps,
         fetched: &objects.fetched,
         url_sources: Default::default(),
+        url_checks: Default::default(),
     };
     let plugins =
         plugins::PluginIndex::build(&inputs, &resolver, &mut carried, &mut plugin_reports);
@@ -437,6 +451,145 @@ pub fn compile_reusing(
             None => info.upstream = None,
         }
     }
+
+    let no_refs = PluginRefs::new();
+    let no_bindings = precedence::RefBindings::new();
+    // The range of clock values over which the certificate checks find the same.
+    let steady = Cell::new(reuse::ALWAYS);
+    // One Route compiled: its report, and its entry when served.
+    let compile_route = |r: &Obj<'_, Route>,
+                         key: &ObjectKey,
+                         matchers: Matchers,
+                         created: i64,
+                         refused: Option<&String>,
+                         carried: &mut refs::Carried|
+     -> BuiltRoute {
+        let spec = &r.object.spec;
+        let mut report = ObjectReport::new(r.object.metadata.generation);
+        let mut ok = true;
+        if let Err(e) = &matchers {
+            report.reject(reason::INVALID_SPEC, e.clone());
+            ok = false;
+        }
+        if let Some(why) = refused {
+            report.reject(reason::HOST_CONFLICT, why.clone());
+            ok = false;
+        }
+        let service = service_index.get(&(r.namespace, spec.service.as_str()));
+        match service {
+            None => {
+                report.unresolved(
+                    reason::SERVICE_NOT_FOUND,
+                    format!("Service {}/{} not found", r.namespace, spec.service),
+                );
+                ok = false;
+            }
+            Some(info) if info.upstream.is_none() => {
+                report.unresolved(
+                    reason::SERVICE_NOT_ACCEPTED,
+                    format!(
+                        "Service {}/{} is not accepted (see its status)",
+                        r.namespace, spec.service
+                    ),
+                );
+                ok = false;
+            }
+            Some(_) => {}
+        }
+        let service_refs = service.map_or(&no_refs, |s| &s.spec.plugins);
+        let service_bindings = service.map_or(&no_bindings, |s| &s.ref_bindings);
+        let scope = Scope {
+            namespace: r.namespace,
+            labels: labels.get(r.namespace).copied(),
+            root: inputs.root,
+            plugins: &plugins,
+            resolver: &resolver,
+        };
+        // What its own configs bring (Secrets, blobs, URL sources), to tell whether any.
+        let mut own = refs::Carried::default();
+        let url_checks = resolver.url_checks.get();
+        let chain = precedence::route_chain(
+            &scope,
+            &spec.plugins,
+            service_refs,
+            service_bindings,
+            &mut own,
+            &mut report,
+        );
+        let carries = !own.secrets.is_empty()
+            || !own.blobs.is_empty()
+            || resolver.url_checks.get() != url_checks;
+        carried.append(&mut own);
+        let certificate = spec.tls.as_ref().and_then(|tls| {
+            route_certificate(
+                &secrets,
+                r.namespace,
+                &tls.secret_name,
+                options.now,
+                &steady,
+                &mut report,
+            )
+        });
+        let ((hosts, rules), chain) = match (ok, matchers, chain) {
+            (true, Ok(matchers), Some(chain)) => (matchers, chain),
+            (_, matchers, _) => {
+                return BuiltRoute {
+                    report,
+                    served: None,
+                    certificate: None,
+                    unserved_hosts: matchers.ok().map(|(hosts, _)| hosts.into_boxed_slice()),
+                    carries,
+                }
+            }
+        };
+        let used = chain.iter().map(|(i, _)| *i).collect();
+        report.chain = chain
+            .iter()
+            .map(|(_, e)| ChainStatusEntry {
+                alias: e.alias.clone(),
+                namespace: e.plugin_ref.namespace.clone(),
+                plugin: e.plugin.clone(),
+                tier: e.tier.as_str().to_string(),
+                order: e.order,
+            })
+            .collect();
+        let rules = match lowered.transport.get(key) {
+            Some(&tls) => rules
+                .into_iter()
+                .map(|r| RuleEntry {
+                    tls: Some(tls),
+                    ..r
+                })
+                .collect(),
+            None => rules,
+        };
+        let rules = match lowered.isolation.get(key) {
+            Some(isolation) => rules
+                .into_iter()
+                .map(|r| RuleEntry {
+                    isolation: Some(Box::new(isolation.clone())),
+                    ..r
+                })
+                .collect(),
+            None => rules,
+        };
+        let entry = RouteEntry {
+            key: key.clone(),
+            hosts,
+            rules,
+            priority: spec.priority,
+            created,
+            upstream: ObjectKey::new(r.namespace, spec.service.as_str()),
+            chain: chain.into_iter().map(|(_, e)| e).collect(),
+        };
+        BuiltRoute {
+            report,
+            served: Some((entry, used)),
+            certificate,
+            unserved_hosts: None,
+            carries,
+        }
+    };
 
     if let Some(previous) = previous {
         duplicate_warning(&mut service_reports, dup_services);
@@ -467,7 +620,233 @@ pub fn compile_reusing(
             reports,
             origins: BTreeMap::new(),
             url_sources: previous.url_sources.clone(),
-            inputs: inputs_digest,
+            inputs: InputDigest {
+                routes: previous.inputs.routes.clone(),
+                steady: previous.steady_now(options.now),
+                ..inputs_digest
+            },
+        };
+    }
+
+    // Only Routes changed: compile those and what they reach (`reuse::plan_routes`).
+    let plan = match (&previous, &any_previous, &versions) {
+        (None, Some(p), Some(versions)) => p
+            .routes_reusable(&inputs_digest)
+            .and_then(|table| reuse::plan_routes(p, table, &inputs.routes, versions)),
+        _ => None,
+    };
+    'routes: {
+        let (Some(plan), Some(previous), Some(versions)) = (plan, any_previous, &versions) else {
+            break 'routes;
+        };
+        let old = previous.snapshot;
+        let again: Vec<usize> = (0..inputs.routes.len())
+            .filter(|&i| plan.rebuild[i])
+            .collect();
+        let keys: Vec<ObjectKey> = again.iter().map(|&i| inputs.routes[i].key()).collect();
+        let matchers: Vec<Matchers> = again
+            .iter()
+            .map(|&i| {
+                let spec = &inputs.routes[i].object.spec;
+                routes::hosts(spec).and_then(|h| Ok((h, routes::rules(spec)?)))
+            })
+            .collect();
+        let created: Vec<i64> = again
+            .iter()
+            .map(|&i| created_secs(inputs.routes[i].object))
+            .collect();
+        // Related claims only: every claim related to one of these is among them.
+        let ownership = hosts::Ownership::settle(
+            keys.iter()
+                .zip(&matchers)
+                .zip(&created)
+                .filter_map(|((key, m), &created)| {
+                    Some(hosts::Claim {
+                        key,
+                        namespace: &key.namespace,
+                        created,
+                        hosts: &m.as_ref().ok()?.0,
+                    })
+                })
+                .collect(),
+            &policy,
+        );
+        // What the Routes' configs carry is in the previous snapshot; what they bring now goes
+        // to a scratch set: a changed Route that brings anything compiles everything (the URL
+        // sources its checks noted are ones a whole compile notes too).
+        let mut scratch = refs::Carried::default();
+        let built: Vec<BuiltRoute> = again
+            .iter()
+            .zip(&keys)
+            .zip(matchers.into_iter().zip(created))
+            .map(|((&i, key), (m, c))| {
+                let refused = ownership.refused.get(key);
+                compile_route(&inputs.routes[i], key, m, c, refused, &mut scratch)
+            })
+            .collect();
+        if again
+            .iter()
+            .zip(&built)
+            .any(|(&i, b)| b.carries && plan.changed[i])
+        {
+            break 'routes;
+        }
+        #[cfg(test)]
+        reuse::ROUTE_REUSES.with(|n| n.set(n.get() + 1));
+        duplicate_warning(&mut service_reports, dup_services);
+        let mut counts: HashMap<ObjectKey, i64> = HashMap::new();
+        let mut touched: HashSet<String> = HashSet::new();
+        let gone = plan
+            .removed
+            .iter()
+            .copied()
+            .chain(again.iter().filter_map(|&i| plan.previous[i]));
+        let mut dropped: Vec<&ObjectKey> = Vec::new();
+        for p in gone {
+            let key = plan.old[p].0;
+            dropped.push(key);
+            if let Some(e) = reuse::served_entry(old, key) {
+                for c in &e.chain {
+                    *counts.entry(c.plugin_ref.clone()).or_default() -= 1;
+                }
+                touched.extend(conflict_hosts(e).map(str::to_string));
+            }
+        }
+        dropped.sort();
+        let mut fresh: Vec<Arc<RouteEntry>> = Vec::new();
+        let mut fresh_reports: Vec<ObjectReport> = Vec::with_capacity(again.len());
+        let mut kept_again: Vec<reuse::Kept> = Vec::with_capacity(again.len());
+        for (built, &i) in built.into_iter().zip(&again) {
+            if let Some((entry, used)) = built.served {
+                for p in used {
+                    *counts.entry(plugins.plugins[p].key.clone()).or_default() += 1;
+                }
+                touched.extend(conflict_hosts(&entry).map(str::to_string));
+                fresh.push(Arc::new(entry));
+            }
+            fresh_reports.push(built.report);
+            kept_again.push(reuse::Kept {
+                unserved_hosts: built.unserved_hosts,
+                carries: built.carries,
+                tls: inputs.routes[i].object.spec.tls.is_some(),
+            });
+        }
+        // The served Routes: the previous ones not compiled again or gone, and the fresh ones.
+        // Unchanged entries are shared with the previous snapshot (a pointer each).
+        let mut served: Vec<Arc<RouteEntry>> =
+            Vec::with_capacity(old.routes.len() + fresh.len());
+        let mut fresh = fresh.into_iter().peekable();
+        for e in &old.routes {
+            if dropped.binary_search(&&e.key).is_ok() {
+                continue;
+            }
+            while let Some(f) = fresh.next_if(|f| f.key < e.key) {
+                served.push(f);
+            }
+            served.push(Arc::clone(e));
+        }
+        served.extend(fresh);
+        // Conflicts: the served Routes sharing a host with a changed entry get theirs again,
+        // settled among every served Route sharing one of their hosts.
+        let affected: Vec<usize> = (0..served.len())
+            .filter(|&i| conflict_hosts(&served[i]).any(|h| touched.contains(h)))
+            .collect();
+        let reach: HashSet<&str> = affected
+            .iter()
+            .flat_map(|&i| conflict_hosts(&served[i]))
+            .collect();
+        let members: Vec<&RouteEntry> = served
+            .iter()
+            .map(|e| &**e)
+            .filter(|e| conflict_hosts(e).any(|h| reach.contains(h)))
+            .collect();
+        let affected: HashSet<&ObjectKey> = affected.iter().map(|&i| &served[i].key).collect();
+        let mut conflicted: HashMap<&ObjectKey, Vec<String>> = HashMap::new();
+        for (loser, message) in routes::conflicts(&members) {
+            conflicted
+                .entry(&members[loser].key)
+                .or_default()
+                .push(message);
+        }
+        let mut fresh_reports = fresh_reports.into_iter();
+        let mut kept_again = kept_again.into_iter();
+        let mut unserved = Vec::with_capacity(inputs.routes.len());
+        let mut route_reports = Vec::with_capacity(inputs.routes.len());
+        for (i, r) in inputs.routes.iter().enumerate() {
+            let key = r.key();
+            let mut report = match plan.previous[i] {
+                Some(p) if !plan.rebuild[i] => {
+                    unserved.push(plan.kept(p));
+                    plan.old[p].1.clone()
+                }
+                _ => {
+                    unserved.push(kept_again.next().unwrap_or_default());
+                    fresh_reports
+                        .next()
+                        .unwrap_or_else(|| ObjectReport::new(None))
+                }
+            };
+            if affected.contains(&key) {
+                while report
+                    .warnings
+                    .last()
+                    .is_some_and(|w| w.starts_with(CONFLICTED_PREFIX))
+                {
+                    report.warnings.pop();
+                }
+                for message in conflicted.get(&key).into_iter().flatten() {
+                    report.warn(reason::CONFLICTED, message);
+                }
+            }
+            route_reports.push((
+                ObjectId {
+                    kind: Kind::Route,
+                    key,
+                },
+                report,
+            ));
+        }
+        let table = reuse::RouteVersions::new(&inputs.routes, versions, unserved);
+        let snapshot = Snapshot {
+            version: 0,
+            hash: String::new(),
+            routes: served,
+            upstreams: shared(services::upstreams(&service_index)),
+            certificates: old.certificates.clone(),
+            secrets: old.secrets.clone(),
+            default_chain: old.default_chain.clone(),
+            blobs: old.blobs.clone(),
+        };
+        let plugin_reports =
+            reuse::reports_of(&previous, |k| k == Kind::GatewayPlugin).map(|(id, mut r)| {
+                if let Some(d) = counts.get(&id.key) {
+                    r.routes = u32::try_from(i64::from(r.routes) + d).unwrap_or(0);
+                }
+                (id, r)
+            });
+        let services = service_reports.into_iter().map(|(key, r)| {
+            let id = ObjectId {
+                kind: Kind::Service,
+                key,
+            };
+            (id, r)
+        });
+        let after = reuse::reports_of(&previous, |k| k > Kind::Route);
+        let reports = plugin_reports
+            .chain(services)
+            .chain(route_reports)
+            .chain(after)
+            .collect();
+        return Compiled {
+            snapshot,
+            reports,
+            origins: BTreeMap::new(),
+            url_sources: previous.url_sources.clone(),
+            inputs: InputDigest {
+                routes: Some(Arc::new(table)),
+                steady: previous.steady_now(options.now),
+                ..inputs_digest
+            },
         };
     }
 
@@ -516,121 +895,38 @@ pub fn compile_reusing(
             .collect(),
         &policy,
     );
-    let no_refs = PluginRefs::new();
-    let no_bindings = precedence::RefBindings::new();
     let mut served: Vec<RouteEntry> = Vec::with_capacity(inputs.routes.len());
     let mut plugin_use = vec![0u32; plugins.plugins.len()];
     let mut tls_claims: Vec<TlsClaim> = Vec::new();
+    let mut unserved: Vec<reuse::Kept> = Vec::with_capacity(inputs.routes.len());
     for ((r, key), (matchers, created)) in inputs
         .routes
         .iter()
         .zip(route_keys)
         .zip(matchers.into_iter().zip(created))
     {
-        let spec = &r.object.spec;
-        let mut report = ObjectReport::new(r.object.metadata.generation);
-        let mut ok = true;
-        if let Err(e) = &matchers {
-            report.reject(reason::INVALID_SPEC, e.clone());
-            ok = false;
-        }
-        if let Some(why) = ownership.refused.get(&key) {
-            report.reject(reason::HOST_CONFLICT, why.clone());
-            ok = false;
-        }
-        let service = service_index.get(&(r.namespace, spec.service.as_str()));
-        match service {
-            None => {
-                report.unresolved(
-                    reason::SERVICE_NOT_FOUND,
-                    format!("Service {}/{} not found", r.namespace, spec.service),
-                );
-                ok = false;
-            }
-            Some(info) if info.upstream.is_none() => {
-                report.unresolved(
-                    reason::SERVICE_NOT_ACCEPTED,
-                    format!(
-                        "Service {}/{} is not accepted (see its status)",
-                        r.namespace, spec.service
-                    ),
-                );
-                ok = false;
-            }
-            Some(_) => {}
-        }
-        let service_refs = service.map_or(&no_refs, |s| &s.spec.plugins);
-        let service_bindings = service.map_or(&no_bindings, |s| &s.ref_bindings);
-        let chain = precedence::route_chain(
-            &scope(r.namespace),
-            &spec.plugins,
-            service_refs,
-            service_bindings,
-            &mut carried,
-            &mut report,
-        );
-        let certificate = spec.tls.as_ref().and_then(|tls| {
-            route_certificate(
-                &secrets,
-                r.namespace,
-                &tls.secret_name,
-                options.now,
-                &mut report,
-            )
+        let refused = ownership.refused.get(&key);
+        let built = compile_route(r, &key, matchers, created, refused, &mut carried);
+        unserved.push(reuse::Kept {
+            unserved_hosts: built.unserved_hosts,
+            carries: built.carries,
+            tls: r.object.spec.tls.is_some(),
         });
-        if let (true, Ok((hosts, rules)), Some(chain)) = (ok, matchers, chain) {
-            for (i, _) in &chain {
-                plugin_use[*i] += 1;
+        if let Some((entry, used)) = built.served {
+            for i in used {
+                plugin_use[i] += 1;
             }
-            report.chain = chain
-                .iter()
-                .map(|(_, e)| ChainStatusEntry {
-                    alias: e.alias.clone(),
-                    namespace: e.plugin_ref.namespace.clone(),
-                    plugin: e.plugin.clone(),
-                    tier: e.tier.as_str().to_string(),
-                    order: e.order,
-                })
-                .collect();
-            if let Some(certificate) = certificate {
+            if let Some(certificate) = built.certificate {
                 tls_claims.push(TlsClaim {
                     order: ownership.order.get(&key).copied().unwrap_or(usize::MAX),
                     namespace: r.namespace,
-                    hosts: hosts.clone(),
+                    hosts: entry.hosts.clone(),
                     certificate,
                 });
             }
-            let rules = match lowered.transport.get(&key) {
-                Some(&tls) => rules
-                    .into_iter()
-                    .map(|r| RuleEntry {
-                        tls: Some(tls),
-                        ..r
-                    })
-                    .collect(),
-                None => rules,
-            };
-            let rules = match lowered.isolation.get(&key) {
-                Some(isolation) => rules
-                    .into_iter()
-                    .map(|r| RuleEntry {
-                        isolation: Some(Box::new(isolation.clone())),
-                        ..r
-                    })
-                    .collect(),
-                None => rules,
-            };
-            served.push(RouteEntry {
-                key: key.clone(),
-                hosts,
-                rules,
-                priority: spec.priority,
-                created,
-                upstream: ObjectKey::new(r.namespace, spec.service.as_str()),
-                chain: chain.into_iter().map(|(_, e)| e).collect(),
-            });
+            served.push(entry);
         }
-        route_reports.insert(key, report);
+        route_reports.insert(key, built.report);
     }
 
     // Gateway listeners: their host claims and certificates (reported on the Gateway).
@@ -650,6 +946,7 @@ pub fn compile_reusing(
             &c.secret.namespace,
             &c.secret.name,
             options.now,
+            &steady,
             report,
         ) {
             tls_claims.push(TlsClaim {
@@ -707,6 +1004,14 @@ pub fn compile_reusing(
         .iter()
         .map(|(synthetic, (source, _))| (synthetic.clone(), source.clone()))
         .collect();
+    inputs_digest.steady = options.now.map(|_| steady.get());
+    inputs_digest.routes = versions.map(|versions| {
+        Arc::new(reuse::RouteVersions::new(
+            &inputs.routes,
+            &versions,
+            unserved,
+        ))
+    });
     lowered.fold(&mut reports);
     Compiled {
         snapshot,
@@ -717,8 +1022,31 @@ pub fn compile_reusing(
     }
 }
 
+/// How a `Conflicted` warning starts (`ObjectReport::warn`).
+const CONFLICTED_PREFIX: &str = "Conflicted: ";
+
+/// The hosts a served Route's conflicts are grouped by (`""`: any host).
+fn conflict_hosts(entry: &RouteEntry) -> impl Iterator<Item = &str> {
+    let any = entry.hosts.is_empty().then_some("");
+    entry.hosts.iter().map(String::as_str).chain(any)
+}
+
 /// A Route's validated hosts and rules, or why they are invalid.
 type Matchers = Result<(Vec<String>, Vec<RuleEntry>), String>;
+
+/// One Route compiled.
+struct BuiltRoute {
+    /// Its report (without `Conflicted` warnings: they need every served Route).
+    report: ObjectReport,
+    /// Its entry and the plugins (indices into the plugin index) of its chain, when served.
+    served: Option<(RouteEntry, Vec<usize>)>,
+    /// Its checked certificate, when served with one.
+    certificate: Option<CertificateEntry>,
+    /// Its hosts when valid but the Route is not served (see `reuse::RouteVersions`).
+    unserved_hosts: Option<Box<[String]>>,
+    /// Whether its own plugin configs brought Secrets, blobs or URL sources.
+    carries: bool,
+}
 
 /// `creationTimestamp` in unix seconds (0 when unknown).
 fn created_secs(route: &Route) -> i64 {
@@ -744,6 +1072,7 @@ fn route_certificate(
     namespace: &str,
     name: &str,
     now: Option<i64>,
+    steady: &Cell<(i64, i64)>,
     report: &mut ObjectReport,
 ) -> Option<CertificateEntry> {
     const NOT_SERVED: &str =
@@ -764,6 +1093,18 @@ fn route_certificate(
             None
         }
         Ok(checked) => {
+            if let Some(now) = now {
+                // The findings stay the same until the clock crosses a validity bound.
+                let (mut lo, mut hi) = steady.get();
+                for bound in [checked.validity.not_before, checked.validity.not_after] {
+                    if bound <= now {
+                        lo = lo.max(bound);
+                    } else {
+                        hi = hi.min(bound);
+                    }
+                }
+                steady.set((lo, hi));
+            }
             if let Some(warning) = now.and_then(|now| checked.expiry_warning(now)) {
                 report.warn(
                     reason::CERTIFICATE_EXPIRED,

@@ -108,6 +108,9 @@ pub(crate) struct Resolver<'s, 'a> {
     /// Every URL source of a config that passed validation and policy (the controller fetches
     /// these; `Compiled::url_sources`).
     pub url_sources: RefCell<BTreeSet<UrlSource>>,
+    /// How many times a checked config named a URL source (new or not): tells whether one
+    /// object's configs brought any.
+    pub url_checks: std::cell::Cell<usize>,
 }
 
 impl Resolver<'_, '_> {
@@ -233,6 +236,7 @@ impl Resolver<'_, '_> {
                     .then(|| self.fetched.blobs.get(pinned.sha256))
                     .flatten();
                 if let Some(bytes) = delivered {
+                    self.url_checks.set(self.url_checks.get() + 1);
                     self.url_sources.borrow_mut().insert(source);
                     return Ok(Some(BlobEntry::new(bytes)));
                 }
@@ -249,6 +253,7 @@ impl Resolver<'_, '_> {
                         format!("url {url}: not fetched yet (the controller fetches url sources; a standalone proxy reads file: sources only)"),
                     ),
                 };
+                self.url_checks.set(self.url_checks.get() + 1);
                 self.url_sources.borrow_mut().insert(source);
                 Err(finding)
             }

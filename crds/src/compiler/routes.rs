@@ -1,6 +1,7 @@
 //! Route specs: hosts and rules validated and normalised into snapshot matchers, and the
 //! detection of Routes that match exactly the same requests.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 
 use crate::api::route::{RouteRule, ValueMatch};
@@ -146,9 +147,10 @@ pub(crate) fn check_regex(pattern: &str) -> Result<(), String> {
 /// outcome depend on which Route the operator happened to apply last.
 ///
 /// Returns `(loser index, message)` pairs (indices into `routes`).
-pub(crate) fn conflicts(routes: &[RouteEntry]) -> Vec<(usize, String)> {
+pub(crate) fn conflicts<E: Borrow<RouteEntry>>(routes: &[E]) -> Vec<(usize, String)> {
     let mut groups: HashMap<(&str, &RuleEntry), Vec<usize>> = HashMap::new();
     for (i, route) in routes.iter().enumerate() {
+        let route = route.borrow();
         let any = route.hosts.is_empty().then_some("");
         let hosts = route.hosts.iter().map(String::as_str).chain(any);
         for host in hosts {
@@ -161,12 +163,15 @@ pub(crate) fn conflicts(routes: &[RouteEntry]) -> Vec<(usize, String)> {
     for ((host, rule), members) in groups.into_iter().filter(|(_, m)| m.len() > 1) {
         let Some(&winner) = members
             .iter()
-            .min_by(|&&a, &&b| rank(&routes[a]).cmp(&rank(&routes[b])))
+            .min_by(|&&a, &&b| rank(routes[a].borrow()).cmp(&rank(routes[b].borrow())))
         else {
             continue;
         };
         for &loser in members.iter().filter(|&&m| m != winner) {
-            out.push((loser, conflict_message(host, rule, &routes[winner].key)));
+            out.push((
+                loser,
+                conflict_message(host, rule, &routes[winner].borrow().key),
+            ));
         }
     }
     out.sort();
