@@ -155,6 +155,90 @@ async fn retry_on_status_503() {
     assert_eq!(bad.hits(), 3);
 }
 
+/// A raw HTTP/1.1 upstream that records every request head byte for byte and answers each
+/// with `status` (keep-alive, empty body).
+async fn head_recorder(
+    status: u16,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let heads: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>> = Default::default();
+    let log = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = sock.read(&mut chunk).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        log.lock().unwrap().push(buf.drain(..end + 4).collect());
+                        let answer =
+                            format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+                        if sock.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, heads)
+}
+
+#[tokio::test]
+async fn a_retry_sends_the_very_same_head_again() {
+    let (bad, bad_heads) = head_recorder(503).await;
+    let (good, good_heads) = head_recorder(200).await;
+    let mut up = upstream("svc", &[bad, good]);
+    up.retries = 1;
+    up.retry_on_status = vec![503];
+    let proxy = Proxy::start(Some(snapshot(
+        1,
+        vec![route("r", &[], vec![], "svc")],
+        vec![up],
+        vec![],
+    )))
+    .await;
+    let c = client();
+    for i in 0..4 {
+        let resp = c
+            .get(proxy.url(&format!("/p?i={i}")))
+            .header("x-n", i.to_string())
+            .header("x-request-id", format!("req-{i}"))
+            .header("te", "trailers")
+            .header("connection", "te, x-drop")
+            .header("x-drop", "1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "request {i}");
+    }
+    let bad_heads = bad_heads.lock().unwrap().clone();
+    let good_heads = good_heads.lock().unwrap().clone();
+    // Round robin: every other request starts on the 503 node and is retried on the other.
+    assert_eq!(bad_heads.len(), 2, "{bad_heads:?}");
+    assert_eq!(good_heads.len(), 4);
+    for head in &bad_heads {
+        let text = String::from_utf8_lossy(head);
+        assert!(text.starts_with("GET /p?i="), "{text}");
+        assert!(!text.contains("te:") && !text.contains("x-drop"), "{text}");
+        assert!(
+            good_heads.contains(head),
+            "the retry sent the same bytes: {text}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn slow_upstream_is_504_and_dead_node_is_502_and_no_nodes_503() {
     let slow = EchoServer::start("slow").await;
