@@ -60,12 +60,55 @@ pub fn starts_interim(buf: &[u8]) -> bool {
         .all(|(b, want)| *want == b'?' && b.is_ascii_digit() || b == want)
 }
 
+/// At most this many field names are remembered per connection ([`Names`]).
+const MAX_NAMES: usize = 24;
+
+/// The field names of the last response head read on a connection, as spelled and as parsed.
+/// An upstream sends the same names in the same order (and spelling) response after response,
+/// so a name spelled byte for byte as the one at the same place last time is that same
+/// [`HeaderName`]: compared, not parsed again (parsing a name, with its table of standard names
+/// and a copy of a custom one, cost about 180 instructions a field). Any difference is parsed
+/// as usual and remembered.
+#[derive(Debug, Default)]
+pub struct Names(Vec<(Box<[u8]>, HeaderName)>);
+
+impl Names {
+    /// The name of field `i`, spelled `raw`.
+    fn name(&mut self, i: usize, raw: &[u8]) -> Result<HeaderName, Error> {
+        if let Some((spelled, name)) = self.0.get(i) {
+            if **spelled == *raw {
+                return Ok(name.clone());
+            }
+        }
+        let name =
+            HeaderName::from_bytes(raw).map_err(|_| Error::Head(httparse::Error::HeaderName))?;
+        let entry = (Box::from(raw), name.clone());
+        if i < self.0.len() {
+            self.0[i] = entry;
+        } else if i == self.0.len() && i < MAX_NAMES {
+            self.0.push(entry);
+        }
+        Ok(name)
+    }
+}
+
+/// Parses the response head at the start of `buf`, for a request with `method`, and takes it
+/// out of `buf`: [`parse_head_with`] without names from an earlier head.
+pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error> {
+    parse_head_with(buf, method, &mut Names::default())
+}
+
 /// Parses the response head at the start of `buf`, for a request with `method`, and takes it
 /// out of `buf`: `Ok(None)` until a whole final head is there. Informational heads (1xx but
 /// 101) are taken out and skipped, as hyper does (`100 Continue` included). Field values are
 /// slices of one copy of the head, not one allocation each; nothing is zeroed per call (the
-/// field array is uninitialised, the spans inline).
-pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error> {
+/// field array is uninitialised, the spans inline); field names come from `names`, the
+/// connection's names of the head before, when spelled the same.
+pub fn parse_head_with(
+    buf: &mut BytesMut,
+    method: &Method,
+    names: &mut Names,
+) -> Result<Option<Head>, Error> {
     loop {
         if buf.is_empty() {
             return Ok(None);
@@ -123,9 +166,8 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, E
         let raw = buf.split_to(len).freeze();
         let mut headers = HeaderMap::with_capacity(spans.len());
         let mut seen = Seen::default();
-        for &[n0, n1, v0, v1] in &spans {
-            let name = HeaderName::from_bytes(&raw[n0 as usize..n1 as usize])
-                .map_err(|_| Error::Head(httparse::Error::HeaderName))?;
+        for (i, &[n0, n1, v0, v1]) in spans.iter().enumerate() {
+            let name = names.name(i, &raw[n0 as usize..n1 as usize])?;
             let value = &raw[v0 as usize..v1 as usize];
             if name == CONTENT_LENGTH {
                 seen.content_length = true;
@@ -511,6 +553,44 @@ mod tests {
             }
             other => panic!("{raw:?}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn names_remembered_per_connection_give_the_same_fields() {
+        let many: String = (0..MAX_NAMES + 3).map(|i| format!("x-f{i}: {i}\r\n")).collect();
+        let heads = [
+            "HTTP/1.1 200 OK\r\nServer: a\r\nContent-Length: 0\r\nX-Custom: 1\r\n\r\n".to_owned(),
+            // The same names: taken from the connection's list.
+            "HTTP/1.1 200 OK\r\nServer: b\r\nContent-Length: 0\r\nX-Custom: 2\r\n\r\n".to_owned(),
+            // Other spellings, another order, a name more, a name fewer.
+            "HTTP/1.1 200 OK\r\nserver: c\r\nX-Custom: 3\r\ncontent-length: 0\r\nx-more: 4\r\n\r\n".to_owned(),
+            "HTTP/1.1 204 No Content\r\nX-CUSTOM: 5\r\n\r\n".to_owned(),
+            // More fields than are remembered.
+            format!("HTTP/1.1 200 OK\r\n{many}content-length: 0\r\n\r\n"),
+            format!("HTTP/1.1 200 OK\r\n{many}content-length: 0\r\n\r\n"),
+            // Back to fewer fields.
+            "HTTP/1.1 200 OK\r\nServer: a\r\n\r\n".to_owned(),
+        ];
+        let mut names = Names::default();
+        for raw in &heads {
+            let fresh = head(raw, Method::GET).unwrap().unwrap();
+            let mut buf = BytesMut::from(raw.as_bytes());
+            let kept = parse_head_with(&mut buf, &Method::GET, &mut names)
+                .unwrap()
+                .unwrap();
+            let fields = |h: &Head| -> Vec<(String, String)> {
+                h.headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+                    .collect()
+            };
+            assert_eq!(fields(&kept), fields(&fresh), "{raw:?}");
+            assert_eq!((kept.framing, kept.keep_alive), (fresh.framing, fresh.keep_alive));
+            assert!(names.0.len() <= MAX_NAMES);
+        }
+        // A name that is not a token is refused even where a remembered one was.
+        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nSer ver: a\r\n\r\n"[..]);
+        assert!(parse_head_with(&mut buf, &Method::GET, &mut names).is_err());
     }
 
     #[test]
