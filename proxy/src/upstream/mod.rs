@@ -143,12 +143,15 @@ impl ProxyUpstream<'_> {
         let (mut parts, body) = req.into_parts();
 
         // Request head for the upstream.
-        let host = match parts.headers.get(header::HOST) {
-            Some(h) => Some(h.clone()),
-            None => parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+        let (host, host_field) = match parts.headers.get(header::HOST) {
+            Some(h) => (Some(h.clone()), true),
+            None => (
+                parts
+                    .uri
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+                false,
+            ),
         };
         if ctx.hop_by_hop_removed.is_none() {
             // A plugin may have added some since the server removed the client's.
@@ -162,7 +165,13 @@ impl ProxyUpstream<'_> {
             ctx.trusted_peer,
         );
         if let Some(host) = host {
-            parts.headers.insert(header::HOST, host);
+            // A head straight from the server has exactly one `Host` (`canonicalize` refuses
+            // more), which setting it again would not change; after a chain, a plugin may have
+            // added a second one. (Setting a field that is there costs a hash, and it grew the
+            // map once per request when the forwarding fields had just filled it.)
+            if !host_field || ctx.hop_by_hop_removed.is_none() {
+                parts.headers.insert(header::HOST, host);
+            }
         }
         if let Some(id) = &ctx.request_id {
             if !parts.headers.contains_key(&headers::X_REQUEST_ID) {
