@@ -263,7 +263,8 @@ impl Endpoint {
     /// handed over.
     pub async fn send(self: &Arc<Self>, req: Request<ProxyBody>) -> Result<Sent, SendError> {
         let (parts, body) = req.into_parts();
-        self.send_head(Cow::Owned(parts), body).await
+        let upgrade = super::headers::is_upgrade(&parts.headers);
+        self.send_head(Cow::Owned(parts), body, upgrade).await
     }
 
     /// Sends a request (origin-form URI, `Host` set) on a connection of this endpoint's
@@ -275,15 +276,22 @@ impl Endpoint {
     /// copies it on the way, since HTTP/1.1 only writes it out. A `TE` field is never written
     /// on HTTP/1.1 (it is hop-by-hop there; the caller sets `te: trailers` for HTTP/2 only). Only
     /// hyper's clients (HTTP/2, Upgrade requests) take a head of their own, copied when lent.
+    /// `upgrade` is whether the head asks for a protocol upgrade
+    /// ([`is_upgrade`](super::headers::is_upgrade)), which the caller has already looked at.
     pub async fn send_head(
         self: &Arc<Self>,
         head: Cow<'_, request::Parts>,
         body: ProxyBody,
+        upgrade: bool,
     ) -> Result<Sent, SendError> {
+        debug_assert_eq!(upgrade, super::headers::is_upgrade(&head.headers));
         match self.protocol {
+            UpstreamProtocol::Http1 if upgrade => {
+                Box::pin(self.send_upgrade(owned(head, body), UpstreamProtocol::Http1)).await
+            }
             UpstreamProtocol::Http1 => self.send_http1(head, body, UpstreamProtocol::Http1).await,
             UpstreamProtocol::Http2 => {
-                if super::headers::is_upgrade(&head.headers) {
+                if upgrade {
                     return Err(SendError::Protocol(format!(
                         "upstream {} is spoken to with HTTP/2 only (http2: always, or appProtocol kubernetes.io/h2c): an Upgrade (WebSocket) request cannot be carried",
                         self.authority()
@@ -293,9 +301,12 @@ impl Endpoint {
                 Box::pin(self.send_http2(owned(head, body))).await
             }
             UpstreamProtocol::Auto => {
-                if super::headers::is_upgrade(&head.headers) {
+                if upgrade {
                     // An Upgrade needs HTTP/1.1: a connection that offered nothing else.
-                    self.send_http1(head, body, UpstreamProtocol::Http1).await
+                    let mut req = owned(head, body);
+                    // `te: trailers` was kept for HTTP/2; it is hop-by-hop in HTTP/1.1.
+                    req.headers_mut().remove(header::TE);
+                    Box::pin(self.send_upgrade(req, UpstreamProtocol::Http1)).await
                 } else if self.speaks_h2.load(Ordering::Relaxed) {
                     Box::pin(self.send_http2(owned(head, body))).await
                 } else {
@@ -305,22 +316,14 @@ impl Endpoint {
         }
     }
 
-    /// HTTP/1.1: an idle connection, else a new one opened offering `offer` (which, for an
-    /// `auto` endpoint, the upstream may answer with `h2`).
+    /// HTTP/1.1 (not an Upgrade): an idle connection, else a new one opened offering `offer`
+    /// (which, for an `auto` endpoint, the upstream may answer with `h2`).
     async fn send_http1(
         self: &Arc<Self>,
         head: Cow<'_, request::Parts>,
         mut body: ProxyBody,
         offer: UpstreamProtocol,
     ) -> Result<Sent, SendError> {
-        if super::headers::is_upgrade(&head.headers) {
-            let mut req = owned(head, body);
-            if self.protocol == UpstreamProtocol::Auto {
-                // `te: trailers` was kept for HTTP/2; it is hop-by-hop in HTTP/1.1.
-                req.headers_mut().remove(header::TE);
-            }
-            return Box::pin(self.send_upgrade(req, offer)).await;
-        }
         // Idle connections first; a stale one sends an idempotent bodiless request again.
         while let Some(mut conn) = self.take() {
             match h1::exchange(&mut conn, &head, &mut body).await {

@@ -298,7 +298,12 @@ fn replace_forwarded(
     }
     set(headers, sent & SENT_XFP != 0, &X_FORWARDED_PROTO, proto);
     match host {
-        Some(host) => set(headers, sent & SENT_XFH != 0, &X_FORWARDED_HOST, host.clone()),
+        Some(host) => set(
+            headers,
+            sent & SENT_XFH != 0,
+            &X_FORWARDED_HOST,
+            host.clone(),
+        ),
         None if sent & SENT_XFH != 0 => {
             headers.remove(&X_FORWARDED_HOST);
         }
@@ -512,18 +517,27 @@ mod tests {
         }
         // From an untrusted peer, each field alone, twice, or with no host: one value each,
         // the proxy's own, and nothing of the client's left.
-        type Case = (&'static [(&'static str, &'static str)], Option<&'static str>);
+        type Case = (
+            &'static [(&'static str, &'static str)],
+            Option<&'static str>,
+        );
         let untrusted: &[Case] = &[
             (&[], Some("a.example")),
             (&[("x-forwarded-for", "6.6.6.6")], Some("a.example")),
             (
-                &[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-for", "7.7.7.7")],
+                &[
+                    ("x-forwarded-for", "6.6.6.6"),
+                    ("x-forwarded-for", "7.7.7.7"),
+                ],
                 Some("a.example"),
             ),
             (&[("x-forwarded-proto", "https")], None),
             (&[("x-forwarded-host", "evil.example")], None),
             (
-                &[("x-forwarded-host", "evil.example"), ("x-real-ip", "6.6.6.6")],
+                &[
+                    ("x-forwarded-host", "evil.example"),
+                    ("x-real-ip", "6.6.6.6"),
+                ],
                 Some("a.example"),
             ),
             (&[("forwarded", "for=6.6.6.6"), ("x-other", "1")], None),
@@ -539,14 +553,20 @@ mod tests {
                 false,
             );
             let all = |name: &str| -> Vec<&str> {
-                h.get_all(name).iter().map(|v| v.to_str().unwrap()).collect()
+                h.get_all(name)
+                    .iter()
+                    .map(|v| v.to_str().unwrap())
+                    .collect()
             };
             assert_eq!(all("x-forwarded-for"), ["127.0.0.1"], "{sent:?}");
             assert_eq!(all("x-forwarded-proto"), ["http"], "{sent:?}");
             assert_eq!(all("x-forwarded-host"), host.as_slice(), "{sent:?}");
             assert!(all("forwarded").is_empty(), "{sent:?}");
             assert!(all("x-real-ip").is_empty(), "{sent:?}");
-            let others = sent.iter().filter(|(k, _)| k.starts_with("x-other")).count();
+            let others = sent
+                .iter()
+                .filter(|(k, _)| k.starts_with("x-other"))
+                .count();
             assert_eq!(all("x-other").len(), others, "{sent:?}");
         }
         // Nothing sent: the proxy's own view either way.

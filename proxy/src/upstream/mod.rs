@@ -294,7 +294,7 @@ impl ProxyUpstream<'_> {
             };
             let guard = fixed.is_none().then(|| pool.balancer.start(node));
             let started = Instant::now();
-            let sent = tokio::time::timeout(timeout, endpoint.send_head(head, body));
+            let sent = tokio::time::timeout(timeout, endpoint.send_head(head, body, upgrade));
             match sent.await {
                 Err(_) => {
                     tracing::debug!(upstream = %pool.key, ?timeout, "upstream timed out");

@@ -175,15 +175,16 @@ async fn head_recorder(
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
                 loop {
-                    let Ok(n) = sock.read(&mut chunk).await else { return };
+                    let Ok(n) = sock.read(&mut chunk).await else {
+                        return;
+                    };
                     if n == 0 {
                         return;
                     }
                     buf.extend_from_slice(&chunk[..n]);
                     while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                         log.lock().unwrap().push(buf.drain(..end + 4).collect());
-                        let answer =
-                            format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+                        let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
                         if sock.write_all(answer.as_bytes()).await.is_err() {
                             return;
                         }

@@ -566,13 +566,16 @@ mod tests {
 
     #[test]
     fn names_remembered_per_connection_give_the_same_fields() {
-        let many: String = (0..MAX_NAMES + 3).map(|i| format!("x-f{i}: {i}\r\n")).collect();
+        let many: String = (0..MAX_NAMES + 3)
+            .map(|i| format!("x-f{i}: {i}\r\n"))
+            .collect();
         let heads = [
             "HTTP/1.1 200 OK\r\nServer: a\r\nContent-Length: 0\r\nX-Custom: 1\r\n\r\n".to_owned(),
             // The same names: taken from the connection's list.
             "HTTP/1.1 200 OK\r\nServer: b\r\nContent-Length: 0\r\nX-Custom: 2\r\n\r\n".to_owned(),
             // Other spellings, another order, a name more, a name fewer.
-            "HTTP/1.1 200 OK\r\nserver: c\r\nX-Custom: 3\r\ncontent-length: 0\r\nx-more: 4\r\n\r\n".to_owned(),
+            "HTTP/1.1 200 OK\r\nserver: c\r\nX-Custom: 3\r\ncontent-length: 0\r\nx-more: 4\r\n\r\n"
+                .to_owned(),
             "HTTP/1.1 204 No Content\r\nX-CUSTOM: 5\r\n\r\n".to_owned(),
             // More fields than are remembered.
             format!("HTTP/1.1 200 OK\r\n{many}content-length: 0\r\n\r\n"),
@@ -594,7 +597,10 @@ mod tests {
                     .collect()
             };
             assert_eq!(fields(&kept), fields(&fresh), "{raw:?}");
-            assert_eq!((kept.framing, kept.keep_alive), (fresh.framing, fresh.keep_alive));
+            assert_eq!(
+                (kept.framing, kept.keep_alive),
+                (fresh.framing, fresh.keep_alive)
+            );
             assert!(names.0.len() <= MAX_NAMES);
         }
         // A name that is not a token is refused even where a remembered one was.

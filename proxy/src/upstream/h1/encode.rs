@@ -186,7 +186,11 @@ mod tests {
             "POST /p HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n"
         );
         assert_eq!(framing.unwrap(), Framing::Chunked);
-        let (text, _) = encode(get().header("te", "trailers").body(()).unwrap(), true, unknown);
+        let (text, _) = encode(
+            get().header("te", "trailers").body(()).unwrap(),
+            true,
+            unknown,
+        );
         assert_eq!(
             text, "GET /a?b=1 HTTP/1.1\r\nhost: h\r\n\r\n",
             "TE is hop-by-hop"
