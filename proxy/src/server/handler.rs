@@ -19,6 +19,7 @@ use crate::plugin::{respond, Ctx, ProxyBody};
 use crate::router::{normalise_host, RequestView};
 use crate::runtime::{Runtime, RuntimeState};
 use crate::upstream::headers::{self, X_REQUEST_ID};
+use crate::upstream::timer::UpstreamTimer;
 use crate::upstream::{NoRoute, ProxyUpstream};
 
 /// What every request handler shares.
@@ -46,6 +47,8 @@ pub struct ConnInfo {
     pub tls: bool,
     /// The server name the client asked for in the TLS handshake (lower-case).
     pub sni: Option<Arc<str>>,
+    /// The timer this connection's requests use for their upstream timeouts, one after another.
+    pub upstream_timer: Arc<UpstreamTimer>,
 }
 
 /// Whether a request for `host` may be answered on a connection whose handshake asked for
@@ -179,11 +182,17 @@ pub async fn handle(
             ctx.upstream = Some(route.upstream.clone());
             let up = ProxyUpstream {
                 upstreams: &rt.upstreams,
+                timer: Some(&conn.upstream_timer),
             };
             let resp = if route.chain.links().is_empty() {
-                // No plugin between here and the upstream: the head is as cleaned above.
+                // No plugin between here and the upstream: the head is as cleaned above. Called
+                // in place, not through `dyn Upstream` (whose boxed future was allocated and
+                // copied for every request).
                 ctx.hop_by_hop_removed = Some(upgrade);
-                call_direct(&up, req, ctx).await
+                match up.forward(req, &mut ctx).await {
+                    Ok(resp) => resp,
+                    Err(err) => respond::text(err.status, &err.message),
+                }
             } else {
                 ctx.route = Some(route.key.clone());
                 route.chain.run(req, ctx, &up, &shared.observer).await

@@ -9,6 +9,7 @@ pub mod h1;
 pub mod headers;
 mod http2;
 pub mod pool;
+pub mod timer;
 
 use std::borrow::Cow;
 use std::time::Instant;
@@ -34,6 +35,8 @@ pub use pool::{UpstreamPool, UpstreamSlot, Upstreams};
 pub struct ProxyUpstream<'a> {
     /// The runtime's upstreams.
     pub upstreams: &'a Upstreams,
+    /// The client connection's timer for upstream timeouts (`None`: one per call).
+    pub timer: Option<&'a timer::UpstreamTimer>,
 }
 
 impl Upstream for ProxyUpstream<'_> {
@@ -124,7 +127,9 @@ fn is_idempotent(method: &http::Method) -> bool {
 }
 
 impl ProxyUpstream<'_> {
-    async fn forward(
+    /// Sends `req` to the upstream `ctx` names (what [`Upstream::call`] does, without boxing
+    /// the future: the server calls it in place when a route has no plugins).
+    pub(crate) async fn forward(
         &self,
         mut req: Request<ProxyBody>,
         ctx: &mut Ctx,
@@ -294,9 +299,13 @@ impl ProxyUpstream<'_> {
             };
             let guard = fixed.is_none().then(|| pool.balancer.start(node));
             let started = Instant::now();
-            let sent = tokio::time::timeout(timeout, endpoint.send_head(head, body, upgrade));
-            match sent.await {
-                Err(_) => {
+            let send = endpoint.send_head(head, body, upgrade);
+            let sent = match self.timer {
+                Some(timer) => timer.timeout(timeout, send).await.ok_or(()),
+                None => tokio::time::timeout(timeout, send).await.map_err(|_| ()),
+            };
+            match sent {
+                Err(()) => {
                     tracing::debug!(upstream = %pool.key, ?timeout, "upstream timed out");
                     return Err(fail(StatusCode::GATEWAY_TIMEOUT, "upstream timed out"));
                 }

@@ -241,6 +241,91 @@ async fn a_retry_sends_the_very_same_head_again() {
 }
 
 #[tokio::test]
+async fn a_client_that_leaves_mid_request_ends_the_upstream_call() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An upstream that takes the request head and never answers; it reports when it has the
+    // head and when the proxy closes the connection.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (got_head, head_seen) = tokio::sync::oneshot::channel();
+    let (closed, upstream_closed) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let mut got_head = Some(got_head);
+        loop {
+            match sock.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                if let Some(tx) = got_head.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+        let _ = closed.send(());
+    });
+    let mut up = upstream("svc", &[addr]);
+    // Far beyond the wait below: only the client leaving can end the call in time.
+    up.request_timeout_ms = 60_000;
+    let proxy = Proxy::start(Some(snapshot(
+        1,
+        vec![route("r", &[], vec![], "svc")],
+        vec![up],
+        vec![],
+    )))
+    .await;
+    let mut client = tokio::net::TcpStream::connect(proxy.http).await.unwrap();
+    client
+        .write_all(b"GET /wait HTTP/1.1\r\nhost: a.test\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::timeout(WAIT, head_seen)
+        .await
+        .expect("the request reached the upstream")
+        .unwrap();
+    drop(client);
+    tokio::time::timeout(WAIT, upstream_closed)
+        .await
+        .expect("the proxy closed the upstream connection when the client left")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn each_request_on_a_keep_alive_connection_gets_its_own_upstream_timeout() {
+    let s = EchoServer::start("s").await;
+    let mut up = upstream("svc", &[s.addr]);
+    up.request_timeout_ms = 300;
+    let proxy = Proxy::start(Some(snapshot(
+        1,
+        vec![route("r", &[], vec![], "svc")],
+        vec![up],
+        vec![],
+    )))
+    .await;
+    // One client connection (the client keeps it alive): the connection's timer serves every
+    // request in turn, and a slow one after fast ones still times out on time.
+    let c = client();
+    for (i, delay_ms, status) in [(0, 0, 200), (1, 5000, 504), (2, 100, 200), (3, 5000, 504), (4, 0, 200)] {
+        let started = Instant::now();
+        let resp = c
+            .get(proxy.url("/"))
+            .header("x-delay-ms", delay_ms.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "request {i}");
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(2), "request {i} took {took:?}");
+        if status == 504 {
+            assert!(took >= Duration::from_millis(300), "request {i} took {took:?}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn slow_upstream_is_504_and_dead_node_is_502_and_no_nodes_503() {
     let slow = EchoServer::start("slow").await;
     let mut up = upstream("svc", &[slow.addr]);
@@ -330,6 +415,7 @@ async fn the_chain_upstream_honours_ctx_overrides() {
     }
     let up = ProxyUpstream {
         upstreams: &upstreams,
+        timer: None,
     };
     let peer = "127.0.0.1:5555".parse().unwrap();
     let req = || {
