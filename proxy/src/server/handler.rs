@@ -19,7 +19,6 @@ use crate::plugin::{respond, Ctx, ProxyBody};
 use crate::router::{normalise_host, RequestView};
 use crate::runtime::{Runtime, RuntimeState};
 use crate::upstream::headers::{self, X_REQUEST_ID};
-use crate::upstream::timer::UpstreamTimer;
 use crate::upstream::{NoRoute, ProxyUpstream};
 
 /// What every request handler shares.
@@ -47,8 +46,6 @@ pub struct ConnInfo {
     pub tls: bool,
     /// The server name the client asked for in the TLS handshake (lower-case).
     pub sni: Option<Arc<str>>,
-    /// The timer this connection's requests use for their upstream timeouts, one after another.
-    pub upstream_timer: Arc<UpstreamTimer>,
 }
 
 /// Whether a request for `host` may be answered on a connection whose handshake asked for
@@ -182,7 +179,6 @@ pub async fn handle(
             ctx.upstream = Some(route.upstream.clone());
             let up = ProxyUpstream {
                 upstreams: &rt.upstreams,
-                timer: Some(&conn.upstream_timer),
             };
             let resp = if route.chain.links().is_empty() {
                 // No plugin between here and the upstream: the head is as cleaned above. Called

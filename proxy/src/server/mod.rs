@@ -227,7 +227,6 @@ impl ProxyServer {
                 local,
                 tls: tls.is_some(),
                 sni: None,
-                upstream_timer: Arc::default(),
             };
             let shared = shared.clone();
             let builder = builder.clone();

@@ -9,7 +9,6 @@ pub mod h1;
 pub mod headers;
 mod http2;
 pub mod pool;
-pub mod timer;
 
 use std::borrow::Cow;
 use std::time::Instant;
@@ -35,8 +34,6 @@ pub use pool::{UpstreamPool, UpstreamSlot, Upstreams};
 pub struct ProxyUpstream<'a> {
     /// The runtime's upstreams.
     pub upstreams: &'a Upstreams,
-    /// The client connection's timer for upstream timeouts (`None`: one per call).
-    pub timer: Option<&'a timer::UpstreamTimer>,
 }
 
 impl Upstream for ProxyUpstream<'_> {
@@ -299,13 +296,9 @@ impl ProxyUpstream<'_> {
             };
             let guard = fixed.is_none().then(|| pool.balancer.start(node));
             let started = Instant::now();
-            let send = endpoint.send_head(head, body, upgrade);
-            let sent = match self.timer {
-                Some(timer) => timer.timeout(timeout, send).await.ok_or(()),
-                None => tokio::time::timeout(timeout, send).await.map_err(|_| ()),
-            };
-            match sent {
-                Err(()) => {
+            let sent = tokio::time::timeout(timeout, endpoint.send_head(head, body, upgrade));
+            match sent.await {
+                Err(_) => {
                     tracing::debug!(upstream = %pool.key, ?timeout, "upstream timed out");
                     return Err(fail(StatusCode::GATEWAY_TIMEOUT, "upstream timed out"));
                 }

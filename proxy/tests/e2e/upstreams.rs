@@ -305,10 +305,16 @@ async fn each_request_on_a_keep_alive_connection_gets_its_own_upstream_timeout()
         vec![],
     )))
     .await;
-    // One client connection (the client keeps it alive): the connection's timer serves every
-    // request in turn, and a slow one after fast ones still times out on time.
+    // One client connection (the client keeps it alive): a slow request after fast ones still
+    // times out on time, and the connection serves the next one.
     let c = client();
-    for (i, delay_ms, status) in [(0, 0, 200), (1, 5000, 504), (2, 100, 200), (3, 5000, 504), (4, 0, 200)] {
+    for (i, delay_ms, status) in [
+        (0, 0, 200),
+        (1, 5000, 504),
+        (2, 100, 200),
+        (3, 5000, 504),
+        (4, 0, 200),
+    ] {
         let started = Instant::now();
         let resp = c
             .get(proxy.url("/"))
@@ -320,7 +326,10 @@ async fn each_request_on_a_keep_alive_connection_gets_its_own_upstream_timeout()
         let took = started.elapsed();
         assert!(took < Duration::from_secs(2), "request {i} took {took:?}");
         if status == 504 {
-            assert!(took >= Duration::from_millis(300), "request {i} took {took:?}");
+            assert!(
+                took >= Duration::from_millis(300),
+                "request {i} took {took:?}"
+            );
         }
     }
 }
@@ -415,7 +424,6 @@ async fn the_chain_upstream_honours_ctx_overrides() {
     }
     let up = ProxyUpstream {
         upstreams: &upstreams,
-        timer: None,
     };
     let peer = "127.0.0.1:5555".parse().unwrap();
     let req = || {
