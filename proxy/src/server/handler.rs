@@ -181,9 +181,14 @@ pub async fn handle(
                 upstreams: &rt.upstreams,
             };
             let resp = if route.chain.links().is_empty() {
-                // No plugin between here and the upstream: the head is as cleaned above.
+                // No plugin between here and the upstream: the head is as cleaned above. Called
+                // in place, not through `dyn Upstream` (whose boxed future was allocated and
+                // copied for every request).
                 ctx.hop_by_hop_removed = Some(upgrade);
-                call_direct(&up, req, ctx).await
+                match up.forward(req, &mut ctx).await {
+                    Ok(resp) => resp,
+                    Err(err) => respond::text(err.status, &err.message),
+                }
             } else {
                 ctx.route = Some(route.key.clone());
                 route.chain.run(req, ctx, &up, &shared.observer).await

@@ -14,6 +14,7 @@
 //!
 //! [`UpstreamPool`]: super::pool::UpstreamPool
 
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hookway_crds::snapshot::UpstreamProtocol;
 use http::uri::{Authority, Scheme};
-use http::{header, Request, Response, Uri, Version};
+use http::{header, request, Request, Response, Uri, Version};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
@@ -258,54 +259,74 @@ impl Endpoint {
         }
     }
 
-    /// Sends `req` (origin-form URI, `Host` set) on a connection of this endpoint's protocol: an
-    /// idle HTTP/1.1 connection or a new one, or a stream on a shared HTTP/2 connection. An
-    /// HTTP/1.1 connection comes back when the response body ends, an HTTP/2 stream with the
-    /// [`Checkin`].
+    /// Sends `req` (origin-form URI, `Host` set): [`send_head`](Self::send_head) with the head
+    /// handed over.
     pub async fn send(self: &Arc<Self>, req: Request<ProxyBody>) -> Result<Sent, SendError> {
+        let (parts, body) = req.into_parts();
+        let upgrade = super::headers::is_upgrade(&parts.headers);
+        self.send_head(Cow::Owned(parts), body, upgrade).await
+    }
+
+    /// Sends a request (origin-form URI, `Host` set) on a connection of this endpoint's
+    /// protocol: an idle HTTP/1.1 connection or a new one, or a stream on a shared HTTP/2
+    /// connection. An HTTP/1.1 connection comes back when the response body ends, an HTTP/2
+    /// stream with the [`Checkin`].
+    ///
+    /// The head may be lent: a caller that may send it again (a retry) keeps it and nothing
+    /// copies it on the way, since HTTP/1.1 only writes it out. A `TE` field is never written
+    /// on HTTP/1.1 (it is hop-by-hop there; the caller sets `te: trailers` for HTTP/2 only). Only
+    /// hyper's clients (HTTP/2, Upgrade requests) take a head of their own, copied when lent.
+    /// `upgrade` is whether the head asks for a protocol upgrade
+    /// ([`is_upgrade`](super::headers::is_upgrade)), which the caller has already looked at.
+    pub async fn send_head(
+        self: &Arc<Self>,
+        head: Cow<'_, request::Parts>,
+        body: ProxyBody,
+        upgrade: bool,
+    ) -> Result<Sent, SendError> {
+        debug_assert_eq!(upgrade, super::headers::is_upgrade(&head.headers));
         match self.protocol {
-            UpstreamProtocol::Http1 => self.send_http1(req, UpstreamProtocol::Http1).await,
+            UpstreamProtocol::Http1 if upgrade => {
+                Box::pin(self.send_upgrade(owned(head, body), UpstreamProtocol::Http1)).await
+            }
+            UpstreamProtocol::Http1 => self.send_http1(head, body, UpstreamProtocol::Http1).await,
             UpstreamProtocol::Http2 => {
-                if super::headers::is_upgrade(req.headers()) {
+                if upgrade {
                     return Err(SendError::Protocol(format!(
                         "upstream {} is spoken to with HTTP/2 only (http2: always, or appProtocol kubernetes.io/h2c): an Upgrade (WebSocket) request cannot be carried",
                         self.authority()
                     )));
                 }
                 // Boxed: an HTTP/1.1 request's future stays as small as before.
-                Box::pin(self.send_http2(req)).await
+                Box::pin(self.send_http2(owned(head, body))).await
             }
             UpstreamProtocol::Auto => {
-                if super::headers::is_upgrade(req.headers()) {
+                if upgrade {
                     // An Upgrade needs HTTP/1.1: a connection that offered nothing else.
-                    self.send_http1(req, UpstreamProtocol::Http1).await
+                    let mut req = owned(head, body);
+                    // `te: trailers` was kept for HTTP/2; it is hop-by-hop in HTTP/1.1.
+                    req.headers_mut().remove(header::TE);
+                    Box::pin(self.send_upgrade(req, UpstreamProtocol::Http1)).await
                 } else if self.speaks_h2.load(Ordering::Relaxed) {
-                    Box::pin(self.send_http2(req)).await
+                    Box::pin(self.send_http2(owned(head, body))).await
                 } else {
-                    self.send_http1(req, UpstreamProtocol::Auto).await
+                    self.send_http1(head, body, UpstreamProtocol::Auto).await
                 }
             }
         }
     }
 
-    /// HTTP/1.1: an idle connection, else a new one opened offering `offer` (which, for an
-    /// `auto` endpoint, the upstream may answer with `h2`).
+    /// HTTP/1.1 (not an Upgrade): an idle connection, else a new one opened offering `offer`
+    /// (which, for an `auto` endpoint, the upstream may answer with `h2`).
     async fn send_http1(
         self: &Arc<Self>,
-        req: Request<ProxyBody>,
+        head: Cow<'_, request::Parts>,
+        mut body: ProxyBody,
         offer: UpstreamProtocol,
     ) -> Result<Sent, SendError> {
-        let (mut parts, mut body) = req.into_parts();
-        if self.protocol == UpstreamProtocol::Auto {
-            // `te: trailers` was kept for HTTP/2; it is hop-by-hop in HTTP/1.1.
-            parts.headers.remove(header::TE);
-        }
-        if super::headers::is_upgrade(&parts.headers) {
-            return Box::pin(self.send_upgrade(Request::from_parts(parts, body), offer)).await;
-        }
         // Idle connections first; a stale one sends an idempotent bodiless request again.
         while let Some(mut conn) = self.take() {
-            match h1::exchange(&mut conn, &parts, &mut body).await {
+            match h1::exchange(&mut conn, &head, &mut body).await {
                 Err(h1::Failure::Stale(err)) => {
                     tracing::debug!(endpoint = %self.authority(), error = %err, "idle upstream connection was closed; sending again");
                 }
@@ -316,12 +337,12 @@ impl Endpoint {
         // request's future, which is moved whole; a new connection is the rare case.
         match Box::pin(self.connect(offer)).await? {
             Conn::Http1(mut conn) => {
-                let done = h1::exchange(&mut conn, &parts, &mut body).await;
+                let done = h1::exchange(&mut conn, &head, &mut body).await;
                 self.respond(done, conn)
             }
             Conn::Http2(conn) => {
                 self.h2.add(conn);
-                Box::pin(self.send_http2(Request::from_parts(parts, body))).await
+                Box::pin(self.send_http2(owned(head, body))).await
             }
         }
     }
@@ -501,6 +522,11 @@ impl Endpoint {
         }
         Ok(Conn::Http1(h1::Conn::new(h1::Io::from(io))))
     }
+}
+
+/// A request of its own for hyper's clients, from a head that may be lent.
+fn owned(head: Cow<'_, request::Parts>, body: ProxyBody) -> Request<ProxyBody> {
+    Request::from_parts(head.into_owned(), body)
 }
 
 /// The innermost cause of an error (`connection refused` rather than `client error`).

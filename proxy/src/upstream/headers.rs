@@ -106,14 +106,24 @@ const UPGRADE_BIT: u16 = 1 << (HOP_BY_HOP.len() + 1);
 
 /// Which hop-by-hop header `name` is: its index in [`HOP_BY_HOP`], or the bit of `Connection`
 /// or `Upgrade` after them; `None` for an end-to-end header.
+///
+/// Matched on the name's text (a switch on the length, then at most two comparisons), which
+/// every field of every head goes through: comparing the name with each of the nine in turn
+/// cost about 50 instructions a field.
 fn hop_by_hop_bit(name: &HeaderName) -> Option<u32> {
-    if name == header::CONNECTION {
-        Some(CONNECTION_BIT.trailing_zeros())
-    } else if name == header::UPGRADE {
-        Some(UPGRADE_BIT.trailing_zeros())
-    } else {
-        HOP_BY_HOP.iter().position(|h| *h == name).map(|i| i as u32)
-    }
+    // The indices of `HOP_BY_HOP` (a test checks they agree).
+    Some(match name.as_str() {
+        "keep-alive" => 0,
+        "proxy-authenticate" => 1,
+        "proxy-authorization" => 2,
+        "proxy-connection" => 3,
+        "te" => 4,
+        "trailer" => 5,
+        "transfer-encoding" => 6,
+        "connection" => CONNECTION_BIT.trailing_zeros(),
+        "upgrade" => UPGRADE_BIT.trailing_zeros(),
+        _ => return None,
+    })
 }
 
 /// The hop-by-hop headers removed whatever `Connection` says.
@@ -195,8 +205,13 @@ pub fn add_forwarded(
 ) {
     let mut buf = [0u8; 64];
     let peer = ip_text(peer.to_canonical(), &mut buf);
+    let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
+    if !trusted_peer {
+        replace_forwarded(headers, peer, proto, host);
+        return;
+    }
     let value = match headers.get(&X_FORWARDED_FOR) {
-        Some(prev) if trusted_peer && !prev.is_empty() => {
+        Some(prev) if !prev.is_empty() => {
             let mut joined = Vec::with_capacity(prev.len() + 2 + peer.len());
             joined.extend_from_slice(prev.as_bytes());
             joined.extend_from_slice(b", ");
@@ -208,29 +223,91 @@ pub fn add_forwarded(
     if let Ok(v) = value {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
-    if !trusted_peer {
-        // One pass finds whether there is anything to remove (usually nothing): every removal
-        // hashes the name.
-        let (forwarded, real_ip) = headers.keys().fold((false, false), |(f, r), k| {
-            (f || *k == FORWARDED, r || *k == X_REAL_IP)
-        });
-        if forwarded {
-            headers.remove(&FORWARDED);
-        }
-        if real_ip {
-            headers.remove(&X_REAL_IP);
-        }
-    }
-    let proto = if tls { "https" } else { "http" };
-    if !trusted_peer || !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO.clone(), proto);
     }
     if let Some(host) = host {
-        if !trusted_peer || !headers.contains_key(&X_FORWARDED_HOST) {
+        if !headers.contains_key(&X_FORWARDED_HOST) {
             headers.insert(X_FORWARDED_HOST.clone(), host.clone());
         }
-    } else if !trusted_peer {
-        headers.remove(&X_FORWARDED_HOST);
+    }
+}
+
+/// Bits of the forwarding fields a client sent ([`forwarding_fields`]).
+const SENT_XFF: u8 = 1;
+const SENT_XFP: u8 = 2;
+const SENT_XFH: u8 = 4;
+const SENT_FORWARDED: u8 = 8;
+const SENT_REAL_IP: u8 = 16;
+
+/// Which forwarding fields are in `headers`, found in one pass over the names (a name starting
+/// with anything but `x` is compared no further, unless it is the standard `Forwarded`).
+fn forwarding_fields(headers: &HeaderMap) -> u8 {
+    let mut sent = 0;
+    for name in headers.keys() {
+        if *name == FORWARDED {
+            sent |= SENT_FORWARDED;
+            continue;
+        }
+        let text = name.as_str();
+        if !text.starts_with("x-") {
+            continue;
+        }
+        sent |= match text {
+            "x-forwarded-for" => SENT_XFF,
+            "x-forwarded-proto" => SENT_XFP,
+            "x-forwarded-host" => SENT_XFH,
+            "x-real-ip" => SENT_REAL_IP,
+            _ => 0,
+        };
+    }
+    sent
+}
+
+/// Sets `name` to `value`: appended when the client did not send it (no search for values to
+/// replace), inserted over the client's value otherwise.
+fn set(headers: &mut HeaderMap, sent: bool, name: &HeaderName, value: HeaderValue) {
+    if sent {
+        headers.insert(name.clone(), value);
+    } else {
+        headers.append(name.clone(), value);
+    }
+}
+
+/// The forwarding fields for a request from a peer that is not a trusted proxy: whatever the
+/// client sent is replaced by the proxy's own view, `Forwarded` and `X-Real-IP` removed. One
+/// pass over the names finds what the client sent (usually none of them), so a field it did not
+/// send is appended rather than looked up and inserted.
+fn replace_forwarded(
+    headers: &mut HeaderMap,
+    peer: &[u8],
+    proto: HeaderValue,
+    host: Option<&HeaderValue>,
+) {
+    let sent = forwarding_fields(headers);
+    if let Ok(v) = HeaderValue::from_bytes(peer) {
+        set(headers, sent & SENT_XFF != 0, &X_FORWARDED_FOR, v);
+    } else if sent & SENT_XFF != 0 {
+        headers.remove(&X_FORWARDED_FOR);
+    }
+    if sent & SENT_FORWARDED != 0 {
+        headers.remove(&FORWARDED);
+    }
+    if sent & SENT_REAL_IP != 0 {
+        headers.remove(&X_REAL_IP);
+    }
+    set(headers, sent & SENT_XFP != 0, &X_FORWARDED_PROTO, proto);
+    match host {
+        Some(host) => set(
+            headers,
+            sent & SENT_XFH != 0,
+            &X_FORWARDED_HOST,
+            host.clone(),
+        ),
+        None if sent & SENT_XFH != 0 => {
+            headers.remove(&X_FORWARDED_HOST);
+        }
+        None => {}
     }
 }
 
@@ -263,6 +340,26 @@ mod tests {
         remove_hop_by_hop(&mut h, false);
         let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, vec!["x-keep"]);
+    }
+
+    #[test]
+    fn hop_by_hop_names_have_their_bits() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_bit(name), Some(i as u32), "{name}");
+        }
+        let cases = [
+            (header::CONNECTION, Some(CONNECTION_BIT.trailing_zeros())),
+            (header::UPGRADE, Some(UPGRADE_BIT.trailing_zeros())),
+            (header::TE, Some(TE_BIT.trailing_zeros())),
+            (header::HOST, None),
+            (header::CONTENT_LENGTH, None),
+            (HeaderName::from_static("x-keep-alive"), None),
+            (HeaderName::from_static("proxy-x"), None),
+            (HeaderName::from_static("ted"), None),
+        ];
+        for (name, bit) in cases {
+            assert_eq!(hop_by_hop_bit(&name), bit, "{name}");
+        }
     }
 
     #[test]
@@ -417,6 +514,60 @@ mod tests {
             assert_eq!(h["x-forwarded-host"], host, "trusted={trusted}");
             assert_eq!(h.contains_key("forwarded"), forwarded, "trusted={trusted}");
             assert_eq!(h.contains_key("x-real-ip"), real_ip, "trusted={trusted}");
+        }
+        // From an untrusted peer, each field alone, twice, or with no host: one value each,
+        // the proxy's own, and nothing of the client's left.
+        type Case = (
+            &'static [(&'static str, &'static str)],
+            Option<&'static str>,
+        );
+        let untrusted: &[Case] = &[
+            (&[], Some("a.example")),
+            (&[("x-forwarded-for", "6.6.6.6")], Some("a.example")),
+            (
+                &[
+                    ("x-forwarded-for", "6.6.6.6"),
+                    ("x-forwarded-for", "7.7.7.7"),
+                ],
+                Some("a.example"),
+            ),
+            (&[("x-forwarded-proto", "https")], None),
+            (&[("x-forwarded-host", "evil.example")], None),
+            (
+                &[
+                    ("x-forwarded-host", "evil.example"),
+                    ("x-real-ip", "6.6.6.6"),
+                ],
+                Some("a.example"),
+            ),
+            (&[("forwarded", "for=6.6.6.6"), ("x-other", "1")], None),
+        ];
+        for (sent, host) in untrusted {
+            let mut h = map(sent);
+            let host_value = host.map(HeaderValue::from_static);
+            add_forwarded(
+                &mut h,
+                "127.0.0.1".parse().unwrap(),
+                false,
+                host_value.as_ref(),
+                false,
+            );
+            let all = |name: &str| -> Vec<&str> {
+                h.get_all(name)
+                    .iter()
+                    .map(|v| v.to_str().unwrap())
+                    .collect()
+            };
+            assert_eq!(all("x-forwarded-for"), ["127.0.0.1"], "{sent:?}");
+            assert_eq!(all("x-forwarded-proto"), ["http"], "{sent:?}");
+            assert_eq!(all("x-forwarded-host"), host.as_slice(), "{sent:?}");
+            assert!(all("forwarded").is_empty(), "{sent:?}");
+            assert!(all("x-real-ip").is_empty(), "{sent:?}");
+            let others = sent
+                .iter()
+                .filter(|(k, _)| k.starts_with("x-other"))
+                .count();
+            assert_eq!(all("x-other").len(), others, "{sent:?}");
         }
         // Nothing sent: the proxy's own view either way.
         for trusted in [false, true] {

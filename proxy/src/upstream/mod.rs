@@ -10,12 +10,13 @@ pub mod headers;
 mod http2;
 pub mod pool;
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use http::uri::PathAndQuery;
 use std::sync::Arc;
 
-use http::{header, request, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
@@ -122,18 +123,10 @@ fn is_idempotent(method: &http::Method) -> bool {
     )
 }
 
-/// A copy of a bodiless request head, for one more attempt.
-fn clone_head(parts: &request::Parts) -> request::Parts {
-    let mut req = Request::new(());
-    *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = parts.uri.clone();
-    *req.version_mut() = parts.version;
-    *req.headers_mut() = parts.headers.clone();
-    req.into_parts().0
-}
-
 impl ProxyUpstream<'_> {
-    async fn forward(
+    /// Sends `req` to the upstream `ctx` names (what [`Upstream::call`] does, without boxing
+    /// the future: the server calls it in place when a route has no plugins).
+    pub(crate) async fn forward(
         &self,
         mut req: Request<ProxyBody>,
         ctx: &mut Ctx,
@@ -152,12 +145,15 @@ impl ProxyUpstream<'_> {
         let (mut parts, body) = req.into_parts();
 
         // Request head for the upstream.
-        let host = match parts.headers.get(header::HOST) {
-            Some(h) => Some(h.clone()),
-            None => parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+        let (host, host_field) = match parts.headers.get(header::HOST) {
+            Some(h) => (Some(h.clone()), true),
+            None => (
+                parts
+                    .uri
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+                false,
+            ),
         };
         if ctx.hop_by_hop_removed.is_none() {
             // A plugin may have added some since the server removed the client's.
@@ -171,7 +167,13 @@ impl ProxyUpstream<'_> {
             ctx.trusted_peer,
         );
         if let Some(host) = host {
-            parts.headers.insert(header::HOST, host);
+            // A head straight from the server has exactly one `Host` (`canonicalize` refuses
+            // more), which setting it again would not change; after a chain, a plugin may have
+            // added a second one. (Setting a field that is there costs a hash, and it grew the
+            // map once per request when the forwarding fields had just filled it.)
+            if !host_field || ctx.hop_by_hop_removed.is_none() {
+                parts.headers.insert(header::HOST, host);
+            }
         }
         if let Some(id) = &ctx.request_id {
             if !parts.headers.contains_key(&headers::X_REQUEST_ID) {
@@ -246,18 +248,16 @@ impl ProxyUpstream<'_> {
         let retryable = !upgrade && is_idempotent(&parts.method) && body.is_end_stream();
         let attempts = if retryable { 1 + pool.retries } else { 1 };
 
-        let mut original = Some((parts, body));
+        // Origin form: the connection is already to the endpoint; `Host` is set above.
+        parts.uri = Uri::from(path_and_query);
+        // Every attempt but the last lends the head (a retry sends this very head again); the
+        // last hands it over. Only a retryable request has more than one, and it has no body.
+        let mut original = Some(parts);
+        let mut body = Some(body);
+        let mut te_set = false;
         let mut last_error = fail(StatusCode::BAD_GATEWAY, "upstream error");
         for attempt in 0..attempts {
             let last = attempt + 1 == attempts;
-            let (mut head, body) = if last {
-                original
-                    .take()
-                    .expect("the original is used by the last attempt only")
-            } else {
-                let (p, _) = original.as_ref().expect("kept until the last attempt");
-                (clone_head(p), crate::plugin::respond::empty())
-            };
             let node = (first + attempt as usize) % pool.nodes.len().max(1);
             let rescheme_endpoint;
             let endpoint: &Arc<Endpoint> = match &fixed_endpoint {
@@ -270,17 +270,33 @@ impl ProxyUpstream<'_> {
                 }
                 None => &pool.nodes[node].endpoint,
             };
-            // Origin form: the connection is already to the endpoint; `Host` is set above.
-            head.uri = Uri::from(path_and_query.clone());
-            if ctx.te_trailers && endpoint.protocol() != UpstreamProtocol::Http1 {
-                // The one `TE` HTTP/2 allows (gRPC needs it); an HTTP/1.1 connection drops it.
-                head.headers
-                    .insert(header::TE, HeaderValue::from_static("trailers"));
+            let want_te = ctx.te_trailers && endpoint.protocol() != UpstreamProtocol::Http1;
+            if want_te != te_set {
+                let head = original.as_mut().expect("kept until the last attempt");
+                if want_te {
+                    // The one `TE` HTTP/2 allows (gRPC needs it); an HTTP/1.1 connection drops it.
+                    head.headers
+                        .insert(header::TE, HeaderValue::from_static("trailers"));
+                } else {
+                    head.headers.remove(header::TE);
+                }
+                te_set = want_te;
             }
+            let (head, body) = if last {
+                let head = original
+                    .take()
+                    .expect("the original is used by the last attempt only");
+                let body = body.take().unwrap_or_else(crate::plugin::respond::empty);
+                (Cow::Owned(head), body)
+            } else {
+                let head = original.as_ref().expect("kept until the last attempt");
+                // Retryable: the body has ended; it goes with the first attempt.
+                let body = body.take().unwrap_or_else(crate::plugin::respond::empty);
+                (Cow::Borrowed(head), body)
+            };
             let guard = fixed.is_none().then(|| pool.balancer.start(node));
             let started = Instant::now();
-            let sent =
-                tokio::time::timeout(timeout, endpoint.send(Request::from_parts(head, body)));
+            let sent = tokio::time::timeout(timeout, endpoint.send_head(head, body, upgrade));
             match sent.await {
                 Err(_) => {
                     tracing::debug!(upstream = %pool.key, ?timeout, "upstream timed out");

@@ -155,6 +155,185 @@ async fn retry_on_status_503() {
     assert_eq!(bad.hits(), 3);
 }
 
+/// A raw HTTP/1.1 upstream that records every request head byte for byte and answers each
+/// with `status` (keep-alive, empty body).
+async fn head_recorder(
+    status: u16,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let heads: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>> = Default::default();
+    let log = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = sock.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        log.lock().unwrap().push(buf.drain(..end + 4).collect());
+                        let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+                        if sock.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, heads)
+}
+
+#[tokio::test]
+async fn a_retry_sends_the_very_same_head_again() {
+    let (bad, bad_heads) = head_recorder(503).await;
+    let (good, good_heads) = head_recorder(200).await;
+    let mut up = upstream("svc", &[bad, good]);
+    up.retries = 1;
+    up.retry_on_status = vec![503];
+    let proxy = Proxy::start(Some(snapshot(
+        1,
+        vec![route("r", &[], vec![], "svc")],
+        vec![up],
+        vec![],
+    )))
+    .await;
+    let c = client();
+    for i in 0..4 {
+        let resp = c
+            .get(proxy.url(&format!("/p?i={i}")))
+            .header("x-n", i.to_string())
+            .header("x-request-id", format!("req-{i}"))
+            .header("te", "trailers")
+            .header("connection", "te, x-drop")
+            .header("x-drop", "1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "request {i}");
+    }
+    let bad_heads = bad_heads.lock().unwrap().clone();
+    let good_heads = good_heads.lock().unwrap().clone();
+    // Round robin: every other request starts on the 503 node and is retried on the other.
+    assert_eq!(bad_heads.len(), 2, "{bad_heads:?}");
+    assert_eq!(good_heads.len(), 4);
+    for head in &bad_heads {
+        let text = String::from_utf8_lossy(head);
+        assert!(text.starts_with("GET /p?i="), "{text}");
+        assert!(!text.contains("te:") && !text.contains("x-drop"), "{text}");
+        assert!(
+            good_heads.contains(head),
+            "the retry sent the same bytes: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_request_ends_the_upstream_call() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An upstream that takes the request head and never answers; it reports when it has the
+    // head and when the proxy closes the connection.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (got_head, head_seen) = tokio::sync::oneshot::channel();
+    let (closed, upstream_closed) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let mut got_head = Some(got_head);
+        loop {
+            match sock.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                if let Some(tx) = got_head.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+        let _ = closed.send(());
+    });
+    let mut up = upstream("svc", &[addr]);
+    // Far beyond the wait below: only the client leaving can end the call in time.
+    up.request_timeout_ms = 60_000;
+    let proxy = Proxy::start(Some(snapshot(
+        1,
+        vec![route("r", &[], vec![], "svc")],
+        vec![up],
+        vec![],
+    )))
+    .await;
+    let mut client = tokio::net::TcpStream::connect(proxy.http).await.unwrap();
+    client
+        .write_all(b"GET /wait HTTP/1.1\r\nhost: a.test\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::timeout(WAIT, head_seen)
+        .await
+        .expect("the request reached the upstream")
+        .unwrap();
+    drop(client);
+    tokio::time::timeout(WAIT, upstream_closed)
+        .await
+        .expect("the proxy closed the upstream connection when the client left")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn each_request_on_a_keep_alive_connection_gets_its_own_upstream_timeout() {
+    let s = EchoServer::start("s").await;
+    let mut up = upstream("svc", &[s.addr]);
+    up.request_timeout_ms = 300;
+    let proxy = Proxy::start(Some(snapshot(
+        1,
+        vec![route("r", &[], vec![], "svc")],
+        vec![up],
+        vec![],
+    )))
+    .await;
+    // One client connection (the client keeps it alive): a slow request after fast ones still
+    // times out on time, and the connection serves the next one.
+    let c = client();
+    for (i, delay_ms, status) in [
+        (0, 0, 200),
+        (1, 5000, 504),
+        (2, 100, 200),
+        (3, 5000, 504),
+        (4, 0, 200),
+    ] {
+        let started = Instant::now();
+        let resp = c
+            .get(proxy.url("/"))
+            .header("x-delay-ms", delay_ms.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "request {i}");
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(2), "request {i} took {took:?}");
+        if status == 504 {
+            assert!(
+                took >= Duration::from_millis(300),
+                "request {i} took {took:?}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn slow_upstream_is_504_and_dead_node_is_502_and_no_nodes_503() {
     let slow = EchoServer::start("slow").await;

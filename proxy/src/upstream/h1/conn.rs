@@ -94,6 +94,8 @@ pub struct Conn {
     pub(super) read: BytesMut,
     /// The request head (and small body frames) being written; emptied, not freed.
     pub(super) write: Vec<u8>,
+    /// The field names of the last response head (reused when spelled the same).
+    pub(super) names: super::decode::Names,
     /// Whether it has served a request before (a request that finds it closed may be sent
     /// again on another connection).
     pub(super) reused: bool,
@@ -106,6 +108,7 @@ impl Conn {
             io,
             read: BytesMut::with_capacity(READ_CHUNK),
             write: Vec::with_capacity(1024),
+            names: super::decode::Names::default(),
             reused: false,
         }
     }

@@ -60,12 +60,55 @@ pub fn starts_interim(buf: &[u8]) -> bool {
         .all(|(b, want)| *want == b'?' && b.is_ascii_digit() || b == want)
 }
 
+/// At most this many field names are remembered per connection ([`Names`]).
+const MAX_NAMES: usize = 24;
+
+/// The field names of the last response head read on a connection, as spelled and as parsed.
+/// An upstream sends the same names in the same order (and spelling) response after response,
+/// so a name spelled byte for byte as the one at the same place last time is that same
+/// [`HeaderName`]: compared, not parsed again (parsing a name, with its table of standard names
+/// and a copy of a custom one, cost about 180 instructions a field). Any difference is parsed
+/// as usual and remembered.
+#[derive(Debug, Default)]
+pub struct Names(Vec<(Box<[u8]>, HeaderName)>);
+
+impl Names {
+    /// The name of field `i`, spelled `raw`.
+    fn name(&mut self, i: usize, raw: &[u8]) -> Result<HeaderName, Error> {
+        if let Some((spelled, name)) = self.0.get(i) {
+            if **spelled == *raw {
+                return Ok(name.clone());
+            }
+        }
+        let name =
+            HeaderName::from_bytes(raw).map_err(|_| Error::Head(httparse::Error::HeaderName))?;
+        let entry = (Box::from(raw), name.clone());
+        if i < self.0.len() {
+            self.0[i] = entry;
+        } else if i == self.0.len() && i < MAX_NAMES {
+            self.0.push(entry);
+        }
+        Ok(name)
+    }
+}
+
+/// Parses the response head at the start of `buf`, for a request with `method`, and takes it
+/// out of `buf`: [`parse_head_with`] without names from an earlier head.
+pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error> {
+    parse_head_with(buf, method, &mut Names::default())
+}
+
 /// Parses the response head at the start of `buf`, for a request with `method`, and takes it
 /// out of `buf`: `Ok(None)` until a whole final head is there. Informational heads (1xx but
 /// 101) are taken out and skipped, as hyper does (`100 Continue` included). Field values are
 /// slices of one copy of the head, not one allocation each; nothing is zeroed per call (the
-/// field array is uninitialised, the spans inline).
-pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error> {
+/// field array is uninitialised, the spans inline); field names come from `names`, the
+/// connection's names of the head before, when spelled the same.
+pub fn parse_head_with(
+    buf: &mut BytesMut,
+    method: &Method,
+    names: &mut Names,
+) -> Result<Option<Head>, Error> {
     loop {
         if buf.is_empty() {
             return Ok(None);
@@ -121,16 +164,24 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, E
             Version::HTTP_11
         };
         let raw = buf.split_to(len).freeze();
-        let mut headers = HeaderMap::with_capacity(spans.len());
+        // Room for at least 16 fields: after hyper has written the response, it keeps this map
+        // for the client's next request head, which the forwarding fields and plugins then add
+        // to; a map sized to the upstream's few fields grew (and rehashed) on every request.
+        let mut headers = HeaderMap::with_capacity(spans.len().max(MIN_FIELDS));
         let mut seen = Seen::default();
-        for &[n0, n1, v0, v1] in &spans {
-            let name = HeaderName::from_bytes(&raw[n0 as usize..n1 as usize])
-                .map_err(|_| Error::Head(httparse::Error::HeaderName))?;
+        for (i, &[n0, n1, v0, v1]) in spans.iter().enumerate() {
+            let name = names.name(i, &raw[n0 as usize..n1 as usize])?;
             let value = &raw[v0 as usize..v1 as usize];
             if name == CONTENT_LENGTH {
                 seen.content_length = true;
+                seen.length_field(value);
             } else if name == TRANSFER_ENCODING {
                 seen.transfer_encoding = true;
+                // The last transfer coding of the last field is what counts.
+                seen.chunked_last = value
+                    .split(|&b| b == b',')
+                    .next_back()
+                    .is_some_and(|last| trim(last).eq_ignore_ascii_case(b"chunked"));
             } else if name == CONNECTION {
                 for token in value.split(|&b| b == b',').map(trim) {
                     seen.close |= token.eq_ignore_ascii_case(b"close");
@@ -141,7 +192,7 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, E
                 .map_err(|_| Error::Head(httparse::Error::HeaderValue))?;
             headers.append(name, value);
         }
-        let framing = framing(&headers, &seen, version, status, method)?;
+        let framing = framing(&seen, version, status, method)?;
         let keep_alive = framing != Framing::Close
             && if version == Version::HTTP_10 {
                 seen.keep_alive && !seen.close
@@ -158,22 +209,46 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, E
     }
 }
 
-/// The framing and connection fields found while the head was read.
+/// The framing and connection fields found while the head was read (in the one pass over the
+/// fields, not looked up again in the map).
 #[derive(Default)]
 struct Seen {
     content_length: bool,
+    /// The one value of every `Content-Length` field so far (comma lists included), or why
+    /// there is none: differing values or anything but digits are refused.
+    length: Option<Result<u64, &'static str>>,
     transfer_encoding: bool,
+    /// Whether the last transfer coding named is `chunked`.
+    chunked_last: bool,
     /// `Connection: close`.
     close: bool,
     /// `Connection: keep-alive`.
     keep_alive: bool,
 }
 
+impl Seen {
+    /// Takes in the value of a `Content-Length` field: the first fault found stays.
+    fn length_field(&mut self, value: &[u8]) {
+        for part in value.split(|&b| b == b',') {
+            self.length = match (self.length, parse_decimal(trim(part))) {
+                (Some(Err(fault)), _) => Some(Err(fault)),
+                (_, None) => Some(Err("invalid Content-Length")),
+                (Some(Ok(prev)), Some(n)) if prev != n => {
+                    Some(Err("differing Content-Length values"))
+                }
+                (_, Some(n)) => Some(Ok(n)),
+            };
+        }
+    }
+}
+
+/// A response map has room for at least this many fields (see `parse_head_with`).
+const MIN_FIELDS: usize = 16;
+
 /// The body's framing (RFC 9112 §6.3), refusing what could be read two ways: both
 /// `Transfer-Encoding` and `Content-Length` (where hyper read it as chunked), differing or
 /// invalid `Content-Length` values, `Transfer-Encoding` in an HTTP/1.0 response.
 fn framing(
-    headers: &HeaderMap,
     seen: &Seen,
     version: Version,
     status: StatusCode,
@@ -188,7 +263,11 @@ fn framing(
         return Err(Error::Framing("Transfer-Encoding in an HTTP/1.0 response"));
     }
     let length = if cl {
-        Some(content_length(headers)?)
+        match seen.length {
+            Some(Ok(n)) => Some(n),
+            Some(Err(fault)) => return Err(Error::Framing(fault)),
+            None => return Err(Error::Framing("invalid Content-Length")),
+        }
     } else {
         None
     };
@@ -201,28 +280,10 @@ fn framing(
     Ok(match length {
         Some(0) => Framing::Empty,
         Some(n) => Framing::Length(n),
-        None if te && chunked_last(headers) => Framing::Chunked,
+        None if te && seen.chunked_last => Framing::Chunked,
         // A transfer coding other than chunked last, or no framing: read to the close.
         None => Framing::Close,
     })
-}
-
-/// The one value of every `Content-Length` field (comma lists included); differing values or
-/// anything but digits are refused.
-fn content_length(headers: &HeaderMap) -> Result<u64, Error> {
-    let mut found: Option<u64> = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|&b| b == b',') {
-            let n = parse_decimal(trim(part)).ok_or(Error::Framing("invalid Content-Length"))?;
-            match found {
-                Some(prev) if prev != n => {
-                    return Err(Error::Framing("differing Content-Length values"))
-                }
-                _ => found = Some(n),
-            }
-        }
-    }
-    found.ok_or(Error::Framing("invalid Content-Length"))
 }
 
 /// Digits only, at most 19 of them (below `u64::MAX`).
@@ -245,16 +306,6 @@ fn trim(bytes: &[u8]) -> &[u8] {
         .rposition(|b| !matches!(b, b' ' | b'\t'))
         .map_or(start, |i| i + 1);
     &bytes[start..end.max(start)]
-}
-
-/// Whether the last transfer coding named is `chunked`.
-fn chunked_last(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-        .and_then(|v| v.as_bytes().split(|&b| b == b',').next_back())
-        .is_some_and(|last| trim(last).eq_ignore_ascii_case(b"chunked"))
 }
 
 /// Parses a chunk-size line at the start of `buf`: `Ok(None)` until the whole line is there,
@@ -514,6 +565,50 @@ mod tests {
     }
 
     #[test]
+    fn names_remembered_per_connection_give_the_same_fields() {
+        let many: String = (0..MAX_NAMES + 3)
+            .map(|i| format!("x-f{i}: {i}\r\n"))
+            .collect();
+        let heads = [
+            "HTTP/1.1 200 OK\r\nServer: a\r\nContent-Length: 0\r\nX-Custom: 1\r\n\r\n".to_owned(),
+            // The same names: taken from the connection's list.
+            "HTTP/1.1 200 OK\r\nServer: b\r\nContent-Length: 0\r\nX-Custom: 2\r\n\r\n".to_owned(),
+            // Other spellings, another order, a name more, a name fewer.
+            "HTTP/1.1 200 OK\r\nserver: c\r\nX-Custom: 3\r\ncontent-length: 0\r\nx-more: 4\r\n\r\n"
+                .to_owned(),
+            "HTTP/1.1 204 No Content\r\nX-CUSTOM: 5\r\n\r\n".to_owned(),
+            // More fields than are remembered.
+            format!("HTTP/1.1 200 OK\r\n{many}content-length: 0\r\n\r\n"),
+            format!("HTTP/1.1 200 OK\r\n{many}content-length: 0\r\n\r\n"),
+            // Back to fewer fields.
+            "HTTP/1.1 200 OK\r\nServer: a\r\n\r\n".to_owned(),
+        ];
+        let mut names = Names::default();
+        for raw in &heads {
+            let fresh = head(raw, Method::GET).unwrap().unwrap();
+            let mut buf = BytesMut::from(raw.as_bytes());
+            let kept = parse_head_with(&mut buf, &Method::GET, &mut names)
+                .unwrap()
+                .unwrap();
+            let fields = |h: &Head| -> Vec<(String, String)> {
+                h.headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+                    .collect()
+            };
+            assert_eq!(fields(&kept), fields(&fresh), "{raw:?}");
+            assert_eq!(
+                (kept.framing, kept.keep_alive),
+                (fresh.framing, fresh.keep_alive)
+            );
+            assert!(names.0.len() <= MAX_NAMES);
+        }
+        // A name that is not a token is refused even where a remembered one was.
+        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nSer ver: a\r\n\r\n"[..]);
+        assert!(parse_head_with(&mut buf, &Method::GET, &mut names).is_err());
+    }
+
+    #[test]
     fn interim_answers_are_told_from_final_ones() {
         let cases: &[(&[u8], bool)] = &[
             (b"HTTP/1.1 100 Continue\r\n\r\n", true),
@@ -582,6 +677,24 @@ mod tests {
                 false,
             ),
             (
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n",
+                Method::GET,
+                Framing::Chunked,
+                true,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntransfer-encoding: gzip\r\n\r\n",
+                Method::GET,
+                Framing::Close,
+                false,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\ncontent-length: 5\r\n\r\n",
+                Method::GET,
+                Framing::Length(5),
+                true,
+            ),
+            (
                 "HTTP/1.1 200 OK\r\n\r\n",
                 Method::GET,
                 Framing::Close,
@@ -647,6 +760,14 @@ mod tests {
             ),
             (
                 "HTTP/1.1 200 OK\r\ncontent-length: 5, 6\r\n\r\n",
+                "differing",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 5, x\r\n\r\n",
+                "invalid Content-Length",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\ncontent-length: 5, 6, x\r\n\r\n",
                 "differing",
             ),
             (

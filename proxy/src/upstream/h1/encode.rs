@@ -2,7 +2,7 @@
 //! framed on the wire, decided as hyper's HTTP/1 client decides it.
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, TRAILER, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, TE, TRAILER, TRANSFER_ENCODING};
 use http::{request, HeaderMap, Method};
 use http_body::SizeHint;
 
@@ -24,7 +24,10 @@ pub enum Framing {
 /// (and no `Transfer-Encoding`); a `Content-Length` field is kept and obeyed; else an exact size
 /// hint becomes `Content-Length`; else `GET`, `HEAD` and `CONNECT` send no body and other
 /// methods a chunked one. `Transfer-Encoding` from the client is never passed on (it is
-/// hop-by-hop and removed before; this writes its own).
+/// hop-by-hop and removed before; this writes its own), nor is `TE`: it is hop-by-hop too, and
+/// the only one left by then is the `te: trailers` kept for an HTTP/2 upstream, which an
+/// `auto` endpoint may reach over HTTP/1.1 instead (the head is not edited for that: it may be
+/// lent by a caller that sends it again).
 pub fn head(
     buf: &mut Vec<u8>,
     parts: &request::Parts,
@@ -48,7 +51,7 @@ pub fn head(
     buf.extend_from_slice(target.as_bytes());
     buf.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in &parts.headers {
-        if *name == TRANSFER_ENCODING {
+        if *name == TRANSFER_ENCODING || *name == TE {
             continue;
         }
         field(buf, name.as_str().as_bytes(), value.as_bytes());
@@ -183,6 +186,15 @@ mod tests {
             "POST /p HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n"
         );
         assert_eq!(framing.unwrap(), Framing::Chunked);
+        let (text, _) = encode(
+            get().header("te", "trailers").body(()).unwrap(),
+            true,
+            unknown,
+        );
+        assert_eq!(
+            text, "GET /a?b=1 HTTP/1.1\r\nhost: h\r\n\r\n",
+            "TE is hop-by-hop"
+        );
         let (_, framing) = encode(get().body(()).unwrap(), false, unknown);
         assert_eq!(
             framing.unwrap(),

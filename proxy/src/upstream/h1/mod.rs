@@ -149,7 +149,9 @@ pub async fn exchange(
         Err(other) => return Err(other),
     }
     loop {
-        if let Some(mut head) = decode::parse_head(&mut conn.read, &parts.method)? {
+        if let Some(mut head) =
+            decode::parse_head_with(&mut conn.read, &parts.method, &mut conn.names)?
+        {
             head.keep_alive &= keep_alive;
             return Ok(head);
         }
