@@ -185,6 +185,9 @@ pub struct Stores {
     pub ingresses: MultiStore<Ingress>,
     /// IngressClasses (cluster-scoped).
     pub ingress_classes: Store<IngressClass>,
+    /// The statuses of the hookway kinds above (Routes, Services, GatewayPlugins,
+    /// PlatformPolicies), taken out of their stored objects by the watch (`statuses.rs`).
+    pub statuses: crate::statuses::Statuses,
 }
 
 /// Core Services (namespace, name) an Ingress sends traffic to (its rules and default backend).
@@ -458,6 +461,7 @@ mod tests {
             proxy_service: None,
             ingresses: multi(vec![]),
             ingress_classes: reflector::store().0,
+            statuses: Default::default(),
         }
     }
 

@@ -30,6 +30,7 @@ use crate::origin_failures;
 use crate::proxies::Proxies;
 use crate::registry::Leases;
 use crate::status::{self, StatusObject};
+use crate::statuses::{self as records, StatusRecord};
 use crate::versions;
 use crate::{gateway_status, ingress_status};
 
@@ -141,8 +142,9 @@ pub struct StatusLoop {
     pub grace: Duration,
 }
 
-/// Statuses this replica wrote, to avoid re-patching before the watch catches up.
-type Written = HashMap<ObjectId, serde_json::Value>;
+/// Statuses this replica wrote (their records), to avoid re-patching before the watch catches
+/// up.
+type Written = HashMap<ObjectId, StatusRecord>;
 
 impl StatusLoop {
     /// Runs until the published channel closes.
@@ -405,24 +407,19 @@ impl StatusLoop {
             return;
         }
         generations.settle(id, 0);
-        // Compare against what we last wrote when the watch has not caught up yet.
-        let written_status = written
-            .get(id)
-            .and_then(|v| serde_json::from_value::<K::Status>(v.clone()).ok());
-        let current: std::borrow::Cow<'_, K> = match written_status {
-            Some(status) if obj.status() != Some(&status) => {
-                let mut copy = K::clone(&obj);
-                K::set_status(&mut copy, status);
-                std::borrow::Cow::Owned(copy)
-            }
+        // The stored object holds no status: its record does (`statuses.rs`). Compare against
+        // what we last wrote when the watch has not caught up yet.
+        let stored = self.stores.statuses.get(id);
+        let current = match written.get(id) {
+            Some(w) if stored.as_ref() != Some(w) => Some(*w),
             Some(_) => {
                 // The watch caught up with what we wrote: forget it.
                 written.remove(id);
-                std::borrow::Cow::Borrowed(&*obj)
+                stored
             }
-            None => std::borrow::Cow::Borrowed(&*obj),
+            None => stored,
         };
-        let Some(desired) = status::desired(&*current, report, count, now) else {
+        let Some(desired) = status::desired_from::<K>(current.as_ref(), report, count, now) else {
             generations.settle(id, fingerprint);
             return;
         };
@@ -430,14 +427,14 @@ impl StatusLoop {
         let name = id.key.name.as_str();
         let kind = kind_name(id.kind);
         let api: Api<K> = Api::namespaced(self.client.clone(), ns);
-        let body = status::apply_body(&*current, &desired);
+        let body = status::apply_body(&*obj, &desired);
         let params = PatchParams::apply(FIELD_MANAGER).force();
         match api.patch_status(name, &params, &Patch::Apply(&body)).await {
             Ok(_) => {
                 self.metrics.status_patches.with_label_values(&[kind]).inc();
                 info!(%kind, namespace = %ns, %name, accepted = report.accepted.status, programmed = %status::programmed(report, count).message, "status updated");
-                written.insert(id.clone(), body["status"].clone());
-                self.maybe_event(&*current, report).await;
+                written.insert(id.clone(), StatusRecord::of::<K>(&desired));
+                self.maybe_event(&*obj, current.as_ref(), report).await;
             }
             Err(kube::Error::Api(e)) if e.code == 404 => {
                 debug!(%kind, namespace = %ns, %name, "object gone")
@@ -451,7 +448,12 @@ impl StatusLoop {
 
     /// A Warning event when the object newly fails Accepted or ResolvedRefs (or fails for a
     /// new reason).
-    async fn maybe_event<K: StatusObject>(&self, previous: &K, report: &ObjectReport) {
+    async fn maybe_event<K: StatusObject>(
+        &self,
+        obj: &K,
+        previous: Option<&StatusRecord>,
+        report: &ObjectReport,
+    ) {
         let Some(events) = &self.events else { return };
         for (type_, result) in [
             ("Accepted", &report.accepted),
@@ -460,16 +462,16 @@ impl StatusLoop {
             if result.status {
                 continue;
             }
-            let before = previous.conditions().iter().find(|c| c.type_ == type_);
+            let before = previous.and_then(|r| r.condition(type_));
             let already = before.is_some_and(|c| {
-                c.status == "False"
-                    && c.reason == result.reason
+                !c.status
+                    && c.reason == records::reason_digest(&result.reason)
                     && c.observed_generation == Some(report.generation)
             });
             if !already {
-                warn!(kind = %K::kind(&()), namespace = %previous.namespace().unwrap_or_default(), name = %previous.name_any(), reason = %result.reason, message = %result.message, "object rejected");
+                warn!(kind = %K::kind(&()), namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any(), reason = %result.reason, message = %result.message, "object rejected");
                 events
-                    .rejected(&previous.object_ref(&()), &result.reason, &result.message)
+                    .rejected(&obj.object_ref(&()), &result.reason, &result.message)
                     .await;
             }
         }
