@@ -273,7 +273,7 @@ pub fn desired_from<K: StatusObject>(
         // `Programmed` was `True` for this generation: it stays (as this controller writes it).
         let held = current
             .and_then(|r| r.condition("Programmed"))
-            .is_some_and(|c| c.status && c.observed_generation == Some(report.generation));
+            .is_some_and(|c| c.status() && c.observed_generation() == Some(report.generation));
         if let (true, Some(new)) = (
             held,
             conditions

@@ -30,7 +30,7 @@ use crate::origin_failures;
 use crate::proxies::Proxies;
 use crate::registry::Leases;
 use crate::status::{self, StatusObject};
-use crate::statuses::{self as records, StatusRecord};
+use crate::statuses::StatusRecord;
 use crate::versions;
 use crate::{gateway_status, ingress_status};
 
@@ -464,9 +464,9 @@ impl StatusLoop {
             }
             let before = previous.and_then(|r| r.condition(type_));
             let already = before.is_some_and(|c| {
-                !c.status
-                    && c.reason == records::reason_digest(&result.reason)
-                    && c.observed_generation == Some(report.generation)
+                !c.status()
+                    && c.reason_is(&result.reason)
+                    && c.observed_generation() == Some(report.generation)
             });
             if !already {
                 warn!(kind = %K::kind(&()), namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any(), reason = %result.reason, message = %result.message, "object rejected");

@@ -12,7 +12,7 @@
 //! already correct is still never rewritten, after a restart or a failover included.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::{Arc, Mutex};
 
 use hookway_crds::compiler::{Kind, ObjectId};
@@ -25,27 +25,48 @@ use crate::status::StatusObject;
 /// The conditions the controller writes, in the order [`StatusRecord`] keeps them.
 pub const CONDITIONS: [&str; 3] = ["Accepted", "ResolvedRefs", "Programmed"];
 
-/// What the status loop reads of one condition.
+/// What the status loop reads of one condition (24 bytes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConditionRecord {
-    /// `status` is `"True"`.
-    pub status: bool,
-    /// `observedGeneration` (`None`: absent).
-    pub observed_generation: Option<i64>,
-    /// A digest of `reason` (rejection events fire when it changes).
-    pub reason: u64,
     /// `lastTransitionTime`, in seconds since the epoch (its precision on the wire).
-    pub since: i64,
+    since: i64,
+    /// `observedGeneration` (`i64::MIN`: absent).
+    observed_generation: i64,
+    /// A digest of `reason` (rejection events fire when it changes).
+    reason: u32,
+    /// `status` is `"True"`.
+    status: bool,
 }
 
-/// What the status loop needs of an object's current status (88 bytes, against about 500 for
-/// the status itself).
+impl ConditionRecord {
+    /// `status` is `"True"`.
+    pub fn status(&self) -> bool {
+        self.status
+    }
+
+    /// `observedGeneration`.
+    pub fn observed_generation(&self) -> Option<i64> {
+        (self.observed_generation != i64::MIN).then_some(self.observed_generation)
+    }
+
+    /// Whether the condition's reason is `reason`.
+    pub fn reason_is(&self, reason: &str) -> bool {
+        self.reason == reason_digest(reason)
+    }
+}
+
+/// What the status loop needs of an object's current status: 80 bytes, against about 500 for
+/// the status itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StatusRecord {
     /// A digest of the status's JSON: the same status, the same digest.
-    pub digest: u64,
-    /// [`CONDITIONS`], when present with `status` `"True"` or `"False"`.
-    pub conditions: [Option<ConditionRecord>; 3],
+    digest: u64,
+    /// [`CONDITIONS`], when present with `status` `"True"` or `"False"` (`present`).
+    conditions: [ConditionRecord; 3],
+    /// Which of `conditions` are present (bit `i`).
+    present: u8,
+    /// The object's kind (a relist forgets the records of its kind only).
+    kind: Kind,
 }
 
 /// A process-local digest (no key: stable within the process, which is all it is compared in).
@@ -55,16 +76,20 @@ fn digest(bytes: impl Hash) -> u64 {
     h.finish()
 }
 
-/// The digest of a condition's reason, as [`ConditionRecord::reason`] keeps it.
-pub fn reason_digest(reason: &str) -> u64 {
-    digest(reason)
+fn reason_digest(reason: &str) -> u32 {
+    digest(reason) as u32
 }
 
 impl StatusRecord {
     /// The record of `status`.
     pub fn of<K: StatusObject>(status: &K::Status) -> Self {
         let json = serde_json::to_vec(status).unwrap_or_default();
-        let mut conditions = [None; 3];
+        let mut record = Self {
+            digest: digest(json),
+            conditions: [ConditionRecord::default(); 3],
+            present: 0,
+            kind: K::KIND,
+        };
         for c in K::status_conditions(status) {
             let Some(i) = CONDITIONS.iter().position(|t| *t == c.type_) else {
                 continue;
@@ -74,23 +99,24 @@ impl StatusRecord {
                 "False" => false,
                 _ => continue,
             };
-            conditions[i].get_or_insert(ConditionRecord {
-                status,
-                observed_generation: c.observed_generation,
-                reason: reason_digest(&c.reason),
+            if record.present & (1 << i) != 0 {
+                continue; // the first of a type counts, as in `status::conditions`
+            }
+            record.present |= 1 << i;
+            record.conditions[i] = ConditionRecord {
                 since: c.last_transition_time.0.as_second(),
-            });
+                observed_generation: c.observed_generation.unwrap_or(i64::MIN),
+                reason: reason_digest(&c.reason),
+                status,
+            };
         }
-        Self {
-            digest: digest(json),
-            conditions,
-        }
+        record
     }
 
     /// The condition `type_` ([`CONDITIONS`]), if present.
     pub fn condition(&self, type_: &str) -> Option<&ConditionRecord> {
         let i = CONDITIONS.iter().position(|t| *t == type_)?;
-        self.conditions[i].as_ref()
+        (self.present & (1 << i) != 0).then(|| &self.conditions[i])
     }
 
     /// Since when condition `type_` has had `status` (`None`: it has not, or is absent).
@@ -107,33 +133,65 @@ impl StatusRecord {
     }
 }
 
+/// Records of one namespace, by a 128-bit keyed digest of the object's kind and name: 16 bytes
+/// a key instead of the name's `String` (and the namespace's, shared here by its objects), with
+/// collisions out of reach (the digest's keys are random per process).
+type Names = HashMap<u128, StatusRecord>;
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// By namespace (few), then by kind and name.
+    records: HashMap<String, Names>,
+    /// The keys of the name digest.
+    keys: (RandomState, RandomState),
+}
+
+impl Inner {
+    fn name(&self, kind: Kind, name: &str) -> u128 {
+        let (a, b) = &self.keys;
+        (u128::from(a.hash_one((kind, name))) << 64) | u128::from(b.hash_one((kind, name)))
+    }
+}
+
 /// The records of the current statuses of hookway objects, by object. Filled by the watch
 /// (`watch.rs`), read by the status loop. Cheap to clone (shared).
 #[derive(Clone, Debug, Default)]
-pub struct Statuses(Arc<Mutex<HashMap<ObjectId, StatusRecord>>>);
+pub struct Statuses(Arc<Mutex<Inner>>);
 
 impl Statuses {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectId, StatusRecord>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave a map of plain values inconsistent.
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The record of `id`'s current status (`None`: it has none).
     pub fn get(&self, id: &ObjectId) -> Option<StatusRecord> {
-        self.lock().get(id).copied()
+        let inner = self.lock();
+        let name = inner.name(id.kind, &id.key.name);
+        inner
+            .records
+            .get(id.key.namespace.as_str())
+            .and_then(|names| names.get(&name).copied())
     }
 
     /// Takes the status out of `obj` (about to be stored) and records it.
     pub fn take<K: StatusObject>(&self, obj: &mut K) {
         let Some(id) = id_of(obj) else { return };
         let record = obj.take_status().map(|s| StatusRecord::of::<K>(&s));
-        let mut map = self.lock();
+        let mut inner = self.lock();
+        let name = inner.name(id.kind, &id.key.name);
         match record {
             Some(record) => {
-                map.insert(id, record);
+                inner
+                    .records
+                    .entry(id.key.namespace)
+                    .or_default()
+                    .insert(name, record);
             }
             None => {
-                map.remove(&id);
+                if let Some(names) = inner.records.get_mut(id.key.namespace.as_str()) {
+                    names.remove(&name);
+                }
             }
         }
     }
@@ -141,7 +199,11 @@ impl Statuses {
     /// Forgets a deleted object.
     pub fn remove<K: StatusObject>(&self, obj: &K) {
         if let Some(id) = id_of(obj) {
-            self.lock().remove(&id);
+            let mut inner = self.lock();
+            let name = inner.name(id.kind, &id.key.name);
+            if let Some(names) = inner.records.get_mut(id.key.namespace.as_str()) {
+                names.remove(&name);
+            }
         }
     }
 
@@ -152,16 +214,27 @@ impl Statuses {
         namespace: Option<&str>,
         listed: &std::collections::HashSet<ObjectKey>,
     ) {
-        self.lock().retain(|id, _| {
-            id.kind != K::KIND
-                || namespace.is_some_and(|ns| id.key.namespace != ns)
-                || listed.contains(&id.key)
-        });
+        let mut inner = self.lock();
+        let mut by_namespace: HashMap<&str, std::collections::HashSet<u128>> = HashMap::new();
+        for k in listed {
+            let name = inner.name(K::KIND, &k.name);
+            by_namespace.entry(&k.namespace).or_default().insert(name);
+        }
+        for (ns, names) in inner.records.iter_mut() {
+            if namespace.is_none_or(|n| n == ns) {
+                let listed = by_namespace.get(ns.as_str());
+                names.retain(|name, record| {
+                    record.kind != K::KIND || listed.is_some_and(|l| l.contains(name))
+                });
+                names.shrink_to_fit();
+            }
+        }
+        inner.records.retain(|_, names| !names.is_empty());
     }
 
     /// How many records are kept.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().records.values().map(HashMap::len).sum()
     }
 
     /// Whether no record is kept.
@@ -180,14 +253,6 @@ pub fn id_of<K: StatusObject>(obj: &K) -> Option<ObjectId> {
             meta.name.clone()?,
         ),
     })
-}
-
-/// The kinds whose statuses are kept here.
-pub fn kept(kind: Kind) -> bool {
-    matches!(
-        kind,
-        Kind::Route | Kind::Service | Kind::GatewayPlugin | Kind::PlatformPolicy
-    )
 }
 
 /// Conditions as the status loop last saw them, for [`crate::status::conditions`].
@@ -383,9 +448,10 @@ mod tests {
             desired_from::<Route>(None, &report(false, 3), &count(2, 2, false), &at(100)).unwrap();
         let record = StatusRecord::of::<Route>(&status);
         let accepted = record.condition("Accepted").unwrap();
-        assert!(!accepted.status);
-        assert_eq!(accepted.observed_generation, Some(3));
-        assert_eq!(accepted.reason, reason_digest("InvalidPluginConfig"));
+        assert!(!accepted.status());
+        assert_eq!(accepted.observed_generation(), Some(3));
+        assert!(accepted.reason_is("InvalidPluginConfig"));
+        assert!(!accepted.reason_is("Accepted"));
         assert_eq!(
             record.since("Accepted", false),
             Some(Time(Timestamp::from_second(100).unwrap()))
