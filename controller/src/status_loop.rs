@@ -37,14 +37,22 @@ use crate::{gateway_status, ingress_status};
 /// The snapshot version in which each object's current content first appeared: its
 /// generation and, for served Routes and Services, the digest of what the snapshot holds for
 /// it (a Route's digest covers its upstream, certificates and credential Secrets too).
+///
+/// Keyed by a 128-bit keyed digest of the object's id (16 bytes a key, not its two name
+/// `String`s: 2.12 → 1.1 MiB at 10,000 Routes; collisions out of reach, the keys being random
+/// per process).
 #[derive(Default, Debug)]
-pub struct Generations(HashMap<ObjectId, Held>);
+pub struct Generations {
+    held: HashMap<u128, Held>,
+    keys: (std::hash::RandomState, std::hash::RandomState),
+}
 
 /// What identifies an object's current content, and the version it first appeared in.
 #[derive(Debug)]
 struct Held {
+    /// The snapshot's digest of the object's content (0: not served).
+    digest: hookway_crds::applied::Digest,
     generation: i64,
-    digest: Option<hookway_crds::applied::Digest>,
     version: u64,
     /// The [`fingerprint`] of the inputs of the last pass that found this object's status
     /// already as desired (0: none). The same inputs give the same desired status, so the
@@ -53,42 +61,50 @@ struct Held {
 }
 
 impl Generations {
+    fn key(&self, id: &ObjectId) -> u128 {
+        use std::hash::BuildHasher;
+        let (a, b) = &self.keys;
+        (u128::from(a.hash_one(id)) << 64) | u128::from(b.hash_one(id))
+    }
+
     /// Records a compile: new objects, new generations and new content get `version`; gone
     /// objects are forgotten.
     pub fn update(&mut self, published: &Published) {
-        self.0.retain(|id, _| published.reports.contains_key(id));
+        let mut listed = std::collections::HashSet::with_capacity(published.reports.len());
         for (id, report) in published.reports.iter() {
-            let digest = published.digests.get(id);
-            let held = self.0.entry(id.clone()).or_insert_with(|| Held {
-                generation: report.generation,
+            let key = self.key(id);
+            listed.insert(key);
+            let digest = published.digests.get(id).unwrap_or(0);
+            let fresh = || Held {
                 digest,
+                generation: report.generation,
                 version: published.version,
                 settled: 0,
-            });
+            };
+            let held = self.held.entry(key).or_insert_with(fresh);
             if held.generation != report.generation || held.digest != digest {
-                *held = Held {
-                    generation: report.generation,
-                    digest,
-                    version: published.version,
-                    settled: 0,
-                };
+                *held = fresh();
             }
         }
+        self.held.retain(|key, _| listed.contains(key));
     }
 
     /// The version that holds `id`'s current content.
     pub fn version(&self, id: &ObjectId) -> Option<u64> {
-        self.0.get(id).map(|held| held.version)
+        self.held.get(&self.key(id)).map(|held| held.version)
     }
 
     /// Whether the last pass over `id` found its status as desired with these same inputs.
     fn settled(&self, id: &ObjectId, fingerprint: u64) -> bool {
-        self.0.get(id).is_some_and(|h| h.settled == fingerprint)
+        self.held
+            .get(&self.key(id))
+            .is_some_and(|h| h.settled == fingerprint)
     }
 
     /// Records that `id`'s status is as desired for inputs `fingerprint` (0: forget).
     fn settle(&mut self, id: &ObjectId, fingerprint: u64) {
-        if let Some(held) = self.0.get_mut(id) {
+        let key = self.key(id);
+        if let Some(held) = self.held.get_mut(&key) {
             held.settled = fingerprint;
         }
     }
