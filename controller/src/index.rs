@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use kube::runtime::reflector::Store;
+pub use crate::store::Store;
 
 /// An EndpointSlice as its reflector store keeps it: only what the compiler reads (addresses,
 /// readiness, ports, labels). k8s-openapi's `Endpoint` is about 500 bytes with its many optional
@@ -138,8 +138,7 @@ impl<K: kube::Resource<DynamicType = ()> + Clone + 'static> MultiStore<K> {
 
     /// The object `namespace/name`, if any store has it.
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
-        let key = kube::runtime::reflector::ObjectRef::new(name).within(namespace);
-        self.0.iter().find_map(|s| s.get(&key))
+        self.0.iter().find_map(|s| s.get(Some(namespace), name))
     }
 
     /// Waits until every store has completed its first list.
@@ -398,7 +397,7 @@ impl Stores {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::runtime::reflector::{self, store::Writer};
+    use crate::store::{self as reflector, Writer};
     use kube::runtime::watcher::Event;
 
     fn multi<K>(objs: Vec<K>) -> MultiStore<K>

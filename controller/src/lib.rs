@@ -36,6 +36,7 @@ pub mod run;
 pub mod status;
 pub mod status_loop;
 pub mod statuses;
+pub mod store;
 pub mod stream;
 pub mod versions;
 pub mod watch;

@@ -23,14 +23,13 @@
 //! watched. Watch restarts and `410 Gone` are handled by kube-runtime (relist with backoff).
 
 use std::fmt::Debug;
-use std::sync::atomic::Ordering;
 
+use crate::store::{self as reflector, Store};
 use futures::StreamExt;
 use hookway_crds::gateway_api::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use hookway_crds::{GatewayPlugin, PlatformPolicy, Route, Service};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service as CoreService};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
@@ -108,39 +107,30 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     F: FnMut(&mut watcher::Event<K>) + Send + 'static,
 {
-    let (store, writer) = reflector::store();
+    let (store, mut writer) = reflector::store();
     let kind = K::kind(&()).to_string();
-    // Whether the Apply event passing through is a change (decided before the store takes it,
-    // poked after: a compile woken by the poke must find the store updated).
-    let pending = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (reader, flag) = (store.clone(), pending.clone());
-    let stream = watcher(api, config)
-        .default_backoff()
-        .modify(trim)
-        .map(move |mut event| {
-            if let Ok(e) = &mut event {
-                keep(e);
-            }
-            if let Ok(watcher::Event::Apply(obj)) = &event {
-                let stored = reader.get(&reflector::ObjectRef::from_obj(obj));
-                flag.store(changed(stored.as_deref(), obj), Ordering::Relaxed);
-            }
-            event
-        })
-        .reflect(writer);
+    let stream = watcher(api, config).default_backoff().modify(trim);
     tasks.spawn(async move {
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
-            match event {
-                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
-                Ok(watcher::Event::Apply(_)) => {
-                    if pending.swap(false, Ordering::Relaxed) {
-                        poke.poke();
-                    }
+            let mut event = match event {
+                Ok(event) => event,
+                Err(e) => {
+                    warn!(%kind, error = %e, "watch failed; retrying with backoff");
+                    continue;
                 }
-                Ok(watcher::Event::Delete(_)) => poke.poke(),
-                Ok(watcher::Event::InitDone) => poke.poke(),
-                Err(e) => warn!(%kind, error = %e, "watch failed; retrying with backoff"),
+            };
+            keep(&mut event);
+            // Whether an Apply is a change, judged against the stored copy before the store
+            // takes it; poked after: a compile woken by the poke must find the store updated.
+            let poke_after = match &event {
+                watcher::Event::Init | watcher::Event::InitApply(_) => false,
+                watcher::Event::Apply(obj) => changed(writer.get_like(obj).as_deref(), obj),
+                watcher::Event::Delete(_) | watcher::Event::InitDone => true,
+            };
+            writer.apply(event);
+            if poke_after {
+                poke.poke();
             }
         }
         debug!(%kind, "watch stream ended");

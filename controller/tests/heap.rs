@@ -17,13 +17,13 @@ use hookway_controller::proxies::Count;
 use hookway_controller::status::{self, StatusObject};
 use hookway_controller::status_loop::Generations;
 use hookway_controller::statuses::Statuses;
+use hookway_controller::store::{self as reflector, Store, Writer};
 use hookway_crds::compiler::{Kind, ObjectId, Options};
 use hookway_crds::snapshot::ObjectKey;
 use hookway_crds::{Route, Service};
 use k8s_openapi::api::core::v1::Service as CoreService;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::runtime::reflector::{self, store::Writer, Store};
 use kube::runtime::watcher::Event;
 use live_heap::live;
 use serde_json::json;
@@ -57,7 +57,7 @@ where
     let (store, mut writer) = reflector::store();
     let mut apply = |mut event: Event<K>| {
         keep(&mut event);
-        writer.apply_watcher_event(&event);
+        writer.apply(event);
     };
     apply(Event::Init);
     for mut o in objects {
@@ -123,7 +123,7 @@ fn with_statuses<K: StatusObject>(
             copy.set_status(s);
             let mut event = Event::Apply(copy);
             keep(&mut event);
-            writer.apply_watcher_event(&event);
+            writer.apply(event);
         }
     }
 }
@@ -261,16 +261,6 @@ fn controller_heap_at_10k_routes() {
     );
     drop(first);
     let stores_bytes = live() - start;
-    // The reflector stores' keys: kube's `ObjectRef` copies each object's name, namespace,
-    // resourceVersion and uid (measured apart, as a copy of them would cost).
-    let at = live();
-    let keys: Vec<_> = route_store
-        .state()
-        .iter()
-        .map(|r| reflector::ObjectRef::from_obj(&**r))
-        .collect();
-    let route_keys = live() - at;
-    drop(keys);
 
     let (snapshots, snapshot_rx) = watch::channel(None);
     let (published, published_rx) = watch::channel(None);
@@ -327,10 +317,6 @@ fn controller_heap_at_10k_routes() {
     println!(
         "    Routes' status records:               {}",
         mib(route_statuses)
-    );
-    println!(
-        "    of the Routes, the store's keys:      {}",
-        mib(route_keys)
     );
     println!(
         "    Services without status:              {}",
