@@ -197,10 +197,7 @@ impl Writer<'_> {
         } = status::compute(objects, &compiled, &env);
 
         for (name, mut desired) in gateway_classes {
-            let current = self
-                .stores
-                .classes
-                .get(&kube::runtime::reflector::ObjectRef::new(&name));
+            let current = self.stores.classes.get(None, &name);
             let Some(current) = current else { continue };
             let previous = current.status.as_ref();
             keep_transition_times(

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use kube::runtime::reflector::Store;
+pub use crate::store::Store;
 
 /// An EndpointSlice as its reflector store keeps it: only what the compiler reads (addresses,
 /// readiness, ports, labels). k8s-openapi's `Endpoint` is about 500 bytes with its many optional
@@ -138,8 +138,7 @@ impl<K: kube::Resource<DynamicType = ()> + Clone + 'static> MultiStore<K> {
 
     /// The object `namespace/name`, if any store has it.
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
-        let key = kube::runtime::reflector::ObjectRef::new(name).within(namespace);
-        self.0.iter().find_map(|s| s.get(&key))
+        self.0.iter().find_map(|s| s.get(Some(namespace), name))
     }
 
     /// Waits until every store has completed its first list.
@@ -185,6 +184,9 @@ pub struct Stores {
     pub ingresses: MultiStore<Ingress>,
     /// IngressClasses (cluster-scoped).
     pub ingress_classes: Store<IngressClass>,
+    /// The statuses of the hookway kinds above (Routes, Services, GatewayPlugins,
+    /// PlatformPolicies), taken out of their stored objects by the watch (`statuses.rs`).
+    pub statuses: crate::statuses::Statuses,
 }
 
 /// Core Services (namespace, name) an Ingress sends traffic to (its rules and default backend).
@@ -395,7 +397,7 @@ impl Stores {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::runtime::reflector::{self, store::Writer};
+    use crate::store::{self as reflector, Writer};
     use kube::runtime::watcher::Event;
 
     fn multi<K>(objs: Vec<K>) -> MultiStore<K>
@@ -458,6 +460,7 @@ mod tests {
             proxy_service: None,
             ingresses: multi(vec![]),
             ingress_classes: reflector::store().0,
+            statuses: Default::default(),
         }
     }
 

@@ -35,6 +35,8 @@ pub mod registry;
 pub mod run;
 pub mod status;
 pub mod status_loop;
+pub mod statuses;
+pub mod store;
 pub mod stream;
 pub mod versions;
 pub mod watch;

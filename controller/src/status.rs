@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::fleet::Programmed;
+use crate::statuses::{Previous, StatusRecord};
 
 /// A hookway kind whose status the controller writes.
 pub trait StatusObject:
@@ -40,6 +41,10 @@ pub trait StatusObject:
     fn conditions(&self) -> &[Condition];
     /// Replaces the status.
     fn set_status(&mut self, status: Self::Status);
+    /// Takes the status out (the stores keep a [`StatusRecord`] instead: `statuses.rs`).
+    fn take_status(&mut self) -> Option<Self::Status>;
+    /// The conditions of a status.
+    fn status_conditions(status: &Self::Status) -> &[Condition];
 }
 
 impl StatusObject for Route {
@@ -60,6 +65,12 @@ impl StatusObject for Route {
     }
     fn set_status(&mut self, status: Self::Status) {
         self.status = Some(status);
+    }
+    fn take_status(&mut self) -> Option<Self::Status> {
+        self.status.take()
+    }
+    fn status_conditions(status: &Self::Status) -> &[Condition] {
+        &status.conditions
     }
 }
 
@@ -82,6 +93,12 @@ impl StatusObject for Service {
     fn set_status(&mut self, status: Self::Status) {
         self.status = Some(status);
     }
+    fn take_status(&mut self) -> Option<Self::Status> {
+        self.status.take()
+    }
+    fn status_conditions(status: &Self::Status) -> &[Condition] {
+        &status.conditions
+    }
 }
 
 impl StatusObject for GatewayPlugin {
@@ -103,6 +120,12 @@ impl StatusObject for GatewayPlugin {
     fn set_status(&mut self, status: Self::Status) {
         self.status = Some(status);
     }
+    fn take_status(&mut self) -> Option<Self::Status> {
+        self.status.take()
+    }
+    fn status_conditions(status: &Self::Status) -> &[Condition] {
+        &status.conditions
+    }
 }
 
 impl StatusObject for PlatformPolicy {
@@ -122,6 +145,12 @@ impl StatusObject for PlatformPolicy {
     }
     fn set_status(&mut self, status: Self::Status) {
         self.status = Some(status);
+    }
+    fn take_status(&mut self) -> Option<Self::Status> {
+        self.status.take()
+    }
+    fn status_conditions(status: &Self::Status) -> &[Condition] {
+        &status.conditions
     }
 }
 
@@ -155,7 +184,7 @@ pub fn programmed(report: &ObjectReport, programmed: &Programmed) -> ConditionRe
     } else if count.ready == 0 {
         ConditionResult::fail("NoProxies", "no proxy holds a snapshot")
     } else if count.applied == count.ready {
-        ConditionResult::ok("Programmed", "served by every ready proxy")
+        programmed_ok()
     } else if programmed.failures.is_empty() {
         ConditionResult::fail("Pending", "waiting for the ready proxies to apply it")
     } else {
@@ -163,18 +192,22 @@ pub fn programmed(report: &ObjectReport, programmed: &Programmed) -> ConditionRe
     }
 }
 
+/// `Programmed` when every ready proxy serves the object.
+fn programmed_ok() -> ConditionResult {
+    ConditionResult::ok("Programmed", "served by every ready proxy")
+}
+
 fn condition(
     type_: &str,
     result: &ConditionResult,
     generation: i64,
-    previous: &[Condition],
+    previous: &(impl Previous + ?Sized),
     now: &Time,
 ) -> Condition {
     let status = if result.status { "True" } else { "False" };
     let last_transition_time = previous
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+        .since(type_, result.status)
+        .unwrap_or_else(|| now.clone());
     Condition {
         type_: type_.to_string(),
         status: status.to_string(),
@@ -200,7 +233,7 @@ fn truncate(s: &str, max: usize) -> String {
 pub fn conditions(
     report: &ObjectReport,
     count: &Programmed,
-    previous: &[Condition],
+    previous: &(impl Previous + ?Sized),
     now: &Time,
 ) -> Vec<Condition> {
     let g = report.generation;
@@ -223,23 +256,41 @@ pub fn desired<K: StatusObject>(
     count: &Programmed,
     now: &Time,
 ) -> Option<K::Status> {
-    let mut conditions = conditions(report, count, obj.conditions(), now);
+    let current = obj.status().map(StatusRecord::of::<K>);
+    desired_from::<K>(current.as_ref(), report, count, now)
+}
+
+/// [`desired`] for an object whose current status is known by its record (`None`: it has no
+/// status): what the status loop reads, the stores keeping records, not statuses.
+pub fn desired_from<K: StatusObject>(
+    current: Option<&StatusRecord>,
+    report: &ObjectReport,
+    count: &Programmed,
+    now: &Time,
+) -> Option<K::Status> {
+    let mut conditions = conditions(report, count, &current, now);
     if count.settling {
-        let previous = obj
-            .conditions()
-            .iter()
-            .find(|c| c.type_ == "Programmed" && c.status == "True");
-        if let (Some(previous), Some(new)) = (
-            previous.filter(|c| c.observed_generation == Some(report.generation)),
+        // `Programmed` was `True` for this generation: it stays (as this controller writes it).
+        let held = current
+            .and_then(|r| r.condition("Programmed"))
+            .is_some_and(|c| c.status() && c.observed_generation() == Some(report.generation));
+        if let (true, Some(new)) = (
+            held,
             conditions
                 .iter_mut()
                 .find(|c| c.type_ == "Programmed" && c.reason == "NoProxies"),
         ) {
-            *new = previous.clone();
+            *new = condition(
+                "Programmed",
+                &programmed_ok(),
+                report.generation,
+                &current,
+                now,
+            );
         }
     }
     let status = K::build(report, conditions);
-    (obj.status() != Some(&status)).then_some(status)
+    (!current.is_some_and(|r| r.holds::<K>(&status))).then_some(status)
 }
 
 /// The server-side apply body for a status.

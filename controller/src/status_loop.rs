@@ -30,20 +30,29 @@ use crate::origin_failures;
 use crate::proxies::Proxies;
 use crate::registry::Leases;
 use crate::status::{self, StatusObject};
+use crate::statuses::StatusRecord;
 use crate::versions;
 use crate::{gateway_status, ingress_status};
 
 /// The snapshot version in which each object's current content first appeared: its
 /// generation and, for served Routes and Services, the digest of what the snapshot holds for
 /// it (a Route's digest covers its upstream, certificates and credential Secrets too).
+///
+/// Keyed by a 128-bit keyed digest of the object's id (16 bytes a key, not its two name
+/// `String`s: 2.12 → 1.1 MiB at 10,000 Routes; collisions out of reach, the keys being random
+/// per process).
 #[derive(Default, Debug)]
-pub struct Generations(HashMap<ObjectId, Held>);
+pub struct Generations {
+    held: HashMap<u128, Held>,
+    keys: (std::hash::RandomState, std::hash::RandomState),
+}
 
 /// What identifies an object's current content, and the version it first appeared in.
 #[derive(Debug)]
 struct Held {
+    /// The snapshot's digest of the object's content (0: not served).
+    digest: hookway_crds::applied::Digest,
     generation: i64,
-    digest: Option<hookway_crds::applied::Digest>,
     version: u64,
     /// The [`fingerprint`] of the inputs of the last pass that found this object's status
     /// already as desired (0: none). The same inputs give the same desired status, so the
@@ -52,42 +61,50 @@ struct Held {
 }
 
 impl Generations {
+    fn key(&self, id: &ObjectId) -> u128 {
+        use std::hash::BuildHasher;
+        let (a, b) = &self.keys;
+        (u128::from(a.hash_one(id)) << 64) | u128::from(b.hash_one(id))
+    }
+
     /// Records a compile: new objects, new generations and new content get `version`; gone
     /// objects are forgotten.
     pub fn update(&mut self, published: &Published) {
-        self.0.retain(|id, _| published.reports.contains_key(id));
+        let mut listed = std::collections::HashSet::with_capacity(published.reports.len());
         for (id, report) in published.reports.iter() {
-            let digest = published.digests.get(id);
-            let held = self.0.entry(id.clone()).or_insert_with(|| Held {
-                generation: report.generation,
+            let key = self.key(id);
+            listed.insert(key);
+            let digest = published.digests.get(id).unwrap_or(0);
+            let fresh = || Held {
                 digest,
+                generation: report.generation,
                 version: published.version,
                 settled: 0,
-            });
+            };
+            let held = self.held.entry(key).or_insert_with(fresh);
             if held.generation != report.generation || held.digest != digest {
-                *held = Held {
-                    generation: report.generation,
-                    digest,
-                    version: published.version,
-                    settled: 0,
-                };
+                *held = fresh();
             }
         }
+        self.held.retain(|key, _| listed.contains(key));
     }
 
     /// The version that holds `id`'s current content.
     pub fn version(&self, id: &ObjectId) -> Option<u64> {
-        self.0.get(id).map(|held| held.version)
+        self.held.get(&self.key(id)).map(|held| held.version)
     }
 
     /// Whether the last pass over `id` found its status as desired with these same inputs.
     fn settled(&self, id: &ObjectId, fingerprint: u64) -> bool {
-        self.0.get(id).is_some_and(|h| h.settled == fingerprint)
+        self.held
+            .get(&self.key(id))
+            .is_some_and(|h| h.settled == fingerprint)
     }
 
     /// Records that `id`'s status is as desired for inputs `fingerprint` (0: forget).
     fn settle(&mut self, id: &ObjectId, fingerprint: u64) {
-        if let Some(held) = self.0.get_mut(id) {
+        let key = self.key(id);
+        if let Some(held) = self.held.get_mut(&key) {
             held.settled = fingerprint;
         }
     }
@@ -141,8 +158,9 @@ pub struct StatusLoop {
     pub grace: Duration,
 }
 
-/// Statuses this replica wrote, to avoid re-patching before the watch catches up.
-type Written = HashMap<ObjectId, serde_json::Value>;
+/// Statuses this replica wrote (their records), to avoid re-patching before the watch catches
+/// up.
+type Written = HashMap<ObjectId, StatusRecord>;
 
 impl StatusLoop {
     /// Runs until the published channel closes.
@@ -405,24 +423,19 @@ impl StatusLoop {
             return;
         }
         generations.settle(id, 0);
-        // Compare against what we last wrote when the watch has not caught up yet.
-        let written_status = written
-            .get(id)
-            .and_then(|v| serde_json::from_value::<K::Status>(v.clone()).ok());
-        let current: std::borrow::Cow<'_, K> = match written_status {
-            Some(status) if obj.status() != Some(&status) => {
-                let mut copy = K::clone(&obj);
-                K::set_status(&mut copy, status);
-                std::borrow::Cow::Owned(copy)
-            }
+        // The stored object holds no status: its record does (`statuses.rs`). Compare against
+        // what we last wrote when the watch has not caught up yet.
+        let stored = self.stores.statuses.get(id);
+        let current = match written.get(id) {
+            Some(w) if stored.as_ref() != Some(w) => Some(*w),
             Some(_) => {
                 // The watch caught up with what we wrote: forget it.
                 written.remove(id);
-                std::borrow::Cow::Borrowed(&*obj)
+                stored
             }
-            None => std::borrow::Cow::Borrowed(&*obj),
+            None => stored,
         };
-        let Some(desired) = status::desired(&*current, report, count, now) else {
+        let Some(desired) = status::desired_from::<K>(current.as_ref(), report, count, now) else {
             generations.settle(id, fingerprint);
             return;
         };
@@ -430,14 +443,14 @@ impl StatusLoop {
         let name = id.key.name.as_str();
         let kind = kind_name(id.kind);
         let api: Api<K> = Api::namespaced(self.client.clone(), ns);
-        let body = status::apply_body(&*current, &desired);
+        let body = status::apply_body(&*obj, &desired);
         let params = PatchParams::apply(FIELD_MANAGER).force();
         match api.patch_status(name, &params, &Patch::Apply(&body)).await {
             Ok(_) => {
                 self.metrics.status_patches.with_label_values(&[kind]).inc();
                 info!(%kind, namespace = %ns, %name, accepted = report.accepted.status, programmed = %status::programmed(report, count).message, "status updated");
-                written.insert(id.clone(), body["status"].clone());
-                self.maybe_event(&*current, report).await;
+                written.insert(id.clone(), StatusRecord::of::<K>(&desired));
+                self.maybe_event(&*obj, current.as_ref(), report).await;
             }
             Err(kube::Error::Api(e)) if e.code == 404 => {
                 debug!(%kind, namespace = %ns, %name, "object gone")
@@ -451,7 +464,12 @@ impl StatusLoop {
 
     /// A Warning event when the object newly fails Accepted or ResolvedRefs (or fails for a
     /// new reason).
-    async fn maybe_event<K: StatusObject>(&self, previous: &K, report: &ObjectReport) {
+    async fn maybe_event<K: StatusObject>(
+        &self,
+        obj: &K,
+        previous: Option<&StatusRecord>,
+        report: &ObjectReport,
+    ) {
         let Some(events) = &self.events else { return };
         for (type_, result) in [
             ("Accepted", &report.accepted),
@@ -460,16 +478,16 @@ impl StatusLoop {
             if result.status {
                 continue;
             }
-            let before = previous.conditions().iter().find(|c| c.type_ == type_);
+            let before = previous.and_then(|r| r.condition(type_));
             let already = before.is_some_and(|c| {
-                c.status == "False"
-                    && c.reason == result.reason
-                    && c.observed_generation == Some(report.generation)
+                !c.status()
+                    && c.reason_is(&result.reason)
+                    && c.observed_generation() == Some(report.generation)
             });
             if !already {
-                warn!(kind = %K::kind(&()), namespace = %previous.namespace().unwrap_or_default(), name = %previous.name_any(), reason = %result.reason, message = %result.message, "object rejected");
+                warn!(kind = %K::kind(&()), namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any(), reason = %result.reason, message = %result.message, "object rejected");
                 events
-                    .rejected(&previous.object_ref(&()), &result.reason, &result.message)
+                    .rejected(&obj.object_ref(&()), &result.reason, &result.message)
                     .await;
             }
         }

@@ -23,14 +23,13 @@
 //! watched. Watch restarts and `410 Gone` are handled by kube-runtime (relist with backoff).
 
 use std::fmt::Debug;
-use std::sync::atomic::Ordering;
 
+use crate::store::{self as reflector, Store};
 use futures::StreamExt;
 use hookway_crds::gateway_api::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use hookway_crds::{GatewayPlugin, PlatformPolicy, Route, Service};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service as CoreService};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
@@ -39,6 +38,10 @@ use tracing::{debug, info, warn};
 
 use crate::compile_loop::Poke;
 use crate::index::{EndpointSliceLite, GatewayApiSlot, GatewayApiStores, MultiStore, Stores};
+use crate::status::StatusObject;
+use crate::statuses::{self, Statuses};
+use hookway_crds::snapshot::ObjectKey;
+use std::collections::HashSet;
 
 /// Label that makes a Secret visible to plugin configs.
 pub const CREDENTIALS_LABEL: &str = "hookway.dev/credentials=true";
@@ -89,41 +92,77 @@ fn reflect<K>(tasks: &mut JoinSet<()>, api: Api<K>, config: watcher::Config, pok
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    let (store, writer) = reflector::store();
+    reflect_with(tasks, api, config, poke, |_: &mut watcher::Event<K>| {})
+}
+
+/// [`reflect`], with `keep` seeing (and changing) every event before the store takes it.
+fn reflect_with<K, F>(
+    tasks: &mut JoinSet<()>,
+    api: Api<K>,
+    config: watcher::Config,
+    poke: Poke,
+    mut keep: F,
+) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    F: FnMut(&mut watcher::Event<K>) + Send + 'static,
+{
+    let (store, mut writer) = reflector::store();
     let kind = K::kind(&()).to_string();
-    // Whether the Apply event passing through is a change (decided before the store takes it,
-    // poked after: a compile woken by the poke must find the store updated).
-    let pending = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (reader, flag) = (store.clone(), pending.clone());
-    let stream = watcher(api, config)
-        .default_backoff()
-        .modify(trim)
-        .map(move |event| {
-            if let Ok(watcher::Event::Apply(obj)) = &event {
-                let stored = reader.get(&reflector::ObjectRef::from_obj(obj));
-                flag.store(changed(stored.as_deref(), obj), Ordering::Relaxed);
-            }
-            event
-        })
-        .reflect(writer);
+    let stream = watcher(api, config).default_backoff().modify(trim);
     tasks.spawn(async move {
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
-            match event {
-                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
-                Ok(watcher::Event::Apply(_)) => {
-                    if pending.swap(false, Ordering::Relaxed) {
-                        poke.poke();
-                    }
+            let mut event = match event {
+                Ok(event) => event,
+                Err(e) => {
+                    warn!(%kind, error = %e, "watch failed; retrying with backoff");
+                    continue;
                 }
-                Ok(watcher::Event::Delete(_)) => poke.poke(),
-                Ok(watcher::Event::InitDone) => poke.poke(),
-                Err(e) => warn!(%kind, error = %e, "watch failed; retrying with backoff"),
+            };
+            keep(&mut event);
+            // Whether an Apply is a change, judged against the stored copy before the store
+            // takes it; poked after: a compile woken by the poke must find the store updated.
+            let poke_after = match &event {
+                watcher::Event::Init | watcher::Event::InitApply(_) => false,
+                watcher::Event::Apply(obj) => changed(writer.get_like(obj).as_deref(), obj),
+                watcher::Event::Delete(_) | watcher::Event::InitDone => true,
+            };
+            writer.apply(event);
+            if poke_after {
+                poke.poke();
             }
         }
         debug!(%kind, "watch stream ended");
     });
     store
+}
+
+/// What a watch of a kind with statuses does to each event before its store takes it: takes
+/// the status out of the object and keeps its record in `statuses` (`statuses.rs`: the stores
+/// hold no status). `namespace`: the watch's scope (`None`: every namespace), for forgetting
+/// the records of objects a relist no longer holds.
+pub fn status_keeper<K: StatusObject>(
+    statuses: Statuses,
+    namespace: Option<String>,
+) -> impl FnMut(&mut watcher::Event<K>) + Send + 'static {
+    let mut listed: Option<HashSet<ObjectKey>> = None;
+    move |event| match event {
+        watcher::Event::Init => listed = Some(HashSet::new()),
+        watcher::Event::InitApply(obj) => {
+            if let (Some(listed), Some(id)) = (listed.as_mut(), statuses::id_of(obj)) {
+                listed.insert(id.key);
+            }
+            statuses.take(obj);
+        }
+        watcher::Event::Apply(obj) => statuses.take(obj),
+        watcher::Event::Delete(obj) => statuses.remove(obj),
+        watcher::Event::InitDone => {
+            if let Some(listed) = listed.take() {
+                statuses.retain_listed::<K>(namespace.as_deref(), &listed);
+            }
+        }
+    }
 }
 
 fn multi<K>(
@@ -142,12 +181,51 @@ where
         + Sync
         + 'static,
 {
+    multi_with(tasks, client, scope, config, poke, |_| {
+        |_: &mut watcher::Event<K>| {}
+    })
+}
+
+/// [`multi`] for a kind with statuses: they are kept in `statuses`, not in the stores.
+fn multi_statuses<K: StatusObject>(
+    tasks: &mut JoinSet<()>,
+    client: &Client,
+    scope: &Scope,
+    config: &watcher::Config,
+    poke: &Poke,
+    statuses: &Statuses,
+) -> MultiStore<K> {
+    multi_with(tasks, client, scope, config, poke, |namespace| {
+        status_keeper::<K>(statuses.clone(), namespace.map(str::to_string))
+    })
+}
+
+/// [`multi`], each watch's events seen first by `keep(namespace)`.
+fn multi_with<K, F>(
+    tasks: &mut JoinSet<()>,
+    client: &Client,
+    scope: &Scope,
+    config: &watcher::Config,
+    poke: &Poke,
+    keep: impl Fn(Option<&str>) -> F,
+) -> MultiStore<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+    F: FnMut(&mut watcher::Event<K>) + Send + 'static,
+{
     if scope.namespaces.is_empty() {
-        MultiStore(vec![reflect(
+        MultiStore(vec![reflect_with(
             tasks,
             Api::all(client.clone()),
             config.clone(),
             poke.clone(),
+            keep(None),
         )])
     } else {
         MultiStore(
@@ -155,11 +233,12 @@ where
                 .namespaces
                 .iter()
                 .map(|ns| {
-                    reflect(
+                    reflect_with(
                         tasks,
                         Api::namespaced(client.clone(), ns),
                         config.clone(),
                         poke.clone(),
+                        keep(Some(ns)),
                     )
                 })
                 .collect(),
@@ -283,6 +362,7 @@ pub fn start(
             poke.clone(),
         )
     });
+    let statuses = Statuses::default();
     Stores {
         gateway_api,
         proxy_service,
@@ -293,9 +373,9 @@ pub fn start(
             any.clone(),
             poke.clone(),
         ),
-        plugins: multi::<GatewayPlugin>(tasks, client, scope, &any, poke),
-        services: multi::<Service>(tasks, client, scope, &any, poke),
-        routes: multi::<Route>(tasks, client, scope, &any, poke),
+        plugins: multi_statuses::<GatewayPlugin>(tasks, client, scope, &any, poke, &statuses),
+        services: multi_statuses::<Service>(tasks, client, scope, &any, poke, &statuses),
+        routes: multi_statuses::<Route>(tasks, client, scope, &any, poke, &statuses),
         core_services: multi::<CoreService>(tasks, client, scope, &any, poke),
         endpoint_slices: multi::<EndpointSliceLite>(tasks, client, scope, &any, poke),
         tls_secrets: multi::<Secret>(
@@ -319,13 +399,15 @@ pub fn start(
             &any.clone().labels(PLUGIN_DATA_LABEL),
             poke,
         ),
-        policies: MultiStore(vec![reflect::<PlatformPolicy>(
+        policies: MultiStore(vec![reflect_with(
             tasks,
             Api::namespaced(client.clone(), &scope.root),
             any.clone(),
             poke.clone(),
+            status_keeper::<PlatformPolicy>(statuses.clone(), Some(scope.root.clone())),
         )]),
         namespaces: reflect::<Namespace>(tasks, Api::all(client.clone()), any, poke.clone()),
+        statuses,
     }
 }
 
