@@ -733,8 +733,7 @@ pub fn compile_reusing(
         }
         // The served Routes: the previous ones not compiled again or gone, and the fresh ones.
         // Unchanged entries are shared with the previous snapshot (a pointer each).
-        let mut served: Vec<Arc<RouteEntry>> =
-            Vec::with_capacity(old.routes.len() + fresh.len());
+        let mut served: Vec<Arc<RouteEntry>> = Vec::with_capacity(old.routes.len() + fresh.len());
         let mut fresh = fresh.into_iter().peekable();
         for e in &old.routes {
             if dropped.binary_search(&&e.key).is_ok() {
