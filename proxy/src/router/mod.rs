@@ -74,7 +74,8 @@ pub(crate) fn normalise_host(host: &str) -> std::borrow::Cow<'_, str> {
 }
 
 impl Router {
-    /// Compiles the routes of a snapshot (indices refer to `routes`).
+    /// Compiles the routes of a snapshot (indices refer to `routes`), sorted by key as a
+    /// snapshot holds them: between otherwise equal candidates the first by key wins.
     pub fn new<R: std::borrow::Borrow<RouteEntry>>(routes: &[R]) -> Result<Self, RouterError> {
         let mut router = Router::default();
         for (idx, route) in routes.iter().enumerate() {

@@ -47,7 +47,10 @@ fn pick(
     target: &str,
     hdrs: &[(&str, &str)],
 ) -> Option<String> {
-    let router = Router::new(routes).unwrap();
+    // A snapshot's Routes are sorted by key, which the last tie-break relies on.
+    let mut routes = routes.to_vec();
+    routes.sort_by(|a, b| a.key.cmp(&b.key));
+    let router = Router::new(&routes).unwrap();
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
