@@ -71,7 +71,7 @@ pub fn findings(report: &ObjectReport) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for result in [&report.accepted, &report.resolved_refs] {
         if !result.status {
-            out.push((result.reason.clone(), result.message.clone()));
+            out.push((result.reason.to_string(), result.message.to_string()));
         }
     }
     for w in &report.warnings {

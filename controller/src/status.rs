@@ -211,7 +211,7 @@ fn condition(
     Condition {
         type_: type_.to_string(),
         status: status.to_string(),
-        reason: result.reason.clone(),
+        reason: result.reason.to_string(),
         message: truncate(&result.message, 32 * 1024),
         observed_generation: Some(generation),
         last_transition_time,
@@ -479,15 +479,12 @@ mod tests {
         for (programmed_by, status, reason, message) in cases {
             let got = programmed(&ok, &programmed_by);
             assert_eq!(
-                (got.status, got.reason.as_str(), got.message.as_str()),
+                (got.status, got.reason, &*got.message),
                 (status, reason, message)
             );
         }
         let not_served = programmed(&report(false), &all());
-        assert_eq!(
-            (not_served.status, not_served.reason.as_str()),
-            (false, "NotServed")
-        );
+        assert_eq!((not_served.status, not_served.reason), (false, "NotServed"));
     }
 
     #[test]

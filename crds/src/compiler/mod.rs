@@ -34,6 +34,7 @@ mod secrets;
 pub(crate) mod selector;
 mod services;
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -150,30 +151,34 @@ pub struct ObjectId {
 
 /// One condition as the compiler sees it (the controller adds `observedGeneration` and
 /// `lastTransitionTime`).
+///
+/// Reasons are constants and most messages are too (every accepted object's two conditions):
+/// they are borrowed, not allocated, so the reports of 10,000 Routes the controller holds do not
+/// carry 40,000 copies of the same four strings (about 1.4 MiB, bench/CONTROLLER.md).
 #[derive(Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct ConditionResult {
     /// `True` or `False`.
     pub status: bool,
     /// CamelCase reason, e.g. `Accepted`, `PluginNotFound`.
-    pub reason: String,
+    pub reason: &'static str,
     /// Human-readable explanation.
-    pub message: String,
+    pub message: Cow<'static, str>,
 }
 
 impl ConditionResult {
     /// A `True` condition.
-    pub fn ok(reason: &str, message: impl Into<String>) -> Self {
+    pub fn ok(reason: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
         Self {
             status: true,
-            reason: reason.into(),
+            reason,
             message: message.into(),
         }
     }
     /// A `False` condition.
-    pub fn fail(reason: &str, message: impl Into<String>) -> Self {
+    pub fn fail(reason: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
         Self {
             status: false,
-            reason: reason.into(),
+            reason,
             message: message.into(),
         }
     }

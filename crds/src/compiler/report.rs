@@ -55,12 +55,12 @@ impl ObjectReport {
     }
 
     /// Sets `Accepted=False` (or adds to its message when it already failed).
-    pub(crate) fn reject(&mut self, reason: &str, message: impl Into<String>) {
+    pub(crate) fn reject(&mut self, reason: &'static str, message: impl Into<String>) {
         fail(&mut self.accepted, reason, message.into());
     }
 
     /// Sets `ResolvedRefs=False` (or adds to its message when it already failed).
-    pub(crate) fn unresolved(&mut self, reason: &str, message: impl Into<String>) {
+    pub(crate) fn unresolved(&mut self, reason: &'static str, message: impl Into<String>) {
         fail(&mut self.resolved_refs, reason, message.into());
     }
 
@@ -73,12 +73,13 @@ impl ObjectReport {
     }
 }
 
-fn fail(condition: &mut ConditionResult, reason: &str, message: String) {
+fn fail(condition: &mut ConditionResult, reason: &'static str, message: String) {
     if condition.status {
         *condition = ConditionResult::fail(reason, message);
     } else if !condition.message.split("; ").any(|m| m == message) {
-        condition.message.push_str("; ");
-        condition.message.push_str(&message);
+        let text = condition.message.to_mut();
+        text.push_str("; ");
+        text.push_str(&message);
     }
 }
 

@@ -7,7 +7,10 @@ use hookway_crds::PluginStatus;
 use serde_json::json;
 
 fn reasons(r: &hookway_crds::compiler::ObjectReport) -> (String, String) {
-    (r.accepted.reason.clone(), r.resolved_refs.reason.clone())
+    (
+        r.accepted.reason.to_string(),
+        r.resolved_refs.reason.to_string(),
+    )
 }
 
 // ---- the two Apinto worked examples -----------------------------------------------------------

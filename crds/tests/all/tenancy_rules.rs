@@ -11,9 +11,9 @@ use serde_json::{json, Value};
 /// `(status, reason)` of the first failing condition, or `(true, "")`.
 pub(crate) fn verdict(r: &ObjectReport) -> (bool, String) {
     if !r.accepted.status {
-        (false, r.accepted.reason.clone())
+        (false, r.accepted.reason.to_string())
     } else if !r.resolved_refs.status {
-        (false, r.resolved_refs.reason.clone())
+        (false, r.resolved_refs.reason.to_string())
     } else {
         (true, String::new())
     }

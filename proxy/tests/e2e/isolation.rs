@@ -61,9 +61,9 @@ fn failure(c: &Compiled, kind: Kind, ns: &str, name: &str) -> (String, String) {
     };
     let r = &c.reports[&id];
     if !r.accepted.status {
-        ("Accepted".into(), r.accepted.reason.clone())
+        ("Accepted".into(), r.accepted.reason.to_string())
     } else if !r.resolved_refs.status {
-        ("ResolvedRefs".into(), r.resolved_refs.reason.clone())
+        ("ResolvedRefs".into(), r.resolved_refs.reason.to_string())
     } else {
         ("ok".into(), String::new())
     }
