@@ -481,13 +481,13 @@ impl StatusLoop {
             let before = previous.and_then(|r| r.condition(type_));
             let already = before.is_some_and(|c| {
                 !c.status()
-                    && c.reason_is(&result.reason)
+                    && c.reason_is(result.reason)
                     && c.observed_generation() == Some(report.generation)
             });
             if !already {
                 warn!(kind = %K::kind(&()), namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any(), reason = %result.reason, message = %result.message, "object rejected");
                 events
-                    .rejected(&obj.object_ref(&()), &result.reason, &result.message)
+                    .rejected(&obj.object_ref(&()), result.reason, &result.message)
                     .await;
             }
         }

@@ -166,11 +166,11 @@ impl ObjectReport {
             }
         };
         if !other.accepted.status {
-            self.reject(&other.accepted.reason, prefix(&other.accepted.message));
+            self.reject(other.accepted.reason, prefix(&other.accepted.message));
         }
         if !other.resolved_refs.status {
             self.unresolved(
-                &other.resolved_refs.reason,
+                other.resolved_refs.reason,
                 prefix(&other.resolved_refs.message),
             );
         }

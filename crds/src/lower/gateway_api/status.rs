@@ -149,7 +149,7 @@ pub fn compute(objects: &Objects, compiled: &Compiled, env: &Environment<'_>) ->
                 Some(r) if !r.resolved_refs.status => condition(
                     "ResolvedRefs",
                     false,
-                    &r.resolved_refs.reason,
+                    r.resolved_refs.reason,
                     &r.resolved_refs.message,
                     gen,
                     env,
@@ -265,7 +265,7 @@ fn route_accepted(
         Some(r) if !r.accepted.status => condition(
             "Accepted",
             false,
-            &r.accepted.reason,
+            r.accepted.reason,
             &r.accepted.message,
             gen,
             env,
