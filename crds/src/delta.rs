@@ -437,17 +437,7 @@ mod tests {
         .seal();
         let new = Snapshot {
             routes: vec![route("a", "/a2").into(), route("b", "/b").into()],
-            default_chain: vec![ChainEntry {
-                alias: "log".into(),
-                plugin_ref: ObjectKey::new("root", "log"),
-                plugin: "access_log".into(),
-                tier: crate::snapshot::Tier::Cluster,
-                order: 1,
-                config: serde_json::json!({}),
-                exclude_paths: vec![],
-                secrets: BTreeMap::new(),
-                services: BTreeMap::new(),
-            }],
+            default_chain: vec![log_plugin()],
             ..Snapshot::default()
         }
         .seal();
