@@ -136,8 +136,15 @@ pub mod shared_entries {
 }
 
 /// `entries`, each in its own `Arc` (how a producer builds a snapshot's collections).
+///
+/// Into a new list, not `into_iter().map(Arc::new).collect()`: that collects in place, into
+/// the allocation of `entries`, and keeps all of it — room for as many entries as pointers,
+/// 170 bytes of nothing per Route (1.8 MiB of the controller's heap at 10,000 Routes,
+/// `controller/tests/heap.rs`).
 pub fn shared<T>(entries: Vec<T>) -> Vec<Arc<T>> {
-    entries.into_iter().map(Arc::new).collect()
+    let mut out = Vec::with_capacity(entries.len());
+    out.extend(entries.into_iter().map(Arc::new));
+    out
 }
 
 /// `Arc::ptr_eq(a, b) || a == b`: the same allocation (an entry a new version shares with the
