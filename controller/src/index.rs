@@ -4,7 +4,9 @@ use hookway_crds::compiler::Objects;
 use hookway_crds::gateway_api::http_route::BackendObjectReference;
 use hookway_crds::gateway_api::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use hookway_crds::{GatewayPlugin, PlatformPolicy, Route, Service};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service as CoreService};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, Secret, Service as CoreService, ServicePort, ServiceSpec,
+};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -118,6 +120,70 @@ impl kube::Resource for EndpointSliceLite {
     }
 }
 
+/// A core Service as its reflector store keeps it: metadata and ports, the only part of it the
+/// compiler reads (ports by number or name, their `appProtocol`). k8s-openapi's `Service` is
+/// 824 bytes before anything it points to (a spec of some 25 optional fields, a status), and a
+/// real API server fills several of them (cluster IPs, IP families, policies); this is about
+/// half of that here and less on a real server. A compile reads them back as Services
+/// ([`CoreServiceLite::to_service`]).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct CoreServiceLite {
+    /// Metadata (`managedFields` dropped on arrival: `watch::trim`).
+    pub metadata: ObjectMeta,
+    /// Its ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<CoreServiceSpecLite>,
+}
+
+/// The ports of a [`CoreServiceLite`].
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct CoreServiceSpecLite {
+    /// Ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<Vec<ServicePort>>,
+}
+
+impl CoreServiceLite {
+    /// The Service the compiler reads.
+    pub fn to_service(&self) -> CoreService {
+        CoreService {
+            metadata: self.metadata.clone(),
+            spec: self.spec.as_ref().map(|s| ServiceSpec {
+                ports: s.ports.clone(),
+                ..ServiceSpec::default()
+            }),
+            status: None,
+        }
+    }
+}
+
+impl kube::Resource for CoreServiceLite {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        CoreService::kind(dt)
+    }
+    fn group(dt: &()) -> Cow<'_, str> {
+        CoreService::group(dt)
+    }
+    fn version(dt: &()) -> Cow<'_, str> {
+        CoreService::version(dt)
+    }
+    fn api_version(dt: &()) -> Cow<'_, str> {
+        CoreService::api_version(dt)
+    }
+    fn plural(dt: &()) -> Cow<'_, str> {
+        CoreService::plural(dt)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
 /// Several reflector stores of one kind (one per watched namespace) read as one.
 pub struct MultiStore<K: kube::Resource<DynamicType = ()> + 'static>(pub Vec<Store<K>>);
 
@@ -162,7 +228,7 @@ pub struct Stores {
     /// Routes.
     pub routes: MultiStore<Route>,
     /// Core Services.
-    pub core_services: MultiStore<CoreService>,
+    pub core_services: MultiStore<CoreServiceLite>,
     /// EndpointSlices (what the compiler reads of them).
     pub endpoint_slices: MultiStore<EndpointSliceLite>,
     /// `kubernetes.io/tls` Secrets.
@@ -350,6 +416,7 @@ impl Stores {
             .state()
             .into_iter()
             .filter(|s| is_referenced(s.metadata.namespace.as_ref(), s.metadata.name.as_ref()))
+            .map(|s| Arc::new(s.to_service()))
             .collect();
         let endpoint_slices = self
             .endpoint_slices
@@ -439,9 +506,9 @@ mod tests {
             services: multi(vec![hsvc("a", "web", "web-core")]),
             routes: multi(vec![]),
             core_services: multi(vec![
-                meta(CoreService::default(), "a", "web-core"),
-                meta(CoreService::default(), "a", "unrelated"),
-                meta(CoreService::default(), "b", "web-core"),
+                meta(CoreServiceLite::default(), "a", "web-core"),
+                meta(CoreServiceLite::default(), "a", "unrelated"),
+                meta(CoreServiceLite::default(), "b", "web-core"),
             ]),
             endpoint_slices: multi(vec![
                 slice("a", "web-core-abc", "web-core"),
@@ -613,6 +680,47 @@ mod tests {
             back.endpoints.as_ref().unwrap()[0].target_ref,
             None,
             "not kept"
+        );
+    }
+
+    #[test]
+    fn a_lite_core_service_reads_back_as_what_the_compiler_needs() {
+        // As a real API server returns one: cluster IPs, families, policies, a status.
+        let full: CoreService = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "a", "uid": "u-1",
+                         "resourceVersion": "42", "labels": {"app": "web"}},
+            "spec": {
+                "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"],
+                "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack",
+                "internalTrafficPolicy": "Cluster", "sessionAffinity": "None",
+                "type": "ClusterIP", "selector": {"app": "web"},
+                "ports": [
+                    {"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080},
+                    {"name": "grpc", "port": 81, "protocol": "TCP", "targetPort": "grpc",
+                     "appProtocol": "kubernetes.io/h2c"}
+                ]
+            },
+            "status": {"loadBalancer": {}}
+        }))
+        .unwrap();
+        let lite: CoreServiceLite =
+            serde_json::from_value(serde_json::to_value(&full).unwrap()).unwrap();
+        let back = lite.to_service();
+        assert_eq!(back.metadata, full.metadata);
+        assert_eq!(
+            back.spec.as_ref().and_then(|s| s.ports.clone()),
+            full.spec.as_ref().and_then(|s| s.ports.clone()),
+            "ports, with names, target ports and app protocols"
+        );
+        assert_eq!(back.spec.unwrap().cluster_ip, None, "not kept");
+        let none: CoreServiceLite = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "bare", "namespace": "a"}
+        }))
+        .unwrap();
+        assert_eq!(
+            none.to_service().spec,
+            None,
+            "a Service without a spec stays without"
         );
     }
 

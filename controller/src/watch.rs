@@ -4,7 +4,7 @@
 //! | kind | scope | selector |
 //! |---|---|---|
 //! | GatewayPlugin, Service, Route (hookway.dev) | watched namespaces (or all) | — |
-//! | core Service, EndpointSlice | watched namespaces | — (index.rs keeps only referenced ones; of EndpointSlices only what the compiler reads: `index::EndpointSliceLite`) |
+//! | core Service, EndpointSlice | watched namespaces | — (index.rs keeps only referenced ones; of both only what the compiler reads: `index::CoreServiceLite`, `index::EndpointSliceLite`) |
 //! | Secret `kubernetes.io/tls` | watched namespaces | `fieldSelector=type=kubernetes.io/tls` |
 //! | Secret with credentials for plugins | watched namespaces | `labelSelector=hookway.dev/credentials=true` |
 //! | ConfigMap with plugin data (a `wasm` module) | watched namespaces | `labelSelector=hookway.dev/plugin-data=true` |
@@ -37,7 +37,9 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::compile_loop::Poke;
-use crate::index::{EndpointSliceLite, GatewayApiSlot, GatewayApiStores, MultiStore, Stores};
+use crate::index::{
+    CoreServiceLite, EndpointSliceLite, GatewayApiSlot, GatewayApiStores, MultiStore, Stores,
+};
 use crate::status::StatusObject;
 use crate::statuses::{self, Statuses};
 use hookway_crds::snapshot::ObjectKey;
@@ -376,7 +378,7 @@ pub fn start(
         plugins: multi_statuses::<GatewayPlugin>(tasks, client, scope, &any, poke, &statuses),
         services: multi_statuses::<Service>(tasks, client, scope, &any, poke, &statuses),
         routes: multi_statuses::<Route>(tasks, client, scope, &any, poke, &statuses),
-        core_services: multi::<CoreService>(tasks, client, scope, &any, poke),
+        core_services: multi::<CoreServiceLite>(tasks, client, scope, &any, poke),
         endpoint_slices: multi::<EndpointSliceLite>(tasks, client, scope, &any, poke),
         tls_secrets: multi::<Secret>(
             tasks,
