@@ -11,6 +11,7 @@
 //! configs without linking the code that runs them.
 
 use std::collections::BTreeSet;
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -74,14 +75,22 @@ pub struct PinnedBlob<'c> {
     pub sha256: &'c str,
 }
 
+/// `schema` compiled.
+fn compile(schema: &Value) -> Result<jsonschema::Validator, String> {
+    jsonschema::validator_for(schema).map_err(|e| format!("invalid schema: {e}"))
+}
+
 /// How deep the reference walk follows `$ref`s and nesting before it gives up (schemas of
 /// recursive types would otherwise never end; no built-in comes close).
 const MAX_DEPTH: usize = 64;
 
-/// A compiled config schema.
+/// A config schema, compiled on first use.
 pub struct KindSchema {
     schema: Value,
-    validator: jsonschema::Validator,
+    /// Compiled when a config of the kind is first validated: a compiled validator is several
+    /// times its schema (the 24 built-in kinds' take 1.1 MiB), and a cluster uses a few kinds,
+    /// so the controller keeps only those (`controller/tests/heap.rs`).
+    validator: OnceLock<jsonschema::Validator>,
 }
 
 impl std::fmt::Debug for KindSchema {
@@ -93,11 +102,22 @@ impl std::fmt::Debug for KindSchema {
 }
 
 impl KindSchema {
-    /// Compiles `schema` (JSON Schema, draft 2020-12 unless `$schema` says otherwise).
+    /// Checks that `schema` compiles (JSON Schema, draft 2020-12 unless `$schema` says
+    /// otherwise); it is compiled again, and kept, when first used.
     pub fn new(schema: Value) -> Result<Self, String> {
-        let validator =
-            jsonschema::validator_for(&schema).map_err(|e| format!("invalid schema: {e}"))?;
-        Ok(Self { schema, validator })
+        compile(&schema)?;
+        Ok(Self {
+            schema,
+            validator: OnceLock::new(),
+        })
+    }
+
+    /// The compiled validator.
+    fn validator(&self) -> &jsonschema::Validator {
+        self.validator.get_or_init(|| {
+            // `new` compiled this very schema, and compiling is deterministic.
+            compile(&self.schema).expect("the schema compiled when the kind was made")
+        })
     }
 
     /// The schema as given.
@@ -108,7 +128,7 @@ impl KindSchema {
     /// Validates `config`; on success returns the Secrets and Services it names.
     pub fn validate(&self, config: &Value) -> Result<Validated, String> {
         let errors: Vec<String> = self
-            .validator
+            .validator()
             .iter_errors(config)
             .take(MAX_ERRORS)
             .map(|e| {
@@ -427,6 +447,23 @@ fn resolve<'a>(root: &'a Value, target: &str) -> Option<&'a Value> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_schema_is_checked_when_made_and_compiled_when_first_used() {
+        let bad = KindSchema::new(json!({"type": "no-such-type"}));
+        assert!(
+            bad.is_err_and(|e| e.starts_with("invalid schema")),
+            "an invalid schema is refused when the kind is made"
+        );
+        let kind = schema();
+        assert!(kind.validator.get().is_none(), "not compiled before use");
+        assert!(kind.validate(&json!({"credentials": []})).is_ok());
+        assert!(kind.validator.get().is_some(), "kept once used");
+        assert!(
+            kind.validate(&json!({"nope": 1})).is_err(),
+            "the kept validator still refuses"
+        );
+    }
 
     fn schema() -> KindSchema {
         KindSchema::new(json!({
