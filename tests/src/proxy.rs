@@ -17,13 +17,16 @@ pub struct RunningProxy {
     /// Its runtime (what it serves, its metrics).
     pub state: std::sync::Arc<hookway_proxy::runtime::RuntimeState>,
     stop: Option<oneshot::Sender<()>>,
+    source: tokio::task::AbortHandle,
 }
 
 impl Drop for RunningProxy {
+    /// Stops serving and closes the snapshot stream at once, as a proxy's pod going away does.
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        self.source.abort();
     }
 }
 
@@ -63,9 +66,10 @@ pub async fn start_with(
         initial: Duration::from_millis(50),
         max: Duration::from_millis(300),
     };
-    tokio::spawn(async move {
+    let source = tokio::spawn(async move {
         let _ = source::run(source_config, tx, Some(verdicts)).await;
-    });
+    })
+    .abort_handle();
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(server.run(async {
         let _ = stopped.await;
@@ -74,6 +78,7 @@ pub async fn start_with(
         http,
         state,
         stop: Some(stop),
+        source,
     }
 }
 

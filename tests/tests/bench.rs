@@ -20,6 +20,8 @@
 mod api;
 #[path = "bench/churn.rs"]
 mod churn;
+#[path = "bench/fleet.rs"]
+mod fleet;
 #[path = "bench/heap.rs"]
 mod heap;
 
@@ -44,6 +46,7 @@ use tokio::net::TcpListener;
 
 use api::Backend;
 use churn::{endpoints, ENDPOINTS};
+use fleet::{FLEET, FLEET_ROUNDS};
 
 #[global_allocator]
 static ALLOCATOR: heap::Counting = heap::Counting;
@@ -79,9 +82,9 @@ impl Sizes {
         let routes = read("HOOKWAY_BENCH_ROUTES").unwrap_or(10_000);
         let services = read("HOOKWAY_BENCH_SERVICES").unwrap_or(routes / 10).max(1);
         assert!(
-            routes > ROUNDS * WEB,
+            routes > (ROUNDS + FLEET_ROUNDS) * WEB,
             "HOOKWAY_BENCH_ROUTES={routes}: the timed changes need more than {}",
-            ROUNDS * WEB
+            (ROUNDS + FLEET_ROUNDS) * WEB
         );
         Self { routes, services }
     }
@@ -587,6 +590,38 @@ async fn ten_thousand_routes() {
     series.report(&samples, &published);
     let churned = churning.await.unwrap();
     eprintln!("churn: {churned} (aim: {CHURN_PER_SECOND}/s)");
+    settle_status_writes(&metrics, "status writes after the churn").await;
+
+    // A fleet restarting at once, while Routes change.
+    let patches = status_patches(&metrics);
+    let cpu = Cpu::read(&backend);
+    let restarts = fleet::Restarts {
+        pki: &pki,
+        stream_addr: controller.stream_addr,
+        metrics: &metrics,
+        routes: &routes,
+        steady: &proxies,
+        first_change: ROUNDS + 1,
+        every: WEB,
+    };
+    let timed = restarts.run(&mut compiled).await;
+    eprintln!(
+        "fleet: {FLEET} proxies restarting at once ({}), {FLEET_ROUNDS} times, one Route change \
+         each: change -> published by the controller {}; -> served by the 2 steady proxies {}; \
+         -> served by the whole new fleet too {}",
+        timed.how,
+        percentiles(&timed.published),
+        percentiles(&timed.steady),
+        percentiles(&timed.fleet)
+    );
+    settle_status_writes(&metrics, "status writes for the fleet's restarts").await;
+    eprintln!(
+        "fleet: {} status patches for {FLEET_ROUNDS} restarts of {FLEET} proxies and \
+         {FLEET_ROUNDS} Route changes; CPU: {}; load average {}",
+        status_patches(&metrics) - patches,
+        Cpu::read(&backend).since(&cpu, &backend),
+        heap::load_average()
+    );
 
     let rendered = metrics.render();
     for l in rendered.lines().filter(|l| {
@@ -643,5 +678,6 @@ async fn ten_thousand_routes() {
         live_proxies_freed * 1024.0 / 2.0 / n_routes as f64
     );
     assert_eq!(samples.len(), ROUNDS);
+    assert_eq!(timed.steady.len(), FLEET_ROUNDS);
     assert!(churned.applied > 0, "no endpoint change applied: {churned}");
 }
