@@ -4,6 +4,7 @@
 pub mod handler;
 pub mod limits;
 pub mod request_rules;
+pub mod timer;
 pub mod tls;
 
 use std::future::Future;

@@ -296,9 +296,12 @@ impl ProxyUpstream<'_> {
             };
             let guard = fixed.is_none().then(|| pool.balancer.start(node));
             let started = Instant::now();
-            let sent = tokio::time::timeout(timeout, endpoint.send_head(head, body, upgrade));
+            // The request's own deadline, on a pooled timer (no timer-wheel entry per request);
+            // the send future stays where it is pinned.
+            let send = std::pin::pin!(endpoint.send_head(head, body, upgrade));
+            let sent = pool.client.timers().timeout(timeout, send);
             match sent.await {
-                Err(_) => {
+                Err(crate::server::timer::Elapsed) => {
                     tracing::debug!(upstream = %pool.key, ?timeout, "upstream timed out");
                     return Err(fail(StatusCode::GATEWAY_TIMEOUT, "upstream timed out"));
                 }
