@@ -10,7 +10,6 @@ pub mod headers;
 mod http2;
 pub mod pool;
 
-use std::borrow::Cow;
 use std::time::Instant;
 
 use http::uri::PathAndQuery;
@@ -26,7 +25,7 @@ use hookway_crds::snapshot::UpstreamProtocol;
 use crate::chain::{BodyFilterError, Upstream, UpstreamError};
 use crate::plugin::{BoxFuture, Ctx, ProxyBody};
 use balancer::PickInput;
-use endpoint::{root_cause, Endpoint, SendError};
+use endpoint::{root_cause, Endpoint, Head, SendError};
 use guarded::GuardedBody;
 pub use pool::{UpstreamPool, UpstreamSlot, Upstreams};
 
@@ -286,9 +285,9 @@ impl ProxyUpstream<'_> {
             let body = body.take().unwrap_or_else(crate::plugin::respond::empty);
             let head = if last && (upgrade || endpoint.protocol() != UpstreamProtocol::Http1) {
                 // Not moved for HTTP/1.1 (a head moved is a 224-byte copy, more than once).
-                Cow::Owned(std::mem::replace(&mut parts, empty_head()))
+                Head::Owned(Box::new(std::mem::replace(&mut parts, empty_head())))
             } else {
-                Cow::Borrowed(&parts)
+                Head::Lent(&parts)
             };
             let guard = fixed.is_none().then(|| pool.balancer.start(node));
             let started = Instant::now();
