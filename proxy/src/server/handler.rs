@@ -83,7 +83,7 @@ async fn call_direct(
 pub async fn handle(
     shared: Arc<Shared>,
     conn: ConnInfo,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     // The request's clock: one read serves the context and the request duration.
     let mut ctx = Ctx::new(conn.peer, conn.local, conn.tls);
@@ -101,7 +101,6 @@ pub async fn handle(
             "request body too large",
         ));
     }
-    let mut req = req;
     match canonicalize(&mut req, conn.tls, shared.rules.path) {
         Ok(original) => ctx.original_target = original,
         Err(rejection) => {

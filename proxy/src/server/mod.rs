@@ -4,6 +4,7 @@
 pub mod handler;
 pub mod limits;
 pub mod request_rules;
+pub mod timer;
 pub mod tls;
 
 use std::future::Future;
@@ -310,7 +311,9 @@ fn conn_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
+        // hyper makes a sleep for every request head (the header-read timeout); its tokio timer
+        // is a pooled one, not a new timer-wheel entry per request.
+        .timer(timer::PooledTimer::new(timer::SleepPool::header_reads()))
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);

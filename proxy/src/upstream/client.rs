@@ -16,6 +16,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use hookway_crds::snapshot::UpstreamProtocol;
 
 use super::endpoint::{Endpoint, IdleSettings};
+use crate::server::timer::SleepPool;
 
 /// Opens TCP connections, with TLS for `https` endpoints.
 pub type Connector = HttpsConnector<HttpConnector>;
@@ -56,6 +57,8 @@ type EndpointMap = HashMap<(Scheme, Authority, UpstreamProtocol), Weak<Endpoint>
 pub struct HttpClient {
     connectors: Connectors,
     endpoints: Arc<Mutex<EndpointMap>>,
+    /// The upstream timeouts' timers (the client and its connections live in one runtime).
+    timers: SleepPool,
 }
 
 /// The protocol an endpoint really has: cleartext `auto` is HTTP/1.1 (there is no ALPN to ask
@@ -73,6 +76,7 @@ impl HttpClient {
         Self {
             connectors,
             endpoints: Arc::default(),
+            timers: SleepPool::upstream_calls(),
         }
     }
 
@@ -107,6 +111,11 @@ impl HttpClient {
         endpoints.insert(key, Arc::downgrade(&endpoint));
         endpoints.retain(|_, e| e.strong_count() > 0);
         endpoint
+    }
+
+    /// Where the upstream timeouts of requests to this client's endpoints keep their timers.
+    pub fn timers(&self) -> SleepPool {
+        self.timers
     }
 
     /// The connectors.

@@ -14,7 +14,7 @@
 //!
 //! [`UpstreamPool`]: super::pool::UpstreamPool
 
-use std::borrow::Cow;
+use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -264,7 +264,8 @@ impl Endpoint {
     pub async fn send(self: &Arc<Self>, req: Request<ProxyBody>) -> Result<Sent, SendError> {
         let (parts, body) = req.into_parts();
         let upgrade = super::headers::is_upgrade(&parts.headers);
-        self.send_head(Cow::Owned(parts), body, upgrade).await
+        self.send_head(Head::Owned(Box::new(parts)), body, upgrade)
+            .await
     }
 
     /// Sends a request (origin-form URI, `Host` set) on a connection of this endpoint's
@@ -280,7 +281,7 @@ impl Endpoint {
     /// ([`is_upgrade`](super::headers::is_upgrade)), which the caller has already looked at.
     pub async fn send_head(
         self: &Arc<Self>,
-        head: Cow<'_, request::Parts>,
+        head: Head<'_>,
         body: ProxyBody,
         upgrade: bool,
     ) -> Result<Sent, SendError> {
@@ -320,7 +321,7 @@ impl Endpoint {
     /// (which, for an `auto` endpoint, the upstream may answer with `h2`).
     async fn send_http1(
         self: &Arc<Self>,
-        head: Cow<'_, request::Parts>,
+        head: Head<'_>,
         mut body: ProxyBody,
         offer: UpstreamProtocol,
     ) -> Result<Sent, SendError> {
@@ -524,9 +525,34 @@ impl Endpoint {
     }
 }
 
+/// A request head for [`Endpoint::send_head`]: lent, or handed over boxed (either way two
+/// words: the head itself is 224 bytes, which moving a `Cow` of it copied on every call and
+/// into every future on the way).
+pub enum Head<'a> {
+    /// Lent: the caller keeps it (a retry sends it again).
+    Lent(&'a request::Parts),
+    /// Handed over.
+    Owned(Box<request::Parts>),
+}
+
+impl Deref for Head<'_> {
+    type Target = request::Parts;
+
+    fn deref(&self) -> &request::Parts {
+        match self {
+            Head::Lent(head) => head,
+            Head::Owned(head) => head,
+        }
+    }
+}
+
 /// A request of its own for hyper's clients, from a head that may be lent.
-fn owned(head: Cow<'_, request::Parts>, body: ProxyBody) -> Request<ProxyBody> {
-    Request::from_parts(head.into_owned(), body)
+fn owned(head: Head<'_>, body: ProxyBody) -> Request<ProxyBody> {
+    let head = match head {
+        Head::Lent(head) => head.clone(),
+        Head::Owned(head) => *head,
+    };
+    Request::from_parts(head, body)
 }
 
 /// The innermost cause of an error (`connection refused` rather than `client error`).

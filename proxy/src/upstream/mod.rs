@@ -10,7 +10,6 @@ pub mod headers;
 mod http2;
 pub mod pool;
 
-use std::borrow::Cow;
 use std::time::Instant;
 
 use http::uri::PathAndQuery;
@@ -26,7 +25,7 @@ use hookway_crds::snapshot::UpstreamProtocol;
 use crate::chain::{BodyFilterError, Upstream, UpstreamError};
 use crate::plugin::{BoxFuture, Ctx, ProxyBody};
 use balancer::PickInput;
-use endpoint::{root_cause, Endpoint, SendError};
+use endpoint::{root_cause, Endpoint, Head, SendError};
 use guarded::GuardedBody;
 pub use pool::{UpstreamPool, UpstreamSlot, Upstreams};
 
@@ -250,9 +249,9 @@ impl ProxyUpstream<'_> {
 
         // Origin form: the connection is already to the endpoint; `Host` is set above.
         parts.uri = Uri::from(path_and_query);
-        // Every attempt but the last lends the head (a retry sends this very head again); the
-        // last hands it over. Only a retryable request has more than one, and it has no body.
-        let mut original = Some(parts);
+        // Every attempt lends the head (a retry sends this very head again; HTTP/1.1 only writes
+        // it out), except that the last hands it over to hyper's clients (HTTP/2, Upgrade).
+        // Only a retryable request has more than one attempt, and it has no body.
         let mut body = Some(body);
         let mut te_set = false;
         let mut last_error = fail(StatusCode::BAD_GATEWAY, "upstream error");
@@ -272,33 +271,32 @@ impl ProxyUpstream<'_> {
             };
             let want_te = ctx.te_trailers && endpoint.protocol() != UpstreamProtocol::Http1;
             if want_te != te_set {
-                let head = original.as_mut().expect("kept until the last attempt");
                 if want_te {
                     // The one `TE` HTTP/2 allows (gRPC needs it); an HTTP/1.1 connection drops it.
-                    head.headers
+                    parts
+                        .headers
                         .insert(header::TE, HeaderValue::from_static("trailers"));
                 } else {
-                    head.headers.remove(header::TE);
+                    parts.headers.remove(header::TE);
                 }
                 te_set = want_te;
             }
-            let (head, body) = if last {
-                let head = original
-                    .take()
-                    .expect("the original is used by the last attempt only");
-                let body = body.take().unwrap_or_else(crate::plugin::respond::empty);
-                (Cow::Owned(head), body)
+            // Retryable: the body has ended; it goes with the first attempt.
+            let body = body.take().unwrap_or_else(crate::plugin::respond::empty);
+            let head = if last && (upgrade || endpoint.protocol() != UpstreamProtocol::Http1) {
+                // Not moved for HTTP/1.1 (a head moved is a 224-byte copy, more than once).
+                Head::Owned(Box::new(std::mem::replace(&mut parts, empty_head())))
             } else {
-                let head = original.as_ref().expect("kept until the last attempt");
-                // Retryable: the body has ended; it goes with the first attempt.
-                let body = body.take().unwrap_or_else(crate::plugin::respond::empty);
-                (Cow::Borrowed(head), body)
+                Head::Lent(&parts)
             };
             let guard = fixed.is_none().then(|| pool.balancer.start(node));
             let started = Instant::now();
-            let sent = tokio::time::timeout(timeout, endpoint.send_head(head, body, upgrade));
+            // The request's own deadline, on a pooled timer (no timer-wheel entry per request);
+            // the send future stays where it is pinned.
+            let send = std::pin::pin!(endpoint.send_head(head, body, upgrade));
+            let sent = pool.client.timers().timeout(timeout, send);
             match sent.await {
-                Err(_) => {
+                Err(crate::server::timer::Elapsed) => {
                     tracing::debug!(upstream = %pool.key, ?timeout, "upstream timed out");
                     return Err(fail(StatusCode::GATEWAY_TIMEOUT, "upstream timed out"));
                 }
@@ -390,6 +388,11 @@ impl ProxyUpstream<'_> {
         }
         Err(last_error)
     }
+}
+
+/// A head with nothing in it, left where one was handed over.
+fn empty_head() -> http::request::Parts {
+    Request::new(()).into_parts().0
 }
 
 /// Copies bytes both ways between the upgraded client and upstream connections.

@@ -63,6 +63,43 @@ async fn slowloris_connection_is_closed() {
 }
 
 #[tokio::test]
+async fn a_slow_head_is_closed_at_its_own_deadline_after_other_connections_ended() {
+    // Header-read timers are reused (a connection that ends gives its timer back still armed
+    // at its own deadline): a later connection's slow head is closed at its deadline, not at
+    // the earlier one's, and not much after.
+    let s = EchoServer::start("s").await;
+    let proxy = limited_proxy(&s).await;
+    for round in 0..3 {
+        {
+            let c = client();
+            let answers =
+                futures::future::join_all((0..8).map(|_| c.get(proxy.url("/")).send())).await;
+            for answer in answers {
+                assert_eq!(answer.unwrap().status(), 200, "round {round}");
+            }
+        } // The client's connections close: their timers (due in 500 ms) go back.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        let mut conn = TcpStream::connect(proxy.http).await.unwrap();
+        conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut buf)).await;
+        assert!(
+            read.is_ok(),
+            "round {round}: the proxy must close the connection"
+        );
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(450) && took < Duration::from_secs(2),
+            "round {round}: closed after {took:?}, the header read timeout is 500 ms"
+        );
+    }
+    assert_eq!(s.hits(), 24);
+}
+
+#[tokio::test]
 async fn max_connections_holds_extra_connections_back() {
     let s = EchoServer::start("s").await;
     let mut config = test_config();

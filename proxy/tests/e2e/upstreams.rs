@@ -335,6 +335,56 @@ async fn each_request_on_a_keep_alive_connection_gets_its_own_upstream_timeout()
 }
 
 #[tokio::test]
+async fn a_short_upstream_timeout_after_long_ones_still_fires_on_time() {
+    // Upstream timeouts reuse their timers (a timer goes back, still armed, when its request is
+    // answered): one left armed at a long deadline must not delay a shorter one after it, and
+    // one left at an earlier request's deadline must not end a later request early.
+    let s = EchoServer::start("s").await;
+    let mut long = upstream("long", &[s.addr]);
+    long.request_timeout_ms = 60_000;
+    let mut short = upstream("short", &[s.addr]);
+    short.request_timeout_ms = 300;
+    let proxy = Proxy::start(Some(snapshot(
+        1,
+        vec![
+            route("l", &["long.test"], vec![], "long"),
+            route("s", &["short.test"], vec![], "short"),
+        ],
+        vec![long, short],
+        vec![],
+    )))
+    .await;
+    let c = client();
+    let get = |host: &'static str, delay_ms: u64| {
+        c.get(proxy.url("/"))
+            .header("host", host)
+            .header("x-delay-ms", delay_ms.to_string())
+            .send()
+    };
+    for round in 0..3 {
+        for _ in 0..20 {
+            assert_eq!(get("long.test", 0).await.unwrap().status(), 200);
+        }
+        let started = Instant::now();
+        let resp = get("short.test", 5000).await.unwrap();
+        let took = started.elapsed();
+        assert_eq!(resp.status(), 504, "round {round}");
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(2),
+            "round {round}: {took:?}"
+        );
+        // Short deadlines left armed, then requests that take longer than 300 ms in all.
+        for _ in 0..5 {
+            assert_eq!(get("short.test", 0).await.unwrap().status(), 200);
+        }
+        let started = Instant::now();
+        let resp = get("long.test", 700).await.unwrap();
+        assert_eq!(resp.status(), 200, "round {round}");
+        assert!(started.elapsed() >= Duration::from_millis(700));
+    }
+}
+
+#[tokio::test]
 async fn slow_upstream_is_504_and_dead_node_is_502_and_no_nodes_503() {
     let slow = EchoServer::start("slow").await;
     let mut up = upstream("svc", &[slow.addr]);
