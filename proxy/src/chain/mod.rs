@@ -60,7 +60,7 @@ pub use body_filters::BodyFilterError;
 pub use link_set::LinkSet;
 pub use observer::{ChainObserver, HookPhase, ObserverSlot};
 
-use crate::plugin::{BoxFuture, Ctx, Phases, Plugin, ProxyBody, Registry};
+use crate::plugin::{Ctx, Phases, Plugin, ProxyBody, Registry};
 use exclude::ExcludePaths;
 use hookway_crds::snapshot::{ChainEntry, ObjectKey, RouteEntry, Snapshot, Tier};
 
@@ -78,13 +78,16 @@ pub struct UpstreamError {
 
 /// The innermost layer of the onion: sends the (possibly modified) request to the upstream the
 /// context names, or answers itself (e.g. the 404 of the no-route chain).
+///
+/// The runner is generic over it, so the call's future sits in the runner's own future instead
+/// of a box of its own (allocated, and the future copied into it, on every request).
 pub trait Upstream: Send + Sync {
     /// Performs the call.
     fn call<'a>(
         &'a self,
         req: Request<ProxyBody>,
         ctx: &'a mut Ctx,
-    ) -> BoxFuture<'a, Result<Response<ProxyBody>, UpstreamError>>;
+    ) -> impl Future<Output = Result<Response<ProxyBody>, UpstreamError>> + Send + 'a;
 }
 
 /// One plugin in a chain.
@@ -212,11 +215,11 @@ impl Chain {
     /// Runs the request through the chain and `upstream`. Never fails: errors become responses.
     /// (The runner's own future, not one wrapping it: a future is moved whole, so every
     /// nesting level costs a copy.)
-    pub fn run<'a>(
+    pub fn run<'a, U: Upstream>(
         &'a self,
         req: Request<ProxyBody>,
         ctx: Ctx,
-        upstream: &'a dyn Upstream,
+        upstream: &'a U,
         observer: &'a Arc<dyn ChainObserver>,
     ) -> impl Future<Output = Response<ProxyBody>> + Send + 'a {
         run::run(self, req, ctx, upstream, observer)

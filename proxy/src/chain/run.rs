@@ -74,11 +74,11 @@ impl Ran {
     }
 }
 
-pub(super) async fn run(
+pub(super) async fn run<U: Upstream>(
     chain: &Chain,
     req: Request<ProxyBody>,
     mut ctx: Ctx,
-    upstream: &dyn Upstream,
+    upstream: &U,
     observer: &Arc<dyn ChainObserver>,
 ) -> Response<ProxyBody> {
     let links = &chain.links;

@@ -69,7 +69,7 @@ fn same_certificate(rt: &Runtime, sni: Option<&str>, host: &str) -> bool {
 
 /// Calls the upstream without a chain; errors become short plain answers.
 async fn call_direct(
-    up: &dyn Upstream,
+    up: &impl Upstream,
     req: Request<ProxyBody>,
     mut ctx: Ctx,
 ) -> Response<ProxyBody> {
