@@ -162,7 +162,12 @@ pub(super) async fn run<U: Upstream>(
                     failed.response
                 }
                 Ok(body) => {
-                    clock = Lap::start();
+                    if chain.takes_part(Phases::REQUEST_BODY) {
+                        // The body hooks may have waited (the whole body): the upstream's time
+                        // starts now. Otherwise the last request hook's lap ended a moment ago
+                        // and the upstream's starts there, without another clock read.
+                        clock = Lap::start();
+                    }
                     let result = upstream
                         .call(Request::from_parts(parts, body), &mut ctx)
                         .await;
