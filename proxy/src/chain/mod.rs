@@ -103,6 +103,8 @@ pub struct Link {
     pub exclude_paths: Arc<[String]>,
     /// The plugin's declared phases, read once.
     phases: Phases,
+    /// Whether the plugin leaves hop-by-hop fields and `Host` alone, read once.
+    keeps_hop_by_hop: bool,
     /// The observer's per-link storage (label-resolved metric handles).
     pub slot: ObserverSlot,
 }
@@ -118,6 +120,7 @@ impl Link {
             alias: alias.into(),
             plugin_kind: plugin_kind.into(),
             phases: plugin.phases(),
+            keeps_hop_by_hop: plugin.keeps_hop_by_hop(),
             plugin,
             exclude_paths: Arc::new([]),
             slot: ObserverSlot::default(),
@@ -148,6 +151,9 @@ pub struct Chain {
     phases: Phases,
     /// The links' aliases, in run order (what [`crate::plugin::PluginsRan`] refers to).
     aliases: Arc<[Arc<str>]>,
+    /// Whether every link leaves hop-by-hop fields and `Host` alone (see
+    /// [`Plugin::keeps_hop_by_hop`]).
+    keeps_hop_by_hop: bool,
 }
 
 /// The empty chain, shared: most Routes have no plugin, and each empty chain of its own would
@@ -162,6 +168,7 @@ impl Default for Chain {
                 has_excludes: false,
                 phases: Phases::default(),
                 aliases: Arc::new([]),
+                keeps_hop_by_hop: true,
             })
             .clone()
     }
@@ -183,6 +190,7 @@ impl Chain {
                 .iter()
                 .fold(Phases::HEADS, |all, link| all | link.phases),
             aliases: links.iter().map(|link| link.alias.clone()).collect(),
+            keeps_hop_by_hop: links.iter().all(|link| link.keeps_hop_by_hop),
             links: links.into(),
             excludes,
         }

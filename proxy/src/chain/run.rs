@@ -82,6 +82,10 @@ pub(super) async fn run<U: Upstream>(
     observer: &Arc<dyn ChainObserver>,
 ) -> Response<ProxyBody> {
     let links = &chain.links;
+    if !chain.keeps_hop_by_hop {
+        // A plugin may add hop-by-hop fields or a second `Host`: the upstream looks again.
+        ctx.hop_by_hop_removed = None;
+    }
     let (mut parts, body) = req.into_parts();
     let excluded = chain.excluded(parts.uri.path());
     let mut ran = Ran {
