@@ -19,7 +19,7 @@ use http_body_util::BodyExt;
 
 use super::body_filters::{FilterStack, FilteredBody};
 use super::completion::{CompletionBody, Finisher};
-use super::guard::{self, Failure};
+use super::guard::{self, Failure, Started};
 use super::lap::Lap;
 use super::link_set::LinkSet;
 use super::whole_body::{self, Stop};
@@ -104,7 +104,10 @@ pub(super) async fn run<U: Upstream>(
         }
         ran.set.insert(i);
         ran.until = i + 1;
-        let result = guard::hook(|| link.plugin.on_request(&mut parts, &mut ctx)).await;
+        let result = match guard::start(|| link.plugin.on_request(&mut parts, &mut ctx)) {
+            Started::Done(result) => result,
+            Started::Waiting(future) => guard::finish(future).await,
+        };
         observer.hook(link, HookPhase::Request, clock.lap());
         match result {
             Ok(Flow::Continue) => {}
@@ -194,7 +197,10 @@ pub(super) async fn run<U: Upstream>(
     let mut answer_failed = false;
     for i in ran.descending() {
         let link = &links[i];
-        let result = guard::hook(|| link.plugin.on_response(&mut head, &mut ctx)).await;
+        let result = match guard::start(|| link.plugin.on_response(&mut head, &mut ctx)) {
+            Started::Done(result) => result,
+            Started::Waiting(future) => guard::finish(future).await,
+        };
         observer.hook(link, HookPhase::Response, clock.lap());
         if let Err(failure) = result {
             let failed = Failed::new(links, i, HookPhase::Response, failure, &ctx, &**observer);
