@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -45,16 +45,18 @@ impl Finisher {
             upstream_duration,
             error,
         } = self;
+        // One clock read: the request's duration ends where the first completion hook's starts.
+        let now = Instant::now();
         let completion = Completion {
             status: status.as_u16(),
             bytes_sent,
             bytes_received: received.map_or(0, |c| c.load(Ordering::Relaxed)),
-            duration: ctx.started.elapsed(),
+            duration: now.saturating_duration_since(ctx.started),
             upstream_duration,
             error: error.or(body_error),
             client_aborted,
         };
-        let mut clock = Lap::start();
+        let mut clock = Lap::starting_at(now);
         for i in (0..ran_until).rev().filter(|&i| ran.contains(i)) {
             let link = &links[i];
             if !link.has(Phases::COMPLETE) {

@@ -9,7 +9,7 @@ use futures::FutureExt;
 use http::{Response, StatusCode};
 
 use super::{ChainObserver, HookPhase, Link};
-use crate::plugin::{respond, Hook, PluginError, ProxyBody};
+use crate::plugin::{respond, BoxFuture, Hook, PluginError, ProxyBody};
 use hookway_crds::snapshot::ObjectKey;
 
 /// How a plugin call failed.
@@ -53,6 +53,37 @@ pub(crate) async fn hook<'a, T>(
             .map_err(panic_failure)?
             .map_err(Failure::Error),
     }
+}
+
+/// A hook called with panics caught: done, or waiting on its future.
+pub(crate) enum Started<'a, T> {
+    /// A ready hook's outcome.
+    Done(Result<T, Failure>),
+    /// An async hook's future, to be run by [`finish`].
+    Waiting(BoxFuture<'a, Result<T, PluginError>>),
+}
+
+/// Calls a hook catching panics, without a future of its own: a ready hook (most are) is done
+/// here, and only an async one needs [`finish`] awaited. (What [`hook`] does, without its
+/// state machine and the moves of the hook's outcome in and out of it on every call.)
+#[inline]
+pub(crate) fn start<'a, T>(
+    call: impl FnOnce() -> Hook<'a, Result<T, PluginError>>,
+) -> Started<'a, T> {
+    match catch_unwind(AssertUnwindSafe(call)) {
+        Ok(Hook::Ready(result)) => Started::Done(result.map_err(Failure::Error)),
+        Ok(Hook::Async(future)) => Started::Waiting(future),
+        Err(payload) => Started::Done(Err(panic_failure(payload))),
+    }
+}
+
+/// Runs the future of an async hook started by [`start`], catching panics.
+pub(crate) async fn finish<T>(future: BoxFuture<'_, Result<T, PluginError>>) -> Result<T, Failure> {
+    AssertUnwindSafe(future)
+        .catch_unwind()
+        .await
+        .map_err(panic_failure)?
+        .map_err(Failure::Error)
 }
 
 /// Runs a synchronous plugin call catching panics.

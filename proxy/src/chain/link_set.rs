@@ -10,6 +10,7 @@ pub struct LinkSet {
 
 impl LinkSet {
     /// Adds link `i`.
+    #[inline]
     pub fn insert(&mut self, i: usize) {
         if i < 64 {
             self.low |= 1 << i;
@@ -23,6 +24,7 @@ impl LinkSet {
     }
 
     /// Whether link `i` is in the set.
+    #[inline]
     pub fn contains(&self, i: usize) -> bool {
         if i < 64 {
             self.low & (1 << i) != 0

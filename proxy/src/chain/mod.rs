@@ -60,7 +60,7 @@ pub use body_filters::BodyFilterError;
 pub use link_set::LinkSet;
 pub use observer::{ChainObserver, HookPhase, ObserverSlot};
 
-use crate::plugin::{BoxFuture, Ctx, Phases, Plugin, ProxyBody, Registry};
+use crate::plugin::{Ctx, Phases, Plugin, ProxyBody, Registry};
 use exclude::ExcludePaths;
 use hookway_crds::snapshot::{ChainEntry, ObjectKey, RouteEntry, Snapshot, Tier};
 
@@ -78,13 +78,16 @@ pub struct UpstreamError {
 
 /// The innermost layer of the onion: sends the (possibly modified) request to the upstream the
 /// context names, or answers itself (e.g. the 404 of the no-route chain).
+///
+/// The runner is generic over it, so the call's future sits in the runner's own future instead
+/// of a box of its own (allocated, and the future copied into it, on every request).
 pub trait Upstream: Send + Sync {
     /// Performs the call.
     fn call<'a>(
         &'a self,
         req: Request<ProxyBody>,
         ctx: &'a mut Ctx,
-    ) -> BoxFuture<'a, Result<Response<ProxyBody>, UpstreamError>>;
+    ) -> impl Future<Output = Result<Response<ProxyBody>, UpstreamError>> + Send + 'a;
 }
 
 /// One plugin in a chain.
@@ -100,6 +103,8 @@ pub struct Link {
     pub exclude_paths: Arc<[String]>,
     /// The plugin's declared phases, read once.
     phases: Phases,
+    /// Whether the plugin leaves hop-by-hop fields and `Host` alone, read once.
+    keeps_hop_by_hop: bool,
     /// The observer's per-link storage (label-resolved metric handles).
     pub slot: ObserverSlot,
 }
@@ -115,6 +120,7 @@ impl Link {
             alias: alias.into(),
             plugin_kind: plugin_kind.into(),
             phases: plugin.phases(),
+            keeps_hop_by_hop: plugin.keeps_hop_by_hop(),
             plugin,
             exclude_paths: Arc::new([]),
             slot: ObserverSlot::default(),
@@ -145,6 +151,9 @@ pub struct Chain {
     phases: Phases,
     /// The links' aliases, in run order (what [`crate::plugin::PluginsRan`] refers to).
     aliases: Arc<[Arc<str>]>,
+    /// Whether every link leaves hop-by-hop fields and `Host` alone (see
+    /// [`Plugin::keeps_hop_by_hop`]).
+    keeps_hop_by_hop: bool,
 }
 
 /// The empty chain, shared: most Routes have no plugin, and each empty chain of its own would
@@ -159,6 +168,7 @@ impl Default for Chain {
                 has_excludes: false,
                 phases: Phases::default(),
                 aliases: Arc::new([]),
+                keeps_hop_by_hop: true,
             })
             .clone()
     }
@@ -180,6 +190,7 @@ impl Chain {
                 .iter()
                 .fold(Phases::HEADS, |all, link| all | link.phases),
             aliases: links.iter().map(|link| link.alias.clone()).collect(),
+            keeps_hop_by_hop: links.iter().all(|link| link.keeps_hop_by_hop),
             links: links.into(),
             excludes,
         }
@@ -212,11 +223,11 @@ impl Chain {
     /// Runs the request through the chain and `upstream`. Never fails: errors become responses.
     /// (The runner's own future, not one wrapping it: a future is moved whole, so every
     /// nesting level costs a copy.)
-    pub fn run<'a>(
+    pub fn run<'a, U: Upstream>(
         &'a self,
         req: Request<ProxyBody>,
         ctx: Ctx,
-        upstream: &'a dyn Upstream,
+        upstream: &'a U,
         observer: &'a Arc<dyn ChainObserver>,
     ) -> impl Future<Output = Response<ProxyBody>> + Send + 'a {
         run::run(self, req, ctx, upstream, observer)

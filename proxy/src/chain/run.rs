@@ -19,7 +19,7 @@ use http_body_util::BodyExt;
 
 use super::body_filters::{FilterStack, FilteredBody};
 use super::completion::{CompletionBody, Finisher};
-use super::guard::{self, Failure};
+use super::guard::{self, Failure, Started};
 use super::lap::Lap;
 use super::link_set::LinkSet;
 use super::whole_body::{self, Stop};
@@ -74,14 +74,18 @@ impl Ran {
     }
 }
 
-pub(super) async fn run(
+pub(super) async fn run<U: Upstream>(
     chain: &Chain,
     req: Request<ProxyBody>,
     mut ctx: Ctx,
-    upstream: &dyn Upstream,
+    upstream: &U,
     observer: &Arc<dyn ChainObserver>,
 ) -> Response<ProxyBody> {
     let links = &chain.links;
+    if !chain.keeps_hop_by_hop {
+        // A plugin may add hop-by-hop fields or a second `Host`: the upstream looks again.
+        ctx.hop_by_hop_removed = None;
+    }
     let (mut parts, body) = req.into_parts();
     let excluded = chain.excluded(parts.uri.path());
     let mut ran = Ran {
@@ -100,7 +104,10 @@ pub(super) async fn run(
         }
         ran.set.insert(i);
         ran.until = i + 1;
-        let result = guard::hook(|| link.plugin.on_request(&mut parts, &mut ctx)).await;
+        let result = match guard::start(|| link.plugin.on_request(&mut parts, &mut ctx)) {
+            Started::Done(result) => result,
+            Started::Waiting(future) => guard::finish(future).await,
+        };
         observer.hook(link, HookPhase::Request, clock.lap());
         match result {
             Ok(Flow::Continue) => {}
@@ -162,7 +169,12 @@ pub(super) async fn run(
                     failed.response
                 }
                 Ok(body) => {
-                    clock = Lap::start();
+                    if chain.takes_part(Phases::REQUEST_BODY) {
+                        // The body hooks may have waited (the whole body): the upstream's time
+                        // starts now. Otherwise the last request hook's lap ended a moment ago
+                        // and the upstream's starts there, without another clock read.
+                        clock = Lap::start();
+                    }
                     let result = upstream
                         .call(Request::from_parts(parts, body), &mut ctx)
                         .await;
@@ -185,7 +197,10 @@ pub(super) async fn run(
     let mut answer_failed = false;
     for i in ran.descending() {
         let link = &links[i];
-        let result = guard::hook(|| link.plugin.on_response(&mut head, &mut ctx)).await;
+        let result = match guard::start(|| link.plugin.on_response(&mut head, &mut ctx)) {
+            Started::Done(result) => result,
+            Started::Waiting(future) => guard::finish(future).await,
+        };
         observer.hook(link, HookPhase::Response, clock.lap());
         if let Err(failure) = result {
             let failed = Failed::new(links, i, HookPhase::Response, failure, &ctx, &**observer);

@@ -20,6 +20,7 @@ struct LinkTimers {
 }
 
 /// Observes `seconds` on `vec{plugin, alias, phase}` for `link`, for metrics instance `id`.
+#[inline]
 pub(super) fn observe(id: u64, vec: &HistogramVec, link: &Link, phase: HookPhase, seconds: f64) {
     let resolve = || vec.with_label_values(&[&*link.plugin_kind, &*link.alias, phase.as_str()]);
     let timers = link.slot.get_or_init(|| LinkTimers {

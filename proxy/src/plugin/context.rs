@@ -55,7 +55,8 @@ pub struct Ctx {
     /// `Some(upgrade)` when the request head reaches the upstream as it was when the client's
     /// hop-by-hop headers were removed (no plugin ran on it), so the upstream need not look for
     /// them again; `upgrade` is whether it asks for a protocol upgrade. `None` (the default)
-    /// whenever a plugin may have changed the head.
+    /// whenever a plugin may have changed those fields or `Host` (the chain sets it to `None`
+    /// unless every plugin of the chain [keeps them](crate::plugin::Plugin::keeps_hop_by_hop)).
     pub(crate) hop_by_hop_removed: Option<bool>,
 }
 

@@ -128,6 +128,17 @@ pub trait Plugin: Send + Sync + 'static {
         Phases::ALL
     }
 
+    /// Whether this plugin's request hooks ([`Plugin::on_request`],
+    /// [`Plugin::on_request_body`]) leave the request's hop-by-hop fields (`Connection`,
+    /// `Keep-Alive`, `Proxy-Authenticate`, `Proxy-Authorization`, `Proxy-Connection`, `TE`,
+    /// `Trailer`, `Transfer-Encoding`, `Upgrade`) and `Host` alone: never add, set, rename or
+    /// remove them. When every plugin of a chain says so, the upstream call trusts the server's
+    /// removal of the client's hop-by-hop fields and its single `Host` instead of looking again.
+    /// The default, `false`, is always correct.
+    fn keeps_hop_by_hop(&self) -> bool {
+        false
+    }
+
     /// Request head, in ascending order. May change the request, retarget the upstream via
     /// [`Ctx::target`], or answer now with [`Flow::Respond`].
     fn on_request<'a>(

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Empty, Full};
 use serde::{Deserialize, Serialize};
 
 use super::ProxyBody;
@@ -28,9 +28,12 @@ pub fn full(body: impl Into<Bytes>) -> ProxyBody {
         .boxed_unsync()
 }
 
-/// An empty body.
+/// An empty body. Boxes nothing: `Empty` and the error mapping are zero-sized, so no
+/// allocation is made (the server wraps every bodiless request in one).
 pub fn empty() -> ProxyBody {
-    full(Bytes::new())
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// A response with `status` and no body.
@@ -92,6 +95,16 @@ mod tests {
             v,
             serde_json::json!({"message": "[ip_restriction] Illegal IP!", "status_code": 403})
         );
+    }
+
+    /// What the server and the chain rely on: an empty body says so before it is polled.
+    #[tokio::test]
+    async fn an_empty_body_ends_at_once_and_says_so() {
+        use http_body::Body as _;
+        let mut body = empty();
+        assert!(body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), Some(0));
+        assert!(body.frame().await.is_none());
     }
 
     #[tokio::test]

@@ -112,6 +112,16 @@ impl HeaderOps {
         })
     }
 
+    /// Whether any operation names a hop-by-hop field or `Host`.
+    fn touches_hop_by_hop(&self) -> bool {
+        let renamed = self.rename.iter().flat_map(|(from, to)| [from, to]);
+        let set = self.set.iter().chain(&self.add).map(|(name, _)| name);
+        renamed
+            .chain(&self.remove)
+            .chain(set)
+            .any(header_config::is_hop_by_hop_or_host)
+    }
+
     fn is_empty(&self) -> bool {
         self.rename.is_empty()
             && self.remove.is_empty()
@@ -161,12 +171,16 @@ fn rename(headers: &mut HeaderMap, from: &HeaderName, to: &HeaderName) {
 pub struct HeadersPlugin {
     request: HeaderOps,
     response: HeaderOps,
+    /// Whether the request operations leave hop-by-hop fields and `Host` alone.
+    keeps_hop_by_hop: bool,
 }
 
 impl HeadersPlugin {
     fn new(config: &HeadersConfig) -> Result<Self, String> {
+        let request = HeaderOps::new("request", &config.request)?;
         let plugin = Self {
-            request: HeaderOps::new("request", &config.request)?,
+            keeps_hop_by_hop: !request.touches_hop_by_hop(),
+            request,
             response: HeaderOps::new("response", &config.response)?,
         };
         if plugin.request.is_empty() && plugin.response.is_empty() {
@@ -189,6 +203,10 @@ impl PluginFactory for Headers {
 impl Plugin for HeadersPlugin {
     fn phases(&self) -> Phases {
         Phases::HEADS
+    }
+
+    fn keeps_hop_by_hop(&self) -> bool {
+        self.keeps_hop_by_hop
     }
 
     fn on_request<'a>(
@@ -260,6 +278,31 @@ mod tests {
         assert!(sent.get("x-debug").is_none());
         assert!(sent.get("x-old").is_none());
         assert_eq!(values(&sent, "x-new"), ["1", "2"]);
+    }
+
+    #[test]
+    fn keeps_hop_by_hop_unless_a_request_operation_names_one() {
+        let keeps = |config| {
+            crate::plugins::testing::link("headers", config)
+                .plugin
+                .keeps_hop_by_hop()
+        };
+        assert!(keeps(
+            json!({"request": {"set": {"x-env": "a"}, "add": {"x-b": "b"},
+            "remove": ["x-c"], "rename": {"x-d": "x-e"}}})
+        ));
+        // The response side does not matter.
+        assert!(keeps(json!({"response": {"set": {"connection": "close"}}})));
+        for request in [
+            json!({"set": {"Host": "other"}}),
+            json!({"add": {"connection": "x-env"}}),
+            json!({"remove": ["TE"]}),
+            json!({"rename": {"upgrade": "x-upgrade"}}),
+            json!({"rename": {"x-old": "transfer-encoding"}}),
+            json!({"set": {"proxy-connection": "keep-alive"}}),
+        ] {
+            assert!(!keeps(json!({ "request": request })), "{request}");
+        }
     }
 
     #[test]

@@ -69,7 +69,7 @@ fn same_certificate(rt: &Runtime, sni: Option<&str>, host: &str) -> bool {
 
 /// Calls the upstream without a chain; errors become short plain answers.
 async fn call_direct(
-    up: &dyn Upstream,
+    up: &impl Upstream,
     req: Request<ProxyBody>,
     mut ctx: Ctx,
 ) -> Response<ProxyBody> {
@@ -179,11 +179,11 @@ pub async fn handle(
             let up = ProxyUpstream {
                 upstreams: &rt.upstreams,
             };
+            // The head is as cleaned above; the chain forgets it when a plugin may change it.
+            ctx.hop_by_hop_removed = Some(upgrade);
             let resp = if route.chain.links().is_empty() {
-                // No plugin between here and the upstream: the head is as cleaned above. Called
-                // in place, not through `dyn Upstream` (whose boxed future was allocated and
-                // copied for every request).
-                ctx.hop_by_hop_removed = Some(upgrade);
+                // No plugin between here and the upstream. Called in place, not through
+                // `dyn Upstream` (whose boxed future was allocated and copied for every request).
                 match up.forward(req, &mut ctx).await {
                     Ok(resp) => resp,
                     Err(err) => respond::text(err.status, &err.message),

@@ -23,7 +23,7 @@ use hyper_util::rt::TokioIo;
 use hookway_crds::snapshot::UpstreamProtocol;
 
 use crate::chain::{BodyFilterError, Upstream, UpstreamError};
-use crate::plugin::{BoxFuture, Ctx, ProxyBody};
+use crate::plugin::{Ctx, ProxyBody};
 use balancer::PickInput;
 use endpoint::{root_cause, Endpoint, Head, SendError};
 use guarded::GuardedBody;
@@ -40,8 +40,9 @@ impl Upstream for ProxyUpstream<'_> {
         &'a self,
         req: Request<ProxyBody>,
         ctx: &'a mut Ctx,
-    ) -> BoxFuture<'a, Result<Response<ProxyBody>, UpstreamError>> {
-        Box::pin(self.forward(req, ctx))
+    ) -> impl std::future::Future<Output = Result<Response<ProxyBody>, UpstreamError>> + Send + 'a
+    {
+        self.forward(req, ctx)
     }
 }
 
@@ -53,13 +54,12 @@ impl Upstream for NoRoute {
         &'a self,
         _req: Request<ProxyBody>,
         _ctx: &'a mut Ctx,
-    ) -> BoxFuture<'a, Result<Response<ProxyBody>, UpstreamError>> {
-        Box::pin(async {
-            Ok(crate::plugin::respond::text(
-                StatusCode::NOT_FOUND,
-                "no route matched",
-            ))
-        })
+    ) -> impl std::future::Future<Output = Result<Response<ProxyBody>, UpstreamError>> + Send + 'a
+    {
+        std::future::ready(Ok(crate::plugin::respond::text(
+            StatusCode::NOT_FOUND,
+            "no route matched",
+        )))
     }
 }
 

@@ -23,8 +23,8 @@ use http_body_util::{BodyExt, StreamBody};
 
 use super::{Chain, ChainObserver, HookPhase, Link, Upstream, UpstreamError};
 use crate::plugin::{
-    respond, BodyFilter, BoxError, BoxFuture, Completion, Ctx, Flow, Hook, Phases, Plugin,
-    PluginError, ProxyBody,
+    respond, BodyFilter, BoxError, Completion, Ctx, Flow, Hook, Phases, Plugin, PluginError,
+    ProxyBody,
 };
 use hookway_crds::snapshot::ObjectKey;
 
@@ -315,7 +315,8 @@ impl Upstream for TestUpstream {
         &'a self,
         req: Request<ProxyBody>,
         _ctx: &'a mut Ctx,
-    ) -> BoxFuture<'a, Result<Response<ProxyBody>, UpstreamError>> {
+    ) -> impl std::future::Future<Output = Result<Response<ProxyBody>, UpstreamError>> + Send + 'a
+    {
         Box::pin(async move {
             let (parts, body) = req.into_parts();
             let body = body.collect().await.expect("request body").to_bytes();

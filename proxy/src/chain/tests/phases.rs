@@ -82,3 +82,49 @@ async fn a_filter_from_an_undeclared_phase_fails_debug_builds() {
     let upstream = TestUpstream::new(Answer::Chunks(vec!["x"]));
     let _ = run(links, get("/"), &upstream).await;
 }
+
+/// Records what the chain told it about the head's hop-by-hop fields.
+#[derive(Default)]
+struct SeesHopByHop(std::sync::Mutex<Option<Option<bool>>>);
+
+impl Upstream for SeesHopByHop {
+    fn call<'a>(
+        &'a self,
+        _req: Request<ProxyBody>,
+        ctx: &'a mut Ctx,
+    ) -> impl std::future::Future<Output = Result<Response<ProxyBody>, UpstreamError>> + Send + 'a
+    {
+        *self.0.lock().unwrap() = Some(ctx.hop_by_hop_removed);
+        std::future::ready(Ok(Response::new(respond::empty())))
+    }
+}
+
+#[tokio::test]
+async fn the_upstream_looks_for_hop_by_hop_fields_again_unless_every_plugin_keeps_them() {
+    use crate::plugins::testing::link;
+    use serde_json::json;
+
+    let keeps = || link("headers", json!({"request": {"set": {"x-env": "a"}}}));
+    let adds_connection = || {
+        link(
+            "headers",
+            json!({"request": {"add": {"connection": "x-env"}}}),
+        )
+    };
+    let undeclared = || probe("undeclared", &Arc::new(Log::default())).link();
+    for (links, expected) in [
+        (vec![keeps(), keeps()], Some(true)),
+        (vec![keeps(), adds_connection()], None),
+        (vec![undeclared(), keeps()], None),
+    ] {
+        let upstream = SeesHopByHop::default();
+        let observer: Arc<dyn ChainObserver> = Arc::new(Observer::default());
+        let mut ctx = ctx();
+        // As the server leaves it: the client's hop-by-hop fields removed, an upgrade asked.
+        ctx.hop_by_hop_removed = Some(true);
+        Chain::new(links)
+            .run(get("/"), ctx, &upstream, &observer)
+            .await;
+        assert_eq!(*upstream.0.lock().unwrap(), Some(expected));
+    }
+}

@@ -18,7 +18,8 @@ impl Upstream for Fast {
         &'a self,
         _req: Request<ProxyBody>,
         _ctx: &'a mut Ctx,
-    ) -> BoxFuture<'a, Result<Response<ProxyBody>, UpstreamError>> {
+    ) -> impl std::future::Future<Output = Result<Response<ProxyBody>, UpstreamError>> + Send + 'a
+    {
         Box::pin(async { Ok(Response::new(respond::full(Bytes::from_static(b"ok")))) })
     }
 }

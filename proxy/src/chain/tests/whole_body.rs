@@ -192,7 +192,8 @@ impl Upstream for FirstChunk {
         &'a self,
         req: Request<ProxyBody>,
         _ctx: &'a mut Ctx,
-    ) -> BoxFuture<'a, Result<Response<ProxyBody>, UpstreamError>> {
+    ) -> impl std::future::Future<Output = Result<Response<ProxyBody>, UpstreamError>> + Send + 'a
+    {
         Box::pin(async move {
             let (parts, mut body) = req.into_parts();
             let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
