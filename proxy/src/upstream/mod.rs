@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
-use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 
 use hookway_crds::snapshot::UpstreamProtocol;
@@ -26,7 +25,6 @@ use crate::chain::{BodyFilterError, Upstream, UpstreamError};
 use crate::plugin::{Ctx, ProxyBody};
 use balancer::PickInput;
 use endpoint::{root_cause, Endpoint, Head, SendError};
-use guarded::GuardedBody;
 pub use pool::{UpstreamPool, UpstreamSlot, Upstreams};
 
 /// Sends requests to the upstreams of one runtime.
@@ -289,11 +287,12 @@ impl ProxyUpstream<'_> {
             } else {
                 Head::Lent(&parts)
             };
+            // Held by the response body (a failed attempt drops it).
             let guard = fixed.is_none().then(|| pool.balancer.start(node));
             let started = Instant::now();
             // The request's own deadline, on a pooled timer (no timer-wheel entry per request);
             // the send future stays where it is pinned.
-            let send = std::pin::pin!(endpoint.send_head(head, body, upgrade));
+            let send = std::pin::pin!(endpoint.send_head(head, body, upgrade, guard));
             let sent = pool.client.timers().timeout(timeout, send);
             match sent.await {
                 Err(crate::server::timer::Elapsed) => {
@@ -359,7 +358,7 @@ impl ProxyUpstream<'_> {
                         format!("upstream error: {cause}"),
                     ));
                 }
-                Ok(Ok((mut resp, checkin))) => {
+                Ok(Ok(mut resp)) => {
                     pool.upstream_duration
                         .observe(started.elapsed().as_secs_f64());
                     if !last && pool.retry_on_status.contains(&resp.status().as_u16()) {
@@ -378,11 +377,8 @@ impl ProxyUpstream<'_> {
                         let (parts, _) = resp.into_parts();
                         return Ok(Response::from_parts(parts, crate::plugin::respond::empty()));
                     }
-                    return Ok(resp.map(|b| {
-                        GuardedBody::new(b, guard, checkin)
-                            .map_err(crate::plugin::BoxError::from)
-                            .boxed_unsync()
-                    }));
+                    // Its body was built where it was read (guard and connection in it).
+                    return Ok(resp);
                 }
             }
         }
