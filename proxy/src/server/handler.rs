@@ -142,30 +142,30 @@ pub async fn handle(
     }
 
     let limit = usize::try_from(shared.max_body_bytes).unwrap_or(usize::MAX);
-    let req = req.map(|b| {
-        if b.is_end_stream() {
-            respond::empty()
-        } else {
-            Limited::new(b, limit).boxed_unsync()
-        }
-    });
+    // Apart: the head stays here, lent to the upstream call when the route has no plugins.
+    let (mut parts, body) = req.into_parts();
+    let body = if body.is_end_stream() {
+        respond::empty()
+    } else {
+        Limited::new(body, limit).boxed_unsync()
+    };
 
     // The canonical authority: `canonicalize` wrote it into `Host`.
-    let host = req
-        .headers()
+    let host = parts
+        .headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok());
     let matched = rt.router.find(&RequestView {
         host,
-        method: req.method(),
-        path: req.uri().path(),
-        query: req.uri().query(),
-        headers: req.headers(),
+        method: &parts.method,
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers: &parts.headers,
         tls: conn.tls,
     });
-    let method = method_label(req.method());
-    if let Some(id) = req
-        .headers()
+    let method = method_label(&parts.method);
+    if let Some(id) = parts
+        .headers
         .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
     {
@@ -184,12 +184,13 @@ pub async fn handle(
             let resp = if route.chain.links().is_empty() {
                 // No plugin between here and the upstream. Called in place, not through
                 // `dyn Upstream` (whose boxed future was allocated and copied for every request).
-                match up.forward(req, &mut ctx).await {
+                match up.forward(&mut parts, body, &mut ctx).await {
                     Ok(resp) => resp,
                     Err(err) => respond::text(err.status, &err.message),
                 }
             } else {
                 ctx.route = Some(route.key.clone());
+                let req = Request::from_parts(parts, body);
                 route.chain.run(req, ctx, &up, &shared.observer).await
             };
             (
@@ -200,6 +201,7 @@ pub async fn handle(
             )
         }
         None => {
+            let req = Request::from_parts(parts, body);
             let resp = if rt.default_chain.links().is_empty() {
                 call_direct(&NoRoute, req, ctx).await
             } else {

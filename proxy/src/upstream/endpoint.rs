@@ -26,13 +26,16 @@ use hookway_crds::snapshot::UpstreamProtocol;
 use http::uri::{Authority, Scheme};
 use http::{header, request, Request, Response, Uri, Version};
 use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::client::legacy::connect::Connection as _;
 use hyper_util::rt::TokioIo;
 use tower_service::Service;
 
+use super::balancer::InFlight;
 use super::client::Connectors;
+use super::guarded::GuardedBody;
 use super::h1;
 use super::http2::{self as h2conn, Checkout, Failure, H2Conns, NewConn, Slot};
 use crate::plugin::{BoxError, ProxyBody};
@@ -72,7 +75,7 @@ pub struct IdleSettings {
 }
 
 struct Idle {
-    conn: h1::Conn,
+    conn: Box<h1::Conn>,
     since: Instant,
 }
 
@@ -156,12 +159,21 @@ impl http_body::Body for UpstreamBody {
 
 /// A new connection: HTTP/1.1, or HTTP/2 (by ALPN or prior knowledge).
 enum Conn {
-    Http1(h1::Conn),
+    /// Boxed: it travels with every response (its body owns it) and in and out of the idle
+    /// pool; a pointer moves where ~120 bytes were copied.
+    Http1(Box<h1::Conn>),
     Http2(NewConn),
 }
 
-/// A response and, for an HTTP/2 stream, what frees it.
-type Sent = (Response<UpstreamBody>, Option<Checkin>);
+/// A response as the proxy passes it on: its body holds what must live until it ends (the
+/// node's in-flight guard, an HTTP/2 stream's checkin, an HTTP/1.1 connection). Built where the
+/// response is read, so the layers above move a 128-byte response, not the upstream's.
+type Sent = Response<ProxyBody>;
+
+/// The body passed on: `body` with the node's in-flight `guard` and the stream's `checkin`.
+fn passed_on(body: UpstreamBody, guard: Option<InFlight>, checkin: Option<Checkin>) -> ProxyBody {
+    GuardedBody::new(body, guard, checkin).boxed_unsync()
+}
 
 /// How many new HTTP/2 connections one request may open when each closes before taking it.
 const MAX_FRESH_CONNECTIONS: u32 = 3;
@@ -222,7 +234,7 @@ impl Endpoint {
     }
 
     /// The most recently used idle connection that is still open.
-    fn take(&self) -> Option<h1::Conn> {
+    fn take(&self) -> Option<Box<h1::Conn>> {
         let now = Instant::now();
         let mut idle = self.lock();
         while let Some(mut idle_conn) = idle.pop() {
@@ -236,7 +248,7 @@ impl Endpoint {
     }
 
     /// Gives back a connection whose response has been read to its end.
-    pub(super) fn put(&self, conn: h1::Conn) {
+    pub(super) fn put(&self, conn: Box<h1::Conn>) {
         let mut idle = self.lock();
         if idle.len() >= self.settings.max {
             // The oldest is the least likely to be wanted again.
@@ -264,7 +276,7 @@ impl Endpoint {
     pub async fn send(self: &Arc<Self>, req: Request<ProxyBody>) -> Result<Sent, SendError> {
         let (parts, body) = req.into_parts();
         let upgrade = super::headers::is_upgrade(&parts.headers);
-        self.send_head(Head::Owned(Box::new(parts)), body, upgrade)
+        self.send_head(Head::Owned(Box::new(parts)), body, upgrade, None)
             .await
     }
 
@@ -284,13 +296,17 @@ impl Endpoint {
         head: Head<'_>,
         body: ProxyBody,
         upgrade: bool,
+        guard: Option<InFlight>,
     ) -> Result<Sent, SendError> {
         debug_assert_eq!(upgrade, super::headers::is_upgrade(&head.headers));
         match self.protocol {
             UpstreamProtocol::Http1 if upgrade => {
-                Box::pin(self.send_upgrade(owned(head, body), UpstreamProtocol::Http1)).await
+                Box::pin(self.send_upgrade(owned(head, body), UpstreamProtocol::Http1, guard)).await
             }
-            UpstreamProtocol::Http1 => self.send_http1(head, body, UpstreamProtocol::Http1).await,
+            UpstreamProtocol::Http1 => {
+                self.send_http1(head, body, UpstreamProtocol::Http1, guard)
+                    .await
+            }
             UpstreamProtocol::Http2 => {
                 if upgrade {
                     return Err(SendError::Protocol(format!(
@@ -299,7 +315,7 @@ impl Endpoint {
                     )));
                 }
                 // Boxed: an HTTP/1.1 request's future stays as small as before.
-                Box::pin(self.send_http2(owned(head, body))).await
+                Box::pin(self.send_http2(owned(head, body), guard)).await
             }
             UpstreamProtocol::Auto => {
                 if upgrade {
@@ -307,11 +323,12 @@ impl Endpoint {
                     let mut req = owned(head, body);
                     // `te: trailers` was kept for HTTP/2; it is hop-by-hop in HTTP/1.1.
                     req.headers_mut().remove(header::TE);
-                    Box::pin(self.send_upgrade(req, UpstreamProtocol::Http1)).await
+                    Box::pin(self.send_upgrade(req, UpstreamProtocol::Http1, guard)).await
                 } else if self.speaks_h2.load(Ordering::Relaxed) {
-                    Box::pin(self.send_http2(owned(head, body))).await
+                    Box::pin(self.send_http2(owned(head, body), guard)).await
                 } else {
-                    self.send_http1(head, body, UpstreamProtocol::Auto).await
+                    self.send_http1(head, body, UpstreamProtocol::Auto, guard)
+                        .await
                 }
             }
         }
@@ -324,6 +341,7 @@ impl Endpoint {
         head: Head<'_>,
         mut body: ProxyBody,
         offer: UpstreamProtocol,
+        guard: Option<InFlight>,
     ) -> Result<Sent, SendError> {
         // Idle connections first; a stale one sends an idempotent bodiless request again.
         while let Some(mut conn) = self.take() {
@@ -331,7 +349,7 @@ impl Endpoint {
                 Err(h1::Failure::Stale(err)) => {
                     tracing::debug!(endpoint = %self.authority(), error = %err, "idle upstream connection was closed; sending again");
                 }
-                done => return self.respond(done, conn),
+                done => return self.respond(done, conn, guard),
             }
         }
         // Boxed: the connect and handshake state (TLS included) would otherwise sit in every
@@ -339,11 +357,11 @@ impl Endpoint {
         match Box::pin(self.connect(offer)).await? {
             Conn::Http1(mut conn) => {
                 let done = h1::exchange(&mut conn, &head, &mut body).await;
-                self.respond(done, conn)
+                self.respond(done, conn, guard)
             }
             Conn::Http2(conn) => {
                 self.h2.add(conn);
-                Box::pin(self.send_http2(owned(head, body))).await
+                Box::pin(self.send_http2(owned(head, body), guard)).await
             }
         }
     }
@@ -352,7 +370,8 @@ impl Endpoint {
     fn respond(
         self: &Arc<Self>,
         done: Result<h1::Head, h1::Failure>,
-        conn: h1::Conn,
+        conn: Box<h1::Conn>,
+        guard: Option<InFlight>,
     ) -> Result<Sent, SendError> {
         let head = match done {
             Ok(head) => head,
@@ -362,11 +381,11 @@ impl Endpoint {
             }
         };
         let body = h1::Body::new(conn, self.clone(), head.framing, head.keep_alive);
-        let mut resp = Response::new(UpstreamBody::Http1(body));
+        let mut resp = Response::new(passed_on(UpstreamBody::Http1(body), guard, None));
         *resp.status_mut() = head.status;
         *resp.version_mut() = head.version;
         *resp.headers_mut() = head.headers;
-        Ok((resp, None))
+        Ok(resp)
     }
 
     /// An Upgrade (WebSocket) request: hyper's HTTP/1.1 client on a new connection, which
@@ -375,6 +394,7 @@ impl Endpoint {
         self: &Arc<Self>,
         req: Request<ProxyBody>,
         offer: UpstreamProtocol,
+        guard: Option<InFlight>,
     ) -> Result<Sent, SendError> {
         // A new connection: on `101` it becomes the tunnel anyway, and hyper could not send the
         // request again if an idle one turned out closed.
@@ -403,11 +423,15 @@ impl Endpoint {
         let resp = sender.send_request(req).await?;
         // Dropping the sender closes the connection once this response is read (or, on 101,
         // leaves it to the tunnel).
-        Ok((resp.map(UpstreamBody::Hyper), None))
+        Ok(resp.map(|b| passed_on(UpstreamBody::Hyper(b), guard, None)))
     }
 
     /// HTTP/2: a stream on a shared connection, opening one when none has a free stream.
-    async fn send_http2(self: &Arc<Self>, req: Request<ProxyBody>) -> Result<Sent, SendError> {
+    async fn send_http2(
+        self: &Arc<Self>,
+        req: Request<ProxyBody>,
+        guard: Option<InFlight>,
+    ) -> Result<Sent, SendError> {
         let (mut req, body_error) = h2conn::tap_body(req);
         let mut fresh = 0;
         loop {
@@ -421,11 +445,12 @@ impl Endpoint {
                             // The client side answers in its own version; hyper writes an
                             // HTTP/1.1 response head for a response marked HTTP/1.1.
                             *resp.version_mut() = Version::HTTP_11;
-                            let resp = resp.map(UpstreamBody::Hyper);
-                            if http_body::Body::is_end_stream(resp.body()) {
-                                return Ok((resp, None));
-                            }
-                            return Ok((resp, Some(Checkin(slot))));
+                            // A stream whose response has ended is freed now.
+                            let checkin = (!http_body::Body::is_end_stream(resp.body()))
+                                .then(|| Checkin(slot));
+                            return Ok(
+                                resp.map(|b| passed_on(UpstreamBody::Hyper(b), guard, checkin))
+                            );
                         }
                         Err(mut err) => match err.take_message() {
                             // The connection closed before taking it: another connection.
@@ -465,7 +490,7 @@ impl Endpoint {
                             req.headers_mut().remove(header::TE);
                             let (parts, mut body) = req.into_parts();
                             let done = h1::exchange(&mut conn, &parts, &mut body).await;
-                            return self.respond(done, conn);
+                            return self.respond(done, conn, guard);
                         }
                         Err(err) => {
                             connecting.fail(&err.to_string());
@@ -521,7 +546,7 @@ impl Endpoint {
                 .map(Conn::Http2)
                 .map_err(|err| SendError::Connect(root_cause(&err)));
         }
-        Ok(Conn::Http1(h1::Conn::new(h1::Io::from(io))))
+        Ok(Conn::Http1(Box::new(h1::Conn::new(h1::Io::from(io)))))
     }
 }
 
@@ -648,9 +673,13 @@ mod tests {
     }
 
     async fn read_all(endpoint: &Arc<Endpoint>, host: &str) -> Result<String, SendError> {
-        let (resp, checkin) = endpoint.send(request(host)).await?;
-        let body = crate::upstream::guarded::GuardedBody::new(resp.into_body(), None, checkin);
-        let bytes = body.collect().await.map_err(SendError::Body)?.to_bytes();
+        let resp = endpoint.send(request(host)).await?;
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(SendError::Body)?
+            .to_bytes();
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
@@ -675,12 +704,8 @@ mod tests {
         let (uri, accepted) = upstream("a long enough body", None).await;
         let ep = endpoint(&uri);
         let host = uri.authority().unwrap().as_str().to_owned();
-        let (resp, checkin) = ep.send(request(&host)).await.unwrap();
-        drop(crate::upstream::guarded::GuardedBody::new(
-            resp.into_body(),
-            None,
-            checkin,
-        ));
+        let resp = ep.send(request(&host)).await.unwrap();
+        drop(resp.into_body());
         assert_eq!(ep.idle_count(), 0, "not returned unread");
         assert_eq!(read_all(&ep, &host).await.unwrap(), "a long enough body");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);

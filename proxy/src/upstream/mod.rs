@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
-use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 
 use hookway_crds::snapshot::UpstreamProtocol;
@@ -26,7 +25,6 @@ use crate::chain::{BodyFilterError, Upstream, UpstreamError};
 use crate::plugin::{Ctx, ProxyBody};
 use balancer::PickInput;
 use endpoint::{root_cause, Endpoint, Head, SendError};
-use guarded::GuardedBody;
 pub use pool::{UpstreamPool, UpstreamSlot, Upstreams};
 
 /// Sends requests to the upstreams of one runtime.
@@ -42,7 +40,8 @@ impl Upstream for ProxyUpstream<'_> {
         ctx: &'a mut Ctx,
     ) -> impl std::future::Future<Output = Result<Response<ProxyBody>, UpstreamError>> + Send + 'a
     {
-        self.forward(req, ctx)
+        let (parts, body) = req.into_parts();
+        self.forward(parts, body, ctx)
     }
 }
 
@@ -123,13 +122,22 @@ fn is_idempotent(method: &http::Method) -> bool {
 }
 
 impl ProxyUpstream<'_> {
-    /// Sends `req` to the upstream `ctx` names (what [`Upstream::call`] does, without boxing
-    /// the future: the server calls it in place when a route has no plugins).
-    pub(crate) async fn forward(
+    /// Sends the request of head `parts` and `body` to the upstream `ctx` names (what
+    /// [`Upstream::call`] does, without boxing the future: the server calls it in place when a
+    /// route has no plugins). The head is the future's own (a chain's request) or lent (the
+    /// server's, which then stays where it is rather than being moved into this future); it is
+    /// rewritten for the upstream, and only a last attempt to hyper's clients (HTTP/2, Upgrade)
+    /// takes it, leaving an empty head.
+    pub(crate) async fn forward<P>(
         &self,
-        mut req: Request<ProxyBody>,
+        mut parts: P,
+        body: ProxyBody,
         ctx: &mut Ctx,
-    ) -> Result<Response<ProxyBody>, UpstreamError> {
+    ) -> Result<Response<ProxyBody>, UpstreamError>
+    where
+        P: std::borrow::BorrowMut<http::request::Parts> + Send,
+    {
+        let parts: &mut http::request::Parts = parts.borrow_mut();
         let pool = ctx
             .upstream
             .as_ref()
@@ -138,10 +146,9 @@ impl ProxyUpstream<'_> {
             .ok_or_else(|| fail(StatusCode::SERVICE_UNAVAILABLE, "no healthy endpoints"))?;
         let upgrade = match ctx.hop_by_hop_removed {
             Some(upgrade) => upgrade,
-            None => headers::is_upgrade(req.headers()),
+            None => headers::is_upgrade(&parts.headers),
         };
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        let (mut parts, body) = req.into_parts();
+        let client_upgrade = upgrade.then(|| client_upgrade(parts));
 
         // Request head for the upstream.
         let (host, host_field) = match parts.headers.get(header::HOST) {
@@ -285,15 +292,16 @@ impl ProxyUpstream<'_> {
             let body = body.take().unwrap_or_else(crate::plugin::respond::empty);
             let head = if last && (upgrade || endpoint.protocol() != UpstreamProtocol::Http1) {
                 // Not moved for HTTP/1.1 (a head moved is a 224-byte copy, more than once).
-                Head::Owned(Box::new(std::mem::replace(&mut parts, empty_head())))
+                Head::Owned(Box::new(std::mem::replace(parts, empty_head())))
             } else {
-                Head::Lent(&parts)
+                Head::Lent(parts)
             };
+            // Held by the response body (a failed attempt drops it).
             let guard = fixed.is_none().then(|| pool.balancer.start(node));
             let started = Instant::now();
             // The request's own deadline, on a pooled timer (no timer-wheel entry per request);
             // the send future stays where it is pinned.
-            let send = std::pin::pin!(endpoint.send_head(head, body, upgrade));
+            let send = std::pin::pin!(endpoint.send_head(head, body, upgrade, guard));
             let sent = pool.client.timers().timeout(timeout, send);
             match sent.await {
                 Err(crate::server::timer::Elapsed) => {
@@ -359,7 +367,7 @@ impl ProxyUpstream<'_> {
                         format!("upstream error: {cause}"),
                     ));
                 }
-                Ok(Ok((mut resp, checkin))) => {
+                Ok(Ok(mut resp)) => {
                     pool.upstream_duration
                         .observe(started.elapsed().as_secs_f64());
                     if !last && pool.retry_on_status.contains(&resp.status().as_u16()) {
@@ -378,16 +386,23 @@ impl ProxyUpstream<'_> {
                         let (parts, _) = resp.into_parts();
                         return Ok(Response::from_parts(parts, crate::plugin::respond::empty()));
                     }
-                    return Ok(resp.map(|b| {
-                        GuardedBody::new(b, guard, checkin)
-                            .map_err(crate::plugin::BoxError::from)
-                            .boxed_unsync()
-                    }));
+                    // Its body was built where it was read (guard and connection in it).
+                    return Ok(resp);
                 }
             }
         }
         Err(last_error)
     }
+}
+
+/// The client side of an Upgrade request, from its head (what `hyper::upgrade::on` takes from a
+/// request's extensions).
+fn client_upgrade(parts: &mut http::request::Parts) -> hyper::upgrade::OnUpgrade {
+    let mut req = Request::new(());
+    *req.extensions_mut() = std::mem::take(&mut parts.extensions);
+    let on = hyper::upgrade::on(&mut req);
+    parts.extensions = std::mem::take(req.extensions_mut());
+    on
 }
 
 /// A head with nothing in it, left where one was handed over.

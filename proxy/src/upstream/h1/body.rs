@@ -16,7 +16,7 @@ use crate::upstream::endpoint::Endpoint;
 
 /// The body of a response read by [`super::exchange`].
 pub struct Body {
-    conn: Option<Conn>,
+    conn: Option<Box<Conn>>,
     endpoint: Arc<Endpoint>,
     decoder: BodyDecoder,
     keep_alive: bool,
@@ -33,7 +33,12 @@ impl std::fmt::Debug for Body {
 
 impl Body {
     /// The body framed by `framing` on `conn`, whose read buffer holds what followed the head.
-    pub fn new(conn: Conn, endpoint: Arc<Endpoint>, framing: Framing, keep_alive: bool) -> Self {
+    pub fn new(
+        conn: Box<Conn>,
+        endpoint: Arc<Endpoint>,
+        framing: Framing,
+        keep_alive: bool,
+    ) -> Self {
         let mut body = Self {
             conn: Some(conn),
             endpoint,

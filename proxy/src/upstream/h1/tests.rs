@@ -125,7 +125,7 @@ enum Outcome {
 }
 
 async fn fetch(ep: &Arc<Endpoint>, method: Method) -> Outcome {
-    let (resp, _) = match ep
+    let resp = match ep
         .send(request(method, crate::plugin::respond::empty()))
         .await
     {
@@ -315,7 +315,7 @@ async fn a_response_body_is_streamed_not_buffered() {
         let _ = sock.read(&mut rest).await;
     });
     let ep = endpoint(&uri);
-    let (resp, _) = ep
+    let resp = ep
         .send(request(Method::GET, crate::plugin::respond::empty()))
         .await
         .unwrap();
@@ -345,7 +345,7 @@ async fn request_bodies_are_framed_as_hyper_frames_them() {
     let up = upstream(vec![]).await;
     let ep = endpoint(&up.uri);
     // Unknown length: chunked.
-    let (resp, _) = ep
+    let resp = ep
         .send(request(Method::POST, streamed(&["ab", "", "cde"])))
         .await
         .unwrap();
@@ -354,7 +354,7 @@ async fn request_bodies_are_framed_as_hyper_frames_them() {
     let mut req = request(Method::PUT, streamed(&["ab", "c"]));
     req.headers_mut()
         .insert(http::header::CONTENT_LENGTH, "3".parse().unwrap());
-    let (resp, _) = ep.send(req).await.unwrap();
+    let resp = ep.send(req).await.unwrap();
     resp.into_body().collect().await.unwrap();
     // A body shorter than its Content-Length is the request's failure, not a response.
     let mut req = request(Method::PUT, streamed(&["ab"]));
@@ -542,7 +542,7 @@ async fn an_upstream_answering_before_it_takes_the_body_is_answered_at_once() {
         let sent = tokio::time::timeout(std::time::Duration::from_secs(20), ep.send(req))
             .await
             .unwrap_or_else(|_| panic!("{name}: still sending the body"));
-        let (resp, _) = sent.unwrap_or_else(|err| panic!("{name}: {err}"));
+        let resp = sent.unwrap_or_else(|err| panic!("{name}: {err}"));
         assert_eq!(resp.status().as_u16(), *status, "{name}");
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(
