@@ -226,7 +226,7 @@ impl Chain {
     pub fn run<'a, U: Upstream>(
         &'a self,
         req: Request<ProxyBody>,
-        ctx: Ctx,
+        ctx: &'a mut Ctx,
         upstream: &'a U,
         observer: &'a Arc<dyn ChainObserver>,
     ) -> impl Future<Output = Response<ProxyBody>> + Send + 'a {

@@ -190,7 +190,7 @@ pub async fn handle(
                 }
             } else {
                 ctx.route = Some(route.key.clone());
-                route.chain.run(req, ctx, &up, &shared.observer).await
+                route.chain.run(req, &mut ctx, &up, &shared.observer).await
             };
             (
                 resp,
@@ -204,7 +204,7 @@ pub async fn handle(
                 call_direct(&NoRoute, req, ctx).await
             } else {
                 rt.default_chain
-                    .run(req, ctx, &NoRoute, &shared.observer)
+                    .run(req, &mut ctx, &NoRoute, &shared.observer)
                     .await
             };
             (resp, "", "", &rt.no_route_duration)
