@@ -58,6 +58,7 @@ use http::{Request, Response, StatusCode};
 
 pub use body_filters::BodyFilterError;
 pub use link_set::LinkSet;
+pub(crate) use observer::LinkTimers;
 pub use observer::{ChainObserver, HookPhase, ObserverSlot};
 
 use crate::plugin::{Ctx, Phases, Plugin, ProxyBody, Registry};
