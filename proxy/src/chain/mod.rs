@@ -197,14 +197,22 @@ impl Chain {
         }
     }
 
-    /// The links skipped for a request to `path`.
+    /// The links skipped for a request to `path` (in place, without a call, when no link has
+    /// `exclude_paths`).
+    #[inline]
     fn excluded(&self, path: &str) -> LinkSet {
-        let mut set = LinkSet::default();
         if self.has_excludes {
-            for (i, exclude) in self.excludes.iter().enumerate() {
-                if exclude.matches(path) {
-                    set.insert(i);
-                }
+            self.matching_excludes(path)
+        } else {
+            LinkSet::default()
+        }
+    }
+
+    fn matching_excludes(&self, path: &str) -> LinkSet {
+        let mut set = LinkSet::default();
+        for (i, exclude) in self.excludes.iter().enumerate() {
+            if exclude.matches(path) {
+                set.insert(i);
             }
         }
         set

@@ -138,10 +138,16 @@ pub(super) async fn run<U: Upstream>(
         None => {
             // The request body: streaming filters, then the opt-in whole-body hook.
             let prepared = if !chain.takes_part(Phases::REQUEST_BODY) {
-                // No plugin of this chain touches request bodies.
-                let (body, counter) = counted(body, completion, Layers::default(), links, observer);
-                received = counter;
-                Ok(body)
+                // No plugin of this chain touches request bodies; without a completion hook
+                // nobody counts its bytes either.
+                if completion {
+                    let (body, counter) =
+                        counted(body, completion, Layers::default(), links, observer);
+                    received = counter;
+                    Ok(body)
+                } else {
+                    Ok(body)
+                }
             } else {
                 match request_body(links, &ran, completion, &mut parts, body, ctx, observer) {
                     Err(failed) => Err(Stop::Failed(failed)),
