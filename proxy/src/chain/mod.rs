@@ -58,6 +58,7 @@ use http::{Request, Response, StatusCode};
 
 pub use body_filters::BodyFilterError;
 pub use link_set::LinkSet;
+pub(crate) use observer::LinkTimers;
 pub use observer::{ChainObserver, HookPhase, ObserverSlot};
 
 use crate::plugin::{Ctx, Phases, Plugin, ProxyBody, Registry};
@@ -196,14 +197,22 @@ impl Chain {
         }
     }
 
-    /// The links skipped for a request to `path`.
+    /// The links skipped for a request to `path` (in place, without a call, when no link has
+    /// `exclude_paths`).
+    #[inline]
     fn excluded(&self, path: &str) -> LinkSet {
-        let mut set = LinkSet::default();
         if self.has_excludes {
-            for (i, exclude) in self.excludes.iter().enumerate() {
-                if exclude.matches(path) {
-                    set.insert(i);
-                }
+            self.matching_excludes(path)
+        } else {
+            LinkSet::default()
+        }
+    }
+
+    fn matching_excludes(&self, path: &str) -> LinkSet {
+        let mut set = LinkSet::default();
+        for (i, exclude) in self.excludes.iter().enumerate() {
+            if exclude.matches(path) {
+                set.insert(i);
             }
         }
         set
@@ -226,7 +235,7 @@ impl Chain {
     pub fn run<'a, U: Upstream>(
         &'a self,
         req: Request<ProxyBody>,
-        ctx: Ctx,
+        ctx: &'a mut Ctx,
         upstream: &'a U,
         observer: &'a Arc<dyn ChainObserver>,
     ) -> impl Future<Output = Response<ProxyBody>> + Send + 'a {

@@ -1,12 +1,12 @@
 //! What the chain tells the outside world while it runs: hook timings and plugin failures
 //! (the proxy's metrics implement [`ChainObserver`]).
 
-use std::any::Any;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use hookway_crds::snapshot::ObjectKey;
+use prometheus::Histogram;
 
 use super::Link;
 
@@ -55,16 +55,39 @@ impl fmt::Display for HookPhase {
     }
 }
 
-/// Storage an observer may fill once per link, e.g. with its label-resolved metric handles, so
-/// that observing a hook costs no label lookup. Shared by clones of the link.
+/// One link's `hookway_plugin_hook_duration_seconds` handles, per phase, each made on first use
+/// (a phase that never runs gets no series), for the metrics instance `metrics_id`.
+pub(crate) struct LinkTimers {
+    pub(crate) metrics_id: u64,
+    pub(crate) by_phase: [OnceLock<Histogram>; HookPhase::COUNT],
+}
+
+impl LinkTimers {
+    /// Handles for metrics instance `metrics_id`, none made yet.
+    pub(crate) fn new(metrics_id: u64) -> Self {
+        Self {
+            metrics_id,
+            by_phase: Default::default(),
+        }
+    }
+}
+
+/// Storage the metrics fill once per link with its label-resolved hook-duration handles, so
+/// that observing a hook costs no label lookup. Typed (not `dyn Any`): finding the handle is
+/// two loads and a compare. Shared by clones of the link.
 #[derive(Clone, Default)]
-pub struct ObserverSlot(Arc<OnceLock<Box<dyn Any + Send + Sync>>>);
+pub struct ObserverSlot(Arc<OnceLock<LinkTimers>>);
 
 impl ObserverSlot {
-    /// The slot's value, made by `init` on first use. `None` when the slot already holds a
-    /// value of another type.
-    pub fn get_or_init<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Option<&T> {
-        self.0.get_or_init(|| Box::new(init())).downcast_ref()
+    /// The slot's handles, when filled.
+    #[inline]
+    pub(crate) fn get(&self) -> Option<&LinkTimers> {
+        self.0.get()
+    }
+
+    /// The slot's handles, made by `init` on first use.
+    pub(crate) fn get_or_init(&self, init: impl FnOnce() -> LinkTimers) -> &LinkTimers {
+        self.0.get_or_init(init)
     }
 }
 
@@ -114,8 +137,13 @@ mod tests {
     fn a_slot_is_filled_once_and_shared_by_clones() {
         let slot = ObserverSlot::default();
         let copy = slot.clone();
-        assert_eq!(slot.get_or_init(|| 7u32), Some(&7));
-        assert_eq!(copy.get_or_init(|| 8u32), Some(&7), "filled once");
-        assert_eq!(copy.get_or_init(|| "other type"), None);
+        assert!(copy.get().is_none());
+        assert_eq!(slot.get_or_init(|| LinkTimers::new(7)).metrics_id, 7);
+        assert_eq!(
+            copy.get_or_init(|| LinkTimers::new(8)).metrics_id,
+            7,
+            "filled once"
+        );
+        assert_eq!(copy.get().map(|t| t.metrics_id), Some(7));
     }
 }

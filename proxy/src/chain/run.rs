@@ -77,7 +77,7 @@ impl Ran {
 pub(super) async fn run<U: Upstream>(
     chain: &Chain,
     req: Request<ProxyBody>,
-    mut ctx: Ctx,
+    ctx: &mut Ctx,
     upstream: &U,
     observer: &Arc<dyn ChainObserver>,
 ) -> Response<ProxyBody> {
@@ -104,7 +104,7 @@ pub(super) async fn run<U: Upstream>(
         }
         ran.set.insert(i);
         ran.until = i + 1;
-        let result = match guard::start(|| link.plugin.on_request(&mut parts, &mut ctx)) {
+        let result = match guard::start(|| link.plugin.on_request(&mut parts, ctx)) {
             Started::Done(result) => result,
             Started::Waiting(future) => guard::finish(future).await,
         };
@@ -116,7 +116,7 @@ pub(super) async fn run<U: Upstream>(
                 break;
             }
             Err(failure) => {
-                let failed = Failed::new(links, i, HookPhase::Request, failure, &ctx, &**observer);
+                let failed = Failed::new(links, i, HookPhase::Request, failure, ctx, &**observer);
                 ran.failed = Some(failed.link);
                 error = Some(failed.error);
                 early = Some(failed.response);
@@ -138,21 +138,25 @@ pub(super) async fn run<U: Upstream>(
         None => {
             // The request body: streaming filters, then the opt-in whole-body hook.
             let prepared = if !chain.takes_part(Phases::REQUEST_BODY) {
-                // No plugin of this chain touches request bodies.
-                let (body, counter) = counted(body, completion, Layers::default(), links, observer);
-                received = counter;
-                Ok(body)
+                // No plugin of this chain touches request bodies; without a completion hook
+                // nobody counts its bytes either.
+                if completion {
+                    let (body, counter) =
+                        counted(body, completion, Layers::default(), links, observer);
+                    received = counter;
+                    Ok(body)
+                } else {
+                    Ok(body)
+                }
             } else {
-                match request_body(
-                    links, &ran, completion, &mut parts, body, &mut ctx, observer,
-                ) {
+                match request_body(links, &ran, completion, &mut parts, body, ctx, observer) {
                     Err(failed) => Err(Stop::Failed(failed)),
                     Ok((body, counter)) => {
                         received = counter;
                         // Boxed: its buffering state would otherwise sit in every request's
                         // runner future, which is moved as a whole.
                         Box::pin(whole_body::run(
-                            links, &ran, &mut parts, body, &mut ctx, observer,
+                            links, &ran, &mut parts, body, ctx, observer,
                         ))
                         .await
                     }
@@ -175,9 +179,7 @@ pub(super) async fn run<U: Upstream>(
                         // and the upstream's starts there, without another clock read.
                         clock = Lap::start();
                     }
-                    let result = upstream
-                        .call(Request::from_parts(parts, body), &mut ctx)
-                        .await;
+                    let result = upstream.call(Request::from_parts(parts, body), ctx).await;
                     upstream_duration = Some(clock.lap());
                     match result {
                         Ok(response) => response,
@@ -197,13 +199,13 @@ pub(super) async fn run<U: Upstream>(
     let mut answer_failed = false;
     for i in ran.descending() {
         let link = &links[i];
-        let result = match guard::start(|| link.plugin.on_response(&mut head, &mut ctx)) {
+        let result = match guard::start(|| link.plugin.on_response(&mut head, ctx)) {
             Started::Done(result) => result,
             Started::Waiting(future) => guard::finish(future).await,
         };
         observer.hook(link, HookPhase::Response, clock.lap());
         if let Err(failure) = result {
-            let failed = Failed::new(links, i, HookPhase::Response, failure, &ctx, &**observer);
+            let failed = Failed::new(links, i, HookPhase::Response, failure, ctx, &**observer);
             (head, body) = failed.response.into_parts();
             error = Some(failed.error);
             answer_failed = true;
@@ -214,7 +216,7 @@ pub(super) async fn run<U: Upstream>(
         && chain.takes_part(Phases::RESPONSE_BODY)
         && may_have_body(head_request, head.status)
     {
-        match response_body(links, &ran, &mut head, body, &mut ctx, observer) {
+        match response_body(links, &ran, &mut head, body, ctx, observer) {
             Ok(filtered) => body = filtered,
             Err(failed) => {
                 (head, body) = failed.response.into_parts();
@@ -229,7 +231,9 @@ pub(super) async fn run<U: Upstream>(
     }
     let finisher = Finisher {
         status: head.status,
-        ctx,
+        // The tracker outlives the handler's borrow: it takes the context (only here, when a
+        // completion hook will read it).
+        ctx: ctx.take(),
         links: links.clone(),
         ran: ran.set,
         ran_until: ran.until,

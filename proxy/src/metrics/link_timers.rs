@@ -6,34 +6,39 @@
 //! id; another instance observing the same link (only in tests, where several proxies share
 //! a process) resolves its labels on each call instead.
 
-use std::sync::OnceLock;
+use prometheus::HistogramVec;
 
-use prometheus::{Histogram, HistogramVec};
-
-use crate::chain::{HookPhase, Link};
-
-/// One link's `hookway_plugin_hook_duration_seconds` handles, per phase, made on first use (a
-/// phase that never runs gets no series).
-struct LinkTimers {
-    metrics_id: u64,
-    by_phase: [OnceLock<Histogram>; HookPhase::COUNT],
-}
+use crate::chain::{HookPhase, Link, LinkTimers};
 
 /// Observes `seconds` on `vec{plugin, alias, phase}` for `link`, for metrics instance `id`.
+/// The usual case (the link's handle for the phase already made by this instance) is inlined:
+/// two loads, a compare and the histogram's update.
 #[inline]
 pub(super) fn observe(id: u64, vec: &HistogramVec, link: &Link, phase: HookPhase, seconds: f64) {
-    let resolve = || vec.with_label_values(&[&*link.plugin_kind, &*link.alias, phase.as_str()]);
-    let timers = link.slot.get_or_init(|| LinkTimers {
-        metrics_id: id,
-        by_phase: Default::default(),
-    });
-    match timers {
-        Some(timers) if timers.metrics_id == id => {
-            timers.by_phase[phase.index()]
-                .get_or_init(resolve)
-                .observe(seconds);
+    if let Some(timers) = link.slot.get() {
+        if timers.metrics_id == id {
+            if let Some(histogram) = timers.by_phase[phase.index()].get() {
+                histogram.observe(seconds);
+                return;
+            }
         }
-        _ => resolve().observe(seconds),
+    }
+    observe_first(id, vec, link, phase, seconds);
+}
+
+/// The first observation of `link` (or of its `phase`) by instance `id`, or one by another
+/// instance: the labels are resolved here.
+#[cold]
+#[inline(never)]
+fn observe_first(id: u64, vec: &HistogramVec, link: &Link, phase: HookPhase, seconds: f64) {
+    let resolve = || vec.with_label_values(&[&*link.plugin_kind, &*link.alias, phase.as_str()]);
+    let timers = link.slot.get_or_init(|| LinkTimers::new(id));
+    if timers.metrics_id == id {
+        timers.by_phase[phase.index()]
+            .get_or_init(resolve)
+            .observe(seconds);
+    } else {
+        resolve().observe(seconds);
     }
 }
 

@@ -63,6 +63,11 @@ pub struct Ctx {
 impl Ctx {
     /// A fresh context for a request from `peer_addr` on `local_addr`.
     pub fn new(peer_addr: SocketAddr, local_addr: SocketAddr, tls: bool) -> Self {
+        Self::new_at(peer_addr, local_addr, tls, Instant::now())
+    }
+
+    /// A fresh context that started at `started`.
+    fn new_at(peer_addr: SocketAddr, local_addr: SocketAddr, tls: bool, started: Instant) -> Self {
         Self {
             peer_addr,
             local_addr,
@@ -76,13 +81,21 @@ impl Ctx {
             target: TargetOverride::default(),
             request_id: None,
             consumer: None,
-            started: Instant::now(),
+            started,
             upstream_addr: None,
             plugins_ran: PluginsRan::default(),
             credential_params: None,
             extensions: Extensions::new(),
             hop_by_hop_removed: None,
         }
+    }
+
+    /// The context, taken out of `self`, which is left as a fresh context of the same
+    /// connection and start (no clock read). For the completion tracker, which outlives the
+    /// chain runner's borrow.
+    pub(crate) fn take(&mut self) -> Ctx {
+        let fresh = Ctx::new_at(self.peer_addr, self.local_addr, self.tls, self.started);
+        std::mem::replace(self, fresh)
     }
 }
 
@@ -159,4 +172,32 @@ pub struct Completion {
     pub error: Option<String>,
     /// The client went away before the response finished.
     pub client_aborted: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn take_moves_the_context_out_and_leaves_a_fresh_one_of_the_same_connection() {
+        let (peer, local) = (
+            "10.0.0.1:4000".parse().unwrap(),
+            "10.0.0.2:80".parse().unwrap(),
+        );
+        let mut ctx = Ctx::new(peer, local, true);
+        ctx.request_id = Some("r1".into());
+        ctx.te_trailers = true;
+        let started = ctx.started;
+        let taken = ctx.take();
+        assert_eq!(taken.request_id.as_deref(), Some("r1"));
+        assert!(taken.te_trailers);
+        assert_eq!(taken.started, started);
+        assert_eq!(ctx.request_id, None, "left fresh");
+        assert!(!ctx.te_trailers);
+        assert_eq!(
+            (ctx.peer_addr, ctx.local_addr, ctx.tls),
+            (peer, local, true)
+        );
+        assert_eq!(ctx.started, started, "no new clock read");
+    }
 }

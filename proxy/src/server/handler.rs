@@ -191,7 +191,7 @@ pub async fn handle(
             } else {
                 ctx.route = Some(route.key.clone());
                 let req = Request::from_parts(parts, body);
-                route.chain.run(req, ctx, &up, &shared.observer).await
+                route.chain.run(req, &mut ctx, &up, &shared.observer).await
             };
             (
                 resp,
@@ -206,7 +206,7 @@ pub async fn handle(
                 call_direct(&NoRoute, req, ctx).await
             } else {
                 rt.default_chain
-                    .run(req, ctx, &NoRoute, &shared.observer)
+                    .run(req, &mut ctx, &NoRoute, &shared.observer)
                     .await
             };
             (resp, "", "", &rt.no_route_duration)

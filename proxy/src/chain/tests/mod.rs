@@ -437,7 +437,7 @@ pub(crate) async fn run(
     let observer = Arc::new(Observer::default());
     let dyn_observer: Arc<dyn ChainObserver> = observer.clone();
     let resp = Chain::new(links)
-        .run(req, ctx(), upstream, &dyn_observer)
+        .run(req, &mut ctx(), upstream, &dyn_observer)
         .await;
     (resp, observer)
 }
@@ -458,5 +458,5 @@ fn run_future_is_send() {
     let chain = Chain::default();
     let upstream = TestUpstream::new(Answer::Stream(vec![]));
     let observer: Arc<dyn ChainObserver> = Arc::new(Observer::default());
-    assert_send(chain.run(get("/"), ctx(), &upstream, &observer));
+    assert_send(chain.run(get("/"), &mut ctx(), &upstream, &observer));
 }

@@ -123,7 +123,7 @@ async fn the_upstream_looks_for_hop_by_hop_fields_again_unless_every_plugin_keep
         // As the server leaves it: the client's hop-by-hop fields removed, an upgrade asked.
         ctx.hop_by_hop_removed = Some(true);
         Chain::new(links)
-            .run(get("/"), ctx, &upstream, &observer)
+            .run(get("/"), &mut ctx, &upstream, &observer)
             .await;
         assert_eq!(*upstream.0.lock().unwrap(), Some(expected));
     }

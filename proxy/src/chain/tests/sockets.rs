@@ -29,7 +29,7 @@ async fn a_client_hanging_up_mid_body_completes_as_aborted() {
             async move {
                 let req = req.map(|b| b.map_err(BoxError::from).boxed_unsync());
                 Ok::<_, std::convert::Infallible>(
-                    chain.run(req, ctx(), &*upstream, &observer).await,
+                    chain.run(req, &mut ctx(), &*upstream, &observer).await,
                 )
             }
         });

@@ -31,7 +31,9 @@ async fn per_request(chain: &Chain, upstream: &Fast, n: u32) -> f64 {
     for _ in 0..5 {
         let started = Instant::now();
         for _ in 0..n {
-            let resp = chain.run(get("/bench"), ctx(), upstream, &observer).await;
+            let resp = chain
+                .run(get("/bench"), &mut ctx(), upstream, &observer)
+                .await;
             resp.into_body().collect().await.unwrap();
         }
         best = best.min(started.elapsed().as_nanos() as f64 / f64::from(n));

@@ -223,7 +223,8 @@ async fn nothing_is_buffered_when_no_plugin_asks() {
     ];
     let observer: Arc<dyn ChainObserver> = Arc::new(Observer::default());
     let chain = Chain::new(links);
-    let run = chain.run(req, ctx(), &FirstChunk, &observer);
+    let mut context = ctx();
+    let run = chain.run(req, &mut context, &FirstChunk, &observer);
     let resp = tokio::time::timeout(Duration::from_secs(5), run)
         .await
         .expect("the body streamed through");
