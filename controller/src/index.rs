@@ -93,32 +93,40 @@ impl EndpointSliceLite {
     }
 }
 
-impl kube::Resource for EndpointSliceLite {
-    type DynamicType = ();
-    type Scope = k8s_openapi::NamespaceResourceScope;
+/// `kube::Resource` for a lite type (`metadata` plus the fields the compiler reads) as the
+/// resource `$full` it is read from: the API calls and watches are `$full`'s.
+macro_rules! lite_resource {
+    ($lite:ty, $full:ty) => {
+        impl kube::Resource for $lite {
+            type DynamicType = ();
+            type Scope = k8s_openapi::NamespaceResourceScope;
 
-    fn kind(dt: &()) -> Cow<'_, str> {
-        EndpointSlice::kind(dt)
-    }
-    fn group(dt: &()) -> Cow<'_, str> {
-        EndpointSlice::group(dt)
-    }
-    fn version(dt: &()) -> Cow<'_, str> {
-        EndpointSlice::version(dt)
-    }
-    fn api_version(dt: &()) -> Cow<'_, str> {
-        EndpointSlice::api_version(dt)
-    }
-    fn plural(dt: &()) -> Cow<'_, str> {
-        EndpointSlice::plural(dt)
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
+            fn kind(dt: &()) -> Cow<'_, str> {
+                <$full>::kind(dt)
+            }
+            fn group(dt: &()) -> Cow<'_, str> {
+                <$full>::group(dt)
+            }
+            fn version(dt: &()) -> Cow<'_, str> {
+                <$full>::version(dt)
+            }
+            fn api_version(dt: &()) -> Cow<'_, str> {
+                <$full>::api_version(dt)
+            }
+            fn plural(dt: &()) -> Cow<'_, str> {
+                <$full>::plural(dt)
+            }
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
 }
+
+lite_resource!(EndpointSliceLite, EndpointSlice);
 
 /// A core Service as its reflector store keeps it: metadata and ports, the only part of it the
 /// compiler reads (ports by number or name, their `appProtocol`). k8s-openapi's `Service` is
@@ -157,32 +165,7 @@ impl CoreServiceLite {
     }
 }
 
-impl kube::Resource for CoreServiceLite {
-    type DynamicType = ();
-    type Scope = k8s_openapi::NamespaceResourceScope;
-
-    fn kind(dt: &()) -> Cow<'_, str> {
-        CoreService::kind(dt)
-    }
-    fn group(dt: &()) -> Cow<'_, str> {
-        CoreService::group(dt)
-    }
-    fn version(dt: &()) -> Cow<'_, str> {
-        CoreService::version(dt)
-    }
-    fn api_version(dt: &()) -> Cow<'_, str> {
-        CoreService::api_version(dt)
-    }
-    fn plural(dt: &()) -> Cow<'_, str> {
-        CoreService::plural(dt)
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+lite_resource!(CoreServiceLite, CoreService);
 
 /// Several reflector stores of one kind (one per watched namespace) read as one.
 pub struct MultiStore<K: kube::Resource<DynamicType = ()> + 'static>(pub Vec<Store<K>>);

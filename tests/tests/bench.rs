@@ -231,6 +231,21 @@ fn delta_frames(metrics: &str) -> (f64, f64) {
     )
 }
 
+/// Waits (30 s at most) until the controller's snapshot channel holds a Route with `host`.
+async fn until_published(
+    compiled: &mut tokio::sync::watch::Receiver<Option<Arc<Snapshot>>>,
+    host: &str,
+) {
+    let has_host = |s: &Option<Arc<Snapshot>>| {
+        s.as_ref()
+            .is_some_and(|s| s.routes.iter().any(|e| e.hosts.iter().any(|h| h == host)))
+    };
+    tokio::time::timeout(Duration::from_secs(30), compiled.wait_for(has_host))
+        .await
+        .expect("change compiled")
+        .unwrap();
+}
+
 /// `ROUNDS` Route changes, one at a time: change → served by every proxy, and change →
 /// published by the controller, each sorted.
 async fn timed_changes(
@@ -251,12 +266,7 @@ async fn timed_changes(
             .replace(&format!("r{i}"), &PostParams::default(), &r)
             .await
             .unwrap();
-        let has_host = |s: &Option<Arc<Snapshot>>| {
-            s.as_ref()
-                .is_some_and(|s| s.routes.iter().any(|e| e.hosts.contains(&host)))
-        };
-        let watched = tokio::time::timeout(Duration::from_secs(30), compiled.wait_for(has_host));
-        watched.await.expect("change compiled").unwrap();
+        until_published(compiled, &host).await;
         published.push(t.elapsed());
         until_served(proxies, &host, Duration::from_secs(30)).await;
         samples.push(t.elapsed());

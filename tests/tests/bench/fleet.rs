@@ -123,14 +123,7 @@ impl Restarts<'_> {
                 .replace(&format!("r{i}"), &PostParams::default(), &r)
                 .await
                 .unwrap();
-            let has_host = |s: &Option<Arc<Snapshot>>| {
-                s.as_ref()
-                    .is_some_and(|s| s.routes.iter().any(|e| e.hosts.contains(&host)))
-            };
-            tokio::time::timeout(Duration::from_secs(30), compiled.wait_for(has_host))
-                .await
-                .expect("change compiled")
-                .unwrap();
+            super::until_published(compiled, &host).await;
             timed.published.push(t.elapsed());
             super::until_served(self.steady, &host, Duration::from_secs(30)).await;
             timed.steady.push(t.elapsed());
