@@ -18,6 +18,7 @@ pub mod runtime;
 pub mod server;
 pub mod source;
 pub mod standalone;
+pub mod timer;
 pub mod upstream;
 
 pub use server::{Limits, ProxyConfig, ProxyServer, RequestRules, ServerError};

@@ -4,7 +4,6 @@
 pub mod handler;
 pub mod limits;
 pub mod request_rules;
-pub mod timer;
 pub mod tls;
 
 use std::future::Future;
@@ -313,7 +312,9 @@ fn conn_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .http1()
         // hyper makes a sleep for every request head (the header-read timeout); its tokio timer
         // is a pooled one, not a new timer-wheel entry per request.
-        .timer(timer::PooledTimer::new(timer::SleepPool::header_reads()))
+        .timer(crate::timer::PooledTimer::new(
+            crate::timer::SleepPool::header_reads(),
+        ))
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);

@@ -16,7 +16,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use hookway_crds::snapshot::UpstreamProtocol;
 
 use super::endpoint::{Endpoint, IdleSettings};
-use crate::server::timer::SleepPool;
+use crate::timer::SleepPool;
 
 /// Opens TCP connections, with TLS for `https` endpoints.
 pub type Connector = HttpsConnector<HttpConnector>;

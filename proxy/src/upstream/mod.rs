@@ -304,7 +304,7 @@ impl ProxyUpstream<'_> {
             let send = std::pin::pin!(endpoint.send_head(head, body, upgrade, guard));
             let sent = pool.client.timers().timeout(timeout, send);
             match sent.await {
-                Err(crate::server::timer::Elapsed) => {
+                Err(crate::timer::Elapsed) => {
                     tracing::debug!(upstream = %pool.key, ?timeout, "upstream timed out");
                     return Err(fail(StatusCode::GATEWAY_TIMEOUT, "upstream timed out"));
                 }

@@ -3,7 +3,7 @@
 //!
 //! Two timeouts run for every HTTP/1.1 request: hyper's header-read timeout (armed when hyper
 //! starts waiting for a request head, dropped when the head is in) and the upstream timeout
-//! (around [`Endpoint::send_head`](crate::upstream::endpoint::Endpoint::send_head)). With
+//! (around the upstream client's `Endpoint::send_head`). With
 //! tokio's own `Sleep`, each of them registered an entry in the timer wheel on its first poll
 //! (the driver's lock, the wheel's level and slot lists: ~380 instructions) and removed it again
 //! when dropped (~170), every request (bench/RESULTS.md, issue 18).
