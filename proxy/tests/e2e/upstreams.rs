@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use hookway_crds::snapshot::Balance;
+use hookway_crds::snapshot::{Balance, UpstreamEntry};
 
 use crate::support::*;
 
@@ -25,6 +25,17 @@ async fn distribution(
             .or_default() += 1;
     }
     counts
+}
+
+/// A proxy with one Route `r` (every host, every path) to `up`, which must be named `svc`.
+async fn proxy_to(up: UpstreamEntry) -> Proxy {
+    Proxy::start(Some(snapshot(
+        1,
+        vec![route("r", &[], vec![], "svc")],
+        vec![up],
+        vec![],
+    )))
+    .await
 }
 
 async fn three() -> Vec<EchoServer> {
@@ -66,13 +77,7 @@ async fn ip_hash_and_header_hash_are_sticky() {
     let addrs: Vec<_> = s.iter().map(|s| s.addr).collect();
     let mut up = upstream("svc", &addrs);
     up.balance = Balance::IpHash;
-    let proxy = Proxy::start(Some(snapshot(
-        1,
-        vec![route("r", &[], vec![], "svc")],
-        vec![up.clone()],
-        vec![],
-    )))
-    .await;
+    let proxy = proxy_to(up.clone()).await;
     assert_eq!(
         distribution(&proxy, 12, None).await.len(),
         1,
@@ -110,13 +115,7 @@ async fn retries_go_to_the_next_node_for_idempotent_requests_only() {
     let dead = dead_addr().await;
     let mut up = upstream("svc", &[dead, live.addr]);
     up.retries = 1;
-    let proxy = Proxy::start(Some(snapshot(
-        1,
-        vec![route("r", &[], vec![], "svc")],
-        vec![up],
-        vec![],
-    )))
-    .await;
+    let proxy = proxy_to(up).await;
     let c = client();
     for _ in 0..6 {
         let resp = c.get(proxy.url("/")).send().await.unwrap();
@@ -138,13 +137,7 @@ async fn retry_on_status_503() {
     let mut up = upstream("svc", &[bad.addr, good.addr]);
     up.retries = 1;
     up.retry_on_status = vec![503];
-    let proxy = Proxy::start(Some(snapshot(
-        1,
-        vec![route("r", &[], vec![], "svc")],
-        vec![up],
-        vec![],
-    )))
-    .await;
+    let proxy = proxy_to(up).await;
     let c = client();
     for _ in 0..6 {
         assert_eq!(
@@ -203,13 +196,7 @@ async fn a_retry_sends_the_very_same_head_again() {
     let mut up = upstream("svc", &[bad, good]);
     up.retries = 1;
     up.retry_on_status = vec![503];
-    let proxy = Proxy::start(Some(snapshot(
-        1,
-        vec![route("r", &[], vec![], "svc")],
-        vec![up],
-        vec![],
-    )))
-    .await;
+    let proxy = proxy_to(up).await;
     let c = client();
     for i in 0..4 {
         let resp = c
@@ -270,13 +257,7 @@ async fn a_client_that_leaves_mid_request_ends_the_upstream_call() {
     let mut up = upstream("svc", &[addr]);
     // Far beyond the wait below: only the client leaving can end the call in time.
     up.request_timeout_ms = 60_000;
-    let proxy = Proxy::start(Some(snapshot(
-        1,
-        vec![route("r", &[], vec![], "svc")],
-        vec![up],
-        vec![],
-    )))
-    .await;
+    let proxy = proxy_to(up).await;
     let mut client = tokio::net::TcpStream::connect(proxy.http).await.unwrap();
     client
         .write_all(b"GET /wait HTTP/1.1\r\nhost: a.test\r\n\r\n")
@@ -298,13 +279,7 @@ async fn each_request_on_a_keep_alive_connection_gets_its_own_upstream_timeout()
     let s = EchoServer::start("s").await;
     let mut up = upstream("svc", &[s.addr]);
     up.request_timeout_ms = 300;
-    let proxy = Proxy::start(Some(snapshot(
-        1,
-        vec![route("r", &[], vec![], "svc")],
-        vec![up],
-        vec![],
-    )))
-    .await;
+    let proxy = proxy_to(up).await;
     // One client connection (the client keeps it alive): a slow request after fast ones still
     // times out on time, and the connection serves the next one.
     let c = client();
