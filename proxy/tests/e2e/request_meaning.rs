@@ -301,6 +301,55 @@ async fn hop_by_hop_headers_go_before_plugins_and_cannot_remove_theirs() {
     }
 }
 
+/// A headers plugin that names a hop-by-hop field does not declare that it keeps them
+/// (`Plugin::keeps_hop_by_hop`): the upstream call removes what it added, and the fields its
+/// `Connection` names, as for a client's.
+#[tokio::test]
+async fn hop_by_hop_fields_a_plugin_adds_never_reach_the_upstream() {
+    let table = [
+        (
+            "{request: {set: {connection: x-env, x-env: \"1\"}}}",
+            &["connection", "x-env"][..],
+        ),
+        ("{request: {set: {te: gzip}}}", &["te"][..]),
+        (
+            "{request: {add: {keep-alive: timeout=5}}}",
+            &["keep-alive"][..],
+        ),
+        (
+            "{request: {rename: {x-a: upgrade}}}",
+            &["upgrade", "x-a"][..],
+        ),
+        (
+            "{request: {set: {proxy-connection: keep-alive}}}",
+            &["proxy-connection"][..],
+        ),
+    ];
+    for (config, gone) in table {
+        let up = Recorder::start().await;
+        let (_dir, proxy) = proxy_with(
+            up.addr,
+            &[
+                ("tag.yaml", plugin_yaml("tag", "headers", config)),
+                ("route.yaml", route_yaml("r", "/", "tag: {}")),
+            ],
+        )
+        .await;
+        // `X-A` for the rename to turn into `Upgrade`.
+        let resp = raw::send(proxy.http, b"GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(resp.status, 200, "{config}: {}", resp.body);
+        let seen = up.last().unwrap();
+        for name in gone {
+            assert!(
+                !seen.headers.contains_key(*name),
+                "{config}: {name} reached the upstream"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn forwarding_headers_from_untrusted_clients_are_replaced() {
     let up = Recorder::start().await;
